@@ -1,8 +1,8 @@
 //! What the runtime `Builder` decides about the blocking pool.
 
-use std::{fmt, time::Duration};
-
-use crate::sync::Arc;
+// `std`'s Arc even under loom: these only share the user's callbacks, which
+// loom need not model, and loom's Arc cannot hold a `dyn Fn`.
+use std::{fmt, sync::Arc, time::Duration};
 
 /// How the blocking pool sizes, names and reaps its threads.
 ///
