@@ -1,7 +1,71 @@
-//! weft
+//! weft: a work-stealing async runtime with cooperative scheduling, timers
+//! and a blocking pool, built to carry deadlines, cancellation trees and
+//! resilience natively.
+//!
+//! ```
+//! #[weft::main(worker_threads = 2)]
+//! async fn main() {
+//!     let handle = weft::spawn(async { 6 * 7 });
+//!     assert_eq!(handle.await.unwrap(), 42);
+//! }
+//! # main();
+//! ```
+//!
+//! The map of the crate: `task/` (the task cell and its state word),
+//! `scheduler/` (workers, queues, parking), `coop` (per-poll budget),
+//! `time/` (timing wheels), `blocking/` (the `spawn_blocking` pool),
+//! `runtime/` (builder, runtime, metrics). docs/ARCHITECTURE.md explains each.
+
+#![warn(missing_docs)]
 
 mod blocking;
-// `atomic` and `UnsafeCell` are for the executor core, built on another
-// branch; until it lands only the blocking pool uses this facade.
-#[allow(dead_code, unused_imports)]
+mod context;
+mod coop;
+pub mod runtime;
+mod scheduler;
 mod sync;
+pub mod task;
+pub mod time;
+
+#[cfg(weft_loom)]
+#[doc(hidden)]
+pub mod __loom;
+
+use std::future::Future;
+
+pub use weft_macros::{main, test};
+
+pub use crate::{
+    runtime::Runtime,
+    task::{JoinError, JoinHandle},
+};
+
+/// Spawns a task onto the current runtime.
+///
+/// # Panics
+/// Outside a weft runtime (see [`runtime::Handle::try_current`]).
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    context::with_current_handle(|handle| match handle {
+        Some(handle) => handle.spawn(future, task::Id::next()),
+        None => panic!(
+            "`weft::spawn` called outside a weft runtime: call it inside \
+             `Runtime::block_on`, a spawned task, or after `Runtime::enter`"
+        ),
+    })
+}
+
+/// Runs a blocking closure on the current runtime's blocking pool.
+///
+/// # Panics
+/// Outside a weft runtime.
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    runtime::Handle::current().spawn_blocking(f)
+}

@@ -11,7 +11,6 @@ use std::{fmt, sync::Arc, time::Duration};
 /// `on_thread_stop` run on the pool thread itself; they should not panic: a
 /// panic ends that thread (the pool's counts stay right, and queued jobs wait
 /// for the next thread `spawn` starts).
-#[allow(dead_code)] // used by the runtime once spawn_blocking is wired
 #[derive(Clone)]
 pub(crate) struct BlockingConfig {
     /// Most threads alive at once; at least 1. Jobs beyond this wait in FIFO

@@ -73,10 +73,11 @@
 
 mod config;
 mod pool;
+mod spawn;
 
 pub(crate) use config::BlockingConfig;
-#[allow(unused_imports)] // used by the runtime once spawn_blocking is wired
-pub(crate) use pool::{BlockingMetrics, BlockingPool, Job};
+pub(crate) use pool::BlockingPool;
+pub(crate) use spawn::spawn_blocking;
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,6 @@ use crate::sync::{lock, thread, Arc, Condvar, Mutex, MutexGuard};
 
 /// A unit of blocking work. Whatever the caller wants back (the output, a
 /// panic) it sends through a channel captured by the closure.
-#[allow(dead_code)] // used by the runtime once spawn_blocking is wired
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// The `spawn_blocking` thread pool. Cloning shares the same pool.
@@ -24,7 +23,6 @@ pub(crate) struct BlockingPool {
 }
 
 /// A snapshot of the pool's counters, all read under one lock.
-#[allow(dead_code)] // used by the runtime once spawn_blocking is wired
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BlockingMetrics {
     /// Threads started and not yet exited, including detached ones.
@@ -73,7 +71,6 @@ struct State {
     last_exited: Option<thread::JoinHandle<()>>,
 }
 
-#[allow(dead_code)] // used by the runtime once spawn_blocking is wired
 impl BlockingPool {
     /// Creates an empty pool; threads start on demand.
     ///

@@ -1,0 +1,220 @@
+use std::{fmt, io, sync::Arc, time::Duration};
+
+use super::Runtime;
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = weft::runtime::Builder::new_multi_thread()
+///     .worker_threads(2)
+///     .thread_name("my-worker")
+///     .build()?;
+/// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+/// # Ok::<(), weft::runtime::BuildError>(())
+/// ```
+///
+/// Bad values are reported by [`build`](Builder::build) as a [`BuildError`],
+/// never by a panic in the setter.
+pub struct Builder {
+    pub(crate) worker_threads: Option<usize>,
+    pub(crate) thread_name: Arc<dyn Fn() -> String + Send + Sync>,
+    pub(crate) thread_stack_size: Option<usize>,
+    pub(crate) on_thread_start: Option<Hook>,
+    pub(crate) on_thread_stop: Option<Hook>,
+    pub(crate) global_queue_interval: u32,
+    pub(crate) event_interval: u32,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
+}
+
+/// Why a [`Builder`] could not build a runtime.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `worker_threads(0)`: a runtime needs at least one worker.
+    ZeroWorkerThreads,
+    /// More workers than the scheduler's idle accounting supports.
+    TooManyWorkerThreads {
+        /// What was asked for.
+        requested: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `global_queue_interval(0)`.
+    ZeroGlobalQueueInterval,
+    /// `event_interval(0)`.
+    ZeroEventInterval,
+    /// `max_blocking_threads(0)`: `spawn_blocking` could never run anything.
+    ZeroMaxBlockingThreads,
+    /// The OS refused to start a worker thread.
+    SpawnThread(io::Error),
+}
+
+/// The most workers a runtime may have (the idle state packs counts in 16 bits).
+pub const MAX_WORKER_THREADS: usize = (1 << 15) - 1;
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroWorkerThreads => {
+                f.write_str("worker_threads must be at least 1, got 0")
+            }
+            BuildError::TooManyWorkerThreads { requested, max } => {
+                write!(f, "worker_threads must be at most {max}, got {requested}")
+            }
+            BuildError::ZeroGlobalQueueInterval => {
+                f.write_str("global_queue_interval must be at least 1, got 0")
+            }
+            BuildError::ZeroEventInterval => f.write_str("event_interval must be at least 1, got 0"),
+            BuildError::ZeroMaxBlockingThreads => {
+                f.write_str("max_blocking_threads must be at least 1, got 0")
+            }
+            BuildError::SpawnThread(err) => write!(f, "failed to spawn a worker thread: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::SpawnThread(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<BuildError> for io::Error {
+    fn from(err: BuildError) -> io::Error {
+        match err {
+            BuildError::SpawnThread(err) => err,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        }
+    }
+}
+
+impl Builder {
+    /// A work-stealing runtime; by default one worker per CPU.
+    pub fn new_multi_thread() -> Builder {
+        Builder {
+            worker_threads: None,
+            thread_name: Arc::new(|| "weft-worker".to_owned()),
+            thread_stack_size: None,
+            on_thread_start: None,
+            on_thread_stop: None,
+            global_queue_interval: 61,
+            event_interval: 61,
+            max_blocking_threads: 512,
+            blocking_keep_alive: Duration::from_secs(10),
+        }
+    }
+
+    /// Number of worker threads (default: the number of CPUs).
+    pub fn worker_threads(mut self, n: usize) -> Builder {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// Name of every thread the runtime starts (workers and blocking threads).
+    pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
+        let name = name.into();
+        self.thread_name = Arc::new(move || name.clone());
+        self
+    }
+
+    /// A function producing each new thread's name.
+    pub fn thread_name_fn(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> Builder {
+        self.thread_name = Arc::new(f);
+        self
+    }
+
+    /// Stack size of the runtime's threads (default: std's).
+    pub fn thread_stack_size(mut self, bytes: usize) -> Builder {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs on each runtime thread (worker or blocking) when it starts.
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
+        self.on_thread_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs on each runtime thread just before it exits.
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Builder {
+        self.on_thread_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Ticks between forced looks at the global (injector) queue, so remote
+    /// spawns are not starved by a busy local queue (default 61, as Go).
+    pub fn global_queue_interval(mut self, ticks: u32) -> Builder {
+        self.global_queue_interval = ticks;
+        self
+    }
+
+    /// Ticks between checks for due timers (and io events) while a worker
+    /// has work (default 61).
+    pub fn event_interval(mut self, ticks: u32) -> Builder {
+        self.event_interval = ticks;
+        self
+    }
+
+    /// Cap on `spawn_blocking` threads (default 512).
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before exiting
+    /// (default 10 s).
+    pub fn thread_keep_alive(mut self, keep_alive: Duration) -> Builder {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Validates the configuration and starts the worker threads.
+    pub fn build(&mut self) -> Result<Runtime, BuildError> {
+        let workers = self
+            .worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers == 0 {
+            return Err(BuildError::ZeroWorkerThreads);
+        }
+        if workers > MAX_WORKER_THREADS {
+            return Err(BuildError::TooManyWorkerThreads {
+                requested: workers,
+                max: MAX_WORKER_THREADS,
+            });
+        }
+        if self.global_queue_interval == 0 {
+            return Err(BuildError::ZeroGlobalQueueInterval);
+        }
+        if self.event_interval == 0 {
+            return Err(BuildError::ZeroEventInterval);
+        }
+        if self.max_blocking_threads == 0 {
+            return Err(BuildError::ZeroMaxBlockingThreads);
+        }
+        Runtime::start(self, workers)
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new_multi_thread()
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("worker_threads", &self.worker_threads)
+            .field("global_queue_interval", &self.global_queue_interval)
+            .field("event_interval", &self.event_interval)
+            .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("blocking_keep_alive", &self.blocking_keep_alive)
+            .finish_non_exhaustive()
+    }
+}

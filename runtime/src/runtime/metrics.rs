@@ -1,0 +1,102 @@
+use crate::scheduler::Shared;
+
+/// A point-in-time view of a runtime's counters.
+///
+/// Per-worker counters are written by their worker without synchronisation
+/// beyond atomicity, so a snapshot taken while the runtime runs is a
+/// consistent view of each counter, not of all counters at one instant.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RuntimeMetrics {
+    /// Worker threads.
+    pub workers: usize,
+    /// Tasks spawned and not yet finished (blocking tasks excluded).
+    pub alive_tasks: usize,
+    /// Tasks waiting in the global injector queue.
+    pub injector_depth: usize,
+    /// Workers currently parked.
+    pub parked_workers: usize,
+    /// Workers currently searching for work to steal.
+    pub searching_workers: usize,
+    /// Timers registered and not yet fired.
+    pub timers_pending: usize,
+    /// Timers fired since start.
+    pub timers_fired: usize,
+    /// Threads in the blocking pool.
+    pub blocking_threads: usize,
+    /// Idle threads in the blocking pool.
+    pub blocking_idle_threads: usize,
+    /// Blocking jobs waiting for a thread.
+    pub blocking_queue_depth: usize,
+    /// One entry per worker.
+    pub worker: Vec<WorkerMetrics>,
+}
+
+/// One worker's counters since start.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct WorkerMetrics {
+    /// Task polls.
+    pub polls: u64,
+    /// Tasks taken from other workers' queues.
+    pub steals: u64,
+    /// Steal operations tried (one per victim visited).
+    pub steal_attempts: u64,
+    /// Times the worker parked.
+    pub parks: u64,
+    /// Polls of the task in the LIFO slot.
+    pub lifo_hits: u64,
+    /// Tasks taken from the injector.
+    pub injector_pops: u64,
+    /// Polls ended because a task spent its whole coop budget.
+    pub budget_forced_yields: u64,
+    /// Tasks in the worker's run queue now.
+    pub local_queue_depth: usize,
+}
+
+impl RuntimeMetrics {
+    /// Sum of `polls` over the workers.
+    pub fn total_polls(&self) -> u64 {
+        self.worker.iter().map(|w| w.polls).sum()
+    }
+
+    /// Sum of `steals` over the workers.
+    pub fn total_steals(&self) -> u64 {
+        self.worker.iter().map(|w| w.steals).sum()
+    }
+
+    /// Sum of `budget_forced_yields` over the workers.
+    pub fn total_budget_forced_yields(&self) -> u64 {
+        self.worker.iter().map(|w| w.budget_forced_yields).sum()
+    }
+}
+
+pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
+    let blocking = shared.blocking.metrics();
+    RuntimeMetrics {
+        workers: shared.remotes.len(),
+        alive_tasks: shared.owned.len(),
+        injector_depth: shared.injector.len(),
+        parked_workers: shared.idle.num_parked(),
+        searching_workers: shared.idle.num_searching(),
+        timers_pending: shared.time.pending_count(),
+        timers_fired: shared.time.fired_count(),
+        blocking_threads: blocking.threads_alive,
+        blocking_idle_threads: blocking.threads_idle,
+        blocking_queue_depth: blocking.queue_depth,
+        worker: shared
+            .remotes
+            .iter()
+            .map(|r| WorkerMetrics {
+                polls: r.metrics.polls.get(),
+                steals: r.metrics.steals.get(),
+                steal_attempts: r.metrics.steal_attempts.get(),
+                parks: r.metrics.parks.get(),
+                lifo_hits: r.metrics.lifo_hits.get(),
+                injector_pops: r.metrics.injector_pops.get(),
+                budget_forced_yields: r.metrics.budget_forced_yields.get(),
+                local_queue_depth: r.stealer.len(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,358 @@
+//! The runtime: builds the scheduler, starts the worker threads, runs
+//! `block_on`, and shuts everything down.
+//!
+//! # Shutdown (`Runtime::shutdown_timeout`, also on drop without a limit)
+//! 1. Set the shutdown flag and unpark every worker. Each worker finishes
+//!    its current poll, drops what is left in its LIFO slot and run queue,
+//!    and exits.
+//! 2. Wait for the workers to exit, up to the timeout; a worker still inside
+//!    a poll after that is detached (left running, not joined).
+//! 3. Drop every notification left in the injector and in the queues of
+//!    detached workers.
+//! 4. Close the task registry and cancel every task in it: futures are
+//!    dropped on this thread (destructors run, so nothing leaks), join
+//!    handles resolve to `JoinError::is_cancelled()`. A task still running
+//!    on a detached worker is marked cancelled and dropped when its poll
+//!    returns. Spawns after this point are cancelled at once.
+//! 5. Drop notifications produced by those destructors, then shut down the
+//!    blocking pool (unstarted jobs are cancelled; running ones get what is
+//!    left of the timeout).
+
+mod builder;
+mod metrics;
+
+use std::{
+    fmt,
+    future::Future,
+    pin::pin,
+    sync::Arc as StdArc,
+    task::{Context, Poll, Wake, Waker},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crossbeam_deque::{Injector, Worker};
+
+pub use self::{
+    builder::{BuildError, Builder, MAX_WORKER_THREADS},
+    metrics::{RuntimeMetrics, WorkerMetrics},
+};
+use crate::{
+    blocking::{self, BlockingConfig, BlockingPool},
+    context::{self, EnterGuard},
+    coop,
+    scheduler::{
+        self,
+        idle::Idle,
+        park::{Parker, Unparker},
+        worker::run_worker,
+        Remote, SchedConfig, Shared,
+    },
+    sync::{atomic::AtomicBool, atomic::Ordering::*, Arc},
+    task::{Id, JoinHandle, OwnedTasks},
+    time::driver::TimeDriver,
+};
+
+/// A running weft runtime: worker threads, timers, blocking pool.
+///
+/// Dropping it shuts it down, waiting for workers to finish their current
+/// polls (see [`Runtime::shutdown_timeout`] for a bounded wait).
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<thread::JoinHandle<()>>,
+    exited: StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    done: bool,
+}
+
+/// A cloneable reference to a runtime, usable from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: scheduler::Handle,
+}
+
+impl Runtime {
+    pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
+        let locals: Vec<Worker<crate::task::Notified>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
+        let remotes = locals
+            .iter()
+            .zip(&parkers)
+            .map(|(local, parker)| Remote {
+                stealer: local.stealer(),
+                unparker: parker.unparker(),
+                metrics: Default::default(),
+            })
+            .collect();
+        let blocking = BlockingPool::new(BlockingConfig {
+            max_threads: builder.max_blocking_threads,
+            keep_alive: builder.blocking_keep_alive,
+            thread_name: builder.thread_name.clone(),
+            stack_size: builder.thread_stack_size,
+            on_thread_start: builder.on_thread_start.clone(),
+            on_thread_stop: builder.on_thread_stop.clone(),
+        });
+        let shared = Shared {
+            injector: Injector::new(),
+            remotes,
+            idle: Idle::new(workers),
+            owned: OwnedTasks::new(workers * 4),
+            time: TimeDriver::new(workers),
+            blocking,
+            shutdown: AtomicBool::new(false),
+            config: SchedConfig {
+                global_queue_interval: builder.global_queue_interval,
+                event_interval: builder.event_interval,
+                max_lifo_polls: 3,
+            },
+        };
+        let handle = Handle {
+            inner: scheduler::Handle {
+                shared: Arc::new(shared),
+            },
+        };
+        let exited = StdArc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+        let mut runtime = Runtime {
+            handle: handle.clone(),
+            threads: Vec::with_capacity(workers),
+            exited: exited.clone(),
+            done: false,
+        };
+        for (index, (local, parker)) in locals.into_iter().zip(parkers).enumerate() {
+            let mut thread = thread::Builder::new().name((builder.thread_name)());
+            if let Some(size) = builder.thread_stack_size {
+                thread = thread.stack_size(size);
+            }
+            let inner = handle.inner.clone();
+            let exited = exited.clone();
+            let on_start = builder.on_thread_start.clone();
+            let on_stop = builder.on_thread_stop.clone();
+            let spawned = thread.spawn(move || {
+                struct Exit(StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>, Option<StdArc<dyn Fn() + Send + Sync>>);
+                impl Drop for Exit {
+                    fn drop(&mut self) {
+                        if let Some(stop) = &self.1 {
+                            stop();
+                        }
+                        let (count, cv) = &*self.0;
+                        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                        cv.notify_all();
+                    }
+                }
+                let _exit = Exit(exited, on_stop);
+                if let Some(start) = &on_start {
+                    start();
+                }
+                run_worker(inner, index, local, parker);
+            });
+            match spawned {
+                Ok(join) => runtime.threads.push(join),
+                Err(err) => {
+                    // Stop the workers already started before reporting.
+                    runtime.shutdown_inner(Some(Duration::from_secs(5)));
+                    return Err(BuildError::SpawnThread(err));
+                }
+            }
+        }
+        Ok(runtime)
+    }
+
+    /// Runs `future` to completion on the current thread, driving it while
+    /// the workers run everything it spawns.
+    ///
+    /// # Panics
+    /// When called from a worker thread or inside another `block_on`: that
+    /// would block a thread the runtime needs to make progress.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Spawns a task. It is a root of its own (it has no parent task).
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// Runs `f` on the blocking pool.
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
+    /// A handle to this runtime.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Makes this runtime current on this thread until the guard drops, so
+    /// `weft::spawn` and timers work outside `block_on`.
+    pub fn enter(&self) -> EnterGuard {
+        self.handle.enter()
+    }
+
+    /// A snapshot of the runtime's counters.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.handle.metrics()
+    }
+
+    /// Shuts down, waiting at most `timeout` for workers and blocking threads
+    /// that are inside a poll or job. See the module doc for the steps.
+    /// Returns true if every thread stopped in time.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        self.shutdown_inner(Some(timeout))
+    }
+
+    /// Shuts down without waiting for threads stuck in a poll or job.
+    pub fn shutdown_background(self) -> bool {
+        self.shutdown_timeout(Duration::ZERO)
+    }
+
+    fn shutdown_inner(&mut self, timeout: Option<Duration>) -> bool {
+        if self.done {
+            return true;
+        }
+        self.done = true;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let shared = &self.handle.inner.shared;
+        // 1.
+        shared.shutdown.store(true, SeqCst);
+        for remote in shared.remotes.iter() {
+            remote.unparker.unpark();
+        }
+        // 2.
+        let total = self.threads.len();
+        let mut all_exited = {
+            let (count, cv) = &*self.exited;
+            let mut exited = count.lock().unwrap_or_else(|p| p.into_inner());
+            while *exited < total {
+                match deadline {
+                    None => exited = cv.wait(exited).unwrap_or_else(|p| p.into_inner()),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        exited = cv
+                            .wait_timeout(exited, deadline - now)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
+            }
+            *exited == total
+        };
+        for thread in self.threads.drain(..) {
+            if all_exited || thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        // 3.–5. on this thread, inside the runtime so destructors that spawn
+        // see the closed registry.
+        let _enter = context::enter(self.handle.inner.clone());
+        shared.drain_queues();
+        shared.owned.close_and_shutdown_all();
+        shared.drain_queues();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        all_exited &= shared.blocking.shutdown(left);
+        shared.drain_queues();
+        all_exited
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_inner(None);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.handle.inner.shared.remotes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// The runtime the current thread is in.
+    ///
+    /// # Panics
+    /// Outside a runtime; see [`Handle::try_current`].
+    pub fn current() -> Handle {
+        Handle::try_current().expect(
+            "there is no weft runtime here: call this inside `Runtime::block_on`, \
+             a spawned task, or after `Runtime::enter`",
+        )
+    }
+
+    /// The runtime the current thread is in, if any.
+    pub fn try_current() -> Option<Handle> {
+        context::current_handle().map(|inner| Handle { inner })
+    }
+
+    /// See [`Runtime::spawn`].
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.spawn(future, Id::next())
+    }
+
+    /// See [`Runtime::spawn_blocking`].
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        blocking::spawn_blocking(&self.inner.shared.blocking, f)
+    }
+
+    /// See [`Runtime::enter`].
+    pub fn enter(&self) -> EnterGuard {
+        context::enter(self.inner.clone())
+    }
+
+    /// See [`Runtime::block_on`].
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _guard = context::enter_block_on();
+        let _enter = self.enter();
+        let parker = Parker::new();
+        let waker = Waker::from(StdArc::new(ThreadWaker(parker.unparker())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            if let Poll::Ready(out) = coop::with_budget(|| future.as_mut().poll(&mut cx)) {
+                return out;
+            }
+            parker.park(None);
+        }
+    }
+
+    /// See [`Runtime::metrics`].
+    pub fn metrics(&self) -> RuntimeMetrics {
+        metrics::snapshot(&self.inner.shared)
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+struct ThreadWaker(Unparker);
+
+impl Wake for ThreadWaker {
+    fn wake(self: StdArc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &StdArc<Self>) {
+        self.0.unpark();
+    }
+}

@@ -1,0 +1,189 @@
+//! The work-stealing scheduler: N workers, each with a FIFO run queue and a
+//! LIFO slot, a shared injector, and the idle/parking protocol.
+//!
+//! # Where a task goes when it becomes ready
+//! - Spawned or woken on a worker of this runtime: into that worker's LIFO
+//!   slot; the task that was there moves to the back of the run queue. The
+//!   next poll on that worker takes the LIFO slot first (message-passing
+//!   pairs run back to back, cache-warm), at most 3 times in a row, then the
+//!   LIFO task goes to the back of the queue so the queue is not starved.
+//! - Woken during its own poll (`yield_now`): to the back of the run queue.
+//! - From any other thread: into the injector, and a parked worker is woken.
+//!
+//! # Where a worker finds work, each tick
+//! 1. Every `global_queue_interval` ticks the injector first (fairness for
+//!    remote spawns), else the LIFO slot, then the local queue, then the
+//!    injector, taking a batch into the local queue.
+//! 2. Otherwise it becomes a searcher (at most half the workers search) and
+//!    steals half of a random victim's queue, then tries the injector.
+//! 3. Otherwise it parks until woken or the next timer is due (`idle.rs`
+//!    holds the protocol that keeps a wakeup from being lost).
+//!
+//! Every `event_interval` ticks and after each park the worker fires due
+//! timers. Shutdown: see `Runtime::shutdown_timeout`.
+
+pub(crate) mod idle;
+mod metrics;
+pub(crate) mod park;
+pub(crate) mod worker;
+
+use std::{future::Future, time::Instant};
+
+use crossbeam_deque::{Injector, Stealer};
+
+pub(crate) use self::metrics::WorkerMetrics;
+use self::{idle::Idle, park::Unparker};
+use crate::{
+    blocking::BlockingPool,
+    context,
+    sync::{
+        atomic::{AtomicBool, Ordering::*},
+        Arc,
+    },
+    task::{self, Id, JoinHandle, Notified, OwnedTasks, RawTask, Schedule, Task},
+    time::driver::TimeDriver,
+};
+
+/// Knobs the workers read on their hot path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SchedConfig {
+    pub(crate) global_queue_interval: u32,
+    pub(crate) event_interval: u32,
+    /// LIFO-slot polls in a row before the queue gets a turn.
+    pub(crate) max_lifo_polls: u8,
+}
+
+/// What other threads need to reach one worker.
+pub(crate) struct Remote {
+    pub(crate) stealer: Stealer<Notified>,
+    pub(crate) unparker: Unparker,
+    pub(crate) metrics: WorkerMetrics,
+}
+
+/// State shared by all workers and handles of one runtime.
+pub(crate) struct Shared {
+    pub(crate) injector: Injector<Notified>,
+    pub(crate) remotes: Box<[Remote]>,
+    pub(crate) idle: Idle,
+    pub(crate) owned: OwnedTasks,
+    pub(crate) time: TimeDriver,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) config: SchedConfig,
+}
+
+/// A cheap, cloneable reference to a runtime's scheduler.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    pub(crate) fn time(&self) -> &TimeDriver {
+        &self.shared.time
+    }
+
+    /// Spawns a task onto this runtime.
+    pub(crate) fn spawn<F>(&self, future: F, id: Id) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) = task::new_task(future, self.clone(), id);
+        if let Some(notified) = self.shared.owned.bind(task, notified) {
+            self.schedule(notified);
+        }
+        join
+    }
+
+    /// The timer shard for the calling thread, and whether it is a worker
+    /// of this runtime.
+    pub(crate) fn timer_shard(&self) -> (usize, bool) {
+        context::with_worker(|w| match w {
+            Some(w) if w.belongs_to(&self.shared) => (w.index(), true),
+            _ => (0, false),
+        })
+    }
+
+    pub(crate) fn unpark_worker(&self, index: usize) {
+        self.shared.remotes[index % self.shared.remotes.len()]
+            .unparker
+            .unpark();
+    }
+}
+
+impl Shared {
+    /// Queues a task from a thread that is not one of our workers.
+    pub(crate) fn schedule_remote(&self, task: Notified) {
+        if self.shutdown.load(Acquire) {
+            // The queues are being (or have been) drained for the last time.
+            // Dropping the notification is enough: the shutdown sweep cancels
+            // every task still registered.
+            drop(task);
+            return;
+        }
+        self.injector.push(task);
+        self.notify_parked();
+    }
+
+    /// Wakes a parked worker if work may be waiting and nobody is searching.
+    pub(crate) fn notify_parked(&self) {
+        if let Some(worker) = self.idle.worker_to_notify() {
+            self.remotes[worker].unparker.unpark();
+        }
+    }
+
+    /// True if any queue other workers can take from holds a task.
+    pub(crate) fn has_stealable_work(&self) -> bool {
+        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+    }
+
+    /// Fires due timers; `start` is the caller's own shard.
+    pub(crate) fn fire_timers(&self, start: usize) -> usize {
+        if self.time.next_deadline().is_some_and(|d| d <= Instant::now()) {
+            self.time.process(start, Instant::now())
+        } else {
+            0
+        }
+    }
+
+    /// Drops every queued notification (shutdown).
+    pub(crate) fn drain_queues(&self) {
+        loop {
+            match self.injector.steal() {
+                crossbeam_deque::Steal::Success(task) => drop(task),
+                crossbeam_deque::Steal::Retry => continue,
+                crossbeam_deque::Steal::Empty => break,
+            }
+        }
+        for remote in self.remotes.iter() {
+            loop {
+                match remote.stealer.steal() {
+                    crossbeam_deque::Steal::Success(task) => drop(task),
+                    crossbeam_deque::Steal::Retry => continue,
+                    crossbeam_deque::Steal::Empty => break,
+                }
+            }
+        }
+    }
+}
+
+impl Schedule for Handle {
+    fn schedule(&self, task: Notified) {
+        context::with_worker(|w| match w {
+            Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, false),
+            _ => self.shared.schedule_remote(task),
+        })
+    }
+
+    fn yield_now(&self, task: Notified) {
+        context::with_worker(|w| match w {
+            Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, true),
+            _ => self.shared.schedule_remote(task),
+        })
+    }
+
+    fn release(&self, task: RawTask) -> Option<Task> {
+        self.shared.owned.remove(task)
+    }
+}

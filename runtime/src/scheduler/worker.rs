@@ -1,0 +1,231 @@
+//! One worker thread: its queues and its run loop.
+
+use std::{cell::Cell, time::Instant};
+
+use crossbeam_deque::{Steal, Worker};
+
+use super::{park::Parker, Handle, Shared, WorkerMetrics};
+use crate::{context, sync::atomic::Ordering::*, task::Notified};
+
+/// Injector batches are capped so one worker does not hoard remote spawns.
+const INJECTOR_BATCH: usize = 32;
+
+/// A worker's own state. Lives on its thread's stack; other threads reach the
+/// worker only through `Remote`.
+pub(crate) struct WorkerCtx {
+    index: usize,
+    handle: Handle,
+    local: Worker<Notified>,
+    lifo: Cell<Option<Notified>>,
+    lifo_streak: Cell<u8>,
+    tick: Cell<u32>,
+    searching: Cell<bool>,
+    rng: Cell<u64>,
+    parker: Parker,
+}
+
+impl WorkerCtx {
+    pub(crate) fn new(index: usize, handle: Handle, local: Worker<Notified>, parker: Parker) -> Self {
+        WorkerCtx {
+            index,
+            handle,
+            local,
+            lifo: Cell::new(None),
+            lifo_streak: Cell::new(0),
+            tick: Cell::new(0),
+            searching: Cell::new(false),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
+            parker,
+        }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    pub(crate) fn belongs_to(&self, shared: &Shared) -> bool {
+        std::ptr::eq(self.shared(), shared)
+    }
+
+    pub(crate) fn metrics(&self) -> &WorkerMetrics {
+        &self.shared().remotes[self.index].metrics
+    }
+
+    /// Queues a task on this worker (see the module doc of `scheduler`).
+    pub(crate) fn schedule_local(&self, task: Notified, is_yield: bool) {
+        if is_yield {
+            self.local.push(task);
+        } else {
+            match self.lifo.replace(Some(task)) {
+                None => return,
+                Some(prev) => self.local.push(prev),
+            }
+        }
+        // The queue has stealable work: make sure someone can take it.
+        self.shared().notify_parked();
+    }
+
+    /// The run loop. Returns at shutdown.
+    pub(crate) fn run(&self) {
+        let config = self.shared().config;
+        loop {
+            if self.shared().shutdown.load(Acquire) {
+                break;
+            }
+            let tick = self.tick.get().wrapping_add(1);
+            self.tick.set(tick);
+            if tick % config.event_interval == 0 {
+                self.shared().fire_timers(self.index);
+            }
+            let task = self.next_local_task(tick).or_else(|| self.steal_work());
+            match task {
+                Some(task) => self.run_task(task),
+                None => self.park(),
+            }
+        }
+        self.drain();
+    }
+
+    fn run_task(&self, task: Notified) {
+        if self.searching.replace(false) && self.shared().idle.transition_from_searching() {
+            // The last searcher found work: more may be coming, wake a peer.
+            self.shared().notify_parked();
+        }
+        self.metrics().polls.incr();
+        task.run();
+    }
+
+    fn next_local_task(&self, tick: u32) -> Option<Notified> {
+        let config = self.shared().config;
+        if tick % config.global_queue_interval == 0 {
+            if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.lifo.take() {
+            let streak = self.lifo_streak.get();
+            if streak < config.max_lifo_polls {
+                self.lifo_streak.set(streak + 1);
+                self.metrics().lifo_hits.incr();
+                return Some(task);
+            }
+            // Starvation guard: the LIFO task waits its turn at the back.
+            self.local.push(task);
+        }
+        self.lifo_streak.set(0);
+        self.local.pop().or_else(|| self.pop_injector())
+    }
+
+    fn pop_injector(&self) -> Option<Notified> {
+        loop {
+            match self
+                .shared()
+                .injector
+                .steal_batch_with_limit_and_pop(&self.local, INJECTOR_BATCH)
+            {
+                Steal::Success(task) => {
+                    self.metrics().injector_pops.add(1 + self.local.len() as u64);
+                    return Some(task);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*: cheap victim choice, no shared state.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn steal_work(&self) -> Option<Notified> {
+        let shared = self.shared();
+        if !self.searching.get() {
+            if !shared.idle.try_transition_to_searching() {
+                return None;
+            }
+            self.searching.set(true);
+        }
+        let n = shared.remotes.len();
+        for _attempt in 0..3 {
+            let start = (self.next_random() % n as u64) as usize;
+            let mut retry = false;
+            for i in 0..n {
+                let victim = (start + i) % n;
+                if victim == self.index {
+                    continue;
+                }
+                self.metrics().steal_attempts.incr();
+                let before = self.local.len();
+                match shared.remotes[victim].stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(task) => {
+                        let taken = 1 + self.local.len().saturating_sub(before) as u64;
+                        self.metrics().steals.add(taken);
+                        return Some(task);
+                    }
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+            if !retry {
+                break;
+            }
+        }
+        None
+    }
+
+    fn park(&self) {
+        let shared = self.shared();
+        let was_searching = self.searching.replace(false);
+        if shared.idle.transition_worker_to_parked(self.index, was_searching)
+            && shared.has_stealable_work()
+        {
+            // We were the last searcher: work that arrived while we gave up
+            // was left to us, so make sure a worker (maybe us) takes it.
+            shared.notify_parked();
+        }
+        self.metrics().parks.incr();
+        if !shared.shutdown.load(Acquire) {
+            self.parker.park(shared.time.next_deadline());
+        }
+        if !shared.idle.unpark_self(self.index) {
+            // Picked by a notifier, which counted us as searching.
+            self.searching.set(true);
+        }
+        shared.time.process(self.index, Instant::now());
+    }
+
+    /// Drops everything still queued here (shutdown). Destructors may wake
+    /// more tasks into the LIFO slot or queue, so loop until both are empty.
+    fn drain(&self) {
+        if self.searching.replace(false) {
+            let _ = self.shared().idle.transition_from_searching();
+        }
+        loop {
+            let task = self.lifo.take().or_else(|| self.local.pop());
+            match task {
+                Some(task) => drop(task),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The body of a worker thread.
+pub(crate) fn run_worker(handle: Handle, index: usize, local: Worker<Notified>, parker: Parker) {
+    let _enter = context::enter(handle.clone());
+    let ctx = WorkerCtx::new(index, handle, local, parker);
+    context::set_worker(&ctx, || ctx.run());
+}

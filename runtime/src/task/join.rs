@@ -1,0 +1,128 @@
+use std::{
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use super::{
+    raw::{read_output, RawTask},
+    Id, JoinError,
+};
+use crate::coop;
+
+/// An owned permission to await a task's output.
+///
+/// Resolves to `Ok(output)`, or `Err(JoinError)` if the task panicked or was
+/// aborted. Dropping the handle detaches the task: it keeps running and its
+/// output is dropped when it finishes.
+pub struct JoinHandle<T> {
+    raw: RawTask,
+    _output: PhantomData<T>,
+}
+
+// SAFETY: the handle only moves the output (`T: Send`) across threads.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` exposes nothing of `T`.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(raw: RawTask) -> JoinHandle<T> {
+        JoinHandle {
+            raw,
+            _output: PhantomData,
+        }
+    }
+
+    /// Hard-stops the task: an idle task is dropped at its next schedule, a
+    /// running one right after its current poll. Awaiting the handle then
+    /// gives `Err(e)` with `e.is_cancelled()`, unless the task finished first.
+    pub fn abort(&self) {
+        self.raw.remote_abort();
+    }
+
+    /// True once the task has finished (output ready, panicked or aborted).
+    pub fn is_finished(&self) -> bool {
+        self.raw.is_finished()
+    }
+
+    /// A handle that can abort the task without owning its output.
+    pub fn abort_handle(&self) -> AbortHandle {
+        self.raw.header().state.ref_inc();
+        AbortHandle { raw: self.raw }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> Id {
+        self.raw.id()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let restore = std::task::ready!(coop::poll_proceed(cx));
+        let out = read_output(self.raw, cx.waker());
+        if out.is_ready() {
+            restore.made_progress();
+        }
+        out
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.raw.drop_join_handle();
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.id()).finish()
+    }
+}
+
+/// Aborts a task without owning its output. Cheap to clone.
+pub struct AbortHandle {
+    raw: RawTask,
+}
+
+impl AbortHandle {
+    /// See [`JoinHandle::abort`].
+    pub fn abort(&self) {
+        self.raw.remote_abort();
+    }
+
+    /// True once the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.raw.is_finished()
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> Id {
+        self.raw.id()
+    }
+}
+
+impl Clone for AbortHandle {
+    fn clone(&self) -> Self {
+        self.raw.header().state.ref_inc();
+        AbortHandle { raw: self.raw }
+    }
+}
+
+impl Drop for AbortHandle {
+    fn drop(&mut self) {
+        self.raw.drop_reference();
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle").field("id", &self.id()).finish()
+    }
+}

@@ -1,0 +1,148 @@
+//! The runtime's registry of live tasks, so shutdown can reach tasks that sit
+//! idle with their only wakers held elsewhere.
+//!
+//! An intrusive doubly linked list per shard, the links inside each task's
+//! header; a task's shard is fixed by its id. Insert and remove each take one
+//! uncontended shard lock. `close` flips a flag that every later insert sees
+//! under its shard lock, so no task slips in after the shutdown sweep.
+
+use std::ptr::NonNull;
+
+use super::{
+    core::Header,
+    raw::{Notified, RawTask, Task},
+};
+use crate::sync::{
+    atomic::{AtomicBool, Ordering::*},
+    lock, Mutex,
+};
+
+/// A task's place in its shard's list. Touched only under that shard's lock.
+#[derive(Default)]
+pub(crate) struct Links {
+    prev: Option<NonNull<Header>>,
+    next: Option<NonNull<Header>>,
+    linked: bool,
+}
+
+struct Shard {
+    head: Option<NonNull<Header>>,
+    len: usize,
+}
+
+// SAFETY: the raw pointers are task headers, which are Send + Sync; the list
+// is only walked under the shard's mutex.
+unsafe impl Send for Shard {}
+
+pub(crate) struct OwnedTasks {
+    shards: Box<[Mutex<Shard>]>,
+    mask: usize,
+    closed: AtomicBool,
+}
+
+impl OwnedTasks {
+    pub(crate) fn new(shards: usize) -> OwnedTasks {
+        let n = shards.max(1).next_power_of_two();
+        OwnedTasks {
+            shards: (0..n)
+                .map(|_| Mutex::new(Shard { head: None, len: 0 }))
+                .collect(),
+            mask: n - 1,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn shard(&self, raw: RawTask) -> &Mutex<Shard> {
+        &self.shards[(raw.id().as_u64() as usize) & self.mask]
+    }
+
+    /// Registers a new task. Returns its first notification, or `None` when
+    /// the registry is closed: the task has then been cancelled already.
+    pub(crate) fn bind(&self, task: Task, notified: Notified) -> Option<Notified> {
+        let raw = task.raw();
+        {
+            let mut shard = lock(self.shard(raw));
+            // Relaxed: `close` sets the flag before taking each shard lock, and
+            // we read it under one, so the mutex orders the two.
+            if !self.closed.load(Relaxed) {
+                let head = shard.head;
+                // SAFETY: under the shard lock we own every task's links in it.
+                raw.header().links.with_mut(|links| unsafe {
+                    *links = Links {
+                        prev: None,
+                        next: head,
+                        linked: true,
+                    }
+                });
+                if let Some(head) = head {
+                    // SAFETY: `head` is a live task of this shard (it holds a
+                    // registry reference), and we hold the lock.
+                    unsafe { head.as_ref() }
+                        .links
+                        .with_mut(|links| unsafe { (*links).prev = Some(raw.header_ptr()) });
+                }
+                shard.head = Some(raw.header_ptr());
+                shard.len += 1;
+                // The list now owns the task's registry reference.
+                let _ = task.into_raw();
+                return Some(notified);
+            }
+        }
+        // Closed: the runtime is shutting down. The task never runs.
+        drop(notified);
+        task.shutdown();
+        None
+    }
+
+    /// Unlinks a finished task, returning the registry's reference if it was
+    /// still linked.
+    pub(crate) fn remove(&self, raw: RawTask) -> Option<Task> {
+        let mut shard = lock(self.shard(raw));
+        // SAFETY: under the shard lock.
+        let links = raw
+            .header()
+            .links
+            .with_mut(|links| unsafe { std::mem::take(&mut *links) });
+        if !links.linked {
+            return None;
+        }
+        match links.prev {
+            // SAFETY: neighbours are live tasks of this shard; we hold the lock.
+            Some(prev) => unsafe { prev.as_ref() }
+                .links
+                .with_mut(|l| unsafe { (*l).next = links.next }),
+            None => shard.head = links.next,
+        }
+        if let Some(next) = links.next {
+            // SAFETY: as above.
+            unsafe { next.as_ref() }
+                .links
+                .with_mut(|l| unsafe { (*l).prev = links.prev });
+        }
+        shard.len -= 1;
+        Some(Task::from_raw(raw))
+    }
+
+    fn pop(&self, shard: &Mutex<Shard>) -> Option<Task> {
+        let head = lock(shard).head?;
+        self.remove(RawTask::from_raw(head))
+    }
+
+    /// Closes the registry and cancels every task in it. Tasks running on
+    /// another thread are marked cancelled and dropped when their poll returns.
+    pub(crate) fn close_and_shutdown_all(&self) {
+        self.closed.store(true, Relaxed);
+        for shard in self.shards.iter() {
+            // Shut tasks down outside the lock: their destructors may spawn
+            // (into this closed registry) or complete other tasks.
+            while let Some(task) = self.pop(shard) {
+                task.shutdown();
+            }
+        }
+    }
+
+    /// Tasks spawned and not yet finished.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len).sum()
+    }
+}

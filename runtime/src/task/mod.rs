@@ -1,0 +1,88 @@
+//! Tasks: one heap allocation each, shared by the scheduler, the join handle
+//! and any number of wakers.
+//!
+//! # Layout
+//! `core::Cell` holds, in order, the `Header` (state word, vtable, id,
+//! registry links), the `Core` (the scheduler handle and the future, later its
+//! output) and the `Trailer` (the join waker). A `*mut Header` reaches
+//! everything; the vtable recovers the future and scheduler types.
+//!
+//! # Ownership protocol
+//! The state word (`state.rs`) arbitrates every access:
+//! - Whoever sets RUNNING owns the future until it clears RUNNING or sets
+//!   COMPLETE. Only the holder of a `Notified` may try to set RUNNING, and at
+//!   most one `Notified` exists (NOTIFIED bit).
+//! - After COMPLETE the output belongs to the `JoinHandle` if JOIN_INTEREST was
+//!   set at that moment, otherwise the completer drops it at once.
+//! - The join waker slot is written by the `JoinHandle` only while JOIN_WAKER
+//!   is clear, read by the task only while it is set.
+//! - References: the registry, each `Notified`, the `JoinHandle`, each
+//!   `AbortHandle` and each `Waker` own one. The cell is freed by whoever
+//!   releases the last (`transition_to_terminal` returns true exactly once).
+//!
+//! # Life of a task
+//! 1. `new_task` allocates with three references (registry, first `Notified`,
+//!    `JoinHandle`) and NOTIFIED set; the scheduler binds it in the registry.
+//! 2. A worker pops the `Notified` and polls: `transition_to_running`, poll,
+//!    then `transition_to_idle` (Pending; rescheduled behind the queue if it
+//!    was woken meanwhile) or complete (Ready or panic).
+//! 3. A wake on an idle task sets NOTIFIED and schedules a new `Notified`.
+//! 4. `abort()` sets CANCELLED: the next poller drops the future instead of
+//!    polling it; a running task is dropped when its current poll returns.
+//! 5. Completion stores the output, wakes the joiner, leaves the registry and
+//!    releases the poller's and the registry's references.
+
+mod core;
+mod error;
+mod harness;
+mod id;
+mod join;
+pub(crate) mod list;
+mod raw;
+pub(crate) mod state;
+mod waker;
+
+use std::future::Future;
+
+pub use self::{
+    error::JoinError,
+    id::Id,
+    join::{AbortHandle, JoinHandle},
+};
+pub(crate) use self::{
+    list::OwnedTasks,
+    raw::{Notified, RawTask, Task},
+};
+pub use crate::{
+    context::{id, try_id},
+    coop::{consume_budget, yield_now, YieldNow},
+};
+
+/// What a task needs from whoever runs it.
+pub(crate) trait Schedule: Send + Sync + Sized + 'static {
+    /// Queue a woken task.
+    fn schedule(&self, task: Notified);
+
+    /// Queue a task that was woken during its own poll (e.g. `yield_now`):
+    /// it goes behind the tasks that are already ready.
+    fn yield_now(&self, task: Notified) {
+        self.schedule(task);
+    }
+
+    /// Remove a completed task from the registry, returning its reference.
+    fn release(&self, task: RawTask) -> Option<Task>;
+}
+
+/// Allocates a task. The caller binds `Task` in a registry (or drops it, for
+/// tasks no registry tracks) and schedules `Notified`.
+pub(crate) fn new_task<F, S>(future: F, scheduler: S, id: Id) -> (Task, Notified, JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let raw = RawTask::new(future, scheduler, id);
+    (Task::from_raw(raw), Notified::from_raw(raw), JoinHandle::new(raw))
+}
+
+pub use crate::{spawn, spawn_blocking};

@@ -1,0 +1,58 @@
+//! Wakers are task references: clone takes one, drop releases one.
+
+use std::task::{RawWaker, RawWakerVTable, Waker};
+
+use super::{
+    core::Header,
+    raw::RawTask,
+    state::TransitionToNotified,
+};
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake_by_val, wake_by_ref, drop_waker);
+
+fn raw_waker(raw: RawTask) -> RawWaker {
+    RawWaker::new(raw.header_ptr().as_ptr() as *const (), &VTABLE)
+}
+
+fn task(ptr: *const ()) -> RawTask {
+    // SAFETY: every RawWaker of this vtable is built from a live header pointer.
+    RawTask::from_raw(unsafe { std::ptr::NonNull::new_unchecked(ptr as *mut Header) })
+}
+
+/// A waker that borrows the caller's reference instead of owning one.
+///
+/// # Safety
+/// The returned waker must not be dropped (wrap it in `ManuallyDrop`) and must
+/// not outlive the reference it borrows.
+pub(super) unsafe fn waker_ref(raw: RawTask) -> Waker {
+    // SAFETY: the vtable's contract holds for this pointer.
+    unsafe { Waker::from_raw(raw_waker(raw)) }
+}
+
+unsafe fn clone(ptr: *const ()) -> RawWaker {
+    let raw = task(ptr);
+    raw.header().state.ref_inc();
+    raw_waker(raw)
+}
+
+unsafe fn wake_by_val(ptr: *const ()) {
+    let raw = task(ptr);
+    match raw.header().state.transition_to_notified_by_val() {
+        TransitionToNotified::Submit => raw.schedule(),
+        TransitionToNotified::Dealloc => raw.dealloc(),
+        TransitionToNotified::DoNothing => {}
+    }
+}
+
+unsafe fn wake_by_ref(ptr: *const ()) {
+    let raw = task(ptr);
+    match raw.header().state.transition_to_notified_by_ref() {
+        TransitionToNotified::Submit => raw.schedule(),
+        TransitionToNotified::Dealloc => unreachable!("a borrowed waker releases nothing"),
+        TransitionToNotified::DoNothing => {}
+    }
+}
+
+unsafe fn drop_waker(ptr: *const ()) {
+    task(ptr).drop_reference();
+}

@@ -1,0 +1,32 @@
+//! Time: `sleep`, `sleep_until`, `timeout`, `interval` on hierarchical timing
+//! wheels.
+//!
+//! # Structure
+//! - `wheel`: one hierarchical wheel (6 levels × 64 slots, 1 ms ticks), slab
+//!   backed, O(1) insert and remove.
+//! - `driver`: one wheel per worker behind a mutex (a shard), with its next
+//!   expiry cached in an atomic. Workers fire due shards every
+//!   `event_interval` ticks and whenever they wake from parking; a parking
+//!   worker sleeps until the earliest expiry of any shard.
+//! - `sleep`, `timeout`, `interval`: the futures. A timer is registered on its
+//!   first `Pending` poll, in the shard of the polling worker, and removed when
+//!   the future is dropped.
+//!
+//! # Invariants
+//! - A timer never fires before its deadline (deadlines round up to the tick).
+//! - A registration belongs to exactly one `Sleep`; only it removes it, so a
+//!   slab key is never reused while its `Sleep` lives.
+//! - Wakers are woken outside every shard lock.
+
+pub(crate) mod driver;
+mod interval;
+mod sleep;
+mod timeout;
+mod wheel;
+
+pub use self::{
+    interval::{interval, interval_at, Interval, MissedTickBehavior},
+    sleep::{sleep, sleep_until, Sleep},
+    timeout::{timeout, timeout_at, Elapsed, Timeout},
+};
+pub use std::time::{Duration, Instant};

@@ -1,0 +1,27 @@
+use std::time::Duration;
+
+#[test]
+fn smoke() {
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let out = rt.block_on(async {
+        let mut hs = Vec::new();
+        for i in 0..1000u64 {
+            hs.push(weft::spawn(async move {
+                weft::task::yield_now().await;
+                i
+            }));
+        }
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await.unwrap();
+        }
+        weft::time::sleep(Duration::from_millis(5)).await;
+        sum
+    });
+    assert_eq!(out, 999 * 1000 / 2);
+    let m = rt.metrics();
+    assert_eq!(m.alive_tasks, 0);
+}
