@@ -73,7 +73,9 @@ pub(crate) fn set_worker<R>(worker: &WorkerCtx, f: impl FnOnce() -> R) -> R {
 /// Runs `f` with the current worker, if this thread is one.
 #[inline]
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
-    let ptr = CONTEXT.try_with(|c| c.worker.get()).unwrap_or(std::ptr::null());
+    let ptr = CONTEXT
+        .try_with(|c| c.worker.get())
+        .unwrap_or(std::ptr::null());
     // SAFETY: the pointer is set by `set_worker` for the duration of the
     // worker's run loop and cleared before the `WorkerCtx` is dropped; it is
     // only read on that same thread.

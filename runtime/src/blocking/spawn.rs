@@ -69,7 +69,8 @@ where
     R: Send + 'static,
 {
     let schedule = BlockingSchedule { pool: pool.clone() };
-    let (task, notified, join) = task::new_task(BlockingTask(Some(f)), schedule.clone(), Id::next());
+    let (task, notified, join) =
+        task::new_task(BlockingTask(Some(f)), schedule.clone(), Id::next());
     // No registry holds it.
     drop(task);
     schedule.schedule(notified);

@@ -67,7 +67,9 @@ impl fmt::Display for BuildError {
             BuildError::ZeroGlobalQueueInterval => {
                 f.write_str("global_queue_interval must be at least 1, got 0")
             }
-            BuildError::ZeroEventInterval => f.write_str("event_interval must be at least 1, got 0"),
+            BuildError::ZeroEventInterval => {
+                f.write_str("event_interval must be at least 1, got 0")
+            }
             BuildError::ZeroMaxBlockingThreads => {
                 f.write_str("max_blocking_threads must be at least 1, got 0")
             }

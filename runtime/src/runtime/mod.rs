@@ -72,7 +72,8 @@ pub struct Handle {
 
 impl Runtime {
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
-        let locals: Vec<Worker<crate::task::Notified>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let locals: Vec<Worker<crate::task::Notified>> =
+            (0..workers).map(|_| Worker::new_fifo()).collect();
         let parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
         let remotes = locals
             .iter()
@@ -127,7 +128,10 @@ impl Runtime {
             let on_start = builder.on_thread_start.clone();
             let on_stop = builder.on_thread_stop.clone();
             let spawned = thread.spawn(move || {
-                struct Exit(StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>, Option<StdArc<dyn Fn() + Send + Sync>>);
+                struct Exit(
+                    StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+                    Option<StdArc<dyn Fn() + Send + Sync>>,
+                );
                 impl Drop for Exit {
                     fn drop(&mut self) {
                         if let Some(stop) = &self.1 {

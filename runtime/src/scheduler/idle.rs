@@ -26,6 +26,7 @@ use crate::sync::{
 const SEARCH_MASK: usize = (1 << 16) - 1;
 const UNPARK_ONE: usize = 1 << 16;
 
+#[derive(Debug)]
 pub(crate) struct Idle {
     /// Searching workers in the low 16 bits, unparked workers above.
     state: AtomicUsize,
@@ -98,6 +99,11 @@ impl Idle {
         let dec = UNPARK_ONE + usize::from(was_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
         sleepers.push(worker);
+        // Pairs with the fence in `worker_to_notify`: the caller's re-check
+        // of the queues (plain loads inside crossbeam) must come after our
+        // update in the single total order, or a producer that saw us still
+        // searching and our re-check could both miss the work.
+        fence(SeqCst);
         was_searching && searching(prev) == 1
     }
 

@@ -140,7 +140,11 @@ impl Shared {
 
     /// Fires due timers; `start` is the caller's own shard.
     pub(crate) fn fire_timers(&self, start: usize) -> usize {
-        if self.time.next_deadline().is_some_and(|d| d <= Instant::now()) {
+        if self
+            .time
+            .next_deadline()
+            .is_some_and(|d| d <= Instant::now())
+        {
             self.time.process(start, Instant::now())
         } else {
             0

@@ -13,6 +13,7 @@ const EMPTY: usize = 0;
 const PARKED: usize = 1;
 const NOTIFIED: usize = 2;
 
+#[derive(Debug)]
 struct Inner {
     state: AtomicUsize,
     mutex: Mutex<()>,
@@ -20,12 +21,13 @@ struct Inner {
 }
 
 /// The parking side, owned by one thread.
+#[derive(Debug)]
 pub(crate) struct Parker {
     inner: Arc<Inner>,
 }
 
 /// The waking side, shared.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Unparker {
     inner: Arc<Inner>,
 }

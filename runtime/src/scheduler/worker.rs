@@ -25,7 +25,12 @@ pub(crate) struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub(crate) fn new(index: usize, handle: Handle, local: Worker<Notified>, parker: Parker) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        handle: Handle,
+        local: Worker<Notified>,
+        parker: Parker,
+    ) -> Self {
         WorkerCtx {
             index,
             handle,
@@ -34,7 +39,9 @@ impl WorkerCtx {
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
             searching: Cell::new(false),
-            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)),
+            rng: Cell::new(
+                0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            ),
             parker,
         }
     }
@@ -128,7 +135,9 @@ impl WorkerCtx {
                 .steal_batch_with_limit_and_pop(&self.local, INJECTOR_BATCH)
             {
                 Steal::Success(task) => {
-                    self.metrics().injector_pops.add(1 + self.local.len() as u64);
+                    self.metrics()
+                        .injector_pops
+                        .add(1 + self.local.len() as u64);
                     return Some(task);
                 }
                 Steal::Empty => return None,
@@ -166,7 +175,10 @@ impl WorkerCtx {
                 }
                 self.metrics().steal_attempts.incr();
                 let before = self.local.len();
-                match shared.remotes[victim].stealer.steal_batch_and_pop(&self.local) {
+                match shared.remotes[victim]
+                    .stealer
+                    .steal_batch_and_pop(&self.local)
+                {
                     Steal::Success(task) => {
                         let taken = 1 + self.local.len().saturating_sub(before) as u64;
                         self.metrics().steals.add(taken);
@@ -189,7 +201,9 @@ impl WorkerCtx {
     fn park(&self) {
         let shared = self.shared();
         let was_searching = self.searching.replace(false);
-        if shared.idle.transition_worker_to_parked(self.index, was_searching)
+        if shared
+            .idle
+            .transition_worker_to_parked(self.index, was_searching)
             && shared.has_stealable_work()
         {
             // We were the last searcher: work that arrived while we gave up

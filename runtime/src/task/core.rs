@@ -75,11 +75,11 @@ impl<F: Future, S> Core<F, S> {
     /// The caller owns the stage and it is `Finished`.
     pub(crate) unsafe fn take_output(&self) -> Result<F::Output, JoinError> {
         // SAFETY: exclusive access is the caller's precondition.
-        self.stage.with_mut(|ptr| {
-            match std::mem::replace(unsafe { &mut *ptr }, Stage::Consumed) {
+        self.stage.with_mut(
+            |ptr| match std::mem::replace(unsafe { &mut *ptr }, Stage::Consumed) {
                 Stage::Finished(output) => output,
                 _ => panic!("JoinHandle polled after completion"),
-            }
-        })
+            },
+        )
     }
 }

@@ -75,14 +75,22 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
 /// Allocates a task. The caller binds `Task` in a registry (or drops it, for
 /// tasks no registry tracks) and schedules `Notified`.
-pub(crate) fn new_task<F, S>(future: F, scheduler: S, id: Id) -> (Task, Notified, JoinHandle<F::Output>)
+pub(crate) fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    id: Id,
+) -> (Task, Notified, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
     let raw = RawTask::new(future, scheduler, id);
-    (Task::from_raw(raw), Notified::from_raw(raw), JoinHandle::new(raw))
+    (
+        Task::from_raw(raw),
+        Notified::from_raw(raw),
+        JoinHandle::new(raw),
+    )
 }
 
 pub use crate::{spawn, spawn_blocking};

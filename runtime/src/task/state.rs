@@ -291,10 +291,7 @@ impl State {
         // Relaxed: a new reference is made from an existing one, which already
         // orders everything the new holder may look at (as in `Arc::clone`).
         let prev = self.word.fetch_add(REF_ONE, Relaxed);
-        assert!(
-            prev & REF_MASK != REF_MASK,
-            "task reference count overflow"
-        );
+        assert!(prev & REF_MASK != REF_MASK, "task reference count overflow");
     }
 
     /// Releases one reference; true when it was the last.

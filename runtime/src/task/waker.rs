@@ -2,11 +2,7 @@
 
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
-use super::{
-    core::Header,
-    raw::RawTask,
-    state::TransitionToNotified,
-};
+use super::{core::Header, raw::RawTask, state::TransitionToNotified};
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake_by_val, wake_by_ref, drop_waker);
 

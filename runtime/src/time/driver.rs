@@ -76,7 +76,12 @@ impl TimeDriver {
     }
 
     /// Registers a timer for `deadline` in `shard`. `None`: already due.
-    pub(crate) fn register(&self, shard: usize, deadline: Instant, waker: &Waker) -> Option<Registration> {
+    pub(crate) fn register(
+        &self,
+        shard: usize,
+        deadline: Instant,
+        waker: &Waker,
+    ) -> Option<Registration> {
         let shard_idx = shard % self.shards.len();
         let shard = &self.shards[shard_idx];
         let when = self.to_tick(deadline);

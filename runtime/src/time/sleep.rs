@@ -105,7 +105,6 @@ impl Sleep {
     }
 }
 
-
 impl Future for Sleep {
     type Output = ();
 

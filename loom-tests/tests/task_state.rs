@@ -1,0 +1,206 @@
+//! The task state word under every interleaving loom can find: wakes racing
+//! polls, aborts racing polls and completion, joins racing completion, and
+//! the reference count reaching zero exactly once (a task cell that is never
+//! freed leaks the loom `Arc` inside its future, which fails the model; a
+//! double free fails it too).
+#![cfg(weft_loom)]
+
+use std::{
+    future::{poll_fn, Future},
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
+
+use loom::{
+    future::block_on,
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc, Mutex,
+    },
+    thread,
+};
+use weft::__loom::MockScheduler;
+
+/// Counts its own drop; leaks if the task cell is never freed.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Pending until woken once through the waker it publishes.
+struct WakeOnce {
+    slot: Arc<Mutex<Option<Waker>>>,
+    polled: bool,
+    _guard: DropCount,
+}
+
+impl Future for WakeOnce {
+    type Output = u32;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        if self.polled {
+            return Poll::Ready(7);
+        }
+        self.polled = true;
+        *self.slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn noop_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    let waker = Waker::noop();
+    Pin::new(f).poll(&mut Context::from_waker(waker))
+}
+
+#[test]
+fn wake_racing_poll_is_never_lost() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None::<Waker>));
+        let mut join = sched.spawn(WakeOnce {
+            slot: slot.clone(),
+            polled: false,
+            _guard: DropCount(drops.clone()),
+        });
+        let waker_thread = thread::spawn(move || loop {
+            if let Some(waker) = slot.lock().unwrap().take() {
+                waker.wake();
+                break;
+            }
+            thread::yield_now();
+        });
+        sched.run_one();
+        waker_thread.join().unwrap();
+        sched.run_all();
+        assert_eq!(noop_poll(&mut join).map(Result::unwrap), Poll::Ready(7));
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(sched.alive(), 0);
+    });
+}
+
+#[test]
+fn abort_racing_poll_drops_the_future_once() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        let mut join = sched.spawn(async move {
+            let _guard = guard;
+            // Never woken: only an abort ends it.
+            std::future::pending::<()>().await;
+        });
+        let abort = join.abort_handle();
+        let aborter = thread::spawn(move || abort.abort());
+        sched.run_one();
+        aborter.join().unwrap();
+        sched.run_all();
+        match noop_poll(&mut join) {
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            other => panic!(
+                "expected a cancelled join, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(sched.alive(), 0);
+    });
+}
+
+#[test]
+fn abort_racing_completion_gives_one_outcome() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        let mut join = sched.spawn(async move {
+            let _guard = guard;
+            5u8
+        });
+        let abort = join.abort_handle();
+        let aborter = thread::spawn(move || abort.abort());
+        sched.run_all();
+        aborter.join().unwrap();
+        sched.run_all();
+        match noop_poll(&mut join) {
+            Poll::Ready(Ok(v)) => assert_eq!(v, 5),
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            Poll::Pending => panic!("a finished or aborted task must resolve"),
+        }
+        assert_eq!(drops.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn join_racing_completion_wakes_the_joiner() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let join = sched.spawn(async { 3u8 });
+        let joiner = thread::spawn(move || block_on(join).unwrap());
+        sched.run_all();
+        // A lost join wake shows up as a loom deadlock inside block_on.
+        assert_eq!(joiner.join().unwrap(), 3);
+        assert_eq!(sched.alive(), 0);
+    });
+}
+
+#[test]
+fn dropping_the_join_handle_racing_completion_drops_the_output_once() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out = DropCount(drops.clone());
+        let join = sched.spawn(async move { out });
+        let dropper = thread::spawn(move || drop(join));
+        sched.run_all();
+        dropper.join().unwrap();
+        assert_eq!(drops.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn join_waker_replaced_while_task_completes() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let mut join = sched.spawn(async { 9u8 });
+        // First poll stores one waker; the second (from block_on) swaps it
+        // while the task may be completing on the other thread.
+        assert!(noop_poll(&mut join).is_pending());
+        let runner = {
+            let sched = sched.clone();
+            thread::spawn(move || sched.run_all())
+        };
+        let out = block_on(poll_fn(|cx| Pin::new(&mut join).poll(cx)));
+        runner.join().unwrap();
+        assert_eq!(out.unwrap(), 9);
+    });
+}
+
+#[test]
+fn shutdown_racing_a_wake_cancels_and_frees() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None::<Waker>));
+        let mut join = sched.spawn(WakeOnce {
+            slot: slot.clone(),
+            polled: false,
+            _guard: DropCount(drops.clone()),
+        });
+        sched.run_one();
+        let waker = slot
+            .lock()
+            .unwrap()
+            .take()
+            .expect("first poll stored its waker");
+        let waker_thread = thread::spawn(move || waker.wake());
+        sched.shutdown();
+        waker_thread.join().unwrap();
+        sched.shutdown();
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(matches!(noop_poll(&mut join), Poll::Ready(Err(ref e)) if e.is_cancelled()));
+    });
+}

@@ -1,0 +1,166 @@
+//! Internals exposed to the loom models in `loom-tests/` (only under
+//! `--cfg weft_loom`). Everything here drives the real task and parking
+//! code; only the scheduler around a task is replaced by a queue.
+
+use std::{collections::VecDeque, future::Future};
+
+use crate::scheduler::{idle, park};
+use crate::{
+    sync::{lock, Arc, Mutex},
+    task::{self, Id, JoinHandle, Notified, OwnedTasks, RawTask, Schedule, Task},
+};
+
+/// A scheduler that queues notifications and runs them when told to, with
+/// the runtime's real task registry.
+#[derive(Clone)]
+pub struct MockScheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<VecDeque<Notified>>,
+    owned: OwnedTasks,
+}
+
+impl Default for MockScheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MockScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockScheduler").finish_non_exhaustive()
+    }
+}
+
+impl MockScheduler {
+    /// An empty scheduler.
+    pub fn new() -> Self {
+        MockScheduler {
+            inner: Arc::new(Inner {
+                queue: Mutex::new(VecDeque::new()),
+                owned: OwnedTasks::new(1),
+            }),
+        }
+    }
+
+    /// Spawns a task: registered, then queued.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
+        if let Some(notified) = self.inner.owned.bind(task, notified) {
+            self.schedule(notified);
+        }
+        join
+    }
+
+    /// Polls the next queued task; false if the queue was empty.
+    pub fn run_one(&self) -> bool {
+        let next = lock(&self.inner.queue).pop_front();
+        match next {
+            Some(task) => {
+                task.run();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Polls until the queue is empty.
+    pub fn run_all(&self) {
+        while self.run_one() {}
+    }
+
+    /// Tasks registered and not finished.
+    pub fn alive(&self) -> usize {
+        self.inner.owned.len()
+    }
+
+    /// Runtime shutdown: closes the registry, cancels every task, drops the queue.
+    pub fn shutdown(&self) {
+        self.inner.owned.close_and_shutdown_all();
+        let drained: Vec<_> = lock(&self.inner.queue).drain(..).collect();
+        drop(drained);
+    }
+}
+
+impl Schedule for MockScheduler {
+    fn schedule(&self, task: Notified) {
+        lock(&self.inner.queue).push_back(task);
+    }
+
+    fn release(&self, task: RawTask) -> Option<Task> {
+        self.inner.owned.remove(task)
+    }
+}
+
+/// The scheduler's idle-worker accounting (see `scheduler/idle.rs`).
+#[derive(Debug)]
+pub struct Idle(idle::Idle);
+
+impl Idle {
+    /// Accounting for `workers` workers, all unparked.
+    pub fn new(workers: usize) -> Idle {
+        Idle(idle::Idle::new(workers))
+    }
+    /// See `Idle::worker_to_notify`.
+    pub fn worker_to_notify(&self) -> Option<usize> {
+        self.0.worker_to_notify()
+    }
+    /// See `Idle::try_transition_to_searching`.
+    pub fn try_transition_to_searching(&self) -> bool {
+        self.0.try_transition_to_searching()
+    }
+    /// See `Idle::transition_from_searching`.
+    pub fn transition_from_searching(&self) -> bool {
+        self.0.transition_from_searching()
+    }
+    /// See `Idle::transition_worker_to_parked`.
+    pub fn transition_worker_to_parked(&self, worker: usize, was_searching: bool) -> bool {
+        self.0.transition_worker_to_parked(worker, was_searching)
+    }
+    /// See `Idle::unpark_self`.
+    pub fn unpark_self(&self, worker: usize) -> bool {
+        self.0.unpark_self(worker)
+    }
+}
+
+/// A worker's parker (see `scheduler/park.rs`).
+#[derive(Debug)]
+pub struct Parker(park::Parker);
+
+/// The waking side of a [`Parker`].
+#[derive(Debug, Clone)]
+pub struct Unparker(park::Unparker);
+
+impl Default for Parker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Parker {
+    /// A parker with no token.
+    pub fn new() -> Parker {
+        Parker(park::Parker::new())
+    }
+    /// Its waking side.
+    pub fn unparker(&self) -> Unparker {
+        Unparker(self.0.unparker())
+    }
+    /// Parks until unparked (loom has no time, so no deadline).
+    pub fn park(&self, deadline: Option<std::time::Instant>) {
+        self.0.park(deadline)
+    }
+}
+
+impl Unparker {
+    /// Wakes the parker or leaves it a token.
+    pub fn unpark(&self) {
+        self.0.unpark()
+    }
+}
