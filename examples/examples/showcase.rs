@@ -1,1 +1,155 @@
-fn main() {}
+//! weft's main demo: the executor at work.
+//!
+//! Spawns a tree of tasks (each node spawns children and sums their
+//! results), lets thousands of tasks yield and sleep, shows a panicking task
+//! being reported without taking its worker down, aborts a task, runs a
+//! blocking job, and ends with the runtime's metrics.
+//!
+//! Run with `cargo run --release --example showcase`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use weft::{runtime::Builder, task, time};
+
+/// A node of the tree: spawns `fanout` children down to `depth`, returns
+/// the number of nodes in its subtree.
+fn tree(depth: u32, fanout: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
+    Box::pin(async move {
+        if depth == 0 {
+            task::yield_now().await;
+            return 1;
+        }
+        let children: Vec<_> = (0..fanout)
+            .map(|_| weft::spawn(tree(depth - 1, fanout)))
+            .collect();
+        let mut nodes = 1;
+        for child in children {
+            nodes += child.await.expect("tree nodes do not fail");
+        }
+        nodes
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // One line per panic instead of the default report with a backtrace:
+    // the panic below is part of the demo.
+    std::panic::set_hook(Box::new(|info| eprintln!("   (panic hook) {info}")));
+    let workers = 2;
+    let rt = Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("showcase-worker")
+        .build()?;
+    println!("weft showcase: {workers} worker threads\n");
+
+    rt.block_on(async {
+        // 1. A tree of tasks: depth 6, fanout 8 = 299,593 tasks.
+        let start = Instant::now();
+        let nodes = weft::spawn(tree(6, 8)).await.expect("root finishes");
+        println!(
+            "1. task tree: {nodes} tasks spawned, joined and summed in {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+
+        // 2. Cooperative yielding: 1,000 tasks x 100 yields.
+        let start = Instant::now();
+        let yields = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..1_000)
+            .map(|_| {
+                let yields = yields.clone();
+                weft::spawn(async move {
+                    for _ in 0..100 {
+                        task::yield_now().await;
+                        yields.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("yielders finish");
+        }
+        println!(
+            "2. yield_now: {} yields across 1,000 tasks in {:.1} ms",
+            yields.load(Ordering::Relaxed),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+
+        // 3. Timers: 10,000 tasks sleeping 1-50 ms, a timeout, an interval.
+        let start = Instant::now();
+        let sleepers: Vec<_> = (0..10_000u64)
+            .map(|i| weft::spawn(time::sleep(Duration::from_millis(1 + i % 50))))
+            .collect();
+        for s in sleepers {
+            s.await.expect("sleepers finish");
+        }
+        println!(
+            "3. timers: 10,000 sleeps of 1-50 ms done after {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        let slow = time::timeout(
+            Duration::from_millis(20),
+            time::sleep(Duration::from_secs(5)),
+        )
+        .await;
+        println!("   timeout(20 ms, sleep(5 s)) -> {slow:?}");
+        let mut interval = time::interval(Duration::from_millis(10));
+        let first = interval.tick().await;
+        for _ in 0..4 {
+            interval.tick().await;
+        }
+        println!(
+            "   interval(10 ms): 5 ticks in {:.1} ms",
+            first.elapsed().as_secs_f64() * 1e3
+        );
+
+        // 4. A panicking task is reported through its JoinHandle; the
+        //    worker that ran it keeps going.
+        let failed = weft::spawn(async {
+            panic!("boom: this task fails on purpose");
+        })
+        .await;
+        match failed {
+            Err(err) if err.is_panic() => println!("4. panic caught and reported: {err}"),
+            other => println!("4. unexpected: {other:?}"),
+        }
+        let after = weft::spawn(async { "still running" })
+            .await
+            .expect("worker survived");
+        println!("   next task on the same runtime: {after}");
+
+        // 5. abort(): the future is dropped at its next schedule.
+        let stuck = weft::spawn(std::future::pending::<()>());
+        stuck.abort();
+        let aborted = stuck.await.expect_err("aborted tasks give an error");
+        println!("5. aborted task: is_cancelled = {}", aborted.is_cancelled());
+
+        // 6. A blocking job runs on the blocking pool, not on a worker.
+        let name = weft::spawn_blocking(|| std::thread::current().name().unwrap_or("?").to_owned())
+            .await
+            .expect("blocking job finishes");
+        println!("6. spawn_blocking ran on thread {name:?}");
+    });
+
+    let m = rt.metrics();
+    println!("\nmetrics:");
+    println!(
+        "  workers {}  alive tasks {}  timers fired {}  injector depth {}",
+        m.workers, m.alive_tasks, m.timers_fired, m.injector_depth
+    );
+    for (i, w) in m.worker.iter().enumerate() {
+        println!(
+            "  worker {i}: polls {:>8}  steals {:>6} (attempts {:>6})  parks {:>5}  lifo hits {:>7}  injector pops {:>6}  forced yields {}",
+            w.polls, w.steals, w.steal_attempts, w.parks, w.lifo_hits, w.injector_pops, w.budget_forced_yields
+        );
+    }
+    let clean = rt.shutdown_timeout(Duration::from_secs(5));
+    println!("\nshutdown clean: {clean}");
+    Ok(())
+}
