@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{BlockingConfig, BlockingPool, Job};
+use super::{pool::Job, BlockingConfig, BlockingPool};
 
 /// Upper bound on every wait; reaching it fails the test instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -154,9 +154,9 @@ where
                 // SAFETY: with no join interest the completer owns the stage.
                 unsafe { self.core().set_stage(Stage::Consumed) }
             } else if snapshot.is_join_waker_set() {
-                // SAFETY: JOIN_WAKER was set when COMPLETE was: the join handle
-                // no longer writes the slot.
                 self.trailer().join_waker.with(|ptr| {
+                    // SAFETY: JOIN_WAKER was set when COMPLETE was: the join
+                    // handle no longer writes the slot.
                     if let Some(waker) = unsafe { &*ptr } {
                         waker.wake_by_ref();
                     }
@@ -198,9 +198,9 @@ where
             return true;
         }
         let stored = if snapshot.is_join_waker_set() {
-            // SAFETY: reading while JOIN_WAKER is set races only with the
-            // task's own read, never with a write.
             let same = self.trailer().join_waker.with(|ptr| {
+                // SAFETY: reading while JOIN_WAKER is set races only with the
+                // task's own read, never with a write.
                 unsafe { &*ptr }
                     .as_ref()
                     .is_some_and(|w| w.will_wake(waker))
@@ -303,8 +303,10 @@ where
     F::Output: Send + 'static,
     S: Schedule,
 {
-    // SAFETY: as in `poll`; `dst` has the output type (caller's precondition).
+    // SAFETY: as in `poll`.
     let harness = unsafe { Harness::<F, S>::from_raw(ptr) };
+    // SAFETY: `dst` points to a `Poll<Result<F::Output, JoinError>>` (the
+    // caller's precondition).
     let dst = unsafe { &mut *(dst as *mut Poll<Result<F::Output, JoinError>>) };
     harness.try_read_output(dst, waker);
 }

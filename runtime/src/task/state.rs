@@ -33,7 +33,7 @@ const REF_MASK: usize = !(REF_ONE - 1);
 
 /// Three references at creation: the runtime's task registry, the first
 /// `Notified`, and the `JoinHandle`.
-const INITIAL: usize = 3 * REF_ONE | JOIN_INTEREST | NOTIFIED;
+const INITIAL: usize = (3 * REF_ONE) | JOIN_INTEREST | NOTIFIED;
 
 pub(crate) struct State {
     word: AtomicUsize,
