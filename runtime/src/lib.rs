@@ -8,7 +8,18 @@
 //!     let handle = weft::spawn(async { 6 * 7 });
 //!     assert_eq!(handle.await.unwrap(), 42);
 //! }
-//! # main();
+//! ```
+//!
+//! The attribute macros reject what cannot work, at compile time:
+//!
+//! ```compile_fail
+//! #[weft::main]
+//! fn main() {} // error: the `async` keyword is missing
+//! ```
+//!
+//! ```compile_fail
+//! #[weft::main(worker_threads = 0)]
+//! async fn main() {} // error: a runtime needs at least one worker
 //! ```
 //!
 //! The map of the crate: `task/` (the task cell and its state word),

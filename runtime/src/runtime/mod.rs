@@ -71,6 +71,11 @@ pub struct Handle {
 }
 
 impl Runtime {
+    /// A runtime with the default configuration (one worker per CPU).
+    pub fn new() -> Result<Runtime, BuildError> {
+        Builder::new_multi_thread().build()
+    }
+
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
         let locals: Vec<Worker<crate::task::Notified>> =
             (0..workers).map(|_| Worker::new_fifo()).collect();
@@ -267,6 +272,19 @@ impl Runtime {
         all_exited
     }
 }
+
+// Compile-time checks: the runtime and its handles cross threads.
+const _: () = {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[allow(dead_code)]
+    fn check() {
+        assert_send_sync::<Runtime>();
+        assert_send_sync::<Handle>();
+        assert_send_sync::<JoinHandle<u8>>();
+        assert_send_sync::<crate::task::AbortHandle>();
+        assert_send_sync::<crate::time::Sleep>();
+    }
+};
 
 impl Drop for Runtime {
     fn drop(&mut self) {
