@@ -383,6 +383,11 @@ mod tests {
             "evicts a failure"
         );
         assert_eq!(window.counts().failures, 1);
+        assert!(
+            window.record(Outcome::Success).is_some(),
+            "evicts the other"
+        );
+        assert_eq!(window.counts().failures, 0);
         assert_eq!(
             window.record(Outcome::Success),
             None,
