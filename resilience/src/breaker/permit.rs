@@ -93,6 +93,11 @@ impl<'a, C> Permit<'a, C> {
 
     verdicts!();
 
+    #[cfg(test)]
+    pub(crate) fn ticket_started(&self) -> Option<Duration> {
+        self.ticket.started
+    }
+
     fn settle(self, verdict: Verdict) {
         let (breaker, ticket) = (self.breaker, self.ticket);
         // Settled here, so the drop below must not settle again; the permit
