@@ -8,7 +8,10 @@ use crate::clock::ManualClock;
 
 fn breaker(builder: ConfigBuilder) -> (Breaker, ManualClock) {
     let clock = ManualClock::new();
-    let config = builder.clock(Arc::new(clock.clone())).build().expect("valid");
+    let config = builder
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("valid");
     (Breaker::new("unit", config), clock)
 }
 
@@ -44,7 +47,10 @@ fn half_open_progress_is_not_written_for_another_generation() {
     let word = StateWord::new(State::HalfOpen, 5);
     breaker.publish_phase(StateWord::new(State::Open, 4), Duration::from_secs(9));
     breaker.note_progress(word, Duration::from_secs(1));
-    assert_eq!(PhaseWord(breaker.phase.load(Relaxed)).time_for(4), Some(9_000_000));
+    assert_eq!(
+        PhaseWord(breaker.phase.load(Relaxed)).time_for(4),
+        Some(9_000_000)
+    );
 }
 
 #[test]
