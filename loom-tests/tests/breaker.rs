@@ -100,8 +100,11 @@ fn half_open_never_admits_more_than_n() {
         let admitted = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
             .map(|i| {
-                let (breaker, holders, admitted) =
-                    (Arc::clone(&breaker), Arc::clone(&holders), Arc::clone(&admitted));
+                let (breaker, holders, admitted) = (
+                    Arc::clone(&breaker),
+                    Arc::clone(&holders),
+                    Arc::clone(&admitted),
+                );
                 thread::spawn(move || {
                     if let Ok(permit) = breaker.acquire() {
                         admitted.fetch_add(1, Ordering::SeqCst);
@@ -122,7 +125,10 @@ fn half_open_never_admits_more_than_n() {
         for thread in threads {
             thread.join().expect("thread");
         }
-        assert!(admitted.load(Ordering::SeqCst) >= 1, "the first caller probes");
+        assert!(
+            admitted.load(Ordering::SeqCst) >= 1,
+            "the first caller probes"
+        );
         assert_eq!(breaker.state(), State::HalfOpen);
         assert_eq!(breaker.metrics().half_open_in_flight, 0, "slots returned");
         assert!(breaker.acquire().is_ok());
