@@ -3,7 +3,7 @@
 //! # Protocol
 //!
 //! All of a breaker's state that decides admission lives in one `AtomicU64`,
-//! the *state word* (see [`state`](self) for the bit layout): the [`State`],
+//! the *state word* (bit layout in `breaker/state.rs`): the [`State`],
 //! the *generation*, and in `HalfOpen` the probes in flight and the probe
 //! successes so far. Every transition is one compare-and-swap from the word
 //! its caller read to the first word of the next generation, so:
@@ -128,7 +128,7 @@ struct CachePadded<T>(T);
 /// `C` decides which results are failures (see [`Classify`]); the default
 /// counts every `Err` as a failure.
 pub struct Breaker<C = ErrorsFail> {
-    /// The state word (see [`state`](self)).
+    /// The state word (layout in `state.rs`).
     state: CachePadded<AtomicU64>,
     /// The phase word: open-until in `Open`, last progress in `HalfOpen`.
     phase: AtomicU64,
