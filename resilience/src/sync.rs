@@ -5,6 +5,10 @@
 //! they are `std`'s. The cfg is namespaced (`weft_loom`, not `loom`) so other
 //! crates in the graph that react to `cfg(loom)` are not switched with us, and
 //! it is not a cargo feature, which `cargo test --workspace` would unify.
+//!
+//! A facade: not every module uses every name, so unused ones are allowed.
+
+#![allow(dead_code, unused_imports)]
 
 #[cfg(weft_loom)]
 pub(crate) use loom::{
@@ -49,6 +53,27 @@ impl<T> UnsafeCell<T> {
 /// later lock into a second panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(weft_loom)]
+pub(crate) use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(weft_loom))]
+pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Read-locks an `RwLock`, ignoring poisoning (see [`lock`]).
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Write-locks an `RwLock`, ignoring poisoning (see [`lock`]).
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    match lock.write() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }

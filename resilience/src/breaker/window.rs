@@ -1,0 +1,425 @@
+//! Outcome windows: what the breaker judges its rates over.
+//!
+//! Both windows are arrays of atomic counters: recording a call is a few
+//! relaxed atomic operations, never a lock or an allocation. Relaxed is
+//! enough everywhere here: the windows are statistics, and every decision
+//! taken from them is then made by a compare-and-swap on the state word.
+//!
+//! * [`CountWindow`] — the last `n` calls. A cursor hands each call a slot of
+//!   a ring of one-byte outcome codes; the slot is swapped to the new code
+//!   and a packed total (four 16-bit fields: calls, failures, slow calls,
+//!   slow failures) is adjusted by the difference. The total is always the
+//!   sum of the slots once the writers are done; a reader racing a writer may
+//!   see a field one off (or transiently negative, read as zero).
+//! * [`TimeWindow`] — the last `span`, in buckets of `span / buckets`. Each
+//!   counter of a bucket carries the epoch (time / bucket length) it counts
+//!   for in its high 32 bits; a writer in a new epoch restarts the counter
+//!   by CAS, and a reader adds only counters whose epoch is inside the
+//!   window, so a stale bucket is never counted.
+
+use std::time::Duration;
+
+use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// How one call ended, as the windows count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Succeeded within the slow-call duration.
+    Success,
+    /// Failed within the slow-call duration.
+    Failure,
+    /// Succeeded, but took the slow-call duration or longer.
+    SlowSuccess,
+    /// Failed, and took the slow-call duration or longer.
+    SlowFailure,
+}
+
+impl Outcome {
+    /// The outcome of a call that `failed`, `slow` or not.
+    pub const fn new(failed: bool, slow: bool) -> Outcome {
+        match (failed, slow) {
+            (false, false) => Outcome::Success,
+            (true, false) => Outcome::Failure,
+            (false, true) => Outcome::SlowSuccess,
+            (true, true) => Outcome::SlowFailure,
+        }
+    }
+
+    /// Whether the call failed.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failure | Outcome::SlowFailure)
+    }
+
+    /// Whether the call was slow.
+    pub const fn is_slow(self) -> bool {
+        matches!(self, Outcome::SlowSuccess | Outcome::SlowFailure)
+    }
+
+    /// The code a count-window slot holds (0 is an empty slot).
+    const fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 1,
+            Outcome::Failure => 2,
+            Outcome::SlowSuccess => 3,
+            Outcome::SlowFailure => 4,
+        }
+    }
+}
+
+/// What a window holds right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls recorded (ignored calls are not recorded).
+    pub calls: u64,
+    /// Failed calls, slow or not.
+    pub failures: u64,
+    /// Slow calls, failed or not.
+    pub slow_calls: u64,
+    /// Calls both slow and failed.
+    pub slow_failures: u64,
+}
+
+impl Counts {
+    /// Failed calls as a percentage of calls (0 with no calls).
+    pub fn failure_rate(&self) -> f64 {
+        percent(self.failures, self.calls)
+    }
+
+    /// Slow calls as a percentage of calls (0 with no calls).
+    pub fn slow_call_rate(&self) -> f64 {
+        percent(self.slow_calls, self.calls)
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// The packed delta a slot code adds to a count window's total: four 16-bit
+/// fields, calls (bits 0..16), failures, slow calls, slow failures.
+const fn packed(code: u8) -> u64 {
+    const CALL: u64 = 1;
+    const FAILURE: u64 = 1 << 16;
+    const SLOW: u64 = 1 << 32;
+    const SLOW_FAILURE: u64 = 1 << 48;
+    match code {
+        1 => CALL,
+        2 => CALL + FAILURE,
+        3 => CALL + SLOW,
+        4 => CALL + FAILURE + SLOW + SLOW_FAILURE,
+        _ => 0,
+    }
+}
+
+/// Decodes a packed total whose fields are signed 16-bit numbers: a field
+/// that is transiently negative borrows from the next one, and this undoes
+/// the borrow. Negative fields (a reader between two writers) read as zero.
+fn unpack(mut total: u64) -> Counts {
+    let mut fields = [0u64; 4];
+    for field in &mut fields {
+        let value = total as u16 as i16;
+        total = total.wrapping_sub(value as i64 as u64) >> 16;
+        *field = value.max(0) as u64;
+    }
+    let [calls, failures, slow_calls, slow_failures] = fields;
+    Counts {
+        calls,
+        failures,
+        slow_calls,
+        slow_failures,
+    }
+}
+
+/// The last `n` calls; see the module doc.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    cursor: AtomicU64,
+    slots: Box<[AtomicU8]>,
+    total: AtomicU64,
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: u32) -> CountWindow {
+        CountWindow {
+            cursor: AtomicU64::new(0),
+            slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one call; returns the new counts if they changed (a call that
+    /// replaces an equal outcome leaves every rate as it was).
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome) -> Option<Counts> {
+        let index = (self.cursor.fetch_add(1, Relaxed) % self.slots.len() as u64) as usize;
+        let slot = &self.slots[index];
+        let code = outcome.code();
+        // The steady state of a healthy service: the slot already says
+        // "success". A load keeps the cache line shared between cores.
+        if slot.load(Relaxed) == code {
+            return None;
+        }
+        let old = slot.swap(code, Relaxed);
+        if old == code {
+            return None;
+        }
+        let delta = packed(code).wrapping_sub(packed(old));
+        let total = self.total.fetch_add(delta, Relaxed).wrapping_add(delta);
+        Some(unpack(total))
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        unpack(self.total.load(Relaxed))
+    }
+
+    pub(crate) fn clear(&self) {
+        for slot in self.slots.iter() {
+            let old = slot.swap(0, Relaxed);
+            if old != 0 {
+                self.total.fetch_sub(packed(old), Relaxed);
+            }
+        }
+    }
+}
+
+/// Which counter of a time bucket.
+const CALLS: usize = 0;
+const FAILURES: usize = 1;
+const SLOW: usize = 2;
+const SLOW_FAILURES: usize = 3;
+
+/// The last `span` of calls; see the module doc.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    bucket_nanos: u64,
+    /// `buckets × 4` counters: epoch tag (high 32 bits) | count (low 32).
+    counters: Box<[AtomicU64]>,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(span: Duration, buckets: u32) -> TimeWindow {
+        let bucket_nanos = u64::try_from((span / buckets).as_nanos()).unwrap_or(u64::MAX);
+        TimeWindow {
+            bucket_nanos: bucket_nanos.max(1),
+            counters: (0..buckets as usize * 4)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    fn buckets(&self) -> u64 {
+        (self.counters.len() / 4) as u64
+    }
+
+    fn epoch(&self, now: Duration) -> u64 {
+        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
+    }
+
+    fn counter(&self, epoch: u64, which: usize) -> &AtomicU64 {
+        &self.counters[(epoch % self.buckets()) as usize * 4 + which]
+    }
+
+    pub(crate) fn record(&self, outcome: Outcome, now: Duration) -> Counts {
+        let epoch = self.epoch(now);
+        bump(self.counter(epoch, CALLS), epoch);
+        if outcome.is_failure() {
+            bump(self.counter(epoch, FAILURES), epoch);
+        }
+        if outcome.is_slow() {
+            bump(self.counter(epoch, SLOW), epoch);
+        }
+        if outcome == Outcome::SlowFailure {
+            bump(self.counter(epoch, SLOW_FAILURES), epoch);
+        }
+        self.counts_at(epoch)
+    }
+
+    pub(crate) fn counts(&self, now: Duration) -> Counts {
+        self.counts_at(self.epoch(now))
+    }
+
+    fn counts_at(&self, epoch: u64) -> Counts {
+        let mut fields = [0u64; 4];
+        for back in 0..self.buckets().min(epoch + 1) {
+            let epoch = epoch - back;
+            for (which, field) in fields.iter_mut().enumerate() {
+                let word = self.counter(epoch, which).load(Relaxed);
+                if (word >> 32) as u32 == epoch as u32 {
+                    *field += word & u64::from(u32::MAX);
+                }
+            }
+        }
+        let [calls, failures, slow_calls, slow_failures] = fields;
+        Counts {
+            calls,
+            failures,
+            slow_calls,
+            slow_failures,
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        for counter in self.counters.iter() {
+            counter.store(0, Relaxed);
+        }
+    }
+}
+
+/// How many epochs ahead of a writer a counter may be for the writer to
+/// conclude that it lost a race to a newer one (rather than that the counter
+/// is older than 2^32 epochs and its tag wrapped).
+const RACE_HORIZON: u32 = 1 << 16;
+
+/// Adds one to `counter` for `epoch`, restarting it if it counts for an
+/// older epoch. A counter already in a newer epoch means this call is at
+/// least a whole window old (its clock reading lost a race); it is dropped.
+fn bump(counter: &AtomicU64, epoch: u64) {
+    let tag = epoch as u32;
+    let mut current = counter.load(Relaxed);
+    loop {
+        let current_tag = (current >> 32) as u32;
+        let next = if current_tag == tag {
+            let count = current & u64::from(u32::MAX);
+            if count == u64::from(u32::MAX) {
+                return; // saturated: 4 billion calls in one bucket
+            }
+            current + 1
+        } else if current != 0 && current_tag.wrapping_sub(tag) < RACE_HORIZON {
+            return;
+        } else {
+            (u64::from(tag) << 32) | 1
+        };
+        match counter.compare_exchange_weak(current, next, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// The window a breaker was configured with.
+#[derive(Debug)]
+pub(crate) enum Recorder {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Recorder {
+    pub(crate) fn new(window: super::Window) -> Recorder {
+        match window {
+            super::Window::Count(size) => Recorder::Count(CountWindow::new(size)),
+            super::Window::Time { span, buckets } => Recorder::Time(TimeWindow::new(span, buckets)),
+        }
+    }
+
+    /// Whether recording needs the time.
+    pub(crate) fn needs_time(&self) -> bool {
+        matches!(self, Recorder::Time(_))
+    }
+
+    /// Records a call; returns the counts if they may have changed.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        outcome: Outcome,
+        now: impl FnOnce() -> Duration,
+    ) -> Option<Counts> {
+        match self {
+            Recorder::Count(window) => window.record(outcome),
+            Recorder::Time(window) => Some(window.record(outcome, now())),
+        }
+    }
+
+    pub(crate) fn counts(&self, now: impl FnOnce() -> Duration) -> Counts {
+        match self {
+            Recorder::Count(window) => window.counts(),
+            Recorder::Time(window) => window.counts(now()),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        match self {
+            Recorder::Count(window) => window.clear(),
+            Recorder::Time(window) => window.clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpack_undoes_borrows() {
+        // failures -1, calls +1: the borrow from the failure field reaches
+        // the slow field.
+        let total = packed(1).wrapping_sub(packed(2)).wrapping_add(packed(1));
+        let counts = unpack(total);
+        assert_eq!(counts.calls, 1);
+        assert_eq!(counts.failures, 0, "negative reads as zero");
+        assert_eq!(counts.slow_calls, 0);
+    }
+
+    #[test]
+    fn count_window_evicts_oldest() {
+        let window = CountWindow::new(3);
+        window.record(Outcome::Failure);
+        window.record(Outcome::SlowFailure);
+        window.record(Outcome::Success);
+        assert_eq!(
+            window.counts(),
+            Counts {
+                calls: 3,
+                failures: 2,
+                slow_calls: 1,
+                slow_failures: 1
+            }
+        );
+        assert!(
+            window.record(Outcome::Success).is_some(),
+            "evicts a failure"
+        );
+        assert_eq!(window.counts().failures, 1);
+        assert!(
+            window.record(Outcome::Success).is_some(),
+            "evicts the other"
+        );
+        assert_eq!(window.counts().failures, 0);
+        assert_eq!(
+            window.record(Outcome::Success),
+            None,
+            "success over success"
+        );
+        window.clear();
+        assert_eq!(window.counts(), Counts::default());
+    }
+
+    #[test]
+    fn time_window_drops_stale_buckets() {
+        let window = TimeWindow::new(Duration::from_secs(3), 3);
+        let s = Duration::from_secs;
+        window.record(Outcome::Failure, s(0));
+        window.record(Outcome::Success, s(1));
+        assert_eq!(window.counts(s(2)).calls, 2);
+        assert_eq!(window.counts(s(3)).calls, 1, "epoch 0 left the window");
+        // Bucket 0 is reused by epoch 3 only when written; until then its
+        // stale counters are skipped by tag.
+        assert_eq!(window.counts(s(4)).calls, 0);
+        window.record(Outcome::Success, s(6));
+        assert_eq!(window.counts(s(6)).failures, 0);
+        assert_eq!(window.counts(s(6)).calls, 1);
+    }
+
+    #[test]
+    fn time_window_drops_a_call_older_than_the_bucket_it_lands_in() {
+        let window = TimeWindow::new(Duration::from_secs(2), 2);
+        let s = Duration::from_secs;
+        window.record(Outcome::Success, s(2));
+        window.record(Outcome::Failure, s(0)); // a late clock reading
+        assert_eq!(window.counts(s(2)).calls, 1);
+        assert_eq!(window.counts(s(2)).failures, 0);
+    }
+}

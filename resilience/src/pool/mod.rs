@@ -1,0 +1,1 @@
+//! Slab-pooled slots (built separately).
