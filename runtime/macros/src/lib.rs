@@ -1,8 +1,9 @@
 //! `#[weft::main]` and `#[weft::test]`: run an `async fn` on a weft runtime.
 //!
-//! Use them through the `weft` crate, which re-exports both:
+//! Use them through the `weft` crate, which re-exports both (the examples are
+//! compiled and run as doctests there; this crate cannot depend on `weft`):
 //!
-//! ```ignore
+//! ```text
 //! #[weft::main]
 //! async fn main() {
 //!     println!("hello from a weft worker");
@@ -23,7 +24,7 @@
 //! Each attribute removes `async` from the function and wraps its body in a
 //! multi-threaded runtime that is built, used for one `block_on`, and dropped:
 //!
-//! ```ignore
+//! ```text
 //! fn main() -> R {
 //!     ::weft::runtime::Builder::new_multi_thread()
 //!         .worker_threads(4) // only when given
