@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod cancel;
 mod context;
 mod coop;
 pub mod runtime;
