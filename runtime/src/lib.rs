@@ -25,7 +25,8 @@
 //! The map of the crate: `task/` (the task cell and its state word),
 //! `scheduler/` (workers, queues, parking), `coop` (per-poll budget),
 //! `time/` (timing wheels), `blocking/` (the `spawn_blocking` pool),
-//! `runtime/` (builder, runtime, metrics). docs/ARCHITECTURE.md explains each.
+//! `runtime/` (builder, runtime, metrics), `cancel/` (so far the `grpc-timeout`
+//! deadline codec). docs/ARCHITECTURE.md explains each.
 
 #![warn(missing_docs)]
 
