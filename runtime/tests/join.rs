@@ -59,6 +59,8 @@ fn joining_after_completion_is_immediate() {
 }
 
 #[test]
+// The tasks here hand the (awaitable) join handle back on purpose.
+#[allow(clippy::async_yields_async)]
 fn the_join_waker_can_change_between_polls() {
     let rt = rt(2);
     let gate = Gate::new();

@@ -303,6 +303,8 @@ fn timers_fire_after_their_tasks_move_between_workers() {
 }
 
 #[test]
+// The task hands the registered (awaitable) sleep back on purpose.
+#[allow(clippy::async_yields_async)]
 fn a_sleep_registered_in_a_task_fires_when_awaited_by_block_on() {
     let rt = rt(2);
     block_on_bounded(&rt, async {
@@ -334,7 +336,7 @@ fn a_sleep_registered_in_block_on_fires_when_awaited_by_a_task() {
             common::poll_once(&mut s).await.is_none(),
             "registered off-worker"
         );
-        weft::spawn(async move { s.await }).await.unwrap();
+        weft::spawn(s).await.unwrap();
         assert!(start.elapsed() >= 30 * MS);
     });
     assert_eq!(rt.metrics().timers_pending, 0);
