@@ -166,22 +166,68 @@ fn injector_and_local_queue_depths_show_queued_tasks() {
 }
 
 #[test]
-fn timers_pending_and_fired() {
+fn timers_pending_counts_registered_sleeps_until_they_go() {
     let rt = rt(1);
     let handle = rt.handle().clone();
-    let fired_before = rt.metrics().timers_fired;
+    // Hour-long sleeps: registered on their first poll however slow the
+    // machine is, and still pending when we look.
     let joins: Vec<_> = (0..3)
-        .map(|_| rt.spawn(weft::time::sleep(Duration::from_millis(30))))
+        .map(|_| rt.spawn(weft::time::sleep(Duration::from_secs(3600))))
         .collect();
     assert!(common::eventually(|| handle.metrics().timers_pending == 3));
+    for j in &joins {
+        j.abort();
+    }
     block_on_bounded(&rt, async {
         for j in joins {
-            j.await.unwrap();
+            assert!(j.await.unwrap_err().is_cancelled());
         }
     });
+    assert_eq!(rt.metrics().timers_pending, 0);
+    assert_eq!(
+        rt.metrics().timers_fired,
+        0,
+        "removed timers do not count as fired"
+    );
+}
+
+#[test]
+fn timers_fired_counts_registered_sleeps_that_expired() {
+    let rt = rt(1);
+    let before = rt.metrics().timers_fired;
+    // A sleep whose deadline passed before its first poll never registers,
+    // so count only those that did (retrying until some did).
+    let mut registered = 0;
+    for _attempt in 0..20 {
+        registered += block_on_bounded(&rt, async {
+            let joins: Vec<_> = (0..3)
+                .map(|_| {
+                    weft::spawn(async {
+                        let mut s = std::pin::pin!(weft::time::sleep(Duration::from_millis(20)));
+                        let registered = common::poll_once(&mut s).await.is_none();
+                        s.await;
+                        usize::from(registered)
+                    })
+                })
+                .collect();
+            let mut registered = 0;
+            for j in joins {
+                registered += j.await.unwrap();
+            }
+            registered
+        });
+        if registered > 0 {
+            break;
+        }
+    }
+    assert!(registered > 0, "no sleep ever got registered");
     let m = rt.metrics();
     assert_eq!(m.timers_pending, 0);
-    assert!(m.timers_fired >= fired_before + 3);
+    assert!(
+        m.timers_fired >= before + registered,
+        "{registered} registered sleeps expired, timers_fired went {before} -> {}",
+        m.timers_fired
+    );
 }
 
 #[test]

@@ -325,6 +325,20 @@ fn block_on_inside_a_task_panics_with_a_clear_message() {
 }
 
 #[test]
+#[should_panic(expected = "`block_on` called on a weft worker thread")]
+fn block_on_inside_a_task_panics_and_the_panic_reaches_the_joiner() {
+    common::quiet_expected_panics();
+    let rt = rt(1);
+    let err = block_on_bounded(&rt, async {
+        weft::spawn(async { Handle::current().block_on(async {}) })
+            .await
+            .unwrap_err()
+    });
+    drop(rt);
+    std::panic::resume_unwind(err.into_panic());
+}
+
+#[test]
 #[should_panic(expected = "`block_on` called inside `block_on`")]
 fn nested_block_on_panics_with_a_clear_message() {
     let rt = rt(1);

@@ -33,16 +33,26 @@ pub(crate) fn rt(workers: usize) -> Runtime {
 
 /// Runs `future` on `rt` and fails the test if it takes longer than [`LIMIT`].
 pub(crate) fn block_on_bounded<F: Future>(rt: &Runtime, future: F) -> F::Output {
+    block_on_within(rt, LIMIT, future)
+}
+
+/// Runs `future` on `rt` and fails the test if it takes longer than `limit`.
+pub(crate) fn block_on_within<F: Future>(rt: &Runtime, limit: Duration, future: F) -> F::Output {
     rt.block_on(async {
-        weft::time::timeout(LIMIT, future)
+        weft::time::timeout(limit, future)
             .await
             .expect("the test's future did not finish within the limit")
     })
 }
 
 /// Polls `cond` until it holds or [`LIMIT`] passes; true if it held.
-pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + LIMIT;
+pub(crate) fn eventually(cond: impl FnMut() -> bool) -> bool {
+    eventually_within(LIMIT, cond)
+}
+
+/// Polls `cond` until it holds or `limit` passes; true if it held.
+pub(crate) fn eventually_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     loop {
         if cond() {
             return true;
