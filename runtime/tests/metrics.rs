@@ -1,0 +1,268 @@
+//! `RuntimeMetrics`: counts that tests and operators rely on — polls, steals
+//! under unbalanced load, live tasks, queues, timers, parking.
+
+mod common;
+
+use std::{sync::mpsc, time::Duration};
+
+use common::{assert_no_live_tasks, block_on_bounded, rt, Flag, Gate, LIMIT};
+use weft::task::yield_now;
+
+#[test]
+fn shape_matches_the_configuration() {
+    let rt = rt(3);
+    let m = rt.metrics();
+    assert_eq!(m.workers, 3);
+    assert_eq!(m.worker.len(), 3);
+    assert_eq!(m.alive_tasks, 0);
+    assert_eq!(m.timers_pending, 0);
+    assert_eq!(m.blocking_threads, 0);
+}
+
+#[test]
+fn polls_are_counted() {
+    let rt = rt(1);
+    let before = rt.metrics().total_polls();
+    block_on_bounded(&rt, async {
+        weft::spawn(async {
+            for _ in 0..10 {
+                yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+    });
+    let polls = rt.metrics().total_polls() - before;
+    assert!(
+        polls >= 11,
+        "a task that yielded 10 times was polled {polls} times"
+    );
+    assert_eq!(rt.metrics().worker[0].polls, rt.metrics().total_polls());
+}
+
+#[test]
+fn alive_tasks_counts_pending_tasks_and_returns_to_zero() {
+    let rt = rt(2);
+    let gate = Gate::new();
+    let joins: Vec<_> = (0..10)
+        .map(|_| {
+            let gate = gate.clone();
+            rt.spawn(async move { gate.wait().await })
+        })
+        .collect();
+    assert_eq!(rt.metrics().alive_tasks, 10, "spawned tasks count at once");
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(rt.metrics().alive_tasks, 10, "pending tasks stay counted");
+    gate.open();
+    block_on_bounded(&rt, async {
+        for j in joins {
+            j.await.unwrap();
+        }
+    });
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn aborted_and_panicked_tasks_leave_the_count() {
+    common::quiet_expected_panics();
+    let rt = rt(2);
+    let drops = common::DropCounter::new();
+    let pending: Vec<_> = (0..20)
+        .map(|_| rt.spawn(common::pending_forever(drops.token())))
+        .collect();
+    let panicking: Vec<_> = (0..20)
+        .map(|_| rt.spawn(async { panic!("{} metrics", common::EXPECTED) }))
+        .collect();
+    for p in &pending {
+        p.abort();
+    }
+    block_on_bounded(&rt, async {
+        for j in pending.into_iter().chain(panicking) {
+            assert!(j.await.is_err());
+        }
+    });
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn steals_happen_when_one_worker_has_all_the_work() {
+    let rt = rt(2);
+    // Bounded attempts: stealing depends on the OS running the idle worker.
+    for _attempt in 0..50 {
+        block_on_bounded(&rt, async {
+            // All children land on the spawning worker's own queue.
+            weft::spawn(async {
+                let children: Vec<_> = (0..200)
+                    .map(|_| {
+                        weft::spawn(async {
+                            // A little work each, so the queue outlives a wakeup.
+                            let start = std::time::Instant::now();
+                            while start.elapsed() < Duration::from_micros(50) {
+                                std::hint::spin_loop();
+                            }
+                        })
+                    })
+                    .collect();
+                for c in children {
+                    c.await.unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        });
+        if rt.metrics().total_steals() > 0 {
+            break;
+        }
+    }
+    let m = rt.metrics();
+    assert!(
+        m.total_steals() > 0,
+        "no steal with 200 queued tasks on one of 2 workers"
+    );
+    let attempts: u64 = m.worker.iter().map(|w| w.steal_attempts).sum();
+    assert!(attempts > 0);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn injector_and_local_queue_depths_show_queued_tasks() {
+    let rt = rt(1);
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let blocked = Flag::new();
+    let blocker = {
+        let blocked = blocked.clone();
+        rt.spawn(async move {
+            // Five children: the LIFO slot holds the last, the queue the rest.
+            let children: Vec<_> = (0..5).map(|_| weft::spawn(async {})).collect();
+            blocked.set();
+            let _ = release_rx.recv_timeout(LIMIT);
+            for c in children {
+                c.await.unwrap();
+            }
+        })
+    };
+    assert!(blocked.wait());
+    let remote: Vec<_> = (0..7).map(|_| rt.spawn(async {})).collect();
+    let m = rt.metrics();
+    assert_eq!(m.injector_depth, 7, "remote spawns wait in the injector");
+    assert_eq!(
+        m.worker[0].local_queue_depth, 4,
+        "local spawns minus the LIFO slot"
+    );
+    assert_eq!(m.alive_tasks, 1 + 5 + 7);
+    release_tx.send(()).unwrap();
+    block_on_bounded(&rt, async {
+        blocker.await.unwrap();
+        for r in remote {
+            r.await.unwrap();
+        }
+    });
+    let m = rt.metrics();
+    assert_eq!(m.injector_depth, 0);
+    assert_eq!(m.worker[0].local_queue_depth, 0);
+    assert!(m.worker[0].injector_pops >= 7);
+    assert!(m.worker[0].lifo_hits >= 1);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn timers_pending_counts_registered_sleeps_until_they_go() {
+    let rt = rt(1);
+    let handle = rt.handle().clone();
+    // Hour-long sleeps: registered on their first poll however slow the
+    // machine is, and still pending when we look.
+    let joins: Vec<_> = (0..3)
+        .map(|_| rt.spawn(weft::time::sleep(Duration::from_secs(3600))))
+        .collect();
+    assert!(common::eventually(|| handle.metrics().timers_pending == 3));
+    for j in &joins {
+        j.abort();
+    }
+    block_on_bounded(&rt, async {
+        for j in joins {
+            assert!(j.await.unwrap_err().is_cancelled());
+        }
+    });
+    assert_eq!(rt.metrics().timers_pending, 0);
+    assert_eq!(
+        rt.metrics().timers_fired,
+        0,
+        "removed timers do not count as fired"
+    );
+}
+
+#[test]
+fn timers_fired_counts_registered_sleeps_that_expired() {
+    let rt = rt(1);
+    let before = rt.metrics().timers_fired;
+    // A sleep whose deadline passed before its first poll never registers,
+    // so count only those that did (retrying until some did).
+    let mut registered = 0;
+    for _attempt in 0..20 {
+        registered += block_on_bounded(&rt, async {
+            let joins: Vec<_> = (0..3)
+                .map(|_| {
+                    weft::spawn(async {
+                        let mut s = std::pin::pin!(weft::time::sleep(Duration::from_millis(20)));
+                        let registered = common::poll_once(&mut s).await.is_none();
+                        s.await;
+                        usize::from(registered)
+                    })
+                })
+                .collect();
+            let mut registered = 0;
+            for j in joins {
+                registered += j.await.unwrap();
+            }
+            registered
+        });
+        if registered > 0 {
+            break;
+        }
+    }
+    assert!(registered > 0, "no sleep ever got registered");
+    let m = rt.metrics();
+    assert_eq!(m.timers_pending, 0);
+    assert!(
+        m.timers_fired >= before + registered,
+        "{registered} registered sleeps expired, timers_fired went {before} -> {}",
+        m.timers_fired
+    );
+}
+
+#[test]
+fn idle_workers_park() {
+    let rt = rt(2);
+    block_on_bounded(&rt, async { weft::spawn(async {}).await.unwrap() });
+    assert!(
+        common::eventually(|| rt.metrics().parked_workers == 2),
+        "idle workers did not all park: {:?}",
+        rt.metrics()
+    );
+    let m = rt.metrics();
+    assert_eq!(m.searching_workers, 0);
+    assert!(m.worker.iter().all(|w| w.parks >= 1));
+}
+
+#[test]
+fn blocking_threads_are_reported() {
+    let rt = rt(1);
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let started = Flag::new();
+    let join = {
+        let started = started.clone();
+        rt.spawn_blocking(move || {
+            started.set();
+            let _ = release_rx.recv_timeout(LIMIT);
+        })
+    };
+    assert!(started.wait());
+    let m = rt.metrics();
+    assert_eq!(m.blocking_threads, 1);
+    assert_eq!(m.blocking_idle_threads, 0);
+    release_tx.send(()).unwrap();
+    block_on_bounded(&rt, join).unwrap();
+    assert!(common::eventually(
+        || rt.metrics().blocking_idle_threads == 1
+    ));
+}
