@@ -86,7 +86,9 @@ pub async fn consume_budget() {
 }
 
 /// Yields to the scheduler: the task goes to the back of its worker's run
-/// queue, behind every task that is ready now.
+/// queue, behind every task already in it. Tasks in the global injector
+/// (spawned or woken from outside the runtime) get their turn on the
+/// worker's `global_queue_interval` schedule, as with any other poll.
 pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }

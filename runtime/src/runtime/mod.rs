@@ -282,6 +282,7 @@ const _: () = {
         assert_send_sync::<Handle>();
         assert_send_sync::<JoinHandle<u8>>();
         assert_send_sync::<crate::task::AbortHandle>();
+        assert_send_sync::<crate::task::JoinError>();
         assert_send_sync::<crate::time::Sleep>();
     }
 };

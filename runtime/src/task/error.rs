@@ -11,7 +11,23 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
-    Panic(Box<dyn Any + Send + 'static>),
+    Panic(SyncPayload),
+}
+
+/// A panic payload made `Sync` by never handing out `&` to it except as a
+/// type that is itself `Sync` (`downcast_ref_sync`); everything else takes it
+/// by value. This lets `JoinError` go into `Box<dyn Error + Send + Sync>`.
+struct SyncPayload(Box<dyn Any + Send + 'static>);
+
+// SAFETY: no `&self` method exposes the inner value except as `&T` with
+// `T: Sync` (sharing such a reference across threads is sound); ownership
+// moves are covered by `Send`.
+unsafe impl Sync for SyncPayload {}
+
+impl SyncPayload {
+    fn downcast_ref_sync<T: Any + Sync>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
 }
 
 impl JoinError {
@@ -25,7 +41,7 @@ impl JoinError {
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             id,
-            repr: Repr::Panic(payload),
+            repr: Repr::Panic(SyncPayload(payload)),
         }
     }
 
@@ -56,7 +72,7 @@ impl JoinError {
     /// The panic payload, or the error back if the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(payload) => Ok(payload),
+            Repr::Panic(payload) => Ok(payload.0),
             Repr::Cancelled => Err(self),
         }
     }
@@ -64,9 +80,9 @@ impl JoinError {
     fn panic_message(&self) -> Option<&str> {
         match &self.repr {
             Repr::Panic(p) => p
-                .downcast_ref::<&'static str>()
+                .downcast_ref_sync::<&'static str>()
                 .copied()
-                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+                .or_else(|| p.downcast_ref_sync::<String>().map(String::as_str)),
             Repr::Cancelled => None,
         }
     }

@@ -148,6 +148,9 @@ where
     /// wakes the joiner, leaves the registry and releases the poller's reference.
     fn complete(self) {
         let snapshot = self.header().state.transition_to_complete();
+        // Leave the registry before waking the joiner, so a joiner that sees
+        // the output also sees the task gone from `alive_tasks`.
+        let released = self.core().scheduler.release(self.raw());
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             if !snapshot.is_join_interested() {
                 // Nobody will read the output: drop it here.
@@ -163,7 +166,6 @@ where
                 });
             }
         }));
-        let released = self.core().scheduler.release(self.raw());
         let count = if let Some(task) = released {
             // Its reference is released together with ours below.
             let _ = task.into_raw();
