@@ -85,10 +85,10 @@ pub async fn consume_budget() {
     .await
 }
 
-/// Yields to the scheduler: the task goes to the back of its worker's run
-/// queue, behind every task already in it. Tasks in the global injector
-/// (spawned or woken from outside the runtime) get their turn on the
-/// worker's `global_queue_interval` schedule, as with any other poll.
+/// Yields to the scheduler: the task runs again only after every task that
+/// is ready now on its worker, including tasks waiting in the global
+/// injector (spawned or woken from outside the runtime), or after at most
+/// `event_interval` ticks if ready work keeps arriving.
 pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }

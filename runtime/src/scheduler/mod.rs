@@ -7,7 +7,11 @@
 //!   next poll on that worker takes the LIFO slot first (message-passing
 //!   pairs run back to back, cache-warm), at most 3 times in a row, then the
 //!   LIFO task goes to the back of the queue so the queue is not starved.
-//! - Woken during its own poll (`yield_now`): to the back of the run queue.
+//! - Woken during its own poll (`yield_now`): into the worker's deferred
+//!   list, which moves to the back of the run queue once the queue and the
+//!   injector are empty, or every `event_interval` ticks. A yield thus lets
+//!   remote spawns in first (tokio defers yields the same way; without it,
+//!   4 yield-looping tasks took 5-9x tokio's time on spawn_many_remote_busy).
 //! - From any other thread: into the injector, and a parked worker is woken.
 //!
 //! # Where a worker finds work, each tick

@@ -17,6 +17,11 @@ pub(crate) struct WorkerCtx {
     handle: Handle,
     local: Worker<Notified>,
     lifo: Cell<Option<Notified>>,
+    /// Tasks that yielded (or were woken during their own poll). They run
+    /// after the local queue and the injector are empty, or every
+    /// `event_interval` ticks, whichever comes first: a yield lets remote
+    /// spawns in ahead of it instead of competing with them.
+    deferred: Cell<Vec<Notified>>,
     lifo_streak: Cell<u8>,
     tick: Cell<u32>,
     searching: Cell<bool>,
@@ -36,6 +41,7 @@ impl WorkerCtx {
             handle,
             local,
             lifo: Cell::new(None),
+            deferred: Cell::new(Vec::new()),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
             searching: Cell::new(false),
@@ -65,7 +71,10 @@ impl WorkerCtx {
     /// Queues a task on this worker (see the module doc of `scheduler`).
     pub(crate) fn schedule_local(&self, task: Notified, is_yield: bool) {
         if is_yield {
-            self.local.push(task);
+            let mut deferred = self.deferred.take();
+            deferred.push(task);
+            self.deferred.set(deferred);
+            return;
         } else {
             match self.lifo.replace(Some(task)) {
                 None => return,
@@ -87,6 +96,7 @@ impl WorkerCtx {
             self.tick.set(tick);
             if tick % config.event_interval == 0 {
                 self.shared().fire_timers(self.index);
+                self.flush_deferred();
             }
             let task = self.next_local_task(tick).or_else(|| self.steal_work());
             match task {
@@ -124,7 +134,27 @@ impl WorkerCtx {
             self.local.push(task);
         }
         self.lifo_streak.set(0);
-        self.local.pop().or_else(|| self.pop_injector())
+        self.local
+            .pop()
+            .or_else(|| self.pop_injector())
+            .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten())
+    }
+
+    /// Moves the deferred (yielded) tasks to the back of the run queue, where
+    /// they can also be stolen. True if there were any.
+    fn flush_deferred(&self) -> bool {
+        let mut deferred = self.deferred.take();
+        if deferred.is_empty() {
+            self.deferred.set(deferred);
+            return false;
+        }
+        for task in deferred.drain(..) {
+            self.local.push(task);
+        }
+        // Keep the allocation for the next round of yields.
+        self.deferred.set(deferred);
+        self.shared().notify_parked();
+        true
     }
 
     fn pop_injector(&self) -> Option<Notified> {
@@ -228,6 +258,7 @@ impl WorkerCtx {
             let _ = self.shared().idle.transition_from_searching();
         }
         loop {
+            drop(self.deferred.take());
             let task = self.lifo.take().or_else(|| self.local.pop());
             match task {
                 Some(task) => drop(task),
