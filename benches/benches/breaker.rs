@@ -1,19 +1,24 @@
 //! Breaker throughput: acquire + record success on a healthy breaker, one
 //! thread and two, against failsafe-rs and a `Mutex<VecDeque>` breaker.
+//! `weft_timed` is the default config (slow calls timed on the coarse
+//! `SystemClock`); `weft_timed_precise` times them on `SystemClock::precise`.
 //!
 //! Run: `cargo bench -p weft-benches --bench breaker`.
 
 use std::{
     collections::VecDeque,
     hint::black_box,
-    sync::{Barrier, Mutex},
+    sync::{Arc, Barrier, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use failsafe::CircuitBreaker as _;
-use weft_resilience::breaker::{Breaker, Config};
+use weft_resilience::{
+    breaker::{Breaker, Config},
+    clock::SystemClock,
+};
 
 /// The rival: the textbook breaker, a count window in a `VecDeque` behind a
 /// mutex (what resilience4j's default synchronized window amounts to).
@@ -90,6 +95,13 @@ fn two_threads(iters: u64, call: &(dyn Fn() + Sync)) -> Duration {
 
 fn benches(c: &mut Criterion) {
     let timed = Breaker::new("timed", Config::default());
+    let timed_precise = Breaker::new(
+        "timed_precise",
+        Config::builder()
+            .clock(Arc::new(SystemClock::precise()))
+            .build()
+            .expect("valid"),
+    );
     let untimed = Breaker::new(
         "untimed",
         Config::builder().no_slow_calls().build().expect("valid"),
@@ -99,6 +111,11 @@ fn benches(c: &mut Criterion) {
 
     let weft_timed = || {
         let permit = timed.acquire().expect("closed");
+        black_box(ok()).expect("ok");
+        permit.success();
+    };
+    let weft_timed_precise = || {
+        let permit = timed_precise.acquire().expect("closed");
         black_box(ok()).expect("ok");
         permit.success();
     };
@@ -116,9 +133,10 @@ fn benches(c: &mut Criterion) {
     let rival_call = || {
         let _ = black_box(rival.call(ok));
     };
-    let workloads: [(&str, &(dyn Fn() + Sync)); 5] = [
+    let workloads: [(&str, &(dyn Fn() + Sync)); 6] = [
         ("weft", &weft_untimed),
         ("weft_timed", &weft_timed),
+        ("weft_timed_precise", &weft_timed_precise),
         ("weft_call_sync", &weft_call_sync),
         ("failsafe", &failsafe_call),
         ("mutex_vecdeque", &rival_call),

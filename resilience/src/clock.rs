@@ -3,9 +3,11 @@
 //!
 //! A [`Clock`] reports a monotonic [`Duration`] since an origin of its own
 //! choosing; only differences between two readings of the same clock mean
-//! anything. [`SystemClock`] reads [`Instant`]; [`ManualClock`] moves only
-//! when a test [`advance`](ManualClock::advance)s it, and its clones share one
-//! time, so a test keeps one handle and gives another to the breaker.
+//! anything. [`SystemClock`] reads the operating system's monotonic clock
+//! (by default its cheap, coarse variant; see [`SystemClock::new`]);
+//! [`ManualClock`] moves only when a test [`advance`](ManualClock::advance)s
+//! it, and its clones share one time, so a test keeps one handle and gives
+//! another to the breaker.
 
 use std::{
     fmt,
@@ -22,20 +24,110 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> Duration;
 }
 
-/// The process's monotonic clock ([`Instant`]), measured from the moment the
-/// clock was created.
+/// The process's monotonic clock, measured from the moment the clock was
+/// created.
+///
+/// Two flavours:
+///
+/// * [`SystemClock::new`] (the default, and what a breaker's default config
+///   uses) is **coarse**: on Linux it reads `CLOCK_MONOTONIC_COARSE`, which
+///   the vDSO serves from the time the kernel stored at its last tick — a
+///   couple of nanoseconds and no shared-cache-line traffic, but it advances
+///   only once per tick: a resolution of 1–4 ms (`1 / CONFIG_HZ`; see
+///   [`resolution`](SystemClock::resolution)). That is ample for what a
+///   breaker times: slow-call thresholds (typically 100 ms or more), open
+///   durations and time windows. A call is judged slow only when the clock
+///   has moved by the threshold, so a threshold within a tick or two of a
+///   call's real duration may be judged either way. Elsewhere it is
+///   [`Instant`].
+/// * [`SystemClock::precise`] reads [`Instant`] (`CLOCK_MONOTONIC`):
+///   nanosecond resolution, at the cost of a full clock read (tens of
+///   nanoseconds in a VM) on every call.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
-    origin: Instant,
+    origin: Origin,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// The coarse clock's reading at creation.
+    #[cfg(target_os = "linux")]
+    Coarse(Duration),
+    Precise(Instant),
 }
 
 impl SystemClock {
-    /// A clock whose origin is now.
+    /// A coarse clock (resolution of a kernel tick, 1–4 ms; see the type's
+    /// docs) whose origin is now. The default.
     pub fn new() -> SystemClock {
-        SystemClock {
-            origin: Instant::now(),
+        #[cfg(target_os = "linux")]
+        {
+            SystemClock {
+                origin: Origin::Coarse(coarse_now()),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            SystemClock::precise()
         }
     }
+
+    /// A clock reading [`Instant`] (nanosecond resolution, dearer to read)
+    /// whose origin is now.
+    pub fn precise() -> SystemClock {
+        SystemClock {
+            origin: Origin::Precise(Instant::now()),
+        }
+    }
+
+    /// How far apart two distinct readings of this clock are at least: the
+    /// kernel tick for the coarse clock, as the kernel reports it.
+    pub fn resolution(&self) -> Duration {
+        match self.origin {
+            #[cfg(target_os = "linux")]
+            Origin::Coarse(_) => coarse_resolution(),
+            Origin::Precise(_) => Duration::from_nanos(1),
+        }
+    }
+}
+
+/// Reads `CLOCK_MONOTONIC_COARSE`.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec` that outlives the call;
+    // `clock_gettime` writes only through that pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // CLOCK_MONOTONIC_COARSE exists on every kernel since 2.6.32 and the
+    // pointer is valid, so the call cannot fail; were it to, `ts` stays zero
+    // and the clock stands still rather than going backwards.
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC_COARSE) failed");
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The resolution of `CLOCK_MONOTONIC_COARSE`.
+#[cfg(target_os = "linux")]
+fn coarse_resolution() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `coarse_now`: a valid, writable `timespec` for the call.
+    let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return Duration::from_millis(4); // the coarsest common tick (HZ=250)
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl Default for SystemClock {
@@ -47,7 +139,11 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        match self.origin {
+            #[cfg(target_os = "linux")]
+            Origin::Coarse(origin) => coarse_now().saturating_sub(origin),
+            Origin::Precise(origin) => origin.elapsed(),
+        }
     }
 }
 
@@ -124,9 +220,27 @@ mod tests {
 
     #[test]
     fn system_clock_is_monotonic() {
-        let clock = SystemClock::new();
-        let a = clock.now();
-        let b = clock.now();
-        assert!(b >= a);
+        for clock in [SystemClock::new(), SystemClock::precise()] {
+            let a = clock.now();
+            let b = clock.now();
+            assert!(b >= a);
+        }
+    }
+
+    #[test]
+    fn system_clocks_advance_within_their_resolution() {
+        for clock in [SystemClock::new(), SystemClock::precise()] {
+            let resolution = clock.resolution();
+            assert!(resolution > Duration::ZERO);
+            assert!(resolution <= Duration::from_millis(10), "{resolution:?}");
+            let a = clock.now();
+            std::thread::sleep(Duration::from_millis(20));
+            let b = clock.now();
+            // Slept 20 ms; the clock may lag by up to one tick.
+            assert!(
+                b - a >= Duration::from_millis(20) - resolution,
+                "{a:?} {b:?}"
+            );
+        }
     }
 }

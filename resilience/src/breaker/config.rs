@@ -149,7 +149,7 @@ pub struct Config {
     pub(crate) half_open_successes: u32,
     pub(crate) half_open_max_wait: Option<Duration>,
     pub(crate) listeners: Arc<[Listener]>,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: ClockSource,
     pub(crate) seed: Option<u64>,
 }
 
@@ -181,6 +181,34 @@ impl Config {
     /// Whether calls are timed (a slow-call criterion is on).
     pub(crate) fn times_calls(&self) -> bool {
         self.slow_call_rate.is_some()
+    }
+}
+
+/// The clock a breaker reads: the default [`SystemClock`] held by value, so
+/// the two reads of a timed call are inlined rather than virtual calls, or
+/// whatever [`ConfigBuilder::clock`] was given.
+#[derive(Clone)]
+pub(crate) enum ClockSource {
+    System(SystemClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        match self {
+            ClockSource::System(clock) => clock.now(),
+            ClockSource::Custom(clock) => clock.now(),
+        }
+    }
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClockSource::System(clock) => clock.fmt(f),
+            ClockSource::Custom(clock) => clock.fmt(f),
+        }
     }
 }
 
@@ -226,7 +254,7 @@ impl fmt::Debug for Config {
 /// | half-open permits | 10 | resilience4j |
 /// | half-open successes to close | 10 | resilience4j judges after 10 probes |
 /// | half-open max wait | 60 s | resilience4j waits forever, which leaves breakers stuck |
-/// | clock | [`SystemClock`] | |
+/// | clock | [`SystemClock::new`] | coarse: resolution of a kernel tick (1–4 ms); [`SystemClock::precise`] for finer |
 #[derive(Clone)]
 pub struct ConfigBuilder {
     config: Config,
@@ -253,7 +281,7 @@ impl Default for ConfigBuilder {
                 half_open_successes: 10,
                 half_open_max_wait: Some(Duration::from_secs(60)),
                 listeners: Arc::from(Vec::new()),
-                clock: Arc::new(SystemClock::new()),
+                clock: ClockSource::System(SystemClock::new()),
                 seed: None,
             },
         }
@@ -349,7 +377,7 @@ impl ConfigBuilder {
     ///
     /// [`ManualClock`]: crate::clock::ManualClock
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.config.clock = clock;
+        self.config.clock = ClockSource::Custom(clock);
         self
     }
 

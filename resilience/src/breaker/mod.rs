@@ -222,6 +222,7 @@ impl<C> Breaker<C> {
         self.word().generation()
     }
 
+    #[inline]
     fn now(&self) -> Duration {
         self.config.clock.now()
     }

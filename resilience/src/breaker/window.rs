@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use super::CachePadded;
 use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// How one call ended, as the windows count it.
@@ -137,7 +138,12 @@ fn unpack(mut total: u64) -> Counts {
 /// The last `n` calls; see the module doc.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
-    cursor: AtomicU64,
+    /// Every record writes the cursor, so it gets a cache line of its own:
+    /// next to the read-only slot pointer and length (and the `Recorder`
+    /// tag) it would make every record on one core miss on the load of those
+    /// fields after every record on another, on top of the cursor's own
+    /// transfer.
+    cursor: CachePadded<AtomicU64>,
     slots: Box<[AtomicU8]>,
     total: AtomicU64,
 }
@@ -145,7 +151,7 @@ pub(crate) struct CountWindow {
 impl CountWindow {
     pub(crate) fn new(size: u32) -> CountWindow {
         CountWindow {
-            cursor: AtomicU64::new(0),
+            cursor: CachePadded(AtomicU64::new(0)),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
             total: AtomicU64::new(0),
         }
@@ -155,7 +161,7 @@ impl CountWindow {
     /// replaces an equal outcome leaves every rate as it was).
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome) -> Option<Counts> {
-        let index = (self.cursor.fetch_add(1, Relaxed) % self.slots.len() as u64) as usize;
+        let index = (self.cursor.0.fetch_add(1, Relaxed) % self.slots.len() as u64) as usize;
         let slot = &self.slots[index];
         let code = outcome.code();
         // The steady state of a healthy service: the slot already says
@@ -301,6 +307,9 @@ fn bump(counter: &AtomicU64, epoch: u64) {
 }
 
 /// The window a breaker was configured with.
+// The count window is large only by its padded cursor; there is one per
+// breaker, and boxing it would add a pointer chase to every record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Recorder {
     Count(CountWindow),
