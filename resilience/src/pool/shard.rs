@@ -1,0 +1,426 @@
+//! Shards: who may touch which free list.
+//!
+//! Every live thread that uses a pool holds a small id from the process-wide
+//! registry (`sync_ext`); ids are unique among live threads and reused after a
+//! thread exits. Shard `i` of every pool belongs to the thread holding id `i`:
+//!
+//! - its **local list** is touched only by that owner, with plain loads and
+//!   stores (no atomic read-modify-write);
+//! - its **remote list** is a Treiber stack that any thread pushes onto
+//!   (objects handed out by this shard and returned on another thread) and
+//!   that is only ever emptied whole, by one `swap`. Because no thread ever
+//!   pops a single node, no CAS compares against a head whose `next` may have
+//!   changed underneath it: the ABA problem of Treiber pops cannot arise, so no
+//!   tag is needed.
+//!
+//! Threads whose id is beyond a pool's shard count share the **overflow
+//! list**, a `Mutex<Vec<u32>>`.
+//!
+//! An index goes back to the shard that handed it out (its *origin*), so a
+//! producer/consumer pair does not drain the producer's shard into the
+//! consumer's. Lists link slots through a `next` cell inside each slot.
+
+use std::{fmt, marker::PhantomData};
+
+use super::{
+    pages::Pages,
+    sync_ext::{self, thread_local, Registry},
+};
+use crate::sync::{
+    self,
+    atomic::{AtomicU32, AtomicU64, Ordering},
+    Mutex, UnsafeCell,
+};
+
+/// End of a list.
+pub(crate) const NIL: u32 = u32::MAX;
+/// Origin of an index handed out by the overflow list.
+pub(crate) const OVERFLOW: u32 = u32::MAX;
+
+/// Most shards a pool may have.
+pub(crate) const MAX_SHARDS: usize = 4096;
+
+/// Shards when the builder is not told: ids are dense over the live threads
+/// of the whole process, so this is "threads using pools at once".
+#[cfg(not(weft_loom))]
+pub(crate) const DEFAULT_SHARDS: usize = 64;
+/// Two under loom, so a third model thread exercises the overflow list.
+#[cfg(weft_loom)]
+pub(crate) const DEFAULT_SHARDS: usize = 2;
+
+/// A slot that can sit on a free list.
+pub(crate) trait Linked {
+    /// The index of the next slot on the list this slot is on. Written only by
+    /// the thread putting the slot on a list, read by the one taking it off.
+    fn next(&self) -> &UnsafeCell<u32>;
+}
+
+/// This thread's registered id; dropping it (at thread exit) frees the id.
+struct Registration {
+    id: u32,
+    registry: Registry,
+}
+
+impl Registration {
+    fn new() -> Self {
+        let registry = sync_ext::registry();
+        let id = sync::lock(&registry).insert(());
+        // An id past u32 would need four billion live threads; such a thread
+        // simply has no shard and uses the overflow list.
+        let id = u32::try_from(id).unwrap_or(OVERFLOW);
+        Self { id, registry }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // The unlock here and the lock in `Registration::new` order this
+        // thread's last use of its shards before the next owner's first use.
+        sync::lock(&self.registry).try_remove(self.id as usize);
+    }
+}
+
+thread_local! {
+    static REGISTRATION: Registration = Registration::new();
+}
+
+/// This thread's id, or `None` while the thread is being torn down.
+#[inline]
+fn current_id() -> Option<u32> {
+    REGISTRATION.try_with(|r| r.id).ok()
+}
+
+/// Counters of one shard. `owned_*` fields are written only by the shard's
+/// owner (a load and a store, so readers see whole values without a
+/// read-modify-write on the fast path); `returned_remote` is bumped by other
+/// threads when they push onto the remote list.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    /// Indices handed out by this shard (fresh or reused).
+    taken: AtomicU64,
+    /// Of those, indices that came off a free list.
+    reused: AtomicU64,
+    /// Indices returned to this shard by its owner.
+    returned_local: AtomicU64,
+    /// Indices returned to this shard by other threads.
+    returned_remote: AtomicU64,
+    /// Peak of `taken - returned_*` seen by the owner.
+    high_water: AtomicU64,
+}
+
+/// Adds one to a counter that only the caller writes.
+#[inline]
+fn bump_owned(counter: &AtomicU64) {
+    // Relaxed: counters order nothing; a single writer makes load+store exact.
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Adds one to a counter that several threads write.
+#[inline]
+fn bump_shared(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl ShardStats {
+    fn outstanding(&self) -> u64 {
+        let taken = self.taken.load(Ordering::Relaxed);
+        let back = self.returned_local.load(Ordering::Relaxed)
+            + self.returned_remote.load(Ordering::Relaxed);
+        taken.saturating_sub(back)
+    }
+
+    /// Records a hand-out; `bump` is [`bump_owned`] for the owner.
+    #[inline]
+    fn on_take(&self, reused: bool, owned: bool) {
+        let bump = if owned { bump_owned } else { bump_shared };
+        bump(&self.taken);
+        if reused {
+            bump(&self.reused);
+        }
+        let out = self.outstanding();
+        if owned {
+            if out > self.high_water.load(Ordering::Relaxed) {
+                self.high_water.store(out, Ordering::Relaxed);
+            }
+        } else {
+            self.high_water.fetch_max(out, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sums of every shard's counters, read without stopping the world: exact when
+/// no thread is using the pool, approximate while they are.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Totals {
+    pub(crate) taken: u64,
+    pub(crate) reused: u64,
+    pub(crate) returned: u64,
+    pub(crate) high_water: u64,
+}
+
+/// One shard: a local list for its owner and a remote list for everyone else.
+/// Aligned so that two owners never share a cache line.
+#[repr(align(128))]
+struct Shard {
+    /// Head of the local list; only the owner reads or writes it.
+    local: UnsafeCell<u32>,
+    /// Head of the remote list.
+    remote: AtomicU32,
+    stats: ShardStats,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Self {
+            local: UnsafeCell::new(NIL),
+            remote: AtomicU32::new(NIL),
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Pushes `idx` onto the remote list; any thread may call it.
+    fn push_remote<S: Linked + Default>(&self, idx: u32, pages: &Pages<S>) {
+        let slot = pages.claimed_slot(idx);
+        // Relaxed: the head's value is only linked below, never dereferenced.
+        let mut head = self.remote.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller owns `idx` (it came off a list or was claimed,
+            // and is on no list), so nobody else reads or writes its `next`
+            // until the CAS below publishes it.
+            slot.next().with_mut(|next| unsafe { *next = head });
+            // Release: publishes the slot's contents and `next` to the thread
+            // that takes the list with `swap(Acquire)`.
+            match self.remote.compare_exchange_weak(
+                head,
+                idx,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Empties the remote list, returning its head (or `NIL`).
+    fn take_remote(&self) -> u32 {
+        // Relaxed load first, so an empty list costs no read-modify-write.
+        if self.remote.load(Ordering::Relaxed) == NIL {
+            return NIL;
+        }
+        // Acquire: pairs with the pushers' Release CAS; the chain of CASes is
+        // one release sequence, so every node's `next` and contents are visible.
+        self.remote.swap(NIL, Ordering::Acquire)
+    }
+}
+
+/// Proof that the current thread owns shard `id`. Not `Send`, and only made
+/// by [`Shards::here`] from the thread's registered id.
+pub(crate) struct Owner<'a> {
+    id: u32,
+    shard: &'a Shard,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Owner<'_> {
+    fn pop_local<S: Linked + Default>(&self, pages: &Pages<S>) -> Option<u32> {
+        // SAFETY (both closures): only the owner touches `local`; `Owner` is
+        // not `Send` and exists only on the thread whose registered id is
+        // `self.id`, and ids are unique among live threads. No reference to
+        // the head outlives the closure, so reentrant calls are fine.
+        let head = self.shard.local.with(|head| unsafe { *head });
+        if head == NIL {
+            return None;
+        }
+        // SAFETY: `head` is on our local list, so its `next` is ours alone.
+        let next = pages.claimed_slot(head).next().with(|next| unsafe { *next });
+        // SAFETY: see above.
+        self.shard.local.with_mut(|h| unsafe { *h = next });
+        Some(head)
+    }
+
+    fn push_local<S: Linked + Default>(&self, idx: u32, pages: &Pages<S>) {
+        // SAFETY: see `pop_local`.
+        let head = self.shard.local.with(|head| unsafe { *head });
+        // SAFETY: the caller owns `idx`, which is on no list.
+        pages.claimed_slot(idx).next().with_mut(|next| unsafe { *next = head });
+        // SAFETY: see `pop_local`.
+        self.shard.local.with_mut(|h| unsafe { *h = idx });
+    }
+
+    /// Splices a chain taken from a remote list in front of the local list.
+    fn splice<S: Linked + Default>(&self, chain: u32, pages: &Pages<S>) {
+        let mut tail = chain;
+        loop {
+            // SAFETY: the chain was taken whole with `swap`, so its nodes are ours.
+            let next = pages.claimed_slot(tail).next().with(|next| unsafe { *next });
+            if next == NIL {
+                break;
+            }
+            tail = next;
+        }
+        // SAFETY: see `pop_local`.
+        let head = self.shard.local.with(|head| unsafe { *head });
+        // SAFETY: `tail` is ours (see above).
+        pages.claimed_slot(tail).next().with_mut(|next| unsafe { *next = head });
+        // SAFETY: see `pop_local`.
+        self.shard.local.with_mut(|h| unsafe { *h = chain });
+    }
+}
+
+/// Where the calling thread stands with respect to one pool's shards.
+pub(crate) enum Here<'a> {
+    /// The thread owns a shard.
+    Owner(Owner<'a>),
+    /// The thread's id is past the shard count (or it is exiting): it uses the
+    /// overflow list.
+    Foreign,
+}
+
+impl Here<'_> {
+    /// The origin to stamp on an index handed out here.
+    pub(crate) fn origin(&self) -> u32 {
+        match self {
+            Here::Owner(owner) => owner.id,
+            Here::Foreign => OVERFLOW,
+        }
+    }
+}
+
+/// All the free lists of one pool.
+pub(crate) struct Shards {
+    shards: Box<[Shard]>,
+    overflow: Mutex<Vec<u32>>,
+    overflow_stats: ShardStats,
+}
+
+impl Shards {
+    /// `count` shards (`1..=MAX_SHARDS`, checked by the builders).
+    pub(crate) fn new(count: usize) -> Self {
+        Self {
+            shards: (0..count).map(|_| Shard::new()).collect(),
+            overflow: Mutex::new(Vec::new()),
+            overflow_stats: ShardStats::default(),
+        }
+    }
+
+    /// The calling thread's standing.
+    #[inline]
+    pub(crate) fn here(&self) -> Here<'_> {
+        match current_id().and_then(|id| self.shards.get(id as usize).map(|s| (id, s))) {
+            Some((id, shard)) => Here::Owner(Owner {
+                id,
+                shard,
+                _not_send: PhantomData,
+            }),
+            None => Here::Foreign,
+        }
+    }
+
+    /// Takes a free index for `here`: its local list, then its remote list
+    /// (or the overflow list for a foreign thread). Records the hand-out.
+    #[inline]
+    pub(crate) fn take<S: Linked + Default>(&self, here: &Here<'_>, pages: &Pages<S>) -> Option<u32> {
+        let idx = match here {
+            Here::Owner(owner) => match owner.pop_local(pages) {
+                Some(idx) => idx,
+                None => {
+                    let chain = owner.shard.take_remote();
+                    if chain == NIL {
+                        return None;
+                    }
+                    owner.splice(chain, pages);
+                    owner.pop_local(pages)?
+                }
+            },
+            Here::Foreign => sync::lock(&self.overflow).pop()?,
+        };
+        self.record_take(here, true);
+        Some(idx)
+    }
+
+    /// Records a hand-out of a fresh (never used) index.
+    pub(crate) fn record_fresh(&self, here: &Here<'_>) {
+        self.record_take(here, false);
+    }
+
+    #[inline]
+    fn record_take(&self, here: &Here<'_>, reused: bool) {
+        match here {
+            Here::Owner(owner) => owner.shard.stats.on_take(reused, true),
+            Here::Foreign => self.overflow_stats.on_take(reused, false),
+        }
+    }
+
+    /// Returns `idx`, handed out with origin `origin`, to its origin's lists:
+    /// the local list if the caller owns that shard, else its remote list.
+    #[inline]
+    pub(crate) fn put<S: Linked + Default>(&self, idx: u32, origin: u32, pages: &Pages<S>) {
+        if origin == OVERFLOW {
+            sync::lock(&self.overflow).push(idx);
+            bump_shared(&self.overflow_stats.returned_remote);
+            return;
+        }
+        let shard = &self.shards[origin as usize];
+        match self.here() {
+            Here::Owner(owner) if owner.id == origin => {
+                owner.push_local(idx, pages);
+                bump_owned(&shard.stats.returned_local);
+            }
+            _ => {
+                shard.push_remote(idx, pages);
+                bump_shared(&shard.stats.returned_remote);
+            }
+        }
+    }
+
+    /// At the bound with nothing free here: moves every other shard's remote
+    /// list to `here`. Returns whether anything moved. Local lists of other
+    /// shards are never touched (their owners may be using them).
+    pub(crate) fn steal<S: Linked + Default>(&self, here: &Here<'_>, pages: &Pages<S>) -> bool {
+        let mut moved = false;
+        for shard in self.shards.iter() {
+            let chain = shard.take_remote();
+            if chain == NIL {
+                continue;
+            }
+            moved = true;
+            match here {
+                Here::Owner(owner) => owner.splice(chain, pages),
+                Here::Foreign => {
+                    let mut overflow = sync::lock(&self.overflow);
+                    let mut idx = chain;
+                    while idx != NIL {
+                        overflow.push(idx);
+                        // SAFETY: the chain was taken whole with `swap`.
+                        idx = pages.claimed_slot(idx).next().with(|next| unsafe { *next });
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// Sums of all counters.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        let all = self.shards.iter().map(|s| &s.stats).chain([&self.overflow_stats]);
+        for stats in all {
+            totals.taken += stats.taken.load(Ordering::Relaxed);
+            totals.reused += stats.reused.load(Ordering::Relaxed);
+            totals.returned += stats.returned_local.load(Ordering::Relaxed)
+                + stats.returned_remote.load(Ordering::Relaxed);
+            totals.high_water += stats.high_water.load(Ordering::Relaxed);
+        }
+        totals
+    }
+}
+
+impl fmt::Debug for Shards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shards")
+            .field("count", &self.shards.len())
+            .field("totals", &self.totals())
+            .finish()
+    }
+}
