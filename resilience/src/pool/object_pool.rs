@@ -391,3 +391,81 @@ impl<T: fmt::Debug> fmt::Debug for Pooled<'_, T> {
             .finish()
     }
 }
+
+#[cfg(all(test, not(weft_loom)))]
+mod tests {
+    use std::{
+        panic::{catch_unwind, AssertUnwindSafe},
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+    };
+
+    use super::*;
+
+    fn _assert_auto_traits() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Pool<Vec<u8>>>();
+        send_sync::<Pooled<'static, Vec<u8>>>();
+        // A `Cell` is `Send` but not `Sync`: the pool is still `Sync`,
+        // because no two threads ever see one object at once.
+        send_sync::<Pool<std::cell::Cell<u8>>>();
+        send::<Pooled<'static, std::cell::Cell<u8>>>();
+    }
+
+    #[test]
+    fn panicking_create_hook_loses_no_capacity() {
+        let fail = Arc::new(AtomicUsize::new(1));
+        let hook = Arc::clone(&fail);
+        let pool = Pool::builder(move || {
+            if hook.fetch_sub(1, Ordering::SeqCst) == 1 {
+                panic!("create failed");
+            }
+            0u8
+        })
+        .capacity(1)
+        .build()
+        .unwrap();
+        assert!(catch_unwind(AssertUnwindSafe(|| pool.get())).is_err());
+        assert_eq!(pool.metrics().created, 0);
+        assert!(pool.try_get().expect("the one slot is still free").is_pooled());
+    }
+
+    #[test]
+    fn panicking_reset_hook_still_drops_the_value_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        struct Noisy(Arc<AtomicUsize>);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let made = Arc::clone(&drops);
+        let pool = Pool::builder(move || Noisy(Arc::clone(&made)))
+            .capacity(2)
+            .reset(|_| panic!("reset failed"))
+            .build()
+            .unwrap();
+        let guard = pool.get();
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(guard))).is_err());
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "value dropped before the pool");
+        // The first slot is lost for reuse; the second is still free.
+        let second = pool.try_get().expect("one slot left");
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(second))).is_err());
+        assert!(pool.try_get().is_none(), "a slot whose reset panicked was reused");
+        drop(pool);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn raced_creation_becomes_unpooled_not_lost() {
+        let pool = Pool::builder(|| 7u32).capacity(1).build().unwrap();
+        let first = pool.get();
+        let second = pool.get();
+        assert!(first.is_pooled());
+        assert!(!second.is_pooled());
+        assert_eq!(*second, 7);
+    }
+}

@@ -424,3 +424,65 @@ impl fmt::Debug for Shards {
             .finish()
     }
 }
+
+#[cfg(all(test, not(weft_loom)))]
+mod tests {
+    use super::*;
+
+    struct Node(UnsafeCell<u32>);
+
+    impl Default for Node {
+        fn default() -> Self {
+            Self(UnsafeCell::new(NIL))
+        }
+    }
+
+    impl Linked for Node {
+        fn next(&self) -> &UnsafeCell<u32> {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn thread_ids_are_unique_among_live_threads() {
+        let barrier = std::sync::Barrier::new(8);
+        let ids: Vec<u32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let id = current_id().unwrap();
+                        barrier.wait(); // all alive at once
+                        id
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn remote_pushes_come_back_in_one_take() {
+        let pages: Pages<Node> = Pages::new(8);
+        let shards = Shards::new(1);
+        for _ in 0..3 {
+            pages.claim();
+        }
+        let shard = &shards.shards[0];
+        for idx in 0..3 {
+            shard.push_remote(idx, &pages);
+        }
+        let mut idx = shard.take_remote();
+        let mut seen = Vec::new();
+        while idx != NIL {
+            seen.push(idx);
+            // SAFETY: the chain was taken whole; this thread alone reads it.
+            idx = pages.claimed_slot(idx).next().with(|n| unsafe { *n });
+        }
+        assert_eq!(seen, [2, 1, 0]);
+        assert_eq!(shard.take_remote(), NIL);
+    }
+}

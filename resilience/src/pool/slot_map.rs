@@ -1,6 +1,6 @@
 //! [`SlotMap`]: concurrent keyed storage with generational keys and tombstones.
 
-use std::{fmt, mem::MaybeUninit, ops::Deref};
+use std::{fmt, marker::PhantomData, mem::MaybeUninit, ops::Deref};
 
 use super::{
     config::{ConfigError, Limits},
@@ -144,12 +144,18 @@ unsafe impl<T: Send> Send for SlotMap<T> {}
 unsafe impl<T: Send + Sync> Sync for SlotMap<T> {}
 
 /// Builds a [`SlotMap`]; see [`SlotMap::builder`].
-#[derive(Debug, Clone, Copy)]
-pub struct SlotMapBuilder {
+pub struct SlotMapBuilder<T> {
     limits: Limits,
+    _values: PhantomData<fn() -> T>,
 }
 
-impl SlotMapBuilder {
+impl<T> fmt::Debug for SlotMapBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotMapBuilder").field("limits", &self.limits).finish()
+    }
+}
+
+impl<T> SlotMapBuilder<T> {
     /// Most slots (values plus tombstones) at once (default 4096); at least 1.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.limits.capacity = capacity;
@@ -166,7 +172,7 @@ impl SlotMapBuilder {
     ///
     /// # Errors
     /// [`ConfigError`] for a zero or too-large capacity or shard count.
-    pub fn build<T>(self) -> Result<SlotMap<T>, ConfigError> {
+    pub fn build(self) -> Result<SlotMap<T>, ConfigError> {
         let limits = self.limits.validate()?;
         Ok(SlotMap {
             pages: Pages::new(limits.capacity),
@@ -179,12 +185,13 @@ impl SlotMapBuilder {
 
 impl<T> SlotMap<T> {
     /// A builder with the default capacity and shard count.
-    pub fn builder() -> SlotMapBuilder {
+    pub fn builder() -> SlotMapBuilder<T> {
         SlotMapBuilder {
             limits: Limits {
                 capacity: DEFAULT_CAPACITY,
                 shards: DEFAULT_SHARDS,
             },
+            _values: PhantomData,
         }
     }
 
@@ -403,5 +410,56 @@ impl<T: fmt::Debug> fmt::Debug for Ref<'_, T> {
             .field("key", &self.key)
             .field("value", &**self)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(weft_loom)))]
+mod tests {
+    use super::*;
+
+    fn _assert_auto_traits() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SlotMap<String>>();
+        send_sync::<Ref<'static, String>>();
+    }
+
+    #[test]
+    fn key_bits_round_trip() {
+        let key = Key {
+            index: 0xdead,
+            generation: 0xbeef_0001,
+        };
+        assert_eq!(Key::from_bits(key.to_bits()), key);
+        assert_eq!(key.to_bits(), 0xbeef_0001_0000_dead);
+    }
+
+    #[test]
+    fn full_map_hands_the_value_back() {
+        let map = SlotMap::with_capacity(1).unwrap();
+        let key = map.insert(String::from("a")).unwrap();
+        assert_eq!(map.insert(String::from("b")), Err(Full(String::from("b"))));
+        assert!(map.remove(key));
+        assert!(map.insert(String::from("c")).is_ok());
+    }
+
+    #[test]
+    fn tombstone_holds_its_slot_until_released() {
+        let map = SlotMap::with_capacity(1).unwrap();
+        let key = map.insert(1u8).unwrap();
+        let guard = map.get(key).unwrap();
+        assert!(map.remove(key));
+        assert!(map.insert(2).is_err(), "a tombstone was reused");
+        drop(guard);
+        let fresh = map.insert(3).unwrap();
+        assert_eq!(fresh.index(), key.index());
+        assert_eq!(fresh.generation(), key.generation() + 1);
+    }
+
+    #[test]
+    fn keys_out_of_range_find_nothing() {
+        let map = SlotMap::<u8>::with_capacity(4).unwrap();
+        assert!(map.get(Key::from_bits(3)).is_none());
+        assert!(map.get(Key::from_bits(u64::MAX)).is_none());
+        assert!(!map.remove(Key::from_bits(1 << 40)));
     }
 }
