@@ -17,7 +17,9 @@ use weft_resilience::pool::{Pool, SlotMap};
 
 const CAPACITY: usize = 1024;
 
-/// The pools under test, each behind one "take, touch, give back" step.
+/// The pools under test, each behind one "take, touch, give back" step. Sizes
+/// differ; there are five of them, so boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 enum Contender {
     Weft(Pool<Vec<u8>>),
     ObjectPool(object_pool::Pool<Vec<u8>>),
@@ -39,10 +41,22 @@ impl Contender {
                         .unwrap(),
                 ),
             ),
-            ("object-pool", Contender::ObjectPool(object_pool::Pool::new(CAPACITY, Vec::new))),
-            ("lockfree-linear", Contender::Linear(LinearObjectPool::new(Vec::new, Vec::clear))),
-            ("lockfree-spinlock", Contender::SpinLock(SpinLockObjectPool::new(Vec::new, Vec::clear))),
-            ("sharded-slab", Contender::ShardedSlab(sharded_slab::Pool::new())),
+            (
+                "object-pool",
+                Contender::ObjectPool(object_pool::Pool::new(CAPACITY, Vec::new)),
+            ),
+            (
+                "lockfree-linear",
+                Contender::Linear(LinearObjectPool::new(Vec::new, Vec::clear)),
+            ),
+            (
+                "lockfree-spinlock",
+                Contender::SpinLock(SpinLockObjectPool::new(Vec::new, Vec::clear)),
+            ),
+            (
+                "sharded-slab",
+                Contender::ShardedSlab(sharded_slab::Pool::new()),
+            ),
         ]
     }
 
@@ -95,7 +109,11 @@ fn contended(contender: &Contender, threads: usize, iters: u64) -> Duration {
             })
             .collect();
         start.wait();
-        workers.into_iter().map(|w| w.join().unwrap()).max().unwrap()
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
     })
 }
 

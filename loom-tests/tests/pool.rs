@@ -36,7 +36,10 @@ struct Exclusive {
 
 impl Exclusive {
     fn use_once(&self) {
-        assert!(!self.busy.swap(true, Ordering::Relaxed), "one slot, two guards");
+        assert!(
+            !self.busy.swap(true, Ordering::Relaxed),
+            "one slot, two guards"
+        );
         self.uses.fetch_add(1, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
     }
@@ -49,7 +52,10 @@ impl Exclusive {
 #[test]
 fn pool_never_hands_one_slot_to_two_guards() {
     loom::model(|| {
-        let pool = Pool::builder(Exclusive::default).capacity(1).build().unwrap();
+        let pool = Pool::builder(Exclusive::default)
+            .capacity(1)
+            .build()
+            .unwrap();
         // SAFETY: both threads are joined inside the closure.
         unsafe {
             with_static(pool, |pool| {
@@ -83,7 +89,10 @@ fn pool_never_hands_one_slot_to_two_guards() {
 #[test]
 fn pool_cross_thread_return_is_reused() {
     loom::model(|| {
-        let pool = Pool::builder(|| Track::new(0u8)).capacity(1).build().unwrap();
+        let pool = Pool::builder(|| Track::new(0u8))
+            .capacity(1)
+            .build()
+            .unwrap();
         // SAFETY: the thread is joined inside the closure.
         unsafe {
             with_static(pool, |pool| {

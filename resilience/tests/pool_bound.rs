@@ -8,7 +8,10 @@ use weft_resilience::pool::Pool;
 
 fn pool(census: &Census, capacity: usize) -> Pool<Counted> {
     let census = census.clone();
-    Pool::builder(move || census.make()).capacity(capacity).build().unwrap()
+    Pool::builder(move || census.make())
+        .capacity(capacity)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -36,7 +39,11 @@ fn get_at_the_bound_creates_an_unpooled_object_dropped_on_return() {
     assert_eq!(census.live(), 2);
 
     drop(extra);
-    assert_eq!(census.dropped(), 1, "unpooled object was not dropped on return");
+    assert_eq!(
+        census.dropped(),
+        1,
+        "unpooled object was not dropped on return"
+    );
     assert_eq!(pool.metrics().created, 1, "unpooled object was pooled");
 
     drop(pooled);

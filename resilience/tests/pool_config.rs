@@ -4,15 +4,26 @@ use weft_resilience::pool::{ConfigError, Pool, SlotMap};
 
 #[test]
 fn zero_capacity_is_refused() {
-    let err = Pool::builder(|| 0u8).capacity(0).build().map(drop).unwrap_err();
+    let err = Pool::builder(|| 0u8)
+        .capacity(0)
+        .build()
+        .map(drop)
+        .unwrap_err();
     assert_eq!(err, ConfigError::ZeroCapacity);
     assert_eq!(err.to_string(), "pool capacity must be at least 1");
-    assert_eq!(SlotMap::<u8>::with_capacity(0).map(drop).unwrap_err(), ConfigError::ZeroCapacity);
+    assert_eq!(
+        SlotMap::<u8>::with_capacity(0).map(drop).unwrap_err(),
+        ConfigError::ZeroCapacity
+    );
 }
 
 #[test]
 fn oversized_capacity_is_refused() {
-    let err = Pool::builder(|| 0u8).capacity(usize::MAX).build().map(drop).unwrap_err();
+    let err = Pool::builder(|| 0u8)
+        .capacity(usize::MAX)
+        .build()
+        .map(drop)
+        .unwrap_err();
     assert!(
         matches!(err, ConfigError::CapacityTooLarge { requested: usize::MAX, max } if max == 1 << 31),
         "{err:?}"
@@ -22,9 +33,17 @@ fn oversized_capacity_is_refused() {
 
 #[test]
 fn shard_counts_are_checked() {
-    let err = SlotMap::<u8>::builder().shards(0).build().map(drop).unwrap_err();
+    let err = SlotMap::<u8>::builder()
+        .shards(0)
+        .build()
+        .map(drop)
+        .unwrap_err();
     assert_eq!(err, ConfigError::ZeroShards);
-    let err = Pool::builder(|| 0u8).shards(1 << 20).build().map(drop).unwrap_err();
+    let err = Pool::builder(|| 0u8)
+        .shards(1 << 20)
+        .build()
+        .map(drop)
+        .unwrap_err();
     assert!(matches!(err, ConfigError::TooManyShards { .. }), "{err:?}");
 }
 

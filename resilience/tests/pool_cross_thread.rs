@@ -12,7 +12,10 @@ use weft_resilience::pool::Pool;
 fn object_returned_elsewhere_is_reused_by_its_origin() {
     let census = Census::new();
     let maker = census.clone();
-    let pool: Pool<Counted> = Pool::builder(move || maker.make()).capacity(8).build().unwrap();
+    let pool: Pool<Counted> = Pool::builder(move || maker.make())
+        .capacity(8)
+        .build()
+        .unwrap();
 
     let guard = pool.get();
     let serial = guard.serial;
@@ -89,7 +92,10 @@ fn more_threads_than_shards() {
 fn guards_move_between_threads_without_loss() {
     let census = Census::new();
     let maker = census.clone();
-    let pool: Pool<Counted> = Pool::builder(move || maker.make()).capacity(16).build().unwrap();
+    let pool: Pool<Counted> = Pool::builder(move || maker.make())
+        .capacity(16)
+        .build()
+        .unwrap();
     let (tx, rx) = mpsc::sync_channel(8);
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -8,7 +8,10 @@ use weft_resilience::pool::Pool;
 
 fn pool(census: &Census, capacity: usize) -> Pool<Counted> {
     let census = census.clone();
-    Pool::builder(move || census.make()).capacity(capacity).build().unwrap()
+    Pool::builder(move || census.make())
+        .capacity(capacity)
+        .build()
+        .unwrap()
 }
 
 #[test]

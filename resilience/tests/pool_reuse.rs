@@ -44,12 +44,18 @@ fn most_recently_returned_object_comes_back_first() {
 fn metrics_count_creation_reuse_and_peak() {
     let pool = Pool::builder(Vec::<u8>::new).capacity(3).build().unwrap();
     let m = pool.metrics();
-    assert_eq!((m.capacity, m.live, m.idle, m.created, m.reused), (3, 0, 0, 0, 0));
+    assert_eq!(
+        (m.capacity, m.live, m.idle, m.created, m.reused),
+        (3, 0, 0, 0, 0)
+    );
 
     let a = pool.get();
     let b = pool.get();
     let m = pool.metrics();
-    assert_eq!((m.live, m.idle, m.created, m.reused, m.high_water), (2, 0, 2, 0, 2));
+    assert_eq!(
+        (m.live, m.idle, m.created, m.reused, m.high_water),
+        (2, 0, 2, 0, 2)
+    );
 
     drop(a);
     let m = pool.metrics();
@@ -57,15 +63,24 @@ fn metrics_count_creation_reuse_and_peak() {
 
     let c = pool.get(); // reuses a
     let m = pool.metrics();
-    assert_eq!((m.live, m.idle, m.created, m.reused, m.high_water), (2, 0, 2, 1, 2));
+    assert_eq!(
+        (m.live, m.idle, m.created, m.reused, m.high_water),
+        (2, 0, 2, 1, 2)
+    );
 
     let d = pool.get();
     let e = pool.get(); // past the bound: unpooled
     assert!(d.is_pooled() && !e.is_pooled());
     let m = pool.metrics();
-    assert_eq!((m.live, m.idle, m.created, m.unpooled, m.high_water), (4, 0, 3, 1, 3));
+    assert_eq!(
+        (m.live, m.idle, m.created, m.unpooled, m.high_water),
+        (4, 0, 3, 1, 4)
+    );
 
     drop((b, c, d, e));
     let m = pool.metrics();
-    assert_eq!((m.live, m.idle, m.created, m.reused, m.unpooled), (0, 3, 3, 1, 1));
+    assert_eq!(
+        (m.live, m.idle, m.created, m.reused, m.unpooled),
+        (0, 3, 3, 1, 1)
+    );
 }

@@ -60,14 +60,19 @@ fn metrics_track_len_slots_and_reuse() {
     assert!(map.remove(keys[3]));
     map.insert(10).unwrap();
     let m = map.metrics();
-    assert_eq!((m.capacity, m.len, m.slots, m.reused, m.high_water), (8, 4, 5, 1, 5));
+    assert_eq!(
+        (m.capacity, m.len, m.slots, m.reused, m.high_water),
+        (8, 4, 5, 1, 5)
+    );
 }
 
 #[test]
 fn concurrent_readers_and_removers_agree() {
     let census = Census::new();
     let map = SlotMap::with_capacity(64).unwrap();
-    let keys: Vec<_> = (0..64).map(|_| map.insert(census.make()).unwrap()).collect();
+    let keys: Vec<_> = (0..64)
+        .map(|_| map.insert(census.make()).unwrap())
+        .collect();
     let removed = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..4 {
@@ -93,7 +98,9 @@ fn concurrent_readers_and_removers_agree() {
 fn slot_map_drops_remaining_values_once() {
     let census = Census::new();
     let map: SlotMap<Counted> = SlotMap::with_capacity(16).unwrap();
-    let keys: Vec<_> = (0..10).map(|_| map.insert(census.make()).unwrap()).collect();
+    let keys: Vec<_> = (0..10)
+        .map(|_| map.insert(census.make()).unwrap())
+        .collect();
     for key in &keys[..4] {
         assert!(map.remove(*key));
     }

@@ -39,7 +39,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::ZeroShards => f.write_str("pool shard count must be at least 1"),
             ConfigError::TooManyShards { requested, max } => {
-                write!(f, "pool shard count {requested} exceeds the maximum of {max}")
+                write!(
+                    f,
+                    "pool shard count {requested} exceeds the maximum of {max}"
+                )
             }
         }
     }

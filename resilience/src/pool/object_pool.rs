@@ -88,8 +88,10 @@ pub struct Pool<T> {
     reset: ResetHook<T>,
     /// Unpooled objects created at the bound.
     unpooled_created: AtomicU64,
-    /// Unpooled objects not yet dropped.
+    /// Unpooled objects dropped.
     unpooled_dropped: AtomicU64,
+    /// Peak of `live`, sampled on the slow path (see [`PoolMetrics::high_water`]).
+    high_water: AtomicU64,
 }
 
 // SAFETY: the pool owns its `T`s (so sending it sends them: `T: Send`), and
@@ -142,13 +144,16 @@ impl<T> PoolBuilder<T> {
             reset: self.reset,
             unpooled_created: AtomicU64::new(0),
             unpooled_dropped: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
         })
     }
 }
 
 impl<T> fmt::Debug for PoolBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolBuilder").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("PoolBuilder")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -185,6 +190,7 @@ impl<T> Pool<T> {
                 };
                 // Relaxed: a counter.
                 self.unpooled_created.fetch_add(1, Ordering::Relaxed);
+                self.note_peak();
                 Pooled {
                     pool: self,
                     inner: Inner::Unpooled(value),
@@ -202,8 +208,8 @@ impl<T> Pool<T> {
     #[inline]
     fn acquire(&self) -> Result<Pooled<'_, T>, Refused<T>> {
         let here = self.shards.here();
-        if let Some(idx) = self.shards.take(&here, &self.pages) {
-            return Ok(self.guard(idx, &here));
+        if let Some((idx, slot)) = self.shards.take(&here, &self.pages) {
+            return Ok(self.guard(idx, slot, &here));
         }
         self.acquire_slow(here)
     }
@@ -220,27 +226,39 @@ impl<T> Pool<T> {
             // SAFETY: `idx` was just claimed, so no one else can reach the slot.
             slot.value.with_mut(|cell| unsafe { (*cell).write(value) });
             self.shards.record_fresh(&here);
-            return Ok(self.guard(idx, &here));
+            let guard = self.guard(idx, slot, &here);
+            self.note_peak();
+            return Ok(guard);
         }
         if self.shards.steal(&here, &self.pages) {
-            if let Some(idx) = self.shards.take(&here, &self.pages) {
-                return Ok(self.guard(idx, &here));
+            if let Some((idx, slot)) = self.shards.take(&here, &self.pages) {
+                return Ok(self.guard(idx, slot, &here));
             }
         }
         Err(Refused::Empty)
     }
 
-    /// A guard for `idx`, which the caller just took off a list or claimed.
+    /// A guard for `idx` (whose slot is `slot`), which the caller just took
+    /// off a list or claimed.
     #[inline]
-    fn guard(&self, idx: u32, here: &Here<'_>) -> Pooled<'_, T> {
+    fn guard<'a>(&'a self, idx: u32, slot: &'a PoolSlot<T>, here: &Here<'_>) -> Pooled<'a, T> {
         Pooled {
             pool: self,
             inner: Inner::Slot {
-                slot: self.pages.claimed_slot(idx),
+                slot,
                 idx,
                 origin: here.origin(),
             },
         }
+    }
+
+    /// Folds the current `live` into the high-water mark. Called only when
+    /// the pool grows or refuses, so it may cost a pass over the shards.
+    #[cold]
+    fn note_peak(&self) {
+        let live = self.metrics().live;
+        // Relaxed: a statistic.
+        self.high_water.fetch_max(live, Ordering::Relaxed);
     }
 
     /// A snapshot of the pool's counters: exact while no thread is using the
@@ -259,7 +277,8 @@ impl<T> Pool<T> {
             created,
             reused: totals.reused,
             unpooled,
-            high_water: totals.high_water,
+            // Relaxed: a statistic.
+            high_water: self.high_water.load(Ordering::Relaxed),
         }
     }
 }
@@ -271,7 +290,8 @@ impl<T> Drop for Pool<T> {
             // SAFETY: every claimed slot holds a value (written right after the
             // claim, dropped only here); `&mut self` means no guard is alive,
             // and a forgotten guard never touches its slot again.
-            slot.value.with_mut(|cell| unsafe { (*cell).assume_init_drop() });
+            slot.value
+                .with_mut(|cell| unsafe { (*cell).assume_init_drop() });
         }
     }
 }
@@ -300,9 +320,12 @@ pub struct PoolMetrics {
     pub reused: u64,
     /// Unpooled objects created at the bound by [`Pool::get`].
     pub unpooled: u64,
-    /// Peak of pooled objects out at once: exact with one thread; with
-    /// several, the sum of each shard's peak, which is never below the true
-    /// peak.
+    /// Peak of `live` (pooled and unpooled objects out at once), sampled
+    /// whenever the pool creates an object or refuses one. The pool only does
+    /// either when the calling shard has nothing idle, so every peak that made
+    /// it grow or overflow is caught and the mark is exact for one thread; a
+    /// peak reached purely by reuse on several shards at once can be missed
+    /// (tracking it exactly would put a shared counter on the fast path).
     pub high_water: u64,
 }
 
@@ -342,9 +365,11 @@ impl<T> Deref for Pooled<'_, T> {
     #[inline]
     fn deref(&self) -> &T {
         match &self.inner {
-            // SAFETY: the slot's value is initialised and this guard holds the
-            // slot exclusively until it is dropped.
-            Inner::Slot { slot, .. } => slot.value.with(|cell| unsafe { (*cell).assume_init_ref() }),
+            Inner::Slot { slot, .. } => slot.value.with(|cell| {
+                // SAFETY: the slot's value is initialised and this guard holds
+                // the slot exclusively until it is dropped.
+                unsafe { (*cell).assume_init_ref() }
+            }),
             Inner::Unpooled(value) => value,
         }
     }
@@ -372,8 +397,9 @@ impl<T> Drop for Pooled<'_, T> {
                 // If the hook panics the slot is never returned; its value is
                 // still initialised and `Pool::drop` drops it.
                 // SAFETY: as in `deref_mut`: this guard holds the slot.
-                slot.value.with_mut(|cell| (pool.reset)(unsafe { (*cell).assume_init_mut() }));
-                pool.shards.put(*idx, *origin, &pool.pages);
+                slot.value
+                    .with_mut(|cell| (pool.reset)(unsafe { (*cell).assume_init_mut() }));
+                pool.shards.put(*idx, *slot, *origin, &pool.pages);
             }
             Inner::Unpooled(_) => {
                 // Relaxed: a counter. The value drops with `inner`.
@@ -430,7 +456,10 @@ mod tests {
         .unwrap();
         assert!(catch_unwind(AssertUnwindSafe(|| pool.get())).is_err());
         assert_eq!(pool.metrics().created, 0);
-        assert!(pool.try_get().expect("the one slot is still free").is_pooled());
+        assert!(pool
+            .try_get()
+            .expect("the one slot is still free")
+            .is_pooled());
     }
 
     #[test]
@@ -450,11 +479,18 @@ mod tests {
             .unwrap();
         let guard = pool.get();
         assert!(catch_unwind(AssertUnwindSafe(|| drop(guard))).is_err());
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "value dropped before the pool");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "value dropped before the pool"
+        );
         // The first slot is lost for reuse; the second is still free.
         let second = pool.try_get().expect("one slot left");
         assert!(catch_unwind(AssertUnwindSafe(|| drop(second))).is_err());
-        assert!(pool.try_get().is_none(), "a slot whose reset panicked was reused");
+        assert!(
+            pool.try_get().is_none(),
+            "a slot whose reset panicked was reused"
+        );
         drop(pool);
         assert_eq!(drops.load(Ordering::SeqCst), 2);
     }

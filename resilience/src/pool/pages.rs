@@ -53,7 +53,9 @@ impl<S: Default> Pages<S> {
         debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
         let capacity = capacity as u32;
         let count = locate(capacity - 1).0 + 1;
-        let pages = (0..count).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
+        let pages = (0..count)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
         Self {
             pages,
             claimed: AtomicU32::new(0),
@@ -107,12 +109,8 @@ impl<S: Default> Pages<S> {
             let len = page_len(page);
             let fresh: Box<[S]> = (0..len).map(|_| S::default()).collect();
             let fresh = Box::into_raw(fresh).cast::<S>();
-            match cell.compare_exchange(
-                ptr::null_mut(),
-                fresh,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match cell.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => base = fresh,
                 Err(installed) => {
                     // SAFETY: `fresh` came from `Box::into_raw` of a `len`-slot

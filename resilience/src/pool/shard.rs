@@ -67,13 +67,18 @@ impl Registration {
         let id = sync::lock(&registry).insert(());
         // An id past u32 would need four billion live threads; such a thread
         // simply has no shard and uses the overflow list.
-        let id = u32::try_from(id).unwrap_or(OVERFLOW);
+        let id = u32::try_from(id)
+            .ok()
+            .filter(|&id| id < OVERFLOW - 1)
+            .unwrap_or(OVERFLOW);
         Self { id, registry }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        #[cfg(not(weft_loom))]
+        CACHED_ID.with(|id| id.set(EXITED));
         // The unlock here and the lock in `Registration::new` order this
         // thread's last use of its shards before the next owner's first use.
         sync::lock(&self.registry).try_remove(self.id as usize);
@@ -84,31 +89,68 @@ thread_local! {
     static REGISTRATION: Registration = Registration::new();
 }
 
+/// `CACHED_ID` before this thread first asks for its id.
+#[cfg(not(weft_loom))]
+const UNREGISTERED: u32 = u32::MAX - 1;
+/// `CACHED_ID` once the thread's registration is dropped (thread exit): no
+/// shard from then on.
+#[cfg(not(weft_loom))]
+const EXITED: u32 = OVERFLOW;
+
+// A copy of the id in a `const`, drop-free thread-local: reading it is one
+// TLS load with no lazy-init or destructor-state check, which the fast path
+// pays twice per get+put. loom's thread-locals have no `const` form, so under
+// loom the id is read from `REGISTRATION` directly.
+#[cfg(not(weft_loom))]
+std::thread_local! {
+    static CACHED_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(UNREGISTERED) };
+}
+
+/// This thread's id, or `None` if it has none (being torn down, or an id past
+/// `u32`).
+#[cfg(not(weft_loom))]
+#[inline]
+fn current_id() -> Option<u32> {
+    match CACHED_ID.with(std::cell::Cell::get) {
+        UNREGISTERED => register(),
+        EXITED => None,
+        id => Some(id),
+    }
+}
+
+#[cfg(not(weft_loom))]
+#[cold]
+fn register() -> Option<u32> {
+    let id = REGISTRATION.try_with(|r| r.id).ok()?;
+    CACHED_ID.with(|cached| cached.set(id));
+    (id != OVERFLOW).then_some(id)
+}
+
 /// This thread's id, or `None` while the thread is being torn down.
+#[cfg(weft_loom)]
 #[inline]
 fn current_id() -> Option<u32> {
     REGISTRATION.try_with(|r| r.id).ok()
 }
 
-/// Counters of one shard. `owned_*` fields are written only by the shard's
-/// owner (a load and a store, so readers see whole values without a
-/// read-modify-write on the fast path); `returned_remote` is bumped by other
-/// threads when they push onto the remote list.
+/// Counters of one shard. Fields are written by the shard's owner only (a
+/// load and a store, so readers see whole values and the fast path has no
+/// read-modify-write), except `returned_remote`, which other threads bump
+/// when they push onto the remote list, and the overflow list's counters,
+/// which its users bump atomically.
 #[derive(Debug, Default)]
 pub(crate) struct ShardStats {
     /// Indices handed out by this shard (fresh or reused).
     taken: AtomicU64,
-    /// Of those, indices that came off a free list.
-    reused: AtomicU64,
+    /// Of those, never-used indices.
+    fresh: AtomicU64,
     /// Indices returned to this shard by its owner.
     returned_local: AtomicU64,
     /// Indices returned to this shard by other threads.
     returned_remote: AtomicU64,
-    /// Peak of `taken - returned_*` seen by the owner.
-    high_water: AtomicU64,
 }
 
-/// Adds one to a counter that only the caller writes.
+/// Adds one to a counter that only the caller writes, returning the new value.
 #[inline]
 fn bump_owned(counter: &AtomicU64) {
     // Relaxed: counters order nothing; a single writer makes load+store exact.
@@ -122,28 +164,13 @@ fn bump_shared(counter: &AtomicU64) {
 }
 
 impl ShardStats {
-    fn outstanding(&self) -> u64 {
-        let taken = self.taken.load(Ordering::Relaxed);
-        let back = self.returned_local.load(Ordering::Relaxed)
-            + self.returned_remote.load(Ordering::Relaxed);
-        taken.saturating_sub(back)
-    }
-
-    /// Records a hand-out; `bump` is [`bump_owned`] for the owner.
+    /// Records a hand-out; `owned` when the caller owns the shard.
     #[inline]
-    fn on_take(&self, reused: bool, owned: bool) {
+    fn on_take(&self, fresh: bool, owned: bool) {
         let bump = if owned { bump_owned } else { bump_shared };
         bump(&self.taken);
-        if reused {
-            bump(&self.reused);
-        }
-        let out = self.outstanding();
-        if owned {
-            if out > self.high_water.load(Ordering::Relaxed) {
-                self.high_water.store(out, Ordering::Relaxed);
-            }
-        } else {
-            self.high_water.fetch_max(out, Ordering::Relaxed);
+        if fresh {
+            bump(&self.fresh);
         }
     }
 }
@@ -155,7 +182,6 @@ pub(crate) struct Totals {
     pub(crate) taken: u64,
     pub(crate) reused: u64,
     pub(crate) returned: u64,
-    pub(crate) high_water: u64,
 }
 
 /// One shard: a local list for its owner and a remote list for everyone else.
@@ -190,12 +216,10 @@ impl Shard {
             slot.next().with_mut(|next| unsafe { *next = head });
             // Release: publishes the slot's contents and `next` to the thread
             // that takes the list with `swap(Acquire)`.
-            match self.remote.compare_exchange_weak(
-                head,
-                idx,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .remote
+                .compare_exchange_weak(head, idx, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }
@@ -223,27 +247,29 @@ pub(crate) struct Owner<'a> {
 }
 
 impl Owner<'_> {
-    fn pop_local<S: Linked + Default>(&self, pages: &Pages<S>) -> Option<u32> {
-        // SAFETY (both closures): only the owner touches `local`; `Owner` is
-        // not `Send` and exists only on the thread whose registered id is
-        // `self.id`, and ids are unique among live threads. No reference to
-        // the head outlives the closure, so reentrant calls are fine.
+    fn pop_local<'p, S: Linked + Default>(&self, pages: &'p Pages<S>) -> Option<(u32, &'p S)> {
+        // SAFETY: only the owner touches `local`; `Owner` is not `Send` and
+        // exists only on the thread whose registered id is `self.id`, and ids
+        // are unique among live threads. No reference to the head outlives
+        // the closure, so reentrant calls are fine.
         let head = self.shard.local.with(|head| unsafe { *head });
         if head == NIL {
             return None;
         }
+        let slot = pages.claimed_slot(head);
         // SAFETY: `head` is on our local list, so its `next` is ours alone.
-        let next = pages.claimed_slot(head).next().with(|next| unsafe { *next });
+        let next = slot.next().with(|next| unsafe { *next });
         // SAFETY: see above.
         self.shard.local.with_mut(|h| unsafe { *h = next });
-        Some(head)
+        Some((head, slot))
     }
 
-    fn push_local<S: Linked + Default>(&self, idx: u32, pages: &Pages<S>) {
+    /// Pushes `idx`, whose slot is `slot`, onto the local list.
+    fn push_local<S: Linked>(&self, idx: u32, slot: &S) {
         // SAFETY: see `pop_local`.
         let head = self.shard.local.with(|head| unsafe { *head });
         // SAFETY: the caller owns `idx`, which is on no list.
-        pages.claimed_slot(idx).next().with_mut(|next| unsafe { *next = head });
+        slot.next().with_mut(|next| unsafe { *next = head });
         // SAFETY: see `pop_local`.
         self.shard.local.with_mut(|h| unsafe { *h = idx });
     }
@@ -253,7 +279,10 @@ impl Owner<'_> {
         let mut tail = chain;
         loop {
             // SAFETY: the chain was taken whole with `swap`, so its nodes are ours.
-            let next = pages.claimed_slot(tail).next().with(|next| unsafe { *next });
+            let next = pages
+                .claimed_slot(tail)
+                .next()
+                .with(|next| unsafe { *next });
             if next == NIL {
                 break;
             }
@@ -262,7 +291,10 @@ impl Owner<'_> {
         // SAFETY: see `pop_local`.
         let head = self.shard.local.with(|head| unsafe { *head });
         // SAFETY: `tail` is ours (see above).
-        pages.claimed_slot(tail).next().with_mut(|next| unsafe { *next = head });
+        pages
+            .claimed_slot(tail)
+            .next()
+            .with_mut(|next| unsafe { *next = head });
         // SAFETY: see `pop_local`.
         self.shard.local.with_mut(|h| unsafe { *h = chain });
     }
@@ -320,57 +352,87 @@ impl Shards {
     /// Takes a free index for `here`: its local list, then its remote list
     /// (or the overflow list for a foreign thread). Records the hand-out.
     #[inline]
-    pub(crate) fn take<S: Linked + Default>(&self, here: &Here<'_>, pages: &Pages<S>) -> Option<u32> {
-        let idx = match here {
-            Here::Owner(owner) => match owner.pop_local(pages) {
-                Some(idx) => idx,
-                None => {
-                    let chain = owner.shard.take_remote();
-                    if chain == NIL {
-                        return None;
-                    }
-                    owner.splice(chain, pages);
-                    owner.pop_local(pages)?
+    pub(crate) fn take<'p, S: Linked + Default>(
+        &self,
+        here: &Here<'_>,
+        pages: &'p Pages<S>,
+    ) -> Option<(u32, &'p S)> {
+        if let Here::Owner(owner) = here {
+            if let Some(taken) = owner.pop_local(pages) {
+                owner.shard.stats.on_take(false, true);
+                return Some(taken);
+            }
+        }
+        self.take_slow(here, pages)
+    }
+
+    /// `take` when the local list is empty or the thread has no shard.
+    #[cold]
+    fn take_slow<'p, S: Linked + Default>(
+        &self,
+        here: &Here<'_>,
+        pages: &'p Pages<S>,
+    ) -> Option<(u32, &'p S)> {
+        let taken = match here {
+            Here::Owner(owner) => {
+                let chain = owner.shard.take_remote();
+                if chain == NIL {
+                    return None;
                 }
-            },
-            Here::Foreign => sync::lock(&self.overflow).pop()?,
+                owner.splice(chain, pages);
+                owner.pop_local(pages)?
+            }
+            Here::Foreign => {
+                let idx = sync::lock(&self.overflow).pop()?;
+                (idx, pages.claimed_slot(idx))
+            }
         };
-        self.record_take(here, true);
-        Some(idx)
+        self.record_take(here, false);
+        Some(taken)
     }
 
     /// Records a hand-out of a fresh (never used) index.
     pub(crate) fn record_fresh(&self, here: &Here<'_>) {
-        self.record_take(here, false);
+        self.record_take(here, true);
     }
 
-    #[inline]
-    fn record_take(&self, here: &Here<'_>, reused: bool) {
+    fn record_take(&self, here: &Here<'_>, fresh: bool) {
         match here {
-            Here::Owner(owner) => owner.shard.stats.on_take(reused, true),
-            Here::Foreign => self.overflow_stats.on_take(reused, false),
+            Here::Owner(owner) => owner.shard.stats.on_take(fresh, true),
+            Here::Foreign => self.overflow_stats.on_take(fresh, false),
         }
     }
 
     /// Returns `idx`, handed out with origin `origin`, to its origin's lists:
     /// the local list if the caller owns that shard, else its remote list.
     #[inline]
-    pub(crate) fn put<S: Linked + Default>(&self, idx: u32, origin: u32, pages: &Pages<S>) {
+    pub(crate) fn put<S: Linked + Default>(
+        &self,
+        idx: u32,
+        slot: &S,
+        origin: u32,
+        pages: &Pages<S>,
+    ) {
+        if let Here::Owner(owner) = self.here() {
+            if owner.id == origin {
+                owner.push_local(idx, slot);
+                bump_owned(&owner.shard.stats.returned_local);
+                return;
+            }
+        }
+        self.put_slow(idx, origin, pages);
+    }
+
+    /// `put` from a thread that does not own the origin shard.
+    #[cold]
+    fn put_slow<S: Linked + Default>(&self, idx: u32, origin: u32, pages: &Pages<S>) {
         if origin == OVERFLOW {
             sync::lock(&self.overflow).push(idx);
             bump_shared(&self.overflow_stats.returned_remote);
-            return;
-        }
-        let shard = &self.shards[origin as usize];
-        match self.here() {
-            Here::Owner(owner) if owner.id == origin => {
-                owner.push_local(idx, pages);
-                bump_owned(&shard.stats.returned_local);
-            }
-            _ => {
-                shard.push_remote(idx, pages);
-                bump_shared(&shard.stats.returned_remote);
-            }
+        } else {
+            let shard = &self.shards[origin as usize];
+            shard.push_remote(idx, pages);
+            bump_shared(&shard.stats.returned_remote);
         }
     }
 
@@ -404,13 +466,19 @@ impl Shards {
     /// Sums of all counters.
     pub(crate) fn totals(&self) -> Totals {
         let mut totals = Totals::default();
-        let all = self.shards.iter().map(|s| &s.stats).chain([&self.overflow_stats]);
+        let all = self
+            .shards
+            .iter()
+            .map(|s| &s.stats)
+            .chain([&self.overflow_stats]);
         for stats in all {
             totals.taken += stats.taken.load(Ordering::Relaxed);
-            totals.reused += stats.reused.load(Ordering::Relaxed);
+            totals.reused += stats
+                .taken
+                .load(Ordering::Relaxed)
+                .saturating_sub(stats.fresh.load(Ordering::Relaxed));
             totals.returned += stats.returned_local.load(Ordering::Relaxed)
                 + stats.returned_remote.load(Ordering::Relaxed);
-            totals.high_water += stats.high_water.load(Ordering::Relaxed);
         }
         totals
     }

@@ -135,6 +135,8 @@ pub struct SlotMap<T> {
     removed: AtomicU64,
     /// Tombstones emptied by their last reader.
     freed: AtomicU64,
+    /// Peak of slots in use, sampled on the slow path.
+    high_water: AtomicU64,
 }
 
 // SAFETY: the map owns its values; any thread may drop one (`T: Send`).
@@ -151,7 +153,9 @@ pub struct SlotMapBuilder<T> {
 
 impl<T> fmt::Debug for SlotMapBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlotMapBuilder").field("limits", &self.limits).finish()
+        f.debug_struct("SlotMapBuilder")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -179,6 +183,7 @@ impl<T> SlotMapBuilder<T> {
             shards: Shards::new(limits.shards),
             removed: AtomicU64::new(0),
             freed: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
         })
     }
 }
@@ -210,35 +215,55 @@ impl<T> SlotMap<T> {
     /// (or the only free slots wait on another live thread's local list).
     pub fn insert(&self, value: T) -> Result<Key, Full<T>> {
         let here = self.shards.here();
-        let idx = match self.shards.take(&here, &self.pages) {
-            Some(idx) => idx,
+        let mut fresh = false;
+        let (idx, slot) = match self.shards.take(&here, &self.pages) {
+            Some(taken) => taken,
             None => match self.pages.claim() {
-                Some((idx, _)) => {
+                Some(claimed) => {
                     self.shards.record_fresh(&here);
-                    idx
+                    fresh = true;
+                    claimed
                 }
                 None => match self.shards.steal(&here, &self.pages) {
                     true => match self.shards.take(&here, &self.pages) {
-                        Some(idx) => idx,
-                        None => return Err(Full(value)),
+                        Some(taken) => taken,
+                        None => return Err(self.refuse(value)),
                     },
-                    false => return Err(Full(value)),
+                    false => return Err(self.refuse(value)),
                 },
             },
         };
-        let slot = self.pages.claimed_slot(idx);
         let generation = slot.word.free_generation();
         // SAFETY: the slot is `FREE` and came off a free list (or was
         // claimed), so this thread is its only holder: readers and removers
         // reject `FREE` slots without touching `value` or `origin`.
         slot.value.with_mut(|cell| unsafe { (*cell).write(value) });
         // SAFETY: as above.
-        slot.origin.with_mut(|origin| unsafe { *origin = here.origin() });
+        slot.origin
+            .with_mut(|origin| unsafe { *origin = here.origin() });
         slot.word.publish(generation);
+        if fresh {
+            self.note_peak();
+        }
         Ok(Key {
             index: idx,
             generation,
         })
+    }
+
+    #[cold]
+    fn refuse(&self, value: T) -> Full<T> {
+        self.note_peak();
+        Full(value)
+    }
+
+    /// Folds the slots in use into the high-water mark; slow path only.
+    #[cold]
+    fn note_peak(&self) {
+        let m = self.metrics();
+        // Relaxed: a statistic.
+        self.high_water
+            .fetch_max(m.len + m.tombstones, Ordering::Relaxed);
     }
 
     /// A guard on the value under `key`, or `None` if the key is stale, the
@@ -300,8 +325,9 @@ impl<T> SlotMap<T> {
             // A panic in `T::drop` leaks the slot (it is `FREE` but on no
             // list): never a double drop, never a reuse of a half-dropped value.
             // SAFETY: as above.
-            slot.value.with_mut(|cell| unsafe { (*cell).assume_init_drop() });
-            self.shards.put(idx, origin, &self.pages);
+            slot.value
+                .with_mut(|cell| unsafe { (*cell).assume_init_drop() });
+            self.shards.put(idx, slot, origin, &self.pages);
         }
     }
 
@@ -318,7 +344,8 @@ impl<T> SlotMap<T> {
             tombstones: removed.saturating_sub(freed),
             slots: u64::from(self.pages.claimed()),
             reused: totals.reused,
-            high_water: totals.high_water,
+            // Relaxed: a statistic.
+            high_water: self.high_water.load(Ordering::Relaxed),
         }
     }
 }
@@ -334,7 +361,8 @@ impl<T> Drop for SlotMap<T> {
             if slot.word.holds_value() {
                 // SAFETY: `OCCUPIED` or `REMOVED` means initialised; `&mut self`
                 // means no guard is alive (a forgotten one never reads again).
-                slot.value.with_mut(|cell| unsafe { (*cell).assume_init_drop() });
+                slot.value
+                    .with_mut(|cell| unsafe { (*cell).assume_init_drop() });
             }
         }
     }
@@ -362,7 +390,8 @@ pub struct SlotMapMetrics {
     pub slots: u64,
     /// Inserts that reused a freed slot.
     pub reused: u64,
-    /// Peak of slots in use at once (values and tombstones), as for
+    /// Peak of slots in use at once (values and tombstones), sampled when the
+    /// map claims a never-used slot or refuses an insert, as for
     /// [`PoolMetrics::high_water`](super::PoolMetrics::high_water).
     pub high_water: u64,
 }
@@ -394,7 +423,9 @@ impl<T> Deref for Ref<'_, T> {
         // SAFETY: this guard holds a reader reference, so the word is
         // `OCCUPIED` or `REMOVED` and the value initialised; values are never
         // written while they have readers, only dropped after the last.
-        self.slot.value.with(|cell| unsafe { (*cell).assume_init_ref() })
+        self.slot
+            .value
+            .with(|cell| unsafe { (*cell).assume_init_ref() })
     }
 }
 

@@ -123,7 +123,8 @@ impl SlotWord {
     /// after the value has been written.
     pub(crate) fn publish(&self, generation: u32) {
         // Release: publishes the value to readers' Acquire CAS.
-        self.0.store(Word::pack(OCCUPIED, 0, generation).0, Ordering::Release);
+        self.0
+            .store(Word::pack(OCCUPIED, 0, generation).0, Ordering::Release);
     }
 
     /// Adds a reader if the slot is `OCCUPIED` under `generation`.
@@ -192,12 +193,10 @@ impl SlotWord {
             };
             // AcqRel: Release orders this reader's use of the value before the
             // drop; Acquire lets the last one see every other reader's use.
-            match self.0.compare_exchange_weak(
-                word.0,
-                next.0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .0
+                .compare_exchange_weak(word.0, next.0, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return outcome,
                 Err(actual) => word = Word(actual),
             }
@@ -210,8 +209,8 @@ impl SlotWord {
         self.load(Ordering::Relaxed).state() != FREE
     }
 
-    /// Whether the slot is a tombstone (for metrics and tests).
-    #[cfg(test)]
+    /// Whether the slot is a tombstone (for the unit tests).
+    #[cfg(all(test, not(weft_loom)))]
     fn is_removed(&self) -> bool {
         self.load(Ordering::Relaxed).state() == REMOVED
     }
@@ -224,7 +223,10 @@ mod tests {
     #[test]
     fn layout_round_trips() {
         let w = Word::pack(REMOVED, MAX_REFS, u32::MAX);
-        assert_eq!((w.state(), w.refs(), w.generation()), (REMOVED, MAX_REFS, u32::MAX));
+        assert_eq!(
+            (w.state(), w.refs(), w.generation()),
+            (REMOVED, MAX_REFS, u32::MAX)
+        );
     }
 
     #[test]
@@ -243,7 +245,11 @@ mod tests {
         assert_eq!(word.mark_removed(7), MarkRemoved::Marked);
         assert!(word.is_removed());
         assert_eq!(word.mark_removed(7), MarkRemoved::Stale, "removed twice");
-        assert_eq!(word.acquire_read(7), AcquireRead::Stale, "reader admitted to a tombstone");
+        assert_eq!(
+            word.acquire_read(7),
+            AcquireRead::Stale,
+            "reader admitted to a tombstone"
+        );
         assert_eq!(word.release(), Release::Remaining, "remover's reference");
         assert!(word.holds_value());
         assert_eq!(word.release(), Release::LastOfTombstone);
