@@ -53,7 +53,8 @@
 //! - Every pooled object counted by `created` is dropped exactly once, when
 //!   the [`Pool`] is dropped.
 //!
-//! See `docs/POOL.md` for the design discussion and the numbers.
+//! See the "Pooled slots" part of `docs/RESILIENCE.md` for the design
+//! discussion and the numbers.
 
 mod config;
 mod object_pool;
