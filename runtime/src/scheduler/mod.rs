@@ -144,12 +144,10 @@ impl Shared {
 
     /// Fires due timers; `start` is the caller's own shard.
     pub(crate) fn fire_timers(&self, start: usize) -> usize {
-        if self
-            .time
-            .next_deadline()
-            .is_some_and(|d| d <= Instant::now())
-        {
-            self.time.process(start, Instant::now())
+        // One clock read: the cached expiries are checked against it first.
+        let now = Instant::now();
+        if self.time.next_deadline().is_some_and(|d| d <= now) {
+            self.time.process(start, now)
         } else {
             0
         }
