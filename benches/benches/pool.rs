@@ -13,7 +13,7 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use lockfree_object_pool::{LinearObjectPool, SpinLockObjectPool};
-use weft_resilience::pool::{Pool, SlotMap};
+use weft_resilience::pool::{Clear, Pool, SlotMap};
 
 const CAPACITY: usize = 1024;
 
@@ -21,7 +21,7 @@ const CAPACITY: usize = 1024;
 /// differ; there are five of them, so boxing would only add an indirection.
 #[allow(clippy::large_enum_variant)]
 enum Contender {
-    Weft(Pool<Vec<u8>>),
+    Weft(Pool<Vec<u8>, Clear>),
     ObjectPool(object_pool::Pool<Vec<u8>>),
     Linear(LinearObjectPool<Vec<u8>>),
     SpinLock(SpinLockObjectPool<Vec<u8>>),
@@ -36,7 +36,7 @@ impl Contender {
                 Contender::Weft(
                     Pool::builder(Vec::new)
                         .capacity(CAPACITY)
-                        .reset(Vec::clear)
+                        .reset_with(Clear)
                         .build()
                         .unwrap(),
                 ),

@@ -63,7 +63,7 @@ fn remote_returns_are_stolen_at_the_bound() {
 fn more_threads_than_shards() {
     let census = Census::new();
     let maker = census.clone();
-    let pool: Pool<Counted> = Pool::builder(move || maker.make())
+    let pool = Pool::builder(move || maker.make())
         .capacity(4)
         .shards(1)
         .reset(|c| c.payload.clear())

@@ -65,5 +65,5 @@ mod slot_word;
 mod sync_ext;
 
 pub use config::ConfigError;
-pub use object_pool::{Pool, PoolBuilder, PoolMetrics, Pooled};
+pub use object_pool::{Clear, NoReset, Pool, PoolBuilder, PoolMetrics, Pooled, Reset};
 pub use slot_map::{Full, Key, Ref, SlotMap, SlotMapBuilder, SlotMapMetrics};

@@ -1,15 +1,18 @@
 //! [`Pool`]: reusable objects, reset in place and handed out behind a guard.
 
 use std::{
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque},
     fmt,
+    marker::PhantomData,
     mem::MaybeUninit,
     ops::{Deref, DerefMut},
+    ptr::NonNull,
 };
 
 use super::{
     config::{ConfigError, Limits},
     pages::Pages,
-    shard::{Here, Linked, Shards, DEFAULT_SHARDS},
+    shard::{Here, Linked, Shards, DEFAULT_SHARDS, OVERFLOW},
 };
 use crate::sync::{
     atomic::{AtomicU64, Ordering},
@@ -19,8 +22,64 @@ use crate::sync::{
 /// Capacity when the builder is not told.
 const DEFAULT_CAPACITY: usize = 1024;
 
+/// Boxed: it runs only on the slow path, when the pool grows or overflows.
 type CreateHook<T> = Box<dyn Fn() -> T + Send + Sync>;
-type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+
+/// What a [`Pool`] does to an object when its guard is dropped, before the
+/// object goes back on a free list.
+///
+/// A type parameter of the pool rather than a boxed closure, so the reset is
+/// inlined into the return path (it runs on every `get`+`put`). Any
+/// `Fn(&mut T)` is a `Reset<T>`, e.g. `Vec::clear`; [`Clear`] and
+/// [`NoReset`] are nameable ones, for pools stored in struct fields.
+pub trait Reset<T> {
+    /// Readies `value` for its next user.
+    fn reset(&self, value: &mut T);
+}
+
+impl<T, F: Fn(&mut T)> Reset<T> for F {
+    #[inline]
+    fn reset(&self, value: &mut T) {
+        self(value);
+    }
+}
+
+/// The default [`Reset`]: objects come back as their last user left them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReset;
+
+impl<T> Reset<T> for NoReset {
+    #[inline]
+    fn reset(&self, _value: &mut T) {}
+}
+
+/// A [`Reset`] that calls `clear()`, which keeps the allocation: for `Vec`,
+/// `String`, `VecDeque`, `BinaryHeap`, `HashMap`, `HashSet`, `BTreeMap` and
+/// `BTreeSet`. `Pool<Vec<u8>, Clear>` is a nameable buffer pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clear;
+
+macro_rules! clear_impls {
+    ($(<$($g:ident),*> $ty:ty;)*) => {$(
+        impl<$($g),*> Reset<$ty> for Clear {
+            #[inline]
+            fn reset(&self, value: &mut $ty) {
+                value.clear();
+            }
+        }
+    )*};
+}
+
+clear_impls! {
+    <> String;
+    <E> Vec<E>;
+    <E> VecDeque<E>;
+    <E> BinaryHeap<E>;
+    <K, V, S> HashMap<K, V, S>;
+    <K, S> HashSet<K, S>;
+    <K, V> BTreeMap<K, V>;
+    <K> BTreeSet<K>;
+}
 
 /// One pooled object's home. `value` is initialised from the moment the slot's
 /// index is claimed until the pool is dropped.
@@ -44,11 +103,11 @@ impl<T> Linked for PoolSlot<T> {
     }
 }
 
-/// A bounded, sharded pool of reusable `T`.
+/// A bounded, sharded pool of reusable `T`, reset with `R` (see [`Reset`]).
 ///
 /// [`get`](Pool::get) hands out an idle object (reset in place when it was
 /// returned, so a `Vec` keeps its capacity) or creates one with the create
-/// hook; dropping the [`Pooled`] guard runs the reset hook and returns the
+/// hook; dropping the [`Pooled`] guard runs the reset and returns the
 /// object to the shard that handed it out.
 ///
 /// # At the bound
@@ -81,11 +140,26 @@ impl<T> Linked for PoolSlot<T> {
 /// let buf = pool.get();
 /// assert!(buf.is_empty() && buf.capacity() >= 5);
 /// ```
-pub struct Pool<T> {
+///
+/// To keep a pool in a struct field, give it a nameable reset:
+///
+/// ```
+/// use weft_resilience::pool::{Clear, Pool};
+///
+/// struct Buffers {
+///     pool: Pool<String, Clear>,
+/// }
+/// let buffers = Buffers {
+///     pool: Pool::builder(String::new).reset_with(Clear).build().unwrap(),
+/// };
+/// buffers.pool.get().push('x');
+/// assert!(buffers.pool.get().is_empty());
+/// ```
+pub struct Pool<T, R = NoReset> {
     pages: Pages<PoolSlot<T>>,
     shards: Shards,
     create: CreateHook<T>,
-    reset: ResetHook<T>,
+    reset: R,
     /// Unpooled objects created at the bound.
     unpooled_created: AtomicU64,
     /// Unpooled objects dropped.
@@ -94,22 +168,23 @@ pub struct Pool<T> {
     high_water: AtomicU64,
 }
 
-// SAFETY: the pool owns its `T`s (so sending it sends them: `T: Send`), and
-// its hooks are `Send + Sync` by type.
-unsafe impl<T: Send> Send for Pool<T> {}
+// SAFETY: the pool owns its `T`s and its `R` (so sending it sends them:
+// `T: Send`, `R: Send`), and its create hook is `Send + Sync` by type.
+unsafe impl<T: Send, R: Send> Send for Pool<T, R> {}
 // SAFETY: through `&Pool` a thread gets a `T` exclusively (one guard per slot:
 // a slot is on at most one free list, and only its taker holds it) and may
 // return it on another thread, so `T: Send` is enough; `T` is never shared.
-unsafe impl<T: Send> Sync for Pool<T> {}
+// Any thread dropping a guard calls the reset through `&R`, so `R: Sync`.
+unsafe impl<T: Send, R: Sync> Sync for Pool<T, R> {}
 
 /// Builds a [`Pool`]; see [`Pool::builder`].
-pub struct PoolBuilder<T> {
+pub struct PoolBuilder<T, R = NoReset> {
     limits: Limits,
     create: CreateHook<T>,
-    reset: ResetHook<T>,
+    reset: R,
 }
 
-impl<T> PoolBuilder<T> {
+impl<T, R> PoolBuilder<T, R> {
     /// Most pooled objects that may ever exist (default 1024). Must be at
     /// least 1.
     pub fn capacity(mut self, capacity: usize) -> Self {
@@ -125,17 +200,27 @@ impl<T> PoolBuilder<T> {
     }
 
     /// Clears an object in place when it is returned (default: nothing), e.g.
-    /// `Vec::clear`, which keeps the allocation.
-    pub fn reset(mut self, reset: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
-        self.reset = Box::new(reset);
-        self
+    /// `Vec::clear`, which keeps the allocation. The closure becomes a type
+    /// parameter of the pool, so it is inlined into every return.
+    pub fn reset<F: Fn(&mut T)>(self, reset: F) -> PoolBuilder<T, F> {
+        self.reset_with(reset)
+    }
+
+    /// Like [`reset`](Self::reset), for any [`Reset`], such as [`Clear`],
+    /// whose type can be named (`Pool<Vec<u8>, Clear>`).
+    pub fn reset_with<R2: Reset<T>>(self, reset: R2) -> PoolBuilder<T, R2> {
+        PoolBuilder {
+            limits: self.limits,
+            create: self.create,
+            reset,
+        }
     }
 
     /// Checks the configuration and builds the pool.
     ///
     /// # Errors
     /// [`ConfigError`] for a zero or too-large capacity or shard count.
-    pub fn build(self) -> Result<Pool<T>, ConfigError> {
+    pub fn build(self) -> Result<Pool<T, R>, ConfigError> {
         let limits = self.limits.validate()?;
         Ok(Pool {
             pages: Pages::new(limits.capacity),
@@ -149,7 +234,7 @@ impl<T> PoolBuilder<T> {
     }
 }
 
-impl<T> fmt::Debug for PoolBuilder<T> {
+impl<T, R> fmt::Debug for PoolBuilder<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("limits", &self.limits)
@@ -174,15 +259,45 @@ impl<T> Pool<T> {
                 shards: DEFAULT_SHARDS,
             },
             create: Box::new(create),
-            reset: Box::new(|_| {}),
+            reset: NoReset,
         }
     }
+}
 
+impl<T, R: Reset<T>> Pool<T, R> {
     /// A pooled object, or an unpooled one at the bound (see the type docs).
     #[inline]
-    pub fn get(&self) -> Pooled<'_, T> {
-        match self.acquire() {
-            Ok(pooled) => pooled,
+    pub fn get(&self) -> Pooled<'_, T, R> {
+        let inner = match self.take_fast() {
+            Some(inner) => inner,
+            None => self.get_slow(),
+        };
+        Pooled { pool: self, inner }
+    }
+
+    /// A pooled object, or `None` at the bound (see the type docs).
+    #[inline]
+    pub fn try_get(&self) -> Option<Pooled<'_, T, R>> {
+        let inner = match self.take_fast() {
+            Some(inner) => inner,
+            None => self.acquire_slow().ok()?,
+        };
+        Some(Pooled { pool: self, inner })
+    }
+
+    /// Fast path: one thread-local read and a pop off the owned local list.
+    #[inline]
+    fn take_fast(&self) -> Option<Inner<'_, T>> {
+        let (idx, slot, origin) = self.shards.take_owned(&self.pages)?;
+        Some(Inner::slot(slot, idx, origin))
+    }
+
+    /// `get` when the fast path missed: the slow take, or an unpooled object.
+    #[cold]
+    #[inline(never)]
+    fn get_slow(&self) -> Inner<'_, T> {
+        match self.acquire_slow() {
+            Ok(inner) => inner,
             Err(refused) => {
                 let value = match refused {
                     Refused::Empty => (self.create)(),
@@ -191,31 +306,20 @@ impl<T> Pool<T> {
                 // Relaxed: a counter.
                 self.unpooled_created.fetch_add(1, Ordering::Relaxed);
                 self.note_peak();
-                Pooled {
-                    pool: self,
-                    inner: Inner::Unpooled(value),
-                }
+                Inner::unpooled(value)
             }
         }
     }
 
-    /// A pooled object, or `None` at the bound (see the type docs).
-    #[inline]
-    pub fn try_get(&self) -> Option<Pooled<'_, T>> {
-        self.acquire().ok()
-    }
-
-    #[inline]
-    fn acquire(&self) -> Result<Pooled<'_, T>, Refused<T>> {
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<Inner<'_, T>, Refused<T>> {
+        // Registers the thread on its first call; a reused id may inherit
+        // a non-empty local list, so `take` still tries it first.
         let here = self.shards.here();
         if let Some((idx, slot)) = self.shards.take(&here, &self.pages) {
-            return Ok(self.guard(idx, slot, &here));
+            return Ok(Self::guard(idx, slot, &here));
         }
-        self.acquire_slow(here)
-    }
-
-    #[cold]
-    fn acquire_slow(&self, here: Here<'_>) -> Result<Pooled<'_, T>, Refused<T>> {
         if self.pages.has_room() {
             // Create before claiming: if the hook panics no index is lost, and
             // every claimed slot holds a value (which `Drop` relies on).
@@ -226,13 +330,13 @@ impl<T> Pool<T> {
             // SAFETY: `idx` was just claimed, so no one else can reach the slot.
             slot.value.with_mut(|cell| unsafe { (*cell).write(value) });
             self.shards.record_fresh(&here);
-            let guard = self.guard(idx, slot, &here);
+            let guard = Self::guard(idx, slot, &here);
             self.note_peak();
             return Ok(guard);
         }
         if self.shards.steal(&here, &self.pages) {
             if let Some((idx, slot)) = self.shards.take(&here, &self.pages) {
-                return Ok(self.guard(idx, slot, &here));
+                return Ok(Self::guard(idx, slot, &here));
             }
         }
         Err(Refused::Empty)
@@ -241,17 +345,12 @@ impl<T> Pool<T> {
     /// A guard for `idx` (whose slot is `slot`), which the caller just took
     /// off a list or claimed.
     #[inline]
-    fn guard<'a>(&'a self, idx: u32, slot: &'a PoolSlot<T>, here: &Here<'_>) -> Pooled<'a, T> {
-        Pooled {
-            pool: self,
-            inner: Inner::Slot {
-                slot,
-                idx,
-                origin: here.origin(),
-            },
-        }
+    fn guard<'a>(idx: u32, slot: &'a PoolSlot<T>, here: &Here<'_>) -> Inner<'a, T> {
+        Inner::slot(slot, idx, here.origin())
     }
+}
 
+impl<T, R> Pool<T, R> {
     /// Folds the current `live` into the high-water mark. Called only when
     /// the pool grows or refuses, so it may cost a pass over the shards.
     #[cold]
@@ -283,7 +382,7 @@ impl<T> Pool<T> {
     }
 }
 
-impl<T> Drop for Pool<T> {
+impl<T, R> Drop for Pool<T, R> {
     fn drop(&mut self) {
         for idx in 0..self.pages.claimed() {
             let slot = self.pages.claimed_slot(idx);
@@ -296,7 +395,7 @@ impl<T> Drop for Pool<T> {
     }
 }
 
-impl<T> fmt::Debug for Pool<T> {
+impl<T, R> fmt::Debug for Pool<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("metrics", &self.metrics())
@@ -329,87 +428,162 @@ pub struct PoolMetrics {
     pub high_water: u64,
 }
 
-enum Inner<'a, T> {
-    Slot {
-        slot: &'a PoolSlot<T>,
-        idx: u32,
-        origin: u32,
-    },
-    Unpooled(T),
+/// `Inner::place` of an unpooled value: an origin no shard or the overflow
+/// list has.
+const UNPOOLED: u64 = (OVERFLOW as u64 - 1) << 32;
+
+/// What a guard holds: a slot, or an unpooled value (only made at the bound)
+/// in a `Box`.
+///
+/// Two words, so it is returned in registers from the outlined slow path and
+/// the fast path never builds the guard in memory. Earlier layouts cost more
+/// than the whole pop: an enum with the value inline was built on the stack
+/// and copied, and one with `u32` fields was stored in 4-byte halves and
+/// reloaded in 8-byte pieces, which defeats store-to-load forwarding.
+struct Inner<'a, T> {
+    /// A `&'a PoolSlot<T>`, or, when `place == UNPOOLED`, a pointer from
+    /// `Box::<T>::into_raw` that this `Inner` owns.
+    ptr: NonNull<()>,
+    /// `idx | origin << 32` of the slot, or `UNPOOLED`.
+    place: u64,
+    _holds: PhantomData<(&'a PoolSlot<T>, Box<T>)>,
+}
+
+impl<'a, T> Inner<'a, T> {
+    #[inline]
+    fn slot(slot: &'a PoolSlot<T>, idx: u32, origin: u32) -> Self {
+        debug_assert_ne!(origin, OVERFLOW - 1, "origin clashes with UNPOOLED");
+        Self {
+            ptr: NonNull::from(slot).cast(),
+            place: u64::from(idx) | u64::from(origin) << 32,
+            _holds: PhantomData,
+        }
+    }
+
+    fn unpooled(value: T) -> Self {
+        Self {
+            ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
+            place: UNPOOLED,
+            _holds: PhantomData,
+        }
+    }
+
+    /// The slot, or `None` for an unpooled value.
+    #[inline]
+    fn as_slot(&self) -> Option<&'a PoolSlot<T>> {
+        if self.place == UNPOOLED {
+            return None;
+        }
+        // SAFETY: `place != UNPOOLED`, so `ptr` came from a `&'a PoolSlot<T>`
+        // in `Inner::slot`.
+        Some(unsafe { self.ptr.cast::<PoolSlot<T>>().as_ref() })
+    }
+
+    /// The unpooled value's box pointer (only when `as_slot` is `None`).
+    #[inline]
+    fn unpooled_ptr(&self) -> NonNull<T> {
+        debug_assert_eq!(self.place, UNPOOLED);
+        self.ptr.cast()
+    }
+
+    /// The slot's index (only when `as_slot` is `Some`).
+    #[inline]
+    fn idx(&self) -> u32 {
+        self.place as u32
+    }
+
+    /// The shard the slot goes back to (only when `as_slot` is `Some`).
+    #[inline]
+    fn origin(&self) -> u32 {
+        (self.place >> 32) as u32
+    }
 }
 
 /// An object out of a [`Pool`]; dropping it returns the object.
-pub struct Pooled<'a, T> {
-    pool: &'a Pool<T>,
+pub struct Pooled<'a, T, R: Reset<T> = NoReset> {
+    pool: &'a Pool<T, R>,
     inner: Inner<'a, T>,
 }
 
 // SAFETY: the guard owns its `T` exclusively (see `Pool`'s `Sync`), and
 // dropping it on another thread pushes onto the origin shard's remote list,
-// which any thread may do; `&Pool` is `Send` because `Pool: Sync`.
-unsafe impl<T: Send> Send for Pooled<'_, T> {}
+// which any thread may do, and resets through `&R` (hence `R: Sync`); `&Pool`
+// is `Send` because `Pool: Sync`.
+unsafe impl<T: Send, R: Reset<T> + Sync> Send for Pooled<'_, T, R> {}
 // SAFETY: `&Pooled` only gives `&T`.
-unsafe impl<T: Sync> Sync for Pooled<'_, T> {}
+unsafe impl<T: Sync, R: Reset<T> + Sync> Sync for Pooled<'_, T, R> {}
 
-impl<T> Pooled<'_, T> {
+impl<T, R: Reset<T>> Pooled<'_, T, R> {
     /// Whether the object goes back to the pool on drop (`false` for objects
     /// created past the bound by [`Pool::get`]).
     pub fn is_pooled(&self) -> bool {
-        matches!(self.inner, Inner::Slot { .. })
+        self.inner.as_slot().is_some()
+    }
+
+    /// `drop` of an unpooled guard.
+    #[cold]
+    #[inline(never)]
+    fn drop_unpooled(&mut self) {
+        // SAFETY: the guard is unpooled, so the pointer came from
+        // `Box::leak` in `Inner::unpooled` and is owned by this guard; this is
+        // its `drop`, so nothing uses the pointer again.
+        drop(unsafe { Box::from_raw(self.inner.unpooled_ptr().as_ptr()) });
+        // Relaxed: a counter.
+        self.pool.unpooled_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-impl<T> Deref for Pooled<'_, T> {
+impl<T, R: Reset<T>> Deref for Pooled<'_, T, R> {
     type Target = T;
 
     #[inline]
     fn deref(&self) -> &T {
-        match &self.inner {
-            Inner::Slot { slot, .. } => slot.value.with(|cell| {
+        match self.inner.as_slot() {
+            Some(slot) => slot.value.with(|cell| {
                 // SAFETY: the slot's value is initialised and this guard holds
                 // the slot exclusively until it is dropped.
                 unsafe { (*cell).assume_init_ref() }
             }),
-            Inner::Unpooled(value) => value,
+            // SAFETY: an unpooled guard owns its boxed value until dropped.
+            None => unsafe { self.inner.unpooled_ptr().as_ref() },
         }
     }
 }
 
-impl<T> DerefMut for Pooled<'_, T> {
+impl<T, R: Reset<T>> DerefMut for Pooled<'_, T, R> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        match &mut self.inner {
+        match self.inner.as_slot() {
             // SAFETY: as in `deref`, and `&mut self` makes the access unique.
-            Inner::Slot { slot, .. } => slot
+            Some(slot) => slot
                 .value
                 .with_mut(|cell| unsafe { (*cell).assume_init_mut() }),
-            Inner::Unpooled(value) => value,
+            // SAFETY: as in `deref`, and `&mut self` makes the access unique.
+            None => unsafe { self.inner.unpooled_ptr().as_mut() },
         }
     }
 }
 
-impl<T> Drop for Pooled<'_, T> {
+impl<T, R: Reset<T>> Drop for Pooled<'_, T, R> {
     #[inline]
     fn drop(&mut self) {
         let pool = self.pool;
-        match &self.inner {
-            Inner::Slot { slot, idx, origin } => {
+        match self.inner.as_slot() {
+            Some(slot) => {
                 // If the hook panics the slot is never returned; its value is
                 // still initialised and `Pool::drop` drops it.
                 // SAFETY: as in `deref_mut`: this guard holds the slot.
                 slot.value
-                    .with_mut(|cell| (pool.reset)(unsafe { (*cell).assume_init_mut() }));
-                pool.shards.put(*idx, *slot, *origin, &pool.pages);
+                    .with_mut(|cell| pool.reset.reset(unsafe { (*cell).assume_init_mut() }));
+                pool.shards
+                    .put(self.inner.idx(), slot, self.inner.origin(), &pool.pages);
             }
-            Inner::Unpooled(_) => {
-                // Relaxed: a counter. The value drops with `inner`.
-                pool.unpooled_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            None => self.drop_unpooled(),
         }
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Pooled<'_, T> {
+impl<T: fmt::Debug, R: Reset<T>> fmt::Debug for Pooled<'_, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
             .field("value", &**self)
@@ -493,6 +667,36 @@ mod tests {
         );
         drop(pool);
         assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn guard_state_is_two_words() {
+        // The fast path relies on this to return in registers (see `Inner`).
+        assert_eq!(
+            std::mem::size_of::<Inner<'static, Vec<u8>>>(),
+            2 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn clear_keeps_capacity_and_unpooled_values_drop() {
+        let pool: Pool<Vec<u8>, Clear> = Pool::builder(Vec::new)
+            .capacity(1)
+            .reset_with(Clear)
+            .build()
+            .unwrap();
+        let mut first = pool.get();
+        first.extend_from_slice(b"abc");
+        let mut second = pool.get();
+        assert!(!second.is_pooled());
+        second.push(1);
+        assert_eq!(*second, [1]);
+        drop(second);
+        drop(first);
+        let again = pool.get();
+        assert!(again.is_empty() && again.capacity() >= 3);
+        let metrics = pool.metrics();
+        assert_eq!((metrics.unpooled, metrics.live, metrics.reused), (1, 1, 1));
     }
 
     #[test]

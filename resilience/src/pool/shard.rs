@@ -133,6 +133,24 @@ fn current_id() -> Option<u32> {
     REGISTRATION.try_with(|r| r.id).ok()
 }
 
+/// The cached id as it stands, without registering: a registered id, or
+/// `UNREGISTERED` / `EXITED`, both far above `MAX_SHARDS`. So "`raw_id()` is
+/// a valid index into the shards" means "this thread owns that shard", with
+/// one compare and no branch on the sentinels. For the fast paths only; a
+/// miss falls back to [`Shards::here`], which registers.
+#[cfg(not(weft_loom))]
+#[inline(always)]
+fn raw_id() -> u32 {
+    CACHED_ID.with(std::cell::Cell::get)
+}
+
+/// Under loom there is no cache: the registered id, or `OVERFLOW` (no shard).
+#[cfg(weft_loom)]
+#[inline]
+fn raw_id() -> u32 {
+    current_id().unwrap_or(OVERFLOW)
+}
+
 /// Counters of one shard. Fields are written by the shard's owner only (a
 /// load and a store, so readers see whole values and the fast path has no
 /// read-modify-write), except `returned_remote`, which other threads bump
@@ -239,7 +257,8 @@ impl Shard {
 }
 
 /// Proof that the current thread owns shard `id`. Not `Send`, and only made
-/// by [`Shards::here`] from the thread's registered id.
+/// from the thread's registered id: by [`Shards::here`], or by the fast paths
+/// after checking the cached id.
 pub(crate) struct Owner<'a> {
     id: u32,
     shard: &'a Shard,
@@ -349,6 +368,30 @@ impl Shards {
         }
     }
 
+    /// Fast path of `take`: if the calling thread is registered and owns a
+    /// shard, pops its local list. Returns the index, its slot and the origin
+    /// to stamp on it. `None` means "ask [`here`](Self::here) and
+    /// [`take`](Self::take)", never "nothing free".
+    #[inline]
+    pub(crate) fn take_owned<'p, S: Linked + Default>(
+        &self,
+        pages: &'p Pages<S>,
+    ) -> Option<(u32, &'p S, u32)> {
+        let id = raw_id();
+        // Sentinels are past `MAX_SHARDS`, so this also checks "registered".
+        let shard = self.shards.get(id as usize)?;
+        // The thread's registered id is `id`, so it owns shard `id`: the same
+        // proof `here` builds.
+        let owner = Owner {
+            id,
+            shard,
+            _not_send: PhantomData,
+        };
+        let (idx, slot) = owner.pop_local(pages)?;
+        owner.shard.stats.on_take(false, true);
+        Some((idx, slot, id))
+    }
+
     /// Takes a free index for `here`: its local list, then its remote list
     /// (or the overflow list for a foreign thread). Records the hand-out.
     #[inline]
@@ -368,6 +411,7 @@ impl Shards {
 
     /// `take` when the local list is empty or the thread has no shard.
     #[cold]
+    #[inline(never)]
     fn take_slow<'p, S: Linked + Default>(
         &self,
         here: &Here<'_>,
@@ -413,10 +457,19 @@ impl Shards {
         origin: u32,
         pages: &Pages<S>,
     ) {
-        if let Here::Owner(owner) = self.here() {
-            if owner.id == origin {
+        // `OVERFLOW` is past the shard count, so a foreign origin misses here.
+        if let Some(shard) = self.shards.get(origin as usize) {
+            // No registration on this path: an unregistered thread does not
+            // own `origin` and takes the slow path, as it should.
+            if raw_id() == origin {
+                // The caller's registered id is `origin`, so it owns the shard.
+                let owner = Owner {
+                    id: origin,
+                    shard,
+                    _not_send: PhantomData,
+                };
                 owner.push_local(idx, slot);
-                bump_owned(&owner.shard.stats.returned_local);
+                bump_owned(&shard.stats.returned_local);
                 return;
             }
         }
@@ -425,6 +478,7 @@ impl Shards {
 
     /// `put` from a thread that does not own the origin shard.
     #[cold]
+    #[inline(never)]
     fn put_slow<S: Linked + Default>(&self, idx: u32, origin: u32, pages: &Pages<S>) {
         if origin == OVERFLOW {
             sync::lock(&self.overflow).push(idx);
