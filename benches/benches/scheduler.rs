@@ -248,7 +248,8 @@ macro_rules! workloads {
                             handles.push(::$krate::spawn(::$krate::time::sleep(TIMER_DUR)));
                         }
                         for handle in handles.drain(..) {
-                            handle.await.unwrap();
+                            // weft's sleep returns Result<(), Cancelled>, tokio's ().
+                            let _ = handle.await.unwrap();
                         }
                     });
                 });

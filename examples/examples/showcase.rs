@@ -87,7 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|i| weft::spawn(time::sleep(Duration::from_millis(1 + i % 50))))
             .collect();
         for s in sleepers {
-            s.await.expect("sleepers finish");
+            s.await
+                .expect("sleepers finish")
+                .expect("nothing cancels them");
         }
         println!(
             "3. timers: 10,000 sleeps of 1-50 ms done after {:.1} ms",

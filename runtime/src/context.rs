@@ -4,15 +4,21 @@
 use std::cell::{Cell, RefCell};
 
 use crate::{
+    cancel::node::Node,
     scheduler::{worker::WorkerCtx, Handle},
-    task::Id,
+    sync::Arc,
+    task::{Id, RawTask},
 };
 
 struct Context {
     handle: RefCell<Option<Handle>>,
     /// Set for the lifetime of a worker thread.
     worker: Cell<*const WorkerCtx>,
-    task_id: Cell<Option<Id>>,
+    /// The task being polled.
+    task: Cell<Option<RawTask>>,
+    /// The innermost cancellation scope of the code being polled: the task's
+    /// node, or a `timeout`/`scope`/`shield` inside it. Null: none (yet).
+    scope: Cell<*const Node>,
 }
 
 thread_local! {
@@ -20,7 +26,8 @@ thread_local! {
         Context {
             handle: RefCell::new(None),
             worker: Cell::new(std::ptr::null()),
-            task_id: Cell::new(None),
+            task: Cell::new(None),
+            scope: Cell::new(std::ptr::null()),
         }
     };
 }
@@ -82,16 +89,50 @@ pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
     f(unsafe { ptr.as_ref() })
 }
 
-/// Runs `f` with `id` as the current task id.
-pub(crate) fn with_task_id<R>(id: Id, f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<Id>);
+/// Runs `f` (a poll or a drop of `task`) with `task` current and its node,
+/// if it has one, as the current scope.
+pub(crate) fn with_task<R>(task: RawTask, scope: *const Node, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<RawTask>, *const Node);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = CONTEXT.try_with(|c| c.task_id.set(self.0));
+            let _ = CONTEXT.try_with(|c| {
+                c.task.set(self.0);
+                c.scope.set(self.1);
+            });
         }
     }
-    let _reset = Reset(CONTEXT.with(|c| c.task_id.replace(Some(id))));
+    let _reset = CONTEXT.with(|c| Reset(c.task.replace(Some(task)), c.scope.replace(scope)));
     f()
+}
+
+/// Runs `f` with `scope` as the current scope (a nested scope's poll).
+pub(crate) fn with_scope<R>(scope: &Arc<Node>, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const Node);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = CONTEXT.try_with(|c| c.scope.set(self.0));
+        }
+    }
+    let _reset = Reset(CONTEXT.with(|c| c.scope.replace(Arc::as_ptr(scope))));
+    f()
+}
+
+/// The task being polled on this thread.
+pub(crate) fn current_task() -> Option<RawTask> {
+    CONTEXT.try_with(|c| c.task.get()).ok().flatten()
+}
+
+/// The current scope's pointer (null: none).
+pub(crate) fn current_scope_ptr() -> *const Node {
+    CONTEXT
+        .try_with(|c| c.scope.get())
+        .unwrap_or(std::ptr::null())
+}
+
+/// Makes `scope` the current scope for the rest of this poll (a task's node
+/// created lazily during the poll).
+pub(crate) fn set_scope(scope: *const Node) {
+    let _ = CONTEXT.try_with(|c| c.scope.set(scope));
 }
 
 /// The id of the task being polled.
@@ -104,7 +145,7 @@ pub fn id() -> Id {
 
 /// The id of the task being polled, or `None` outside a task.
 pub fn try_id() -> Option<Id> {
-    CONTEXT.try_with(|c| c.task_id.get()).ok().flatten()
+    current_task().map(|t| t.id())
 }
 
 pub(crate) fn record_forced_yield() {

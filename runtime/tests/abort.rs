@@ -127,7 +127,7 @@ fn abort_of_a_task_waiting_on_a_sleep_removes_its_timer() {
             let mut sleep = std::pin::pin!(sleep);
             assert!(common::poll_once(&mut sleep).await.is_none());
             sleeping.set();
-            sleep.await;
+            let _ = sleep.await;
         })
     };
     assert!(sleeping.wait());

@@ -225,7 +225,9 @@ fn smallest_intervals_are_valid_and_run_tasks_and_timers() {
             .map(|i| {
                 weft::spawn(async move {
                     if i % 50 == 0 {
-                        weft::time::sleep(std::time::Duration::from_millis(1)).await;
+                        weft::time::sleep(std::time::Duration::from_millis(1))
+                            .await
+                            .unwrap();
                     }
                     weft::task::yield_now().await;
                     i

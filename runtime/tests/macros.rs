@@ -18,7 +18,9 @@ async fn test_attribute_runs_the_body_on_two_workers() {
 #[weft::test(worker_threads = 1)]
 async fn test_attribute_accepts_worker_threads() {
     assert_eq!(Handle::current().metrics().workers, 1);
-    weft::time::sleep(std::time::Duration::from_millis(1)).await;
+    weft::time::sleep(std::time::Duration::from_millis(1))
+        .await
+        .unwrap();
 }
 
 #[weft::test(worker_threads = 4)]

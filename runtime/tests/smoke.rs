@@ -18,7 +18,7 @@ fn smoke() {
         for h in hs {
             sum += h.await.unwrap();
         }
-        weft::time::sleep(Duration::from_millis(5)).await;
+        weft::time::sleep(Duration::from_millis(5)).await.unwrap();
         sum
     });
     assert_eq!(out, 999 * 1000 / 2);

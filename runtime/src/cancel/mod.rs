@@ -1,11 +1,201 @@
-//! Cancellation and deadlines.
+//! Cancellation and deadlines, native to every task.
 //!
-//! This folder will hold the cancellation tree: one node per task, deadlines
-//! stored as values, cancellation flowing down with a first-wins cause, and
-//! scopes inside a task (see DESIGN.md, "Cancellation and deadlines").
+//! Every task is a node of one cancellation tree (`node.rs` holds the
+//! protocol). A task spawned inside a task (or inside a nested scope) is a
+//! child of the innermost scope there; one spawned from outside any task is
+//! a root. The rules, after Go's `context` and Trio's cancel scopes:
 //!
-//! For now it holds only [`wire`], the over-the-wire deadline codec: the
-//! remaining budget leaves a process as a relative `grpc-timeout` value and
-//! comes back in as a local deadline, never as an absolute time.
+//! 1. **Deadlines are values.** A node's effective deadline is
+//!    `min(own, parent's)`, fixed when it is created. A timer is armed only
+//!    when something waits in the scope, so an unexpired deadline that never
+//!    waits costs no timer.
+//! 2. **Cancellation flows down, once.** Cancelling a node cancels its whole
+//!    subtree in O(subtree), each node once, with the first [`Cause`] kept
+//!    and at most one wake per waiting task. [`is_cancelled`] is one atomic
+//!    load.
+//! 3. **Level-triggered.** Once a scope is cancelled, every weft await point
+//!    in it — [`sleep`](crate::time::sleep), [`JoinHandle`](crate::JoinHandle),
+//!    [`cancelled`] — completes promptly with the cancellation, and keeps
+//!    doing so until the code leaves the scope. Errors: [`Cancelled`] (with
+//!    its cause), or for io an `io::Error` of kind `TimedOut` (deadline) or
+//!    `Interrupted` whose inner error is the `Cancelled`.
+//! 4. **Scopes inside a task.** [`timeout`](crate::time::timeout) opens a
+//!    scope with its own deadline; [`scope`] one that can be cancelled
+//!    through a [`CancelHandle`]; [`shield`] one that ignores outer
+//!    cancellation but is bounded by its own deadline;
+//!    [`task::Builder::detached`](crate::task::Builder::detached) spawns with
+//!    no parent (Go's `WithoutCancel`).
+//! 5. **Groups.** [`TaskGroup`] spawns children into its own scope and
+//!    cancels what is left when dropped, or when one child fails.
+//! 6. **Over the wire.** [`wire`] turns the remaining budget into gRPC's
+//!    `grpc-timeout` and back.
+//!
+//! `abort()` stays the hard stop: it drops the future at its next schedule
+//! whatever the future does. `cancel()` is cooperative: the task sees it at
+//! its next await point and can clean up.
 
+mod error;
+mod group;
+pub(crate) mod node;
+mod scope;
 pub mod wire;
+
+use std::{
+    future::Future,
+    mem::ManuallyDrop,
+    pin::Pin,
+    sync::Arc as StdArc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use self::node::Node;
+pub use self::{
+    error::{Cancelled, Cause},
+    group::{Outcome, TaskGroup},
+    scope::{scope, shield, CancelHandle, Scope, Shield},
+};
+use crate::{context, scheduler::Handle, sync::Arc};
+
+/// Runs `f` with the current scope, creating the current task's node if
+/// the task has none yet. `None` outside any task and scope.
+pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
+    let ptr = context::current_scope_ptr();
+    if !ptr.is_null() {
+        // SAFETY: the pointer is set from a live `Arc<Node>` (the task's
+        // node, freed only with the task, or a scope future's node) for the
+        // duration of the poll that is running this code.
+        let node = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+        return f(Some(&node));
+    }
+    match context::current_task() {
+        Some(task) => {
+            let node = task.node_or_init();
+            context::set_scope(Arc::as_ptr(&node));
+            f(Some(&node))
+        }
+        None => f(None),
+    }
+}
+
+/// The scope's cancellation, if any, after noticing a passed deadline.
+/// Await points call it first; when they are about to wait, it also arms the
+/// scope's deadline timer.
+pub(crate) fn poll_cancelled(handle: Option<&Handle>) -> Option<Cancelled> {
+    let ptr = context::current_scope_ptr();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current_scope`.
+    let node = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+    if node.deadline().is_some() && !node.is_cancelled() {
+        let owned;
+        let handle = match handle {
+            Some(h) => Some(h),
+            None => {
+                owned = context::current_handle();
+                owned.as_ref()
+            }
+        };
+        Node::check_deadline(&node, handle);
+    }
+    node.cancelled()
+}
+
+/// Options of a spawn that concern the tree.
+#[derive(Default, Clone)]
+pub(crate) struct SpawnOptions {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) detached: bool,
+    pub(crate) name: Option<StdArc<str>>,
+    /// Spawn under this scope instead of the current one (task groups).
+    pub(crate) parent: Option<Arc<Node>>,
+}
+
+/// The node for a task about to be spawned, if it needs one.
+pub(crate) fn node_for_spawn(opts: &SpawnOptions) -> Option<Arc<Node>> {
+    if let Some(parent) = &opts.parent {
+        return Some(Node::child(parent, opts.deadline, opts.name.clone()));
+    }
+    if opts.detached {
+        return (opts.deadline.is_some() || opts.name.is_some())
+            .then(|| Node::root(opts.deadline, opts.name.clone()));
+    }
+    with_current_scope(|parent| match parent {
+        Some(parent) => Some(Node::child(parent, opts.deadline, opts.name.clone())),
+        None => (opts.deadline.is_some() || opts.name.is_some())
+            .then(|| Node::root(opts.deadline, opts.name.clone())),
+    })
+}
+
+/// True if the current scope is cancelled: one atomic load (false outside
+/// any task). A deadline that passed while nothing waited is noticed at the
+/// next await point, or by [`check`].
+pub fn is_cancelled() -> bool {
+    let ptr = context::current_scope_ptr();
+    if ptr.is_null() {
+        return false;
+    }
+    // SAFETY: as in `with_current_scope`.
+    unsafe { &*ptr }.is_cancelled()
+}
+
+/// `Err` if the current scope is cancelled or its deadline has passed: a
+/// checkpoint for loops that never reach an await point.
+pub fn check() -> Result<(), Cancelled> {
+    match poll_cancelled(None) {
+        Some(c) => Err(c),
+        None => Ok(()),
+    }
+}
+
+/// The current scope's effective deadline (`None`: no deadline, or outside
+/// any task).
+pub fn deadline() -> Option<Instant> {
+    let ptr = context::current_scope_ptr();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current_scope`.
+    unsafe { &*ptr }.deadline()
+}
+
+/// Time left until the current scope's deadline (zero once it passed).
+pub fn remaining() -> Option<Duration> {
+    deadline().map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// The current task's name, from `task::Builder::name`.
+pub fn task_name() -> Option<StdArc<str>> {
+    let task = context::current_task()?;
+    task.header().node().and_then(|n| n.name().cloned())
+}
+
+/// Completes when the current scope is cancelled, with why.
+///
+/// Outside any task (e.g. directly in `block_on`) nothing can cancel it and
+/// it never completes.
+pub fn cancelled() -> WaitCancelled {
+    WaitCancelled { _priv: () }
+}
+
+/// The future returned by [`cancelled`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitCancelled {
+    _priv: (),
+}
+
+impl Future for WaitCancelled {
+    type Output = Cancelled;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Cancelled> {
+        // Make sure the task has a node the canceller can reach and that
+        // wakes this task (its waiter) when cancelled.
+        with_current_scope(|_| ());
+        match poll_cancelled(None) {
+            Some(c) => Poll::Ready(c),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -39,6 +39,7 @@ pub(crate) use self::metrics::WorkerMetrics;
 use self::{idle::Idle, park::Unparker};
 use crate::{
     blocking::BlockingPool,
+    cancel::{self, SpawnOptions},
     context,
     sync::{
         atomic::{AtomicBool, Ordering::*},
@@ -87,13 +88,33 @@ impl Handle {
         &self.shared.time
     }
 
-    /// Spawns a task onto this runtime.
+    /// Spawns a task onto this runtime, under the current scope.
     pub(crate) fn spawn<F>(&self, future: F, id: Id) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_with(future, id, &SpawnOptions::default())
+    }
+
+    /// Spawns a task with tree options (deadline, name, parent, detached).
+    pub(crate) fn spawn_with<F>(
+        &self,
+        future: F,
+        id: Id,
+        opts: &SpawnOptions,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let node = cancel::node_for_spawn(opts);
         let (task, notified, join) = task::new_task(future, self.clone(), id);
+        if let Some(node) = node {
+            let raw = task.raw();
+            let (node, _) = raw.header().install_node(node);
+            node.set_task(raw);
+        }
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);
         }

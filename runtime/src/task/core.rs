@@ -4,8 +4,16 @@
 
 use std::{future::Future, task::Waker};
 
+use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
+
 use super::{list::Links, raw::Vtable, state::State, Id, JoinError};
-use crate::sync::UnsafeCell;
+use crate::{
+    cancel::node::Node,
+    sync::{
+        atomic::{AtomicPtr, Ordering::SeqCst},
+        Arc, UnsafeCell,
+    },
+};
 
 /// The part of a task every holder can use without knowing its future type.
 #[repr(C)]
@@ -15,6 +23,69 @@ pub(crate) struct Header {
     pub(crate) id: Id,
     /// Links in the runtime's task registry; guarded by the registry shard lock.
     pub(crate) links: UnsafeCell<Links>,
+    /// The task's cancellation node (an `Arc::into_raw`), or null. Set at
+    /// spawn for tasks with a parent or a deadline; installed lazily (one
+    /// CAS) for roots when first needed. Released when the cell is freed.
+    pub(crate) node: AtomicPtr<Node>,
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        let ptr = self.node.load(SeqCst);
+        if !ptr.is_null() {
+            // SAFETY: a non-null pointer came from `Arc::into_raw` and this
+            // is the header's one release of it.
+            drop(unsafe { Arc::from_raw(ptr) });
+        }
+    }
+}
+
+/// A borrowed `Arc<Node>` that lives as long as the header it came from.
+pub(crate) struct NodeRef<'a> {
+    arc: ManuallyDrop<Arc<Node>>,
+    _header: PhantomData<&'a Header>,
+}
+
+impl Deref for NodeRef<'_> {
+    type Target = Arc<Node>;
+    fn deref(&self) -> &Arc<Node> {
+        &self.arc
+    }
+}
+
+impl Header {
+    pub(crate) fn node_ptr(&self) -> *const Node {
+        self.node.load(SeqCst)
+    }
+
+    /// The task's node, if it has one.
+    pub(crate) fn node(&self) -> Option<NodeRef<'_>> {
+        let ptr = self.node_ptr();
+        (!ptr.is_null()).then(|| NodeRef {
+            // SAFETY: the header owns one strong count of the node until it
+            // is dropped; ManuallyDrop keeps this copy from releasing it.
+            arc: ManuallyDrop::new(unsafe { Arc::from_raw(ptr) }),
+            _header: PhantomData,
+        })
+    }
+
+    /// Installs `node` if the task has none yet. Returns the node that is
+    /// installed (ours or the one that won the race).
+    pub(crate) fn install_node(&self, node: Arc<Node>) -> (NodeRef<'_>, bool) {
+        let ptr = Arc::into_raw(node) as *mut Node;
+        // SeqCst: ordered against the state word in `complete` (see there).
+        match self
+            .node
+            .compare_exchange(std::ptr::null_mut(), ptr, SeqCst, SeqCst)
+        {
+            Ok(_) => (self.node().expect("just installed"), true),
+            Err(_) => {
+                // SAFETY: ours never left this function.
+                drop(unsafe { Arc::from_raw(ptr) });
+                (self.node().expect("installed by the winner"), false)
+            }
+        }
+    }
 }
 
 /// What the task's slot holds over its life.
@@ -51,6 +122,7 @@ impl<F: Future, S> Cell<F, S> {
                 vtable,
                 id,
                 links: UnsafeCell::new(Links::default()),
+                node: AtomicPtr::new(std::ptr::null_mut()),
             },
             core: Core {
                 scheduler,

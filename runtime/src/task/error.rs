@@ -1,6 +1,7 @@
 use std::{any::Any, fmt, io};
 
 use super::Id;
+use crate::cancel::Cancelled;
 
 /// Why a task produced no output: it was aborted (or the runtime shut down),
 /// or it panicked.
@@ -12,6 +13,9 @@ pub struct JoinError {
 enum Repr {
     Cancelled,
     Panic(SyncPayload),
+    /// The task awaiting the handle was in a cancelled scope; the awaited
+    /// task itself may still be running.
+    Interrupted(Cancelled),
 }
 
 /// A panic payload made `Sync` by never handing out `&` to it except as a
@@ -38,6 +42,23 @@ impl JoinError {
         }
     }
 
+    pub(crate) fn new_interrupted(id: Id, cancelled: Cancelled) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Interrupted(cancelled),
+        }
+    }
+
+    /// The join itself was cut short because the awaiting code's scope was
+    /// cancelled (level-triggered cancellation, as Kotlin's `join`); the
+    /// awaited task may still be running. Gives the cancellation.
+    pub fn interrupted(&self) -> Option<&Cancelled> {
+        match &self.repr {
+            Repr::Interrupted(c) => Some(c),
+            _ => None,
+        }
+    }
+
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             id,
@@ -45,9 +66,11 @@ impl JoinError {
         }
     }
 
-    /// The task was aborted or dropped by runtime shutdown before finishing.
+    /// The task was aborted or dropped by runtime shutdown before finishing,
+    /// or (see [`interrupted`](Self::interrupted)) the join was cut short by
+    /// cancellation of the awaiting scope.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
+        matches!(self.repr, Repr::Cancelled | Repr::Interrupted(_))
     }
 
     /// The task panicked.
@@ -73,7 +96,7 @@ impl JoinError {
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
             Repr::Panic(payload) => Ok(payload.0),
-            Repr::Cancelled => Err(self),
+            Repr::Cancelled | Repr::Interrupted(_) => Err(self),
         }
     }
 
@@ -83,7 +106,7 @@ impl JoinError {
                 .downcast_ref_sync::<&'static str>()
                 .copied()
                 .or_else(|| p.downcast_ref_sync::<String>().map(String::as_str)),
-            Repr::Cancelled => None,
+            Repr::Cancelled | Repr::Interrupted(_) => None,
         }
     }
 }
@@ -92,6 +115,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Interrupted(c) => write!(f, "join of task {} interrupted: {c}", self.id),
             Repr::Panic(_) => match self.panic_message() {
                 Some(msg) => write!(f, "task {} panicked with message {msg:?}", self.id),
                 None => write!(f, "task {} panicked", self.id),
@@ -104,6 +128,7 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::Interrupted(c) => write!(f, "JoinError::Interrupted({:?}, {c:?})", self.id),
             Repr::Panic(_) => match self.panic_message() {
                 Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?})", self.id),
                 None => write!(f, "JoinError::Panic({:?}, ...)", self.id),

@@ -61,7 +61,7 @@ where
                 let mut cx = Context::from_waker(&waker);
                 let id = self.header().id;
                 let core = self.core();
-                let polled = context::with_task_id(id, || {
+                let polled = context::with_task(raw, self.header().node_ptr(), || {
                     coop::with_budget(|| {
                         panic::catch_unwind(AssertUnwindSafe(|| {
                             // SAFETY: RUNNING gives this thread the stage; the
@@ -130,8 +130,7 @@ where
 
     fn drop_future(&self) -> std::thread::Result<()> {
         let core = self.core();
-        let id = self.header().id;
-        context::with_task_id(id, || {
+        context::with_task(self.raw(), self.header().node_ptr(), || {
             panic::catch_unwind(AssertUnwindSafe(|| {
                 // SAFETY: the caller holds RUNNING, so the stage is ours.
                 unsafe { core.set_stage(Stage::Consumed) }
@@ -148,6 +147,11 @@ where
     /// wakes the joiner, leaves the registry and releases the poller's reference.
     fn complete(self) {
         let snapshot = self.header().state.transition_to_complete();
+        // The task is over: leave the cancellation tree (SeqCst load, see
+        // `RawTask::node_or_init`).
+        if let Some(node) = self.header().node() {
+            node.finish();
+        }
         // Leave the registry before waking the joiner, so a joiner that sees
         // the output also sees the task gone from `alive_tasks`.
         let released = self.core().scheduler.release(self.raw());

@@ -10,7 +10,10 @@ use super::{
     raw::{read_output, RawTask},
     Id, JoinError,
 };
-use crate::coop;
+use crate::{
+    cancel::{self, Cause},
+    coop,
+};
 
 /// An owned permission to await a task's output.
 ///
@@ -49,6 +52,21 @@ impl<T> JoinHandle<T> {
         self.raw.is_finished()
     }
 
+    /// Cancels the task cooperatively (cause `Explicit`): it and its
+    /// descendants see the cancellation at their next await point and can
+    /// clean up, unlike [`abort`](Self::abort). Returns false if it was
+    /// already cancelled.
+    pub fn cancel(&self) -> bool {
+        self.raw.node_or_init().cancel(Cause::Explicit, None)
+    }
+
+    /// As [`cancel`](Self::cancel), with a reason the task can read.
+    pub fn cancel_with(&self, reason: impl Into<std::sync::Arc<str>>) -> bool {
+        self.raw
+            .node_or_init()
+            .cancel(Cause::Explicit, Some(reason.into()))
+    }
+
     /// A handle that can abort the task without owning its output.
     pub fn abort_handle(&self) -> AbortHandle {
         self.raw.header().state.ref_inc();
@@ -65,6 +83,9 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(cancelled) = cancel::poll_cancelled(None) {
+            return Poll::Ready(Err(JoinError::new_interrupted(self.id(), cancelled)));
+        }
         let restore = std::task::ready!(coop::poll_proceed(cx));
         let out = read_output(self.raw, cx.waker());
         if out.is_ready() {
@@ -97,6 +118,18 @@ impl AbortHandle {
     /// See [`JoinHandle::abort`].
     pub fn abort(&self) {
         self.raw.remote_abort();
+    }
+
+    /// See [`JoinHandle::cancel`].
+    pub fn cancel(&self) -> bool {
+        self.raw.node_or_init().cancel(Cause::Explicit, None)
+    }
+
+    /// See [`JoinHandle::cancel_with`].
+    pub fn cancel_with(&self, reason: impl Into<std::sync::Arc<str>>) -> bool {
+        self.raw
+            .node_or_init()
+            .cancel(Cause::Explicit, Some(reason.into()))
     }
 
     /// True once the task has finished.

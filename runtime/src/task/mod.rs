@@ -32,6 +32,7 @@
 //! 5. Completion stores the output, wakes the joiner, leaves the registry and
 //!    releases the poller's and the registry's references.
 
+mod builder;
 mod core;
 mod error;
 mod harness;
@@ -45,6 +46,7 @@ mod waker;
 use std::future::Future;
 
 pub use self::{
+    builder::Builder,
     error::JoinError,
     id::Id,
     join::{AbortHandle, JoinHandle},

@@ -117,6 +117,36 @@ impl RawTask {
         unsafe { (self.header().vtable.shutdown)(self.ptr) }
     }
 
+    /// Wakes the task without consuming a reference (a `wake_by_ref`).
+    pub(crate) fn wake_by_ref(self) {
+        use super::state::TransitionToNotified;
+        match self.header().state.transition_to_notified_by_ref() {
+            TransitionToNotified::Submit => self.schedule(),
+            TransitionToNotified::Dealloc => unreachable!("a borrowed wake releases nothing"),
+            TransitionToNotified::DoNothing => {}
+        }
+    }
+
+    /// The task's cancellation node, created (as a root) if it has none.
+    /// The caller holds a reference to the task.
+    pub(crate) fn node_or_init(self) -> crate::sync::Arc<crate::cancel::node::Node> {
+        let header = self.header();
+        if let Some(node) = header.node() {
+            return (*node).clone();
+        }
+        let (node, installed) = header.install_node(crate::cancel::node::Node::root(None, None));
+        if installed {
+            node.set_task(self);
+            // SeqCst load after the SeqCst install: pairs with `complete`,
+            // which flips the state then loads the node pointer. Whichever
+            // runs second sees the other and finishes the node.
+            if header.state.load_seqcst().is_complete() {
+                node.finish();
+            }
+        }
+        (*node).clone()
+    }
+
     pub(crate) fn drop_reference(self) {
         if self.header().state.ref_dec() {
             self.dealloc();

@@ -90,6 +90,11 @@ impl State {
         Snapshot(self.word.load(Acquire))
     }
 
+    /// A load in the single total order (see `RawTask::node_or_init`).
+    pub(crate) fn load_seqcst(&self) -> Snapshot {
+        Snapshot(self.word.load(SeqCst))
+    }
+
     /// Runs `f` on the current value until its CAS succeeds. `f` returns the
     /// outcome and, if the word should change, the new value.
     fn fetch_update_action<T>(&self, mut f: impl FnMut(Snapshot) -> (T, Option<Snapshot>)) -> T {
@@ -161,7 +166,9 @@ impl State {
     /// whether the join handle is interested and has a waker.
     pub(crate) fn transition_to_complete(&self) -> Snapshot {
         const DELTA: usize = RUNNING | COMPLETE;
-        let prev = Snapshot(self.word.fetch_xor(DELTA, AcqRel));
+        // SeqCst (free on x86 for an RMW): the completer then loads the
+        // node pointer, racing a lazy node install (`RawTask::node_or_init`).
+        let prev = Snapshot(self.word.fetch_xor(DELTA, SeqCst));
         debug_assert!(prev.is_running() && !prev.is_complete());
         Snapshot(prev.0 ^ DELTA)
     }

@@ -24,6 +24,7 @@ mod sleep;
 mod timeout;
 mod wheel;
 
+pub(crate) use self::sleep::far_future_after;
 pub use self::{
     interval::{interval, interval_at, Interval, MissedTickBehavior},
     sleep::{sleep, sleep_until, Sleep},

@@ -7,15 +7,16 @@ use std::{
 };
 
 use super::driver::Registration;
-use crate::{context, coop, scheduler::Handle};
+use crate::{
+    cancel::{self, Cancelled},
+    context, coop,
+    scheduler::Handle,
+};
 
 /// Waits until `duration` has passed. See [`Sleep`].
 pub fn sleep(duration: Duration) -> Sleep {
     // A duration too large for `Instant` means "never": clamp to ~30 years.
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    sleep_until(deadline)
+    sleep_until(far_future_after(duration))
 }
 
 /// Waits until `deadline`. See [`Sleep`].
@@ -31,8 +32,17 @@ pub(crate) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
+/// `now + duration`, clamped to [`far_future`] when it does not fit.
+pub(crate) fn far_future_after(duration: Duration) -> Instant {
+    Instant::now()
+        .checked_add(duration)
+        .unwrap_or_else(far_future)
+}
+
 /// A future that completes at a deadline, with 1 ms resolution (it never
-/// completes early).
+/// completes early), or earlier with `Err(Cancelled)` when the scope it is
+/// awaited in is cancelled (level-triggered: every poll in a cancelled scope
+/// returns the error at once).
 ///
 /// Creating one costs nothing; the timer is registered in the runtime's wheel
 /// on the first `Pending` poll and removed (O(1)) when the `Sleep` is dropped.
@@ -106,15 +116,18 @@ impl Sleep {
 }
 
 impl Future for Sleep {
-    type Output = ();
+    type Output = Result<(), Cancelled>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(cancelled) = cancel::poll_cancelled(None) {
+            return Poll::Ready(Err(cancelled));
+        }
         let restore = std::task::ready!(coop::poll_proceed(cx));
         let res = self.poll_elapsed(cx);
         if res.is_ready() {
             restore.made_progress();
         }
-        res
+        res.map(Ok)
     }
 }
 

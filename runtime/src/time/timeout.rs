@@ -8,19 +8,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::sleep::{far_future, sleep_until, Sleep};
+use super::sleep::{far_future_after, sleep_until, Sleep};
+use crate::{
+    cancel::{node::Node, with_current_scope, Cause},
+    context,
+    sync::Arc,
+};
 
 /// Runs `future` until it completes or `duration` passes, whichever is first.
 ///
-/// On expiry the future is dropped (cancelled) and `Err(Elapsed)` returned.
+/// The future runs in a nested cancellation scope whose deadline is
+/// `min(now + duration, enclosing deadline)`: await points inside see the
+/// scope's cancellation, and tasks it spawns inherit the deadline. On expiry
+/// the scope is cancelled, the future dropped and `Err(Elapsed)` returned.
 /// The inner future is polled first, so one that is ready at the deadline
 /// wins. The deadline fires even if the inner future used up the task's
 /// cooperative budget.
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    timeout_at(deadline, future)
+    timeout_at(far_future_after(duration), future)
 }
 
 /// As [`timeout`], with an absolute deadline.
@@ -28,6 +33,7 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
     Timeout {
         future,
         sleep: sleep_until(deadline),
+        node: None,
     }
 }
 
@@ -35,6 +41,8 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
 pub struct Timeout<F> {
     future: F,
     sleep: Sleep,
+    /// The scope, created on first poll under whatever scope polls it.
+    node: Option<Arc<Node>>,
 }
 
 impl<F> Timeout<F> {
@@ -44,8 +52,18 @@ impl<F> Timeout<F> {
     }
 
     /// The wrapped future.
-    pub fn into_inner(self) -> F {
-        self.future
+    pub fn into_inner(mut self) -> F {
+        if let Some(node) = self.node.take() {
+            node.finish();
+        }
+        // SAFETY: `self` is forgotten right after its fields are moved out,
+        // so nothing is dropped twice; `future` is not pinned (we own `self`).
+        let future = unsafe { std::ptr::read(&self.future) };
+        // SAFETY: as above.
+        let sleep = unsafe { std::ptr::read(&self.sleep) };
+        std::mem::forget(self);
+        drop(sleep);
+        future
     }
 }
 
@@ -56,16 +74,44 @@ impl<F: Future> Future for Timeout<F> {
         // SAFETY: `future` is structurally pinned (never moved out while
         // pinned); `sleep` is Unpin and not pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        let deadline = this.sleep.deadline();
+        let node = this.node.get_or_insert_with(|| {
+            let node = with_current_scope(|parent| match parent {
+                Some(parent) => Node::child(parent, Some(deadline), None),
+                None => Node::root(Some(deadline), None),
+            });
+            if node.deadline() == Some(deadline) {
+                // Our own sleep fires this deadline (and cancels the node).
+                node.assume_armed();
+            }
+            node
+        });
+        node.set_waiter(cx.waker());
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        if let Poll::Ready(out) = future.poll(cx) {
+        if let Poll::Ready(out) = context::with_scope(node, || future.poll(cx)) {
+            // An inner future that finished because our own deadline
+            // cancelled it (its await points returned the cancellation)
+            // reports the timeout, as if the deadline had been checked first.
+            if node.is_cancelled() && this.sleep.is_elapsed() {
+                return Poll::Ready(Err(Elapsed { deadline }));
+            }
             return Poll::Ready(Ok(out));
         }
         match this.sleep.poll_elapsed(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed {
-                deadline: this.sleep.deadline(),
-            })),
+            Poll::Ready(()) => {
+                node.cancel(Cause::Deadline, None);
+                Poll::Ready(Err(Elapsed { deadline }))
+            }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for Timeout<F> {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.finish();
         }
     }
 }
@@ -85,6 +131,10 @@ pub struct Elapsed {
 }
 
 impl Elapsed {
+    pub(crate) fn new(deadline: Instant) -> Elapsed {
+        Elapsed { deadline }
+    }
+
     /// The deadline that passed.
     pub fn deadline(&self) -> Instant {
         self.deadline
