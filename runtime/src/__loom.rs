@@ -164,3 +164,62 @@ impl Unparker {
         self.0.unpark()
     }
 }
+
+/// A node of the cancellation tree (see `cancel/node.rs`).
+#[derive(Debug, Clone)]
+pub struct CancelNode(Arc<crate::cancel::node::Node>);
+
+impl CancelNode {
+    /// A root node with no deadline.
+    pub fn root() -> CancelNode {
+        CancelNode(crate::cancel::node::Node::root(None, None))
+    }
+    /// A child of `parent` (born cancelled if the parent is).
+    pub fn child(parent: &CancelNode) -> CancelNode {
+        CancelNode(crate::cancel::node::Node::child(&parent.0, None, None))
+    }
+    /// Cancels the subtree; false if already cancelled.
+    pub fn cancel(&self, cause: crate::cancel::Cause) -> bool {
+        self.0.cancel(cause, None)
+    }
+    /// One atomic load.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+    /// The cancellation, if any.
+    pub fn cancelled(&self) -> Option<crate::cancel::Cancelled> {
+        self.0.cancelled()
+    }
+    /// Sets the waker woken (once) on cancellation.
+    pub fn set_waiter(&self, waker: &std::task::Waker) {
+        self.0.set_waiter(waker)
+    }
+    /// Detaches from the parent and drops the waiter.
+    pub fn finish(&self) {
+        self.0.finish()
+    }
+    /// Children attached now.
+    pub fn child_count(&self) -> usize {
+        self.0.child_count()
+    }
+}
+
+impl MockScheduler {
+    /// Spawns a task whose cancellation node is a child of `parent`.
+    pub fn spawn_child<F>(&self, parent: &CancelNode, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let node = crate::cancel::node::Node::child(&parent.0, None, None);
+        let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
+        let raw = task.raw();
+        let (installed, _) = raw.header().install_node(node);
+        installed.set_task(raw);
+        drop(installed);
+        if let Some(notified) = self.inner.owned.bind(task, notified) {
+            self.schedule(notified);
+        }
+        join
+    }
+}
