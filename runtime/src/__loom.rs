@@ -172,11 +172,13 @@ pub struct CancelNode(Arc<crate::cancel::node::Node>);
 impl CancelNode {
     /// A root node with no deadline.
     pub fn root() -> CancelNode {
-        CancelNode(crate::cancel::node::Node::root(None, None))
+        CancelNode(crate::cancel::node::Node::root(None, None, None))
     }
     /// A child of `parent` (born cancelled if the parent is).
     pub fn child(parent: &CancelNode) -> CancelNode {
-        CancelNode(crate::cancel::node::Node::child(&parent.0, None, None))
+        CancelNode(crate::cancel::node::Node::child(
+            &parent.0, None, None, None,
+        ))
     }
     /// Cancels the subtree; false if already cancelled.
     pub fn cancel(&self, cause: crate::cancel::Cause) -> bool {
@@ -211,12 +213,10 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let node = crate::cancel::node::Node::child(&parent.0, None, None);
         let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
         let raw = task.raw();
-        let (installed, _) = raw.header().install_node(node);
-        installed.set_task(raw);
-        drop(installed);
+        let node = crate::cancel::node::Node::child(&parent.0, None, None, Some(raw));
+        let _ = raw.header().install_node(node);
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }

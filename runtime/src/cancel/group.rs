@@ -54,8 +54,8 @@ impl<T: Send + 'static> TaskGroup<T> {
     /// A group under the current scope (a root outside any task).
     pub fn new() -> TaskGroup<T> {
         let node = with_current_scope(|parent| match parent {
-            Some(parent) => Node::child(parent, None, None),
-            None => Node::root(None, None),
+            Some(parent) => Node::child(parent, None, None, None),
+            None => Node::root(None, None, None),
         });
         TaskGroup {
             node,

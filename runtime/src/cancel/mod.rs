@@ -55,7 +55,7 @@ pub use self::{
     group::{Outcome, TaskGroup},
     scope::{scope, shield, CancelHandle, Scope, Shield},
 };
-use crate::{context, scheduler::Handle, sync::Arc};
+use crate::{context, scheduler::Handle, sync::Arc, task::RawTask};
 
 /// Runs `f` with the current scope, creating the current task's node if
 /// the task has none yet. `None` outside any task and scope.
@@ -81,7 +81,7 @@ pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> 
 /// The scope's cancellation, if any, after noticing a passed deadline.
 /// Await points call it first; when they are about to wait, it also arms the
 /// scope's deadline timer.
-pub(crate) fn poll_cancelled(handle: Option<&Handle>) -> Option<Cancelled> {
+pub(crate) fn poll_cancelled(handle: Option<&Handle>, will_wait: bool) -> Option<Cancelled> {
     let ptr = context::current_scope_ptr();
     if ptr.is_null() {
         return None;
@@ -89,6 +89,13 @@ pub(crate) fn poll_cancelled(handle: Option<&Handle>) -> Option<Cancelled> {
     // SAFETY: as in `with_current_scope`.
     let node = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
     if node.deadline().is_some() && !node.is_cancelled() {
+        if !will_wait {
+            // A checkpoint that does not wait arms no timer.
+            if node.deadline().is_some_and(|d| Instant::now() >= d) {
+                Node::check_deadline(&node, None);
+            }
+            return node.cancelled();
+        }
         let owned;
         let handle = match handle {
             Some(h) => Some(h),
@@ -113,18 +120,28 @@ pub(crate) struct SpawnOptions {
 }
 
 /// The node for a task about to be spawned, if it needs one.
-pub(crate) fn node_for_spawn(opts: &SpawnOptions) -> Option<Arc<Node>> {
+pub(crate) fn node_for_spawn(opts: &SpawnOptions, task: RawTask) -> Option<Arc<Node>> {
     if let Some(parent) = &opts.parent {
-        return Some(Node::child(parent, opts.deadline, opts.name.clone()));
+        return Some(Node::child(
+            parent,
+            opts.deadline,
+            opts.name.clone(),
+            Some(task),
+        ));
     }
     if opts.detached {
         return (opts.deadline.is_some() || opts.name.is_some())
-            .then(|| Node::root(opts.deadline, opts.name.clone()));
+            .then(|| Node::root(opts.deadline, opts.name.clone(), Some(task)));
     }
     with_current_scope(|parent| match parent {
-        Some(parent) => Some(Node::child(parent, opts.deadline, opts.name.clone())),
+        Some(parent) => Some(Node::child(
+            parent,
+            opts.deadline,
+            opts.name.clone(),
+            Some(task),
+        )),
         None => (opts.deadline.is_some() || opts.name.is_some())
-            .then(|| Node::root(opts.deadline, opts.name.clone())),
+            .then(|| Node::root(opts.deadline, opts.name.clone(), Some(task))),
     })
 }
 
@@ -143,7 +160,7 @@ pub fn is_cancelled() -> bool {
 /// `Err` if the current scope is cancelled or its deadline has passed: a
 /// checkpoint for loops that never reach an await point.
 pub fn check() -> Result<(), Cancelled> {
-    match poll_cancelled(None) {
+    match poll_cancelled(None, false) {
         Some(c) => Err(c),
         None => Ok(()),
     }
@@ -193,7 +210,7 @@ impl Future for WaitCancelled {
         // Make sure the task has a node the canceller can reach and that
         // wakes this task (its waiter) when cancelled.
         with_current_scope(|_| ());
-        match poll_cancelled(None) {
+        match poll_cancelled(None, true) {
             Some(c) => Poll::Ready(c),
             None => Poll::Pending,
         }

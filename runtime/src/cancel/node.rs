@@ -4,13 +4,19 @@
 //! - `state` is 0 while live; cancelling stores `CANCELLED | cause | origin`
 //!   by one CAS from 0, so the first cause wins and each node is cancelled
 //!   (and wakes its waiter) at most once.
-//! - `inner` (a mutex) holds the children, the waiter, the reason, the
-//!   parent link and the deadline timer. Attaching a child locks only the
-//!   parent (the child is built under that lock, already linked); cancelling
-//!   locks one node at a time to copy its children out, then cancels them
-//!   from an explicit stack (no recursion, no nested locks). So a child
-//!   attached concurrently with a cancel is either in the copied list or
-//!   sees the parent's CANCELLED under the lock and is born cancelled.
+//! - `inner` (a mutex) holds the waiter, the reason and the deadline timer.
+//! - Children form an intrusive doubly linked list through their `links`,
+//!   guarded by the parent's `children` mutex; each linked child is owned by
+//!   the list (one strong count, from `Arc::into_raw`). No allocation beyond
+//!   the child node itself, and the critical sections are a few pointer
+//!   writes, so siblings attached and detached on different workers barely
+//!   contend.
+//! - Attaching a child locks only the parent's list (the child is built
+//!   under that lock, already linked); cancelling locks one list at a time to
+//!   copy the children out, then cancels them from an explicit stack (no
+//!   recursion, no nested locks). The parent's state is set before its list
+//!   is locked, so a child attached concurrently with a cancel is either in
+//!   the copied list or sees CANCELLED under the lock and is born cancelled.
 //! - `finish` (task completion, scope exit) detaches the node from its
 //!   parent, drops its waiter and disarms its deadline timer, so a
 //!   long-lived parent does not accumulate finished children.
@@ -24,14 +30,14 @@ use std::{
     time::Instant,
 };
 
-use slab::Slab;
+use std::ptr::NonNull;
 
 use super::{Cancelled, Cause};
 use crate::{
     scheduler::Handle,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering::*},
-        lock, Arc, Mutex,
+        lock, Arc, Mutex, UnsafeCell,
     },
     task::RawTask,
     time::driver::Registration,
@@ -53,8 +59,35 @@ pub(crate) struct Node {
     /// ancestor serves its whole subtree: its cancellation flows down.
     deadline_owner: Option<Arc<Node>>,
     name: Option<StdArc<str>>,
+    /// Set at creation, never changed: the list we are linked into.
+    parent: Option<Arc<Node>>,
+    /// Head of our children list (see the module doc).
+    children: Mutex<ChildList>,
+    /// Our place in the parent's list; guarded by the parent's `children`.
+    links: UnsafeCell<Links>,
     inner: Mutex<Inner>,
 }
+
+struct ChildList {
+    head: Option<NonNull<Node>>,
+    len: usize,
+}
+
+// SAFETY: the pointers are strong references to `Node`s (Send + Sync),
+// only followed under the mutex that guards the list.
+unsafe impl Send for ChildList {}
+
+#[derive(Default)]
+struct Links {
+    prev: Option<NonNull<Node>>,
+    next: Option<NonNull<Node>>,
+    linked: bool,
+}
+
+// SAFETY: `links` is only accessed under the parent's list mutex.
+unsafe impl Sync for Node {}
+// SAFETY: as above; every other field is Send.
+unsafe impl Send for Node {}
 
 /// Who is woken when the node is cancelled.
 enum Waiter {
@@ -68,64 +101,90 @@ enum Waiter {
 
 #[derive(Default)]
 struct Inner {
-    children: Slab<Arc<Node>>,
     waiter: Option<Waiter>,
     reason: Option<StdArc<str>>,
-    parent: Option<(Arc<Node>, usize)>,
     timer: Option<(Handle, Registration)>,
     finished: bool,
 }
 
 impl Node {
     /// A node with no parent (a root task, `detached`, or `shield`).
-    pub(crate) fn root(deadline: Option<Instant>, name: Option<StdArc<str>>) -> Arc<Node> {
+    pub(crate) fn root(
+        deadline: Option<Instant>,
+        name: Option<StdArc<str>>,
+        task: Option<RawTask>,
+    ) -> Arc<Node> {
         Arc::new(Node {
             state: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             deadline,
             deadline_owner: None,
             name,
-            inner: Mutex::new(Inner::default()),
+            parent: None,
+            children: Mutex::new(ChildList { head: None, len: 0 }),
+            links: UnsafeCell::new(Links::default()),
+            inner: Mutex::new(Inner {
+                waiter: task.map(Waiter::Task),
+                ..Inner::default()
+            }),
         })
     }
 
-    /// A node under `parent`, with effective deadline `min(own, parent's)`.
-    /// Born cancelled (cause `Parent`) if the parent already is.
     pub(crate) fn child(
         parent: &Arc<Node>,
         own: Option<Instant>,
         name: Option<StdArc<str>>,
+        task: Option<RawTask>,
     ) -> Arc<Node> {
         let (deadline, deadline_owner) = match (own, parent.deadline) {
             (Some(own), Some(inherited)) if own < inherited => (Some(own), None),
             (_, Some(inherited)) => (Some(inherited), Some(Node::deadline_owner_or_self(parent))),
             (own, None) => (own, None),
         };
-        let mut guard = lock(&parent.inner);
-        // Read under the parent's lock: `cancel` sets the state before it
-        // takes this lock to copy the children, so either we see it here or
-        // the canceller sees us in the list.
+        let mut list = lock(&parent.children);
+        // Read under the list lock: `cancel` sets the state before it locks
+        // the list to copy the children, so either we see it here or the
+        // canceller sees us in the list.
         let parent_state = parent.state.load(Acquire);
         let (state, reason) = if parent_state & CANCELLED != 0 {
             let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;
-            (encode(Cause::Parent.code(), origin), guard.reason.clone())
+            (
+                encode(Cause::Parent.code(), origin),
+                lock(&parent.inner).reason.clone(),
+            )
         } else {
             (0, None)
         };
-        let entry = guard.children.vacant_entry();
         let node = Arc::new(Node {
             state: AtomicUsize::new(state),
             armed: AtomicBool::new(false),
             deadline,
             deadline_owner,
             name,
+            parent: Some(parent.clone()),
+            children: Mutex::new(ChildList { head: None, len: 0 }),
+            links: UnsafeCell::new(Links {
+                prev: None,
+                next: list.head,
+                linked: true,
+            }),
             inner: Mutex::new(Inner {
                 reason,
-                parent: Some((parent.clone(), entry.key())),
+                waiter: task.map(Waiter::Task),
                 ..Inner::default()
             }),
         });
-        entry.insert(node.clone());
+        // The list's strong reference.
+        let ptr = NonNull::new(Arc::into_raw(node.clone()) as *mut Node).expect("non-null");
+        if let Some(head) = list.head {
+            // SAFETY: `head` is a linked child (kept alive by the list's
+            // reference) and we hold the list lock that guards its links.
+            unsafe { head.as_ref() }
+                .links
+                .with_mut(|l| unsafe { (*l).prev = Some(ptr) });
+        }
+        list.head = Some(ptr);
+        list.len += 1;
         node
     }
 
@@ -169,51 +228,69 @@ impl Node {
     /// already cancelled (the first cause stays).
     pub(crate) fn cancel(&self, cause: Cause, reason: Option<StdArc<str>>) -> bool {
         let code = cause.code();
-        if self
-            .state
-            .compare_exchange(0, encode(code, code), AcqRel, Acquire)
-            .is_err()
-        {
+        let Some(mut stack) = self.try_cancel(encode(code, code), &reason) else {
             return false;
-        }
-        let children = self.take_wake(reason.clone());
-        let mut stack = children;
+        };
         while let Some(node) = stack.pop() {
-            if node
-                .state
-                .compare_exchange(0, encode(Cause::Parent.code(), code), AcqRel, Acquire)
-                .is_ok()
-            {
-                stack.extend(node.take_wake(reason.clone()));
+            if let Some(children) = node.try_cancel(encode(Cause::Parent.code(), code), &reason) {
+                stack.extend(children);
             }
         }
         true
     }
 
-    /// After this node's state flipped: stores the reason, wakes its waiter
-    /// once, and returns its children to cancel next.
-    fn take_wake(&self, reason: Option<StdArc<str>>) -> Vec<Arc<Node>> {
-        let (children, waiter) = {
+    /// Flips this node's state (if still live) together with storing the
+    /// reason, under `inner`'s lock, so a child born cancelled (which reads
+    /// the reason under the same lock after seeing the state) always sees
+    /// it. Then wakes the waiter once and returns the children to cancel.
+    fn try_cancel(&self, state: usize, reason: &Option<StdArc<str>>) -> Option<Vec<Arc<Node>>> {
+        let waiter = {
             let mut inner = lock(&self.inner);
-            if inner.reason.is_none() {
-                inner.reason = reason;
+            if self
+                .state
+                .compare_exchange(0, state, AcqRel, Acquire)
+                .is_err()
+            {
+                return None;
             }
-            let children: Vec<_> = inner.children.iter().map(|(_, c)| c.clone()).collect();
-            let waker = match &inner.waiter {
+            if inner.reason.is_none() {
+                inner.reason = reason.clone();
+            }
+            match &inner.waiter {
                 // Under the lock: `finish` clears it before the task can go.
                 Some(Waiter::Task(task)) => {
+                    // An RMW on the task word before reading it: if the task
+                    // is NOTIFIED and about to run, its poller's RMW comes
+                    // after ours and so sees the state we just set; a plain
+                    // read could miss it and the poll miss the cancel.
+                    task.header().state.sync_point();
                     task.wake_by_ref();
                     None
                 }
                 Some(Waiter::Waker(waker)) => Some(waker.clone()),
                 None => None,
-            };
-            (children, waker)
+            }
         };
         if let Some(waker) = waiter {
             waker.wake();
         }
-        children
+        let list = lock(&self.children);
+        let mut children = Vec::with_capacity(list.len);
+        let mut cursor = list.head;
+        while let Some(ptr) = cursor {
+            // SAFETY: linked children are alive (the list holds a strong
+            // reference) and their links are guarded by our lock.
+            let child = unsafe { ptr.as_ref() };
+            // SAFETY: as above: we hold the lock guarding `links`.
+            cursor = child.links.with(|l| unsafe { (*l).next });
+            // SAFETY: `ptr` came from `Arc::into_raw`; we add a count for
+            // the clone we hand out.
+            children.push(unsafe {
+                Arc::increment_strong_count(ptr.as_ptr());
+                Arc::from_raw(ptr.as_ptr())
+            });
+        }
+        Some(children)
     }
 
     /// Sets the waker woken when this node is cancelled (the owning task's).
@@ -225,14 +302,6 @@ impl Node {
         match &inner.waiter {
             Some(Waiter::Waker(w)) if w.will_wake(waker) => {}
             _ => inner.waiter = Some(Waiter::Waker(waker.clone())),
-        }
-    }
-
-    /// Makes `task` (which owns this node) the one woken on cancellation.
-    pub(crate) fn set_task(&self, task: RawTask) {
-        let mut inner = lock(&self.inner);
-        if !inner.finished {
-            inner.waiter = Some(Waiter::Task(task));
         }
     }
 
@@ -284,27 +353,47 @@ impl Node {
     /// deadline timer. Children stay attached (they hold this node) until
     /// they finish themselves.
     pub(crate) fn finish(&self) {
-        let (parent, waiter, timer) = {
+        let (waiter, timer) = {
             let mut inner = lock(&self.inner);
             inner.finished = true;
-            (inner.parent.take(), inner.waiter.take(), inner.timer.take())
+            (inner.waiter.take(), inner.timer.take())
         };
         drop(waiter);
         if let Some((handle, reg)) = timer {
             handle.time().deregister(reg);
         }
-        if let Some((parent, key)) = parent {
-            let removed = {
-                let mut p = lock(&parent.inner);
-                p.children.try_remove(key)
+        if let Some(parent) = &self.parent {
+            let released = {
+                let mut list = lock(&parent.children);
+                // SAFETY: our links are guarded by the parent's list lock,
+                // held here; linked neighbours are alive (strong references).
+                self.links.with_mut(|l| unsafe {
+                    let links = std::mem::take(&mut *l);
+                    if !links.linked {
+                        return None;
+                    }
+                    match links.prev {
+                        Some(prev) => prev.as_ref().links.with_mut(|p| (*p).next = links.next),
+                        None => list.head = links.next,
+                    }
+                    if let Some(next) = links.next {
+                        next.as_ref().links.with_mut(|n| (*n).prev = links.prev);
+                    }
+                    list.len -= 1;
+                    Some(self as *const Node)
+                })
             };
-            drop(removed);
+            if let Some(ptr) = released {
+                // SAFETY: the list's strong reference, taken in `child`;
+                // released outside the lock (it may be the last one).
+                drop(unsafe { Arc::from_raw(ptr) });
+            }
         }
     }
 
     /// Children currently attached (for tests and metrics).
     pub(crate) fn child_count(&self) -> usize {
-        lock(&self.inner).children.len()
+        lock(&self.children).len
     }
 }
 

@@ -67,8 +67,8 @@ impl fmt::Debug for CancelHandle {
 /// the task. Tasks the future spawns are children of the scope.
 pub fn scope<F: Future>(future: F) -> Scope<F> {
     let node = with_current_scope(|parent| match parent {
-        Some(parent) => Node::child(parent, None, None),
-        None => Node::root(None, None),
+        Some(parent) => Node::child(parent, None, None, None),
+        None => Node::root(None, None, None),
     });
     Scope { future, node }
 }
@@ -121,7 +121,7 @@ impl<F> fmt::Debug for Scope<F> {
 /// Tasks spawned inside are children of the shield, not of the outer scope.
 pub fn shield<F: Future>(limit: Duration, future: F) -> Shield<F> {
     let deadline = far_future_after(limit);
-    let node = Node::root(Some(deadline), None);
+    let node = Node::root(Some(deadline), None, None);
     // The shield's own sleep fires this deadline.
     node.assume_armed();
     Shield {
@@ -148,6 +148,10 @@ impl<F: Future> Future for Shield<F> {
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         if let Poll::Ready(out) = context::with_scope(&this.node, || future.poll(cx)) {
+            // Finished because our own limit cancelled it: report the limit.
+            if this.node.is_cancelled() && this.sleep.is_elapsed() {
+                return Poll::Ready(Err(Elapsed::new(this.sleep.deadline())));
+            }
             return Poll::Ready(Ok(out));
         }
         match this.sleep.poll_elapsed(cx) {

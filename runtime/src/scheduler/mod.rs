@@ -108,12 +108,10 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let node = cancel::node_for_spawn(opts);
         let (task, notified, join) = task::new_task(future, self.clone(), id);
-        if let Some(node) = node {
-            let raw = task.raw();
-            let (node, _) = raw.header().install_node(node);
-            node.set_task(raw);
+        if let Some(node) = cancel::node_for_spawn(opts, task.raw()) {
+            // Not shared yet: this install cannot lose a race.
+            let _ = task.raw().header().install_node(node);
         }
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);

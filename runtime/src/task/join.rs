@@ -83,10 +83,12 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = cancel::poll_cancelled(None) {
+        // Budget first, as in `Sleep::poll`.
+        let restore = std::task::ready!(coop::poll_proceed(cx));
+        if let Some(cancelled) = cancel::poll_cancelled(None, true) {
+            restore.made_progress();
             return Poll::Ready(Err(JoinError::new_interrupted(self.id(), cancelled)));
         }
-        let restore = std::task::ready!(coop::poll_proceed(cx));
         let out = read_output(self.raw, cx.waker());
         if out.is_ready() {
             restore.made_progress();

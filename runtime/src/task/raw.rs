@@ -134,9 +134,9 @@ impl RawTask {
         if let Some(node) = header.node() {
             return (*node).clone();
         }
-        let (node, installed) = header.install_node(crate::cancel::node::Node::root(None, None));
+        let (node, installed) =
+            header.install_node(crate::cancel::node::Node::root(None, None, Some(self)));
         if installed {
-            node.set_task(self);
             // SeqCst load after the SeqCst install: pairs with `complete`,
             // which flips the state then loads the node pointer. Whichever
             // runs second sees the other and finishes the node.

@@ -90,6 +90,12 @@ impl State {
         Snapshot(self.word.load(Acquire))
     }
 
+    /// An RMW that changes nothing: orders the caller's earlier writes
+    /// before the next poller's transition (see `Node::try_cancel`).
+    pub(crate) fn sync_point(&self) {
+        self.word.fetch_add(0, AcqRel);
+    }
+
     /// A load in the single total order (see `RawTask::node_or_init`).
     pub(crate) fn load_seqcst(&self) -> Snapshot {
         Snapshot(self.word.load(SeqCst))

@@ -119,10 +119,14 @@ impl Future for Sleep {
     type Output = Result<(), Cancelled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = cancel::poll_cancelled(None) {
+        // Budget first: an await point that fails at once in a cancelled
+        // scope must still yield now and then, or a loop that ignores the
+        // error would never give its worker back.
+        let restore = std::task::ready!(coop::poll_proceed(cx));
+        if let Some(cancelled) = cancel::poll_cancelled(None, true) {
+            restore.made_progress();
             return Poll::Ready(Err(cancelled));
         }
-        let restore = std::task::ready!(coop::poll_proceed(cx));
         let res = self.poll_elapsed(cx);
         if res.is_ready() {
             restore.made_progress();

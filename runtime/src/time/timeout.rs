@@ -77,8 +77,8 @@ impl<F: Future> Future for Timeout<F> {
         let deadline = this.sleep.deadline();
         let node = this.node.get_or_insert_with(|| {
             let node = with_current_scope(|parent| match parent {
-                Some(parent) => Node::child(parent, Some(deadline), None),
-                None => Node::root(Some(deadline), None),
+                Some(parent) => Node::child(parent, Some(deadline), None, None),
+                None => Node::root(Some(deadline), None, None),
             });
             if node.deadline() == Some(deadline) {
                 // Our own sleep fires this deadline (and cancels the node).
