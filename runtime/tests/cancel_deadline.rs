@@ -56,7 +56,10 @@ fn deadline_and_remaining_inside_a_task_with_a_timeout() {
     assert!(rem.unwrap() <= Duration::from_secs(40));
 
     // No deadline: none inside, and none outside any task.
-    assert_eq!(in_task(&rt, async { (deadline(), remaining()) }), (None, None));
+    assert_eq!(
+        in_task(&rt, async { (deadline(), remaining()) }),
+        (None, None)
+    );
     assert_eq!(deadline(), None);
     assert_eq!(remaining(), None);
 }
@@ -90,8 +93,16 @@ fn the_effective_deadline_is_the_earlier_of_own_and_parents() {
             .unwrap()
     });
     assert_eq!(parent, Some(parent_at));
-    assert_eq!(with_later, Some(parent_at), "a later own deadline is capped by the parent's");
-    assert_eq!(with_earlier, Some(earlier), "an earlier own deadline is kept");
+    assert_eq!(
+        with_later,
+        Some(parent_at),
+        "a later own deadline is capped by the parent's"
+    );
+    assert_eq!(
+        with_earlier,
+        Some(earlier),
+        "an earlier own deadline is kept"
+    );
     assert_eq!(plain, Some(parent_at), "a grandchild inherits the deadline");
 }
 
@@ -171,7 +182,10 @@ fn an_unexpired_deadline_that_never_waits_registers_no_timer() {
         (before, during, rem)
     });
     assert!(rem.is_some());
-    assert_eq!(before, during, "no timer armed for a task that never waited");
+    assert_eq!(
+        before, during,
+        "no timer armed for a task that never waited"
+    );
 }
 
 /// `check()` is the checkpoint for loops that never wait: per rule 1 of
@@ -194,7 +208,10 @@ fn check_in_a_loop_that_never_waits_registers_no_timer() {
             .unwrap();
         (before, during)
     });
-    assert_eq!(before, during, "check() armed a deadline timer without any wait");
+    assert_eq!(
+        before, during,
+        "check() armed a deadline timer without any wait"
+    );
 }
 
 #[test]
@@ -225,7 +242,9 @@ fn a_deadline_in_the_past_fails_the_first_await_point_at_once() {
     let c = checked.expect_err("check() sees the passed deadline");
     assert!(c.is_deadline());
     assert_eq!(c.cause(), Cause::Deadline);
-    assert!(slept.expect_err("the first sleep fails at once").is_deadline());
+    assert!(slept
+        .expect_err("the first sleep fails at once")
+        .is_deadline());
     let e = joined.expect_err("the join is interrupted");
     assert!(e.interrupted().is_some_and(|c| c.is_deadline()));
 

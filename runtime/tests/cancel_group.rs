@@ -128,7 +128,10 @@ fn a_panicking_child_cancels_its_siblings_with_cancel_on_error() {
         })
     };
     assert_eq!(out.len(), SIBLINGS + 1);
-    let panics = out.iter().filter(|r| r.as_ref().is_err_and(|e| e.is_panic())).count();
+    let panics = out
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| e.is_panic()))
+        .count();
     assert_eq!(panics, 1, "the panic is reported as is_panic()");
     assert!(out[SIBLINGS].as_ref().unwrap_err().is_panic());
     for r in &out[..SIBLINGS] {

@@ -60,7 +60,10 @@ fn every_await_point_after_cancellation_fails_and_keeps_failing() {
     assert_eq!(e.interrupted(), Some(&c));
     assert_eq!(again, c, "cancelled() resolves again at once");
     assert_eq!(s3.expect_err("and keeps failing"), c);
-    assert!(!unrelated.is_finished(), "the unrelated task was not touched");
+    assert!(
+        !unrelated.is_finished(),
+        "the unrelated task was not touched"
+    );
     unrelated.abort();
     assert!(block_on_bounded(&rt, unrelated).unwrap_err().is_cancelled());
     assert_no_live_tasks(&rt);
@@ -119,7 +122,10 @@ fn cancelling_a_scope_cancels_the_tasks_it_spawned_but_not_the_rest() {
         let sibling = weft::spawn(async { sleep(Duration::from_millis(5)).await });
         sibling.await.unwrap()
     });
-    assert!(outside.is_ok(), "a task spawned after the scope is not cancelled");
+    assert!(
+        outside.is_ok(),
+        "a task spawned after the scope is not cancelled"
+    );
     let c = rx.recv_timeout(LIMIT).unwrap().unwrap_err();
     assert_eq!(c.cause(), Cause::Parent);
     assert_eq!(c.origin(), Cause::Explicit);
@@ -131,9 +137,13 @@ fn tasks_spawned_in_a_timeout_inherit_its_deadline() {
     let d = Duration::from_secs(30);
     let res = in_task(&rt, async move {
         timeout(d, async {
-            weft::spawn(async { weft::spawn(async { (deadline(), remaining()) }).await.unwrap() })
-                .await
-                .unwrap()
+            weft::spawn(async {
+                weft::spawn(async { (deadline(), remaining()) })
+                    .await
+                    .unwrap()
+            })
+            .await
+            .unwrap()
         })
         .await
     });
@@ -209,9 +219,15 @@ fn a_shield_runs_cleanup_inside_a_cancelled_task() {
     task.cancel();
     let (c, short, after) = block_on_bounded(&rt, task).unwrap();
     let (slept, flag) = short.expect("the shield's work finished within its limit");
-    assert!(slept.is_ok(), "a sleep in the shield ignores the outer cancellation");
+    assert!(
+        slept.is_ok(),
+        "a sleep in the shield ignores the outer cancellation"
+    );
     assert!(!flag);
-    assert_eq!(after.expect_err("outside the shield it is cancelled again"), c);
+    assert_eq!(
+        after.expect_err("outside the shield it is cancelled again"),
+        c
+    );
 }
 
 #[test]
@@ -235,11 +251,11 @@ fn a_shield_longer_than_its_limit_fails_with_elapsed() {
     assert!(started.wait());
     task.cancel();
     let res = block_on_bounded(&rt, task).unwrap();
-    let inner = rx
-        .recv_timeout(LIMIT)
-        .expect("the shield's sleep returned");
+    let inner = rx.recv_timeout(LIMIT).expect("the shield's sleep returned");
     assert!(
-        inner.expect_err("the shield's long sleep fails").is_deadline(),
+        inner
+            .expect_err("the shield's long sleep fails")
+            .is_deadline(),
         "at the shield's limit"
     );
     assert!(
@@ -270,7 +286,10 @@ fn a_detached_task_is_neither_cancelled_with_nor_bound_by_its_parent() {
     };
     assert!(started.wait());
     assert!(parent.cancel());
-    assert_eq!(block_on_bounded(&rt, parent).unwrap().cause(), Cause::Explicit);
+    assert_eq!(
+        block_on_bounded(&rt, parent).unwrap().cause(),
+        Cause::Explicit
+    );
     let child = rx.recv_timeout(LIMIT).unwrap();
     let (dl, slept, flag) = block_on_bounded(&rt, child).unwrap();
     assert_eq!(dl, None, "a detached task does not inherit the deadline");

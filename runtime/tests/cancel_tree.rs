@@ -17,9 +17,7 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    assert_no_live_tasks, block_on_bounded, eventually, rt, DropCounter, Flag, LIMIT,
-};
+use common::{assert_no_live_tasks, block_on_bounded, eventually, rt, DropCounter, Flag, LIMIT};
 use weft::{
     cancel::{cancelled, check, is_cancelled, Cancelled, Cause},
     runtime::Runtime,
@@ -72,7 +70,10 @@ fn cancelling_a_task_cancels_its_children_and_grandchildren() {
         })
     };
     assert!(eventually(|| started.load(SeqCst) == 4), "the tree started");
-    assert!(parent.cancel(), "the first cancel of the parent takes effect");
+    assert!(
+        parent.cancel(),
+        "the first cancel of the parent takes effect"
+    );
 
     let own = block_on_bounded(&rt, parent).expect("the parent returned normally");
     assert_eq!(own.cause(), Cause::Explicit);
@@ -132,7 +133,10 @@ fn the_first_cancel_wins_and_later_ones_return_false() {
     };
     assert!(started.wait());
     assert!(task.cancel_with("first"));
-    assert!(!task.cancel_with("second"), "a second cancel changes nothing");
+    assert!(
+        !task.cancel_with("second"),
+        "a second cancel changes nothing"
+    );
     assert!(!task.cancel(), "nor does a third");
     let (first, again) = block_on_bounded(&rt, task).unwrap();
     assert_eq!(first.cause(), Cause::Explicit);
@@ -278,7 +282,10 @@ fn cancelling_a_tree_of_ten_thousand_waiting_tasks_wakes_each_once() {
         first_polls.load(SeqCst)
     );
     assert!(root.cancel());
-    assert_eq!(block_on_bounded(&rt, root).unwrap().cause(), Cause::Explicit);
+    assert_eq!(
+        block_on_bounded(&rt, root).unwrap().cause(),
+        Cause::Explicit
+    );
     assert!(
         eventually(|| outcomes.lock().unwrap().len() == TASKS),
         "every task finished ({} of {TASKS})",
@@ -299,7 +306,10 @@ fn cancelling_a_tree_of_ten_thousand_waiting_tasks_wakes_each_once() {
         .map(|i| (i, polls[i].load(SeqCst)))
         .take(10)
         .collect();
-    assert!(extra.is_empty(), "tasks not polled exactly twice: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "tasks not polled exactly twice: {extra:?}"
+    );
     drop(outcomes);
     assert_no_live_tasks(&rt);
 }
@@ -382,9 +392,15 @@ fn abort_drops_the_future_while_cancel_lets_it_clean_up() {
     aborted.abort();
     let err = block_on_bounded(&rt, aborted).expect_err("an aborted task has no output");
     assert!(err.is_cancelled());
-    assert!(err.interrupted().is_none(), "abort is not an interrupted join");
+    assert!(
+        err.interrupted().is_none(),
+        "abort is not an interrupted join"
+    );
     assert_eq!(drops.wait_for(1), 1, "the future was dropped exactly once");
-    assert!(!saw_error.get(), "an aborted task never sees its await point fail");
+    assert!(
+        !saw_error.get(),
+        "an aborted task never sees its await point fail"
+    );
 
     // cancel: the await point fails, cleanup runs, the value comes back.
     let cleaned = Flag::new();
@@ -452,7 +468,10 @@ fn cancelled_maps_to_io_errors_by_origin() {
     for c in [own, inherited] {
         let e = io::Error::from(c.clone());
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{c:?}");
-        assert_eq!(e.get_ref().and_then(|r| r.downcast_ref::<Cancelled>()), Some(&c));
+        assert_eq!(
+            e.get_ref().and_then(|r| r.downcast_ref::<Cancelled>()),
+            Some(&c)
+        );
     }
 }
 
@@ -489,7 +508,10 @@ fn shutdown_with_a_waiting_tree_leaks_nothing() {
             let _ = sleep(LONG).await;
         });
     }
-    assert!(eventually(|| started.load(SeqCst) == TOTAL), "the tree started");
+    assert!(
+        eventually(|| started.load(SeqCst) == TOTAL),
+        "the tree started"
+    );
     assert!(rt.shutdown_timeout(LIMIT), "every worker stopped in time");
     assert_eq!(drops.get(), TOTAL, "every future was dropped exactly once");
     assert_eq!(handle.metrics().alive_tasks, 0);
