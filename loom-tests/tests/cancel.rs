@@ -1,0 +1,227 @@
+#![cfg(weft_loom)]
+//! The cancellation tree's protocol (`runtime/src/cancel/node.rs`) under
+//! every interleaving loom can find: a child attached while its parent is
+//! cancelled, two cancels racing, a cancel racing a task's poll and
+//! completion (no lost or double wake, every drop exactly once), and a
+//! waiter woken exactly once.
+
+use std::{
+    future::{poll_fn, Future},
+    pin::Pin,
+    sync::Arc as StdArc,
+    task::{Context, Poll, Wake, Waker},
+};
+
+use loom::{
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    thread,
+};
+use weft::{
+    __loom::{CancelNode, MockScheduler},
+    cancel::Cause,
+};
+
+/// Counts its own drop; leaks (failing the model) if never dropped.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A waker that counts wakes.
+struct CountingWaker(Arc<AtomicUsize>);
+
+impl Wake for CountingWaker {
+    fn wake(self: StdArc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+    fn wake_by_ref(self: &StdArc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn noop_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn cancel_racing_a_child_attach_always_reaches_the_child() {
+    loom::model(|| {
+        let parent = CancelNode::root();
+        let attacher = {
+            let parent = parent.clone();
+            thread::spawn(move || CancelNode::child(&parent))
+        };
+        assert!(parent.cancel(Cause::Explicit));
+        let child = attacher.join().unwrap();
+        let c = child
+            .cancelled()
+            .expect("a child attached during the cancel is cancelled");
+        assert_eq!(c.cause(), Cause::Parent);
+        assert_eq!(c.origin(), Cause::Explicit);
+        child.finish();
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
+#[test]
+fn two_concurrent_cancels_exactly_one_wins_and_its_cause_stays() {
+    loom::model(|| {
+        let node = CancelNode::root();
+        let child = CancelNode::child(&node);
+        let other = {
+            let node = node.clone();
+            thread::spawn(move || node.cancel(Cause::Deadline))
+        };
+        let mine = node.cancel(Cause::Explicit);
+        let theirs = other.join().unwrap();
+        assert!(mine ^ theirs, "exactly one cancel returns true");
+        let winner = if mine {
+            Cause::Explicit
+        } else {
+            Cause::Deadline
+        };
+        let c = node.cancelled().expect("cancelled");
+        assert_eq!(c.cause(), winner);
+        assert_eq!(c.origin(), winner);
+        let c = child.cancelled().expect("the child too");
+        assert_eq!(c.cause(), Cause::Parent);
+        assert_eq!(c.origin(), winner);
+        child.finish();
+    });
+}
+
+/// The task's future: pending until its scope (the task's node, set as the
+/// current scope by the real harness) is cancelled.
+fn wait_for_cancel(
+    polls: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+) -> impl Future<Output = usize> + Send + 'static {
+    let guard = DropCount(drops);
+    poll_fn(move |_cx| {
+        let _keep = &guard;
+        let n = polls.fetch_add(1, SeqCst) + 1;
+        if weft::cancel::is_cancelled() {
+            Poll::Ready(n)
+        } else {
+            // No waker saved: only the node's cancellation wakes the task.
+            Poll::Pending
+        }
+    })
+}
+
+#[test]
+fn cancel_racing_a_tasks_poll_is_never_lost_nor_doubled() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let parent = CancelNode::root();
+        let (polls, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut join = sched.spawn_child(&parent, wait_for_cancel(polls.clone(), drops.clone()));
+
+        let canceller = {
+            let parent = parent.clone();
+            thread::spawn(move || assert!(parent.cancel(Cause::Explicit)))
+        };
+        sched.run_all();
+        canceller.join().unwrap();
+        sched.run_all();
+
+        let n = match noop_poll(&mut join) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => panic!("the task failed: {e}"),
+            Poll::Pending => panic!(
+                "lost wake: the task never saw the cancellation (polls {}, alive {}, parent cancelled {})",
+                polls.load(SeqCst),
+                sched.alive(),
+                parent.is_cancelled()
+            ),
+        };
+        assert!(n <= 2, "polled {n} times: a double wake");
+        assert_eq!(polls.load(SeqCst), n);
+        assert_eq!(sched.alive(), 0);
+        drop(join);
+        assert_eq!(drops.load(SeqCst), 1, "the future was dropped exactly once");
+        assert_eq!(parent.child_count(), 0, "the finished task left the tree");
+    });
+}
+
+#[test]
+fn cancel_racing_a_tasks_completion_is_safe() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let parent = CancelNode::root();
+        let (polls, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut join = {
+            let (polls, guard) = (polls.clone(), DropCount(drops.clone()));
+            sched.spawn_child(&parent, async move {
+                let _guard = guard;
+                polls.fetch_add(1, SeqCst);
+                3u8
+            })
+        };
+        let canceller = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.cancel(Cause::Explicit))
+        };
+        sched.run_all();
+        assert!(canceller.join().unwrap());
+        // A wake after completion must not re-run anything.
+        sched.run_all();
+        assert!(matches!(noop_poll(&mut join), Poll::Ready(Ok(3))));
+        assert_eq!(polls.load(SeqCst), 1);
+        assert_eq!(sched.alive(), 0);
+        drop(join);
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
+#[test]
+fn a_waiter_is_woken_exactly_once_by_two_concurrent_cancels() {
+    loom::model(|| {
+        let node = CancelNode::root();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let waker = Waker::from(StdArc::new(CountingWaker(wakes.clone())));
+        node.set_waiter(&waker);
+        let a = {
+            let node = node.clone();
+            thread::spawn(move || node.cancel(Cause::Explicit))
+        };
+        let b = {
+            let node = node.clone();
+            thread::spawn(move || node.cancel(Cause::Shutdown))
+        };
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a ^ b);
+        assert_eq!(wakes.load(SeqCst), 1, "woken exactly once");
+        node.finish();
+    });
+}
+
+#[test]
+fn a_waiter_set_while_a_cancel_runs_is_not_left_waiting() {
+    loom::model(|| {
+        let node = CancelNode::root();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let canceller = {
+            let node = node.clone();
+            thread::spawn(move || node.cancel(Cause::Explicit))
+        };
+        // The protocol of a scope's poll: register, then check the state.
+        let waker = Waker::from(StdArc::new(CountingWaker(wakes.clone())));
+        node.set_waiter(&waker);
+        let saw = node.is_cancelled();
+        assert!(canceller.join().unwrap());
+        assert!(
+            saw || wakes.load(SeqCst) == 1,
+            "neither saw the cancel nor was woken"
+        );
+        assert!(wakes.load(SeqCst) <= 1);
+        node.finish();
+    });
+}
