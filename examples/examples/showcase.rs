@@ -3,7 +3,9 @@
 //! Spawns a tree of tasks (each node spawns children and sums their
 //! results), lets thousands of tasks yield and sleep, shows a panicking task
 //! being reported without taking its worker down, aborts a task, runs a
-//! blocking job, and ends with the runtime's metrics.
+//! blocking job, lets a deadline flow from a task into its grandchildren,
+//! cancels a tree of tasks with a reason, and ends with the runtime's
+//! metrics.
 //!
 //! Run with `cargo run --release --example showcase`.
 
@@ -17,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use weft::{runtime::Builder, task, time};
+use weft::{cancel, runtime::Builder, task, time};
 
 /// A node of the tree: spawns `fanout` children down to `depth`, returns
 /// the number of nodes in its subtree.
@@ -35,6 +37,48 @@ fn tree(depth: u32, fanout: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
             nodes += child.await.expect("tree nodes do not fail");
         }
         nodes
+    })
+}
+
+/// `remaining()` in milliseconds, for printing.
+fn remaining_ms() -> f64 {
+    cancel::remaining().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// A named task of the cancel tree: spawns its children, waits to be
+/// cancelled, records what it saw, then joins its children inside a
+/// `shield` (awaiting a handle in the cancelled scope would itself be
+/// interrupted).
+fn cancel_node(
+    name: String,
+    depth: u32,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let children: Vec<_> = (0..if depth > 0 { 2 } else { 0 })
+            .map(|i| {
+                let child = format!("{name}.{i}");
+                task::Builder::new().name(child.clone()).spawn(cancel_node(
+                    child,
+                    depth - 1,
+                    seen.clone(),
+                ))
+            })
+            .collect();
+        let why = cancel::cancelled().await;
+        let me = cancel::task_name().unwrap_or_else(|| "?".into());
+        seen.lock().unwrap().push(format!(
+            "{me:<8} cause {:?}, origin {:?}, reason {:?}",
+            why.cause(),
+            why.origin(),
+            why.reason().unwrap_or("-"),
+        ));
+        let _ = cancel::shield(Duration::from_millis(100), async {
+            for child in children {
+                let _ = child.await;
+            }
+        })
+        .await;
     })
 }
 
@@ -137,6 +181,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .expect("blocking job finishes");
         println!("6. spawn_blocking ran on thread {name:?}");
+
+        // 7. A deadline flows from a task into its child and grandchild:
+        //    each level sees the same budget, and the grandchild's long
+        //    sleep fails when it runs out. Joins in the expired scope are
+        //    interrupted too (level-triggered); a `shield` waits for the
+        //    child to finish so the output stays in order.
+        let start = Instant::now();
+        task::Builder::new()
+            .name("request")
+            .timeout(Duration::from_millis(50))
+            .spawn(async move {
+                println!("7. deadline: parent      remaining {:4.1} ms", remaining_ms());
+                let mut child = weft::spawn(async move {
+                    println!("   child       remaining {:4.1} ms", remaining_ms());
+                    let mut grandchild = weft::spawn(async move {
+                        println!("   grandchild  remaining {:4.1} ms", remaining_ms());
+                        if let Err(e) = time::sleep(Duration::from_secs(5)).await {
+                            println!(
+                                "   grandchild: sleep(5 s) -> Err after {:.1} ms: {e} (is_deadline = {})",
+                                start.elapsed().as_secs_f64() * 1e3,
+                                e.is_deadline()
+                            );
+                        }
+                    });
+                    let interrupted = (&mut grandchild).await.is_err();
+                    let _ = cancel::shield(Duration::from_millis(100), grandchild).await;
+                    println!("   child: join of the grandchild interrupted = {interrupted}");
+                });
+                let joined = (&mut child).await;
+                let _ = cancel::shield(Duration::from_millis(100), child).await;
+                if let Err(e) = joined {
+                    println!("   parent: {e}");
+                }
+            })
+            .await
+            .expect("request task finishes");
+
+        // 8. A cancel tree: a root with 2 children, each with 2 children;
+        //    cancelling the root with a reason reaches every task once.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let root = task::Builder::new()
+            .name("root")
+            .spawn(cancel_node("root".into(), 2, seen.clone()));
+        time::sleep(Duration::from_millis(10)).await.expect("not cancelled");
+        let first = root.cancel_with("operator pressed stop");
+        let again = root.cancel();
+        root.await.expect("root finishes");
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        println!(
+            "8. cancel tree: cancel_with -> {first}, second cancel -> {again}; {} tasks observed:",
+            seen.len()
+        );
+        for line in seen {
+            println!("   {line}");
+        }
     });
 
     let m = rt.metrics();
