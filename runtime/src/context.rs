@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::{
-    cancel::node::Node,
+    cancel::{node::Node, PendingScope},
     scheduler::{worker::WorkerCtx, Handle},
     sync::Arc,
     task::{Id, RawTask},
@@ -19,6 +19,9 @@ struct Context {
     /// The innermost cancellation scope of the code being polled: the task's
     /// node, or a `timeout`/`scope`/`shield` inside it. Null: none (yet).
     scope: Cell<*const Node>,
+    /// A `timeout` being polled whose scope node is not created yet (see
+    /// `cancel::PendingScope`). Null: none.
+    pending: Cell<*const PendingScope>,
 }
 
 thread_local! {
@@ -28,6 +31,7 @@ thread_local! {
             worker: Cell::new(std::ptr::null()),
             task: Cell::new(None),
             scope: Cell::new(std::ptr::null()),
+            pending: Cell::new(std::ptr::null()),
         }
     };
 }
@@ -115,6 +119,37 @@ pub(crate) fn with_scope<R>(scope: &Arc<Node>, f: impl FnOnce() -> R) -> R {
     }
     let _reset = Reset(CONTEXT.with(|c| c.scope.replace(Arc::as_ptr(scope))));
     f()
+}
+
+/// Runs `f` with `pending` as the innermost (not yet created) scope;
+/// restores the scope and pending pointers afterwards, since creating the
+/// pending scope changes both.
+pub(crate) fn with_pending<R>(pending: &PendingScope, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const Node, *const PendingScope);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = CONTEXT.try_with(|c| {
+                c.scope.set(self.0);
+                c.pending.set(self.1);
+            });
+        }
+    }
+    let _reset = CONTEXT.with(|c| {
+        let prev = c.pending.replace(pending);
+        pending.set_prev(prev);
+        Reset(c.scope.get(), prev)
+    });
+    f()
+}
+
+pub(crate) fn current_pending() -> *const PendingScope {
+    CONTEXT
+        .try_with(|c| c.pending.get())
+        .unwrap_or(std::ptr::null())
+}
+
+pub(crate) fn set_pending(pending: *const PendingScope) {
+    let _ = CONTEXT.try_with(|c| c.pending.set(pending));
 }
 
 /// The task being polled on this thread.

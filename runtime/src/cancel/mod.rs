@@ -60,6 +60,13 @@ use crate::{context, scheduler::Handle, sync::Arc, task::RawTask};
 /// Runs `f` with the current scope, creating the current task's node if
 /// the task has none yet. `None` outside any task and scope.
 pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
+    let pending = context::current_pending();
+    if !pending.is_null() {
+        // SAFETY: set by `context::with_pending` from a pinned `Timeout`
+        // being polled on this thread, for the duration of that poll.
+        let node = unsafe { &*pending }.materialize();
+        return f(Some(&node));
+    }
     let ptr = context::current_scope_ptr();
     if !ptr.is_null() {
         // SAFETY: the pointer is set from a live `Arc<Node>` (the task's
@@ -75,6 +82,84 @@ pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> 
             f(Some(&node))
         }
         None => f(None),
+    }
+}
+
+/// A `timeout`'s scope before its node exists.
+///
+/// Most timeouts wrap code that never spawns or asks for its scope; for
+/// them the timeout's own timer is all that is needed, and creating a node
+/// (an allocation and a link into the parent) is wasted. So a `Timeout`
+/// polls its future with itself as the *pending* scope: anything that needs
+/// the current scope (a spawn, `cancelled()`, `scope`, a `TaskGroup`)
+/// creates the node then, under the right parent, and from then on the
+/// timeout is an ordinary scope. Await points in a timeout whose node was
+/// never created see the enclosing scope; the timeout's deadline still ends
+/// them, by dropping the future.
+pub(crate) struct PendingScope {
+    deadline: Instant,
+    /// The pending scope this one is nested in (a `*const PendingScope` as
+    /// an address, so the `Timeout` stays `Send`); valid during the poll.
+    prev: std::cell::Cell<usize>,
+    node: std::cell::Cell<Option<Arc<Node>>>,
+}
+
+impl std::fmt::Debug for PendingScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingScope")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingScope {
+    pub(crate) fn new(deadline: Instant) -> PendingScope {
+        PendingScope {
+            deadline,
+            prev: std::cell::Cell::new(0),
+            node: std::cell::Cell::new(None),
+        }
+    }
+
+    pub(crate) fn set_prev(&self, prev: *const PendingScope) {
+        self.prev.set(prev as usize);
+    }
+
+    /// The node, if created during the last poll.
+    pub(crate) fn take_node(&self) -> Option<Arc<Node>> {
+        self.node.take()
+    }
+
+    /// Creates the node under the enclosing scope (creating enclosing
+    /// pending scopes first) and makes it the current scope.
+    fn materialize(&self) -> Arc<Node> {
+        context::set_pending(self.prev.get() as *const PendingScope);
+        let task = context::current_task();
+        let node = with_current_scope(|parent| match parent {
+            Some(parent) => Node::child(parent, Some(self.deadline), None, None),
+            None => Node::root(Some(self.deadline), None, None),
+        });
+        if node.deadline() == Some(self.deadline) {
+            // The timeout's own timer fires this deadline.
+            node.assume_armed();
+        }
+        if let Some(task) = task {
+            node.set_waiter(&crate::task::waker::waker_for(task));
+        }
+        context::set_scope(Arc::as_ptr(&node));
+        context::set_pending(std::ptr::null());
+        self.node.set(Some(node.clone()));
+        node
+    }
+
+    fn deadline_chain(&self) -> Instant {
+        let prev = self.prev.get() as *const PendingScope;
+        if prev.is_null() {
+            return self.deadline;
+        }
+        // SAFETY: as in `with_current_scope`: enclosing pending scopes are
+        // being polled further up this thread's stack.
+        self.deadline.min(unsafe { &*prev }.deadline_chain())
     }
 }
 
@@ -170,11 +255,19 @@ pub fn check() -> Result<(), Cancelled> {
 /// any task).
 pub fn deadline() -> Option<Instant> {
     let ptr = context::current_scope_ptr();
-    if ptr.is_null() {
-        return None;
+    let scope = if ptr.is_null() {
+        None
+    } else {
+        // SAFETY: as in `with_current_scope`.
+        unsafe { &*ptr }.deadline()
+    };
+    let pending = context::current_pending();
+    if pending.is_null() {
+        return scope;
     }
     // SAFETY: as in `with_current_scope`.
-    unsafe { &*ptr }.deadline()
+    let pending = unsafe { &*pending }.deadline_chain();
+    Some(scope.map_or(pending, |s| s.min(pending)))
 }
 
 /// Time left until the current scope's deadline (zero once it passed).

@@ -41,7 +41,7 @@ mod join;
 pub(crate) mod list;
 mod raw;
 pub(crate) mod state;
-mod waker;
+pub(crate) mod waker;
 
 use std::future::Future;
 

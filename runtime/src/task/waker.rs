@@ -25,6 +25,13 @@ pub(super) unsafe fn waker_ref(raw: RawTask) -> Waker {
     unsafe { Waker::from_raw(raw_waker(raw)) }
 }
 
+/// An owned waker for `raw` (takes a reference).
+pub(crate) fn waker_for(raw: RawTask) -> Waker {
+    raw.header().state.ref_inc();
+    // SAFETY: the reference just taken backs the waker.
+    unsafe { Waker::from_raw(raw_waker(raw)) }
+}
+
 unsafe fn clone(ptr: *const ()) -> RawWaker {
     let raw = task(ptr);
     raw.header().state.ref_inc();

@@ -10,7 +10,7 @@ use std::{
 
 use super::sleep::{far_future_after, sleep_until, Sleep};
 use crate::{
-    cancel::{node::Node, with_current_scope, Cause},
+    cancel::{node::Node, Cause, PendingScope},
     context,
     sync::Arc,
 };
@@ -34,6 +34,7 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
         future,
         sleep: sleep_until(deadline),
         node: None,
+        pending: PendingScope::new(deadline),
     }
 }
 
@@ -41,8 +42,9 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
 pub struct Timeout<F> {
     future: F,
     sleep: Sleep,
-    /// The scope, created on first poll under whatever scope polls it.
+    /// The scope, once something inside needed it (see `PendingScope`).
     node: Option<Arc<Node>>,
+    pending: PendingScope,
 }
 
 impl<F> Timeout<F> {
@@ -75,32 +77,33 @@ impl<F: Future> Future for Timeout<F> {
         // pinned); `sleep` is Unpin and not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let deadline = this.sleep.deadline();
-        let node = this.node.get_or_insert_with(|| {
-            let node = with_current_scope(|parent| match parent {
-                Some(parent) => Node::child(parent, Some(deadline), None, None),
-                None => Node::root(Some(deadline), None, None),
-            });
-            if node.deadline() == Some(deadline) {
-                // Our own sleep fires this deadline (and cancels the node).
-                node.assume_armed();
-            }
-            node
-        });
-        node.set_waiter(cx.waker());
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        if let Poll::Ready(out) = context::with_scope(node, || future.poll(cx)) {
+        let polled = match &this.node {
+            Some(node) => {
+                node.set_waiter(cx.waker());
+                context::with_scope(node, || future.poll(cx))
+            }
+            None => {
+                let polled = context::with_pending(&this.pending, || future.poll(cx));
+                this.node = this.pending.take_node();
+                polled
+            }
+        };
+        if let Poll::Ready(out) = polled {
             // An inner future that finished because our own deadline
             // cancelled it (its await points returned the cancellation)
             // reports the timeout, as if the deadline had been checked first.
-            if node.is_cancelled() && this.sleep.is_elapsed() {
+            if this.node.as_ref().is_some_and(|n| n.is_cancelled()) && this.sleep.is_elapsed() {
                 return Poll::Ready(Err(Elapsed { deadline }));
             }
             return Poll::Ready(Ok(out));
         }
         match this.sleep.poll_elapsed(cx) {
             Poll::Ready(()) => {
-                node.cancel(Cause::Deadline, None);
+                if let Some(node) = &this.node {
+                    node.cancel(Cause::Deadline, None);
+                }
                 Poll::Ready(Err(Elapsed { deadline }))
             }
             Poll::Pending => Poll::Pending,
