@@ -536,3 +536,50 @@ fn await_points_in_a_cancelled_task_are_ready_without_waiting() {
     task.cancel();
     assert!(block_on_bounded(&rt, task).unwrap());
 }
+
+/// Runtime shutdown cancels each task's scope with `Cause::Shutdown` before
+/// dropping its future: destructors (and the subtree) can tell why.
+#[test]
+fn shutdown_cancels_with_the_shutdown_cause() {
+    use std::sync::{Arc, Mutex};
+
+    struct Record(Arc<Mutex<Vec<Option<weft::cancel::Cause>>>>);
+    impl Drop for Record {
+        fn drop(&mut self) {
+            let cause = weft::cancel::check().err().map(|c| c.origin());
+            self.0.lock().unwrap().push(cause);
+        }
+    }
+
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    {
+        let seen = seen.clone();
+        rt.spawn(async move {
+            let parent_guard = Record(seen.clone());
+            let child_seen = seen.clone();
+            weft::spawn(async move {
+                let _guard = Record(child_seen);
+                std::future::pending::<()>().await;
+            });
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+            drop(parent_guard);
+        });
+    }
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the tasks started");
+    assert!(rt.shutdown_timeout(std::time::Duration::from_secs(10)));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "both destructors ran: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|c| *c == Some(weft::cancel::Cause::Shutdown)),
+        "{seen:?}"
+    );
+}

@@ -260,6 +260,12 @@ where
     }
 
     fn shutdown(self) {
+        // The cooperative cause first: the future's destructors (run below,
+        // inside the task's scope), a poll still running on a stuck worker,
+        // and the task's subtree all see why.
+        if let Some(node) = self.header().node() {
+            node.cancel(crate::cancel::Cause::Shutdown, None);
+        }
         if self.header().state.transition_to_shutdown() {
             self.cancel_task();
             self.complete();
