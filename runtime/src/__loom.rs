@@ -167,7 +167,7 @@ impl Unparker {
 
 /// A node of the cancellation tree (see `cancel/node.rs`).
 #[derive(Debug, Clone)]
-pub struct CancelNode(Arc<crate::cancel::node::Node>);
+pub struct CancelNode(crate::cancel::NodeArc);
 
 impl CancelNode {
     /// A root node with no deadline.

@@ -3,10 +3,10 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::cancel::NodeArc;
 use crate::{
     cancel::{node::Node, PendingScope},
     scheduler::{worker::WorkerCtx, Handle},
-    sync::Arc,
     task::{Id, RawTask},
 };
 
@@ -110,14 +110,14 @@ pub(crate) fn with_task<R>(task: RawTask, scope: *const Node, f: impl FnOnce() -
 }
 
 /// Runs `f` with `scope` as the current scope (a nested scope's poll).
-pub(crate) fn with_scope<R>(scope: &Arc<Node>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_scope<R>(scope: &NodeArc, f: impl FnOnce() -> R) -> R {
     struct Reset(*const Node);
     impl Drop for Reset {
         fn drop(&mut self) {
             let _ = CONTEXT.try_with(|c| c.scope.set(self.0));
         }
     }
-    let _reset = Reset(CONTEXT.with(|c| c.scope.replace(Arc::as_ptr(scope))));
+    let _reset = Reset(CONTEXT.with(|c| c.scope.replace(NodeArc::as_ptr(scope))));
     f()
 }
 

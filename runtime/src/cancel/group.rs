@@ -8,7 +8,8 @@ use std::{
 };
 
 use super::{node::Node, with_current_scope, CancelHandle, Cause, SpawnOptions};
-use crate::{context, sync::Arc, task::Id, JoinError, JoinHandle};
+use crate::cancel::NodeArc;
+use crate::{context, task::Id, JoinError, JoinHandle};
 
 /// An outcome a [`TaskGroup`] with `cancel_on_error` can judge.
 pub trait Outcome {
@@ -45,7 +46,7 @@ impl Outcome for () {
 ///   fails (an `Err`/`None` output per [`Outcome`], or a panic) cancels its
 ///   siblings, as Java's `ShutdownOnFailure`.
 pub struct TaskGroup<T> {
-    node: Arc<Node>,
+    node: NodeArc,
     handles: Vec<JoinHandle<T>>,
     failure: Option<fn(&T) -> bool>,
 }
@@ -85,7 +86,7 @@ impl<T: Send + 'static> TaskGroup<T> {
         let failure = self.failure;
         let child = async move {
             // Cancels the siblings if the child panics (dropped while unwinding).
-            struct OnPanic(Option<Arc<Node>>);
+            struct OnPanic(Option<NodeArc>);
             impl Drop for OnPanic {
                 fn drop(&mut self) {
                     if let Some(node) = self.0.take() {

@@ -37,6 +37,7 @@
 mod error;
 mod group;
 pub(crate) mod node;
+mod node_arc;
 mod scope;
 pub mod wire;
 
@@ -50,16 +51,17 @@ use std::{
 };
 
 use self::node::Node;
+pub(crate) use self::node_arc::NodeArc;
 pub use self::{
     error::{Cancelled, Cause},
     group::{Outcome, TaskGroup},
     scope::{scope, shield, CancelHandle, Scope, Shield},
 };
-use crate::{context, scheduler::Handle, sync::Arc, task::RawTask};
+use crate::{context, scheduler::Handle, task::RawTask};
 
 /// Runs `f` with the current scope, creating the current task's node if
 /// the task has none yet. `None` outside any task and scope.
-pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
+pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&NodeArc>) -> R) -> R {
     let pending = context::current_pending();
     if !pending.is_null() {
         // SAFETY: set by `context::with_pending` from a pinned `Timeout`
@@ -69,16 +71,16 @@ pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> 
     }
     let ptr = context::current_scope_ptr();
     if !ptr.is_null() {
-        // SAFETY: the pointer is set from a live `Arc<Node>` (the task's
+        // SAFETY: the pointer is set from a live `NodeArc` (the task's
         // node, freed only with the task, or a scope future's node) for the
         // duration of the poll that is running this code.
-        let node = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+        let node = ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) });
         return f(Some(&node));
     }
     match context::current_task() {
         Some(task) => {
             let node = task.node_or_init();
-            context::set_scope(Arc::as_ptr(&node));
+            context::set_scope(NodeArc::as_ptr(&node));
             f(Some(&node))
         }
         None => f(None),
@@ -101,7 +103,7 @@ pub(crate) struct PendingScope {
     /// The pending scope this one is nested in (a `*const PendingScope` as
     /// an address, so the `Timeout` stays `Send`); valid during the poll.
     prev: std::cell::Cell<usize>,
-    node: std::cell::Cell<Option<Arc<Node>>>,
+    node: std::cell::Cell<Option<NodeArc>>,
 }
 
 impl std::fmt::Debug for PendingScope {
@@ -126,13 +128,13 @@ impl PendingScope {
     }
 
     /// The node, if created during the last poll.
-    pub(crate) fn take_node(&self) -> Option<Arc<Node>> {
+    pub(crate) fn take_node(&self) -> Option<NodeArc> {
         self.node.take()
     }
 
     /// Creates the node under the enclosing scope (creating enclosing
     /// pending scopes first) and makes it the current scope.
-    fn materialize(&self) -> Arc<Node> {
+    fn materialize(&self) -> NodeArc {
         context::set_pending(self.prev.get() as *const PendingScope);
         let task = context::current_task();
         let node = with_current_scope(|parent| match parent {
@@ -146,7 +148,7 @@ impl PendingScope {
         if let Some(task) = task {
             node.set_waiter(&crate::task::waker::waker_for(task));
         }
-        context::set_scope(Arc::as_ptr(&node));
+        context::set_scope(NodeArc::as_ptr(&node));
         context::set_pending(std::ptr::null());
         self.node.set(Some(node.clone()));
         node
@@ -172,7 +174,7 @@ pub(crate) fn poll_cancelled(handle: Option<&Handle>, will_wait: bool) -> Option
         return None;
     }
     // SAFETY: as in `with_current_scope`.
-    let node = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+    let node = ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) });
     if node.deadline().is_some() && !node.is_cancelled() {
         if !will_wait {
             // A checkpoint that does not wait arms no timer.
@@ -201,11 +203,11 @@ pub(crate) struct SpawnOptions {
     pub(crate) detached: bool,
     pub(crate) name: Option<StdArc<str>>,
     /// Spawn under this scope instead of the current one (task groups).
-    pub(crate) parent: Option<Arc<Node>>,
+    pub(crate) parent: Option<NodeArc>,
 }
 
 /// The node for a task about to be spawned, if it needs one.
-pub(crate) fn node_for_spawn(opts: &SpawnOptions, task: RawTask) -> Option<Arc<Node>> {
+pub(crate) fn node_for_spawn(opts: &SpawnOptions, task: RawTask) -> Option<NodeArc> {
     if let Some(parent) = &opts.parent {
         return Some(Node::child(
             parent,

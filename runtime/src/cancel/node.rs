@@ -33,11 +33,12 @@ use std::{
 use std::ptr::NonNull;
 
 use super::{Cancelled, Cause};
+use crate::cancel::NodeArc;
 use crate::{
     scheduler::Handle,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering::*},
-        lock, Arc, Mutex, UnsafeCell,
+        lock, Mutex, UnsafeCell,
     },
     task::RawTask,
     time::driver::Registration,
@@ -57,10 +58,10 @@ pub(crate) struct Node {
     /// The ancestor whose own deadline this node inherited (`None` if the
     /// deadline is this node's own, or there is none). One timer on that
     /// ancestor serves its whole subtree: its cancellation flows down.
-    deadline_owner: Option<Arc<Node>>,
+    deadline_owner: Option<NodeArc>,
     name: Option<StdArc<str>>,
     /// Set at creation, never changed: the list we are linked into.
-    parent: Option<Arc<Node>>,
+    parent: Option<NodeArc>,
     /// Head of our children list (see the module doc).
     children: Mutex<ChildList>,
     /// Our place in the parent's list; guarded by the parent's `children`.
@@ -113,8 +114,8 @@ impl Node {
         deadline: Option<Instant>,
         name: Option<StdArc<str>>,
         task: Option<RawTask>,
-    ) -> Arc<Node> {
-        Arc::new(Node {
+    ) -> NodeArc {
+        NodeArc::new(Node {
             state: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             deadline,
@@ -131,11 +132,11 @@ impl Node {
     }
 
     pub(crate) fn child(
-        parent: &Arc<Node>,
+        parent: &NodeArc,
         own: Option<Instant>,
         name: Option<StdArc<str>>,
         task: Option<RawTask>,
-    ) -> Arc<Node> {
+    ) -> NodeArc {
         let (deadline, deadline_owner) = match (own, parent.deadline) {
             (Some(own), Some(inherited)) if own < inherited => (Some(own), None),
             (_, Some(inherited)) => (Some(inherited), Some(Node::deadline_owner_or_self(parent))),
@@ -155,7 +156,7 @@ impl Node {
         } else {
             (0, None)
         };
-        let node = Arc::new(Node {
+        let node = NodeArc::new(Node {
             state: AtomicUsize::new(state),
             armed: AtomicBool::new(false),
             deadline,
@@ -175,7 +176,7 @@ impl Node {
             }),
         });
         // The list's strong reference.
-        let ptr = NonNull::new(Arc::into_raw(node.clone()) as *mut Node).expect("non-null");
+        let ptr = NonNull::new(NodeArc::into_raw(node.clone()) as *mut Node).expect("non-null");
         if let Some(head) = list.head {
             // SAFETY: `head` is a linked child (kept alive by the list's
             // reference) and we hold the list lock that guards its links.
@@ -188,7 +189,7 @@ impl Node {
         node
     }
 
-    fn deadline_owner_or_self(this: &Arc<Node>) -> Arc<Node> {
+    fn deadline_owner_or_self(this: &NodeArc) -> NodeArc {
         this.deadline_owner.clone().unwrap_or_else(|| this.clone())
     }
 
@@ -243,7 +244,7 @@ impl Node {
     /// reason, under `inner`'s lock, so a child born cancelled (which reads
     /// the reason under the same lock after seeing the state) always sees
     /// it. Then wakes the waiter once and returns the children to cancel.
-    fn try_cancel(&self, state: usize, reason: &Option<StdArc<str>>) -> Option<Vec<Arc<Node>>> {
+    fn try_cancel(&self, state: usize, reason: &Option<StdArc<str>>) -> Option<Vec<NodeArc>> {
         let waiter = {
             let mut inner = lock(&self.inner);
             if self
@@ -286,8 +287,8 @@ impl Node {
             // SAFETY: `ptr` came from `Arc::into_raw`; we add a count for
             // the clone we hand out.
             children.push(unsafe {
-                Arc::increment_strong_count(ptr.as_ptr());
-                Arc::from_raw(ptr.as_ptr())
+                NodeArc::increment_strong_count(ptr.as_ptr());
+                NodeArc::from_raw(ptr.as_ptr())
             });
         }
         Some(children)
@@ -311,7 +312,7 @@ impl Node {
 
     /// Cancels with `Deadline` if the deadline has passed; otherwise makes
     /// sure a timer will do so. Called by await points about to wait.
-    pub(crate) fn check_deadline(this: &Arc<Self>, handle: Option<&Handle>) {
+    pub(crate) fn check_deadline(this: &NodeArc, handle: Option<&Handle>) {
         let Some(deadline) = this.deadline else {
             return;
         };
@@ -386,7 +387,7 @@ impl Node {
             if let Some(ptr) = released {
                 // SAFETY: the list's strong reference, taken in `child`;
                 // released outside the lock (it may be the last one).
-                drop(unsafe { Arc::from_raw(ptr) });
+                drop(unsafe { NodeArc::from_raw(ptr) });
             }
         }
     }
@@ -402,7 +403,7 @@ fn encode(cause: usize, origin: usize) -> usize {
 }
 
 /// The waker of a scope's deadline timer: firing cancels the scope.
-struct DeadlineWaker(Arc<Node>);
+struct DeadlineWaker(NodeArc);
 
 impl Wake for DeadlineWaker {
     fn wake(self: StdArc<Self>) {

@@ -12,16 +12,16 @@ use std::{
 };
 
 use super::{node::Node, with_current_scope, Cause};
+use crate::cancel::NodeArc;
 use crate::{
     context,
-    sync::Arc,
     time::{far_future_after, sleep_until, Elapsed, Sleep},
 };
 
 /// Cancels a scope from anywhere. Cheap to clone.
 #[derive(Clone)]
 pub struct CancelHandle {
-    pub(crate) node: Arc<Node>,
+    pub(crate) node: NodeArc,
 }
 
 impl CancelHandle {
@@ -76,7 +76,7 @@ pub fn scope<F: Future>(future: F) -> Scope<F> {
 /// The future returned by [`scope`].
 pub struct Scope<F> {
     future: F,
-    node: Arc<Node>,
+    node: NodeArc,
 }
 
 impl<F> Scope<F> {
@@ -134,7 +134,7 @@ pub fn shield<F: Future>(limit: Duration, future: F) -> Shield<F> {
 /// The future returned by [`shield`].
 pub struct Shield<F> {
     future: F,
-    node: Arc<Node>,
+    node: NodeArc,
     sleep: Sleep,
 }
 

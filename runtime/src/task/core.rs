@@ -7,11 +7,12 @@ use std::{future::Future, task::Waker};
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
 use super::{list::Links, raw::Vtable, state::State, Id, JoinError};
+use crate::cancel::NodeArc;
 use crate::{
     cancel::node::Node,
     sync::{
         atomic::{AtomicPtr, Ordering::SeqCst},
-        Arc, UnsafeCell,
+        UnsafeCell,
     },
 };
 
@@ -35,20 +36,20 @@ impl Drop for Header {
         if !ptr.is_null() {
             // SAFETY: a non-null pointer came from `Arc::into_raw` and this
             // is the header's one release of it.
-            drop(unsafe { Arc::from_raw(ptr) });
+            drop(unsafe { NodeArc::from_raw(ptr) });
         }
     }
 }
 
-/// A borrowed `Arc<Node>` that lives as long as the header it came from.
+/// A borrowed `NodeArc` that lives as long as the header it came from.
 pub(crate) struct NodeRef<'a> {
-    arc: ManuallyDrop<Arc<Node>>,
+    arc: ManuallyDrop<NodeArc>,
     _header: PhantomData<&'a Header>,
 }
 
 impl Deref for NodeRef<'_> {
-    type Target = Arc<Node>;
-    fn deref(&self) -> &Arc<Node> {
+    type Target = NodeArc;
+    fn deref(&self) -> &NodeArc {
         &self.arc
     }
 }
@@ -64,15 +65,15 @@ impl Header {
         (!ptr.is_null()).then(|| NodeRef {
             // SAFETY: the header owns one strong count of the node until it
             // is dropped; ManuallyDrop keeps this copy from releasing it.
-            arc: ManuallyDrop::new(unsafe { Arc::from_raw(ptr) }),
+            arc: ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) }),
             _header: PhantomData,
         })
     }
 
     /// Installs `node` if the task has none yet. Returns the node that is
     /// installed (ours or the one that won the race).
-    pub(crate) fn install_node(&self, node: Arc<Node>) -> (NodeRef<'_>, bool) {
-        let ptr = Arc::into_raw(node) as *mut Node;
+    pub(crate) fn install_node(&self, node: NodeArc) -> (NodeRef<'_>, bool) {
+        let ptr = NodeArc::into_raw(node) as *mut Node;
         // SeqCst: ordered against the state word in `complete` (see there).
         match self
             .node
@@ -81,7 +82,7 @@ impl Header {
             Ok(_) => (self.node().expect("just installed"), true),
             Err(_) => {
                 // SAFETY: ours never left this function.
-                drop(unsafe { Arc::from_raw(ptr) });
+                drop(unsafe { NodeArc::from_raw(ptr) });
                 (self.node().expect("installed by the winner"), false)
             }
         }

@@ -129,7 +129,7 @@ impl RawTask {
 
     /// The task's cancellation node, created (as a root) if it has none.
     /// The caller holds a reference to the task.
-    pub(crate) fn node_or_init(self) -> crate::sync::Arc<crate::cancel::node::Node> {
+    pub(crate) fn node_or_init(self) -> crate::cancel::NodeArc {
         let header = self.header();
         if let Some(node) = header.node() {
             return (*node).clone();

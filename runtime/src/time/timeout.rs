@@ -9,10 +9,10 @@ use std::{
 };
 
 use super::sleep::{far_future_after, sleep_until, Sleep};
+use crate::cancel::NodeArc;
 use crate::{
-    cancel::{node::Node, Cause, PendingScope},
+    cancel::{Cause, PendingScope},
     context,
-    sync::Arc,
 };
 
 /// Runs `future` until it completes or `duration` passes, whichever is first.
@@ -43,7 +43,7 @@ pub struct Timeout<F> {
     future: F,
     sleep: Sleep,
     /// The scope, once something inside needed it (see `PendingScope`).
-    node: Option<Arc<Node>>,
+    node: Option<NodeArc>,
     pending: PendingScope,
 }
 
