@@ -34,6 +34,8 @@ mod blocking;
 pub mod cancel;
 mod context;
 mod coop;
+pub mod io;
+pub mod net;
 pub mod runtime;
 mod scheduler;
 mod sync;

@@ -562,8 +562,11 @@ fn shutdown_cancels_with_the_shutdown_cause() {
         rt.spawn(async move {
             let parent_guard = Record(seen.clone());
             let child_seen = seen.clone();
+            let child_started = started_tx.clone();
             weft::spawn(async move {
                 let _guard = Record(child_seen);
+                // The guard exists only once the child ran: wait for that.
+                let _ = child_started.send(());
                 std::future::pending::<()>().await;
             });
             let _ = started_tx.send(());
@@ -571,9 +574,11 @@ fn shutdown_cancels_with_the_shutdown_cause() {
             drop(parent_guard);
         });
     }
-    started_rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("the tasks started");
+    for _ in 0..2 {
+        started_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the tasks started");
+    }
     assert!(rt.shutdown_timeout(std::time::Duration::from_secs(10)));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2, "both destructors ran: {seen:?}");

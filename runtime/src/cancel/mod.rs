@@ -272,6 +272,18 @@ pub fn deadline() -> Option<Instant> {
     Some(scope.map_or(pending, |s| s.min(pending)))
 }
 
+/// The deadline of the current scope's node, without enclosing timeouts
+/// whose node does not exist (those end their futures themselves). This is
+/// what io_uring links to a kernel timeout.
+pub(crate) fn scope_deadline() -> Option<Instant> {
+    let ptr = context::current_scope_ptr();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current_scope`.
+    unsafe { &*ptr }.deadline()
+}
+
 /// Time left until the current scope's deadline (zero once it passed).
 pub fn remaining() -> Option<Duration> {
     deadline().map(|d| d.saturating_duration_since(Instant::now()))

@@ -27,6 +27,8 @@ pub struct Builder {
     pub(crate) event_interval: u32,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
+    pub(crate) io_driver: crate::io::Driver,
+    pub(crate) io_ring_entries: u32,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -50,6 +52,12 @@ pub enum BuildError {
     ZeroMaxBlockingThreads,
     /// The OS refused to start a worker thread.
     SpawnThread(io::Error),
+    /// `io_ring_entries` outside 1..=32768.
+    InvalidRingEntries(u32),
+    /// The io driver could not be set up: io_uring was asked for and is
+    /// unavailable, `WEFT_IO` names no driver, or the OS refused a ring,
+    /// an epoll instance or an eventfd.
+    Io(io::Error),
 }
 
 /// The most workers a runtime may have (the idle state packs counts in 16 bits).
@@ -74,6 +82,10 @@ impl fmt::Display for BuildError {
                 f.write_str("max_blocking_threads must be at least 1, got 0")
             }
             BuildError::SpawnThread(err) => write!(f, "failed to spawn a worker thread: {err}"),
+            BuildError::InvalidRingEntries(n) => {
+                write!(f, "io_ring_entries must be in 1..=32768, got {n}")
+            }
+            BuildError::Io(err) => write!(f, "failed to set up the io driver: {err}"),
         }
     }
 }
@@ -81,7 +93,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BuildError::SpawnThread(err) => Some(err),
+            BuildError::SpawnThread(err) | BuildError::Io(err) => Some(err),
             _ => None,
         }
     }
@@ -90,7 +102,7 @@ impl std::error::Error for BuildError {
 impl From<BuildError> for io::Error {
     fn from(err: BuildError) -> io::Error {
         match err {
-            BuildError::SpawnThread(err) => err,
+            BuildError::SpawnThread(err) | BuildError::Io(err) => err,
             other => io::Error::new(io::ErrorKind::InvalidInput, other),
         }
     }
@@ -109,6 +121,8 @@ impl Builder {
             event_interval: 61,
             max_blocking_threads: 512,
             blocking_keep_alive: Duration::from_secs(10),
+            io_driver: crate::io::Driver::Auto,
+            io_ring_entries: 256,
         }
     }
 
@@ -176,6 +190,20 @@ impl Builder {
         self
     }
 
+    /// Which io driver to use (default [`Driver::Auto`](crate::io::Driver::Auto):
+    /// io_uring where usable, epoll otherwise, overridable with `WEFT_IO`).
+    pub fn io_driver(mut self, driver: crate::io::Driver) -> Builder {
+        self.io_driver = driver;
+        self
+    }
+
+    /// Submission queue entries of each worker's io_uring (default 256;
+    /// the completion queue is four times larger).
+    pub fn io_ring_entries(mut self, entries: u32) -> Builder {
+        self.io_ring_entries = entries;
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -199,6 +227,9 @@ impl Builder {
         if self.max_blocking_threads == 0 {
             return Err(BuildError::ZeroMaxBlockingThreads);
         }
+        if self.io_ring_entries == 0 || self.io_ring_entries > 32768 {
+            return Err(BuildError::InvalidRingEntries(self.io_ring_entries));
+        }
         Runtime::start(self, workers)
     }
 }
@@ -217,6 +248,8 @@ impl fmt::Debug for Builder {
             .field("event_interval", &self.event_interval)
             .field("max_blocking_threads", &self.max_blocking_threads)
             .field("blocking_keep_alive", &self.blocking_keep_alive)
+            .field("io_driver", &self.io_driver)
+            .field("io_ring_entries", &self.io_ring_entries)
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,13 @@ pub struct RuntimeMetrics {
     pub blocking_idle_threads: usize,
     /// Blocking jobs waiting for a thread.
     pub blocking_queue_depth: usize,
+    /// The io driver the workers run.
+    pub io_driver: crate::io::Driver,
+    /// io_uring operations the rings still own, including cancelled ones
+    /// whose completion has not arrived yet (0 under epoll).
+    pub io_ops_in_flight: usize,
+    /// Sockets registered with the epoll drivers (0 under io_uring).
+    pub io_registered_sockets: usize,
     /// One entry per worker.
     pub worker: Vec<WorkerMetrics>,
 }
@@ -52,6 +59,14 @@ pub struct WorkerMetrics {
     pub budget_forced_yields: u64,
     /// Tasks in the worker's run queue now.
     pub local_queue_depth: usize,
+    /// io_uring operations submitted to this worker's ring (0 under epoll).
+    pub io_submissions: u64,
+    /// io_uring completions delivered, or epoll readiness events
+    /// dispatched, by this worker.
+    pub io_completions: u64,
+    /// Times this worker entered its driver: `io_uring_enter` or
+    /// `epoll_wait` calls.
+    pub io_enters: u64,
 }
 
 impl RuntimeMetrics {
@@ -84,18 +99,27 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
         blocking_threads: blocking.threads_alive,
         blocking_idle_threads: blocking.threads_idle,
         blocking_queue_depth: blocking.queue_depth,
+        io_driver: shared.io_kind,
+        io_ops_in_flight: shared.remotes.iter().map(|r| r.io.in_flight()).sum(),
+        io_registered_sockets: shared.remotes.iter().map(|r| r.io.registered()).sum(),
         worker: shared
             .remotes
             .iter()
-            .map(|r| WorkerMetrics {
-                polls: r.metrics.polls.get(),
-                steals: r.metrics.steals.get(),
-                steal_attempts: r.metrics.steal_attempts.get(),
-                parks: r.metrics.parks.get(),
-                lifo_hits: r.metrics.lifo_hits.get(),
-                injector_pops: r.metrics.injector_pops.get(),
-                budget_forced_yields: r.metrics.budget_forced_yields.get(),
-                local_queue_depth: r.stealer.len(),
+            .map(|r| {
+                let (io_submissions, io_completions, io_enters) = r.io.counters();
+                WorkerMetrics {
+                    polls: r.metrics.polls.get(),
+                    steals: r.metrics.steals.get(),
+                    steal_attempts: r.metrics.steal_attempts.get(),
+                    parks: r.metrics.parks.get(),
+                    lifo_hits: r.metrics.lifo_hits.get(),
+                    injector_pops: r.metrics.injector_pops.get(),
+                    budget_forced_yields: r.metrics.budget_forced_yields.get(),
+                    local_queue_depth: r.stealer.len(),
+                    io_submissions,
+                    io_completions,
+                    io_enters,
+                }
             })
             .collect(),
     }

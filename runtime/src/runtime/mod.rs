@@ -79,14 +79,25 @@ impl Runtime {
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
         let locals: Vec<Worker<crate::task::Notified>> =
             (0..workers).map(|_| Worker::new_fifo()).collect();
-        let parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
+        let io = crate::io::build(builder.io_driver, builder.io_ring_entries, workers)
+            .map_err(BuildError::Io)?;
+        let parkers: Vec<Parker> = io
+            .remotes
+            .iter()
+            .map(|remote| {
+                let remote = remote.clone();
+                Parker::with_wake_hook(StdArc::new(move || remote.wake()))
+            })
+            .collect();
         let remotes = locals
             .iter()
             .zip(&parkers)
-            .map(|(local, parker)| Remote {
+            .zip(&io.remotes)
+            .map(|((local, parker), io)| Remote {
                 stealer: local.stealer(),
                 unparker: parker.unparker(),
                 metrics: Default::default(),
+                io: io.clone(),
             })
             .collect();
         let blocking = BlockingPool::new(BlockingConfig {
@@ -105,6 +116,7 @@ impl Runtime {
             time: TimeDriver::new(workers),
             blocking,
             shutdown: AtomicBool::new(false),
+            io_kind: io.kind,
             config: SchedConfig {
                 global_queue_interval: builder.global_queue_interval,
                 event_interval: builder.event_interval,
@@ -123,7 +135,11 @@ impl Runtime {
             exited: exited.clone(),
             done: false,
         };
-        for (index, (local, parker)) in locals.into_iter().zip(parkers).enumerate() {
+        let (enabled_tx, enabled_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let workers_io = io.workers;
+        for (index, ((local, parker), mut io)) in
+            locals.into_iter().zip(parkers).zip(workers_io).enumerate()
+        {
             let mut thread = thread::Builder::new().name((builder.thread_name)());
             if let Some(size) = builder.thread_stack_size {
                 thread = thread.stack_size(size);
@@ -132,6 +148,7 @@ impl Runtime {
             let exited = exited.clone();
             let on_start = builder.on_thread_start.clone();
             let on_stop = builder.on_thread_stop.clone();
+            let enabled_tx = enabled_tx.clone();
             let spawned = thread.spawn(move || {
                 struct Exit(
                     StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
@@ -148,10 +165,18 @@ impl Runtime {
                     }
                 }
                 let _exit = Exit(exited, on_stop);
+                // The ring's only submitter is the thread that enables it.
+                let enabled = io.enable();
+                let ok = enabled.is_ok();
+                let _ = enabled_tx.send(enabled);
+                drop(enabled_tx);
+                if !ok {
+                    return;
+                }
                 if let Some(start) = &on_start {
                     start();
                 }
-                run_worker(inner, index, local, parker);
+                run_worker(inner, index, local, parker, io);
             });
             match spawned {
                 Ok(join) => runtime.threads.push(join),
@@ -160,6 +185,18 @@ impl Runtime {
                     runtime.shutdown_inner(Some(Duration::from_secs(5)));
                     return Err(BuildError::SpawnThread(err));
                 }
+            }
+        }
+        drop(enabled_tx);
+        for _ in 0..workers {
+            let res = enabled_rx.recv().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "a worker thread exited during start-up",
+                ))
+            });
+            if let Err(err) = res {
+                runtime.shutdown_inner(Some(Duration::from_secs(5)));
+                return Err(BuildError::Io(err));
             }
         }
         Ok(runtime)
@@ -207,6 +244,11 @@ impl Runtime {
     /// A snapshot of the runtime's counters.
     pub fn metrics(&self) -> RuntimeMetrics {
         self.handle.metrics()
+    }
+
+    /// The io driver the workers run: `Uring` or `Epoll`, never `Auto`.
+    pub fn io_driver(&self) -> crate::io::Driver {
+        self.handle.io_driver()
     }
 
     /// Shuts down, waiting at most `timeout` for workers and blocking threads
@@ -355,6 +397,11 @@ impl Handle {
             }
             parker.park(None);
         }
+    }
+
+    /// The io driver the workers run: `Uring` or `Epoll`, never `Auto`.
+    pub fn io_driver(&self) -> crate::io::Driver {
+        self.inner.shared.io_kind
     }
 
     /// See [`Runtime::metrics`].

@@ -63,6 +63,7 @@ pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Notified>,
     pub(crate) unparker: Unparker,
     pub(crate) metrics: WorkerMetrics,
+    pub(crate) io: crate::io::RemoteIo,
 }
 
 /// State shared by all workers and handles of one runtime.
@@ -74,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) time: TimeDriver,
     pub(crate) blocking: BlockingPool,
     pub(crate) shutdown: AtomicBool,
+    /// The io driver every worker runs (never `Auto`).
+    pub(crate) io_kind: crate::io::Driver,
     pub(crate) config: SchedConfig,
 }
 

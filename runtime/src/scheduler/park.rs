@@ -1,6 +1,13 @@
 //! Parking a worker thread and waking it: a three-state atomic in front of
 //! a mutex and condvar, so an unpark of a thread that is not parked costs one
 //! atomic swap and a park after an unpark returns at once (the token is kept).
+//!
+//! A worker with an io driver parks in the driver instead of the condvar
+//! (`park_with`): the same state word decides, and an unpark that finds the
+//! worker parked calls the wake hook (an eventfd write or a `MSG_RING` into
+//! its ring, mio's waker for epoll) instead of signalling the condvar. The
+//! driver's wait must return once the hook ran, even if the hook ran before
+//! the wait began (an eventfd keeps its count; a ring keeps its completion).
 
 use std::time::{Duration, Instant};
 
@@ -13,11 +20,23 @@ const EMPTY: usize = 0;
 const PARKED: usize = 1;
 const NOTIFIED: usize = 2;
 
-#[derive(Debug)]
+/// Wakes a worker blocked in its io driver.
+pub(crate) type WakeHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 struct Inner {
     state: AtomicUsize,
     mutex: Mutex<()>,
     condvar: Condvar,
+    wake_hook: Option<WakeHook>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("state", &self.state)
+            .field("io", &self.wake_hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parking side, owned by one thread.
@@ -34,13 +53,50 @@ pub(crate) struct Unparker {
 
 impl Parker {
     pub(crate) fn new() -> Parker {
+        Parker::build(None)
+    }
+
+    /// A parker whose thread blocks in an io driver (`park_with`), woken by
+    /// `hook`.
+    pub(crate) fn with_wake_hook(hook: WakeHook) -> Parker {
+        Parker::build(Some(hook))
+    }
+
+    fn build(wake_hook: Option<WakeHook>) -> Parker {
         Parker {
             inner: Arc::new(Inner {
                 state: AtomicUsize::new(EMPTY),
                 mutex: Mutex::new(()),
                 condvar: Condvar::new(),
+                wake_hook,
             }),
         }
+    }
+
+    /// Parks by calling `wait` (a blocking wait in the io driver that the
+    /// wake hook interrupts), unless an unpark token is pending. `wait` may
+    /// return early; the caller re-checks for work either way.
+    pub(crate) fn park_with(&self, deadline: Option<Instant>, wait: impl FnOnce(Option<Instant>)) {
+        let inner = &*self.inner;
+        if inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+        if inner
+            .state
+            .compare_exchange(EMPTY, PARKED, SeqCst, SeqCst)
+            .is_err()
+        {
+            // An unpark slipped in: take its token.
+            inner.state.store(EMPTY, SeqCst);
+            return;
+        }
+        wait(deadline);
+        // Leave the parked state, taking a token that raced in.
+        inner.state.swap(EMPTY, SeqCst);
     }
 
     pub(crate) fn unparker(&self) -> Unparker {
@@ -128,12 +184,16 @@ impl Unparker {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, SeqCst) {
             EMPTY | NOTIFIED => {}
-            PARKED => {
-                // Take the lock so the parker is inside `wait` (it holds the
-                // lock from its PARKED store until it waits), then signal.
-                drop(lock(&inner.mutex));
-                inner.condvar.notify_one();
-            }
+            PARKED => match &inner.wake_hook {
+                Some(hook) => hook(),
+                None => {
+                    // Take the lock so the parker is inside `wait` (it holds
+                    // the lock from its PARKED store until it waits), then
+                    // signal.
+                    drop(lock(&inner.mutex));
+                    inner.condvar.notify_one();
+                }
+            },
             state => unreachable!("invalid park state {state}"),
         }
     }

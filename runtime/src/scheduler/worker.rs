@@ -1,11 +1,14 @@
 //! One worker thread: its queues and its run loop.
 
-use std::{cell::Cell, time::Instant};
+use std::{
+    cell::{Cell, RefCell},
+    time::Instant,
+};
 
 use crossbeam_deque::{Steal, Worker};
 
 use super::{park::Parker, Handle, Shared, WorkerMetrics};
-use crate::{context, sync::atomic::Ordering::*, task::Notified};
+use crate::{context, io::WorkerIo, sync::atomic::Ordering::*, task::Notified};
 
 /// Injector batches are capped so one worker does not hoard remote spawns.
 const INJECTOR_BATCH: usize = 32;
@@ -27,6 +30,9 @@ pub(crate) struct WorkerCtx {
     searching: Cell<bool>,
     rng: Cell<u64>,
     parker: Parker,
+    /// The io driver this worker parks in (borrowed while parking or
+    /// polling it; see `io::with_local_uring`).
+    io: RefCell<WorkerIo>,
 }
 
 impl WorkerCtx {
@@ -35,6 +41,7 @@ impl WorkerCtx {
         handle: Handle,
         local: Worker<Notified>,
         parker: Parker,
+        io: WorkerIo,
     ) -> Self {
         WorkerCtx {
             index,
@@ -49,7 +56,12 @@ impl WorkerCtx {
                 0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
             ),
             parker,
+            io: RefCell::new(io),
         }
+    }
+
+    pub(crate) fn io(&self) -> &RefCell<WorkerIo> {
+        &self.io
     }
 
     pub(crate) fn index(&self) -> usize {
@@ -95,6 +107,8 @@ impl WorkerCtx {
             let tick = self.tick.get().wrapping_add(1);
             self.tick.set(tick);
             if tick % config.event_interval == 0 {
+                // Submit what the last round queued and reap completions.
+                self.io.borrow_mut().poll();
                 self.shared().fire_timers(self.index);
                 self.flush_deferred();
             }
@@ -242,7 +256,10 @@ impl WorkerCtx {
         }
         self.metrics().parks.incr();
         if !shared.shutdown.load(Acquire) {
-            self.parker.park(shared.time.next_deadline());
+            self.parker
+                .park_with(shared.time.next_deadline(), |deadline| {
+                    self.io.borrow_mut().park(deadline)
+                });
         }
         if !shared.idle.unpark_self(self.index) {
             // Picked by a notifier, which counted us as searching.
@@ -269,8 +286,14 @@ impl WorkerCtx {
 }
 
 /// The body of a worker thread.
-pub(crate) fn run_worker(handle: Handle, index: usize, local: Worker<Notified>, parker: Parker) {
+pub(crate) fn run_worker(
+    handle: Handle,
+    index: usize,
+    local: Worker<Notified>,
+    parker: Parker,
+    io: WorkerIo,
+) {
     let _enter = context::enter(handle.clone());
-    let ctx = WorkerCtx::new(index, handle, local, parker);
+    let ctx = WorkerCtx::new(index, handle, local, parker, io);
     context::set_worker(&ctx, || ctx.run());
 }

@@ -1,0 +1,274 @@
+//! The epoll driver (on mio): the fallback where io_uring is missing or
+//! refused, with the same public API on top.
+//!
+//! Each worker owns a `mio::Poll` and parks in it. A socket registers with
+//! the poll of the worker that created it (edge-triggered); its readiness
+//! lives in a [`ScheduledIo`] shared with the futures that use it, so a task
+//! stolen by another worker still finds it. Operations are readiness-based:
+//! try the syscall when the direction is (or may be) ready; on `EAGAIN`
+//! clear readiness (unless an event arrived meanwhile, which the sequence
+//! number in the readiness word shows) and wait for the next event.
+
+use std::{
+    io,
+    os::fd::RawFd,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering::*},
+        Arc,
+    },
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use mio::{unix::SourceFd, Events, Interest, Registry, Token};
+use slab::Slab;
+
+use crate::sync::{lock, Mutex};
+
+const WAKER_TOKEN: Token = Token(usize::MAX);
+
+const READABLE: usize = 0b01;
+const WRITABLE: usize = 0b10;
+const SEQ_SHIFT: u32 = 2;
+
+/// A direction of interest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    fn bit(self) -> usize {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// The readiness of one registered socket and the tasks waiting on it.
+pub(crate) struct ScheduledIo {
+    /// Ready bits, and above them a count of events seen, so a clear after
+    /// `EAGAIN` cannot erase an event that arrived after the syscall.
+    readiness: AtomicUsize,
+    readers: Mutex<Vec<Waker>>,
+    writers: Mutex<Vec<Waker>>,
+}
+
+impl ScheduledIo {
+    fn new() -> ScheduledIo {
+        ScheduledIo {
+            // Unknown at first: let the first operation try the syscall.
+            readiness: AtomicUsize::new(READABLE | WRITABLE),
+            readers: Mutex::new(Vec::new()),
+            writers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn set_ready(&self, bits: usize) {
+        let _ = self.readiness.fetch_update(AcqRel, Acquire, |cur| {
+            Some(((cur >> SEQ_SHIFT).wrapping_add(1) << SEQ_SHIFT) | (cur & 0b11) | bits)
+        });
+        if bits & READABLE != 0 {
+            wake_all(&self.readers);
+        }
+        if bits & WRITABLE != 0 {
+            wake_all(&self.writers);
+        }
+    }
+
+    /// Runs `op` when `dir` may be ready; on `WouldBlock` waits for the next
+    /// readiness event (registering the waker) and tries again.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let bit = dir.bit();
+        loop {
+            let observed = self.readiness.load(Acquire);
+            if observed & bit == 0 {
+                self.add_waker(dir, cx.waker());
+                // An event may have landed between the load and the
+                // registration: look again before sleeping.
+                if self.readiness.load(Acquire) & bit == 0 {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Clear only if no event arrived since `observed`.
+                    let _ =
+                        self.readiness
+                            .compare_exchange(observed, observed & !bit, AcqRel, Acquire);
+                }
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    fn add_waker(&self, dir: Direction, waker: &Waker) {
+        let list = match dir {
+            Direction::Read => &self.readers,
+            Direction::Write => &self.writers,
+        };
+        let mut list = lock(list);
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+}
+
+fn wake_all(list: &Mutex<Vec<Waker>>) {
+    let wakers = std::mem::take(&mut *lock(list));
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// The shared side of one worker's poll.
+pub(crate) struct Remote {
+    registry: Registry,
+    waker: mio::Waker,
+    ios: Mutex<Slab<Arc<ScheduledIo>>>,
+    pub(crate) events: AtomicU64,
+    pub(crate) polls: AtomicU64,
+}
+
+impl Remote {
+    /// Wakes the owner if it is blocked in `epoll_wait`.
+    pub(crate) fn wake(&self) {
+        // An eventfd write; failure only means the counter is full.
+        let _ = self.waker.wake();
+    }
+
+    /// Registers `fd` for read and write readiness.
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> io::Result<Registration> {
+        let io = Arc::new(ScheduledIo::new());
+        let token = lock(&self.ios).insert(io.clone());
+        if let Err(err) = self.registry.register(
+            &mut SourceFd(&fd),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            lock(&self.ios).remove(token);
+            return Err(err);
+        }
+        Ok(Registration {
+            remote: self.clone(),
+            token,
+            fd,
+            io,
+        })
+    }
+
+    /// Sockets registered here.
+    pub(crate) fn registered(&self) -> usize {
+        lock(&self.ios).len()
+    }
+}
+
+/// A socket's registration; deregisters on drop (before the fd closes).
+pub(crate) struct Registration {
+    remote: Arc<Remote>,
+    token: usize,
+    fd: RawFd,
+    io: Arc<ScheduledIo>,
+}
+
+impl Registration {
+    pub(crate) fn io(&self) -> &ScheduledIo {
+        &self.io
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = self.remote.registry.deregister(&mut SourceFd(&self.fd));
+        lock(&self.remote.ios).remove(self.token);
+        // Wake anyone still waiting so they notice the socket is gone.
+        self.io.set_ready(READABLE | WRITABLE);
+    }
+}
+
+/// The owning side: lives on its worker thread.
+pub(crate) struct Driver {
+    poll: mio::Poll,
+    events: Events,
+    remote: Arc<Remote>,
+}
+
+impl Driver {
+    pub(crate) fn new() -> io::Result<(Driver, Arc<Remote>)> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let remote = Arc::new(Remote {
+            registry: poll.registry().try_clone()?,
+            waker,
+            ios: Mutex::new(Slab::new()),
+            events: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+        });
+        Ok((
+            Driver {
+                poll,
+                events: Events::with_capacity(1024),
+                remote: remote.clone(),
+            },
+            remote,
+        ))
+    }
+
+    /// True if some socket is registered here (worth a non-blocking poll).
+    pub(crate) fn has_work(&self) -> bool {
+        self.remote.registered() > 0
+    }
+
+    /// Dispatches ready events without blocking.
+    pub(crate) fn poll(&mut self) {
+        self.turn(Some(Duration::ZERO));
+    }
+
+    /// Blocks until an event, a wakeup, or `deadline`.
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+        let timeout = deadline.map(|d| {
+            // epoll has millisecond resolution: round up, never wake early.
+            let d = d.saturating_duration_since(Instant::now());
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(ms.min(u64::MAX as u128) as u64)
+        });
+        self.turn(timeout);
+    }
+
+    fn turn(&mut self, timeout: Option<Duration>) {
+        self.remote.polls.fetch_add(1, Relaxed);
+        if let Err(err) = self.poll.poll(&mut self.events, timeout) {
+            if err.kind() != io::ErrorKind::Interrupted {
+                panic!("epoll_wait failed: {err}");
+            }
+            return;
+        }
+        let mut n = 0;
+        for event in self.events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
+            }
+            let mut bits = 0;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                bits |= READABLE;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                bits |= WRITABLE;
+            }
+            let io = lock(&self.remote.ios).get(event.token().0).cloned();
+            if let Some(io) = io {
+                io.set_ready(bits);
+                n += 1;
+            }
+        }
+        self.remote.events.fetch_add(n, Relaxed);
+    }
+}

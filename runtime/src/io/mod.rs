@@ -1,0 +1,314 @@
+//! The io drivers: io_uring (one ring per worker) and the epoll fallback.
+//!
+//! The worker parks in its driver, so timers, io completions and wakeups
+//! share one blocking point: the next timer is the wait's timeout, and an
+//! unpark of a parked worker wakes its ring (an eventfd read kept armed, or a
+//! `MSG_RING` from another worker) or its epoll (mio's eventfd waker).
+//! docs/IO.md describes both drivers.
+
+mod buf;
+pub(crate) mod epoll;
+pub(crate) mod uring;
+
+use std::{
+    fmt, io,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
+    time::Instant,
+};
+
+pub use self::buf::{IoBuf, IoBufMut};
+use crate::{context, scheduler::Handle};
+
+/// Which io driver a runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Driver {
+    /// io_uring if the kernel offers every operation weft uses and lets this
+    /// process use it, epoll otherwise. The default; the `WEFT_IO`
+    /// environment variable (`uring`, `epoll`, `auto`) overrides it.
+    #[default]
+    Auto,
+    /// io_uring, one ring per worker; building the runtime fails if it is
+    /// unavailable.
+    Uring,
+    /// epoll (through mio), one poll per worker.
+    Epoll,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::Auto => "auto",
+            Driver::Uring => "uring",
+            Driver::Epoll => "epoll",
+        })
+    }
+}
+
+/// The error for a `WEFT_IO` value that names no driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseDriverError(String);
+
+impl fmt::Display for ParseDriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown io driver {:?}: expected `uring`, `epoll` or `auto`",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseDriverError {}
+
+impl FromStr for Driver {
+    type Err = ParseDriverError;
+
+    fn from_str(s: &str) -> Result<Driver, ParseDriverError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Driver::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(Driver::Uring),
+            "epoll" | "mio" => Ok(Driver::Epoll),
+            _ => Err(ParseDriverError(s.to_owned())),
+        }
+    }
+}
+
+/// A worker's own driver.
+// One per worker, never moved after start: the size difference is moot.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum WorkerIo {
+    Uring(uring::Driver),
+    Epoll(epoll::Driver),
+}
+
+/// What other threads hold of a worker's driver.
+#[derive(Clone)]
+pub(crate) enum RemoteIo {
+    Uring(Arc<uring::Remote>),
+    Epoll(Arc<epoll::Remote>),
+}
+
+/// The drivers of a runtime about to start, one per worker.
+pub(crate) struct Built {
+    pub(crate) kind: Driver,
+    pub(crate) workers: Vec<WorkerIo>,
+    pub(crate) remotes: Vec<RemoteIo>,
+}
+
+/// Chooses and creates the drivers. `choice` comes from the builder; when it
+/// is `Auto`, `WEFT_IO` decides, and `auto` falls back to epoll when io_uring
+/// is missing, refused or incomplete.
+pub(crate) fn build(choice: Driver, entries: u32, workers: usize) -> io::Result<Built> {
+    let choice = match choice {
+        Driver::Auto => match std::env::var("WEFT_IO") {
+            Ok(v) => v
+                .parse::<Driver>()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            Err(_) => Driver::Auto,
+        },
+        other => other,
+    };
+    let features =
+        match choice {
+            Driver::Epoll => None,
+            Driver::Uring => Some(uring::probe().map_err(|e| {
+                io::Error::new(e.kind(), format!("io_uring is not usable here: {e}"))
+            })?),
+            Driver::Auto => uring::probe().ok(),
+        };
+    let mut built = Built {
+        kind: if features.is_some() {
+            Driver::Uring
+        } else {
+            Driver::Epoll
+        },
+        workers: Vec::with_capacity(workers),
+        remotes: Vec::with_capacity(workers),
+    };
+    for _ in 0..workers {
+        match features {
+            Some(features) => {
+                let (driver, remote) = uring::Driver::new(entries, features)?;
+                built.workers.push(WorkerIo::Uring(driver));
+                built.remotes.push(RemoteIo::Uring(remote));
+            }
+            None => {
+                let (driver, remote) = epoll::Driver::new()?;
+                built.workers.push(WorkerIo::Epoll(driver));
+                built.remotes.push(RemoteIo::Epoll(remote));
+            }
+        }
+    }
+    Ok(built)
+}
+
+impl WorkerIo {
+    /// Called once on the worker thread before it runs anything.
+    pub(crate) fn enable(&mut self) -> io::Result<()> {
+        match self {
+            WorkerIo::Uring(d) => d.enable(),
+            WorkerIo::Epoll(_) => Ok(()),
+        }
+    }
+
+    /// Submits and reaps without blocking, if anything is in flight.
+    pub(crate) fn poll(&mut self) {
+        match self {
+            WorkerIo::Uring(d) => {
+                if d.has_work() {
+                    d.poll();
+                }
+            }
+            WorkerIo::Epoll(d) => {
+                if d.has_work() {
+                    d.poll();
+                }
+            }
+        }
+    }
+
+    /// Blocks until an event, a wakeup, or `deadline`.
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+        match self {
+            WorkerIo::Uring(d) => d.park(deadline),
+            WorkerIo::Epoll(d) => d.park(deadline),
+        }
+    }
+}
+
+impl RemoteIo {
+    /// Wakes the worker out of its driver wait.
+    pub(crate) fn wake(&self) {
+        match self {
+            RemoteIo::Uring(r) => r.wake(),
+            RemoteIo::Epoll(r) => r.wake(),
+        }
+    }
+
+    /// Operations (io_uring) or registered sockets (epoll) this driver holds.
+    pub(crate) fn in_flight(&self) -> usize {
+        match self {
+            RemoteIo::Uring(r) => r.in_flight(),
+            RemoteIo::Epoll(_) => 0,
+        }
+    }
+
+    /// Sockets registered (epoll).
+    pub(crate) fn registered(&self) -> usize {
+        match self {
+            RemoteIo::Uring(_) => 0,
+            RemoteIo::Epoll(r) => r.registered(),
+        }
+    }
+
+    pub(crate) fn counters(&self) -> (u64, u64, u64) {
+        match self {
+            RemoteIo::Uring(r) => (
+                r.submissions.load(Relaxed),
+                r.completions.load(Relaxed),
+                r.enters.load(Relaxed),
+            ),
+            RemoteIo::Epoll(r) => (0, r.events.load(Relaxed), r.polls.load(Relaxed)),
+        }
+    }
+}
+
+/// Runs `f` with the calling worker's io_uring driver, if this thread is a
+/// worker with one and the driver is not busy.
+pub(crate) fn with_local_uring<R>(f: impl FnOnce(&mut uring::Driver) -> R) -> Option<R> {
+    context::with_worker(|w| {
+        let w = w?;
+        let mut io = w.io().try_borrow_mut().ok()?;
+        match &mut *io {
+            WorkerIo::Uring(d) => Some(f(d)),
+            WorkerIo::Epoll(_) => None,
+        }
+    })
+}
+
+/// The runtime the calling code runs in, for io that needs one.
+pub(crate) fn current_handle() -> io::Result<Handle> {
+    context::current_handle().ok_or_else(|| {
+        io::Error::other(
+            "weft io used outside a weft runtime: call it inside \
+             `Runtime::block_on`, a spawned task, or after `Runtime::enter`",
+        )
+    })
+}
+
+static NEXT_REMOTE: AtomicUsize = AtomicUsize::new(0);
+
+/// Submits an io_uring operation: straight into the calling worker's ring,
+/// or through a ring's mailbox from any other thread. Returns the ring that
+/// owns the operation.
+pub(crate) fn submit(sub: uring::Submission) -> io::Result<Arc<uring::Remote>> {
+    let mut sub = Some(sub);
+    if let Some(owner) = with_local_uring(|d| {
+        d.push(sub.take().expect("submitted once"));
+        d.remote().clone()
+    }) {
+        return Ok(owner);
+    }
+    let sub = sub.take().expect("not submitted yet");
+    let handle = current_handle()?;
+    let remotes = &handle.shared.remotes;
+    let start = NEXT_REMOTE.fetch_add(1, Relaxed);
+    for i in 0..remotes.len() {
+        if let RemoteIo::Uring(remote) = &remotes[(start + i) % remotes.len()].io {
+            remote.post_submit(sub);
+            return Ok(remote.clone());
+        }
+    }
+    Err(wrong_driver(Driver::Uring))
+}
+
+/// Cancels an operation whose future was dropped.
+pub(crate) fn cancel(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Completable>) {
+    let mut target = Some(target);
+    let done = with_local_uring(|d| {
+        if Arc::ptr_eq(d.remote(), owner) {
+            d.cancel(target.as_ref().expect("cancelled once"));
+            true
+        } else {
+            false
+        }
+    });
+    if done != Some(true) {
+        owner.post_cancel(target.take().expect("not cancelled yet"));
+    }
+}
+
+/// Registers `fd` with an epoll driver of the current runtime: the calling
+/// worker's, or one picked round-robin from other threads.
+pub(crate) fn register_epoll(fd: std::os::fd::RawFd) -> io::Result<epoll::Registration> {
+    let handle = current_handle()?;
+    let remotes = &handle.shared.remotes;
+    let index = context::with_worker(|w| match w {
+        Some(w) if w.belongs_to(&handle.shared) => w.index(),
+        _ => NEXT_REMOTE.fetch_add(1, Relaxed) % remotes.len(),
+    });
+    match &remotes[index].io {
+        RemoteIo::Epoll(remote) => remote.register(fd),
+        RemoteIo::Uring(_) => Err(wrong_driver(Driver::Epoll)),
+    }
+}
+
+/// The active driver of the current runtime.
+pub(crate) fn current_kind() -> io::Result<Driver> {
+    Ok(current_handle()?.shared.io_kind)
+}
+
+fn wrong_driver(socket: Driver) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "this socket was set up for the {socket} io driver but is used on a runtime \
+             running the other one"
+        ),
+    )
+}

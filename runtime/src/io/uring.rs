@@ -1,0 +1,929 @@
+//! The io_uring driver: one ring per worker.
+//!
+//! Only the owning worker submits to and reaps its ring (the ring is set up
+//! with SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them). Each
+//! in-flight operation is an [`OpCell`] behind an `Arc`, held by the future
+//! that awaits it and by the driver's slab; `user_data` is the slab key plus
+//! a generation, so a completion for a slot that was freed and reused is
+//! recognised as stale and dropped.
+//!
+//! Other threads reach a ring only through its [`Remote`]: a lock-free
+//! mailbox of submissions and cancellations (a `crossbeam` injector) and an
+//! eventfd the ring keeps a read armed on. A future dropped on another
+//! thread (or on this one while the driver is busy) posts a cancellation;
+//! the owner submits `ASYNC_CANCEL` and the cell, with the buffer the kernel
+//! may still write, lives until the completion arrives.
+//!
+//! Submissions are batched: pushing an operation only fills a submission
+//! queue entry. The worker enters the kernel when it parks (submit and wait
+//! in one call, with the next timer as timeout) or every `event_interval`
+//! ticks (submit and reap, no wait), so one `io_uring_enter` covers every
+//! operation the tasks of a scheduler round started.
+
+use std::{
+    cell::UnsafeCell,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*},
+        Arc,
+    },
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use crossbeam_deque::{Injector, Steal};
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use slab::Slab;
+
+use crate::{
+    cancel::{self, Cancelled, Cause},
+    sync::{lock, Mutex},
+};
+
+/// `user_data` of the eventfd read kept armed in every ring.
+const TOKEN_EVENTFD: u64 = u64::MAX;
+/// `IORING_ENTER_GETEVENTS` (the crate keeps its `sys` module private).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `user_data` of a wakeup sent by another worker with `MSG_RING`.
+const TOKEN_MSG: u64 = u64::MAX - 1;
+/// `user_data` of entries whose completion carries nothing to act on
+/// (link timeouts, cancellations, the sender's side of `MSG_RING`).
+const TOKEN_IGNORE: u64 = u64::MAX - 2;
+
+/// What the kernel offers, found out once at start-up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Features {
+    pub(crate) msg_ring: bool,
+    pub(crate) flags: SetupFlags,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetupFlags {
+    SingleIssuerDeferTaskrun,
+    CoopTaskrun,
+    Plain,
+}
+
+/// Probes io_uring: it must exist, not be refused (seccomp, sysctl), and
+/// support every opcode the driver uses.
+pub(crate) fn probe() -> io::Result<Features> {
+    let ring: IoUring = IoUring::builder().build(8)?;
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    let needed = [
+        (opcode::Recv::CODE, "RECV"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::Accept::CODE, "ACCEPT"),
+        (opcode::Connect::CODE, "CONNECT"),
+        (opcode::RecvMsg::CODE, "RECVMSG"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::Read::CODE, "READ"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
+    ];
+    for (code, name) in needed {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring lacks IORING_OP_{name}"),
+            ));
+        }
+    }
+    let msg_ring = probe.is_supported(opcode::MsgRingData::CODE)
+        && std::env::var_os("WEFT_IO_WAKE").is_none_or(|v| v != "eventfd");
+    drop(ring);
+    let flags = [
+        SetupFlags::SingleIssuerDeferTaskrun,
+        SetupFlags::CoopTaskrun,
+        SetupFlags::Plain,
+    ]
+    .into_iter()
+    .find(|f| build_ring(*f, 8).is_ok())
+    .unwrap_or(SetupFlags::Plain);
+    Ok(Features { msg_ring, flags })
+}
+
+fn build_ring(flags: SetupFlags, entries: u32) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    // Created here, enabled on the worker thread: with SINGLE_ISSUER the
+    // thread that enables the ring becomes its only submitter.
+    builder.setup_r_disabled();
+    match flags {
+        SetupFlags::SingleIssuerDeferTaskrun => {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        SetupFlags::CoopTaskrun => {
+            builder.setup_coop_taskrun();
+        }
+        SetupFlags::Plain => {}
+    }
+    builder
+        .setup_cqsize(entries.saturating_mul(4))
+        .build(entries)
+}
+
+/// One in-flight operation as the driver sees it.
+pub(crate) trait Completable: Send + Sync {
+    /// A completion arrived; `more` is set when more will follow
+    /// (multishot). Called on the owning worker.
+    fn complete(&self, res: i32, more: bool);
+    /// The `user_data` the driver gave it (0 before it was submitted).
+    fn user_data(&self) -> u64;
+    fn set_user_data(&self, user_data: u64);
+    /// True once the final completion was delivered.
+    fn is_done(&self) -> bool;
+}
+
+/// What another thread posts to a ring's owner.
+enum Request {
+    Submit(Submission),
+    Cancel(Arc<dyn Completable>),
+}
+
+/// An entry and the cell that owns its resources.
+pub(crate) struct Submission {
+    entry: squeue::Entry,
+    target: Arc<dyn Completable>,
+    /// Where the link timeout's duration lives (inside `target`), if the op
+    /// is linked to one.
+    timeout: Option<*const types::Timespec>,
+}
+
+// SAFETY: the entry holds addresses into buffers owned by `target`, and the
+// timespec pointer points into `target` too; the `Arc` keeps them alive on
+// whichever thread the submission travels to, and nothing is accessed
+// through them except by the kernel.
+unsafe impl Send for Submission {}
+
+/// The shared side of one worker's ring.
+pub(crate) struct Remote {
+    mailbox: Injector<Request>,
+    eventfd: OwnedFd,
+    ring_fd: AtomicU64,
+    in_flight: AtomicUsize,
+    pub(crate) submissions: AtomicU64,
+    pub(crate) completions: AtomicU64,
+    pub(crate) enters: AtomicU64,
+}
+
+impl Remote {
+    /// Wakes the owner if it is blocked in its ring. Called by the parker
+    /// after it saw the worker parked. A worker with a ring of its own sends
+    /// a `MSG_RING` (no eventfd round trip on the target); anyone else
+    /// writes the eventfd.
+    pub(crate) fn wake(&self) {
+        let fd = self.ring_fd.load(Relaxed);
+        let sent = super::with_local_uring(|d| d.try_msg_ring(fd)).unwrap_or(false);
+        if !sent {
+            self.wake_eventfd();
+        }
+    }
+
+    /// Wakes the owner through its eventfd, parked or not (a running owner
+    /// sees a spurious completion and drains its mailbox on its next tick).
+    pub(crate) fn wake_eventfd(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. A full
+        // counter (EAGAIN) already means "wake", so the result is ignored.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+
+    /// Operations this ring still owns, cancelled ones included.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Posts a submission from a thread that does not own the ring.
+    pub(crate) fn post_submit(&self, submission: Submission) {
+        self.mailbox.push(Request::Submit(submission));
+        self.wake_eventfd();
+    }
+
+    /// Posts a cancellation from a thread that does not own the ring.
+    pub(crate) fn post_cancel(&self, target: Arc<dyn Completable>) {
+        self.mailbox.push(Request::Cancel(target));
+        self.wake_eventfd();
+    }
+}
+
+/// The owning side: lives on its worker thread.
+pub(crate) struct Driver {
+    ring: IoUring,
+    ops: Slab<(u32, Arc<dyn Completable>)>,
+    generation: u32,
+    remote: Arc<Remote>,
+    eventfd_armed: bool,
+    eventfd_buf: Box<u64>,
+    msg_ring: bool,
+    defer_taskrun: bool,
+    enabled: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(entries: u32, features: Features) -> io::Result<(Driver, Arc<Remote>)> {
+        let ring = build_ring(features.flags, entries)?;
+        // SAFETY: plain syscall; the fd is checked below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `efd` is a fresh fd we own.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let remote = Arc::new(Remote {
+            mailbox: Injector::new(),
+            eventfd,
+            ring_fd: AtomicU64::new(ring.as_raw_fd() as u64),
+            in_flight: AtomicUsize::new(0),
+            submissions: AtomicU64::new(0),
+            completions: AtomicU64::new(0),
+            enters: AtomicU64::new(0),
+        });
+        let driver = Driver {
+            ring,
+            ops: Slab::with_capacity(entries as usize),
+            generation: 0,
+            remote: remote.clone(),
+            eventfd_armed: false,
+            eventfd_buf: Box::new(0),
+            msg_ring: features.msg_ring,
+            defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
+            enabled: false,
+        };
+        Ok((driver, remote))
+    }
+
+    /// Enables the ring on the calling thread, its only submitter from now on.
+    pub(crate) fn enable(&mut self) -> io::Result<()> {
+        self.ring.submitter().register_enable_rings()?;
+        self.enabled = true;
+        Ok(())
+    }
+
+    pub(crate) fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// Queues one operation (and its link timeout) in the submission queue.
+    pub(crate) fn push(&mut self, sub: Submission) {
+        if sub.target.is_done() {
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let key = self.ops.insert((generation, sub.target.clone()));
+        let user_data = (u64::from(generation) << 32) | key as u64;
+        sub.target.set_user_data(user_data);
+        let mut entry = sub.entry.user_data(user_data);
+        if let Some(ts) = sub.timeout {
+            entry = entry.flags(squeue::Flags::IO_LINK);
+            let link = opcode::LinkTimeout::new(ts).build().user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry, link]);
+        } else {
+            self.push_entries(&[entry]);
+        }
+        self.remote.submissions.fetch_add(1, Relaxed);
+        self.publish_in_flight();
+    }
+
+    fn push_entries(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            // SAFETY: every address in the entries points into an `OpCell`
+            // (or a `Box` of this driver) that the slab keeps alive until
+            // the completion arrives.
+            let pushed = unsafe { self.ring.submission().push_multiple(entries) };
+            if pushed.is_ok() {
+                return;
+            }
+            // Full: hand the queue to the kernel now and retry.
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() == Some(libc::EBUSY) {
+                    self.reap();
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to cancel `target` (its future was dropped).
+    pub(crate) fn cancel(&mut self, target: &Arc<dyn Completable>) {
+        if target.is_done() {
+            return;
+        }
+        let user_data = target.user_data();
+        let key = (user_data & 0xffff_ffff) as usize;
+        let live = self
+            .ops
+            .get(key)
+            .is_some_and(|(g, _)| u64::from(*g) == user_data >> 32);
+        if live {
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry]);
+        }
+    }
+
+    /// Sends a wakeup to another ring through this one. False when not
+    /// possible (no MSG_RING, or this driver is mid-reap).
+    pub(crate) fn try_msg_ring(&mut self, target_fd: u64) -> bool {
+        if !self.msg_ring || !self.enabled {
+            return false;
+        }
+        let entry = opcode::MsgRingData::new(types::Fd(target_fd as RawFd), 0, TOKEN_MSG, None)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(TOKEN_IGNORE);
+        self.push_entries(&[entry]);
+        self.ring.submit().is_ok()
+    }
+
+    fn arm_eventfd(&mut self) {
+        if self.eventfd_armed {
+            return;
+        }
+        let entry = opcode::Read::new(
+            types::Fd(self.remote.eventfd.as_raw_fd()),
+            (&mut *self.eventfd_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(TOKEN_EVENTFD);
+        self.push_entries(&[entry]);
+        self.eventfd_armed = true;
+    }
+
+    /// Takes what other threads posted.
+    fn drain_mailbox(&mut self) {
+        loop {
+            match self.remote.mailbox.steal() {
+                Steal::Success(Request::Submit(sub)) => self.push(sub),
+                Steal::Success(Request::Cancel(target)) => self.cancel(&target),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+    }
+
+    /// True if the worker should enter the kernel on its periodic tick.
+    pub(crate) fn has_work(&mut self) -> bool {
+        !self.ops.is_empty()
+            || !self.ring.submission().is_empty()
+            || !self.remote.mailbox.is_empty()
+    }
+
+    /// Submits what is queued and reaps what completed, without blocking.
+    pub(crate) fn poll(&mut self) {
+        self.drain_mailbox();
+        self.enter(None, false);
+        self.reap();
+    }
+
+    /// Blocks until a completion, a wakeup, or `deadline`.
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+        self.drain_mailbox();
+        self.arm_eventfd();
+        self.enter(deadline, true);
+        self.reap();
+        self.drain_mailbox();
+        // Submit what the mailbox brought; completions come next time.
+        if !self.ring.submission().is_empty() {
+            self.enter(None, false);
+        }
+    }
+
+    fn enter(&mut self, deadline: Option<Instant>, wait: bool) {
+        self.remote.enters.fetch_add(1, Relaxed);
+        let res = if !wait {
+            // GETEVENTS with min_complete 0: submit, and run deferred task
+            // work so completions become visible, without blocking.
+            let to_submit = self.ring.submission().len() as u32;
+            if to_submit == 0 && !self.defer_taskrun && !self.ring.completion().is_empty() {
+                return;
+            }
+            // SAFETY: a plain enter with no argument struct.
+            unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    to_submit,
+                    0,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
+            }
+        } else {
+            match deadline {
+                None => self.ring.submit_and_wait(1),
+                Some(deadline) => {
+                    let timeout = deadline.saturating_duration_since(Instant::now());
+                    if timeout.is_zero() {
+                        return self.enter(None, false);
+                    }
+                    let ts = timespec(timeout);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            }
+        };
+        if let Err(err) = res {
+            match err.raw_os_error() {
+                // Timeout, signal, or completion queue full: all fine, the
+                // caller reaps and loops.
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                _ => panic!("io_uring_enter failed: {err}"),
+            }
+        }
+    }
+
+    /// Delivers every completion in the queue.
+    fn reap(&mut self) {
+        let mut delivered = 0u64;
+        loop {
+            let mut batch = [(0u64, 0i32, 0u32); 32];
+            let mut n = 0;
+            for cqe in self.ring.completion().take(batch.len()) {
+                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            for &(user_data, res, flags) in &batch[..n] {
+                match user_data {
+                    TOKEN_EVENTFD => self.eventfd_armed = false,
+                    TOKEN_MSG | TOKEN_IGNORE => {}
+                    _ => {
+                        let key = (user_data & 0xffff_ffff) as usize;
+                        let generation = (user_data >> 32) as u32;
+                        let more = cqueue::more(flags);
+                        let Some((g, target)) = self.ops.get(key) else {
+                            continue;
+                        };
+                        if *g != generation {
+                            // Stale: the slot was freed and reused.
+                            continue;
+                        }
+                        let target = if more {
+                            target.clone()
+                        } else {
+                            self.ops.remove(key).1
+                        };
+                        target.complete(res, more);
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        if delivered > 0 {
+            self.remote.completions.fetch_add(delivered, Relaxed);
+            self.publish_in_flight();
+        }
+    }
+
+    fn publish_in_flight(&self) {
+        self.remote.in_flight.store(self.ops.len(), Relaxed);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        // The kernel may still write into buffers the cells own: cancel
+        // everything and wait (bounded) for the completions before the cells
+        // can be freed. Whatever does not complete in time is leaked rather
+        // than freed under the kernel.
+        self.drain_mailbox();
+        let keys: Vec<u64> = self
+            .ops
+            .iter()
+            .map(|(key, (g, _))| (u64::from(*g) << 32) | key as u64)
+            .collect();
+        for user_data in keys {
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry]);
+        }
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while !self.ops.is_empty() && Instant::now() < give_up {
+            self.enter(Some(Instant::now() + Duration::from_millis(50)), true);
+            self.reap();
+        }
+        for (_, target) in self.ops.drain() {
+            std::mem::forget(target);
+        }
+        self.publish_in_flight();
+    }
+}
+
+fn timespec(d: Duration) -> types::Timespec {
+    types::Timespec::new()
+        .sec(d.as_secs())
+        .nsec(d.subsec_nanos())
+}
+
+// ---------------------------------------------------------------------------
+// Single-shot operations.
+
+/// The resources one kind of operation lends the kernel.
+pub(crate) trait OpData: Send + 'static {
+    /// The operation completed after its future was dropped: release what
+    /// the result handed over (an accepted fd).
+    fn orphaned(&mut self, _res: i32) {}
+}
+
+enum Phase {
+    Pending(Option<Waker>),
+    Done(i32),
+    Taken,
+}
+
+struct OpState {
+    phase: Phase,
+    abandoned: bool,
+}
+
+/// One operation: its state and the resources the kernel uses.
+pub(crate) struct OpCell<T> {
+    state: Mutex<OpState>,
+    user_data: AtomicU64,
+    done: AtomicBool,
+    timespec: types::Timespec,
+    /// Only touched by the kernel while pending, then by whoever observed
+    /// `Done` under the lock (the future, or `complete` if abandoned).
+    data: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: `data` is reached by one party at a time (see the field doc), and
+// `T: Send`; the rest is atomics and a mutex.
+unsafe impl<T: OpData> Sync for OpCell<T> {}
+// SAFETY: as above.
+unsafe impl<T: OpData> Send for OpCell<T> {}
+
+impl<T: OpData> Completable for OpCell<T> {
+    fn complete(&self, res: i32, _more: bool) {
+        let mut state = lock(&self.state);
+        self.done.store(true, Release);
+        if state.abandoned {
+            state.phase = Phase::Taken;
+            drop(state);
+            // SAFETY: the kernel is done with the data and the future is
+            // gone: nobody else can reach it.
+            if let Some(data) = unsafe { &mut *self.data.get() } {
+                data.orphaned(res);
+            }
+            return;
+        }
+        let waker = match std::mem::replace(&mut state.phase, Phase::Done(res)) {
+            Phase::Pending(w) => w,
+            _ => None,
+        };
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn user_data(&self) -> u64 {
+        self.user_data.load(Acquire)
+    }
+
+    fn set_user_data(&self, user_data: u64) {
+        self.user_data.store(user_data, Release);
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Acquire)
+    }
+}
+
+/// A submitted operation. Resolves to the raw result (negative errno on
+/// error) and gives the resources back.
+pub(crate) struct Op<T: OpData> {
+    cell: Option<Arc<OpCell<T>>>,
+    owner: Arc<Remote>,
+    linked: bool,
+}
+
+impl<T: OpData> Op<T> {
+    /// Builds the entry from the data at its final address and submits it
+    /// to the current worker's ring, or posts it to a ring's mailbox when
+    /// polled off the workers. `timeout` links a LINK_TIMEOUT.
+    pub(crate) fn submit(
+        data: T,
+        timeout: Option<Duration>,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+    ) -> Result<Op<T>, (io::Error, T)> {
+        let cell = Arc::new(OpCell {
+            state: Mutex::new(OpState {
+                phase: Phase::Pending(None),
+                abandoned: false,
+            }),
+            user_data: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            timespec: timespec(timeout.unwrap_or_default()),
+            data: UnsafeCell::new(Some(data)),
+        });
+        // SAFETY: the cell is not shared yet; the entry's addresses point
+        // into its (pinned, heap-allocated) data.
+        let entry = build(
+            unsafe { &mut *cell.data.get() }
+                .as_mut()
+                .expect("just stored"),
+        );
+        let sub = Submission {
+            entry,
+            target: cell.clone(),
+            timeout: timeout.map(|_| &cell.timespec as *const types::Timespec),
+        };
+        let owner = match super::submit(sub) {
+            Ok(owner) => owner,
+            Err(err) => {
+                // Never submitted: the kernel never saw the data.
+                // SAFETY: the submission was dropped unsubmitted; only this
+                // function reaches the cell.
+                let data = unsafe { &mut *cell.data.get() }.take();
+                return Err((err, data.expect("stored above")));
+            }
+        };
+        Ok(Op {
+            cell: Some(cell),
+            owner,
+            linked: timeout.is_some(),
+        })
+    }
+
+    /// True if this op was linked to a kernel timeout.
+    pub(crate) fn is_linked(&self) -> bool {
+        self.linked
+    }
+
+    /// The result and the resources once complete.
+    pub(crate) fn poll_complete(&mut self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
+        let cell = self.cell.as_ref().expect("Op polled after completion");
+        let mut state = lock(&cell.state);
+        match &mut state.phase {
+            Phase::Pending(waker) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Phase::Done(res) => {
+                let res = *res;
+                state.phase = Phase::Taken;
+                drop(state);
+                let cell = self.cell.take().expect("checked above");
+                // SAFETY: `Done` seen under the lock and switched to `Taken`:
+                // the kernel is finished with the data and no one else takes it.
+                let data = unsafe { &mut *cell.data.get() }.take();
+                Poll::Ready((res, data.expect("taken once")))
+            }
+            Phase::Taken => unreachable!("Op polled after completion"),
+        }
+    }
+}
+
+impl<T: OpData> Drop for Op<T> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        let mut state = lock(&cell.state);
+        match state.phase {
+            Phase::Pending(_) => {
+                state.abandoned = true;
+                drop(state);
+                // The owner cancels it; the cell (and buffer) stays in its
+                // slab until the completion.
+                super::cancel(&self.owner, cell);
+            }
+            Phase::Done(res) => {
+                state.phase = Phase::Taken;
+                drop(state);
+                // SAFETY: complete and not taken: the data is ours.
+                if let Some(data) = unsafe { &mut *cell.data.get() } {
+                    data.orphaned(res);
+                }
+            }
+            Phase::Taken => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Multishot accept.
+
+/// The queue a multishot accept fills; the listener drains it.
+pub(crate) struct AcceptQueue {
+    state: Mutex<AcceptState>,
+    user_data: AtomicU64,
+    done: AtomicBool,
+}
+
+struct AcceptState {
+    ready: std::collections::VecDeque<i32>,
+    /// Every task waiting in `accept` (usually one).
+    wakers: Vec<Waker>,
+    /// The kernel ended the multishot (error, or no MORE): re-arm to go on.
+    ended: bool,
+    abandoned: bool,
+}
+
+impl AcceptQueue {
+    pub(crate) fn new() -> Arc<AcceptQueue> {
+        Arc::new(AcceptQueue {
+            state: Mutex::new(AcceptState {
+                ready: Default::default(),
+                wakers: Vec::new(),
+                ended: false,
+                abandoned: false,
+            }),
+            user_data: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        })
+    }
+
+    /// The next accepted fd (or `-errno`); `None` and the waker stored when
+    /// nothing is queued. `Some(Err(()))` when the multishot ended with
+    /// nothing queued: the caller must arm a new one.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Result<i32, ()>> {
+        let mut state = lock(&self.state);
+        if let Some(res) = state.ready.pop_front() {
+            return Poll::Ready(Ok(res));
+        }
+        if state.ended {
+            return Poll::Ready(Err(()));
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The listener is going away: close what was queued, and whatever the
+    /// kernel still delivers.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.abandoned = true;
+        for fd in state.ready.drain(..) {
+            close_fd(fd);
+        }
+        !state.ended
+    }
+}
+
+impl Completable for AcceptQueue {
+    fn complete(&self, res: i32, more: bool) {
+        let mut state = lock(&self.state);
+        if !more {
+            state.ended = true;
+            self.done.store(true, Release);
+        }
+        if state.abandoned {
+            close_fd(res);
+            return;
+        }
+        // ECANCELED ends a multishot we cancelled ourselves: nothing to report.
+        if res != -libc::ECANCELED || more {
+            state.ready.push_back(res);
+        }
+        let wakers = std::mem::take(&mut state.wakers);
+        drop(state);
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn user_data(&self) -> u64 {
+        self.user_data.load(Acquire)
+    }
+
+    fn set_user_data(&self, user_data: u64) {
+        self.user_data.store(user_data, Release);
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Acquire)
+    }
+}
+
+/// Arms a multishot accept on `fd` feeding `queue`.
+pub(crate) fn arm_multishot_accept(fd: RawFd, queue: &Arc<AcceptQueue>) -> io::Result<Arc<Remote>> {
+    {
+        let mut state = lock(&queue.state);
+        state.ended = false;
+    }
+    queue.done.store(false, Release);
+    let entry = opcode::AcceptMulti::new(types::Fd(fd))
+        .flags(libc::SOCK_CLOEXEC)
+        .build();
+    super::submit(Submission {
+        entry,
+        target: queue.clone(),
+        timeout: None,
+    })
+}
+
+pub(crate) fn cancel_multishot(owner: &Arc<Remote>, queue: Arc<AcceptQueue>) {
+    if queue.abandon() {
+        super::cancel(owner, queue);
+    }
+}
+
+/// Closes an fd a completion handed over, if it is one.
+pub(crate) fn close_fd(res: i32) {
+    if res >= 0 {
+        // SAFETY: the kernel gave us this fd and nobody else has seen it.
+        drop(unsafe { OwnedFd::from_raw_fd(res) });
+    }
+}
+
+impl<T: OpData> Op<T> {
+    /// Asks the kernel to cancel the operation while this future keeps
+    /// waiting for its completion (so the buffer comes back to the caller).
+    pub(crate) fn cancel_in_place(&self) {
+        if let Some(cell) = &self.cell {
+            if !cell.is_done() {
+                super::cancel(&self.owner, cell.clone());
+            }
+        }
+    }
+}
+
+/// An operation awaited as a weft await point: it spends coop budget, and
+/// when the task's scope is cancelled (or the linked kernel timeout fires)
+/// it cancels the operation, waits for the kernel to let go of the buffer,
+/// and returns the cancellation. An operation that completed anyway returns
+/// its result; the next await point reports the cancellation.
+pub(crate) struct Cancellable<T: OpData> {
+    op: Op<T>,
+    cancelled: Option<Cancelled>,
+}
+
+impl<T: OpData> Cancellable<T> {
+    pub(crate) fn new(op: Op<T>) -> Self {
+        Cancellable {
+            op,
+            cancelled: None,
+        }
+    }
+}
+
+impl<T: OpData> std::future::Future for Cancellable<T> {
+    type Output = (Result<i32, Cancelled>, T);
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let restore = std::task::ready!(crate::coop::poll_proceed(cx));
+        if this.cancelled.is_none() {
+            if let Some(c) = cancel::poll_cancelled(None, false) {
+                this.cancelled = Some(c);
+                this.op.cancel_in_place();
+            }
+        }
+        let (res, data) = std::task::ready!(this.op.poll_complete(cx));
+        restore.made_progress();
+        if res == -libc::ECANCELED {
+            if let Some(c) = this.cancelled.take() {
+                return Poll::Ready((Err(c), data));
+            }
+            if this.op.is_linked() {
+                // The kernel timeout fired: the deadline passed, so the
+                // scope is (now) cancelled with it.
+                let c = cancel::poll_cancelled(None, false).unwrap_or(Cancelled {
+                    cause: Cause::Deadline,
+                    origin: Cause::Deadline,
+                    reason: None,
+                });
+                return Poll::Ready((Err(c), data));
+            }
+        }
+        Poll::Ready((Ok(res), data))
+    }
+}
+
+/// Checks the scope before submitting: `Err` if it is cancelled, else the
+/// budget left until its deadline, for a kernel link timeout.
+pub(crate) fn prelude() -> Result<Option<Duration>, Cancelled> {
+    if let Some(c) = cancel::poll_cancelled(None, false) {
+        return Err(c);
+    }
+    Ok(cancel::scope_deadline().map(|d| d.saturating_duration_since(Instant::now())))
+}
+
+/// Turns a raw result into an `io::Result`.
+pub(crate) fn check(res: i32) -> io::Result<i32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res)
+    }
+}

@@ -1,0 +1,238 @@
+//! `futures_io` (and, with the `tokio-io` feature, tokio) io traits on the
+//! TCP types, so code written against those runs on weft.
+//!
+//! Under epoll the traits are readiness-based over the caller's slice, no
+//! copy. Under io_uring the kernel needs a buffer it owns until completion,
+//! so a read fills an internal buffer (keeping what the caller's slice could
+//! not take for the next read) and a write copies the caller's bytes into
+//! one; `poll_write` returns `Pending` until that send completes, and a
+//! retry after `Pending` gets the count of the send already in flight.
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use super::{
+    sys::Socket,
+    tcp::{OwnedReadHalf, OwnedWriteHalf, TcpStream},
+};
+
+type OpFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Send>>;
+
+/// The in-flight state of the trait methods of one stream or half.
+/// Allocated on first use, so streams driven by the native api carry one
+/// null pointer for it.
+#[derive(Default)]
+pub(crate) struct Compat {
+    // A mutex only so the stream stays `Sync`: the trait methods take
+    // `Pin<&mut Self>` and reach it with `get_mut`, never locking.
+    state: Option<Box<Mutex<State>>>,
+}
+
+#[derive(Default)]
+struct State {
+    read: Option<OpFuture>,
+    /// Bytes read but not yet handed out: `rbuf[rpos..]`.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    write: Option<OpFuture>,
+    wspare: Vec<u8>,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Compat {
+    fn state(&mut self) -> &mut State {
+        self.state
+            .get_or_insert_with(Default::default)
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn poll_read(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if !sock.is_uring() {
+            return sock.poll_recv_slice(cx, buf);
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let st = self.state();
+        if st.rpos < st.rbuf.len() {
+            return Poll::Ready(Ok(st.take_buffered(buf)));
+        }
+        if st.read.is_none() {
+            let mut v = std::mem::take(&mut st.rbuf);
+            v.clear();
+            v.reserve(buf.len().max(READ_CHUNK));
+            let sock = sock.clone();
+            st.read = Some(Box::pin(async move { sock.recv(v).await }));
+        }
+        let fut = st.read.as_mut().expect("set above");
+        let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+        st.read = None;
+        st.rbuf = v;
+        st.rpos = 0;
+        match res {
+            Ok(n) => {
+                st.rbuf.truncate(n);
+                Poll::Ready(Ok(st.take_buffered(buf)))
+            }
+            Err(e) => {
+                st.rbuf.clear();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !sock.is_uring() {
+            return sock.poll_send_slice(cx, buf);
+        }
+        let st = self.state();
+        if st.write.is_none() {
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            let mut v = std::mem::take(&mut st.wspare);
+            v.clear();
+            v.extend_from_slice(buf);
+            let sock = sock.clone();
+            st.write = Some(Box::pin(async move { sock.send(v).await }));
+        }
+        let fut = st.write.as_mut().expect("set above");
+        let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+        st.write = None;
+        st.wspare = v;
+        Poll::Ready(res)
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let st = self.state();
+        if let Some(fut) = st.write.as_mut() {
+            let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+            st.write = None;
+            st.wspare = v;
+            res?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn poll_close(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_flush(cx))?;
+        match sock.shutdown(std::net::Shutdown::Write) {
+            // Already shut down or reset by the peer: closed either way.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            res => Poll::Ready(res),
+        }
+    }
+}
+
+impl State {
+    fn take_buffered(&mut self, buf: &mut [u8]) -> usize {
+        let avail = &self.rbuf[self.rpos..];
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.rpos += n;
+        n
+    }
+}
+
+macro_rules! impl_read {
+    ($ty:ty) => {
+        impl futures_io::AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                compat.poll_read(sock, cx, buf)
+            }
+        }
+
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                let n = std::task::ready!(compat.poll_read(sock, cx, buf.initialize_unfilled()))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+    };
+}
+
+macro_rules! impl_write {
+    ($ty:ty) => {
+        impl futures_io::AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                compat.poll_write(sock, cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().compat_parts().1.poll_flush(cx)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                compat.poll_close(sock, cx)
+            }
+        }
+
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                compat.poll_write(sock, cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().compat_parts().1.poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let (sock, compat) = self.get_mut().compat_parts();
+                compat.poll_close(sock, cx)
+            }
+        }
+    };
+}
+
+impl_read!(TcpStream);
+impl_write!(TcpStream);
+impl_read!(OwnedReadHalf);
+impl_write!(OwnedWriteHalf);

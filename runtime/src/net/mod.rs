@@ -1,0 +1,47 @@
+//! TCP and UDP on the worker's io driver (io_uring or epoll, see
+//! [`io::Driver`](crate::io::Driver)), with owned buffers.
+//!
+//! ```no_run
+//! # weft::Runtime::new().unwrap().block_on(async {
+//! use weft::net::{TcpListener, TcpStream};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! weft::spawn(async move {
+//!     let (conn, _) = listener.accept().await?;
+//!     let mut buf = vec![0u8; 4096];
+//!     loop {
+//!         let (n, b) = conn.read(buf).await;
+//!         let n = n?;
+//!         if n == 0 {
+//!             return Ok::<_, std::io::Error>(());
+//!         }
+//!         let (res, b) = conn.write_all(b[..n].to_vec()).await;
+//!         res?;
+//!         buf = b;
+//!         buf.resize(4096, 0);
+//!     }
+//! });
+//! let client = TcpStream::connect(addr).await?;
+//! let (res, _) = client.write_all(&b"ping"[..]).await;
+//! res?;
+//! # Ok::<_, std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Every operation is an await point of the task's scope: once the scope is
+//! cancelled it returns an `io::Error` of kind `TimedOut` (deadline) or
+//! `Interrupted` (other causes) whose inner error is the
+//! [`Cancelled`](crate::cancel::Cancelled). Under io_uring an operation in a
+//! task with a deadline is linked to a kernel `LINK_TIMEOUT`.
+
+mod addr;
+mod compat;
+mod sys;
+mod tcp;
+mod udp;
+
+pub use self::{
+    tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError, TcpListener, TcpStream},
+    udp::UdpSocket,
+};

@@ -1,0 +1,638 @@
+//! A socket on either driver, and its operations.
+//!
+//! Under io_uring a socket is a plain blocking fd (the ring never blocks on
+//! it) and every operation is a submitted op; under epoll the fd is
+//! non-blocking and registered with a worker's poll, and operations are
+//! syscalls retried on readiness. Both are weft await points: they spend
+//! coop budget and end with the scope's cancellation (see `io::uring::
+//! Cancellable` and `poll_epoll`).
+
+use std::{
+    future::poll_fn,
+    io,
+    net::SocketAddr,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    task::{Context, Poll},
+};
+
+use io_uring::{opcode, types::Fd};
+
+use super::addr::{socket_addr, RawAddr};
+use crate::{
+    cancel, coop,
+    io::{
+        epoll::{Direction, Registration},
+        uring::{self, Cancellable, Op, OpData},
+        Driver, IoBuf, IoBufMut,
+    },
+};
+
+/// A socket and how it is driven. `kind` is declared first so an epoll
+/// registration is dropped (deregistered) before the fd closes.
+pub(crate) struct Socket {
+    kind: Kind,
+    fd: OwnedFd,
+}
+
+enum Kind {
+    Uring,
+    Epoll(Registration),
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("fd", &self.fd.as_raw_fd())
+            .field(
+                "driver",
+                &match self.kind {
+                    Kind::Uring => Driver::Uring,
+                    Kind::Epoll(_) => Driver::Epoll,
+                },
+            )
+            .finish()
+    }
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cvt_size(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+struct BufData<B>(B);
+impl<B: IoBuf> OpData for BufData<B> {}
+
+struct AcceptData(RawAddr);
+impl OpData for AcceptData {
+    fn orphaned(&mut self, res: i32) {
+        // A cancelled accept that completed anyway: close what it got.
+        uring::close_fd(res);
+    }
+}
+
+struct ConnectData(RawAddr);
+impl OpData for ConnectData {}
+
+/// `recvmsg`/`sendmsg` state; the header points into the struct itself,
+/// which lives at a fixed address inside its op cell.
+struct MsgData<B> {
+    buf: B,
+    addr: RawAddr,
+    iov: libc::iovec,
+    msg: libc::msghdr,
+}
+
+// SAFETY: the raw pointers in `iov` and `msg` point into this struct and
+// its buffer, which move with it; nothing else aliases them.
+unsafe impl<B: Send> Send for MsgData<B> {}
+impl<B: IoBuf> OpData for MsgData<B> {}
+
+impl<B: IoBuf> MsgData<B> {
+    fn new(buf: B, addr: RawAddr) -> Self {
+        MsgData {
+            buf,
+            addr,
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            // SAFETY: all-zero is a valid msghdr.
+            msg: unsafe { std::mem::zeroed() },
+        }
+    }
+
+    /// Points the header at the buffer and address, at their final place.
+    fn link(&mut self, ptr: *mut u8, len: usize, with_addr: bool) -> *mut libc::msghdr {
+        self.iov.iov_base = ptr.cast();
+        self.iov.iov_len = len;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        if with_addr {
+            self.msg.msg_name = self.addr.as_mut_ptr().cast();
+            self.msg.msg_namelen = self.addr.len;
+        }
+        &mut self.msg
+    }
+}
+
+/// Waits until the scope is cancelled or `op` succeeds on readiness.
+async fn poll_epoll<R>(
+    reg: &Registration,
+    dir: Direction,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    poll_fn(|cx: &mut Context<'_>| poll_epoll_once(reg, cx, dir, &mut op)).await
+}
+
+/// One poll of a readiness-driven operation, as a weft await point.
+fn poll_epoll_once<R>(
+    reg: &Registration,
+    cx: &mut Context<'_>,
+    dir: Direction,
+    op: impl FnMut() -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    let restore = std::task::ready!(coop::poll_proceed(cx));
+    if let Some(c) = cancel::poll_cancelled(None, false) {
+        restore.made_progress();
+        return Poll::Ready(Err(c.into()));
+    }
+    match reg.io().poll_io(cx, dir, op) {
+        Poll::Ready(res) => {
+            restore.made_progress();
+            Poll::Ready(res)
+        }
+        Poll::Pending => {
+            // About to wait: make sure the scope's deadline will end the
+            // wait (arms its timer once).
+            if let Some(c) = cancel::poll_cancelled(None, true) {
+                return Poll::Ready(Err(c.into()));
+            }
+            Poll::Pending
+        }
+    }
+}
+
+impl Socket {
+    /// A new socket for the current runtime's driver.
+    pub(crate) fn new(domain: libc::c_int, ty: libc::c_int) -> io::Result<Socket> {
+        let kind = crate::io::current_kind()?;
+        let mut flags = ty | libc::SOCK_CLOEXEC;
+        if kind == Driver::Epoll {
+            flags |= libc::SOCK_NONBLOCK;
+        }
+        // SAFETY: plain syscall; the result is checked.
+        let fd = cvt(unsafe { libc::socket(domain, flags, 0) })?;
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Socket::with_kind(fd, kind)
+    }
+
+    /// Adopts an fd (from std, or from an accept) for the current runtime.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Socket> {
+        let kind = crate::io::current_kind()?;
+        set_nonblocking(fd.as_raw_fd(), kind == Driver::Epoll)?;
+        Socket::with_kind(fd, kind)
+    }
+
+    fn with_kind(fd: OwnedFd, kind: Driver) -> io::Result<Socket> {
+        let kind = match kind {
+            Driver::Epoll => Kind::Epoll(crate::io::register_epoll(fd.as_raw_fd())?),
+            _ => Kind::Uring,
+        };
+        Ok(Socket { kind, fd })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub(crate) fn is_uring(&self) -> bool {
+        matches!(self.kind, Kind::Uring)
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(self.fd(), false)
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(self.fd(), true)
+    }
+
+    pub(crate) fn setsockopt_int(&self, level: i32, name: i32, value: i32) -> io::Result<()> {
+        // SAFETY: passes a live int of the right size.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd(),
+                level,
+                name,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    pub(crate) fn getsockopt_int(&self, level: i32, name: i32) -> io::Result<i32> {
+        let mut value: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `value`.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd(),
+                level,
+                name,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(value)
+    }
+
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        let how = match how {
+            std::net::Shutdown::Read => libc::SHUT_RD,
+            std::net::Shutdown::Write => libc::SHUT_WR,
+            std::net::Shutdown::Both => libc::SHUT_RDWR,
+        };
+        // SAFETY: plain syscall on our fd.
+        cvt(unsafe { libc::shutdown(self.fd(), how) }).map(drop)
+    }
+
+    /// Binds (and for listeners, listens) synchronously: these never block.
+    pub(crate) fn bind(&self, addr: SocketAddr) -> io::Result<()> {
+        let raw = RawAddr::from_addr(addr);
+        // SAFETY: a valid address of the given length.
+        cvt(unsafe { libc::bind(self.fd(), raw.as_ptr(), raw.len) }).map(drop)
+    }
+
+    pub(crate) fn listen(&self, backlog: i32) -> io::Result<()> {
+        // SAFETY: plain syscall on our fd.
+        cvt(unsafe { libc::listen(self.fd(), backlog) }).map(drop)
+    }
+
+    /// Readiness-style receive into a borrowed slice (epoll sockets only;
+    /// the compatibility traits use it to avoid a copy).
+    pub(crate) fn poll_recv_slice(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let Kind::Epoll(reg) = &self.kind else {
+            unreachable!("poll_recv_slice on an io_uring socket");
+        };
+        let fd = self.fd();
+        poll_epoll_once(reg, cx, Direction::Read, || {
+            // SAFETY: `buf` is valid for `len` bytes of writes.
+            cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+        })
+    }
+
+    /// Readiness-style send from a borrowed slice (epoll sockets only).
+    pub(crate) fn poll_send_slice(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let Kind::Epoll(reg) = &self.kind else {
+            unreachable!("poll_send_slice on an io_uring socket");
+        };
+        let fd = self.fd();
+        poll_epoll_once(reg, cx, Direction::Write, || {
+            // SAFETY: `buf` holds `len` initialised bytes.
+            cvt_size(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+        })
+    }
+
+    /// Receives into `buf[0..bytes_total]`.
+    pub(crate) async fn recv<B: IoBufMut>(&self, mut buf: B) -> (io::Result<usize>, B) {
+        let fd = self.fd();
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = match uring::prelude() {
+                    Ok(t) => t,
+                    Err(c) => return (Err(c.into()), buf),
+                };
+                let op = Op::submit(BufData(buf), timeout, |d| {
+                    let total = d.0.bytes_total().min(u32::MAX as usize) as u32;
+                    opcode::Recv::new(Fd(fd), d.0.stable_mut_ptr(), total).build()
+                });
+                let (res, BufData(mut buf)) = match op {
+                    Ok(op) => Cancellable::new(op).await,
+                    Err((e, BufData(buf))) => return (Err(e), buf),
+                };
+                let res = finish(res);
+                if let Ok(n) = res {
+                    // SAFETY: the kernel wrote `n` bytes at the start.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            }
+            Kind::Epoll(reg) => {
+                let ptr = buf.stable_mut_ptr() as usize;
+                let total = buf.bytes_total();
+                let res = poll_epoll(reg, Direction::Read, || {
+                    // SAFETY: the buffer is valid for `total` bytes of writes
+                    // and owned by this call.
+                    cvt_size(unsafe { libc::recv(fd, ptr as *mut libc::c_void, total, 0) })
+                })
+                .await;
+                if let Ok(n) = res {
+                    // SAFETY: the kernel wrote `n` bytes at the start.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            }
+        }
+    }
+
+    /// Sends `buf[0..bytes_init]` (some of it: see the count).
+    pub(crate) async fn send<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.send_at(buf, 0).await
+    }
+
+    /// Sends `buf[offset..bytes_init]`.
+    pub(crate) async fn send_at<B: IoBuf>(&self, buf: B, offset: usize) -> (io::Result<usize>, B) {
+        let fd = self.fd();
+        let len = buf.bytes_init().saturating_sub(offset);
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = match uring::prelude() {
+                    Ok(t) => t,
+                    Err(c) => return (Err(c.into()), buf),
+                };
+                let op = Op::submit(BufData(buf), timeout, |d| {
+                    // SAFETY: offset <= bytes_init, inside the buffer.
+                    let ptr = unsafe { d.0.stable_ptr().add(offset.min(d.0.bytes_init())) };
+                    opcode::Send::new(Fd(fd), ptr, len.min(u32::MAX as usize) as u32)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                });
+                match op {
+                    Ok(op) => {
+                        let (res, BufData(buf)) = Cancellable::new(op).await;
+                        (finish(res), buf)
+                    }
+                    Err((e, BufData(buf))) => (Err(e), buf),
+                }
+            }
+            Kind::Epoll(reg) => {
+                // SAFETY: as above.
+                let ptr = unsafe { buf.stable_ptr().add(offset.min(buf.bytes_init())) } as usize;
+                let res = poll_epoll(reg, Direction::Write, || {
+                    // SAFETY: `len` initialised bytes at `ptr`, owned by
+                    // this call.
+                    cvt_size(unsafe {
+                        libc::send(fd, ptr as *const libc::c_void, len, libc::MSG_NOSIGNAL)
+                    })
+                })
+                .await;
+                (res, buf)
+            }
+        }
+    }
+
+    /// Sends all of `buf[0..bytes_init]`.
+    pub(crate) async fn send_all<B: IoBuf>(&self, mut buf: B) -> (io::Result<()>, B) {
+        let total = buf.bytes_init();
+        let mut sent = 0;
+        while sent < total {
+            let (res, b) = self.send_at(buf, sent).await;
+            buf = b;
+            match res {
+                Ok(0) => {
+                    return (
+                        Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "the peer accepted no more bytes",
+                        )),
+                        buf,
+                    )
+                }
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && !is_cancellation(&e) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Connects to `addr`.
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        let fd = self.fd();
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = uring::prelude()?;
+                let op = Op::submit(ConnectData(RawAddr::from_addr(addr)), timeout, |d| {
+                    opcode::Connect::new(Fd(fd), d.0.as_ptr(), d.0.len).build()
+                })
+                .map_err(|(e, _)| e)?;
+                let (res, _) = Cancellable::new(op).await;
+                finish(res).map(drop)
+            }
+            Kind::Epoll(reg) => {
+                let raw = RawAddr::from_addr(addr);
+                // SAFETY: a valid address of the given length.
+                match cvt(unsafe { libc::connect(fd, raw.as_ptr(), raw.len) }) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(e) => return Err(e),
+                }
+                poll_epoll(reg, Direction::Write, || {
+                    match self.getsockopt_int(libc::SOL_SOCKET, libc::SO_ERROR)? {
+                        0 => {
+                            // Writable with no error: connected, unless the
+                            // event was for something else.
+                            match self.peer_addr() {
+                                Ok(_) => Ok(()),
+                                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                                    Err(io::ErrorKind::WouldBlock.into())
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        err => Err(io::Error::from_raw_os_error(err)),
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// One accept (single shot).
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SocketAddr)> {
+        let fd = self.fd();
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = uring::prelude()?;
+                let op = Op::submit(AcceptData(RawAddr::empty()), timeout, |d| {
+                    opcode::Accept::new(Fd(fd), d.0.as_mut_ptr(), &mut d.0.len)
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                })
+                .map_err(|(e, _)| e)?;
+                let (res, data) = Cancellable::new(op).await;
+                let new_fd = finish(res)?;
+                // SAFETY: the kernel handed us this fd.
+                let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd as RawFd) };
+                Ok((new_fd, data.0.to_addr()?))
+            }
+            Kind::Epoll(reg) => {
+                poll_epoll(reg, Direction::Read, || {
+                    let mut raw = RawAddr::empty();
+                    // SAFETY: storage and length valid for the kernel to fill.
+                    let new_fd = cvt(unsafe {
+                        libc::accept4(
+                            fd,
+                            raw.as_mut_ptr(),
+                            &mut raw.len,
+                            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                        )
+                    })?;
+                    // SAFETY: a fresh fd we own.
+                    let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd) };
+                    Ok((new_fd, raw.to_addr()?))
+                })
+                .await
+            }
+        }
+    }
+
+    /// Receives one datagram and its sender.
+    pub(crate) async fn recv_from<B: IoBufMut>(
+        &self,
+        mut buf: B,
+    ) -> (io::Result<(usize, SocketAddr)>, B) {
+        let fd = self.fd();
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = match uring::prelude() {
+                    Ok(t) => t,
+                    Err(c) => return (Err(c.into()), buf),
+                };
+                let op = Op::submit(MsgData::new(buf, RawAddr::empty()), timeout, |d| {
+                    let ptr = d.buf.stable_mut_ptr();
+                    let total = d.buf.bytes_total();
+                    let msg = d.link(ptr, total, true);
+                    opcode::RecvMsg::new(Fd(fd), msg).build()
+                });
+                let (res, mut data) = match op {
+                    Ok(op) => Cancellable::new(op).await,
+                    Err((e, data)) => return (Err(e), data.buf),
+                };
+                let res = finish(res).and_then(|n| {
+                    data.addr.len = data.msg.msg_namelen;
+                    Ok((n, data.addr.to_addr()?))
+                });
+                if let Ok((n, _)) = res {
+                    // SAFETY: the kernel wrote `n` bytes at the start.
+                    unsafe { data.buf.set_init(n) };
+                }
+                (res, data.buf)
+            }
+            Kind::Epoll(reg) => {
+                let ptr = buf.stable_mut_ptr() as usize;
+                let total = buf.bytes_total();
+                let res = poll_epoll(reg, Direction::Read, || {
+                    let mut raw = RawAddr::empty();
+                    // SAFETY: the buffer is valid for `total` bytes of writes;
+                    // the address storage for the kernel to fill.
+                    let n = cvt_size(unsafe {
+                        libc::recvfrom(
+                            fd,
+                            ptr as *mut libc::c_void,
+                            total,
+                            0,
+                            raw.as_mut_ptr(),
+                            &mut raw.len,
+                        )
+                    })?;
+                    Ok((n, raw.to_addr()?))
+                })
+                .await;
+                if let Ok((n, _)) = res {
+                    // SAFETY: the kernel wrote `n` bytes at the start.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            }
+        }
+    }
+
+    /// Sends one datagram to `addr` (or to the connected peer with `None`).
+    pub(crate) async fn send_to<B: IoBuf>(
+        &self,
+        buf: B,
+        addr: Option<SocketAddr>,
+    ) -> (io::Result<usize>, B) {
+        let fd = self.fd();
+        let len = buf.bytes_init();
+        match &self.kind {
+            Kind::Uring => {
+                let timeout = match uring::prelude() {
+                    Ok(t) => t,
+                    Err(c) => return (Err(c.into()), buf),
+                };
+                let raw = addr.map_or_else(RawAddr::empty, RawAddr::from_addr);
+                let op = Op::submit(MsgData::new(buf, raw), timeout, |d| {
+                    let ptr = d.buf.stable_ptr() as *mut u8;
+                    let msg = d.link(ptr, len, addr.is_some());
+                    opcode::SendMsg::new(Fd(fd), msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                });
+                match op {
+                    Ok(op) => {
+                        let (res, data) = Cancellable::new(op).await;
+                        (finish(res), data.buf)
+                    }
+                    Err((e, data)) => (Err(e), data.buf),
+                }
+            }
+            Kind::Epoll(reg) => {
+                let ptr = buf.stable_ptr() as usize;
+                let raw = addr.map(RawAddr::from_addr);
+                let res = poll_epoll(reg, Direction::Write, || {
+                    let (name, name_len) = match &raw {
+                        Some(r) => (r.as_ptr(), r.len),
+                        None => (std::ptr::null(), 0),
+                    };
+                    // SAFETY: `len` initialised bytes at `ptr`; a valid (or
+                    // null) address.
+                    cvt_size(unsafe {
+                        libc::sendto(
+                            fd,
+                            ptr as *const libc::c_void,
+                            len,
+                            libc::MSG_NOSIGNAL,
+                            name,
+                            name_len,
+                        )
+                    })
+                })
+                .await;
+                (res, buf)
+            }
+        }
+    }
+}
+
+/// A uring result as an `io::Result` of a count.
+fn finish(res: Result<i32, cancel::Cancelled>) -> io::Result<usize> {
+    match res {
+        Ok(res) => uring::check(res).map(|n| n as usize),
+        Err(c) => Err(c.into()),
+    }
+}
+
+/// True if `err` reports a cancelled scope (as opposed to `EINTR`).
+pub(crate) fn is_cancellation(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|e| e.downcast_ref::<cancel::Cancelled>().is_some())
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a valid fd.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags {
+            cvt(libc::fcntl(fd, libc::F_SETFL, new))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! TCP: listeners, streams, owned halves.
+
+use std::{
+    fmt,
+    future::poll_fn,
+    io,
+    net::{Shutdown, SocketAddr, ToSocketAddrs},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc,
+    },
+    task::Poll,
+};
+
+use super::{addr::resolve, compat::Compat, sys::Socket};
+use crate::{
+    cancel, coop,
+    io::{
+        uring::{self, AcceptQueue, Remote},
+        IoBuf, IoBufMut,
+    },
+    sync::{lock, Mutex},
+};
+
+/// Set when a kernel rejected multishot accept; single-shot from then on.
+static MULTISHOT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// A TCP listener.
+///
+/// Under io_uring it accepts with one multishot accept kept armed (where the
+/// kernel has it): connections queue up as they arrive and `accept` takes
+/// the next one; a failed accept (`EMFILE`, ...) is reported by `accept`
+/// and the next call re-arms. Dropping the listener cancels the multishot
+/// and closes connections nobody took.
+pub struct TcpListener {
+    sock: Socket,
+    multishot: Mutex<Option<(Arc<AcceptQueue>, Arc<Remote>)>>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (the first address that works) and listens, with
+    /// `SO_REUSEADDR` set and a backlog of 1024.
+    ///
+    /// Host names resolve on the calling thread; pass IP literals (or
+    /// resolve beforehand) to keep a worker from blocking on DNS.
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last = None;
+        for addr in resolve(addr)? {
+            match Self::bind_one(addr) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("resolve returns at least one address"))
+    }
+
+    fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+        let sock = Socket::new(domain(&addr), libc::SOCK_STREAM)?;
+        sock.setsockopt_int(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        sock.bind(addr)?;
+        sock.listen(1024)?;
+        Ok(TcpListener {
+            sock,
+            multishot: Mutex::new(None),
+        })
+    }
+
+    /// Adopts a bound, listening std listener. Must be called inside a
+    /// weft runtime.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            sock: Socket::from_fd(OwnedFd::from(listener))?,
+            multishot: Mutex::new(None),
+        })
+    }
+
+    /// The address this listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        if !self.sock.is_uring() || MULTISHOT_UNSUPPORTED.load(Relaxed) {
+            let (fd, addr) = self.sock.accept().await?;
+            return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), addr));
+        }
+        loop {
+            let queue = self.armed_queue()?;
+            let next = poll_fn(|cx| {
+                let restore = std::task::ready!(coop::poll_proceed(cx));
+                if let Some(c) = cancel::poll_cancelled(None, false) {
+                    restore.made_progress();
+                    return Poll::Ready(Err(io::Error::from(c)));
+                }
+                let res = std::task::ready!(queue.poll_next(cx));
+                restore.made_progress();
+                Poll::Ready(Ok(res))
+            })
+            .await?;
+            match next {
+                Ok(fd) if fd >= 0 => {
+                    // SAFETY: the kernel handed us this fd.
+                    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                    let stream = TcpStream::from_socket(Socket::from_fd(fd)?);
+                    match stream.peer_addr() {
+                        Ok(addr) => return Ok((stream, addr)),
+                        // Reset before we looked: take the next one.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(err) if err == -libc::EINVAL => {
+                    // This kernel has no multishot accept.
+                    MULTISHOT_UNSUPPORTED.store(true, Relaxed);
+                    *lock(&self.multishot) = None;
+                    let (fd, addr) = self.sock.accept().await?;
+                    return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), addr));
+                }
+                Ok(err) => return Err(io::Error::from_raw_os_error(-err)),
+                Err(()) => {
+                    // The multishot ended: arm a new one.
+                    let mut slot = lock(&self.multishot);
+                    if slot.as_ref().is_some_and(|(q, _)| Arc::ptr_eq(q, &queue)) {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn armed_queue(&self) -> io::Result<Arc<AcceptQueue>> {
+        let mut slot = lock(&self.multishot);
+        if let Some((queue, _)) = &*slot {
+            return Ok(queue.clone());
+        }
+        let queue = AcceptQueue::new();
+        let owner = uring::arm_multishot_accept(self.sock.fd(), &queue)?;
+        *slot = Some((queue.clone(), owner));
+        Ok(queue)
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        if let Some((queue, owner)) = lock(&self.multishot).take() {
+            uring::cancel_multishot(&owner, queue);
+        }
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("socket", &self.sock)
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+fn domain(addr: &SocketAddr) -> libc::c_int {
+    match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+/// A TCP connection.
+///
+/// The native api is completion style: `read(buf)` and `write(buf)` take
+/// the buffer and give it back with the result, so io_uring can own it while
+/// the kernel works. It also implements `futures_io::AsyncRead`/`AsyncWrite`
+/// (and tokio's io traits with the `tokio-io` feature) for code written
+/// against those; under io_uring they copy through an internal buffer.
+///
+/// Reads and writes may run at the same time from different tasks (`&self`),
+/// or from the two halves of [`into_split`](TcpStream::into_split).
+pub struct TcpStream {
+    sock: Arc<Socket>,
+    compat: Compat,
+}
+
+impl TcpStream {
+    fn from_socket(sock: Socket) -> TcpStream {
+        TcpStream {
+            sock: Arc::new(sock),
+            compat: Compat::default(),
+        }
+    }
+
+    /// Connects to `addr`, trying each resolved address in turn.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in resolve(addr)? {
+            let sock = Socket::new(domain(&addr), libc::SOCK_STREAM)?;
+            match sock.connect(addr).await {
+                Ok(()) => return Ok(TcpStream::from_socket(sock)),
+                Err(e) if super::sys::is_cancellation(&e) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("resolve returns at least one address"))
+    }
+
+    /// Adopts a connected std stream. Must be called inside a weft runtime.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream::from_socket(Socket::from_fd(OwnedFd::from(
+            stream,
+        ))?))
+    }
+
+    /// Reads into `buf` (its whole capacity; see [`IoBufMut`]). `Ok(0)` is
+    /// the end of the stream.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.recv(buf).await
+    }
+
+    /// Writes some of `buf`'s initialised bytes; returns how many.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.send(buf).await
+    }
+
+    /// Writes all of `buf`'s initialised bytes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        self.sock.send_all(buf).await
+    }
+
+    /// Shuts down the read side, the write side (the peer reads end of
+    /// stream), or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.sock.shutdown(how)
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.sock
+            .setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, i32::from(nodelay))
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self
+            .sock
+            .getsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY)?
+            != 0)
+    }
+
+    /// Splits into a read half and a write half that can move to different
+    /// tasks. [`OwnedReadHalf::reunite`] puts them back together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        (
+            OwnedReadHalf {
+                sock: self.sock.clone(),
+                compat: Compat::default(),
+            },
+            OwnedWriteHalf {
+                sock: self.sock,
+                compat: Compat::default(),
+            },
+        )
+    }
+
+    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
+        (&self.sock, &mut self.compat)
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.fd()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("socket", &self.sock)
+            .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+/// The read half of a [`TcpStream`].
+pub struct OwnedReadHalf {
+    sock: Arc<Socket>,
+    compat: Compat,
+}
+
+/// The write half of a [`TcpStream`]. Dropping it does not shut the
+/// connection down; call [`shutdown`](OwnedWriteHalf::shutdown).
+pub struct OwnedWriteHalf {
+    sock: Arc<Socket>,
+    compat: Compat,
+}
+
+/// The halves passed to [`OwnedReadHalf::reunite`] came from different
+/// streams; they are handed back.
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+impl fmt::Debug for ReuniteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tried to reunite halves of different TcpStreams")
+    }
+}
+
+impl std::error::Error for ReuniteError {}
+
+impl OwnedReadHalf {
+    /// Reads into `buf`; see [`TcpStream::read`].
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.recv(buf).await
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Puts the stream back together, if `write` is its other half.
+    pub fn reunite(self, write: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
+        if !Arc::ptr_eq(&self.sock, &write.sock) {
+            return Err(ReuniteError(self, write));
+        }
+        drop(write);
+        Ok(TcpStream {
+            sock: self.sock,
+            compat: Compat::default(),
+        })
+    }
+
+    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
+        (&self.sock, &mut self.compat)
+    }
+}
+
+impl OwnedWriteHalf {
+    /// Writes some of `buf`; see [`TcpStream::write`].
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.send(buf).await
+    }
+
+    /// Writes all of `buf`; see [`TcpStream::write_all`].
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        self.sock.send_all(buf).await
+    }
+
+    /// Shuts down the write side: the peer reads end of stream.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(Shutdown::Write)
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
+        (&self.sock, &mut self.compat)
+    }
+}
+
+impl fmt::Debug for OwnedReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedReadHalf")
+            .field("socket", &self.sock)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OwnedWriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedWriteHalf")
+            .field("socket", &self.sock)
+            .finish()
+    }
+}
