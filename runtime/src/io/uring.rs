@@ -184,8 +184,11 @@ impl Remote {
     /// sees a spurious completion and drains its mailbox on its next tick).
     pub(crate) fn wake_eventfd(&self) {
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. A full
-        // counter (EAGAIN) already means "wake", so the result is ignored.
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. The
+        // fd is blocking (a read of a non-blocking file through the ring
+        // fails with EAGAIN instead of waiting on some kernels); a write
+        // would block only with the counter near 2^64, which one read per
+        // park keeps from happening. The result carries nothing to act on.
         unsafe {
             libc::write(
                 self.eventfd.as_raw_fd(),
@@ -230,7 +233,7 @@ impl Driver {
     pub(crate) fn new(entries: u32, features: Features) -> io::Result<(Driver, Arc<Remote>)> {
         let ring = build_ring(features.flags, entries)?;
         // SAFETY: plain syscall; the fd is checked below.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
             return Err(io::Error::last_os_error());
         }
