@@ -51,6 +51,20 @@ const TOKEN_MSG: u64 = u64::MAX - 1;
 /// (link timeouts, cancellations, the sender's side of `MSG_RING`).
 const TOKEN_IGNORE: u64 = u64::MAX - 2;
 
+/// Receives skip the first, usually futile, attempt and arm their poll at
+/// once (`IORING_RECVSEND_POLL_FIRST`): in request/response traffic the
+/// next request is rarely there when the read is submitted.
+static RECV_POLL_FIRST: AtomicBool = AtomicBool::new(false);
+
+/// The `ioprio` flags for a receive.
+pub(crate) fn recv_ioprio() -> u16 {
+    if RECV_POLL_FIRST.load(Relaxed) {
+        1 // IORING_RECVSEND_POLL_FIRST
+    } else {
+        0
+    }
+}
+
 /// What the kernel offers, found out once at start-up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Features {
@@ -90,8 +104,18 @@ pub(crate) fn probe() -> io::Result<Features> {
             ));
         }
     }
+    if !ring.params().is_feature_ext_arg() {
+        // Waiting with a timeout (the next timer) needs EXT_ARG (5.11).
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring lacks IORING_FEAT_EXT_ARG",
+        ));
+    }
     let msg_ring = probe.is_supported(opcode::MsgRingData::CODE)
         && std::env::var_os("WEFT_IO_WAKE").is_none_or(|v| v != "eventfd");
+    // IORING_RECVSEND_POLL_FIRST (5.19) has no feature bit of its own;
+    // RECVSEND_BUNDLE (6.10) implies it.
+    RECV_POLL_FIRST.store(ring.params().is_feature_recvsend_bundle(), Relaxed);
     drop(ring);
     let flags = [
         SetupFlags::SingleIssuerDeferTaskrun,

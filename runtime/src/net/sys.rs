@@ -305,7 +305,9 @@ impl Socket {
                 };
                 let op = Op::submit(BufData(buf), timeout, |d| {
                     let total = d.0.bytes_total().min(u32::MAX as usize) as u32;
-                    opcode::Recv::new(Fd(fd), d.0.stable_mut_ptr(), total).build()
+                    opcode::Recv::new(Fd(fd), d.0.stable_mut_ptr(), total)
+                        .ioprio(uring::recv_ioprio())
+                        .build()
                 });
                 let (res, BufData(mut buf)) = match op {
                     Ok(op) => Cancellable::new(op).await,
