@@ -190,7 +190,7 @@ impl RemoteIo {
         }
     }
 
-    /// Operations (io_uring) or registered sockets (epoll) this driver holds.
+    /// Operations this ring still owns (0 under epoll, which owns none).
     pub(crate) fn in_flight(&self) -> usize {
         match self {
             RemoteIo::Uring(r) => r.in_flight(),

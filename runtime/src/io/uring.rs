@@ -142,8 +142,9 @@ fn build_ring(flags: SetupFlags, entries: u32) -> io::Result<IoUring> {
         }
         SetupFlags::Plain => {}
     }
+    // The kernel caps the completion queue at 65536 entries.
     builder
-        .setup_cqsize(entries.saturating_mul(4))
+        .setup_cqsize(entries.saturating_mul(4).min(65536))
         .build(entries)
 }
 

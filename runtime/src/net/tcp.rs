@@ -94,7 +94,15 @@ impl TcpListener {
                     restore.made_progress();
                     return Poll::Ready(Err(io::Error::from(c)));
                 }
-                let res = std::task::ready!(queue.poll_next(cx));
+                let Poll::Ready(res) = queue.poll_next(cx) else {
+                    // Waiting in user space (no op of ours to link a
+                    // kernel timeout to): the scope's deadline timer must
+                    // end the wait.
+                    if let Some(c) = cancel::poll_cancelled(None, true) {
+                        return Poll::Ready(Err(io::Error::from(c)));
+                    }
+                    return Poll::Pending;
+                };
                 restore.made_progress();
                 Poll::Ready(Ok(res))
             })

@@ -197,8 +197,9 @@ impl Builder {
         self
     }
 
-    /// Submission queue entries of each worker's io_uring (default 256;
-    /// the completion queue is four times larger).
+    /// Submission queue entries of each worker's io_uring, 1 to 32768
+    /// (default 256; the completion queue is four times larger, at most
+    /// 65536).
     pub fn io_ring_entries(mut self, entries: u32) -> Builder {
         self.io_ring_entries = entries;
         self
