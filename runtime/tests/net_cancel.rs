@@ -353,26 +353,32 @@ fn dropping_the_runtime_with_io_in_flight_closes_everything(driver: Driver) {
     let t = NetRt::new(driver);
     let (results_tx, results) = std::sync::mpsc::channel();
     let started = Arc::new(AtomicUsize::new(0));
-    let peers = t.block_on(async {
+    let (peers, servers, listener) = t.in_task(async {
         let mut peers = Vec::new();
+        let mut servers = Vec::new();
         for _ in 0..10 {
             let (client, server) = std_client_pair().await;
-            let (results_tx, started) = (results_tx.clone(), started.clone());
-            weft::spawn(async move {
-                started.fetch_add(1, SeqCst);
-                let (res, _) = server.read(Vec::with_capacity(64)).await;
-                let _ = results_tx.send(res);
-            });
             peers.push(client);
+            servers.push(server);
         }
-        let (listener, _) = listener().await;
+        (peers, servers, listener().await.0)
+    });
+    // Root tasks, blocked in io when the runtime goes.
+    for server in servers {
+        let (results_tx, started) = (results_tx.clone(), started.clone());
+        t.rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let (res, _) = server.read(Vec::with_capacity(64)).await;
+            let _ = results_tx.send(res);
+        });
+    }
+    {
         let started = started.clone();
-        weft::spawn(async move {
+        t.rt.spawn(async move {
             started.fetch_add(1, SeqCst);
             let _ = listener.accept().await;
         });
-        peers
-    });
+    }
     drop(results_tx);
     assert!(
         eventually(|| started.load(SeqCst) == 11),

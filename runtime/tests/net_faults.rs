@@ -81,8 +81,9 @@ fn peer_reset_mid_write_is_an_error_not_a_hang_or_sigpipe(driver: Driver) {
     // Far more than loopback's socket buffers hold: the write blocks until
     // the reset ends it.
     const LEN: usize = 64 << 20;
-    let _sigpipe = SigpipeDefault::new();
     let t = NetRt::new(driver);
+    // After the lock: no other test of this binary runs while it is set.
+    let sigpipe = SigpipeDefault::new();
     t.in_task(async {
         let (client, server) = std_client_pair().await;
         let writing = weft::spawn(async move {
@@ -120,6 +121,7 @@ fn peer_reset_mid_write_is_an_error_not_a_hang_or_sigpipe(driver: Driver) {
             );
         }
     });
+    drop(sigpipe);
     t.finish();
 }
 
@@ -282,10 +284,11 @@ fn connect_to_a_closed_port_is_refused(driver: Driver) {
 
 fn a_thousand_concurrent_connections_echo_through_one_listener(driver: Driver) {
     const CONNS: usize = 1000;
-    // Two sockets per connection, plus room for the runtime and the harness.
-    let _limit =
-        (NofileLimit::soft() < 4 * CONNS as u64).then(|| NofileLimit::set_soft(4 * CONNS as u64));
     let t = NetRt::new(driver);
+    // Two sockets per connection, plus room for the runtime and the harness
+    // (raised, if it must be, under the lock).
+    let limit =
+        (NofileLimit::soft() < 4 * CONNS as u64).then(|| NofileLimit::set_soft(4 * CONNS as u64));
     t.in_task(async {
         let (listener, addr) = listener().await;
         let server = weft::spawn(async move {
@@ -325,5 +328,6 @@ fn a_thousand_concurrent_connections_echo_through_one_listener(driver: Driver) {
         }
         assert_eq!(server.await.unwrap(), sent, "the echoes saw every byte");
     });
+    drop(limit);
     t.finish();
 }

@@ -40,6 +40,7 @@ on_each_driver!(
     from_std_listener_and_stream,
     sequential_accepts_serve_each_client_once,
     a_tiny_ring_carries_many_concurrent_ops,
+    io_works_in_block_on_outside_any_task,
 );
 
 /// What the API promises about threads: everything can move between
@@ -405,25 +406,36 @@ fn futures_io_traits_interoperate_with_owned_buffers(driver: Driver) {
     let t = NetRt::new(driver);
     t.in_task(async {
         let (mut client, server) = tcp_pair().await;
+        let server = std::sync::Arc::new(server);
 
-        // futures-io writer, owned-buffer reader.
+        // futures-io writer, owned-buffer reader (in its own task: LEN may
+        // be more than the socket buffers hold).
+        let reading = {
+            let server = server.clone();
+            weft::spawn(async move { read_exact(&server, LEN).await })
+        };
         AsyncWriteExt::write_all(&mut client, &pattern(1, LEN))
             .await
             .expect("AsyncWriteExt::write_all");
         AsyncWriteExt::flush(&mut client).await.expect("flush");
-        let got = read_exact(&server, LEN).await;
-        check_pattern(1, 0, &got);
+        check_pattern(1, 0, &reading.await.expect("the reader completed"));
 
         // Owned-buffer writer, futures-io reader.
-        server.write_all(pattern(2, LEN)).await.0.unwrap();
+        let writing = {
+            let server = server.clone();
+            weft::spawn(async move {
+                server.write_all(pattern(2, LEN)).await.0.unwrap();
+                server.shutdown(Shutdown::Write).unwrap();
+            })
+        };
         let mut exact = vec![0u8; 10];
         client.read_exact(&mut exact).await.expect("read_exact");
         check_pattern(2, 0, &exact);
-        server.shutdown(Shutdown::Write).unwrap();
         let mut rest = Vec::new();
         let n = client.read_to_end(&mut rest).await.expect("read_to_end");
         assert_eq!(n, LEN - 10);
         check_pattern(2, 10, &rest);
+        writing.await.expect("the writer completed");
         // EOF through the trait too.
         let mut one = [0u8; 1];
         assert_eq!(AsyncReadExt::read(&mut client, &mut one).await.unwrap(), 0);
@@ -560,6 +572,19 @@ fn a_tiny_ring_carries_many_concurrent_ops(driver: Driver) {
         for reader in readers {
             reader.await.expect("reader completed");
         }
+    });
+    t.finish();
+}
+
+fn io_works_in_block_on_outside_any_task(driver: Driver) {
+    let t = NetRt::new(driver);
+    // Not `in_task`: the futures run on the thread that called block_on.
+    t.block_on(async {
+        let (client, server) = tcp_pair().await;
+        client.write_all(b"from block_on".to_vec()).await.0.unwrap();
+        assert_eq!(read_exact(&server, 13).await, b"from block_on");
+        server.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_eof(&client, 0).await, b"");
     });
     t.finish();
 }
