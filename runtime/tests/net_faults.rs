@@ -184,15 +184,19 @@ async fn tcp_pair_with_nodelay() -> (TcpStream, TcpStream) {
 fn accept_without_a_free_fd_fails_with_emfile_then_recovers(driver: Driver) {
     let t = NetRt::new(driver);
     t.in_task(async {
-        let (listener, addr) = listener().await;
         // One full round first, so the drivers hold every fd they open
         // lazily before the limit bites.
         {
-            let _warm = std::net::TcpStream::connect(addr).unwrap();
-            listener.accept().await.expect("warm-up accept");
+            let (warm_listener, warm_addr) = listener().await;
+            let _warm = std::net::TcpStream::connect(warm_addr).unwrap();
+            warm_listener.accept().await.expect("warm-up accept");
         }
 
+        // The listener is bound and first accepts under the lowered limit:
+        // io_uring takes the fd limit of an accept when it is submitted, so
+        // a multishot accept armed before the change would not see it.
         let limit = NofileLimit::set_soft(fd_count() as u64 + 16);
+        let (listener, addr) = listener().await;
         let mut fillers = Vec::new();
         let mut exhausted = None;
         for _ in 0..10_000 {
@@ -226,6 +230,9 @@ fn accept_without_a_free_fd_fails_with_emfile_then_recovers(driver: Driver) {
                 let (server, peer) = listener.accept().await.expect("accept after EMFILE");
                 assert_eq!(peer, client.local_addr().unwrap());
                 server.write_all(b"!".to_vec()).await.0.unwrap();
+                let mut byte = [0u8; 1];
+                std::io::Read::read_exact(&mut &client, &mut byte).unwrap();
+                assert_eq!(&byte, b"!");
             }
             Err(_elapsed) => {
                 // Retrying: once fds are free, a new client is served (the

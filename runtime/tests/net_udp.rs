@@ -60,8 +60,11 @@ fn send_to_and_recv_from(driver: Driver) {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from, a_addr, "recv_from reports the sender");
 
-        // And back, with static buffers.
-        b.send_to(&b"world"[..], from).await.0.expect("reply");
+        // And back, with a boxed slice.
+        b.send_to(b"world".to_vec().into_boxed_slice(), from)
+            .await
+            .0
+            .expect("reply");
         let (res, buf) = a.recv_from(vec![0u8; 64]).await;
         let (n, from) = res.expect("recv_from the reply");
         assert_eq!(&buf[..n], b"world");
