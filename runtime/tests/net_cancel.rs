@@ -44,7 +44,9 @@ on_each_driver!(
     a_timeout_around_a_read_times_out,
     an_explicit_cancel_interrupts_a_blocked_read_level_triggered,
     an_explicit_cancel_interrupts_a_blocked_write,
-    accept_and_udp_recv_past_a_deadline_time_out,
+    an_accept_past_its_deadline_times_out,
+    an_explicit_cancel_interrupts_a_blocked_accept,
+    a_udp_recv_past_its_deadline_times_out,
     dropped_reads_leave_the_connection_working,
     a_dropped_accept_leaves_no_connection_behind,
     dropping_the_runtime_with_io_in_flight_closes_everything,
@@ -207,7 +209,7 @@ fn an_explicit_cancel_interrupts_a_blocked_write(driver: Driver) {
     t.finish();
 }
 
-fn accept_and_udp_recv_past_a_deadline_time_out(driver: Driver) {
+fn an_accept_past_its_deadline_times_out(driver: Driver) {
     let t = NetRt::new(driver);
     t.in_task(async {
         let (listener, addr) = listener().await;
@@ -227,7 +229,44 @@ fn accept_and_udp_recv_past_a_deadline_time_out(driver: Driver) {
             .await
             .expect("accept after a timed-out accept");
         assert_eq!(peer, client.local_addr().unwrap());
+    });
+    t.finish();
+}
 
+fn an_explicit_cancel_interrupts_a_blocked_accept(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (listener, addr) = listener().await;
+        let accepting = Gate::new();
+        let task = {
+            let accepting = accepting.clone();
+            weft::spawn(async move {
+                accepting.open();
+                (listener.accept().await.map(|_| ()), listener)
+            })
+        };
+        accepting.wait().await;
+        sleep(Duration::from_millis(20)).await.unwrap();
+        assert!(!task.is_finished(), "nobody connects: the accept waits");
+        assert!(task.cancel());
+        let (res, listener) = task.await.expect("the cancelled task returned");
+        let err = res.expect_err("the blocked accept is interrupted");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err:?}");
+        assert_eq!(cancelled_of(&err).cause(), Cause::Explicit);
+
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (_, peer) = listener
+            .accept()
+            .await
+            .expect("accept after an interrupted accept");
+        assert_eq!(peer, client.local_addr().unwrap());
+    });
+    t.finish();
+}
+
+fn a_udp_recv_past_its_deadline_times_out(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
         let socket = UdpSocket::bind(LOOPBACK).await.unwrap();
         let socket_addr = socket.local_addr().unwrap();
         let (res, socket) = Builder::new()

@@ -626,10 +626,10 @@ fn io_uring_counters_move_with_io() {
     };
     let submitted = sum(&after, |w| w.io_submissions) - sum(&before, |w| w.io_submissions);
     let completed = sum(&after, |w| w.io_completions) - sum(&before, |w| w.io_completions);
-    // bind/listen are plain syscalls; accept, connect, send and recv at least
-    // go through the rings.
-    assert!(submitted >= 4, "io_submissions rose by {submitted}");
-    assert!(completed >= 4, "io_completions rose by {completed}");
+    // bind/listen are plain syscalls and sends may complete eagerly, but a
+    // read that has to wait for its data goes through a ring.
+    assert!(submitted >= 1, "io_submissions rose by {submitted}");
+    assert!(completed >= 1, "io_completions rose by {completed}");
     t.finish();
 }
 
@@ -642,10 +642,13 @@ fn ring_entries_out_of_range_are_a_build_error() {
             .build();
         assert!(built.is_err(), "io_ring_entries({entries}) must not build");
     }
+    // Every size the builder accepts builds a ring (io_uring: the only
+    // driver with rings, so forced here to check them in either CI run).
     for entries in [1, 32_768] {
         let _serial = common::net::serial();
         let rt = weft::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .io_driver(Driver::Uring)
             .io_ring_entries(entries)
             .build()
             .unwrap_or_else(|e| panic!("io_ring_entries({entries}): {e}"));
