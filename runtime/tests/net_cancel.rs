@@ -1,7 +1,8 @@
 //! Network ops as cancellation points, on both io drivers: a read that
 //! outlives its task's deadline (`TimedOut`, with the deadline's
-//! `Cancelled` inside) or a `time::timeout` around it; an explicit cancel of
-//! a task blocked in read or write (`Interrupted`), level-triggered so the
+//! `Cancelled` inside), or its parent's (cause `Parent`, origin
+//! `Deadline`), or a `time::timeout` around it; an explicit cancel of a task
+//! blocked in read, write or accept (`Interrupted`), level-triggered so the
 //! next op fails at once even with data ready; accept and UDP recv past a
 //! deadline; op futures dropped mid-flight (the stream keeps working, the
 //! drivers let go of every op, no fd leaks, a dropped accept closes what it
@@ -9,7 +10,6 @@
 //!
 //! A stream is reused after a cancelled op only once `io_ops_in_flight` is
 //! back to 0: until the kernel has let go of an op it may still take bytes.
-
 mod common;
 
 use std::{
@@ -41,6 +41,7 @@ use weft::{
 
 on_each_driver!(
     a_read_past_its_task_deadline_times_out,
+    an_inherited_deadline_ends_a_childs_read,
     a_timeout_around_a_read_times_out,
     an_explicit_cancel_interrupts_a_blocked_read_level_triggered,
     an_explicit_cancel_interrupts_a_blocked_write,
@@ -83,6 +84,43 @@ fn a_read_past_its_task_deadline_times_out(driver: Driver) {
         );
 
         // Outside the expired task the stream works: nothing was lost.
+        wait_io_idle().await;
+        client.write_all(b"late".to_vec()).await.0.unwrap();
+        assert_eq!(read_exact(&server, 4).await, b"late");
+    });
+    t.finish();
+}
+
+fn an_inherited_deadline_ends_a_childs_read(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (client, server) = tcp_pair().await;
+        let (result_tx, result_rx) = futures_channel::oneshot::channel();
+        Builder::new()
+            .timeout(DEADLINE)
+            .spawn(async move {
+                // The child has no deadline of its own: it inherits this one.
+                // The parent outlives it without a weft await point (which
+                // its own expired deadline would end at once).
+                let child_done = Gate::new();
+                let done = child_done.clone();
+                weft::spawn(async move {
+                    let (res, _) = server.read(Vec::with_capacity(64)).await;
+                    let _ = result_tx.send((res, server));
+                    done.open();
+                });
+                child_done.wait().await;
+            })
+            .await
+            .expect("the parent returned");
+        let (res, server) = result_rx.await.expect("the child sent its result");
+        let err = res.expect_err("the parent's deadline ends the child's read");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err:?}");
+        let cancelled = cancelled_of(&err);
+        assert_eq!(cancelled.cause(), Cause::Parent);
+        assert_eq!(cancelled.origin(), Cause::Deadline);
+        assert!(cancelled.is_deadline());
+
         wait_io_idle().await;
         client.write_all(b"late".to_vec()).await.0.unwrap();
         assert_eq!(read_exact(&server, 4).await, b"late");
