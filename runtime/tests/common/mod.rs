@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod net;
+
 use std::{
     future::Future,
     panic,
