@@ -156,6 +156,17 @@ impl Parker {
     pub fn park(&self, deadline: Option<std::time::Instant>) {
         self.0.park(deadline)
     }
+    /// A parker whose thread blocks in an io driver, woken by `hook` (see
+    /// `Parker::with_wake_hook`; the runtime's hook is `Remote::wake`).
+    pub fn with_wake_hook(hook: impl Fn() + Send + Sync + 'static) -> Parker {
+        Parker(park::Parker::with_wake_hook(std::sync::Arc::new(hook)))
+    }
+    /// Parks by calling `wait` (the driver's blocking wait) unless a token
+    /// is pending (see `Parker::park_with`). loom has no time, so no
+    /// deadline: a wait that ends early is modelled by the wait itself.
+    pub fn park_with(&self, wait: impl FnOnce()) {
+        self.0.park_with(None, |_deadline| wait())
+    }
 }
 
 impl Unparker {
