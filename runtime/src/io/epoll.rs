@@ -27,9 +27,15 @@ use crate::sync::{lock, Mutex};
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
-const READABLE: usize = 0b01;
-const WRITABLE: usize = 0b10;
-const SEQ_SHIFT: u32 = 2;
+const READABLE: usize = 0b0001;
+const WRITABLE: usize = 0b0010;
+/// The peer closed its side (or the socket failed): final, never cleared,
+/// so a read that drained the data before the FIN's event was handled
+/// still finds the end of stream.
+const READ_CLOSED: usize = 0b0100;
+const WRITE_CLOSED: usize = 0b1000;
+const BITS: usize = 0b1111;
+const SEQ_SHIFT: u32 = 4;
 
 /// A direction of interest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,10 +45,19 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
+    /// The bit an `EAGAIN` clears.
     fn bit(self) -> usize {
         match self {
             Direction::Read => READABLE,
             Direction::Write => WRITABLE,
+        }
+    }
+
+    /// The bits that let an operation try its syscall.
+    fn ready_mask(self) -> usize {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED,
+            Direction::Write => WRITABLE | WRITE_CLOSED,
         }
     }
 }
@@ -68,32 +83,40 @@ impl ScheduledIo {
 
     fn set_ready(&self, bits: usize) {
         let _ = self.readiness.fetch_update(AcqRel, Acquire, |cur| {
-            Some(((cur >> SEQ_SHIFT).wrapping_add(1) << SEQ_SHIFT) | (cur & 0b11) | bits)
+            Some(((cur >> SEQ_SHIFT).wrapping_add(1) << SEQ_SHIFT) | (cur & BITS) | bits)
         });
-        if bits & READABLE != 0 {
+        if bits & Direction::Read.ready_mask() != 0 {
             wake_all(&self.readers);
         }
-        if bits & WRITABLE != 0 {
+        if bits & Direction::Write.ready_mask() != 0 {
             wake_all(&self.writers);
         }
     }
 
     /// Runs `op` when `dir` may be ready; on `WouldBlock` waits for the next
     /// readiness event (registering the waker) and tries again.
+    ///
+    /// `drained` says whether a successful result shows the direction is no
+    /// longer ready (a read shorter than the buffer emptied the socket, a
+    /// write shorter than asked filled it); readiness is then cleared right
+    /// away, saving the syscall that would only return `EAGAIN` (tokio does
+    /// the same).
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
         mut op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         let bit = dir.bit();
+        let mask = dir.ready_mask();
         loop {
             let observed = self.readiness.load(Acquire);
-            if observed & bit == 0 {
+            if observed & mask == 0 {
                 self.add_waker(dir, cx.waker());
                 // An event may have landed between the load and the
                 // registration: look again before sleeping.
-                if self.readiness.load(Acquire) & bit == 0 {
+                if self.readiness.load(Acquire) & mask == 0 {
                     return Poll::Pending;
                 }
                 continue;
@@ -105,7 +128,18 @@ impl ScheduledIo {
                         self.readiness
                             .compare_exchange(observed, observed & !bit, AcqRel, Acquire);
                 }
-                res => return Poll::Ready(res),
+                Ok(r) => {
+                    if drained(&r) {
+                        let _ = self.readiness.compare_exchange(
+                            observed,
+                            observed & !bit,
+                            AcqRel,
+                            Acquire,
+                        );
+                    }
+                    return Poll::Ready(Ok(r));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -190,7 +224,7 @@ impl Drop for Registration {
         let _ = self.remote.registry.deregister(&mut SourceFd(&self.fd));
         lock(&self.remote.ios).remove(self.token);
         // Wake anyone still waiting so they notice the socket is gone.
-        self.io.set_ready(READABLE | WRITABLE);
+        self.io.set_ready(BITS);
     }
 }
 
@@ -257,11 +291,17 @@ impl Driver {
                 continue;
             }
             let mut bits = 0;
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
+            if event.is_readable() {
                 bits |= READABLE;
             }
-            if event.is_writable() || event.is_write_closed() || event.is_error() {
+            if event.is_writable() {
                 bits |= WRITABLE;
+            }
+            if event.is_read_closed() || event.is_error() {
+                bits |= READ_CLOSED;
+            }
+            if event.is_write_closed() || event.is_error() {
+                bits |= WRITE_CLOSED;
             }
             let io = lock(&self.remote.ios).get(event.token().0).cloned();
             if let Some(io) = io {

@@ -131,8 +131,9 @@ async fn poll_epoll<R>(
     reg: &Registration,
     dir: Direction,
     mut op: impl FnMut() -> io::Result<R>,
+    drained: impl Fn(&R) -> bool,
 ) -> io::Result<R> {
-    poll_fn(|cx: &mut Context<'_>| poll_epoll_once(reg, cx, dir, &mut op)).await
+    poll_fn(|cx: &mut Context<'_>| poll_epoll_once(reg, cx, dir, &mut op, &drained)).await
 }
 
 /// One poll of a readiness-driven operation, as a weft await point.
@@ -141,13 +142,14 @@ fn poll_epoll_once<R>(
     cx: &mut Context<'_>,
     dir: Direction,
     op: impl FnMut() -> io::Result<R>,
+    drained: impl Fn(&R) -> bool,
 ) -> Poll<io::Result<R>> {
     let restore = std::task::ready!(coop::poll_proceed(cx));
     if let Some(c) = cancel::poll_cancelled(None, false) {
         restore.made_progress();
         return Poll::Ready(Err(c.into()));
     }
-    match reg.io().poll_io(cx, dir, op) {
+    match reg.io().poll_io(cx, dir, op, drained) {
         Poll::Ready(res) => {
             restore.made_progress();
             Poll::Ready(res)
@@ -272,10 +274,17 @@ impl Socket {
             unreachable!("poll_recv_slice on an io_uring socket");
         };
         let fd = self.fd();
-        poll_epoll_once(reg, cx, Direction::Read, || {
-            // SAFETY: `buf` is valid for `len` bytes of writes.
-            cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
-        })
+        let len = buf.len();
+        poll_epoll_once(
+            reg,
+            cx,
+            Direction::Read,
+            || {
+                // SAFETY: `buf` is valid for `len` bytes of writes.
+                cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+            },
+            |n| *n > 0 && *n < len,
+        )
     }
 
     /// Readiness-style send from a borrowed slice (epoll sockets only).
@@ -288,10 +297,19 @@ impl Socket {
             unreachable!("poll_send_slice on an io_uring socket");
         };
         let fd = self.fd();
-        poll_epoll_once(reg, cx, Direction::Write, || {
-            // SAFETY: `buf` holds `len` initialised bytes.
-            cvt_size(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
-        })
+        let len = buf.len();
+        poll_epoll_once(
+            reg,
+            cx,
+            Direction::Write,
+            || {
+                // SAFETY: `buf` holds `len` initialised bytes.
+                cvt_size(unsafe {
+                    libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+                })
+            },
+            |n| *n < len,
+        )
     }
 
     /// Receives into `buf[0..bytes_total]`.
@@ -323,11 +341,16 @@ impl Socket {
             Kind::Epoll(reg) => {
                 let ptr = buf.stable_mut_ptr() as usize;
                 let total = buf.bytes_total();
-                let res = poll_epoll(reg, Direction::Read, || {
-                    // SAFETY: the buffer is valid for `total` bytes of writes
-                    // and owned by this call.
-                    cvt_size(unsafe { libc::recv(fd, ptr as *mut libc::c_void, total, 0) })
-                })
+                let res = poll_epoll(
+                    reg,
+                    Direction::Read,
+                    || {
+                        // SAFETY: the buffer is valid for `total` bytes of writes
+                        // and owned by this call.
+                        cvt_size(unsafe { libc::recv(fd, ptr as *mut libc::c_void, total, 0) })
+                    },
+                    |n| *n > 0 && *n < total,
+                )
                 .await;
                 if let Ok(n) = res {
                     // SAFETY: the kernel wrote `n` bytes at the start.
@@ -392,13 +415,18 @@ impl Socket {
             Kind::Epoll(reg) => {
                 // SAFETY: as above.
                 let ptr = unsafe { buf.stable_ptr().add(offset.min(buf.bytes_init())) } as usize;
-                let res = poll_epoll(reg, Direction::Write, || {
-                    // SAFETY: `len` initialised bytes at `ptr`, owned by
-                    // this call.
-                    cvt_size(unsafe {
-                        libc::send(fd, ptr as *const libc::c_void, len, libc::MSG_NOSIGNAL)
-                    })
-                })
+                let res = poll_epoll(
+                    reg,
+                    Direction::Write,
+                    || {
+                        // SAFETY: `len` initialised bytes at `ptr`, owned by
+                        // this call.
+                        cvt_size(unsafe {
+                            libc::send(fd, ptr as *const libc::c_void, len, libc::MSG_NOSIGNAL)
+                        })
+                    },
+                    |n| *n < len,
+                )
                 .await;
                 (res, buf)
             }
@@ -451,22 +479,27 @@ impl Socket {
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
                     Err(e) => return Err(e),
                 }
-                poll_epoll(reg, Direction::Write, || {
-                    match self.getsockopt_int(libc::SOL_SOCKET, libc::SO_ERROR)? {
-                        0 => {
-                            // Writable with no error: connected, unless the
-                            // event was for something else.
-                            match self.peer_addr() {
-                                Ok(_) => Ok(()),
-                                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                                    Err(io::ErrorKind::WouldBlock.into())
+                poll_epoll(
+                    reg,
+                    Direction::Write,
+                    || {
+                        match self.getsockopt_int(libc::SOL_SOCKET, libc::SO_ERROR)? {
+                            0 => {
+                                // Writable with no error: connected, unless the
+                                // event was for something else.
+                                match self.peer_addr() {
+                                    Ok(_) => Ok(()),
+                                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                                        Err(io::ErrorKind::WouldBlock.into())
+                                    }
+                                    Err(e) => Err(e),
                                 }
-                                Err(e) => Err(e),
                             }
+                            err => Err(io::Error::from_raw_os_error(err)),
                         }
-                        err => Err(io::Error::from_raw_os_error(err)),
-                    }
-                })
+                    },
+                    |_| false,
+                )
                 .await
             }
         }
@@ -491,21 +524,26 @@ impl Socket {
                 Ok((new_fd, data.0.to_addr()?))
             }
             Kind::Epoll(reg) => {
-                poll_epoll(reg, Direction::Read, || {
-                    let mut raw = RawAddr::empty();
-                    // SAFETY: storage and length valid for the kernel to fill.
-                    let new_fd = cvt(unsafe {
-                        libc::accept4(
-                            fd,
-                            raw.as_mut_ptr(),
-                            &mut raw.len,
-                            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                        )
-                    })?;
-                    // SAFETY: a fresh fd we own.
-                    let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd) };
-                    Ok((new_fd, raw.to_addr()?))
-                })
+                poll_epoll(
+                    reg,
+                    Direction::Read,
+                    || {
+                        let mut raw = RawAddr::empty();
+                        // SAFETY: storage and length valid for the kernel to fill.
+                        let new_fd = cvt(unsafe {
+                            libc::accept4(
+                                fd,
+                                raw.as_mut_ptr(),
+                                &mut raw.len,
+                                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                            )
+                        })?;
+                        // SAFETY: a fresh fd we own.
+                        let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd) };
+                        Ok((new_fd, raw.to_addr()?))
+                    },
+                    |_| false,
+                )
                 .await
             }
         }
@@ -546,22 +584,27 @@ impl Socket {
             Kind::Epoll(reg) => {
                 let ptr = buf.stable_mut_ptr() as usize;
                 let total = buf.bytes_total();
-                let res = poll_epoll(reg, Direction::Read, || {
-                    let mut raw = RawAddr::empty();
-                    // SAFETY: the buffer is valid for `total` bytes of writes;
-                    // the address storage for the kernel to fill.
-                    let n = cvt_size(unsafe {
-                        libc::recvfrom(
-                            fd,
-                            ptr as *mut libc::c_void,
-                            total,
-                            0,
-                            raw.as_mut_ptr(),
-                            &mut raw.len,
-                        )
-                    })?;
-                    Ok((n, raw.to_addr()?))
-                })
+                let res = poll_epoll(
+                    reg,
+                    Direction::Read,
+                    || {
+                        let mut raw = RawAddr::empty();
+                        // SAFETY: the buffer is valid for `total` bytes of writes;
+                        // the address storage for the kernel to fill.
+                        let n = cvt_size(unsafe {
+                            libc::recvfrom(
+                                fd,
+                                ptr as *mut libc::c_void,
+                                total,
+                                0,
+                                raw.as_mut_ptr(),
+                                &mut raw.len,
+                            )
+                        })?;
+                        Ok((n, raw.to_addr()?))
+                    },
+                    |_| false,
+                )
                 .await;
                 if let Ok((n, _)) = res {
                     // SAFETY: the kernel wrote `n` bytes at the start.
@@ -605,24 +648,29 @@ impl Socket {
             Kind::Epoll(reg) => {
                 let ptr = buf.stable_ptr() as usize;
                 let raw = addr.map(RawAddr::from_addr);
-                let res = poll_epoll(reg, Direction::Write, || {
-                    let (name, name_len) = match &raw {
-                        Some(r) => (r.as_ptr(), r.len),
-                        None => (std::ptr::null(), 0),
-                    };
-                    // SAFETY: `len` initialised bytes at `ptr`; a valid (or
-                    // null) address.
-                    cvt_size(unsafe {
-                        libc::sendto(
-                            fd,
-                            ptr as *const libc::c_void,
-                            len,
-                            libc::MSG_NOSIGNAL,
-                            name,
-                            name_len,
-                        )
-                    })
-                })
+                let res = poll_epoll(
+                    reg,
+                    Direction::Write,
+                    || {
+                        let (name, name_len) = match &raw {
+                            Some(r) => (r.as_ptr(), r.len),
+                            None => (std::ptr::null(), 0),
+                        };
+                        // SAFETY: `len` initialised bytes at `ptr`; a valid (or
+                        // null) address.
+                        cvt_size(unsafe {
+                            libc::sendto(
+                                fd,
+                                ptr as *const libc::c_void,
+                                len,
+                                libc::MSG_NOSIGNAL,
+                                name,
+                                name_len,
+                            )
+                        })
+                    },
+                    |_| false,
+                )
                 .await;
                 (res, buf)
             }
