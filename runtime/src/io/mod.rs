@@ -185,7 +185,7 @@ impl RemoteIo {
     /// Wakes the worker out of its driver wait.
     pub(crate) fn wake(&self) {
         match self {
-            RemoteIo::Uring(r) => r.wake(),
+            RemoteIo::Uring(r) => uring::Remote::wake(r),
             RemoteIo::Epoll(r) => r.wake(),
         }
     }

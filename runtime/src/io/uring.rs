@@ -47,8 +47,12 @@ const TOKEN_EVENTFD: u64 = u64::MAX;
 const IORING_ENTER_GETEVENTS: u32 = 1;
 /// `user_data` of a wakeup sent by another worker with `MSG_RING`.
 const TOKEN_MSG: u64 = u64::MAX - 1;
+/// Tag of a `MSG_RING` wake sent from this ring: the rest of `user_data` is
+/// the key of its target in `Driver::msgs`. Op `user_data` never has the top
+/// bit (generations are 31 bits); the tokens all do, and are checked first.
+const MSG_TAG: u64 = 1 << 63;
 /// `user_data` of entries whose completion carries nothing to act on
-/// (link timeouts, cancellations, the sender's side of `MSG_RING`).
+/// (link timeouts, cancellations).
 const TOKEN_IGNORE: u64 = u64::MAX - 2;
 
 /// Receives skip the first, usually futile, attempt and arm their poll at
@@ -197,9 +201,8 @@ impl Remote {
     /// after it saw the worker parked. A worker with a ring of its own sends
     /// a `MSG_RING` (no eventfd round trip on the target); anyone else
     /// writes the eventfd.
-    pub(crate) fn wake(&self) {
-        let fd = self.ring_fd.load(Relaxed);
-        let sent = super::with_local_uring(|d| d.try_msg_ring(fd)).unwrap_or(false);
+    pub(crate) fn wake(self: &Arc<Self>) {
+        let sent = super::with_local_uring(|d| d.try_msg_ring(self)).unwrap_or(false);
         if !sent {
             self.wake_eventfd();
         }
@@ -250,6 +253,8 @@ pub(crate) struct Driver {
     eventfd_armed: bool,
     eventfd_buf: Box<u64>,
     msg_ring: bool,
+    /// Targets of `MSG_RING` wakes whose completion has not arrived.
+    msgs: Slab<Arc<Remote>>,
     defer_taskrun: bool,
     enabled: bool,
 }
@@ -281,6 +286,7 @@ impl Driver {
             eventfd_armed: false,
             eventfd_buf: Box::new(0),
             msg_ring: features.msg_ring,
+            msgs: Slab::new(),
             defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
             enabled: false,
         };
@@ -358,17 +364,25 @@ impl Driver {
     }
 
     /// Sends a wakeup to another ring through this one. False when not
-    /// possible (no MSG_RING, or this driver is mid-reap).
-    pub(crate) fn try_msg_ring(&mut self, target_fd: u64) -> bool {
+    /// possible (no MSG_RING, or this driver is mid-reap). The target is kept
+    /// until the send's own completion: if the message could not be
+    /// delivered (a full or disabled target ring), the eventfd wakes it.
+    pub(crate) fn try_msg_ring(&mut self, target: &Arc<Remote>) -> bool {
         if !self.msg_ring || !self.enabled {
             return false;
         }
-        let entry = opcode::MsgRingData::new(types::Fd(target_fd as RawFd), 0, TOKEN_MSG, None)
+        let key = self.msgs.insert(target.clone());
+        let fd = target.ring_fd.load(Relaxed) as RawFd;
+        let entry = opcode::MsgRingData::new(types::Fd(fd), 0, TOKEN_MSG, None)
             .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(TOKEN_IGNORE);
+            .user_data(MSG_TAG | key as u64);
         self.push_entries(&[entry]);
-        self.ring.submit().is_ok()
+        if self.ring.submit().is_ok() {
+            return true;
+        }
+        // Not submitted now; it will be with the next enter, and its
+        // completion still releases the target. Wake by eventfd meanwhile.
+        false
     }
 
     fn arm_eventfd(&mut self) {
@@ -484,6 +498,14 @@ impl Driver {
                 match user_data {
                     TOKEN_EVENTFD => self.eventfd_armed = false,
                     TOKEN_MSG | TOKEN_IGNORE => {}
+                    ud if ud & MSG_TAG != 0 => {
+                        let key = (ud & !MSG_TAG) as usize;
+                        if let Some(target) = self.msgs.try_remove(key) {
+                            if res < 0 {
+                                target.wake_eventfd();
+                            }
+                        }
+                    }
                     _ => {
                         let key = (user_data & 0xffff_ffff) as usize;
                         let generation = (user_data >> 32) as u32;
