@@ -1,0 +1,358 @@
+//! The load side of the TCP echo bench: a blocking client on OS threads, a
+//! latency histogram, and CPU clocks.
+//!
+//! The client knows nothing about the server's runtime, so weft (either io
+//! driver) and tokio are measured by the very same code. It is closed-loop:
+//! each connection has exactly one request in flight. A client thread owns
+//! a share of the connections and drives them in rounds: it writes one
+//! request on each of its connections, then reads the replies in the same
+//! order. A request's latency runs from just before its write to the end of
+//! its reply's read, so it includes the time the reply waited in the
+//! socket while the thread was reading an earlier connection's reply.
+//!
+//! Server CPU time is what is left of the process's CPU time once the client
+//! threads' own CPU time is subtracted (`CLOCK_PROCESS_CPUTIME_ID` minus each
+//! client thread's `CLOCK_THREAD_CPUTIME_ID`). On loopback the kernel's
+//! receive path runs in the softirq of whichever thread sent the packet, so
+//! each side is charged part of the other's receive work; that is the same
+//! for every server.
+
+use std::{
+    io::{self, Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Values below this are counted exactly, one bucket per nanosecond.
+const EXACT: u64 = 128;
+/// Buckets per power of two above `EXACT`: 64, so a bucket is at most 1/64
+/// (1.6 %) wide relative to its value.
+const SUB_BITS: u32 = 6;
+const SUB: u64 = 1 << SUB_BITS;
+/// `EXACT` plus 64 buckets for each power of two from 2^7 to 2^63.
+const BUCKETS: usize = EXACT as usize + (64 - 7) * SUB as usize;
+
+/// A log-linear latency histogram in nanoseconds (HdrHistogram's layout with
+/// six significant bits): fixed size, no allocation per sample.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            total: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Counts one sample of `nanos`.
+    pub fn record(&mut self, nanos: u64) {
+        self.counts[bucket(nanos)] += 1;
+        self.total += 1;
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+    }
+
+    /// Samples counted.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether no sample was counted.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The smallest value such that a fraction `q` of the samples are at or
+    /// below it (to the bucket's resolution); zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Duration::from_nanos(bucket_middle(index));
+            }
+        }
+        unreachable!("rank {rank} is at most the total {}", self.total)
+    }
+}
+
+fn bucket(nanos: u64) -> usize {
+    if nanos < EXACT {
+        return nanos as usize;
+    }
+    let exp = 63 - nanos.leading_zeros(); // ≥ 7
+    let shift = exp - SUB_BITS;
+    let mantissa = nanos >> shift; // in [SUB, 2 * SUB)
+    EXACT as usize + (exp as usize - 7) * SUB as usize + (mantissa - SUB) as usize
+}
+
+/// The middle of bucket `index`'s range of values.
+fn bucket_middle(index: usize) -> u64 {
+    if index < EXACT as usize {
+        return index as u64;
+    }
+    let above = index - EXACT as usize;
+    let exp = (above / SUB as usize) as u32 + 7;
+    let shift = exp - SUB_BITS;
+    let low = (SUB + (above % SUB as usize) as u64) << shift;
+    low + (1 << shift) / 2
+}
+
+/// CPU time the whole process has used so far (every thread, including the
+/// kernel's io_uring workers, which belong to the process).
+pub fn process_cpu() -> Duration {
+    clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU time the calling thread has used so far.
+pub fn thread_cpu() -> Duration {
+    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock(id: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and `id` one of the CPU
+    // clocks every Linux kernel has.
+    let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime: {}", io::Error::last_os_error());
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// What one batch of round trips measured.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Wall time from handing out the batch until the last reply.
+    pub wall: Duration,
+    /// Round trips completed.
+    pub requests: u64,
+    /// Latency of each round trip.
+    pub latencies: Histogram,
+    /// CPU time of the client threads during the batch.
+    pub client_cpu: Duration,
+    /// CPU time of the whole process during the batch.
+    pub process_cpu: Duration,
+}
+
+impl Batch {
+    /// Adds `other`'s figures to these.
+    pub fn merge(&mut self, other: &Batch) {
+        self.wall += other.wall;
+        self.requests += other.requests;
+        self.latencies.merge(&other.latencies);
+        self.client_cpu += other.client_cpu;
+        self.process_cpu += other.process_cpu;
+    }
+
+    /// Round trips per second of wall time.
+    pub fn requests_per_sec(&self) -> f64 {
+        self.requests as f64 / self.wall.as_secs_f64()
+    }
+
+    /// CPU time per round trip of everything but the client threads: the
+    /// server.
+    pub fn server_cpu_per_request(&self) -> Duration {
+        let server = self.process_cpu.saturating_sub(self.client_cpu);
+        Duration::from_secs_f64(server.as_secs_f64() / self.requests.max(1) as f64)
+    }
+}
+
+/// What a client thread hands back for one batch.
+#[derive(Debug)]
+struct ThreadReport {
+    requests: u64,
+    latencies: Histogram,
+    cpu: Duration,
+}
+
+#[derive(Debug)]
+struct ClientThread {
+    /// Rounds to run next; dropping it stops the thread.
+    rounds: mpsc::Sender<u64>,
+    reports: mpsc::Receiver<io::Result<ThreadReport>>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// `conns` blocking connections to an echo server, driven by `threads` OS
+/// threads, each owning every `threads`-th connection.
+#[derive(Debug)]
+pub struct LoadClient {
+    threads: Vec<ClientThread>,
+    conns: usize,
+}
+
+impl LoadClient {
+    /// Opens `conns` connections to `addr` (with `TCP_NODELAY`) and starts
+    /// `threads` client threads that send `size`-byte requests.
+    pub fn connect(
+        addr: SocketAddr,
+        conns: usize,
+        threads: usize,
+        size: usize,
+    ) -> io::Result<LoadClient> {
+        assert!(conns > 0 && threads > 0 && size > 0);
+        let threads = threads.min(conns);
+        let mut shares: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
+        for i in 0..conns {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            shares[i % threads].push(stream);
+        }
+        let threads = shares
+            .into_iter()
+            .enumerate()
+            .map(|(i, streams)| {
+                let (rounds, rounds_rx) = mpsc::channel();
+                let (reports_tx, reports) = mpsc::channel();
+                let thread = thread::Builder::new()
+                    .name(format!("echo-client-{i}"))
+                    .spawn(move || client_thread(streams, size, &rounds_rx, &reports_tx))
+                    .expect("spawn a client thread");
+                ClientThread {
+                    rounds,
+                    reports,
+                    thread,
+                }
+            })
+            .collect();
+        Ok(LoadClient { threads, conns })
+    }
+
+    /// Connections open.
+    pub fn conns(&self) -> usize {
+        self.conns
+    }
+
+    /// Every connection does `rounds` round trips; returns once all are
+    /// done.
+    ///
+    /// # Panics
+    /// If a connection fails or a reply differs from its request.
+    pub fn run(&self, rounds: u64) -> Batch {
+        let cpu_before = process_cpu();
+        let started = Instant::now();
+        for thread in &self.threads {
+            thread.rounds.send(rounds).expect("client thread alive");
+        }
+        let mut batch = Batch::default();
+        for thread in &self.threads {
+            let report = thread
+                .reports
+                .recv()
+                .expect("client thread alive")
+                .expect("echo round trip");
+            batch.requests += report.requests;
+            batch.latencies.merge(&report.latencies);
+            batch.client_cpu += report.cpu;
+        }
+        batch.wall = started.elapsed();
+        batch.process_cpu = process_cpu() - cpu_before;
+        batch
+    }
+}
+
+impl Drop for LoadClient {
+    /// Closes the connections (the server sees EOF on each) and joins the
+    /// client threads.
+    fn drop(&mut self) {
+        for thread in self.threads.drain(..) {
+            drop(thread.rounds);
+            let _ = thread.thread.join();
+        }
+    }
+}
+
+fn client_thread(
+    mut streams: Vec<TcpStream>,
+    size: usize,
+    rounds: &mpsc::Receiver<u64>,
+    reports: &mpsc::Sender<io::Result<ThreadReport>>,
+) {
+    let request: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut reply = vec![0; size];
+    let mut sent = vec![Instant::now(); streams.len()];
+    while let Ok(n) = rounds.recv() {
+        let cpu_before = thread_cpu();
+        let mut latencies = Histogram::default();
+        let result = (|| {
+            for _ in 0..n {
+                for (stream, sent) in streams.iter_mut().zip(&mut sent) {
+                    *sent = Instant::now();
+                    stream.write_all(&request)?;
+                }
+                for (stream, sent) in streams.iter_mut().zip(&sent) {
+                    stream.read_exact(&mut reply)?;
+                    latencies.record(sent.elapsed().as_nanos() as u64);
+                    if reply != request {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the reply differs from the request",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let report = result.map(|()| ThreadReport {
+            requests: n * streams.len() as u64,
+            latencies,
+            cpu: thread_cpu() - cpu_before,
+        });
+        if reports.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_round_trip() {
+        let mut last = 0;
+        for v in (0..100_000u64).chain([1 << 20, 1 << 40, u64::MAX]) {
+            let b = bucket(v);
+            assert!(b >= last && b < BUCKETS, "value {v} bucket {b}");
+            last = b;
+            let middle = bucket_middle(b);
+            assert!(
+                middle.abs_diff(v) <= v / 64 + 1,
+                "value {v} middle {middle}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_uniform_sample() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v * 1_000);
+        }
+        let p50 = h.quantile(0.5).as_nanos() as f64;
+        let p99 = h.quantile(0.99).as_nanos() as f64;
+        assert!((p50 / 5_000_000.0 - 1.0).abs() < 0.02, "p50 {p50}");
+        assert!((p99 / 9_900_000.0 - 1.0).abs() < 0.02, "p99 {p99}");
+        assert_eq!(h.len(), 10_000);
+    }
+}
