@@ -1,0 +1,533 @@
+//! Networking benches over loopback: a TCP echo server and a UDP ping-pong,
+//! each on weft with io_uring, weft with epoll, and tokio (2 worker threads
+//! each), in one run.
+//!
+//! - `tcp_echo/<size>B_<conns>c`: messages of 64 B or 4 KiB over 32 or 256
+//!   connections. The server accepts and spawns one task per connection,
+//!   which reads into a 4 KiB buffer and writes back what it read (weft:
+//!   `TcpStream::read` / `write_all` with an owned `Vec<u8>`; tokio:
+//!   `AsyncReadExt::read` / `AsyncWriteExt::write_all`). The load comes from
+//!   `weft_benches::echo_load`: 4 OS threads on blocking `std` sockets, each
+//!   driving a quarter of the connections in rounds (one request in flight
+//!   per connection). One criterion iteration is a batch of
+//!   `ROUNDS_PER_ITER` round trips on every connection (`iter_custom`), so
+//!   criterion reports the time per batch, and its throughput line is
+//!   requests per second.
+//! - `udp_ping_pong`: two connected UDP sockets in one runtime; a task on
+//!   one answers every datagram, a task on the other sends 64 B and waits
+//!   for the answer, `UDP_ROUND_TRIPS` times per iteration.
+//!
+//! Criterion's model (time per iteration) says little about a server, so
+//! the bench also keeps what each measured batch saw and prints a summary
+//! at the end: requests per second, p50/p99 latency, server CPU time per
+//! request, and weft/tokio ratios. The same table is written as JSON to
+//! `<target dir>/echo-summary.json`. Server CPU is the process's CPU time
+//! minus the client threads' (see `echo_load`); for UDP, where both ends
+//! are tasks, it is the whole process's.
+//!
+//! Each server runs in its own runtime, built before its bench function and
+//! dropped after it, so only one runtime's workers exist at a time. Run with
+//! `cargo bench -p weft-benches --bench echo` (≈ 1.5 min);
+//! docs/BENCHMARKS.md holds the figures.
+
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use weft_benches::echo_load::{process_cpu, Batch, Histogram, LoadClient};
+
+/// Worker threads of every runtime (the machine has 2 cores).
+const NUM_WORKERS: usize = 2;
+/// OS threads of the load client.
+const CLIENT_THREADS: usize = 4;
+/// The server's read buffer.
+const SERVER_BUF: usize = 4096;
+/// Message sizes and connection counts of `tcp_echo`.
+const SIZES: [usize; 2] = [64, 4096];
+const CONNS: [usize; 2] = [32, 256];
+/// Round trips each connection does per criterion iteration.
+const ROUNDS_PER_ITER: u64 = 8;
+/// Round trips per iteration of `udp_ping_pong`, and the datagram size.
+const UDP_ROUND_TRIPS: u64 = 1_000;
+const UDP_SIZE: usize = 64;
+/// Criterion settings: samples, warm-up and measurement per function.
+const SAMPLES: usize = 10;
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(3);
+
+/// The servers compared, in table order; tokio is the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    WeftUring,
+    WeftEpoll,
+    Tokio,
+}
+
+const SERVERS: [Server; 3] = [Server::WeftUring, Server::WeftEpoll, Server::Tokio];
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::WeftUring => "weft_uring",
+            Server::WeftEpoll => "weft_epoll",
+            Server::Tokio => "tokio",
+        }
+    }
+
+    fn weft_driver(self) -> Option<weft::io::Driver> {
+        match self {
+            Server::WeftUring => Some(weft::io::Driver::Uring),
+            Server::WeftEpoll => Some(weft::io::Driver::Epoll),
+            Server::Tokio => None,
+        }
+    }
+}
+
+/// A running runtime of either kind; dropping it shuts it down.
+enum Rt {
+    Weft(weft::Runtime),
+    Tokio(tokio::runtime::Runtime),
+}
+
+fn build(server: Server) -> Rt {
+    match server.weft_driver() {
+        Some(driver) => {
+            let rt = weft::runtime::Builder::new_multi_thread()
+                .worker_threads(NUM_WORKERS)
+                .io_driver(driver)
+                .build()
+                .unwrap();
+            assert_eq!(
+                rt.io_driver(),
+                driver,
+                "{} not available here",
+                server.name()
+            );
+            Rt::Weft(rt)
+        }
+        None => Rt::Tokio(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(NUM_WORKERS)
+                .enable_all()
+                .build()
+                .unwrap(),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- TCP echo
+
+/// Binds a listener on a free loopback port and spawns the accept loop.
+fn start_echo_server(rt: &Rt) -> SocketAddr {
+    match rt {
+        Rt::Weft(rt) => {
+            let listener = rt
+                .block_on(weft::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            rt.spawn(async move {
+                // Ends with an error when the runtime shuts down.
+                while let Ok((stream, _)) = listener.accept().await {
+                    weft::spawn(weft_echo(stream));
+                }
+            });
+            addr
+        }
+        Rt::Tokio(rt) => {
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            rt.spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(tokio_echo(stream));
+                }
+            });
+            addr
+        }
+    }
+}
+
+async fn weft_echo(stream: weft::net::TcpStream) {
+    stream.set_nodelay(true).unwrap();
+    // Empty with room for SERVER_BUF: a read fills the capacity and sets the
+    // length to what it read, which is what `write_all` sends back.
+    let mut buf = Vec::with_capacity(SERVER_BUF);
+    loop {
+        let (read, b) = stream.read(buf).await;
+        buf = b;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (written, b) = stream.write_all(buf).await;
+        buf = b;
+        if written.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}
+
+async fn tokio_echo(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    stream.set_nodelay(true).unwrap();
+    let mut buf = vec![0; SERVER_BUF];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
+    for size in SIZES {
+        for conns in CONNS {
+            let workload = format!("{size}B_{conns}c");
+            let mut group = group(c, &format!("tcp_echo/{workload}"));
+            group.throughput(Throughput::Elements(conns as u64 * ROUNDS_PER_ITER));
+            for server in SERVERS {
+                let rt = build(server);
+                let addr = start_echo_server(&rt);
+                let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
+                let mut batches = Vec::new();
+                group.bench_function(server.name(), |b| {
+                    b.iter_custom(|iters| {
+                        let batch = client.run(iters * ROUNDS_PER_ITER);
+                        let wall = batch.wall;
+                        batches.push(batch);
+                        wall
+                    })
+                });
+                // Close the connections before the server goes away.
+                drop(client);
+                drop(rt);
+                summary.add(&format!("tcp_echo {workload}"), server, &batches);
+            }
+            group.finish();
+        }
+    }
+}
+
+// ----------------------------------------------------------- UDP ping-pong
+
+/// The pinging socket of a runtime, between iterations.
+enum Pinger {
+    Weft(weft::net::UdpSocket),
+    Tokio(tokio::net::UdpSocket),
+}
+
+/// Two connected sockets; a task answers every datagram on one of them; the
+/// other is returned.
+fn start_udp_pair(rt: &Rt) -> Pinger {
+    match rt {
+        Rt::Weft(rt) => {
+            let (ping, pong) = rt.block_on(async {
+                let ping = weft::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let pong = weft::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                ping.connect(pong.local_addr().unwrap()).await.unwrap();
+                pong.connect(ping.local_addr().unwrap()).await.unwrap();
+                (ping, pong)
+            });
+            rt.spawn(async move {
+                let mut buf = Vec::with_capacity(UDP_SIZE);
+                loop {
+                    let (received, b) = pong.recv(buf).await;
+                    buf = b;
+                    if received.is_err() {
+                        return;
+                    }
+                    let (sent, b) = pong.send(buf).await;
+                    buf = b;
+                    if sent.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+            });
+            Pinger::Weft(ping)
+        }
+        Rt::Tokio(rt) => {
+            let (ping, pong) = rt.block_on(async {
+                let ping = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let pong = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                ping.connect(pong.local_addr().unwrap()).await.unwrap();
+                pong.connect(ping.local_addr().unwrap()).await.unwrap();
+                (ping, pong)
+            });
+            rt.spawn(async move {
+                let mut buf = vec![0; UDP_SIZE];
+                while let Ok(n) = pong.recv(&mut buf).await {
+                    if pong.send(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Pinger::Tokio(ping)
+        }
+    }
+}
+
+/// What a ping task hands back: its socket, for the next iteration, the
+/// time its round trips took and their latencies.
+type PingResult<S> = (S, Duration, Histogram);
+
+/// `round_trips` pings from a task on `rt`; returns the socket and the
+/// batch (wall time measured inside the task).
+fn ping(rt: &Rt, pinger: Pinger, round_trips: u64) -> (Pinger, Batch) {
+    let cpu_before = process_cpu();
+    let (pinger, wall, latencies) = match (rt, pinger) {
+        (Rt::Weft(rt), Pinger::Weft(sock)) => {
+            let (sock, wall, latencies) =
+                rt.block_on(rt.spawn(weft_ping(sock, round_trips))).unwrap();
+            (Pinger::Weft(sock), wall, latencies)
+        }
+        (Rt::Tokio(rt), Pinger::Tokio(sock)) => {
+            let (sock, wall, latencies) = rt
+                .block_on(rt.spawn(tokio_ping(sock, round_trips)))
+                .unwrap();
+            (Pinger::Tokio(sock), wall, latencies)
+        }
+        _ => unreachable!("a pinger always belongs to its runtime"),
+    };
+    let batch = Batch {
+        wall,
+        requests: round_trips,
+        latencies,
+        client_cpu: Duration::ZERO,
+        process_cpu: process_cpu() - cpu_before,
+    };
+    (pinger, batch)
+}
+
+async fn weft_ping(
+    sock: weft::net::UdpSocket,
+    round_trips: u64,
+) -> PingResult<weft::net::UdpSocket> {
+    let mut latencies = Histogram::default();
+    let mut request = vec![7u8; UDP_SIZE];
+    let mut reply = Vec::with_capacity(UDP_SIZE);
+    let started = Instant::now();
+    for _ in 0..round_trips {
+        let sent_at = Instant::now();
+        let (sent, b) = sock.send(request).await;
+        request = b;
+        assert_eq!(sent.unwrap(), UDP_SIZE);
+        reply.clear();
+        let (received, b) = sock.recv(reply).await;
+        reply = b;
+        assert_eq!(received.unwrap(), UDP_SIZE);
+        latencies.record(sent_at.elapsed().as_nanos() as u64);
+    }
+    (sock, started.elapsed(), latencies)
+}
+
+async fn tokio_ping(
+    sock: tokio::net::UdpSocket,
+    round_trips: u64,
+) -> PingResult<tokio::net::UdpSocket> {
+    let mut latencies = Histogram::default();
+    let request = vec![7u8; UDP_SIZE];
+    let mut reply = vec![0; UDP_SIZE];
+    let started = Instant::now();
+    for _ in 0..round_trips {
+        let sent_at = Instant::now();
+        assert_eq!(sock.send(&request).await.unwrap(), UDP_SIZE);
+        assert_eq!(sock.recv(&mut reply).await.unwrap(), UDP_SIZE);
+        latencies.record(sent_at.elapsed().as_nanos() as u64);
+    }
+    (sock, started.elapsed(), latencies)
+}
+
+fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
+    let mut group = group(c, "udp_ping_pong");
+    group.throughput(Throughput::Elements(UDP_ROUND_TRIPS));
+    for server in SERVERS {
+        let rt = build(server);
+        let mut pinger = Some(start_udp_pair(&rt));
+        let mut batches = Vec::new();
+        group.bench_function(server.name(), |b| {
+            b.iter_custom(|iters| {
+                let (back, batch) = ping(&rt, pinger.take().unwrap(), iters * UDP_ROUND_TRIPS);
+                pinger = Some(back);
+                let wall = batch.wall;
+                batches.push(batch);
+                wall
+            })
+        });
+        drop(pinger);
+        drop(rt);
+        summary.add(&format!("udp_ping_pong {UDP_SIZE}B"), server, &batches);
+    }
+    group.finish();
+}
+
+// ----------------------------------------------------------------- summary
+
+/// One measured row: a workload on one server, its measured batches merged.
+#[derive(Debug)]
+struct Row {
+    workload: String,
+    server: Server,
+    total: Batch,
+}
+
+#[derive(Debug, Default)]
+struct Summary {
+    rows: Vec<Row>,
+}
+
+impl Summary {
+    /// Keeps the measurement samples of a bench function: criterion calls
+    /// the routine for the warm-up first, then once per sample, so the
+    /// samples are the last `SAMPLES` batches (a single one in `--test`
+    /// mode; none if the function was filtered out).
+    fn add(&mut self, workload: &str, server: Server, batches: &[Batch]) {
+        let measured = &batches[batches.len().saturating_sub(SAMPLES)..];
+        if measured.is_empty() {
+            return;
+        }
+        let mut total = Batch::default();
+        for batch in measured {
+            total.merge(batch);
+        }
+        self.rows.push(Row {
+            workload: workload.to_owned(),
+            server,
+            total,
+        });
+    }
+
+    fn tokio_row(&self, workload: &str) -> Option<&Batch> {
+        self.rows
+            .iter()
+            .find(|r| r.workload == workload && r.server == Server::Tokio)
+            .map(|r| &r.total)
+    }
+
+    /// The ratios of `row` to tokio's row of the same workload: requests/s,
+    /// CPU per request, p99.
+    fn ratios(&self, row: &Row) -> Option<[f64; 3]> {
+        let tokio = self.tokio_row(&row.workload)?;
+        let t = &row.total;
+        Some([
+            t.requests_per_sec() / tokio.requests_per_sec(),
+            t.server_cpu_per_request().as_secs_f64() / tokio.server_cpu_per_request().as_secs_f64(),
+            t.latencies.quantile(0.99).as_secs_f64() / tokio.latencies.quantile(0.99).as_secs_f64(),
+        ])
+    }
+
+    fn print(&self) {
+        println!();
+        println!("Summary (measured samples only; ratios are weft / tokio):");
+        println!();
+        println!(
+            "| workload | server | req/s | p50 (µs) | p99 (µs) | server CPU (µs/req) \
+             | req/s ratio | CPU/req ratio | p99 ratio |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for row in &self.rows {
+            let t = &row.total;
+            let ratios = match (row.server, self.ratios(row)) {
+                (Server::Tokio, _) | (_, None) => "| — | — | —".to_owned(),
+                (_, Some([rps, cpu, p99])) => format!("| {rps:.2} | {cpu:.2} | {p99:.2}"),
+            };
+            println!(
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.2} {ratios} |",
+                row.workload,
+                row.server.name(),
+                t.requests_per_sec(),
+                micros(t.latencies.quantile(0.5)),
+                micros(t.latencies.quantile(0.99)),
+                micros(t.server_cpu_per_request()),
+            );
+        }
+    }
+
+    fn json(&self) -> String {
+        let mut out = String::from("{\n  \"rows\": [\n");
+        for (i, row) in self.rows.iter().enumerate() {
+            let t = &row.total;
+            let ratio = |r: Option<f64>| r.map_or("null".to_owned(), |r| format!("{r:.4}"));
+            let ratios = self.ratios(row).filter(|_| row.server != Server::Tokio);
+            let _ = writeln!(
+                out,
+                "    {{\"workload\": \"{}\", \"server\": \"{}\", \"requests\": {}, \
+                 \"wall_secs\": {:.6}, \"req_per_sec\": {:.1}, \"p50_us\": {:.2}, \
+                 \"p99_us\": {:.2}, \"server_cpu_us_per_req\": {:.3}, \
+                 \"req_per_sec_vs_tokio\": {}, \"cpu_per_req_vs_tokio\": {}, \
+                 \"p99_vs_tokio\": {}}}{}",
+                row.workload,
+                row.server.name(),
+                t.requests,
+                t.wall.as_secs_f64(),
+                t.requests_per_sec(),
+                micros(t.latencies.quantile(0.5)),
+                micros(t.latencies.quantile(0.99)),
+                micros(t.server_cpu_per_request()),
+                ratio(ratios.map(|r| r[0])),
+                ratio(ratios.map(|r| r[1])),
+                ratio(ratios.map(|r| r[2])),
+                if i + 1 < self.rows.len() { "," } else { "" },
+            );
+        }
+        out.push_str("  ]\n}\n");
+        out
+    }
+
+    /// Writes the JSON next to criterion's reports: in `$CARGO_TARGET_DIR`,
+    /// else the workspace's `target/`.
+    fn write_json(&self) {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+        let path = dir.join("echo-summary.json");
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, self.json())) {
+            Ok(()) => println!("\nwrote {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A group with short settings (the whole bench stays near 1.5 min on 2
+/// cores) and flat sampling, so every sample is a batch of the same size.
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(SAMPLES)
+        .warm_up_time(WARM_UP)
+        .measurement_time(MEASURE)
+        .sampling_mode(SamplingMode::Flat);
+    group
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let mut summary = Summary::default();
+    tcp_echo(&mut c, &mut summary);
+    udp_ping_pong(&mut c, &mut summary);
+    c.final_summary();
+    if !summary.rows.is_empty() {
+        summary.print();
+        // Not from `cargo test --benches`, whose single batches would
+        // overwrite a real run's figures.
+        if std::env::args().any(|arg| arg == "--bench") {
+            summary.write_json();
+        }
+    }
+}
