@@ -18,19 +18,22 @@
 //!   for the answer, `UDP_ROUND_TRIPS` times per iteration.
 //!
 //! Criterion's model (time per iteration) says little about a server, so
-//! the bench also keeps what each measured batch saw and prints a summary
-//! at the end: requests per second, p50/p99 latency, server CPU time per
-//! request, and weft/tokio ratios. The same table is written as JSON to
-//! `<target dir>/echo-summary.json`. Server CPU is the process's CPU time
-//! minus the client threads' (see `echo_load`); for UDP, where both ends
-//! are tasks, it is the whole process's.
+//! after each workload's criterion runs, the bench measures the servers once
+//! more for a summary, alternating between them (10 rounds of a ~100 ms
+//! batch on each), so that the background load of a shared machine reaches
+//! all of them alike. At the end it prints requests per second, p50/p99
+//! latency, server CPU time per request, and weft/tokio ratios, and writes
+//! the same table as JSON to `<target dir>/echo-summary.json`. Server CPU is
+//! the process's CPU time minus the client threads' (see `echo_load`); for
+//! UDP, where both ends are tasks, it is the whole process's.
 //!
-//! Each server runs in its own runtime, built before its bench function and
-//! dropped after it, so only one runtime's workers exist at a time. Run with
-//! `cargo bench -p weft-benches --bench echo` (≈ 1.5 min);
-//! docs/BENCHMARKS.md holds the figures.
+//! Each server has its own runtime. The three of a workload are built before
+//! its bench functions and dropped after its summary; the two not under load
+//! sit parked. Run with `cargo bench -p weft-benches --bench echo`
+//! (≈ 2 min); docs/BENCHMARKS.md holds the figures.
 
 use std::{
+    cell::RefCell,
     fmt::Write as _,
     net::SocketAddr,
     time::{Duration, Instant},
@@ -53,6 +56,10 @@ const ROUNDS_PER_ITER: u64 = 8;
 /// Round trips per iteration of `udp_ping_pong`, and the datagram size.
 const UDP_ROUND_TRIPS: u64 = 1_000;
 const UDP_SIZE: usize = 64;
+/// The summary's interleaved measurement: rounds, and the length of one
+/// server's batch in a round.
+const SUMMARY_ROUNDS: usize = 10;
+const SUMMARY_BATCH: Duration = Duration::from_millis(100);
 /// Criterion settings: samples, warm-up and measurement per function.
 const SAMPLES: usize = 10;
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -192,27 +199,36 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
     for size in SIZES {
         for conns in CONNS {
             let workload = format!("{size}B_{conns}c");
+            let servers: Vec<(Server, Rt, LoadClient)> = SERVERS
+                .into_iter()
+                .map(|server| {
+                    let rt = build(server);
+                    let addr = start_echo_server(&rt);
+                    let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
+                    (server, rt, client)
+                })
+                .collect();
             let mut group = group(c, &format!("tcp_echo/{workload}"));
             group.throughput(Throughput::Elements(conns as u64 * ROUNDS_PER_ITER));
-            for server in SERVERS {
-                let rt = build(server);
-                let addr = start_echo_server(&rt);
-                let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
-                let mut batches = Vec::new();
+            let mut loads: Vec<(Server, Load<'_>)> = Vec::new();
+            for (server, _rt, client) in &servers {
+                let mut ran = false;
                 group.bench_function(server.name(), |b| {
-                    b.iter_custom(|iters| {
-                        let batch = client.run(iters * ROUNDS_PER_ITER);
-                        let wall = batch.wall;
-                        batches.push(batch);
-                        wall
-                    })
+                    ran = true;
+                    b.iter_custom(|iters| client.run(iters * ROUNDS_PER_ITER).wall)
                 });
-                // Close the connections before the server goes away.
-                drop(client);
-                drop(rt);
-                summary.add(&format!("tcp_echo {workload}"), server, &batches);
+                if ran {
+                    loads.push((*server, Box::new(|rounds| client.run(rounds))));
+                }
             }
             group.finish();
+            summary.add(&format!("tcp_echo {workload}"), interleaved(&mut loads, 1));
+            // Close the connections before the servers go away.
+            drop(loads);
+            for (_, rt, client) in servers {
+                drop(client);
+                drop(rt);
+            }
         }
     }
 }
@@ -348,26 +364,87 @@ async fn tokio_ping(
 }
 
 fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
+    let servers: Vec<(Server, Rt, RefCell<Option<Pinger>>)> = SERVERS
+        .into_iter()
+        .map(|server| {
+            let rt = build(server);
+            let pinger = start_udp_pair(&rt);
+            (server, rt, RefCell::new(Some(pinger)))
+        })
+        .collect();
+    // One batch of `n` round trips; the pinger goes into the task and back.
+    let run = |rt: &Rt, pinger: &RefCell<Option<Pinger>>, n: u64| {
+        let (back, batch) = ping(rt, pinger.take().unwrap(), n);
+        *pinger.borrow_mut() = Some(back);
+        batch
+    };
     let mut group = group(c, "udp_ping_pong");
     group.throughput(Throughput::Elements(UDP_ROUND_TRIPS));
-    for server in SERVERS {
-        let rt = build(server);
-        let mut pinger = Some(start_udp_pair(&rt));
-        let mut batches = Vec::new();
+    let mut loads: Vec<(Server, Load<'_>)> = Vec::new();
+    for (server, rt, pinger) in &servers {
+        let mut ran = false;
         group.bench_function(server.name(), |b| {
-            b.iter_custom(|iters| {
-                let (back, batch) = ping(&rt, pinger.take().unwrap(), iters * UDP_ROUND_TRIPS);
-                pinger = Some(back);
-                let wall = batch.wall;
-                batches.push(batch);
-                wall
-            })
+            ran = true;
+            b.iter_custom(|iters| run(rt, pinger, iters * UDP_ROUND_TRIPS).wall)
         });
-        drop(pinger);
-        drop(rt);
-        summary.add(&format!("udp_ping_pong {UDP_SIZE}B"), server, &batches);
+        if ran {
+            loads.push((*server, Box::new(move |n| run(rt, pinger, n))));
+        }
     }
     group.finish();
+    summary.add(
+        &format!("udp_ping_pong {UDP_SIZE}B"),
+        interleaved(&mut loads, UDP_ROUND_TRIPS / 10),
+    );
+}
+
+// ------------------------------------------------------ interleaved summary
+
+/// A server under load: runs a batch of `n` units (rounds of every
+/// connection, or round trips) and reports what it measured.
+type Load<'a> = Box<dyn FnMut(u64) -> Batch + 'a>;
+
+/// Measures every server for the summary, alternating between them: each of
+/// `SUMMARY_ROUNDS` rounds runs one batch of about `SUMMARY_BATCH` on each
+/// server in turn, so a change in the machine's background load reaches
+/// every server alike. The batch size, in multiples of `unit`, comes from a
+/// short calibration on each server (the median). Under `cargo test
+/// --benches`, one batch of one `unit` per server.
+fn interleaved(loads: &mut [(Server, Load<'_>)], unit: u64) -> Vec<(Server, Batch)> {
+    let (rounds, units) = if bench_mode() {
+        let mut per_unit: Vec<Duration> = loads
+            .iter_mut()
+            .map(|(_, load)| {
+                load(unit); // warm
+                load(unit).wall
+            })
+            .collect();
+        per_unit.sort();
+        let per_unit = per_unit
+            .get(per_unit.len() / 2)
+            .copied()
+            .unwrap_or_default();
+        let units = (SUMMARY_BATCH.as_secs_f64() / per_unit.as_secs_f64().max(1e-9)).ceil();
+        (SUMMARY_ROUNDS, (units as u64).max(1))
+    } else {
+        (1, 1)
+    };
+    let mut totals: Vec<(Server, Batch)> = loads
+        .iter()
+        .map(|(server, _)| (*server, Batch::default()))
+        .collect();
+    for _ in 0..rounds {
+        for ((_, load), (_, total)) in loads.iter_mut().zip(&mut totals) {
+            total.merge(&load(units * unit));
+        }
+    }
+    totals
+}
+
+/// Whether this is a `cargo bench` run (criterion gets `--bench`), not
+/// `cargo test --benches`.
+fn bench_mode() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
 }
 
 // ----------------------------------------------------------------- summary
@@ -386,24 +463,14 @@ struct Summary {
 }
 
 impl Summary {
-    /// Keeps the measurement samples of a bench function: criterion calls
-    /// the routine for the warm-up first, then once per sample, so the
-    /// samples are the last `SAMPLES` batches (a single one in `--test`
-    /// mode; none if the function was filtered out).
-    fn add(&mut self, workload: &str, server: Server, batches: &[Batch]) {
-        let measured = &batches[batches.len().saturating_sub(SAMPLES)..];
-        if measured.is_empty() {
-            return;
+    fn add(&mut self, workload: &str, measured: Vec<(Server, Batch)>) {
+        for (server, total) in measured {
+            self.rows.push(Row {
+                workload: workload.to_owned(),
+                server,
+                total,
+            });
         }
-        let mut total = Batch::default();
-        for batch in measured {
-            total.merge(batch);
-        }
-        self.rows.push(Row {
-            workload: workload.to_owned(),
-            server,
-            total,
-        });
     }
 
     fn tokio_row(&self, workload: &str) -> Option<&Batch> {
@@ -427,7 +494,7 @@ impl Summary {
 
     fn print(&self) {
         println!();
-        println!("Summary (measured samples only; ratios are weft / tokio):");
+        println!("Summary (interleaved batches; ratios are weft / tokio):");
         println!();
         println!(
             "| workload | server | req/s | p50 (µs) | p99 (µs) | server CPU (µs/req) \
@@ -497,6 +564,22 @@ impl Summary {
     }
 }
 
+/// The 256-connection workloads hold 3 × 2 × 256 sockets at once, more
+/// than the usual soft limit of 1,024 descriptors: raise it to the hard
+/// limit.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit, its soft limit within the hard.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -517,6 +600,7 @@ fn group<'c>(
 }
 
 fn main() {
+    raise_fd_limit();
     let mut c = Criterion::default().configure_from_args();
     let mut summary = Summary::default();
     tcp_echo(&mut c, &mut summary);
@@ -526,7 +610,7 @@ fn main() {
         summary.print();
         // Not from `cargo test --benches`, whose single batches would
         // overwrite a real run's figures.
-        if std::env::args().any(|arg| arg == "--bench") {
+        if bench_mode() {
             summary.write_json();
         }
     }
