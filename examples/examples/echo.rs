@@ -36,7 +36,14 @@ const CLIENT_THREADS: usize = 4;
 /// The server's per-connection buffer.
 const SERVER_BUF: usize = 4096;
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("echo: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::parse()?;
     match (&args.server, &args.client) {
         (Some(addr), None) => run_server(&args, addr),
