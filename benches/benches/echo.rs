@@ -27,13 +27,14 @@
 //! the process's CPU time minus the client threads' (see `echo_load`); for
 //! UDP, where both ends are tasks, it is the whole process's.
 //!
-//! Each server has its own runtime. The three of a workload are built before
-//! its bench functions and dropped after its summary; the two not under load
-//! sit parked. Run with `cargo bench -p weft-benches --bench echo`
+//! Each server has its own runtime, started on its first bench function
+//! call (a server filtered out on the command line is never built) and
+//! dropped after the workload's summary; the ones not under load sit
+//! parked. Run with `cargo bench -p weft-benches --bench echo`
 //! (≈ 2 min); docs/BENCHMARKS.md holds the figures.
 
 use std::{
-    cell::RefCell,
+    cell::{OnceCell, RefCell},
     fmt::Write as _,
     net::SocketAddr,
     time::{Duration, Instant},
@@ -199,36 +200,37 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
     for size in SIZES {
         for conns in CONNS {
             let workload = format!("{size}B_{conns}c");
-            let servers: Vec<(Server, Rt, LoadClient)> = SERVERS
+            // Each server starts on its bench function's first call, so a
+            // filtered-out server costs nothing. A client comes first in its
+            // tuple so that it closes its connections before its runtime
+            // goes away.
+            let servers: Vec<(Server, OnceCell<(LoadClient, Rt)>)> = SERVERS
                 .into_iter()
-                .map(|server| {
-                    let rt = build(server);
-                    let addr = start_echo_server(&rt);
-                    let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
-                    (server, rt, client)
-                })
+                .map(|server| (server, OnceCell::new()))
                 .collect();
+            let start = |server| {
+                let rt = build(server);
+                let addr = start_echo_server(&rt);
+                let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
+                (client, rt)
+            };
             let mut group = group(c, &format!("tcp_echo/{workload}"));
             group.throughput(Throughput::Elements(conns as u64 * ROUNDS_PER_ITER));
-            let mut loads: Vec<(Server, Load<'_>)> = Vec::new();
-            for (server, _rt, client) in &servers {
-                let mut ran = false;
+            for (server, started) in &servers {
                 group.bench_function(server.name(), |b| {
-                    ran = true;
+                    let (client, _) = started.get_or_init(|| start(*server));
                     b.iter_custom(|iters| client.run(iters * ROUNDS_PER_ITER).wall)
                 });
-                if ran {
-                    loads.push((*server, Box::new(|rounds| client.run(rounds))));
-                }
             }
             group.finish();
+            let mut loads: Vec<(Server, Load<'_>)> = servers
+                .iter()
+                .filter_map(|(server, started)| {
+                    let (client, _) = started.get()?;
+                    Some((*server, Box::new(|rounds| client.run(rounds)) as Load<'_>))
+                })
+                .collect();
             summary.add(&format!("tcp_echo {workload}"), interleaved(&mut loads, 1));
-            // Close the connections before the servers go away.
-            drop(loads);
-            for (_, rt, client) in servers {
-                drop(client);
-                drop(rt);
-            }
         }
     }
 }
@@ -363,35 +365,43 @@ async fn tokio_ping(
     (sock, started.elapsed(), latencies)
 }
 
+/// A runtime and its pinger, which a batch takes and puts back.
+type UdpPair = (RefCell<Option<Pinger>>, Rt);
+
 fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
-    let servers: Vec<(Server, Rt, RefCell<Option<Pinger>>)> = SERVERS
+    // Started on first use, as in `tcp_echo`; the pinger is dropped before
+    // its runtime.
+    let servers: Vec<(Server, OnceCell<UdpPair>)> = SERVERS
         .into_iter()
-        .map(|server| {
-            let rt = build(server);
-            let pinger = start_udp_pair(&rt);
-            (server, rt, RefCell::new(Some(pinger)))
-        })
+        .map(|server| (server, OnceCell::new()))
         .collect();
+    let start = |server| {
+        let rt = build(server);
+        let pinger = start_udp_pair(&rt);
+        (RefCell::new(Some(pinger)), rt)
+    };
     // One batch of `n` round trips; the pinger goes into the task and back.
-    let run = |rt: &Rt, pinger: &RefCell<Option<Pinger>>, n: u64| {
+    let run = |(pinger, rt): &UdpPair, n: u64| {
         let (back, batch) = ping(rt, pinger.take().unwrap(), n);
         *pinger.borrow_mut() = Some(back);
         batch
     };
     let mut group = group(c, "udp_ping_pong");
     group.throughput(Throughput::Elements(UDP_ROUND_TRIPS));
-    let mut loads: Vec<(Server, Load<'_>)> = Vec::new();
-    for (server, rt, pinger) in &servers {
-        let mut ran = false;
+    for (server, started) in &servers {
         group.bench_function(server.name(), |b| {
-            ran = true;
-            b.iter_custom(|iters| run(rt, pinger, iters * UDP_ROUND_TRIPS).wall)
+            let pair = started.get_or_init(|| start(*server));
+            b.iter_custom(|iters| run(pair, iters * UDP_ROUND_TRIPS).wall)
         });
-        if ran {
-            loads.push((*server, Box::new(move |n| run(rt, pinger, n))));
-        }
     }
     group.finish();
+    let mut loads: Vec<(Server, Load<'_>)> = servers
+        .iter()
+        .filter_map(|(server, started)| {
+            let pair = started.get()?;
+            Some((*server, Box::new(move |n| run(pair, n)) as Load<'_>))
+        })
+        .collect();
     summary.add(
         &format!("udp_ping_pong {UDP_SIZE}B"),
         interleaved(&mut loads, UDP_ROUND_TRIPS / 10),
