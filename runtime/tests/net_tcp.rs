@@ -655,3 +655,46 @@ fn ring_entries_out_of_range_are_a_build_error() {
         drop(rt);
     }
 }
+
+/// An accept (or a connect's wait) that has to wait must give its worker
+/// back. A fresh socket registered with epoll before `listen` reports
+/// `EPOLLHUP`; taken as a final "closed" state, that once made an idle
+/// accept retry `accept4` forever inside one poll, starving every other
+/// task on its worker. With one worker, a second task must still run. The
+/// watchdog is a std channel (a weft timer would need the starved worker),
+/// and a failure leaves the runtime behind instead of joining the worker.
+fn a_waiting_accept_does_not_spin_its_worker(driver: Driver) {
+    let _serial = common::net::serial();
+    let rt = build_rt_with(driver, |b| b.worker_threads(1));
+    let listener = rt.block_on(TcpListener::bind(LOOPBACK)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = rt.spawn(async move { listener.accept().await.map(|(s, _)| s) });
+    // Let the accept reach its wait on the only worker.
+    std::thread::sleep(Duration::from_millis(20));
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move { tx.send(42).unwrap() });
+    let ran = rx.recv_timeout(Duration::from_secs(5));
+    if ran != Ok(42) {
+        rt.shutdown_background();
+        panic!("a task next to a waiting accept did not run: {ran:?}");
+    }
+    // And the accept still completes when a client comes.
+    rt.block_on(async {
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let server = weft::time::timeout(Duration::from_secs(5), accepting)
+            .await
+            .expect("the accept completes")
+            .unwrap();
+        assert!(server.is_ok());
+    });
+}
+
+#[test]
+fn a_waiting_accept_does_not_spin_its_worker_epoll() {
+    a_waiting_accept_does_not_spin_its_worker(Driver::Epoll);
+}
+
+#[test]
+fn a_waiting_accept_does_not_spin_its_worker_uring() {
+    a_waiting_accept_does_not_spin_its_worker(Driver::Uring);
+}

@@ -29,9 +29,10 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 
 const READABLE: usize = 0b0001;
 const WRITABLE: usize = 0b0010;
-/// The peer closed its side (or the socket failed): final, never cleared,
-/// so a read that drained the data before the FIN's event was handled
-/// still finds the end of stream.
+/// The peer closed its side (or the socket failed): not cleared by a short
+/// read or write, so a read that drained the data before the FIN's event
+/// was handled still finds the end of stream; only an `EAGAIN` (which a
+/// closed socket never returns) clears it.
 const READ_CLOSED: usize = 0b0100;
 const WRITE_CLOSED: usize = 0b1000;
 const BITS: usize = 0b1111;
@@ -123,10 +124,19 @@ impl ScheduledIo {
             }
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Clear only if no event arrived since `observed`.
-                    let _ =
-                        self.readiness
-                            .compare_exchange(observed, observed & !bit, AcqRel, Acquire);
+                    // Clear only if no event arrived since `observed`. The
+                    // syscall is the authority: `EAGAIN` means this
+                    // direction is neither ready nor closed (a closed
+                    // socket gives 0 or an error, never `EAGAIN`), so a
+                    // closed bit is stale too (a fresh socket reports
+                    // `EPOLLHUP` when registered before `listen`/`connect`)
+                    // and goes with it; otherwise this loop would spin.
+                    let _ = self.readiness.compare_exchange(
+                        observed,
+                        observed & !mask,
+                        AcqRel,
+                        Acquire,
+                    );
                 }
                 Ok(r) => {
                     if drained(&r) {
