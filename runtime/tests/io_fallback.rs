@@ -193,3 +193,49 @@ fn a_bad_weft_io_value_is_a_clear_error() {
     assert!(out.status.success(), "child failed:\n{stdout}");
     assert!(stdout.contains("child: rejected"), "{stdout}");
 }
+
+#[test]
+fn io_spin_is_validated_and_a_spinning_runtime_still_parks_when_idle() {
+    let err = Builder::new_multi_thread()
+        .worker_threads(1)
+        .io_spin(100_001)
+        .build()
+        .expect_err("too many spins");
+    assert!(matches!(err, BuildError::InvalidIoSpin(100_001)), "{err:?}");
+    assert!(err.to_string().contains("io_spin"), "{err}");
+
+    for driver in [Driver::Uring, Driver::Epoll] {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .io_driver(driver)
+            .io_spin(1_000)
+            .build()
+            .unwrap();
+        echo_once(&rt);
+        // A connection left idle with a read in flight: the workers spin a
+        // bounded number of polls, then park (they do not poll forever).
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let reader = weft::spawn(async move {
+                let (res, _) = server.read(Vec::with_capacity(8)).await;
+                res
+            });
+            weft::time::sleep(Duration::from_millis(50)).await.unwrap();
+            let enters = |rt: &weft::runtime::Handle| -> u64 {
+                rt.metrics().worker.iter().map(|w| w.io_enters).sum()
+            };
+            let handle = weft::runtime::Handle::current();
+            let before = enters(&handle);
+            weft::time::sleep(Duration::from_millis(200)).await.unwrap();
+            let during = enters(&handle) - before;
+            // Spinning forever would be ~100k+ polls in 200 ms; a spin of
+            // 1,000 per park and a few parks is far below.
+            assert!(during < 20_000, "{during} driver entries while idle");
+            reader.abort();
+        });
+        assert!(rt.shutdown_timeout(Duration::from_secs(5)));
+    }
+}

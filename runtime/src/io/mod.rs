@@ -172,6 +172,27 @@ impl WorkerIo {
         }
     }
 
+    /// Submits and reaps without blocking if operations are in flight;
+    /// false (and nothing done) if none are.
+    pub(crate) fn poll_if_pending(&mut self) -> bool {
+        match self {
+            WorkerIo::Uring(d) => {
+                if !d.has_work() {
+                    return false;
+                }
+                d.poll();
+                true
+            }
+            WorkerIo::Epoll(d) => {
+                if !d.has_work() {
+                    return false;
+                }
+                d.poll();
+                true
+            }
+        }
+    }
+
     /// Blocks until an event, a wakeup, or `deadline`.
     pub(crate) fn park(&mut self, deadline: Option<Instant>) {
         match self {

@@ -121,6 +121,7 @@ impl Runtime {
                 global_queue_interval: builder.global_queue_interval,
                 event_interval: builder.event_interval,
                 max_lifo_polls: 3,
+                io_spin: builder.io_spin,
             },
         };
         let handle = Handle {

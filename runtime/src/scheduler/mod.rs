@@ -56,6 +56,9 @@ pub(crate) struct SchedConfig {
     pub(crate) event_interval: u32,
     /// LIFO-slot polls in a row before the queue gets a turn.
     pub(crate) max_lifo_polls: u8,
+    /// Non-blocking driver polls an idle worker with io in flight makes
+    /// before it parks (`Builder::io_spin`).
+    pub(crate) io_spin: u32,
 }
 
 /// What other threads need to reach one worker.
