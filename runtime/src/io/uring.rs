@@ -69,6 +69,21 @@ pub(crate) fn recv_ioprio() -> u16 {
     }
 }
 
+/// Above this many operations in flight on the calling worker's ring, sends
+/// go through the ring instead of being tried at once.
+const EAGER_SEND_MAX_IN_FLIGHT: usize = 64;
+
+/// Whether a send should be tried directly (`send(MSG_DONTWAIT)`) before
+/// going through the ring. With few operations in flight each enter
+/// carries little, and a direct send saves a completion, a wake and a poll
+/// of the task; with many, one enter carries many sends and that batching
+/// is cheaper than a syscall per send. In the echo bench: with 32
+/// connections eager sends were better, with 256 the ring (CPU per request
+/// 0.72–0.78× tokio against 0.91–1.00×).
+pub(crate) fn eager_send() -> bool {
+    super::with_local_uring(|d| d.ops.len() < EAGER_SEND_MAX_IN_FLIGHT).unwrap_or(true)
+}
+
 /// What the kernel offers, found out once at start-up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Features {
