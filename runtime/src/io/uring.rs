@@ -172,11 +172,33 @@ pub(crate) trait Completable: Send + Sync {
     /// A completion arrived; `more` is set when more will follow
     /// (multishot). Called on the owning worker.
     fn complete(&self, res: i32, more: bool);
+    /// Where the driver keeps its `user_data` and the done flag.
+    fn slot(&self) -> &SlotState;
+
     /// The `user_data` the driver gave it (0 before it was submitted).
-    fn user_data(&self) -> u64;
-    fn set_user_data(&self, user_data: u64);
+    fn user_data(&self) -> u64 {
+        self.slot().user_data.load(Acquire)
+    }
+    fn set_user_data(&self, user_data: u64) {
+        self.slot().user_data.store(user_data, Release);
+    }
     /// True once the final completion was delivered.
-    fn is_done(&self) -> bool;
+    fn is_done(&self) -> bool {
+        self.slot().done.load(Acquire)
+    }
+}
+
+/// The driver's bookkeeping inside every operation.
+#[derive(Default)]
+pub(crate) struct SlotState {
+    user_data: AtomicU64,
+    done: AtomicBool,
+}
+
+impl SlotState {
+    fn set_done(&self, done: bool) {
+        self.done.store(done, Release);
+    }
 }
 
 /// What another thread posts to a ring's owner.
@@ -617,8 +639,7 @@ struct OpState {
 /// One operation: its state and the resources the kernel uses.
 pub(crate) struct OpCell<T> {
     state: Mutex<OpState>,
-    user_data: AtomicU64,
-    done: AtomicBool,
+    slot: SlotState,
     timespec: types::Timespec,
     /// Only touched by the kernel while pending, then by whoever observed
     /// `Done` under the lock (the future, or `complete` if abandoned).
@@ -634,7 +655,7 @@ unsafe impl<T: OpData> Send for OpCell<T> {}
 impl<T: OpData> Completable for OpCell<T> {
     fn complete(&self, res: i32, _more: bool) {
         let mut state = lock(&self.state);
-        self.done.store(true, Release);
+        self.slot.set_done(true);
         if state.abandoned {
             state.phase = Phase::Taken;
             drop(state);
@@ -655,16 +676,8 @@ impl<T: OpData> Completable for OpCell<T> {
         }
     }
 
-    fn user_data(&self) -> u64 {
-        self.user_data.load(Acquire)
-    }
-
-    fn set_user_data(&self, user_data: u64) {
-        self.user_data.store(user_data, Release);
-    }
-
-    fn is_done(&self) -> bool {
-        self.done.load(Acquire)
+    fn slot(&self) -> &SlotState {
+        &self.slot
     }
 }
 
@@ -690,8 +703,7 @@ impl<T: OpData> Op<T> {
                 phase: Phase::Pending(None),
                 abandoned: false,
             }),
-            user_data: AtomicU64::new(0),
-            done: AtomicBool::new(false),
+            slot: SlotState::default(),
             timespec: timespec(timeout.unwrap_or_default()),
             data: UnsafeCell::new(Some(data)),
         });
@@ -789,8 +801,7 @@ impl<T: OpData> Drop for Op<T> {
 /// The queue a multishot accept fills; the listener drains it.
 pub(crate) struct AcceptQueue {
     state: Mutex<AcceptState>,
-    user_data: AtomicU64,
-    done: AtomicBool,
+    slot: SlotState,
 }
 
 struct AcceptState {
@@ -811,8 +822,7 @@ impl AcceptQueue {
                 ended: false,
                 abandoned: false,
             }),
-            user_data: AtomicU64::new(0),
-            done: AtomicBool::new(false),
+            slot: SlotState::default(),
         })
     }
 
@@ -850,7 +860,7 @@ impl Completable for AcceptQueue {
         let mut state = lock(&self.state);
         if !more {
             state.ended = true;
-            self.done.store(true, Release);
+            self.slot.set_done(true);
         }
         if state.abandoned {
             close_fd(res);
@@ -867,16 +877,8 @@ impl Completable for AcceptQueue {
         }
     }
 
-    fn user_data(&self) -> u64 {
-        self.user_data.load(Acquire)
-    }
-
-    fn set_user_data(&self, user_data: u64) {
-        self.user_data.store(user_data, Release);
-    }
-
-    fn is_done(&self) -> bool {
-        self.done.load(Acquire)
+    fn slot(&self) -> &SlotState {
+        &self.slot
     }
 }
 
@@ -886,7 +888,7 @@ pub(crate) fn arm_multishot_accept(fd: RawFd, queue: &Arc<AcceptQueue>) -> io::R
         let mut state = lock(&queue.state);
         state.ended = false;
     }
-    queue.done.store(false, Release);
+    queue.slot.set_done(false);
     let entry = opcode::AcceptMulti::new(types::Fd(fd))
         .flags(libc::SOCK_CLOEXEC)
         .build();

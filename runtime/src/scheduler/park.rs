@@ -77,26 +77,34 @@ impl Parker {
     /// wake hook interrupts), unless an unpark token is pending. `wait` may
     /// return early; the caller re-checks for work either way.
     pub(crate) fn park_with(&self, deadline: Option<Instant>, wait: impl FnOnce(Option<Instant>)) {
-        let inner = &*self.inner;
-        if inner
-            .state
-            .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
-            .is_ok()
-        {
-            return;
-        }
-        if inner
-            .state
-            .compare_exchange(EMPTY, PARKED, SeqCst, SeqCst)
-            .is_err()
-        {
-            // An unpark slipped in: take its token.
-            inner.state.store(EMPTY, SeqCst);
+        if self.take_token() || !self.enter_parked() {
             return;
         }
         wait(deadline);
         // Leave the parked state, taking a token that raced in.
-        inner.state.swap(EMPTY, SeqCst);
+        self.inner.state.swap(EMPTY, SeqCst);
+    }
+
+    /// Consumes a pending unpark token. SeqCst on every state access: the
+    /// token hand-off must be totally ordered with the idle-worker
+    /// accounting the caller did before parking.
+    fn take_token(&self) -> bool {
+        self.inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Moves to PARKED; false (and the token taken) if an unpark slipped in
+    /// since `take_token`.
+    fn enter_parked(&self) -> bool {
+        let state = &self.inner.state;
+        if let Err(actual) = state.compare_exchange(EMPTY, PARKED, SeqCst, SeqCst) {
+            debug_assert_eq!(actual, NOTIFIED);
+            state.store(EMPTY, SeqCst);
+            return false;
+        }
+        true
     }
 
     pub(crate) fn unparker(&self) -> Unparker {
@@ -109,19 +117,13 @@ impl Parker {
     /// a pending unpark token and returns at once if there is one.
     pub(crate) fn park(&self, deadline: Option<Instant>) {
         let inner = &*self.inner;
-        // SeqCst on every state access: the token hand-off must be totally
-        // ordered with the idle-worker accounting the caller did before parking.
-        if inner
-            .state
-            .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
-            .is_ok()
-        {
+        if self.take_token() {
             return;
         }
+        // PARKED is entered under the lock: an unparker that sees it takes
+        // the lock before signalling, so the wait below cannot miss it.
         let mut guard = lock(&inner.mutex);
-        if let Err(actual) = inner.state.compare_exchange(EMPTY, PARKED, SeqCst, SeqCst) {
-            debug_assert_eq!(actual, NOTIFIED);
-            inner.state.store(EMPTY, SeqCst);
+        if !self.enter_parked() {
             return;
         }
         loop {
@@ -143,11 +145,7 @@ impl Parker {
                     }
                 }
             };
-            if inner
-                .state
-                .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
-                .is_ok()
-            {
+            if self.take_token() {
                 return;
             }
             // Spurious wakeup: wait again.
