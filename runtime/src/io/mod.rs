@@ -156,41 +156,24 @@ impl WorkerIo {
         }
     }
 
-    /// Submits and reaps without blocking, if anything is in flight.
-    pub(crate) fn poll(&mut self) {
-        match self {
-            WorkerIo::Uring(d) => {
-                if d.has_work() {
-                    d.poll();
-                }
-            }
-            WorkerIo::Epoll(d) => {
-                if d.has_work() {
-                    d.poll();
-                }
-            }
-        }
-    }
-
-    /// Submits and reaps without blocking if operations are in flight;
-    /// false (and nothing done) if none are.
-    pub(crate) fn poll_if_pending(&mut self) -> bool {
+    /// Submits and reaps without blocking if anything is in flight; false
+    /// (and nothing done) if nothing is.
+    pub(crate) fn poll(&mut self) -> bool {
         match self {
             WorkerIo::Uring(d) => {
                 if !d.has_work() {
                     return false;
                 }
                 d.poll();
-                true
             }
             WorkerIo::Epoll(d) => {
                 if !d.has_work() {
                     return false;
                 }
                 d.poll();
-                true
             }
         }
+        true
     }
 
     /// Blocks until an event, a wakeup, or `deadline`.

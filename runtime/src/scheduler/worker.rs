@@ -108,7 +108,7 @@ impl WorkerCtx {
             self.tick.set(tick);
             if tick % config.event_interval == 0 {
                 // Submit what the last round queued and reap completions.
-                self.io.borrow_mut().poll();
+                let _ = self.io.borrow_mut().poll();
                 self.shared().fire_timers(self.index);
                 self.flush_deferred();
             }
@@ -256,15 +256,12 @@ impl WorkerCtx {
             return false;
         }
         for _ in 0..spins {
-            let had_io = {
-                let mut io = self.io.borrow_mut();
-                io.poll_if_pending()
-            };
+            let had_io = self.io.borrow_mut().poll();
             if !had_io {
                 return false;
             }
-            // Completions scheduled tasks here (the LIFO slot is put back
-            // at the queue's head position for the next tick to take).
+            // Did a completion schedule a task here? (The LIFO slot has no
+            // peek: take it and put it back.)
             if let Some(task) = self.lifo.take() {
                 self.lifo.set(Some(task));
                 return true;
