@@ -204,13 +204,21 @@ fn io_spin_is_validated_and_a_spinning_runtime_still_parks_when_idle() {
     assert!(matches!(err, BuildError::InvalidIoSpin(100_001)), "{err:?}");
     assert!(err.to_string().contains("io_spin"), "{err}");
 
-    for driver in [Driver::Uring, Driver::Epoll] {
-        let rt = Builder::new_multi_thread()
+    for (driver, adaptive) in [
+        (Driver::Uring, false),
+        (Driver::Epoll, false),
+        (Driver::Uring, true),
+        (Driver::Epoll, true),
+    ] {
+        let builder = Builder::new_multi_thread()
             .worker_threads(2)
-            .io_driver(driver)
-            .io_spin(1_000)
-            .build()
-            .unwrap();
+            .io_driver(driver);
+        let mut builder = if adaptive {
+            builder.io_spin_adaptive()
+        } else {
+            builder.io_spin(1_000)
+        };
+        let rt = builder.build().unwrap();
         echo_once(&rt);
         // A connection left idle with a read in flight: the workers spin a
         // bounded number of polls, then park (they do not poll forever).

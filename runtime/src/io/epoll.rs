@@ -271,29 +271,36 @@ impl Driver {
         self.remote.registered() > 0
     }
 
+    /// Sockets registered here.
+    pub(crate) fn registered(&self) -> usize {
+        self.remote.registered()
+    }
+
     /// Dispatches ready events without blocking.
     pub(crate) fn poll(&mut self) {
-        self.turn(Some(Duration::ZERO));
+        let _ = self.turn(Some(Duration::ZERO));
     }
 
     /// Blocks until an event, a wakeup, or `deadline`.
-    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+    /// True if readiness events arrived (not just a wakeup or the timeout).
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
         let timeout = deadline.map(|d| {
             // epoll has millisecond resolution: round up, never wake early.
             let d = d.saturating_duration_since(Instant::now());
             let ms = d.as_nanos().div_ceil(1_000_000);
             Duration::from_millis(ms.min(u64::MAX as u128) as u64)
         });
-        self.turn(timeout);
+        self.turn(timeout) > 0
     }
 
-    fn turn(&mut self, timeout: Option<Duration>) {
+    /// Returns how many readiness events it dispatched.
+    fn turn(&mut self, timeout: Option<Duration>) -> u64 {
         self.remote.polls.fetch_add(1, Relaxed);
         if let Err(err) = self.poll.poll(&mut self.events, timeout) {
             if err.kind() != io::ErrorKind::Interrupted {
                 panic!("epoll_wait failed: {err}");
             }
-            return;
+            return 0;
         }
         let mut n = 0;
         for event in self.events.iter() {
@@ -320,5 +327,6 @@ impl Driver {
             }
         }
         self.remote.events.fetch_add(n, Relaxed);
+        n
     }
 }

@@ -176,8 +176,17 @@ impl WorkerIo {
         true
     }
 
+    /// Operations in flight (io_uring) or sockets registered (epoll) here.
+    pub(crate) fn load(&self) -> usize {
+        match self {
+            WorkerIo::Uring(d) => d.in_flight(),
+            WorkerIo::Epoll(d) => d.registered(),
+        }
+    }
+
     /// Blocks until an event, a wakeup, or `deadline`.
-    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+    /// True if io completed (not just a wakeup or the timeout).
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
         match self {
             WorkerIo::Uring(d) => d.park(deadline),
             WorkerIo::Epoll(d) => d.park(deadline),

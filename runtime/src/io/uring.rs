@@ -449,6 +449,11 @@ impl Driver {
         }
     }
 
+    /// Operations this ring owns now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
     /// True if the worker should enter the kernel on its periodic tick.
     pub(crate) fn has_work(&mut self) -> bool {
         !self.ops.is_empty()
@@ -464,16 +469,18 @@ impl Driver {
     }
 
     /// Blocks until a completion, a wakeup, or `deadline`.
-    pub(crate) fn park(&mut self, deadline: Option<Instant>) {
+    /// True if operations completed (not just a wakeup or the timeout).
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
         self.drain_mailbox();
         self.arm_eventfd();
         self.enter(deadline, true);
-        self.reap();
+        let delivered = self.reap();
         self.drain_mailbox();
         // Submit what the mailbox brought; completions come next time.
         if !self.ring.submission().is_empty() {
             self.enter(None, false);
         }
+        delivered > 0
     }
 
     fn enter(&mut self, deadline: Option<Instant>, wait: bool) {
@@ -519,7 +526,8 @@ impl Driver {
     }
 
     /// Delivers every completion in the queue.
-    fn reap(&mut self) {
+    /// Returns how many operation completions it delivered.
+    fn reap(&mut self) -> u64 {
         let mut delivered = 0u64;
         loop {
             let mut batch = [(0u64, 0i32, 0u32); 32];
@@ -569,6 +577,7 @@ impl Driver {
             self.remote.completions.fetch_add(delivered, Relaxed);
             self.publish_in_flight();
         }
+        delivered
     }
 
     fn publish_in_flight(&self) {

@@ -29,7 +29,8 @@ pub struct Builder {
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) io_driver: crate::io::Driver,
     pub(crate) io_ring_entries: u32,
-    pub(crate) io_spin: u32,
+    /// `None`: adaptive (see `io_spin`).
+    pub(crate) io_spin: Option<u32>,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -129,10 +130,11 @@ impl Builder {
             blocking_keep_alive: Duration::from_secs(10),
             io_driver: crate::io::Driver::Auto,
             io_ring_entries: 256,
+            // `WEFT_IO_SPIN=<polls>` fixes the count; unset (or anything
+            // else, such as `adaptive`): the adaptive default.
             io_spin: std::env::var("WEFT_IO_SPIN")
                 .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -215,19 +217,34 @@ impl Builder {
         self
     }
 
-    /// How many times a worker that ran out of tasks, with io in flight,
-    /// polls its driver (without blocking) before it parks; default 0, or
-    /// the `WEFT_IO_SPIN` environment variable.
+    /// A fixed number of times a worker that ran out of tasks, with io in
+    /// flight, polls its driver (without blocking) before it parks; 0 parks
+    /// at once. The default is adaptive (see
+    /// [`io_spin_adaptive`](Self::io_spin_adaptive)); `WEFT_IO_SPIN=<polls>`
+    /// sets a fixed count too.
     ///
     /// Each ring or epoll belongs to one worker, so when two tasks on
     /// different workers trade messages every hop wakes a parked worker,
     /// and waking a halted CPU costs tens of microseconds on a VM. Spinning
-    /// trades CPU for that latency: in the UDP ping-pong bench 100 polls made
-    /// weft 1.3-1.4x tokio's round trips per second (from 0.23x); on TCP
-    /// echo with the client on the same 2 cores it cost ~10% more server CPU
-    /// per request and a worse p99. See docs/IO.md. At most 100,000.
+    /// trades CPU for that latency. A fixed count spins whenever io is in
+    /// flight: on TCP echo with the client on the same 2 cores 100 polls
+    /// cost ~10% server CPU per request and a worse p99 (the client threads
+    /// lose the CPU the spinning worker keeps). See docs/IO.md. At most
+    /// 100,000.
     pub fn io_spin(mut self, polls: u32) -> Builder {
-        self.io_spin = polls;
+        self.io_spin = Some(polls);
+        self
+    }
+
+    /// The default: spin only in the shape of a request chain, up to 100
+    /// polls when the worker has one or two operations in flight (io_uring)
+    /// or sockets registered (epoll), and only while its last park was
+    /// ended by its own io within 200 µs or its last spin found work. In the
+    /// UDP ping-pong bench that took weft from 0.23x to 1.3-1.4x tokio; in
+    /// alternating runs of the TCP echo (many connections per worker) it
+    /// changed nothing measurable.
+    pub fn io_spin_adaptive(mut self) -> Builder {
+        self.io_spin = None;
         self
     }
 
@@ -257,8 +274,8 @@ impl Builder {
         if self.io_ring_entries == 0 || self.io_ring_entries > 32768 {
             return Err(BuildError::InvalidRingEntries(self.io_ring_entries));
         }
-        if self.io_spin > 100_000 {
-            return Err(BuildError::InvalidIoSpin(self.io_spin));
+        if let Some(polls @ 100_001..) = self.io_spin {
+            return Err(BuildError::InvalidIoSpin(polls));
         }
         Runtime::start(self, workers)
     }

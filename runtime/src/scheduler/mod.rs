@@ -57,8 +57,8 @@ pub(crate) struct SchedConfig {
     /// LIFO-slot polls in a row before the queue gets a turn.
     pub(crate) max_lifo_polls: u8,
     /// Non-blocking driver polls an idle worker with io in flight makes
-    /// before it parks (`Builder::io_spin`).
-    pub(crate) io_spin: u32,
+    /// before it parks (`Builder::io_spin`); `None`: adaptive.
+    pub(crate) io_spin: Option<u32>,
 }
 
 /// What other threads need to reach one worker.

@@ -33,7 +33,18 @@ pub(crate) struct WorkerCtx {
     /// The io driver this worker parks in (borrowed while parking or
     /// polling it; see `io::with_local_uring`).
     io: RefCell<WorkerIo>,
+    /// The last park was ended by this worker's own io within `SHORT_PARK`
+    /// (adaptive spinning: a request chain's rhythm, not a steal or timer).
+    last_park_short: Cell<bool>,
+    /// The last spin found work (adaptive spinning).
+    last_spin_hit: Cell<bool>,
 }
+
+/// Adaptive spinning (`Builder::io_spin_adaptive`): polls per spin, the most
+/// io a worker may have in flight to spin, and what counts as a short park.
+const ADAPTIVE_SPINS: u32 = 100;
+const ADAPTIVE_SPIN_MAX_LOAD: usize = 2;
+const SHORT_PARK: std::time::Duration = std::time::Duration::from_micros(200);
 
 impl WorkerCtx {
     pub(crate) fn new(
@@ -57,6 +68,8 @@ impl WorkerCtx {
             ),
             parker,
             io: RefCell::new(io),
+            last_park_short: Cell::new(false),
+            last_spin_hit: Cell::new(false),
         }
     }
 
@@ -249,12 +262,30 @@ impl WorkerCtx {
     /// Before parking with io in flight, polls the driver a few times: a
     /// reply that lands within microseconds is then handled without the
     /// worker going to sleep and being woken (on a VM a halted vCPU takes
-    /// tens of microseconds to wake). True if that made work.
+    /// tens of microseconds to wake). True if that made work. See
+    /// `Builder::io_spin` and `Builder::io_spin_adaptive`.
     fn spin_on_io(&self) -> bool {
-        let spins = self.shared().config.io_spin;
+        let spins = match self.shared().config.io_spin {
+            Some(fixed) => fixed,
+            None => {
+                let load = self.io.borrow().load();
+                let rhythm = self.last_park_short.get() || self.last_spin_hit.get();
+                if rhythm && (1..=ADAPTIVE_SPIN_MAX_LOAD).contains(&load) {
+                    ADAPTIVE_SPINS
+                } else {
+                    0
+                }
+            }
+        };
         if spins == 0 {
             return false;
         }
+        let hit = self.spin(spins);
+        self.last_spin_hit.set(hit);
+        hit
+    }
+
+    fn spin(&self, spins: u32) -> bool {
         for _ in 0..spins {
             let had_io = self.io.borrow_mut().poll();
             if !had_io {
@@ -290,10 +321,14 @@ impl WorkerCtx {
         }
         self.metrics().parks.incr();
         if !shared.shutdown.load(Acquire) {
+            let parked_at = Instant::now();
+            let mut io_woke = false;
             self.parker
                 .park_with(shared.time.next_deadline(), |deadline| {
-                    self.io.borrow_mut().park(deadline)
+                    io_woke = self.io.borrow_mut().park(deadline)
                 });
+            self.last_park_short
+                .set(io_woke && parked_at.elapsed() < SHORT_PARK);
         }
         if !shared.idle.unpark_self(self.index) {
             // Picked by a notifier, which counted us as searching.
