@@ -178,6 +178,7 @@ pub(crate) struct Remote {
     registry: Registry,
     waker: mio::Waker,
     ios: Mutex<Slab<Arc<ScheduledIo>>>,
+    registered: AtomicUsize,
     pub(crate) events: AtomicU64,
     pub(crate) polls: AtomicU64,
 }
@@ -201,6 +202,7 @@ impl Remote {
             lock(&self.ios).remove(token);
             return Err(err);
         }
+        self.registered.fetch_add(1, Relaxed);
         Ok(Registration {
             remote: self.clone(),
             token,
@@ -209,9 +211,10 @@ impl Remote {
         })
     }
 
-    /// Sockets registered here.
+    /// Sockets registered here. A counter, not the slab's length: the
+    /// worker reads it on every tick and before every park.
     pub(crate) fn registered(&self) -> usize {
-        lock(&self.ios).len()
+        self.registered.load(Relaxed)
     }
 }
 
@@ -233,6 +236,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let _ = self.remote.registry.deregister(&mut SourceFd(&self.fd));
         lock(&self.remote.ios).remove(self.token);
+        self.remote.registered.fetch_sub(1, Relaxed);
         // Wake anyone still waiting so they notice the socket is gone.
         self.io.set_ready(BITS);
     }
@@ -253,6 +257,7 @@ impl Driver {
             registry: poll.registry().try_clone()?,
             waker,
             ios: Mutex::new(Slab::new()),
+            registered: AtomicUsize::new(0),
             events: AtomicU64::new(0),
             polls: AtomicU64::new(0),
         });
