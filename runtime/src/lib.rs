@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod alloc;
 mod blocking;
 pub mod cancel;
 mod context;

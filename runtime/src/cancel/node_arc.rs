@@ -4,8 +4,8 @@
 //! Every task spawned inside a task gets a node, so nodes are allocated at
 //! spawn rate, usually on one worker and freed on another. Through malloc
 //! that made workers contend on each other's arena locks (a quarter of the
-//! `ping_pong` workload, in the profile); a small per-thread cache of node
-//! allocations keeps the common case off malloc entirely. The API mirrors
+//! `ping_pong` workload, in the profile), so node blocks come from the
+//! runtime's per-thread block cache (`crate::alloc`), as task cells do. The API mirrors
 //! the parts of `Arc` the tree uses; under loom it *is* loom's `Arc`, so the
 //! models check the tree with loom's leak detection.
 
@@ -18,8 +18,7 @@ pub(crate) use self::pooled::NodeArc;
 #[cfg(not(weft_loom))]
 mod pooled {
     use std::{
-        alloc::{alloc, dealloc, handle_alloc_error, Layout},
-        cell::RefCell,
+        alloc::Layout,
         mem::offset_of,
         ops::Deref,
         ptr::NonNull,
@@ -28,59 +27,20 @@ mod pooled {
 
     use super::super::node::Node;
 
-    /// Allocations kept per thread; beyond this they go back to malloc.
-    const CACHE_CAP: usize = 512;
-
     #[repr(C)]
     struct Inner {
         count: AtomicUsize,
         node: Node,
     }
 
-    struct Cache(Vec<NonNull<Inner>>);
-
-    impl Drop for Cache {
-        fn drop(&mut self) {
-            for ptr in self.0.drain(..) {
-                // SAFETY: cached blocks are allocated with `Layout::new::<Inner>`
-                // and hold no live value.
-                unsafe { dealloc(ptr.as_ptr().cast(), Layout::new::<Inner>()) };
-            }
-        }
-    }
-
-    thread_local! {
-        static CACHE: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
-    }
-
     fn take_block() -> NonNull<Inner> {
-        let cached = CACHE
-            .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.0.pop()))
-            .ok()
-            .flatten();
-        cached.unwrap_or_else(|| {
-            let layout = Layout::new::<Inner>();
-            // SAFETY: `Inner` has a non-zero size.
-            let ptr = unsafe { alloc(layout) }.cast::<Inner>();
-            NonNull::new(ptr).unwrap_or_else(|| handle_alloc_error(layout))
-        })
+        crate::alloc::alloc(Layout::new::<Inner>()).cast()
     }
 
     fn give_block(ptr: NonNull<Inner>) {
-        let kept = CACHE
-            .try_with(|c| match c.try_borrow_mut() {
-                Ok(mut c) if c.0.len() < CACHE_CAP => {
-                    c.0.push(ptr);
-                    true
-                }
-                _ => false,
-            })
-            .unwrap_or(false);
-        if !kept {
-            // SAFETY: the block was allocated with this layout and its value
-            // has been dropped.
-            unsafe { dealloc(ptr.as_ptr().cast(), Layout::new::<Inner>()) };
-        }
+        // SAFETY: allocated by `take_block` with this layout; the node in it
+        // has been dropped.
+        unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Inner>()) }
     }
 
     /// A strong reference to a node (like `Arc<Node>`).

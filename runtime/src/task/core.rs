@@ -2,7 +2,7 @@
 //! output) and trailer (join waker), laid out so a `*mut Header` is also a
 //! pointer to the whole cell.
 
-use std::{future::Future, task::Waker};
+use std::{alloc::Layout, future::Future, ptr::NonNull, task::Waker};
 
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
@@ -116,23 +116,40 @@ pub(crate) struct Cell<F: Future, S> {
 }
 
 impl<F: Future, S> Cell<F, S> {
-    pub(crate) fn new(future: F, scheduler: S, id: Id, vtable: &'static Vtable) -> Box<Self> {
-        Box::new(Cell {
-            header: Header {
-                state: State::new(),
-                vtable,
-                id,
-                links: UnsafeCell::new(Links::default()),
-                node: AtomicPtr::new(std::ptr::null_mut()),
-            },
-            core: Core {
-                scheduler,
-                stage: UnsafeCell::new(Stage::Running(future)),
-            },
-            trailer: Trailer {
-                join_waker: UnsafeCell::new(None),
-            },
-        })
+    /// Allocates a cell (from the per-thread block cache, see `alloc.rs`).
+    pub(crate) fn new(future: F, scheduler: S, id: Id, vtable: &'static Vtable) -> NonNull<Self> {
+        let ptr = crate::alloc::alloc(Layout::new::<Self>()).cast::<Self>();
+        // SAFETY: a fresh block sized and aligned for `Self`.
+        unsafe {
+            ptr.as_ptr().write(Cell {
+                header: Header {
+                    state: State::new(),
+                    vtable,
+                    id,
+                    links: UnsafeCell::new(Links::default()),
+                    node: AtomicPtr::new(std::ptr::null_mut()),
+                },
+                core: Core {
+                    scheduler,
+                    stage: UnsafeCell::new(Stage::Running(future)),
+                },
+                trailer: Trailer {
+                    join_waker: UnsafeCell::new(None),
+                },
+            })
+        };
+        ptr
+    }
+
+    /// Drops the cell's contents and frees it.
+    ///
+    /// # Safety
+    /// `ptr` came from [`Cell::new`] and nothing can reach the cell any more.
+    pub(crate) unsafe fn free(ptr: NonNull<Self>) {
+        // SAFETY: the caller's precondition: the value is live and ours.
+        unsafe { std::ptr::drop_in_place(ptr.as_ptr()) };
+        // SAFETY: allocated by `new` with this layout; the value is dropped.
+        unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Self>()) };
     }
 }
 

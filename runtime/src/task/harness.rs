@@ -184,7 +184,7 @@ where
 
     fn dealloc(self) {
         // SAFETY: the last reference is gone; nothing else can reach the cell.
-        drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
+        unsafe { Cell::free(self.cell) };
     }
 
     fn try_read_output(&self, dst: &mut Poll<Result<F::Output, JoinError>>, waker: &Waker) {

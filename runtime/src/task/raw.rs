@@ -59,8 +59,7 @@ impl RawTask {
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let cell = Cell::new(future, scheduler, id, vtable::<F, S>());
-        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        let ptr = Cell::new(future, scheduler, id, vtable::<F, S>()).cast::<Header>();
         RawTask { ptr }
     }
 
