@@ -588,3 +588,27 @@ fn shutdown_cancels_with_the_shutdown_cause() {
         "{seen:?}"
     );
 }
+
+/// A chain of tasks, each spawning the next and finishing: a finished
+/// ancestor must not be kept alive by its descendant, or the chain's nodes
+/// pile up and are freed in one deeply recursive drop when the last task
+/// ends (a stack overflow at this length, before children stopped holding
+/// a count of their parent).
+#[test]
+fn a_long_chain_of_spawns_does_not_keep_its_ancestors_alive() {
+    const CHAIN: usize = 200_000;
+    fn link(done: mpsc::SyncSender<()>, left: usize) {
+        if left == 0 {
+            done.send(()).unwrap();
+        } else {
+            drop(weft::spawn(async move { link(done, left - 1) }));
+        }
+    }
+    let rt = rt(2);
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    drop(rt.spawn(async move { link(done_tx, CHAIN) }));
+    done_rx
+        .recv_timeout(LIMIT)
+        .expect("the end of the chain was reached");
+    assert_no_live_tasks(&rt);
+}

@@ -11,6 +11,13 @@
 //!   the child node itself, and the critical sections are a few pointer
 //!   writes, so siblings attached and detached on different workers barely
 //!   contend.
+//! - A child points to its parent without a count of its own: while the
+//!   list is non-empty it holds one strong count of its own node
+//!   (`keep_alive`), taken when the first child links and released when the
+//!   last one leaves. So a spawn and a completion do not both hit the
+//!   parent's reference count (a contended line when the parent spawns on
+//!   one worker while its children finish on another), and a chain of tasks
+//!   each spawning the next does not keep every finished ancestor alive.
 //! - Attaching a child locks only the parent's list (the child is built
 //!   under that lock, already linked); cancelling locks one list at a time to
 //!   copy the children out, then cancels them from an explicit stack (no
@@ -60,8 +67,10 @@ pub(crate) struct Node {
     /// ancestor serves its whole subtree: its cancellation flows down.
     deadline_owner: Option<NodeArc>,
     name: Option<StdArc<str>>,
-    /// Set at creation, never changed: the list we are linked into.
-    parent: Option<NodeArc>,
+    /// Set at creation, never changed: the list we are linked into. No
+    /// count of its own: the parent stays alive while we are linked (its
+    /// list's `keep_alive`), and we are linked until `finish`.
+    parent: Option<NonNull<Node>>,
     /// Head of our children list (see the module doc).
     children: Mutex<ChildList>,
     /// Our place in the parent's list; guarded by the parent's `children`.
@@ -72,6 +81,8 @@ pub(crate) struct Node {
 struct ChildList {
     head: Option<NonNull<Node>>,
     len: usize,
+    /// A strong count of the node owning this list, held while `len > 0`.
+    keep_alive: Option<NodeArc>,
 }
 
 // SAFETY: the pointers are strong references to `Node`s (Send + Sync),
@@ -122,7 +133,11 @@ impl Node {
             deadline_owner: None,
             name,
             parent: None,
-            children: Mutex::new(ChildList { head: None, len: 0 }),
+            children: Mutex::new(ChildList {
+                head: None,
+                len: 0,
+                keep_alive: None,
+            }),
             links: UnsafeCell::new(Links::default()),
             inner: Mutex::new(Inner {
                 waiter: task.map(Waiter::Task),
@@ -142,41 +157,50 @@ impl Node {
             (_, Some(inherited)) => (Some(inherited), Some(Node::deadline_owner_or_self(parent))),
             (own, None) => (own, None),
         };
-        let mut list = lock(&parent.children);
-        // Read under the list lock: `cancel` sets the state before it locks
-        // the list to copy the children, so either we see it here or the
-        // canceller sees us in the list.
-        let parent_state = parent.state.load(Acquire);
-        let (state, reason) = if parent_state & CANCELLED != 0 {
-            let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;
-            (
-                encode(Cause::Parent.code(), origin),
-                lock(&parent.inner).reason.clone(),
-            )
-        } else {
-            (0, None)
-        };
+        // Build the node before taking the lock: the critical section is
+        // then a state check and a few pointer writes.
         let node = NodeArc::new(Node {
-            state: AtomicUsize::new(state),
+            state: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             deadline,
             deadline_owner,
             name,
-            parent: Some(parent.clone()),
-            children: Mutex::new(ChildList { head: None, len: 0 }),
-            links: UnsafeCell::new(Links {
-                prev: None,
-                next: list.head,
-                linked: true,
+            parent: Some(NonNull::from(&**parent)),
+            children: Mutex::new(ChildList {
+                head: None,
+                len: 0,
+                keep_alive: None,
             }),
+            links: UnsafeCell::new(Links::default()),
             inner: Mutex::new(Inner {
-                reason,
                 waiter: task.map(Waiter::Task),
                 ..Inner::default()
             }),
         });
         // The list's strong reference.
         let ptr = NonNull::new(NodeArc::into_raw(node.clone()) as *mut Node).expect("non-null");
+        let mut list = lock(&parent.children);
+        // Read under the list lock: `cancel` sets the state before it locks
+        // the list to copy the children, so either we see it here or the
+        // canceller sees us in the list.
+        let parent_state = parent.state.load(Acquire);
+        if parent_state & CANCELLED != 0 {
+            let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;
+            lock(&node.inner).reason = lock(&parent.inner).reason.clone();
+            // Relaxed: the node is not shared yet; whoever gets it later
+            // does so through a lock or a queue.
+            node.state
+                .store(encode(Cause::Parent.code(), origin), Relaxed);
+        }
+        // SAFETY: the node is ours alone until the lock is released, and
+        // its links are guarded by this lock from now on.
+        node.links.with_mut(|l| unsafe {
+            *l = Links {
+                prev: None,
+                next: list.head,
+                linked: true,
+            }
+        });
         if let Some(head) = list.head {
             // SAFETY: `head` is a linked child (kept alive by the list's
             // reference) and we hold the list lock that guards its links.
@@ -186,6 +210,10 @@ impl Node {
         }
         list.head = Some(ptr);
         list.len += 1;
+        if list.keep_alive.is_none() {
+            list.keep_alive = Some(parent.clone());
+        }
+        drop(list);
         node
     }
 
@@ -356,6 +384,10 @@ impl Node {
     pub(crate) fn finish(&self) {
         let (waiter, timer) = {
             let mut inner = lock(&self.inner);
+            if inner.finished {
+                // Already left the parent, which may be gone by now.
+                return;
+            }
             inner.finished = true;
             (inner.waiter.take(), inner.timer.take())
         };
@@ -363,32 +395,44 @@ impl Node {
         if let Some((handle, reg)) = timer {
             handle.time().deregister(reg);
         }
-        if let Some(parent) = &self.parent {
-            let released = {
-                let mut list = lock(&parent.children);
-                // SAFETY: our links are guarded by the parent's list lock,
-                // held here; linked neighbours are alive (strong references).
-                self.links.with_mut(|l| unsafe {
-                    let links = std::mem::take(&mut *l);
-                    if !links.linked {
-                        return None;
-                    }
-                    match links.prev {
-                        Some(prev) => prev.as_ref().links.with_mut(|p| (*p).next = links.next),
-                        None => list.head = links.next,
-                    }
-                    if let Some(next) = links.next {
-                        next.as_ref().links.with_mut(|n| (*n).prev = links.prev);
-                    }
-                    list.len -= 1;
-                    Some(self as *const Node)
-                })
-            };
-            if let Some(ptr) = released {
-                // SAFETY: the list's strong reference, taken in `child`;
-                // released outside the lock (it may be the last one).
-                drop(unsafe { NodeArc::from_raw(ptr) });
+        let Some(parent) = self.parent else { return };
+        // SAFETY: we are still linked (only the first `finish` unlinks), so
+        // the parent's list holds a count of the parent (`keep_alive`).
+        let parent = unsafe { parent.as_ref() };
+        let (released, parent_ref) = {
+            let mut list = lock(&parent.children);
+            // SAFETY: our links are guarded by the parent's list lock, held
+            // here; linked neighbours are alive (strong references).
+            let unlinked = self.links.with_mut(|l| unsafe {
+                let links = std::mem::take(&mut *l);
+                if !links.linked {
+                    return false;
+                }
+                match links.prev {
+                    Some(prev) => prev.as_ref().links.with_mut(|p| (*p).next = links.next),
+                    None => list.head = links.next,
+                }
+                if let Some(next) = links.next {
+                    next.as_ref().links.with_mut(|n| (*n).prev = links.prev);
+                }
+                true
+            });
+            if unlinked {
+                list.len -= 1;
             }
+            let parent_ref = if list.len == 0 {
+                list.keep_alive.take()
+            } else {
+                None
+            };
+            (unlinked.then_some(self as *const Node), parent_ref)
+        };
+        // Released outside the lock, parent first: either may be the last
+        // count, and `self` must not be touched once its own is gone.
+        drop(parent_ref);
+        if let Some(ptr) = released {
+            // SAFETY: the list's strong reference, taken in `child`.
+            drop(unsafe { NodeArc::from_raw(ptr) });
         }
     }
 
