@@ -69,6 +69,58 @@ fn cancel_racing_a_child_attach_always_reaches_the_child() {
     });
 }
 
+/// A cancel takes the children out of the parent's list (with the list's
+/// counts) while a child's `finish` may be unlinking itself: exactly one of
+/// them removes the child, the parent's keep-alive count is released once,
+/// and nothing leaks (loom's `Arc` checks) or is touched after its free.
+#[test]
+fn a_cancel_detaching_children_races_their_finish() {
+    loom::model(|| {
+        let parent = CancelNode::root();
+        let child = CancelNode::child(&parent);
+        let sibling = CancelNode::child(&parent);
+        let finisher = {
+            let child = child.clone();
+            thread::spawn(move || {
+                child.finish();
+                drop(child);
+            })
+        };
+        assert!(parent.cancel(Cause::Explicit));
+        // The finisher may still be running: only the list's count and
+        // its own keep the parent alive for it.
+        drop(parent);
+        finisher.join().unwrap();
+        assert!(sibling.is_cancelled(), "a linked sibling is reached");
+        sibling.finish();
+        child.finish();
+        drop((child, sibling));
+    });
+}
+
+/// The same race one level down: the cancel walks the parent's list and
+/// decides whether the child has children to walk while a grandchild
+/// attaches to that child.
+#[test]
+fn cancel_racing_a_grandchild_attach_always_reaches_the_grandchild() {
+    loom::model(|| {
+        let parent = CancelNode::root();
+        let child = CancelNode::child(&parent);
+        let attacher = {
+            let child = child.clone();
+            thread::spawn(move || CancelNode::child(&child))
+        };
+        assert!(parent.cancel(Cause::Explicit));
+        let grandchild = attacher.join().unwrap();
+        let c = grandchild
+            .cancelled()
+            .expect("a grandchild attached during the cancel is cancelled");
+        assert_eq!(c.origin(), Cause::Explicit);
+        grandchild.finish();
+        child.finish();
+    });
+}
+
 #[test]
 fn two_concurrent_cancels_exactly_one_wins_and_its_cause_stays() {
     loom::model(|| {

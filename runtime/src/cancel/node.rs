@@ -44,7 +44,7 @@ use crate::cancel::NodeArc;
 use crate::{
     scheduler::Handle,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering::*},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*},
         lock, Mutex, UnsafeCell,
     },
     task::RawTask,
@@ -55,6 +55,26 @@ const CANCELLED: usize = 1;
 const CAUSE_SHIFT: usize = 1;
 const ORIGIN_SHIFT: usize = 4;
 const CODE_MASK: usize = 0b111;
+/// Set with CANCELLED when a reason was stored (under `inner`'s lock,
+/// before the state): readers without it skip that lock.
+const HAS_REASON: usize = 1 << 7;
+
+/// `link` values: where a node stands with its parent's list.
+/// Not in any list (a root, or a scope that never had a parent).
+const UNLINKED: u8 = 0;
+/// In the parent's list; the list holds one count of the node.
+const LINKED: u8 = 1;
+/// `finish` claimed the unlink: it will lock the parent's list and leave it.
+const FINISHING: u8 = 2;
+/// A cancel of the parent took the node out of the list (and the list's
+/// count with it): `finish` need not, and must not, touch the parent.
+const DETACHED: u8 = 3;
+
+/// `child_flags`: a child has attached at some point.
+const HAS_CHILDREN: u8 = 1;
+/// `child_flags`: a cancel has stored the state and is about to walk the
+/// children.
+const CANCEL_WALKED: u8 = 2;
 
 pub(crate) struct Node {
     state: AtomicUsize,
@@ -75,6 +95,14 @@ pub(crate) struct Node {
     children: Mutex<ChildList>,
     /// Our place in the parent's list; guarded by the parent's `children`.
     links: UnsafeCell<Links>,
+    /// `UNLINKED`, `LINKED`, `FINISHING` or `DETACHED`: decides, with one
+    /// CAS each, whether `finish` or the parent's cancel removes us from
+    /// the parent's list.
+    link: AtomicU8,
+    /// `HAS_CHILDREN` (set by every attach) and `CANCEL_WALKED` (set by
+    /// the cancel before it walks the list), each by an RMW: lets a cancel
+    /// skip the list lock of the many nodes that never have children.
+    child_flags: AtomicU8,
     inner: Mutex<Inner>,
 }
 
@@ -139,6 +167,8 @@ impl Node {
                 keep_alive: None,
             }),
             links: UnsafeCell::new(Links::default()),
+            link: AtomicU8::new(UNLINKED),
+            child_flags: AtomicU8::new(0),
             inner: Mutex::new(Inner {
                 waiter: task.map(Waiter::Task),
                 ..Inner::default()
@@ -172,6 +202,8 @@ impl Node {
                 keep_alive: None,
             }),
             links: UnsafeCell::new(Links::default()),
+            link: AtomicU8::new(LINKED),
+            child_flags: AtomicU8::new(0),
             inner: Mutex::new(Inner {
                 waiter: task.map(Waiter::Task),
                 ..Inner::default()
@@ -180,17 +212,22 @@ impl Node {
         // The list's strong reference.
         let ptr = NonNull::new(NodeArc::into_raw(node.clone()) as *mut Node).expect("non-null");
         let mut list = lock(&parent.children);
-        // Read under the list lock: `cancel` sets the state before it locks
-        // the list to copy the children, so either we see it here or the
-        // canceller sees us in the list.
+        // Both sides mark `child_flags` with an RMW, so one of them reads
+        // the other's mark: if the cancel's came first, its Release
+        // publishes the state it stored before, and our load below sees it
+        // (we are born cancelled); if ours came first, the cancel sees
+        // HAS_CHILDREN, locks the list after we release it, and finds us.
+        parent.child_flags.fetch_or(HAS_CHILDREN, AcqRel);
         let parent_state = parent.state.load(Acquire);
         if parent_state & CANCELLED != 0 {
             let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;
-            lock(&node.inner).reason = lock(&parent.inner).reason.clone();
+            let reason = lock(&parent.inner).reason.clone();
+            let has_reason = if reason.is_some() { HAS_REASON } else { 0 };
+            lock(&node.inner).reason = reason;
             // Relaxed: the node is not shared yet; whoever gets it later
             // does so through a lock or a queue.
             node.state
-                .store(encode(Cause::Parent.code(), origin), Relaxed);
+                .store(encode(Cause::Parent.code(), origin) | has_reason, Relaxed);
         }
         // SAFETY: the node is ours alone until the lock is released, and
         // its links are guarded by this lock from now on.
@@ -245,7 +282,11 @@ impl Node {
         }
         let cause = Cause::from_code((state >> CAUSE_SHIFT) & CODE_MASK)?;
         let origin = Cause::from_code((state >> ORIGIN_SHIFT) & CODE_MASK).unwrap_or(cause);
-        let reason = lock(&self.inner).reason.clone();
+        let reason = if state & HAS_REASON != 0 {
+            lock(&self.inner).reason.clone()
+        } else {
+            None
+        };
         Some(Cancelled {
             cause,
             origin,
@@ -257,13 +298,17 @@ impl Node {
     /// already cancelled (the first cause stays).
     pub(crate) fn cancel(&self, cause: Cause, reason: Option<StdArc<str>>) -> bool {
         let code = cause.code();
-        let Some(mut stack) = self.try_cancel(encode(code, code), &reason) else {
+        let mut wakers = Vec::new();
+        let flipped = self.flip(encode(code, code), &reason, &mut wakers);
+        wake_all(&mut wakers);
+        if !flipped {
             return false;
-        };
+        }
+        let below = encode(Cause::Parent.code(), code);
+        let mut stack = Vec::new();
+        self.cancel_children(below, &reason, &mut stack, &mut wakers);
         while let Some(node) = stack.pop() {
-            if let Some(children) = node.try_cancel(encode(Cause::Parent.code(), code), &reason) {
-                stack.extend(children);
-            }
+            node.cancel_children(below, &reason, &mut stack, &mut wakers);
         }
         true
     }
@@ -271,55 +316,136 @@ impl Node {
     /// Flips this node's state (if still live) together with storing the
     /// reason, under `inner`'s lock, so a child born cancelled (which reads
     /// the reason under the same lock after seeing the state) always sees
-    /// it. Then wakes the waiter once and returns the children to cancel.
-    fn try_cancel(&self, state: usize, reason: &Option<StdArc<str>>) -> Option<Vec<NodeArc>> {
-        let waiter = {
-            let mut inner = lock(&self.inner);
-            if self
-                .state
-                .compare_exchange(0, state, AcqRel, Acquire)
-                .is_err()
-            {
-                return None;
+    /// it. Wakes the owning task at once (under the lock: `finish` clears
+    /// it before the task can go); another waker is pushed on `wakers` to
+    /// be woken outside any lock. False if it was already cancelled.
+    fn flip(&self, state: usize, reason: &Option<StdArc<str>>, wakers: &mut Vec<Waker>) -> bool {
+        let mut inner = lock(&self.inner);
+        if self.state.load(Relaxed) != 0 {
+            // Already cancelled (the state changes only under this lock).
+            return false;
+        }
+        if inner.reason.is_none() {
+            inner.reason = reason.clone();
+        }
+        let has_reason = if inner.reason.is_some() {
+            HAS_REASON
+        } else {
+            0
+        };
+        // Release: published to an attaching child by `child_flags` (see
+        // `child`); Acquire readers of the state see the reason too.
+        self.state.store(state | has_reason, Release);
+        match &inner.waiter {
+            Some(Waiter::Task(task)) => {
+                // An RMW on the task word before reading it: if the task
+                // is NOTIFIED and about to run, its poller's RMW comes
+                // after ours and so sees the state we just set; a plain
+                // read could miss it and the poll miss the cancel.
+                task.header().state.sync_point();
+                task.wake_by_ref();
             }
-            if inner.reason.is_none() {
-                inner.reason = reason.clone();
-            }
-            match &inner.waiter {
-                // Under the lock: `finish` clears it before the task can go.
-                Some(Waiter::Task(task)) => {
-                    // An RMW on the task word before reading it: if the task
-                    // is NOTIFIED and about to run, its poller's RMW comes
-                    // after ours and so sees the state we just set; a plain
-                    // read could miss it and the poll miss the cancel.
-                    task.header().state.sync_point();
-                    task.wake_by_ref();
-                    None
+            Some(Waiter::Waker(waker)) => wakers.push(waker.clone()),
+            None => {}
+        }
+        true
+    }
+
+    /// Takes the children of a just-cancelled node out of its list (with
+    /// the list's counts) and cancels each in the same pass, so a wide tree
+    /// is walked once. Their `finish` then need not lock this list (every
+    /// woken child contended on it). A child already `FINISHING` stays in
+    /// the list to unlink itself. Children that have children of their own
+    /// go on `stack`, to be walked after this list's lock is released: no
+    /// recursion, no nested list locks.
+    fn cancel_children(
+        &self,
+        state: usize,
+        reason: &Option<StdArc<str>>,
+        stack: &mut Vec<NodeArc>,
+        wakers: &mut Vec<Waker>,
+    ) {
+        // See `child`: either we see HAS_CHILDREN here, or the attacher
+        // sees our mark and state and is born cancelled. A node that never
+        // had children skips the lock.
+        if self.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN == 0 {
+            return;
+        }
+        let mut taken = Vec::new();
+        let mut dropped = Vec::new();
+        let keep_alive = {
+            let mut list = lock(&self.children);
+            let mut cursor = list.head.take();
+            let mut kept_head: Option<NonNull<Node>> = None;
+            while let Some(ptr) = cursor {
+                // SAFETY: linked children are alive (the list holds a strong
+                // reference) and their links are guarded by our lock.
+                let child = unsafe { ptr.as_ref() };
+                // SAFETY: as above: we hold the lock guarding `links`.
+                cursor = child.links.with(|l| unsafe { (*l).next });
+                let detached = child
+                    .link
+                    .compare_exchange(LINKED, DETACHED, AcqRel, Acquire)
+                    .is_ok();
+                let child_ref = if detached {
+                    // SAFETY: as above; the node is no longer in any list.
+                    child.links.with_mut(|l| unsafe { *l = Links::default() });
+                    list.len -= 1;
+                    // SAFETY: the list's reference (from `Arc::into_raw` in
+                    // `child`) moves to us.
+                    unsafe { NodeArc::from_raw(ptr.as_ptr()) }
+                } else {
+                    // FINISHING: relink it into the list we rebuild.
+                    // SAFETY: as above.
+                    child.links.with_mut(|l| unsafe {
+                        (*l).prev = None;
+                        (*l).next = kept_head;
+                    });
+                    if let Some(head) = kept_head {
+                        // SAFETY: a child we kept, alive and guarded by us.
+                        unsafe { head.as_ref() }
+                            .links
+                            .with_mut(|l| unsafe { (*l).prev = Some(ptr) });
+                    }
+                    kept_head = Some(ptr);
+                    // SAFETY: alive (still in the list); the count we add is
+                    // the one we hand out.
+                    unsafe {
+                        NodeArc::increment_strong_count(ptr.as_ptr());
+                        NodeArc::from_raw(ptr.as_ptr())
+                    }
+                };
+                // Cancelled while its line is in cache. Lock order: a
+                // parent's list, then a child's `inner` (nothing takes them
+                // the other way round).
+                if child.flip(state, reason, wakers) {
+                    taken.push(child_ref);
+                } else {
+                    // Cancelled before (by its own cancel, whose walk
+                    // covers its subtree): only our count to release.
+                    dropped.push(child_ref);
                 }
-                Some(Waiter::Waker(waker)) => Some(waker.clone()),
-                None => None,
+            }
+            list.head = kept_head;
+            if list.len == 0 {
+                list.keep_alive.take()
+            } else {
+                None
             }
         };
-        if let Some(waker) = waiter {
-            waker.wake();
+        // The caller holds a count of `self`, so this is never the last.
+        drop(keep_alive);
+        wake_all(wakers);
+        drop(dropped);
+        for child in taken {
+            // The RMW of `cancel_children` (see there), done here so a
+            // childless node is not even pushed: a grandchild attaching now
+            // either is seen here or sees the child's cancelled state.
+            if child.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN != 0 {
+                stack.push(child);
+            }
+            // Otherwise dropped here, outside the lock.
         }
-        let list = lock(&self.children);
-        let mut children = Vec::with_capacity(list.len);
-        let mut cursor = list.head;
-        while let Some(ptr) = cursor {
-            // SAFETY: linked children are alive (the list holds a strong
-            // reference) and their links are guarded by our lock.
-            let child = unsafe { ptr.as_ref() };
-            // SAFETY: as above: we hold the lock guarding `links`.
-            cursor = child.links.with(|l| unsafe { (*l).next });
-            // SAFETY: `ptr` came from `Arc::into_raw`; we add a count for
-            // the clone we hand out.
-            children.push(unsafe {
-                NodeArc::increment_strong_count(ptr.as_ptr());
-                NodeArc::from_raw(ptr.as_ptr())
-            });
-        }
-        Some(children)
     }
 
     /// Sets the waker woken when this node is cancelled (the owning task's).
@@ -396,8 +522,18 @@ impl Node {
             handle.time().deregister(reg);
         }
         let Some(parent) = self.parent else { return };
-        // SAFETY: we are still linked (only the first `finish` unlinks), so
-        // the parent's list holds a count of the parent (`keep_alive`).
+        if self
+            .link
+            .compare_exchange(LINKED, FINISHING, AcqRel, Acquire)
+            .is_err()
+        {
+            // DETACHED: the parent's cancel took us out of its list, and
+            // the list's count of us with us.
+            return;
+        }
+        // SAFETY: we are still in the parent's list (a cancel leaves a
+        // FINISHING child there), so the list holds a count of the parent
+        // (`keep_alive`).
         let parent = unsafe { parent.as_ref() };
         let (released, parent_ref) = {
             let mut list = lock(&parent.children);
@@ -439,6 +575,12 @@ impl Node {
     /// Children currently attached (for tests and metrics).
     pub(crate) fn child_count(&self) -> usize {
         lock(&self.children).len
+    }
+}
+
+fn wake_all(wakers: &mut Vec<Waker>) {
+    for waker in wakers.drain(..) {
+        waker.wake();
     }
 }
 
