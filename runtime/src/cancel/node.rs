@@ -371,8 +371,6 @@ impl Node {
         if self.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN == 0 {
             return;
         }
-        let mut taken = Vec::new();
-        let mut dropped = Vec::new();
         let keep_alive = {
             let mut list = lock(&self.children);
             let mut cursor = list.head.take();
@@ -418,12 +416,20 @@ impl Node {
                 // Cancelled while its line is in cache. Lock order: a
                 // parent's list, then a child's `inner` (nothing takes them
                 // the other way round).
-                if child.flip(state, reason, wakers) {
-                    taken.push(child_ref);
+                // The RMW of `cancel_children` (see there), done here so a
+                // childless node is not even pushed: a grandchild attaching
+                // now either is seen here or sees the child's state. A child
+                // cancelled before is left to that cancel's walk.
+                if child.flip(state, reason, wakers)
+                    && child.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN != 0
+                {
+                    stack.push(child_ref);
                 } else {
-                    // Cancelled before (by its own cancel, whose walk
-                    // covers its subtree): only our count to release.
-                    dropped.push(child_ref);
+                    // Released under the lock: if this is the last count,
+                    // the child has finished (its waiter and timer are
+                    // gone), so its drop frees memory and runs no other
+                    // code and takes no lock.
+                    drop(child_ref);
                 }
             }
             list.head = kept_head;
@@ -436,16 +442,6 @@ impl Node {
         // The caller holds a count of `self`, so this is never the last.
         drop(keep_alive);
         wake_all(wakers);
-        drop(dropped);
-        for child in taken {
-            // The RMW of `cancel_children` (see there), done here so a
-            // childless node is not even pushed: a grandchild attaching now
-            // either is seen here or sees the child's cancelled state.
-            if child.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN != 0 {
-                stack.push(child);
-            }
-            // Otherwise dropped here, outside the lock.
-        }
     }
 
     /// Sets the waker woken when this node is cancelled (the owning task's).
