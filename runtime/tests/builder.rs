@@ -252,3 +252,68 @@ fn builder_and_errors_are_debuggable() {
     assert!(format!("{err:?}").contains("ZeroWorkerThreads"));
     assert!(std::error::Error::source(&err).is_none());
 }
+
+#[test]
+fn idle_spin_is_validated() {
+    let err = build_err(
+        Builder::new_multi_thread()
+            .worker_threads(1)
+            .idle_spin(std::time::Duration::from_millis(11)),
+    );
+    assert!(
+        matches!(err, BuildError::InvalidIdleSpin(d) if d == std::time::Duration::from_millis(11)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("idle_spin"), "{err}");
+    assert!(err.to_string().contains("11ms"), "{err}");
+    // The edges build and run.
+    for spin in [
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(10),
+    ] {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .idle_spin(spin)
+            .build()
+            .unwrap();
+        assert_eq!(block_on_bounded(&rt, rt.spawn(async { 7 })).unwrap(), 7);
+    }
+}
+
+/// CPU time this process has used (user + system).
+fn process_cpu_time() -> std::time::Duration {
+    // SAFETY: `getrusage` fills the struct we pass; zeroed is a valid start.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage`.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let micros = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// The spin before parking is bounded: after a burst of work, idle
+/// workers (even with the longest spin allowed) park and use next to no
+/// CPU, instead of spinning on.
+#[test]
+fn idle_workers_park_after_their_spin() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .idle_spin(std::time::Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..1000).map(|i| rt.spawn(async move { i })).collect();
+    for h in handles {
+        block_on_bounded(&rt, h).unwrap();
+    }
+    let parks = |rt: &weft::Runtime| -> u64 { rt.metrics().worker.iter().map(|w| w.parks).sum() };
+    let before = parks(&rt);
+    let cpu_before = process_cpu_time();
+    thread::sleep(std::time::Duration::from_millis(300));
+    let cpu_idle = process_cpu_time() - cpu_before;
+    assert!(parks(&rt) > before || rt.metrics().worker.iter().all(|w| w.parks > 0));
+    // Two workers spinning through the whole 300 ms would use ~600 ms of
+    // CPU (or ~300 ms yielding to each other); parked, a few ms at most.
+    assert!(
+        cpu_idle < std::time::Duration::from_millis(100),
+        "{cpu_idle:?} of CPU while idle"
+    );
+}

@@ -122,6 +122,7 @@ impl Runtime {
                 event_interval: builder.event_interval,
                 max_lifo_polls: 3,
                 io_spin: builder.io_spin,
+                idle_spin: builder.idle_spin,
             },
         };
         let handle = Handle {

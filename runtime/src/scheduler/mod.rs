@@ -59,6 +59,9 @@ pub(crate) struct SchedConfig {
     /// Non-blocking driver polls an idle worker with io in flight makes
     /// before it parks (`Builder::io_spin`); `None`: adaptive.
     pub(crate) io_spin: Option<u32>,
+    /// How long a worker that ran out of work watches the queues before it
+    /// parks (`Builder::idle_spin`).
+    pub(crate) idle_spin: std::time::Duration,
 }
 
 /// What other threads need to reach one worker.
@@ -116,8 +119,7 @@ impl Handle {
     {
         let (task, notified, join) = task::new_task(future, self.clone(), id);
         if let Some(node) = cancel::node_for_spawn(opts, task.raw()) {
-            // Not shared yet: this install cannot lose a race.
-            let _ = task.raw().header().install_node(node);
+            task.raw().header().set_node_unshared(node);
         }
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);

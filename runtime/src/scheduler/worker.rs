@@ -134,7 +134,7 @@ impl WorkerCtx {
             match task {
                 Some(task) => self.run_task(task),
                 None => {
-                    if !self.spin_on_io() {
+                    if !self.spin_on_io() && !self.spin_for_work() {
                         self.park()
                     }
                 }
@@ -293,6 +293,36 @@ impl WorkerCtx {
         let hit = self.spin(spins);
         self.last_spin_hit.set(hit);
         hit
+    }
+
+    /// Before parking, watches the queues for up to `idle_spin`: on a VM
+    /// a parked worker's vCPU halts, and waking it takes tens of
+    /// microseconds, longer than many gaps between bursts of work (a
+    /// `block_on` loop, a request chain hopping between workers). Go's
+    /// idle Ms spin the same way. True if work showed up.
+    fn spin_for_work(&self) -> bool {
+        let limit = self.shared().config.idle_spin;
+        // Only a searching worker spins (at most half of them search), so
+        // notifiers count on it instead of waking a parked one.
+        if limit.is_zero() || !self.searching.get() {
+            return false;
+        }
+        let shared = self.shared();
+        let start = Instant::now();
+        loop {
+            // Give the CPU to a thread that wants it (the one about to
+            // hand us work, often) rather than burn it.
+            std::thread::yield_now();
+            if shared.shutdown.load(Acquire) {
+                return false;
+            }
+            if shared.has_stealable_work() {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+        }
     }
 
     fn spin(&self, spins: u32) -> bool {

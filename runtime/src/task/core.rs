@@ -11,7 +11,10 @@ use crate::cancel::NodeArc;
 use crate::{
     cancel::node::Node,
     sync::{
-        atomic::{AtomicPtr, Ordering::SeqCst},
+        atomic::{
+            AtomicPtr,
+            Ordering::{Relaxed, SeqCst},
+        },
         UnsafeCell,
     },
 };
@@ -68,6 +71,15 @@ impl Header {
             arc: ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) }),
             _header: PhantomData,
         })
+    }
+
+    /// Gives a task that is not shared yet (just allocated, not bound or
+    /// scheduled) its node: a plain store, as nothing can race it; whoever
+    /// gets the task later does so through a lock or a queue.
+    pub(crate) fn set_node_unshared(&self, node: NodeArc) {
+        debug_assert!(self.node.load(Relaxed).is_null());
+        self.node
+            .store(NodeArc::into_raw(node) as *mut Node, Relaxed);
     }
 
     /// Installs `node` if the task has none yet. Returns the node that is
