@@ -98,6 +98,31 @@ fn a_cancel_detaching_children_races_their_finish() {
     });
 }
 
+/// Two children attaching while the parent is cancelled: the second to
+/// lock the list may find the parent already marked as having children and
+/// read the mark instead of writing it. Both must end cancelled.
+#[test]
+fn cancel_racing_two_child_attaches_reaches_both() {
+    loom::model(|| {
+        let parent = CancelNode::root();
+        let attachers: Vec<_> = (0..2)
+            .map(|_| {
+                let parent = parent.clone();
+                thread::spawn(move || CancelNode::child(&parent))
+            })
+            .collect();
+        assert!(parent.cancel(Cause::Explicit));
+        for attacher in attachers {
+            let child = attacher.join().unwrap();
+            assert!(
+                child.is_cancelled(),
+                "a child attached during the cancel is cancelled"
+            );
+            child.finish();
+        }
+    });
+}
+
 /// The same race one level down: the cancel walks the parent's list and
 /// decides whether the child has children to walk while a grandchild
 /// attaches to that child.

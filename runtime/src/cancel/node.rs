@@ -188,8 +188,9 @@ impl Node {
             (own, None) => (own, None),
         };
         // Build the node before taking the lock: the critical section is
-        // then a state check and a few pointer writes.
-        let node = NodeArc::new(Node {
+        // then a state check and a few pointer writes. Born with two
+        // counts: ours, and the list's.
+        let (node, list_ref) = super::node_arc::new_pair(Node {
             state: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             deadline,
@@ -209,15 +210,21 @@ impl Node {
                 ..Inner::default()
             }),
         });
-        // The list's strong reference.
-        let ptr = NonNull::new(NodeArc::into_raw(node.clone()) as *mut Node).expect("non-null");
+        let ptr = NonNull::new(NodeArc::into_raw(list_ref) as *mut Node).expect("non-null");
         let mut list = lock(&parent.children);
         // Both sides mark `child_flags` with an RMW, so one of them reads
         // the other's mark: if the cancel's came first, its Release
         // publishes the state it stored before, and our load below sees it
         // (we are born cancelled); if ours came first, the cancel sees
         // HAS_CHILDREN, locks the list after we release it, and finds us.
-        parent.child_flags.fetch_or(HAS_CHILDREN, AcqRel);
+        // Once HAS_CHILDREN is set, a load does instead of the RMW: the
+        // value we read either predates the cancel's RMW in the flags'
+        // modification order (which then reads HAS_CHILDREN), or carries
+        // CANCEL_WALKED from a later RMW in that cancel's release sequence,
+        // so our Acquire makes its state visible below.
+        if parent.child_flags.load(Acquire) & HAS_CHILDREN == 0 {
+            parent.child_flags.fetch_or(HAS_CHILDREN, AcqRel);
+        }
         let parent_state = parent.state.load(Acquire);
         if parent_state & CANCELLED != 0 {
             let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;

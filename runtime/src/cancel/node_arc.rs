@@ -12,6 +12,18 @@
 #[cfg(weft_loom)]
 pub(crate) type NodeArc = crate::sync::Arc<super::node::Node>;
 
+/// Two references to a new node (under loom: a plain clone).
+#[cfg(weft_loom)]
+pub(crate) fn new_pair(node: super::node::Node) -> (NodeArc, NodeArc) {
+    let first = NodeArc::new(node);
+    (first.clone(), first)
+}
+
+#[cfg(not(weft_loom))]
+pub(crate) fn new_pair(node: super::node::Node) -> (NodeArc, NodeArc) {
+    NodeArc::new_pair(node)
+}
+
 #[cfg(not(weft_loom))]
 pub(crate) use self::pooled::NodeArc;
 
@@ -65,6 +77,20 @@ mod pooled {
                 })
             };
             NodeArc { ptr }
+        }
+
+        /// Two references to a new node, for the price of one count
+        /// initialisation (the owner's and a parent list's).
+        pub(crate) fn new_pair(node: Node) -> (NodeArc, NodeArc) {
+            let ptr = take_block();
+            // SAFETY: the block is ours, sized and aligned for `Inner`.
+            unsafe {
+                ptr.as_ptr().write(Inner {
+                    count: AtomicUsize::new(2),
+                    node,
+                })
+            };
+            (NodeArc { ptr }, NodeArc { ptr })
         }
 
         pub(crate) fn as_ptr(this: &NodeArc) -> *const Node {
