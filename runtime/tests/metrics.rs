@@ -266,3 +266,63 @@ fn blocking_threads_are_reported() {
         || rt.metrics().blocking_idle_threads == 1
     ));
 }
+
+/// A burst of spawns leaves freed blocks in the workers' allocation caches
+/// (up to 1 MiB per size class); a worker parked for a second gives all
+/// but 64 KiB per class back, and then stays parked.
+#[test]
+fn idle_workers_give_their_allocation_cache_back() {
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    // Spawned and awaited inside a task, so the cells are freed on the
+    // workers.
+    for _ in 0..3 {
+        let burst = rt.spawn(async {
+            let handles: Vec<_> = (0..20_000u32)
+                .map(|i| weft::spawn(async move { i }))
+                .collect();
+            let mut sum = 0u64;
+            for h in handles {
+                sum += u64::from(h.await.unwrap());
+            }
+            sum
+        });
+        assert_eq!(common::block_on_bounded(&rt, burst).unwrap(), 199_990_000);
+    }
+    let cached = |rt: &weft::Runtime| -> Vec<u64> {
+        rt.metrics()
+            .worker
+            .iter()
+            .map(|w| w.alloc_cache_bytes)
+            .collect()
+    };
+    // Parked (the gauge is set at each park) and not yet trimmed.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let peak = cached(&rt);
+    assert!(
+        peak.iter().any(|b| *b > 4 * 64 * 1024),
+        "the burst left no blocks to trim: {peak:?}"
+    );
+    // Trimmed within a few seconds of going idle.
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = cached(&rt);
+        // A few size classes at most, 64 KiB each.
+        if now.iter().all(|b| *b <= 4 * 64 * 1024) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "caches still hold {now:?} bytes after 10 s idle"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Then the workers stay parked: no wake-up every second to trim again.
+    let parks = |rt: &weft::Runtime| -> u64 { rt.metrics().worker.iter().map(|w| w.parks).sum() };
+    let before = parks(&rt);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let woke = parks(&rt) - before;
+    assert!(woke <= 2, "idle workers parked {woke} more times in 2.5 s");
+}

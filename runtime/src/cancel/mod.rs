@@ -178,7 +178,10 @@ pub(crate) fn poll_cancelled(handle: Option<&Handle>, will_wait: bool) -> Option
     if node.deadline().is_some() && !node.is_cancelled() {
         if !will_wait {
             // A checkpoint that does not wait arms no timer.
-            if node.deadline().is_some_and(|d| Instant::now() >= d) {
+            if node
+                .deadline()
+                .is_some_and(|d| !crate::time::certainly_before(d) && Instant::now() >= d)
+            {
                 Node::check_deadline(&node, None);
             }
             return node.cancelled();

@@ -15,7 +15,7 @@ use super::{node::Node, with_current_scope, Cause};
 use crate::cancel::NodeArc;
 use crate::{
     context,
-    time::{far_future_after, sleep_until, Elapsed, Sleep},
+    time::{sleep_until, timeout_deadline_after, Elapsed, Sleep},
 };
 
 /// Cancels a scope from anywhere. Cheap to clone.
@@ -120,7 +120,7 @@ impl<F> fmt::Debug for Scope<F> {
 ///
 /// Tasks spawned inside are children of the shield, not of the outer scope.
 pub fn shield<F: Future>(limit: Duration, future: F) -> Shield<F> {
-    let deadline = far_future_after(limit);
+    let deadline = timeout_deadline_after(limit);
     let node = Node::root(Some(deadline), None, None);
     // The shield's own sleep fires this deadline.
     node.assume_armed();

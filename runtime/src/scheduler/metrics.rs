@@ -34,4 +34,13 @@ pub(crate) struct WorkerMetrics {
     pub(crate) lifo_hits: Counter,
     pub(crate) injector_pops: Counter,
     pub(crate) budget_forced_yields: Counter,
+    /// A gauge, set by the worker when it parks and wakes.
+    pub(crate) alloc_cache_bytes: Counter,
+}
+
+impl Counter {
+    /// Single-writer set (for gauges).
+    pub(crate) fn set(&self, value: u64) {
+        self.0.store(value, Relaxed);
+    }
 }

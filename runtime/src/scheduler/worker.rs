@@ -43,6 +43,9 @@ pub(crate) struct WorkerCtx {
     last_park_short: Cell<bool>,
     /// The last spin found work (adaptive spinning).
     last_spin_hit: Cell<bool>,
+    /// The allocation cache was trimmed and no task ran since: the next
+    /// park need not wake up to trim again.
+    cache_trimmed: Cell<bool>,
 }
 
 /// Adaptive spinning (`Builder::io_spin_adaptive`): polls per spin, the most
@@ -75,6 +78,7 @@ impl WorkerCtx {
             io: RefCell::new(io),
             last_park_short: Cell::new(false),
             last_spin_hit: Cell::new(false),
+            cache_trimmed: Cell::new(false),
         }
     }
 
@@ -149,6 +153,7 @@ impl WorkerCtx {
             self.shared().notify_parked();
         }
         self.metrics().polls.incr();
+        self.cache_trimmed.set(false);
         task.run();
     }
 
@@ -362,13 +367,29 @@ impl WorkerCtx {
         self.metrics().parks.incr();
         if !shared.shutdown.load(Acquire) {
             let parked_at = Instant::now();
+            // Blocks a burst left in the allocation cache go back to malloc
+            // once the worker has been idle a while: wake up for that.
+            let cached = crate::alloc::cached_bytes();
+            self.metrics().alloc_cache_bytes.set(cached as u64);
+            let trim_at = (cached > crate::alloc::TRIM_KEEP && !self.cache_trimmed.get())
+                .then(|| parked_at + crate::alloc::IDLE_TRIM_AFTER);
+            let deadline = match (shared.time.next_deadline(), trim_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let mut io_woke = false;
-            self.parker
-                .park_with(shared.time.next_deadline(), |deadline| {
-                    io_woke = self.io.borrow_mut().park(deadline)
-                });
-            self.last_park_short
-                .set(io_woke && parked_at.elapsed() < SHORT_PARK);
+            self.parker.park_with(deadline, |deadline| {
+                io_woke = self.io.borrow_mut().park(deadline)
+            });
+            let parked_for = parked_at.elapsed();
+            self.last_park_short.set(io_woke && parked_for < SHORT_PARK);
+            if trim_at.is_some() && parked_for >= crate::alloc::IDLE_TRIM_AFTER {
+                crate::alloc::trim();
+                self.cache_trimmed.set(true);
+                self.metrics()
+                    .alloc_cache_bytes
+                    .set(crate::alloc::cached_bytes() as u64);
+            }
         }
         if !shared.idle.unpark_self(self.index) {
             // Picked by a notifier, which counted us as searching.

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{Id, JoinHandle};
-use crate::{cancel::SpawnOptions, context, runtime::Handle, time::far_future_after};
+use crate::{cancel::SpawnOptions, context, runtime::Handle, time::timeout_deadline_after};
 
 /// Spawns a task with a name, a deadline, or no parent.
 ///
@@ -52,7 +52,9 @@ impl Builder {
         self
     }
 
-    /// A deadline `duration` after the spawn.
+    /// A deadline `duration` after the spawn (for 2 s or more, read from
+    /// the coarse clock: never early, at most two kernel ticks late; see
+    /// [`time::timeout`](crate::time::timeout)).
     pub fn timeout(mut self, duration: Duration) -> Builder {
         self.timeout = Some(duration);
         self
@@ -66,7 +68,7 @@ impl Builder {
     }
 
     fn options(&self) -> SpawnOptions {
-        let from_timeout = self.timeout.map(far_future_after);
+        let from_timeout = self.timeout.map(timeout_deadline_after);
         let deadline = match (self.deadline, from_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -17,14 +17,17 @@
 //! - A registration belongs to exactly one `Sleep`; only it removes it, so a
 //!   slab key is never reused while its `Sleep` lives.
 //! - Wakers are woken outside every shard lock.
+//! - Timeouts of 2 s or more take their deadline from the coarse clock
+//!   (`clock`): never early, at most two kernel ticks late.
 
+mod clock;
 pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
 mod wheel;
 
-pub(crate) use self::sleep::far_future_after;
+pub(crate) use self::{clock::certainly_before, sleep::timeout_deadline_after};
 pub use self::{
     interval::{interval, interval_at, Interval, MissedTickBehavior},
     sleep::{sleep, sleep_until, Sleep},

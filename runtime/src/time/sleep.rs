@@ -32,6 +32,14 @@ pub(crate) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
+/// The deadline of a timeout of `duration` (`time::timeout`,
+/// `task::Builder::timeout`, `cancel::shield`): `now + duration`, from the
+/// coarse clock for long durations (see `clock.rs`: never early, at most
+/// two kernel ticks late), clamped to [`far_future`] when it does not fit.
+pub(crate) fn timeout_deadline_after(duration: Duration) -> Instant {
+    super::clock::deadline_after(duration).unwrap_or_else(far_future)
+}
+
 /// `now + duration`, clamped to [`far_future`] when it does not fit.
 pub(crate) fn far_future_after(duration: Duration) -> Instant {
     Instant::now()
@@ -92,7 +100,9 @@ impl Sleep {
                 self.clear();
             }
             None => {
-                if Instant::now() < self.deadline {
+                // The coarse clock first: for a far deadline it settles
+                // the question without the dearer precise read.
+                if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
                     let handle = context::current_handle().expect(
                         "a weft timer was polled outside a weft runtime: \
                          call it inside `Runtime::block_on` or a spawned task",

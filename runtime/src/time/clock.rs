@@ -1,0 +1,196 @@
+//! Cheap readings of the monotonic clock, for deadlines far away.
+//!
+//! `Instant::now()` (`CLOCK_MONOTONIC` through the vDSO) costs 20–65 ns on
+//! the VMs weft is benchmarked on, which made a spawn with
+//! `task::Builder::timeout` ~30% dearer than a plain spawn, and a
+//! `timeout(d, fut)` read the clock twice. `CLOCK_MONOTONIC_COARSE` counts
+//! the same timeline for ~3 ns, in steps of one kernel tick (1–4 ms).
+//!
+//! # How a coarse reading becomes an `Instant`
+//! Once per process we read the precise clock, the coarse clock and the
+//! precise clock again, keeping a pair whose two precise reads are close
+//! (`spread`). The coarse reading `c0` then lies in `(t0 - res - spread,
+//! t0]`, where `t0` is the second precise read and `res` the tick. A later
+//! coarse reading `c` lies in `(t - res, t]` for the true time `t`, so
+//! `t0 + (c - c0)` is within `(t - res, t + res + spread)`. Adding or
+//! subtracting that slack gives an `Instant` that is certainly not before,
+//! or certainly not after, the true now.
+//!
+//! # Where it is used
+//! - [`deadline_after`]: deadlines of timeouts (`time::timeout`,
+//!   `task::Builder::timeout`, `cancel::shield`) of at least
+//!   [`COARSE_MIN`] come from the coarse clock. Such a deadline is never
+//!   earlier than `now + d`, and at most `2 × res + spread` later (≈ 8 ms
+//!   with 4 ms ticks, 0.4% of 2 s). Shorter timeouts and `sleep` keep the
+//!   precise clock.
+//! - [`certainly_before`]: a sleep's first poll, and a checkpoint in a
+//!   scope with a deadline, skip the precise read when the coarse one
+//!   already proves the deadline is ahead.
+//!
+//! Without a usable coarse clock (resolution above 10 ms, or the call
+//! fails) everything falls back to `Instant::now()`.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// Timeouts at least this long take their deadline from the coarse clock.
+pub(crate) const COARSE_MIN: Duration = Duration::from_secs(2);
+
+/// A coarse clock coarser than this is not used.
+const MAX_RESOLUTION: Duration = Duration::from_millis(10);
+
+/// The most the two precise reads around the pairing may be apart.
+const MAX_SPREAD: Duration = Duration::from_micros(50);
+
+struct Base {
+    /// The precise read after the coarse one.
+    instant: Instant,
+    /// The coarse reading, as time since the clock's epoch.
+    coarse: Duration,
+    /// `res`: how far the estimate may lag behind the truth (it may run
+    /// ahead by `res + spread`, at most `res + MAX_SPREAD`).
+    behind: Duration,
+}
+
+static BASE: OnceLock<Option<Base>> = OnceLock::new();
+
+fn read(clock: libc::clockid_t) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+fn resolution() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+fn base() -> Option<&'static Base> {
+    BASE.get_or_init(|| {
+        let res = resolution().filter(|r| *r <= MAX_RESOLUTION)?;
+        // A few tries for a pair whose precise reads are close (the thread
+        // may be preempted between them); give up rather than use a wide one.
+        for _ in 0..16 {
+            let before = Instant::now();
+            let coarse = read(libc::CLOCK_MONOTONIC_COARSE)?;
+            let instant = Instant::now();
+            let spread = instant - before;
+            if spread <= MAX_SPREAD {
+                return Some(Base {
+                    instant,
+                    coarse,
+                    behind: res,
+                });
+            }
+        }
+        None
+    })
+    .as_ref()
+}
+
+/// The coarse estimate of now, and the base it was made from.
+fn estimate() -> Option<(Instant, &'static Base)> {
+    let base = base()?;
+    let coarse = read(libc::CLOCK_MONOTONIC_COARSE)?;
+    // The coarse clock is monotonic, so `coarse >= base.coarse`.
+    let since = coarse.saturating_sub(base.coarse);
+    Some((base.instant + since, base))
+}
+
+/// An instant certainly not before the true now (at most `2 × res +
+/// spread` after it), or `None` without a coarse clock.
+fn now_at_least() -> Option<Instant> {
+    estimate().map(|(now, base)| now + base.behind)
+}
+
+/// `now + duration`, never earlier; from the coarse clock when `duration`
+/// is at least [`COARSE_MIN`] (see the module doc for how much later).
+/// `None` if it does not fit in an `Instant`.
+pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
+    if duration >= COARSE_MIN {
+        if let Some(now) = now_at_least() {
+            return now.checked_add(duration);
+        }
+    }
+    Instant::now().checked_add(duration)
+}
+
+/// True if `deadline` is certainly still ahead, judged by the coarse
+/// clock. False means "maybe not": read the precise clock.
+pub(crate) fn certainly_before(deadline: Instant) -> bool {
+    now_at_least().is_some_and(|now| now < deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_estimate_brackets_the_precise_clock() {
+        let Some(base) = base() else {
+            // No usable coarse clock here: the callers fall back.
+            return;
+        };
+        for _ in 0..10_000 {
+            let before = Instant::now();
+            let (estimate, _) = estimate().unwrap();
+            let after = Instant::now();
+            assert!(
+                estimate + base.behind >= before,
+                "the upper bound is never before the truth"
+            );
+            assert!(
+                estimate <= after + base.behind + MAX_SPREAD,
+                "the estimate runs ahead by at most res + spread"
+            );
+        }
+    }
+
+    #[test]
+    fn far_deadlines_are_never_early_and_only_ticks_late() {
+        for secs in [2, 60, 3600] {
+            let d = Duration::from_secs(secs);
+            let before = Instant::now();
+            let deadline = deadline_after(d).unwrap();
+            let after = Instant::now();
+            assert!(deadline >= before + d, "never early");
+            let late = deadline.saturating_duration_since(after + d);
+            assert!(late <= Duration::from_millis(25), "{late:?} late");
+        }
+    }
+
+    #[test]
+    fn near_deadlines_use_the_precise_clock() {
+        let d = Duration::from_millis(5);
+        let before = Instant::now();
+        let deadline = deadline_after(d).unwrap();
+        let after = Instant::now();
+        assert!(deadline >= before + d && deadline <= after + d);
+        assert_eq!(deadline_after(Duration::MAX), None);
+    }
+
+    #[test]
+    fn certainly_before_never_claims_a_passed_deadline() {
+        let now = Instant::now();
+        assert!(!certainly_before(now));
+        assert!(!certainly_before(now - Duration::from_millis(1)));
+        if base().is_some() {
+            assert!(certainly_before(now + Duration::from_secs(1)));
+        }
+    }
+}
