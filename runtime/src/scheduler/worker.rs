@@ -312,6 +312,13 @@ impl WorkerCtx {
         if limit.is_zero() || !self.searching.get() {
             return false;
         }
+        // A worker with io in flight has its own, adaptive spin on the
+        // driver (`spin_on_io`). Spinning here as well cost a TCP echo
+        // server with 32 connections 30% more CPU per request, and its
+        // clients (on the same cores) 8% of their requests per second.
+        if self.io.borrow().load() > 0 {
+            return false;
+        }
         let shared = self.shared();
         let start = Instant::now();
         loop {
