@@ -539,3 +539,66 @@ async fn many_intervals_tick_concurrently() {
         j.await.unwrap();
     }
 }
+
+/// A timeout around code that keeps yielding: the task is always woken
+/// during its own poll, so the timeout's timer is never registered (it
+/// would be removed at the next poll anyway), and the deadline is still
+/// noticed on time by the polls themselves.
+#[test]
+fn a_timeout_around_a_yield_loop_fires_without_a_timer() {
+    let rt = common::rt(2);
+    let pending_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = pending_seen.clone();
+    // Not `block_on_bounded`: its own timeout would be a pending timer.
+    let (tx, rx) = std::sync::mpsc::channel();
+    drop(rt.spawn(async move {
+        let started = Instant::now();
+        let res = timeout(Duration::from_millis(30), async {
+            loop {
+                let pending = weft::runtime::Handle::current().metrics().timers_pending;
+                seen.fetch_max(pending, std::sync::atomic::Ordering::SeqCst);
+                weft::task::yield_now().await;
+            }
+        })
+        .await;
+        tx.send((res, started.elapsed())).unwrap();
+    }));
+    let (res, elapsed) = rx.recv_timeout(LIMIT).expect("the task finished");
+    assert!(res.is_err(), "the deadline ended the loop");
+    assert!(
+        elapsed >= Duration::from_millis(30),
+        "never early: {elapsed:?}"
+    );
+    assert_eq!(
+        pending_seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no timer was registered for a task that never waited"
+    );
+}
+
+/// The other side of the rule above: a sleep polled through a combinator's
+/// own waker (here `FuturesUnordered`) registers its timer even when the
+/// task was woken during the poll, since the combinator re-polls only the
+/// futures whose own waker fired.
+#[test]
+fn a_sleep_under_a_combinator_registers_even_in_a_woken_task() {
+    use futures_util::{stream::FuturesUnordered, StreamExt};
+    let rt = common::rt(2);
+    let done = common::block_on_bounded(
+        &rt,
+        rt.spawn(async {
+            let mut sleeps = FuturesUnordered::new();
+            sleeps.push(weft::time::sleep(Duration::from_millis(20)));
+            // Poll the sleep once in a poll where the task has woken itself.
+            std::future::poll_fn(|cx| {
+                cx.waker().wake_by_ref();
+                let _ = sleeps.poll_next_unpin(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            sleeps.next().await.expect("the sleep completes").is_ok()
+        }),
+    )
+    .unwrap();
+    assert!(done);
+}

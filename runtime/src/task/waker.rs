@@ -25,6 +25,23 @@ pub(super) unsafe fn waker_ref(raw: RawTask) -> Waker {
     unsafe { Waker::from_raw(raw_waker(raw)) }
 }
 
+/// True if `waker` is the waker of the task this thread is polling and
+/// that task has been woken during this poll: it is sure to be polled
+/// again, so a leaf future polled with this waker may skip registering it
+/// (a timer, say) until a poll that would otherwise wait. Any other waker
+/// (a combinator's own, e.g. `FuturesUnordered`) gets `false`: only the
+/// task's waker guarantees the re-poll reaches this future.
+pub(crate) fn will_be_polled_again(waker: &Waker) -> bool {
+    if !std::ptr::eq(waker.vtable(), &VTABLE) {
+        return false;
+    }
+    let Some(current) = crate::context::current_task() else {
+        return false;
+    };
+    std::ptr::eq(waker.data(), current.header_ptr().as_ptr() as *const ())
+        && current.header().state.load().is_notified()
+}
+
 /// An owned waker for `raw` (takes a reference).
 pub(crate) fn waker_for(raw: RawTask) -> Waker {
     raw.header().state.ref_inc();

@@ -103,6 +103,13 @@ impl Sleep {
                 // The coarse clock first: for a far deadline it settles
                 // the question without the dearer precise read.
                 if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
+                    // The task was woken during this poll (it yielded, say)
+                    // and will poll us again: register the timer then, if
+                    // it is still needed. A `timeout` around code that
+                    // yields once and finishes then never touches the wheel.
+                    if crate::task::waker::will_be_polled_again(cx.waker()) {
+                        return Poll::Pending;
+                    }
                     let handle = context::current_handle().expect(
                         "a weft timer was polled outside a weft runtime: \
                          call it inside `Runtime::block_on` or a spawned task",
