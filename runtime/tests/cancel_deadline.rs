@@ -29,6 +29,22 @@ where
     block_on_bounded(rt, rt.spawn(future)).expect("the test's task completed")
 }
 
+/// As `in_task`, but bounded by a channel instead of a weft timeout, for
+/// tests that count pending timers (the bounding timeout is one, and it is
+/// registered concurrently with the task's first poll).
+fn in_task_without_timers<F>(rt: &Runtime, future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    drop(rt.spawn(async move {
+        let _ = tx.send(future.await);
+    }));
+    rx.recv_timeout(common::LIMIT)
+        .expect("the test's task completed")
+}
+
 #[test]
 fn deadline_and_remaining_inside_a_task_with_a_timeout() {
     let rt = rt(2);
@@ -168,7 +184,7 @@ fn reaching_an_inherited_deadline_cancels_with_cause_parent_origin_deadline() {
 #[test]
 fn an_unexpired_deadline_that_never_waits_registers_no_timer() {
     let rt = rt(1);
-    let (before, during, rem) = in_task(&rt, async {
+    let (before, during, rem) = in_task_without_timers(&rt, async {
         let before = Handle::current().metrics().timers_pending;
         let (during, rem) = Builder::new()
             .timeout(Duration::from_secs(60))
@@ -199,7 +215,7 @@ fn an_unexpired_deadline_that_never_waits_registers_no_timer() {
 #[test]
 fn check_in_a_loop_that_never_waits_registers_no_timer() {
     let rt = rt(1);
-    let (before, during) = in_task(&rt, async {
+    let (before, during) = in_task_without_timers(&rt, async {
         let before = Handle::current().metrics().timers_pending;
         let during = Builder::new()
             .timeout(Duration::from_secs(60))
