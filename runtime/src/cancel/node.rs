@@ -2,8 +2,9 @@
 //!
 //! # Protocol
 //! - `state` is 0 while live; cancelling stores `CANCELLED | cause | origin`
-//!   by one CAS from 0, so the first cause wins and each node is cancelled
-//!   (and wakes its waiter) at most once.
+//!   (and `HAS_REASON`) under `inner`'s lock, only if it is still 0, so the
+//!   first cause wins and each node is cancelled (and wakes its waiter) at
+//!   most once.
 //! - `inner` (a mutex) holds the waiter, the reason and the deadline timer.
 //! - Children form an intrusive doubly linked list through their `links`,
 //!   guarded by the parent's `children` mutex; each linked child is owned by
@@ -18,18 +19,22 @@
 //!   parent's reference count (a contended line when the parent spawns on
 //!   one worker while its children finish on another), and a chain of tasks
 //!   each spawning the next does not keep every finished ancestor alive.
-//! - Attaching a child locks only the parent's list (the child is built
-//!   under that lock, already linked); cancelling locks one list at a time to
-//!   copy the children out, then cancels them from an explicit stack (no
-//!   recursion, no nested locks). The parent's state is set before its list
-//!   is locked, so a child attached concurrently with a cancel is either in
-//!   the copied list or sees CANCELLED under the lock and is born cancelled.
-//! - `finish` (task completion, scope exit) detaches the node from its
-//!   parent, drops its waiter and disarms its deadline timer, so a
-//!   long-lived parent does not accumulate finished children.
+//! - Attaching a child builds it, then locks only the parent's list to link
+//!   it. Cancelling stores the parent's state, marks `child_flags` and
+//!   walks the list under its lock, taking each child out (`DETACHED`) and
+//!   cancelling it in the same pass; children with children of their own
+//!   go on an explicit stack, walked after the lock is released (no
+//!   recursion, no nested list locks). The attach marks `child_flags` too
+//!   before it reads the parent's state, so a child attached concurrently
+//!   with a cancel is either walked or sees CANCELLED and is born
+//!   cancelled; a node that never had children skips its list lock.
+//! - `finish` (task completion, scope exit) drops the node's waiter and
+//!   deadline timer and leaves the parent's list (`FINISHING`), unless a
+//!   cancel already took it out (`DETACHED`), so a long-lived parent does
+//!   not accumulate finished children.
 //! - `deadline` is the effective deadline (min of own and parent's), fixed
 //!   at creation: a value, not a timer. A timer is armed only when something
-//!   waits in the scope (`arm_deadline`), and fires `cancel(Deadline)`.
+//!   waits in the scope (`check_deadline`), and fires `cancel(Deadline)`.
 
 use std::{
     sync::Arc as StdArc,
@@ -154,26 +159,37 @@ impl Node {
         name: Option<StdArc<str>>,
         task: Option<RawTask>,
     ) -> NodeArc {
-        NodeArc::new(Node {
+        NodeArc::new(Node::new(deadline, None, name, None, task))
+    }
+
+    /// A live node; `parent: Some` makes it `LINKED` (the caller links it).
+    fn new(
+        deadline: Option<Instant>,
+        deadline_owner: Option<NodeArc>,
+        name: Option<StdArc<str>>,
+        parent: Option<NonNull<Node>>,
+        task: Option<RawTask>,
+    ) -> Node {
+        Node {
             state: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             deadline,
-            deadline_owner: None,
+            deadline_owner,
             name,
-            parent: None,
+            parent,
             children: Mutex::new(ChildList {
                 head: None,
                 len: 0,
                 keep_alive: None,
             }),
             links: UnsafeCell::new(Links::default()),
-            link: AtomicU8::new(UNLINKED),
+            link: AtomicU8::new(if parent.is_some() { LINKED } else { UNLINKED }),
             child_flags: AtomicU8::new(0),
             inner: Mutex::new(Inner {
                 waiter: task.map(Waiter::Task),
                 ..Inner::default()
             }),
-        })
+        }
     }
 
     pub(crate) fn child(
@@ -190,26 +206,13 @@ impl Node {
         // Build the node before taking the lock: the critical section is
         // then a state check and a few pointer writes. Born with two
         // counts: ours, and the list's.
-        let (node, list_ref) = super::node_arc::new_pair(Node {
-            state: AtomicUsize::new(0),
-            armed: AtomicBool::new(false),
+        let (node, list_ref) = super::node_arc::new_pair(Node::new(
             deadline,
             deadline_owner,
             name,
-            parent: Some(NonNull::from(&**parent)),
-            children: Mutex::new(ChildList {
-                head: None,
-                len: 0,
-                keep_alive: None,
-            }),
-            links: UnsafeCell::new(Links::default()),
-            link: AtomicU8::new(LINKED),
-            child_flags: AtomicU8::new(0),
-            inner: Mutex::new(Inner {
-                waiter: task.map(Waiter::Task),
-                ..Inner::default()
-            }),
-        });
+            Some(NonNull::from(&**parent)),
+            task,
+        ));
         let ptr = NonNull::new(NodeArc::into_raw(list_ref) as *mut Node).expect("non-null");
         let mut list = lock(&parent.children);
         // Both sides mark `child_flags` with an RMW, so one of them reads
