@@ -46,12 +46,14 @@ use std::{
 /// The largest block size cached.
 pub(crate) const MAX_SIZE: usize = 1024;
 /// What one size class may keep per thread, in bytes.
+#[cfg_attr(weft_loom, allow(dead_code))]
 const CLASS_BYTES: usize = 1024 * 1024;
 /// What [`trim`] leaves in each class, in bytes.
 pub(crate) const TRIM_KEEP: usize = 64 * 1024;
 /// How long a worker stays parked before it trims its cache.
 pub(crate) const IDLE_TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const ALIGN: usize = 16;
+#[cfg_attr(weft_loom, allow(dead_code))]
 const CLASSES: usize = class_of(MAX_SIZE) + 1;
 
 /// The size class of a request of `size` bytes.
@@ -102,6 +104,16 @@ pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
     unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
 }
 
+/// Returns free blocks of `class` to malloc.
+#[cfg(not(weft_loom))]
+fn free_blocks(class: usize, blocks: impl IntoIterator<Item = NonNull<u8>>) {
+    for ptr in blocks {
+        // SAFETY: cached blocks (thread or central) were allocated with
+        // their class layout and hold no live value.
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), class_layout(class)) };
+    }
+}
+
 /// Bytes held by this thread's cache.
 pub(crate) fn cached_bytes() -> usize {
     cache::bytes()
@@ -117,7 +129,7 @@ pub(crate) fn trim() {
 mod cache {
     use std::{cell::RefCell, ptr::NonNull};
 
-    use super::{class_layout, ALIGN, CLASSES, CLASS_BYTES};
+    use super::{free_blocks, ALIGN, CLASSES, CLASS_BYTES};
 
     struct Cache {
         classes: [Vec<NonNull<u8>>; CLASSES],
@@ -128,11 +140,7 @@ mod cache {
     impl Drop for Cache {
         fn drop(&mut self) {
             for (class, blocks) in self.classes.iter_mut().enumerate() {
-                for ptr in blocks.drain(..) {
-                    // SAFETY: cached blocks were allocated with their class
-                    // layout and hold no live value.
-                    unsafe { std::alloc::dealloc(ptr.as_ptr(), class_layout(class)) };
-                }
+                free_blocks(class, blocks.drain(..));
             }
         }
     }
@@ -177,12 +185,9 @@ mod cache {
             let c = &mut *c;
             for (class, blocks) in c.classes.iter_mut().enumerate().skip(1) {
                 let keep_blocks = keep / (class * ALIGN);
-                while blocks.len() > keep_blocks {
-                    let ptr = blocks.pop().expect("non-empty");
-                    c.bytes -= class * ALIGN;
-                    // SAFETY: cached blocks were allocated with their class
-                    // layout and hold no live value.
-                    unsafe { std::alloc::dealloc(ptr.as_ptr(), class_layout(class)) };
+                if blocks.len() > keep_blocks {
+                    c.bytes -= (blocks.len() - keep_blocks) * class * ALIGN;
+                    free_blocks(class, blocks.drain(keep_blocks..));
                 }
             }
         });
@@ -217,7 +222,7 @@ mod cache {
     mod central {
         use std::{ptr::NonNull, sync::Mutex};
 
-        use super::super::{class_layout, ALIGN, CLASSES};
+        use super::super::{free_blocks, ALIGN, CLASSES};
 
         /// Blocks moved between a thread and the central list at once.
         pub(in super::super) const BATCH: usize = 64;
@@ -234,14 +239,6 @@ mod cache {
         static CENTRAL: [Mutex<Batches>; CLASSES] =
             [const { Mutex::new(Batches(Vec::new())) }; CLASSES];
 
-        fn free_all(class: usize, batch: Vec<NonNull<u8>>) {
-            for ptr in batch {
-                // SAFETY: free blocks of this class, allocated with its
-                // layout.
-                unsafe { std::alloc::dealloc(ptr.as_ptr(), class_layout(class)) };
-            }
-        }
-
         pub(in super::super) fn give(class: usize, batch: Vec<NonNull<u8>>) {
             let max_batches = CENTRAL_BYTES / (BATCH * class * ALIGN);
             let rejected = {
@@ -254,7 +251,7 @@ mod cache {
                 }
             };
             if let Some(batch) = rejected {
-                free_all(class, batch);
+                free_blocks(class, batch);
             }
         }
 
@@ -271,7 +268,7 @@ mod cache {
             for (class, list) in CENTRAL.iter().enumerate() {
                 let batches = std::mem::take(&mut list.lock().unwrap_or_else(|p| p.into_inner()).0);
                 for batch in batches {
-                    free_all(class, batch);
+                    free_blocks(class, batch);
                 }
             }
         }

@@ -49,6 +49,19 @@ mod pooled {
         crate::alloc::alloc(Layout::new::<Inner>()).cast()
     }
 
+    /// A block holding `node` with `count` references.
+    fn block_with(node: Node, count: usize) -> NonNull<Inner> {
+        let ptr = take_block();
+        // SAFETY: the block is ours, sized and aligned for `Inner`.
+        unsafe {
+            ptr.as_ptr().write(Inner {
+                count: AtomicUsize::new(count),
+                node,
+            })
+        };
+        ptr
+    }
+
     fn give_block(ptr: NonNull<Inner>) {
         // SAFETY: allocated by `take_block` with this layout; the node in it
         // has been dropped.
@@ -68,28 +81,15 @@ mod pooled {
 
     impl NodeArc {
         pub(crate) fn new(node: Node) -> NodeArc {
-            let ptr = take_block();
-            // SAFETY: the block is ours, sized and aligned for `Inner`.
-            unsafe {
-                ptr.as_ptr().write(Inner {
-                    count: AtomicUsize::new(1),
-                    node,
-                })
-            };
-            NodeArc { ptr }
+            NodeArc {
+                ptr: block_with(node, 1),
+            }
         }
 
         /// Two references to a new node, for the price of one count
         /// initialisation (the owner's and a parent list's).
         pub(crate) fn new_pair(node: Node) -> (NodeArc, NodeArc) {
-            let ptr = take_block();
-            // SAFETY: the block is ours, sized and aligned for `Inner`.
-            unsafe {
-                ptr.as_ptr().write(Inner {
-                    count: AtomicUsize::new(2),
-                    node,
-                })
-            };
+            let ptr = block_with(node, 2);
             (NodeArc { ptr }, NodeArc { ptr })
         }
 
