@@ -8,7 +8,12 @@ use std::{
 use crossbeam_deque::{Steal, Worker};
 
 use super::{park::Parker, Handle, Shared, WorkerMetrics};
-use crate::{context, io::WorkerIo, sync::atomic::Ordering::*, task::Notified};
+use crate::{
+    context,
+    io::WorkerIo,
+    sync::{atomic::Ordering::*, Arc},
+    task::Notified,
+};
 
 /// The most tasks one pull from the injector moves to the local queue. A
 /// pull takes its fair share (`len / workers + 1`) up to this cap, as
@@ -46,7 +51,25 @@ pub(crate) struct WorkerCtx {
     /// The allocation cache was trimmed and no task ran since: the next
     /// park need not wake up to trim again.
     cache_trimmed: Cell<bool>,
+    /// Strong counts of `handle.shared` this worker holds for the tasks it
+    /// will spawn or has freed (see `TaskHandle`); given back on exit.
+    handle_credits: Cell<usize>,
 }
+
+impl Drop for WorkerCtx {
+    fn drop(&mut self) {
+        let ptr = Arc::as_ptr(&self.handle.shared);
+        for _ in 0..self.handle_credits.take() {
+            // SAFETY: counts this worker took and still holds; our own
+            // `handle` keeps one more, dropped after this.
+            unsafe { Arc::decrement_strong_count(ptr) };
+        }
+    }
+}
+
+/// Counts of the runtime's `Shared` a worker takes at once (and gives back
+/// at once when it holds twice as many).
+const HANDLE_CREDIT_BATCH: usize = 64;
 
 /// Adaptive spinning (`Builder::io_spin_adaptive`): polls per spin, the most
 /// io a worker may have in flight to spin, and what counts as a short park.
@@ -79,7 +102,44 @@ impl WorkerCtx {
             last_park_short: Cell::new(false),
             last_spin_hit: Cell::new(false),
             cache_trimmed: Cell::new(false),
+            handle_credits: Cell::new(0),
         }
+    }
+
+    /// A `Handle` for a task spawned on this worker: one of the worker's
+    /// credits, taking a batch of counts first if it has none left.
+    pub(crate) fn take_handle_credit(&self) -> Handle {
+        let ptr = Arc::as_ptr(&self.handle.shared);
+        let mut credits = self.handle_credits.get();
+        if credits == 0 {
+            for _ in 0..HANDLE_CREDIT_BATCH {
+                // SAFETY: `ptr` is live: our own `handle` holds a count.
+                unsafe { Arc::increment_strong_count(ptr) };
+            }
+            credits = HANDLE_CREDIT_BATCH;
+        }
+        self.handle_credits.set(credits - 1);
+        // SAFETY: one of the counts taken above (or earlier) moves into the
+        // returned `Arc`.
+        let shared = unsafe { Arc::from_raw(ptr) };
+        Handle { shared }
+    }
+
+    /// Keeps the count of a freed task's `Handle` (of this runtime) as a
+    /// credit, giving a batch back when there are too many.
+    pub(crate) fn return_handle_credit(&self, handle: Handle) {
+        debug_assert!(self.belongs_to(&handle.shared));
+        let ptr = Arc::into_raw(handle.shared);
+        let mut credits = self.handle_credits.get() + 1;
+        if credits > 2 * HANDLE_CREDIT_BATCH {
+            for _ in 0..HANDLE_CREDIT_BATCH {
+                // SAFETY: counts we hold; never the last (our own `handle`
+                // holds one more).
+                unsafe { Arc::decrement_strong_count(ptr) };
+            }
+            credits -= HANDLE_CREDIT_BATCH;
+        }
+        self.handle_credits.set(credits);
     }
 
     pub(crate) fn io(&self) -> &RefCell<WorkerIo> {
