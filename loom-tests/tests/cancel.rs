@@ -258,6 +258,35 @@ fn cancel_racing_a_tasks_completion_is_safe() {
     });
 }
 
+/// The walk wakes a task child without the child's lock, relying on the
+/// parent's list lock to keep the task alive until the child is detached.
+/// Here nothing else holds the task (no join handle), so its completion
+/// frees it at once: a `finish` that returned before the walk was done
+/// with the task would let the walk touch freed memory (run this model
+/// under valgrind to see it; see docs/VERIFICATION.md).
+#[test]
+fn a_walk_racing_a_task_that_completes_and_is_freed_is_safe() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let parent = CancelNode::root();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        drop(sched.spawn_child(&parent, async move {
+            let _guard = guard;
+        }));
+        let canceller = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.cancel(Cause::Explicit))
+        };
+        sched.run_all();
+        assert!(canceller.join().unwrap());
+        sched.run_all();
+        assert_eq!(sched.alive(), 0);
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
 #[test]
 fn a_waiter_is_woken_exactly_once_by_two_concurrent_cancels() {
     loom::model(|| {

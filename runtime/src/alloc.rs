@@ -17,8 +17,11 @@
 //!   than what malloc would have used (and idle tasks cost no more memory).
 //!   A class's blocks are allocated with `class * 16 - 8` bytes and an
 //!   alignment of 16.
-//! - Layouts beyond [`MAX_SIZE`] or with an alignment above 16 bypass the
-//!   cache.
+//! - Requests aligned to more than 16 and at most 64 bytes (a cache line)
+//!   have classes of their own, in steps of 64 bytes: cancellation nodes
+//!   ask for a line so the fields a cancel and a woken task touch share
+//!   one. Layouts beyond [`MAX_SIZE`] or aligned to more than 64 bypass
+//!   the cache.
 //! - Each class keeps at most [`CLASS_BYTES`] (1 MiB) worth of blocks per
 //!   thread (see the central list below for what happens beyond). 1 MiB holds a burst of a
 //!   few thousand tasks: with 128 KiB, the 1,000 tasks `ping_pong` spawns
@@ -53,8 +56,13 @@ pub(crate) const TRIM_KEEP: usize = 64 * 1024;
 /// How long a worker stays parked before it trims its cache.
 pub(crate) const IDLE_TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const ALIGN: usize = 16;
+/// The alignment of the line classes.
+const LINE: usize = 64;
+/// The classes of alignment 16: `0..SMALL_CLASSES`.
+const SMALL_CLASSES: usize = class_of(MAX_SIZE) + 1;
+/// All classes: the line classes follow the small ones.
 #[cfg_attr(weft_loom, allow(dead_code))]
-const CLASSES: usize = class_of(MAX_SIZE) + 1;
+const CLASSES: usize = SMALL_CLASSES + MAX_SIZE / LINE;
 
 /// The size class of a request of `size` bytes.
 const fn class_of(size: usize) -> usize {
@@ -63,13 +71,35 @@ const fn class_of(size: usize) -> usize {
 
 /// The layout every block of `class` is allocated with.
 fn class_layout(class: usize) -> Layout {
-    // `class >= 1`, so the size is at least 8 and a multiple of 8.
-    Layout::from_size_align(class * ALIGN - 8, ALIGN).expect("valid class layout")
+    if class < SMALL_CLASSES {
+        // `class >= 1`, so the size is at least 8 and a multiple of 8.
+        Layout::from_size_align(class * ALIGN - 8, ALIGN).expect("valid class layout")
+    } else {
+        Layout::from_size_align((class - SMALL_CLASSES + 1) * LINE, LINE)
+            .expect("valid class layout")
+    }
+}
+
+/// The memory one block of `class` stands for.
+#[cfg_attr(weft_loom, allow(dead_code))]
+fn class_bytes(class: usize) -> usize {
+    if class < SMALL_CLASSES {
+        class * ALIGN
+    } else {
+        (class - SMALL_CLASSES + 1) * LINE
+    }
 }
 
 fn cached_class(layout: Layout) -> Option<usize> {
-    (layout.size() <= MAX_SIZE && layout.align() <= ALIGN && layout.size() > 0)
-        .then(|| class_of(layout.size()))
+    if layout.size() > MAX_SIZE || layout.size() == 0 {
+        None
+    } else if layout.align() <= ALIGN {
+        Some(class_of(layout.size()))
+    } else if layout.align() <= LINE {
+        Some(SMALL_CLASSES + layout.size().div_ceil(LINE) - 1)
+    } else {
+        None
+    }
 }
 
 /// Allocates a block for `layout` (of non-zero size).
@@ -129,7 +159,7 @@ pub(crate) fn trim() {
 mod cache {
     use std::{cell::RefCell, ptr::NonNull};
 
-    use super::{free_blocks, ALIGN, CLASSES, CLASS_BYTES};
+    use super::{class_bytes, free_blocks, CLASSES, CLASS_BYTES};
 
     struct Cache {
         classes: [Vec<NonNull<u8>>; CLASSES],
@@ -159,11 +189,11 @@ mod cache {
                     // Refill from the central list: a batch another thread
                     // gave back (see `push`).
                     let batch = central::take(class)?;
-                    c.bytes += batch.len() * class * ALIGN;
+                    c.bytes += batch.len() * class_bytes(class);
                     c.classes[class] = batch;
                 }
                 let ptr = c.classes[class].pop()?;
-                c.bytes -= class * ALIGN;
+                c.bytes -= class_bytes(class);
                 Some(ptr)
             })
             .ok()
@@ -184,9 +214,9 @@ mod cache {
             };
             let c = &mut *c;
             for (class, blocks) in c.classes.iter_mut().enumerate().skip(1) {
-                let keep_blocks = keep / (class * ALIGN);
+                let keep_blocks = keep / (class_bytes(class));
                 if blocks.len() > keep_blocks {
-                    c.bytes -= (blocks.len() - keep_blocks) * class * ALIGN;
+                    c.bytes -= (blocks.len() - keep_blocks) * class_bytes(class);
                     free_blocks(class, blocks.drain(keep_blocks..));
                 }
             }
@@ -195,7 +225,7 @@ mod cache {
 
     /// `Err` if the block was not kept (the thread is exiting).
     pub(super) fn push(class: usize, ptr: NonNull<u8>) -> Result<(), ()> {
-        let cap = (CLASS_BYTES / (class * ALIGN)).max(2 * central::BATCH);
+        let cap = (CLASS_BYTES / (class_bytes(class))).max(2 * central::BATCH);
         CACHE
             .try_with(|c| {
                 let mut c = c.try_borrow_mut().map_err(|_| ())?;
@@ -206,11 +236,11 @@ mod cache {
                     // per block into its malloc arena.
                     let len = c.classes[class].len();
                     let batch = c.classes[class].split_off(len - central::BATCH);
-                    c.bytes -= batch.len() * class * ALIGN;
+                    c.bytes -= batch.len() * class_bytes(class);
                     central::give(class, batch);
                 }
                 c.classes[class].push(ptr);
-                c.bytes += class * ALIGN;
+                c.bytes += class_bytes(class);
                 Ok(())
             })
             .unwrap_or(Err(()))
@@ -222,7 +252,7 @@ mod cache {
     mod central {
         use std::{ptr::NonNull, sync::Mutex};
 
-        use super::super::{free_blocks, ALIGN, CLASSES};
+        use super::super::{class_bytes, free_blocks, CLASSES};
 
         /// Blocks moved between a thread and the central list at once.
         pub(in super::super) const BATCH: usize = 64;
@@ -240,7 +270,7 @@ mod cache {
             [const { Mutex::new(Batches(Vec::new())) }; CLASSES];
 
         pub(in super::super) fn give(class: usize, batch: Vec<NonNull<u8>>) {
-            let max_batches = CENTRAL_BYTES / (BATCH * class * ALIGN);
+            let max_batches = CENTRAL_BYTES / (BATCH * class_bytes(class));
             let rejected = {
                 let mut list = CENTRAL[class].lock().unwrap_or_else(|p| p.into_inner());
                 if list.0.len() < max_batches {
@@ -362,7 +392,10 @@ mod tests {
             cached_class(Layout::from_size_align(MAX_SIZE + 1, 8).unwrap()),
             None
         );
-        assert_eq!(cached_class(Layout::from_size_align(64, 64).unwrap()), None);
+        assert_eq!(
+            cached_class(Layout::from_size_align(64, 128).unwrap()),
+            None
+        );
         let big = Layout::from_size_align(4096, 64).unwrap();
         let p = alloc(big);
         assert_eq!(p.as_ptr() as usize % 64, 0);
@@ -371,11 +404,43 @@ mod tests {
     }
 
     #[test]
+    fn line_aligned_layouts_get_line_aligned_blocks_from_their_own_classes() {
+        let _serial = serial();
+        for (size, align, class_size) in [(1, 64, 64), (64, 32, 64), (65, 64, 128), (200, 64, 256)]
+        {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let class = cached_class(layout).expect("cached");
+            assert!((SMALL_CLASSES..CLASSES).contains(&class));
+            assert_eq!(class_layout(class).size(), class_size);
+            assert_eq!(class_bytes(class), class_size);
+            let blocks: Vec<_> = (0..100).map(|_| alloc(layout)).collect();
+            let before = cached_bytes();
+            for &b in &blocks {
+                assert_eq!(b.as_ptr() as usize % 64, 0, "{size}/{align}");
+            }
+            for b in blocks {
+                // SAFETY: each from `alloc(layout)`.
+                unsafe { dealloc(b, layout) };
+            }
+            assert_eq!(cached_bytes(), before + 100 * class_size);
+            // Reused from the cache, still aligned.
+            let again = alloc(layout);
+            assert_eq!(again.as_ptr() as usize % 64, 0);
+            assert_eq!(cached_bytes(), before + 99 * class_size);
+            // SAFETY: from `alloc(layout)`.
+            unsafe { dealloc(again, layout) };
+        }
+        // The small classes are untouched by this: a 16-aligned request of
+        // 64 bytes still rounds as glibc does.
+        assert!(cached_class(Layout::from_size_align(64, 16).unwrap()).unwrap() < SMALL_CLASSES);
+    }
+
+    #[test]
     fn a_full_class_hands_a_batch_to_the_central_list_and_refills_from_it() {
         let _serial = serial();
         let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
         let class = class_of(MAX_SIZE);
-        let cap = (CLASS_BYTES / (class * ALIGN)).max(2 * 64);
+        let cap = (CLASS_BYTES / (class_bytes(class))).max(2 * 64);
         let blocks: Vec<_> = (0..cap + 10).map(|_| alloc(layout)).collect();
         for b in blocks {
             // SAFETY: each from `alloc(layout)`.

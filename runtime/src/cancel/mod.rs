@@ -175,7 +175,8 @@ pub(crate) fn poll_cancelled(handle: Option<&Handle>, will_wait: bool) -> Option
     }
     // SAFETY: as in `with_current_scope`.
     let node = ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) });
-    if node.deadline().is_some() && !node.is_cancelled() {
+    // The state first: a woken, cancelled task reads only that line.
+    if !node.is_cancelled() && node.deadline().is_some() {
         if !will_wait {
             // A checkpoint that does not wait arms no timer.
             if node

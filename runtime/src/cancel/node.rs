@@ -1,37 +1,44 @@
 //! One node of the cancellation tree.
 //!
 //! # Protocol
-//! - `state` is 0 while live; cancelling stores `CANCELLED | cause | origin`
-//!   (and `HAS_REASON`) under `inner`'s lock, only if it is still 0, so the
-//!   first cause wins and each node is cancelled (and wakes its waiter) at
-//!   most once.
-//! - `inner` (a mutex) holds the waiter, the reason and the deadline timer.
+//! - `state` is one word: `CANCELLED | cause | origin` (and `HAS_REASON`)
+//!   once cancelled, plus two flags that live beside them so one RMW reads
+//!   and writes both: `HAS_CHILDREN` (a child has attached) and `ARMED` (a
+//!   deadline timer is, or is about to be, registered). Cancelling is a CAS
+//!   that succeeds only while `CANCELLED` is clear, so the first cause wins
+//!   and each node is cancelled (and wakes its waiter) at most once.
+//! - `inner` (a mutex) holds a scope's waker, the reason and the deadline
+//!   timer. A task node's waiter is the task itself (`task`, fixed at
+//!   creation, held without a reference).
 //! - Children form an intrusive doubly linked list through their `links`,
-//!   guarded by the parent's `children` mutex; each linked child is owned by
-//!   the list (one strong count, from `Arc::into_raw`). No allocation beyond
-//!   the child node itself, and the critical sections are a few pointer
-//!   writes, so siblings attached and detached on different workers barely
-//!   contend.
+//!   guarded by the parent's `children` mutex. The list holds no count of
+//!   its children: a child leaves it (in `finish`, or when its node is
+//!   dropped) under the list lock before its memory can go, so a child
+//!   found in the list under that lock is alive, and so is its task
+//!   (`finish` runs before a task is freed).
 //! - A child points to its parent without a count of its own: while the
 //!   list is non-empty it holds one strong count of its own node
 //!   (`keep_alive`), taken when the first child links and released when the
 //!   last one leaves. So a spawn and a completion do not both hit the
-//!   parent's reference count (a contended line when the parent spawns on
-//!   one worker while its children finish on another), and a chain of tasks
-//!   each spawning the next does not keep every finished ancestor alive.
-//! - Attaching a child builds it, then locks only the parent's list to link
-//!   it. Cancelling stores the parent's state, marks `child_flags` and
-//!   walks the list under its lock, taking each child out (`DETACHED`) and
-//!   cancelling it in the same pass; children with children of their own
-//!   go on an explicit stack, walked after the lock is released (no
-//!   recursion, no nested list locks). The attach marks `child_flags` too
-//!   before it reads the parent's state, so a child attached concurrently
-//!   with a cancel is either walked or sees CANCELLED and is born
-//!   cancelled; a node that never had children skips its list lock.
-//! - `finish` (task completion, scope exit) drops the node's waiter and
+//!   parent's reference count, and a chain of tasks each spawning the next
+//!   does not keep every finished ancestor alive.
+//! - Attaching a child builds it, then locks only the parent's list, sets
+//!   `HAS_CHILDREN` (an RMW, or a load once it is set) and links it. The
+//!   cancel's CAS and the attach's RMW are ordered on the same word: either
+//!   the cancel sees `HAS_CHILDREN` and walks the list after the attach
+//!   released its lock, or the attach sees `CANCELLED` and the child is
+//!   born cancelled. A node that never had children skips its list lock.
+//! - The walk: under the list lock, each child is flipped (a CAS, and for a
+//!   task node a wake: no lock of the child's, as the list lock keeps it
+//!   alive), children with children of their own are kept for later, and
+//!   then the child is taken out of the list (`LINKED` -> `DETACHED`) as the
+//!   last touch. Nodes kept for later are walked after the lock is
+//!   released: no recursion, no nested list locks.
+//! - `finish` (task completion, scope exit) drops the node's waker and
 //!   deadline timer and leaves the parent's list (`FINISHING`), unless a
-//!   cancel already took it out (`DETACHED`), so a long-lived parent does
-//!   not accumulate finished children.
+//!   cancel already took it out (`DETACHED`). A task node the walk
+//!   cancelled and detached, with no timer, has nothing left to release:
+//!   `finish` is then two loads.
 //! - `deadline` is the effective deadline (min of own and parent's), fixed
 //!   at creation: a value, not a timer. A timer is armed only when something
 //!   waits in the scope (`check_deadline`), and fires `cancel(Deadline)`.
@@ -49,7 +56,7 @@ use crate::cancel::NodeArc;
 use crate::{
     scheduler::Handle,
     sync::{
-        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*},
+        atomic::{AtomicU8, AtomicUsize, Ordering::*},
         lock, Mutex, UnsafeCell,
     },
     task::RawTask,
@@ -61,53 +68,64 @@ const CAUSE_SHIFT: usize = 1;
 const ORIGIN_SHIFT: usize = 4;
 const CODE_MASK: usize = 0b111;
 /// Set with CANCELLED when a reason was stored (under `inner`'s lock,
-/// before the state): readers without it skip that lock.
+/// which readers take after seeing the bit): readers without it skip that
+/// lock.
 const HAS_REASON: usize = 1 << 7;
+/// A child has attached at some point (set by the attach, under the list
+/// lock): a cancel without it skips the list.
+const HAS_CHILDREN: usize = 1 << 8;
+/// A deadline timer is registered, or is about to be, or someone else
+/// fires this node's deadline: `finish` must take the slow path.
+const ARMED: usize = 1 << 9;
+/// Set with CANCELLED by a parent's walk, which woke the task without
+/// `inner`'s lock (see `finish`).
+const WALKED: usize = 1 << 10;
 
 /// `link` values: where a node stands with its parent's list.
 /// Not in any list (a root, or a scope that never had a parent).
 const UNLINKED: u8 = 0;
-/// In the parent's list; the list holds one count of the node.
+/// In the parent's list.
 const LINKED: u8 = 1;
 /// `finish` claimed the unlink: it will lock the parent's list and leave it.
 const FINISHING: u8 = 2;
-/// A cancel of the parent took the node out of the list (and the list's
-/// count with it): `finish` need not, and must not, touch the parent.
+/// A cancel of the parent took the node out of the list: `finish` need
+/// not, and must not, touch the parent.
 const DETACHED: u8 = 3;
 
-/// `child_flags`: a child has attached at some point.
-const HAS_CHILDREN: u8 = 1;
-/// `child_flags`: a cancel has stored the state and is about to walk the
-/// children.
-const CANCEL_WALKED: u8 = 2;
-
+/// `repr(C)`, hot fields first: in its 64-byte aligned block (see
+/// `node_arc.rs`), the count and everything up to `parent` share one cache
+/// line, which is all a cancel's walk touches of a child, and all a woken,
+/// cancelled task's `finish` reads. Spread out as Rust laid them, they took
+/// three lines, and the walk missed on each.
+#[repr(C)]
 pub(crate) struct Node {
+    /// Cancellation and flags (see the constants above).
     state: AtomicUsize,
-    /// A deadline timer is registered (or the deadline already fired):
-    /// lets await points skip the lock on every poll.
-    armed: AtomicBool,
-    deadline: Option<Instant>,
-    /// The ancestor whose own deadline this node inherited (`None` if the
-    /// deadline is this node's own, or there is none). One timer on that
-    /// ancestor serves its whole subtree: its cancellation flows down.
-    deadline_owner: Option<NodeArc>,
-    name: Option<StdArc<str>>,
-    /// Set at creation, never changed: the list we are linked into. No
-    /// count of its own: the parent stays alive while we are linked (its
-    /// list's `keep_alive`), and we are linked until `finish`.
-    parent: Option<NonNull<Node>>,
-    /// Head of our children list (see the module doc).
-    children: Mutex<ChildList>,
+    /// The task that owns the node, woken when it is cancelled; fixed at
+    /// creation. Held without a reference: the task calls `finish` before
+    /// it is freed, and every wake happens where `finish` cannot have
+    /// passed (see `flip` and `cancel_children`).
+    task: Option<RawTask>,
     /// Our place in the parent's list; guarded by the parent's `children`.
     links: UnsafeCell<Links>,
     /// `UNLINKED`, `LINKED`, `FINISHING` or `DETACHED`: decides, with one
     /// CAS each, whether `finish` or the parent's cancel removes us from
     /// the parent's list.
     link: AtomicU8,
-    /// `HAS_CHILDREN` (set by every attach) and `CANCEL_WALKED` (set by
-    /// the cancel before it walks the list), each by an RMW: lets a cancel
-    /// skip the list lock of the many nodes that never have children.
-    child_flags: AtomicU8,
+    /// Set at creation, never changed: the list we are linked into. No
+    /// count of its own: the parent stays alive while we are linked (its
+    /// list's `keep_alive`), and we are linked until we leave.
+    parent: Option<NonNull<Node>>,
+    deadline: Option<Instant>,
+    /// The ancestor whose own deadline this node inherited (`None` if the
+    /// deadline is this node's own, or there is none). One timer on that
+    /// ancestor serves its whole subtree: its cancellation flows down.
+    deadline_owner: Option<NodeArc>,
+    /// Boxed: names are rare, and the box keeps the node within three
+    /// cache lines (its block class is 192 bytes, not 256).
+    name: Option<Box<StdArc<str>>>,
+    /// Head of our children list (see the module doc).
+    children: Mutex<ChildList>,
     inner: Mutex<Inner>,
 }
 
@@ -118,35 +136,27 @@ struct ChildList {
     keep_alive: Option<NodeArc>,
 }
 
-// SAFETY: the pointers are strong references to `Node`s (Send + Sync),
-// only followed under the mutex that guards the list.
+// SAFETY: the pointers are to live `Node`s (Send + Sync), only followed
+// under the mutex that guards the list.
 unsafe impl Send for ChildList {}
 
 #[derive(Default)]
+#[repr(C)]
 struct Links {
     prev: Option<NonNull<Node>>,
     next: Option<NonNull<Node>>,
-    linked: bool,
 }
 
-// SAFETY: `links` is only accessed under the parent's list mutex.
+// SAFETY: `links` is only accessed under the parent's list mutex; `task`
+// is a task pointer, only used to wake the task while it is alive.
 unsafe impl Sync for Node {}
 // SAFETY: as above; every other field is Send.
 unsafe impl Send for Node {}
 
-/// Who is woken when the node is cancelled.
-enum Waiter {
-    /// The task that owns the node. Held without a reference: `finish`
-    /// clears it (under the lock) before the task can be freed, and wakes
-    /// happen under the same lock.
-    Task(RawTask),
-    /// Whoever last polled a nested scope.
-    Waker(Waker),
-}
-
 #[derive(Default)]
 struct Inner {
-    waiter: Option<Waiter>,
+    /// Whoever last polled a nested scope (nodes without a task).
+    waker: Option<Waker>,
     reason: Option<StdArc<str>>,
     timer: Option<(Handle, Registration)>,
     finished: bool,
@@ -172,23 +182,19 @@ impl Node {
     ) -> Node {
         Node {
             state: AtomicUsize::new(0),
-            armed: AtomicBool::new(false),
+            task,
+            parent,
+            links: UnsafeCell::new(Links::default()),
+            link: AtomicU8::new(if parent.is_some() { LINKED } else { UNLINKED }),
             deadline,
             deadline_owner,
-            name,
-            parent,
+            name: name.map(Box::new),
             children: Mutex::new(ChildList {
                 head: None,
                 len: 0,
                 keep_alive: None,
             }),
-            links: UnsafeCell::new(Links::default()),
-            link: AtomicU8::new(if parent.is_some() { LINKED } else { UNLINKED }),
-            child_flags: AtomicU8::new(0),
-            inner: Mutex::new(Inner {
-                waiter: task.map(Waiter::Task),
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner::default()),
         }
     }
 
@@ -204,36 +210,37 @@ impl Node {
             (own, None) => (own, None),
         };
         // Build the node before taking the lock: the critical section is
-        // then a state check and a few pointer writes. Born with two
-        // counts: ours, and the list's.
-        let (node, list_ref) = super::node_arc::new_pair(Node::new(
+        // then a flag, a state check and a few pointer writes.
+        let node = NodeArc::new(Node::new(
             deadline,
             deadline_owner,
             name,
             Some(NonNull::from(&**parent)),
             task,
         ));
-        let ptr = NonNull::new(NodeArc::into_raw(list_ref) as *mut Node).expect("non-null");
+        let ptr = NonNull::new(NodeArc::as_ptr(&node) as *mut Node).expect("non-null");
         let mut list = lock(&parent.children);
-        // Both sides mark `child_flags` with an RMW, so one of them reads
-        // the other's mark: if the cancel's came first, its Release
-        // publishes the state it stored before, and our load below sees it
-        // (we are born cancelled); if ours came first, the cancel sees
-        // HAS_CHILDREN, locks the list after we release it, and finds us.
-        // Once HAS_CHILDREN is set, a load does instead of the RMW: the
-        // value we read either predates the cancel's RMW in the flags'
-        // modification order (which then reads HAS_CHILDREN), or carries
-        // CANCEL_WALKED from a later RMW in that cancel's release sequence,
-        // so our Acquire makes its state visible below.
-        if parent.child_flags.load(Acquire) & HAS_CHILDREN == 0 {
-            parent.child_flags.fetch_or(HAS_CHILDREN, AcqRel);
+        // HAS_CHILDREN and CANCELLED live in one word, and both the cancel
+        // (its CAS) and the first attach (this RMW) write it, so one reads
+        // the other: if the cancel came first, we read CANCELLED (and its
+        // Release publishes what it wrote before) and are born cancelled;
+        // if we came first, the cancel reads HAS_CHILDREN and walks the
+        // list after we release it. Once the flag is set a load is enough:
+        // a value without CANCELLED precedes the cancel's CAS in the word's
+        // modification order, so that CAS reads the flag too.
+        let mut parent_state = parent.state.load(Acquire);
+        if parent_state & HAS_CHILDREN == 0 {
+            parent_state = parent.state.fetch_or(HAS_CHILDREN, AcqRel);
         }
-        let parent_state = parent.state.load(Acquire);
         if parent_state & CANCELLED != 0 {
             let origin = (parent_state >> ORIGIN_SHIFT) & CODE_MASK;
-            let reason = lock(&parent.inner).reason.clone();
-            let has_reason = if reason.is_some() { HAS_REASON } else { 0 };
-            lock(&node.inner).reason = reason;
+            let mut has_reason = 0;
+            if parent_state & HAS_REASON != 0 {
+                // Stored under this lock before the bit was published.
+                let reason = lock(&parent.inner).reason.clone();
+                lock(&node.inner).reason = reason;
+                has_reason = HAS_REASON;
+            }
             // Relaxed: the node is not shared yet; whoever gets it later
             // does so through a lock or a queue.
             node.state
@@ -245,12 +252,11 @@ impl Node {
             *l = Links {
                 prev: None,
                 next: list.head,
-                linked: true,
             }
         });
         if let Some(head) = list.head {
-            // SAFETY: `head` is a linked child (kept alive by the list's
-            // reference) and we hold the list lock that guards its links.
+            // SAFETY: `head` is a linked child (alive while linked, see the
+            // module doc) and we hold the list lock that guards its links.
             unsafe { head.as_ref() }
                 .links
                 .with_mut(|l| unsafe { (*l).prev = Some(ptr) });
@@ -271,7 +277,7 @@ impl Node {
     /// Something else already fires this node's deadline (a `timeout`'s own
     /// timer): no deadline timer of its own is needed.
     pub(crate) fn assume_armed(&self) {
-        self.armed.store(true, Relaxed);
+        self.state.fetch_or(ARMED, Relaxed);
     }
 
     /// One atomic load.
@@ -311,63 +317,81 @@ impl Node {
         let mut wakers = Vec::new();
         let flipped = self.flip(encode(code, code), &reason, &mut wakers);
         wake_all(&mut wakers);
-        if !flipped {
+        let Some(prev) = flipped else {
             return false;
-        }
-        let below = encode(Cause::Parent.code(), code);
-        let mut stack = Vec::new();
-        self.cancel_children(below, &reason, &mut stack, &mut wakers);
-        while let Some(node) = stack.pop() {
-            node.cancel_children(below, &reason, &mut stack, &mut wakers);
+        };
+        if prev & HAS_CHILDREN != 0 {
+            let below = encode(Cause::Parent.code(), code);
+            let mut stack = Vec::new();
+            self.cancel_children(below, &reason, &mut stack, &mut wakers);
+            while let Some(node) = stack.pop() {
+                node.cancel_children(below, &reason, &mut stack, &mut wakers);
+            }
         }
         true
     }
 
-    /// Flips this node's state (if still live) together with storing the
-    /// reason, under `inner`'s lock, so a child born cancelled (which reads
-    /// the reason under the same lock after seeing the state) always sees
-    /// it. Wakes the owning task at once (under the lock: `finish` clears
-    /// it before the task can go); another waker is pushed on `wakers` to
-    /// be woken outside any lock. False if it was already cancelled.
-    fn flip(&self, state: usize, reason: &Option<StdArc<str>>, wakers: &mut Vec<Waker>) -> bool {
+    /// Sets `bits` in the state if it is not cancelled yet: the first
+    /// cancel wins. Returns the state it replaced. Tries a live node with
+    /// no flags first, so the common case is one CAS and no load.
+    fn try_flip(&self, bits: usize) -> Option<usize> {
+        let mut current = 0;
+        loop {
+            if current & CANCELLED != 0 {
+                return None;
+            }
+            // AcqRel: Release publishes what the canceller wrote before
+            // (the reason, under `inner`'s lock); Acquire pairs with the
+            // attach's RMW of HAS_CHILDREN.
+            match self
+                .state
+                .compare_exchange_weak(current, current | bits, AcqRel, Acquire)
+            {
+                Ok(_) => return Some(current),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Cancels this node alone (if still live), under `inner`'s lock:
+    /// stores the reason and wakes the waiter. The owning task is woken at
+    /// once, under the lock (`finish` takes it before the task can go,
+    /// and marks the node finished); a scope's waker is pushed on `wakers`
+    /// to be woken outside any lock. Returns the state it replaced, `None`
+    /// if it was already cancelled.
+    fn flip(
+        &self,
+        state: usize,
+        reason: &Option<StdArc<str>>,
+        wakers: &mut Vec<Waker>,
+    ) -> Option<usize> {
         let mut inner = lock(&self.inner);
-        if self.state.load(Relaxed) != 0 {
-            // Already cancelled (the state changes only under this lock).
-            return false;
-        }
-        if inner.reason.is_none() {
-            inner.reason = reason.clone();
-        }
-        let has_reason = if inner.reason.is_some() {
+        let has_reason = if reason.is_some() || inner.reason.is_some() {
             HAS_REASON
         } else {
             0
         };
-        // Release: published to an attaching child by `child_flags` (see
-        // `child`); Acquire readers of the state see the reason too.
-        self.state.store(state | has_reason, Release);
-        match &inner.waiter {
-            Some(Waiter::Task(task)) => {
-                // An RMW on the task word before reading it: if the task
-                // is NOTIFIED and about to run, its poller's RMW comes
-                // after ours and so sees the state we just set; a plain
-                // read could miss it and the poll miss the cancel.
-                task.header().state.sync_point();
-                task.wake_by_ref();
-            }
-            Some(Waiter::Waker(waker)) => wakers.push(waker.clone()),
-            None => {}
+        let prev = self.try_flip(state | has_reason)?;
+        if inner.reason.is_none() {
+            // Readers that see HAS_REASON take this lock, held until the
+            // reason is in.
+            inner.reason = reason.clone();
         }
-        true
+        match (self.task, &inner.waker) {
+            (Some(task), _) if !inner.finished => task.wake_by_ref_synced(),
+            (None, Some(waker)) => wakers.push(waker.clone()),
+            _ => {}
+        }
+        Some(prev)
     }
 
-    /// Takes the children of a just-cancelled node out of its list (with
-    /// the list's counts) and cancels each in the same pass, so a wide tree
-    /// is walked once. Their `finish` then need not lock this list (every
-    /// woken child contended on it). A child already `FINISHING` stays in
-    /// the list to unlink itself. Children that have children of their own
-    /// go on `stack`, to be walked after this list's lock is released: no
-    /// recursion, no nested list locks.
+    /// Takes the children of a just-cancelled node out of its list and
+    /// cancels each in the same pass, so a wide tree is walked once. Their
+    /// `finish` then need not lock this list (every woken child contended
+    /// on it). A child already `FINISHING` stays in the list to unlink
+    /// itself. Children that have children of their own go on `stack`, to
+    /// be walked after this list's lock is released: no recursion, no
+    /// nested list locks.
     fn cancel_children(
         &self,
         state: usize,
@@ -375,39 +399,56 @@ impl Node {
         stack: &mut Vec<NodeArc>,
         wakers: &mut Vec<Waker>,
     ) {
-        // See `child`: either we see HAS_CHILDREN here, or the attacher
-        // sees our mark and state and is born cancelled. A node that never
-        // had children skips the lock.
-        if self.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN == 0 {
-            return;
-        }
         let keep_alive = {
             let mut list = lock(&self.children);
             let mut cursor = list.head.take();
             let mut kept_head: Option<NonNull<Node>> = None;
             while let Some(ptr) = cursor {
-                // SAFETY: linked children are alive (the list holds a strong
-                // reference) and their links are guarded by our lock.
+                // SAFETY: a linked child is alive until it leaves the list,
+                // which takes our lock; its links are guarded by our lock.
                 let child = unsafe { ptr.as_ref() };
                 // SAFETY: as above: we hold the lock guarding `links`.
                 cursor = child.links.with(|l| unsafe { (*l).next });
-                let detached = child
+                // Cancelled while its line is in cache. Lock order: a
+                // parent's list, then a child's `inner` (nothing takes them
+                // the other way round). A child cancelled before is left to
+                // that cancel's walk.
+                let flipped = match (child.task, reason) {
+                    // A task node and no reason to store: the task is alive
+                    // while its node is in our list (its `finish`, which
+                    // comes before it is freed, leaves the list under our
+                    // lock), so a CAS and a wake do, without its lock.
+                    (Some(task), None) => child.try_flip(state | WALKED).inspect(|_| {
+                        task.wake_by_ref_synced();
+                    }),
+                    _ => child.flip(state, reason, wakers),
+                };
+                if flipped.is_some_and(|prev| prev & HAS_CHILDREN != 0) {
+                    // SAFETY: alive, as above; the count is the stack's.
+                    stack.push(unsafe {
+                        NodeArc::increment_strong_count(ptr.as_ptr());
+                        NodeArc::from_raw(ptr.as_ptr())
+                    });
+                }
+                // SAFETY: as above.
+                child.links.with_mut(|l| unsafe { *l = Links::default() });
+                // The last touch: once DETACHED, the child may finish and
+                // be freed without waiting for our lock.
+                if child
                     .link
                     .compare_exchange(LINKED, DETACHED, AcqRel, Acquire)
-                    .is_ok();
-                let child_ref = if detached {
-                    // SAFETY: as above; the node is no longer in any list.
-                    child.links.with_mut(|l| unsafe { *l = Links::default() });
+                    .is_ok()
+                {
                     list.len -= 1;
-                    // SAFETY: the list's reference (from `Arc::into_raw` in
-                    // `child`) moves to us.
-                    unsafe { NodeArc::from_raw(ptr.as_ptr()) }
                 } else {
-                    // FINISHING: relink it into the list we rebuild.
+                    // FINISHING: relink it into the list we rebuild; its
+                    // `finish` unlinks it once we release the lock.
                     // SAFETY: as above.
                     child.links.with_mut(|l| unsafe {
-                        (*l).prev = None;
-                        (*l).next = kept_head;
+                        *l = Links {
+                            prev: None,
+                            next: kept_head,
+                        }
                     });
                     if let Some(head) = kept_head {
                         // SAFETY: a child we kept, alive and guarded by us.
@@ -416,30 +457,6 @@ impl Node {
                             .with_mut(|l| unsafe { (*l).prev = Some(ptr) });
                     }
                     kept_head = Some(ptr);
-                    // SAFETY: alive (still in the list); the count we add is
-                    // the one we hand out.
-                    unsafe {
-                        NodeArc::increment_strong_count(ptr.as_ptr());
-                        NodeArc::from_raw(ptr.as_ptr())
-                    }
-                };
-                // Cancelled while its line is in cache. Lock order: a
-                // parent's list, then a child's `inner` (nothing takes them
-                // the other way round).
-                // The RMW of `cancel_children` (see there), done here so a
-                // childless node is not even pushed: a grandchild attaching
-                // now either is seen here or sees the child's state. A child
-                // cancelled before is left to that cancel's walk.
-                if child.flip(state, reason, wakers)
-                    && child.child_flags.fetch_or(CANCEL_WALKED, AcqRel) & HAS_CHILDREN != 0
-                {
-                    stack.push(child_ref);
-                } else {
-                    // Released under the lock: if this is the last count,
-                    // the child has finished (its waiter and timer are
-                    // gone), so its drop frees memory and runs no other
-                    // code and takes no lock.
-                    drop(child_ref);
                 }
             }
             list.head = kept_head;
@@ -454,20 +471,21 @@ impl Node {
         wake_all(wakers);
     }
 
-    /// Sets the waker woken when this node is cancelled (the owning task's).
+    /// Sets the waker woken when this node is cancelled (a scope's poller).
     pub(crate) fn set_waiter(&self, waker: &Waker) {
+        debug_assert!(self.task.is_none(), "a task node wakes its task");
         let mut inner = lock(&self.inner);
         if inner.finished {
             return;
         }
-        match &inner.waiter {
-            Some(Waiter::Waker(w)) if w.will_wake(waker) => {}
-            _ => inner.waiter = Some(Waiter::Waker(waker.clone())),
+        match &inner.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => inner.waker = Some(waker.clone()),
         }
     }
 
     pub(crate) fn name(&self) -> Option<&StdArc<str>> {
-        self.name.as_ref()
+        self.name.as_deref()
     }
 
     /// Cancels with `Deadline` if the deadline has passed; otherwise makes
@@ -487,8 +505,8 @@ impl Node {
             this.cancel(Cause::Deadline, None);
             return;
         }
-        // Relaxed: a hint; the lock below decides.
-        if this.armed.load(Relaxed) {
+        // Relaxed: a hint; the lock and the RMW below decide.
+        if this.state.load(Relaxed) & ARMED != 0 {
             return;
         }
         let Some(handle) = handle else { return };
@@ -496,13 +514,17 @@ impl Node {
         if inner.timer.is_some() || inner.finished {
             return;
         }
+        // ARMED before the timer, by an RMW on the state word: a cancel's
+        // CAS then either reads it (and `finish` takes the slow path that
+        // deregisters the timer) or comes first, and we see CANCELLED
+        // here and need no timer.
+        if this.state.fetch_or(ARMED, AcqRel) & CANCELLED != 0 {
+            return;
+        }
         let waker = Waker::from(StdArc::new(DeadlineWaker(this.clone())));
         let (shard, _) = handle.timer_shard();
         match handle.time().register(shard, deadline, &waker) {
-            Some(reg) => {
-                inner.timer = Some((handle.clone(), reg));
-                this.armed.store(true, Relaxed);
-            }
+            Some(reg) => inner.timer = Some((handle.clone(), reg)),
             None => {
                 drop(inner);
                 this.cancel(Cause::Deadline, None);
@@ -510,46 +532,64 @@ impl Node {
         }
     }
 
-    /// The scope or task is over: leave the parent, drop the waiter and the
-    /// deadline timer. Children stay attached (they hold this node) until
-    /// they finish themselves.
+    /// The scope or task is over: leave the parent, drop the waker and the
+    /// deadline timer. Children stay attached until they finish themselves
+    /// (the list keeps this node alive meanwhile).
     pub(crate) fn finish(&self) {
-        let (waiter, timer) = {
+        // The fast path: a task node a parent's walk cancelled (its CAS
+        // won, so no locked `flip` will ever wake the task) and detached
+        // (the walk's last touch, after its wake), with no timer: there is
+        // no waker, no timer and no list to leave. Not marking it finished
+        // is safe: nothing that reads the mark can act on a cancelled node
+        // (`flip` fails, `check_deadline` returns).
+        if self.task.is_some()
+            && self.state.load(Acquire) & (WALKED | ARMED) == WALKED
+            && self.link.load(Acquire) == DETACHED
+        {
+            return;
+        }
+        let timer = {
             let mut inner = lock(&self.inner);
             if inner.finished {
                 // Already left the parent, which may be gone by now.
                 return;
             }
             inner.finished = true;
-            (inner.waiter.take(), inner.timer.take())
+            drop(inner.waker.take());
+            inner.timer.take()
         };
-        drop(waiter);
         if let Some((handle, reg)) = timer {
             handle.time().deregister(reg);
         }
+        self.leave_parent();
+    }
+
+    /// Takes this node out of its parent's list, unless a cancel already
+    /// did (`DETACHED`) or it never was in one.
+    fn leave_parent(&self) {
         let Some(parent) = self.parent else { return };
         if self
             .link
             .compare_exchange(LINKED, FINISHING, AcqRel, Acquire)
             .is_err()
         {
-            // DETACHED: the parent's cancel took us out of its list, and
-            // the list's count of us with us.
+            // DETACHED, or already left.
             return;
         }
         // SAFETY: we are still in the parent's list (a cancel leaves a
         // FINISHING child there), so the list holds a count of the parent
         // (`keep_alive`).
         let parent = unsafe { parent.as_ref() };
-        let (released, parent_ref) = {
+        let parent_ref = {
             let mut list = lock(&parent.children);
             // SAFETY: our links are guarded by the parent's list lock, held
-            // here; linked neighbours are alive (strong references).
-            let unlinked = self.links.with_mut(|l| unsafe {
+            // here; linked neighbours are alive (see the module doc).
+            // SAFETY: FINISHING, so still in the list (a cancel relinks a
+            // FINISHING child): our links are guarded by the parent's list
+            // lock, held here, and linked neighbours are alive (see the
+            // module doc).
+            self.links.with_mut(|l| unsafe {
                 let links = std::mem::take(&mut *l);
-                if !links.linked {
-                    return false;
-                }
                 match links.prev {
                     Some(prev) => prev.as_ref().links.with_mut(|p| (*p).next = links.next),
                     None => list.head = links.next,
@@ -557,30 +597,33 @@ impl Node {
                 if let Some(next) = links.next {
                     next.as_ref().links.with_mut(|n| (*n).prev = links.prev);
                 }
-                true
             });
-            if unlinked {
-                list.len -= 1;
-            }
-            let parent_ref = if list.len == 0 {
+            list.len -= 1;
+            if list.len == 0 {
                 list.keep_alive.take()
             } else {
                 None
-            };
-            (unlinked.then_some(self as *const Node), parent_ref)
+            }
         };
-        // Released outside the lock, parent first: either may be the last
-        // count, and `self` must not be touched once its own is gone.
+        // Released outside the lock: it may be the parent's last count.
         drop(parent_ref);
-        if let Some(ptr) = released {
-            // SAFETY: the list's strong reference, taken in `child`.
-            drop(unsafe { NodeArc::from_raw(ptr) });
-        }
     }
 
     /// Children currently attached (for tests and metrics).
     pub(crate) fn child_count(&self) -> usize {
         lock(&self.children).len
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A node dropped without `finish` (an owner that never finished
+        // it) must still leave the list before its memory goes: the list
+        // holds no count of it. A load first: most nodes have left (or
+        // were detached) and need no RMW.
+        if self.link.load(Acquire) == LINKED {
+            self.leave_parent();
+        }
     }
 }
 
@@ -612,5 +655,35 @@ impl std::fmt::Debug for Node {
             .field("cancelled", &self.is_cancelled())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(weft_loom)))]
+mod layout_tests {
+    use super::*;
+
+    /// The walk's and the woken task's fields sit in the node block's first
+    /// cache line (the count takes its first 8 bytes).
+    #[test]
+    fn the_hot_fields_fit_in_the_first_line() {
+        let end = std::mem::offset_of!(Node, parent) + std::mem::size_of::<Option<NonNull<Node>>>();
+        assert!(8 + end <= 64, "hot fields end at {}", 8 + end);
+        for offset in [
+            std::mem::offset_of!(Node, state),
+            std::mem::offset_of!(Node, task),
+            std::mem::offset_of!(Node, links),
+            std::mem::offset_of!(Node, link),
+        ] {
+            assert!(offset < std::mem::offset_of!(Node, parent));
+        }
+        // Three lines in all: 100,000 nodes in 256-byte blocks overflowed
+        // the block caches into malloc, whose coalescing frees then cost
+        // the workers more than the walk saved.
+        assert!(8 + std::mem::size_of::<Node>() <= 192);
+        // And the blocks really are line-aligned, the count first.
+        let nodes: Vec<_> = (0..64).map(|_| Node::root(None, None, None)).collect();
+        for node in &nodes {
+            assert_eq!((NodeArc::as_ptr(node) as usize - 8) % 64, 0);
+        }
     }
 }

@@ -12,18 +12,6 @@
 #[cfg(weft_loom)]
 pub(crate) type NodeArc = crate::sync::Arc<super::node::Node>;
 
-/// Two references to a new node (under loom: a plain clone).
-#[cfg(weft_loom)]
-pub(crate) fn new_pair(node: super::node::Node) -> (NodeArc, NodeArc) {
-    let first = NodeArc::new(node);
-    (first.clone(), first)
-}
-
-#[cfg(not(weft_loom))]
-pub(crate) fn new_pair(node: super::node::Node) -> (NodeArc, NodeArc) {
-    NodeArc::new_pair(node)
-}
-
 #[cfg(not(weft_loom))]
 pub(crate) use self::pooled::NodeArc;
 
@@ -39,7 +27,9 @@ mod pooled {
 
     use super::super::node::Node;
 
-    #[repr(C)]
+    /// Line-aligned (the block cache has line classes): the count and the
+    /// node's hot fields share the first line (see `Node`).
+    #[repr(C, align(64))]
     struct Inner {
         count: AtomicUsize,
         node: Node,
@@ -49,13 +39,13 @@ mod pooled {
         crate::alloc::alloc(Layout::new::<Inner>()).cast()
     }
 
-    /// A block holding `node` with `count` references.
-    fn block_with(node: Node, count: usize) -> NonNull<Inner> {
+    /// A block holding `node` with one reference.
+    fn block_with(node: Node) -> NonNull<Inner> {
         let ptr = take_block();
         // SAFETY: the block is ours, sized and aligned for `Inner`.
         unsafe {
             ptr.as_ptr().write(Inner {
-                count: AtomicUsize::new(count),
+                count: AtomicUsize::new(1),
                 node,
             })
         };
@@ -82,15 +72,8 @@ mod pooled {
     impl NodeArc {
         pub(crate) fn new(node: Node) -> NodeArc {
             NodeArc {
-                ptr: block_with(node, 1),
+                ptr: block_with(node),
             }
-        }
-
-        /// Two references to a new node, for the price of one count
-        /// initialisation (the owner's and a parent list's).
-        pub(crate) fn new_pair(node: Node) -> (NodeArc, NodeArc) {
-            let ptr = block_with(node, 2);
-            (NodeArc { ptr }, NodeArc { ptr })
         }
 
         pub(crate) fn as_ptr(this: &NodeArc) -> *const Node {

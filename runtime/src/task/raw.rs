@@ -116,10 +116,11 @@ impl RawTask {
         unsafe { (self.header().vtable.shutdown)(self.ptr) }
     }
 
-    /// Wakes the task without consuming a reference (a `wake_by_ref`).
-    pub(crate) fn wake_by_ref(self) {
+    /// Wakes the task for a canceller (see
+    /// `State::transition_to_notified_synced`).
+    pub(crate) fn wake_by_ref_synced(self) {
         use super::state::TransitionToNotified;
-        match self.header().state.transition_to_notified_by_ref() {
+        match self.header().state.transition_to_notified_synced() {
             TransitionToNotified::Submit => self.schedule(),
             TransitionToNotified::Dealloc => unreachable!("a borrowed wake releases nothing"),
             TransitionToNotified::DoNothing => {}

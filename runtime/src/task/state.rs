@@ -90,12 +90,6 @@ impl State {
         Snapshot(self.word.load(Acquire))
     }
 
-    /// An RMW that changes nothing: orders the caller's earlier writes
-    /// before the next poller's transition (see `Node::try_cancel`).
-    pub(crate) fn sync_point(&self) {
-        self.word.fetch_add(0, AcqRel);
-    }
-
     /// A load in the single total order (see `RawTask::node_or_init`).
     pub(crate) fn load_seqcst(&self) -> Snapshot {
         Snapshot(self.word.load(SeqCst))
@@ -216,6 +210,26 @@ impl State {
         self.fetch_update_action(|mut s| {
             if s.is_complete() || s.is_notified() {
                 (TransitionToNotified::DoNothing, None)
+            } else if s.is_running() {
+                s.0 |= NOTIFIED;
+                (TransitionToNotified::DoNothing, Some(s))
+            } else {
+                s.0 |= NOTIFIED;
+                s.ref_inc();
+                (TransitionToNotified::Submit, Some(s))
+            }
+        })
+    }
+
+    /// A wake by a canceller that has just flipped the task's cancellation
+    /// node: like `transition_to_notified_by_ref`, but always an RMW on the
+    /// word, even when there is nothing to do. If the task is NOTIFIED and
+    /// about to run, its poller's RMW then comes after ours and sees the
+    /// flip; a plain read could miss the flip and the poll miss the cancel.
+    pub(crate) fn transition_to_notified_synced(&self) -> TransitionToNotified {
+        self.fetch_update_action(|mut s| {
+            if s.is_complete() || s.is_notified() {
+                (TransitionToNotified::DoNothing, Some(s))
             } else if s.is_running() {
                 s.0 |= NOTIFIED;
                 (TransitionToNotified::DoNothing, Some(s))
