@@ -123,8 +123,18 @@ fn now_at_least() -> Option<Instant> {
 /// `None` if it does not fit in an `Instant`.
 pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
     if duration >= COARSE_MIN {
-        if let Some(now) = now_at_least() {
-            return now.checked_add(duration);
+        if let Some(base) = base() {
+            if let Some(coarse) = read(libc::CLOCK_MONOTONIC_COARSE) {
+                // `now_at_least() + duration`, with the three offsets
+                // summed as Durations first and one `Instant` addition (each
+                // `Instant` addition normalises and checks a timespec; a
+                // spawn with a timeout paid for three).
+                let offset = coarse
+                    .saturating_sub(base.coarse)
+                    .checked_add(base.behind)?
+                    .checked_add(duration)?;
+                return base.instant.checked_add(offset);
+            }
         }
     }
     Instant::now().checked_add(duration)
