@@ -26,7 +26,7 @@ pub(crate) struct Header {
     pub(crate) vtable: &'static Vtable,
     pub(crate) id: Id,
     /// Links in the runtime's task registry; guarded by the registry shard lock.
-    pub(crate) links: UnsafeCell<Links>,
+    pub(crate) links: Links,
     /// The task's cancellation node (an `Arc::into_raw`), or null. Set at
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
@@ -138,7 +138,7 @@ impl<F: Future, S> Cell<F, S> {
                     state: State::new(),
                     vtable,
                     id,
-                    links: UnsafeCell::new(Links::default()),
+                    links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
                 },
                 core: Core {
