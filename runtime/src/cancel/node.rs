@@ -342,10 +342,14 @@ impl Node {
         if prev & HAS_CHILDREN != 0 {
             let below = encode(Cause::Parent.code(), code);
             let mut stack = Vec::new();
-            self.cancel_children(below, &reason, &mut stack, &mut wakers);
-            while let Some(node) = stack.pop() {
-                node.cancel_children(below, &reason, &mut stack, &mut wakers);
-            }
+            // Wakes in bulk: from a user thread they check for parked
+            // workers once per batch, not per task.
+            crate::scheduler::deferred_notify::batch(|| {
+                self.cancel_children(below, &reason, &mut stack, &mut wakers);
+                while let Some(node) = stack.pop() {
+                    node.cancel_children(below, &reason, &mut stack, &mut wakers);
+                }
+            });
         }
         true
     }
