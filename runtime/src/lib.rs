@@ -37,6 +37,7 @@ mod context;
 mod coop;
 pub mod io;
 pub mod net;
+mod prefetch;
 pub mod runtime;
 mod scheduler;
 mod sync;

@@ -437,10 +437,10 @@ impl Node {
                 // last). Asking for the next child's line and this task's
                 // header now lets the two misses overlap.
                 if let Some(next) = cursor {
-                    prefetch(next.as_ptr());
+                    crate::prefetch::for_write(next.as_ptr());
                 }
                 if let Some(task) = child.task {
-                    prefetch(task.header_ptr().as_ptr());
+                    crate::prefetch::for_write(task.header_ptr().as_ptr());
                 }
                 // Cancelled while its line is in cache. Lock order: a
                 // parent's list, then a child's `inner` (nothing takes them
@@ -674,20 +674,6 @@ impl Drop for Node {
             ManuallyDrop::drop(&mut self.inner);
         }
     }
-}
-
-/// Asks the CPU to start loading the line at `ptr` (a hint: no effect on
-/// what the program computes, never a fault).
-#[inline(always)]
-fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing architecturally and cannot fault,
-    // whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
 }
 
 fn wake_all(wakers: &mut Vec<Waker>) {

@@ -67,7 +67,7 @@ impl Builder {
         self
     }
 
-    fn options(&self) -> SpawnOptions {
+    fn into_options(self) -> SpawnOptions {
         let from_timeout = self.timeout.map(timeout_deadline_after);
         let deadline = match (self.deadline, from_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -76,7 +76,7 @@ impl Builder {
         SpawnOptions {
             deadline,
             detached: self.detached,
-            name: self.name.clone(),
+            name: self.name,
             parent: None,
         }
     }
@@ -90,7 +90,7 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let opts = self.options();
+        let opts = self.into_options();
         context::with_current_handle(|handle| match handle {
             Some(handle) => handle.spawn_with(future, Id::next(), &opts),
             None => panic!(
@@ -106,7 +106,9 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        handle.inner.spawn_with(future, Id::next(), &self.options())
+        handle
+            .inner
+            .spawn_with(future, Id::next(), &self.into_options())
     }
 }
 

@@ -19,19 +19,6 @@ use crate::sync::{
     lock, Mutex,
 };
 
-/// Asks the CPU to start loading the line at `ptr` (a hint: never a fault,
-/// whatever the address).
-#[inline(always)]
-fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing architecturally and cannot fault.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
-
 /// A task's place in its shard's list. Written only under that shard's
 /// lock. The fields are (std, not loom) atomics with Relaxed accesses only
 /// so `remove` may read them *before* taking the lock, as a prefetch hint
@@ -140,8 +127,8 @@ impl OwnedTasks {
         // them below otherwise stall the unlock's `xchg`. A racy read is
         // fine for a hint: a prefetch of a stale or freed address has no
         // effect.
-        prefetch(links.prev.load(Relaxed));
-        prefetch(links.next.load(Relaxed));
+        crate::prefetch::for_write(links.prev.load(Relaxed));
+        crate::prefetch::for_write(links.next.load(Relaxed));
         let mut shard = lock(self.shard(raw));
         // Loads and stores, not swaps: the lock serialises them, and a
         // swap would be a locked instruction.
