@@ -273,19 +273,34 @@ impl Schedule for TaskHandle {
 /// the batch checks again, so a task waits at most for the pushes of its
 /// batch that follow it.
 pub(crate) mod deferred_notify {
-    use std::cell::{Cell, RefCell};
+    use std::cell::Cell;
 
-    use super::{Handle, Shared};
+    use super::Shared;
     use crate::sync::Arc;
 
     /// One check per this many remote pushes while deferring.
     pub(crate) const DEFERRED_NOTIFY_EVERY: usize = 32;
 
-    thread_local! {
+    /// This thread's batch: all plain `Cell`s with const initialisers, so
+    /// the per-push check is one thread-local access and no borrow flag.
+    struct Batch {
         /// Nesting depth of `batch` on this thread.
-        static DEPTH: Cell<usize> = const { Cell::new(0) };
-        /// The runtime whose pushes are being deferred, and how many were.
-        static PENDING: RefCell<Option<(Handle, usize)>> = const { RefCell::new(None) };
+        depth: Cell<usize>,
+        /// The runtime whose checks are deferred (an `Arc::into_raw`: the
+        /// batch holds a count of it until its last check), or null.
+        shared: Cell<*const Shared>,
+        /// Pushes since that runtime's last check.
+        pushes: Cell<usize>,
+    }
+
+    thread_local! {
+        static BATCH: Batch = const {
+            Batch {
+                depth: Cell::new(0),
+                shared: Cell::new(std::ptr::null()),
+                pushes: Cell::new(0),
+            }
+        };
     }
 
     /// Runs `f` with the remote pushes it makes checking for parked
@@ -294,20 +309,22 @@ pub(crate) mod deferred_notify {
         struct End;
         impl Drop for End {
             fn drop(&mut self) {
-                let depth = DEPTH.with(|d| {
-                    d.set(d.get() - 1);
-                    d.get()
-                });
-                if depth == 0 {
-                    if let Some((handle, n)) = PENDING.with(|p| p.borrow_mut().take()) {
-                        if n > 0 {
-                            handle.shared.notify_parked();
-                        }
+                let _ = BATCH.try_with(|b| {
+                    b.depth.set(b.depth.get() - 1);
+                    let shared = b.shared.get();
+                    if b.depth.get() > 0 || shared.is_null() {
+                        return;
                     }
-                }
+                    b.shared.set(std::ptr::null());
+                    // SAFETY: the count taken in `defer`, handed back here.
+                    let shared = unsafe { Arc::from_raw(shared) };
+                    if b.pushes.replace(0) > 0 {
+                        shared.notify_parked();
+                    }
+                });
             }
         }
-        DEPTH.with(|d| d.set(d.get() + 1));
+        let _ = BATCH.try_with(|b| b.depth.set(b.depth.get() + 1));
         let _end = End;
         f()
     }
@@ -315,38 +332,33 @@ pub(crate) mod deferred_notify {
     /// Called after a remote push to `shared`: true if the check for a
     /// parked worker is deferred (the caller skips it).
     pub(crate) fn defer(shared: &Shared) -> bool {
-        if DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
-            return false;
-        }
-        PENDING
-            .try_with(|p| {
-                let mut p = p.borrow_mut();
-                match &mut *p {
-                    Some((handle, n)) if std::ptr::eq(&*handle.shared, shared) => {
-                        *n += 1;
-                        if *n >= DEFERRED_NOTIFY_EVERY {
-                            *n = 0;
-                            false
-                        } else {
-                            true
-                        }
-                    }
-                    // Another runtime's batch is pending: no deferral for
-                    // this one.
-                    Some(_) => false,
-                    None => {
-                        // The first push checks at once; keep a count of the
-                        // runtime (it must outlive the batch's last check).
-                        // SAFETY: `shared` is the data of a live
-                        // `Arc<Shared>` (the caller holds a reference to it
-                        // through a task's handle).
-                        let shared = unsafe {
-                            Arc::increment_strong_count(shared as *const Shared);
-                            Arc::from_raw(shared as *const Shared)
-                        };
-                        *p = Some((Handle { shared }, 0));
-                        false
-                    }
+        BATCH
+            .try_with(|b| {
+                if b.depth.get() == 0 {
+                    return false;
+                }
+                let pending = b.shared.get();
+                if pending.is_null() {
+                    // The first push checks at once; keep a count of the
+                    // runtime (it must outlive the batch's last check).
+                    // SAFETY: `shared` is the data of a live `Arc<Shared>`
+                    // (the caller reached it through a task's handle).
+                    unsafe { Arc::increment_strong_count(shared as *const Shared) };
+                    b.shared.set(shared);
+                    b.pushes.set(0);
+                    return false;
+                }
+                if !std::ptr::eq(pending, shared) {
+                    // Another runtime's batch is pending: no deferral here.
+                    return false;
+                }
+                let pushes = b.pushes.get() + 1;
+                if pushes >= DEFERRED_NOTIFY_EVERY {
+                    b.pushes.set(0);
+                    false
+                } else {
+                    b.pushes.set(pushes);
+                    true
                 }
             })
             .unwrap_or(false)
