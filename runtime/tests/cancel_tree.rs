@@ -227,12 +227,22 @@ fn a_reason_reaches_every_descendant() {
     }
 }
 
-/// Counts its polls of `future` in `polls`.
-async fn counting_polls<F: Future>(polls: Arc<AtomicUsize>, future: F) -> F::Output {
+/// Counts its polls of `future` in `polls`, and counts itself in `waiting`
+/// once its first poll has returned `Pending` (the future is then waiting,
+/// with its wake registered).
+async fn counting_polls<F: Future>(
+    polls: Arc<AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
+    future: F,
+) -> F::Output {
     let mut future = pin!(future);
     std::future::poll_fn(move |cx| {
-        polls.fetch_add(1, SeqCst);
-        future.as_mut().poll(cx)
+        let first = polls.fetch_add(1, SeqCst) == 0;
+        let poll = future.as_mut().poll(cx);
+        if first && poll.is_pending() {
+            waiting.fetch_add(1, SeqCst);
+        }
+        poll
     })
     .await
 }
@@ -259,16 +269,15 @@ fn cancelling_a_tree_of_ten_thousand_waiting_tasks_wakes_each_once() {
                         let (polls, outcomes, first_polls) =
                             (polls.clone(), outcomes.clone(), first_polls.clone());
                         weft::spawn(async move {
-                            first_polls.fetch_add(1, SeqCst);
                             let counter = Arc::new(AtomicUsize::new(0));
-                            let res = counting_polls(counter.clone(), sleep(LONG)).await;
+                            let res =
+                                counting_polls(counter.clone(), first_polls, sleep(LONG)).await;
                             polls[idx].store(counter.load(SeqCst), SeqCst);
                             outcomes.lock().unwrap().push((idx, res));
                         });
                     }
-                    first_polls.fetch_add(1, SeqCst);
                     let counter = Arc::new(AtomicUsize::new(0));
-                    let res = counting_polls(counter.clone(), sleep(LONG)).await;
+                    let res = counting_polls(counter.clone(), first_polls, sleep(LONG)).await;
                     polls[m].store(counter.load(SeqCst), SeqCst);
                     outcomes.lock().unwrap().push((m, res));
                 });
@@ -276,9 +285,13 @@ fn cancelling_a_tree_of_ten_thousand_waiting_tasks_wakes_each_once() {
             cancelled().await
         })
     };
+    // Every task is waiting in its sleep (its first poll returned) before the
+    // cancel: a cancel landing inside a task's first poll would end it in
+    // one poll, and the count below would be wrong for a reason of the
+    // test's own making.
     assert!(
         eventually(|| first_polls.load(SeqCst) == TASKS),
-        "all {TASKS} tasks started ({} did)",
+        "all {TASKS} tasks waiting ({} are)",
         first_polls.load(SeqCst)
     );
     assert!(root.cancel());
@@ -611,4 +624,68 @@ fn a_long_chain_of_spawns_does_not_keep_its_ancestors_alive() {
         .recv_timeout(LIMIT)
         .expect("the end of the chain was reached");
     assert_no_live_tasks(&rt);
+}
+
+/// A finished task's node drops its name and the deadline owner it
+/// inherited from, whether it was born cancelled (spawned under an already
+/// cancelled parent), cancelled by its parent's walk, or finished plainly:
+/// nothing it held stays alive. (A born-cancelled node once lost the flag
+/// that tells its drop to drop these.)
+#[test]
+fn a_finished_tasks_node_lets_go_of_its_name_and_deadline_owner() {
+    let rt = rt(2);
+    let name: Arc<str> = Arc::from("named-child");
+    // The parent's name lives as long as the parent's node: it shows
+    // whether the child let go of the node it inherited its deadline from.
+    let owner_name: Arc<str> = Arc::from("deadline-owner");
+    for (born_cancelled, walked) in [(true, false), (false, true), (false, false)] {
+        let (child_name, parent_name) = (name.clone(), owner_name.clone());
+        let (seen_tx, seen_rx) = mpsc::channel();
+        let (spawned_tx, spawned_rx) = mpsc::channel();
+        // The parent owns a deadline, so the child inherits it and points
+        // at the parent's node as the deadline's owner.
+        let parent = {
+            let _enter = rt.enter();
+            weft::task::Builder::new()
+                .timeout(LONG)
+                .name(parent_name)
+                .spawn(async move {
+                    if born_cancelled {
+                        cancelled().await;
+                    }
+                    weft::task::Builder::new()
+                        .name(child_name)
+                        .spawn(async move {
+                            if walked {
+                                cancelled().await;
+                            }
+                            seen_tx.send(is_cancelled()).unwrap();
+                        });
+                    spawned_tx.send(()).unwrap();
+                    if walked {
+                        cancelled().await;
+                    }
+                })
+        };
+        if born_cancelled {
+            parent.cancel();
+            recv(&spawned_rx);
+        } else {
+            recv(&spawned_rx);
+            if walked {
+                parent.cancel();
+            }
+        }
+        assert_eq!(recv(&seen_rx), born_cancelled || walked);
+        let _ = block_on_bounded(&rt, parent);
+        assert_no_live_tasks(&rt);
+        assert!(
+            eventually(|| Arc::strong_count(&name) == 1),
+            "the child's node kept its name (born cancelled: {born_cancelled}, walked: {walked})"
+        );
+        assert!(
+            eventually(|| Arc::strong_count(&owner_name) == 1),
+            "the child's node kept its deadline owner (born cancelled: {born_cancelled}, walked: {walked})"
+        );
+    }
 }

@@ -259,9 +259,13 @@ impl Node {
                 has_reason = HAS_REASON;
             }
             // Relaxed: the node is not shared yet; whoever gets it later
-            // does so through a lock or a queue.
-            node.state
-                .store(encode(Cause::Parent.code(), origin) | has_reason, Relaxed);
+            // does so through a lock or a queue. Keeps the flags set at
+            // creation (COLD: its drop must drop the owner and the name).
+            let flags = node.state.load(Relaxed);
+            node.state.store(
+                flags | encode(Cause::Parent.code(), origin) | has_reason,
+                Relaxed,
+            );
         }
         // SAFETY: the node is ours alone until the lock is released, and
         // its links are guarded by this lock from now on.
