@@ -207,18 +207,7 @@ impl State {
 
     /// A waker used by reference.
     pub(crate) fn transition_to_notified_by_ref(&self) -> TransitionToNotified {
-        self.fetch_update_action(|mut s| {
-            if s.is_complete() || s.is_notified() {
-                (TransitionToNotified::DoNothing, None)
-            } else if s.is_running() {
-                s.0 |= NOTIFIED;
-                (TransitionToNotified::DoNothing, Some(s))
-            } else {
-                s.0 |= NOTIFIED;
-                s.ref_inc();
-                (TransitionToNotified::Submit, Some(s))
-            }
-        })
+        self.notify_by_ref(false)
     }
 
     /// A wake by a canceller that has just flipped the task's cancellation
@@ -227,9 +216,15 @@ impl State {
     /// about to run, its poller's RMW then comes after ours and sees the
     /// flip; a plain read could miss the flip and the poll miss the cancel.
     pub(crate) fn transition_to_notified_synced(&self) -> TransitionToNotified {
+        self.notify_by_ref(true)
+    }
+
+    /// Sets NOTIFIED, taking a reference for the `Notified` if the task was
+    /// idle; `always_write`: an RMW even when nothing changes.
+    fn notify_by_ref(&self, always_write: bool) -> TransitionToNotified {
         self.fetch_update_action(|mut s| {
             if s.is_complete() || s.is_notified() {
-                (TransitionToNotified::DoNothing, Some(s))
+                (TransitionToNotified::DoNothing, always_write.then_some(s))
             } else if s.is_running() {
                 s.0 |= NOTIFIED;
                 (TransitionToNotified::DoNothing, Some(s))
