@@ -187,10 +187,13 @@ mod cache {
                 let mut c = c.try_borrow_mut().ok()?;
                 if c.classes[class].is_empty() {
                     // Refill from the central list: a batch another thread
-                    // gave back (see `push`).
+                    // gave back (see `push`). Appended, not swapped in: the
+                    // batch's vector holds 64, and a class stack shrunk to
+                    // that regrew through a run of reallocations (malloc in
+                    // the middle of a burst of frees) every time it refilled.
                     let batch = central::take(class)?;
                     c.bytes += batch.len() * class_bytes(class);
-                    c.classes[class] = batch;
+                    c.classes[class].extend(batch);
                 }
                 let ptr = c.classes[class].pop()?;
                 c.bytes -= class_bytes(class);
