@@ -30,9 +30,6 @@ pub(crate) struct WorkerCtx {
     handle: Handle,
     local: Worker<Notified>,
     lifo: Cell<Option<Notified>>,
-    /// The run queue's next task, popped one task early so its header can
-    /// be prefetched while the current one runs (see `next_local_task`).
-    ahead: Cell<Option<Notified>>,
     /// Tasks that yielded (or were woken during their own poll). They run
     /// after the local queue and the injector are empty, or every
     /// `event_interval` ticks, whichever comes first: a yield lets remote
@@ -100,7 +97,6 @@ impl WorkerCtx {
             handle,
             local,
             lifo: Cell::new(None),
-            ahead: Cell::new(None),
             deferred: Cell::new(Vec::new()),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
@@ -246,22 +242,10 @@ impl WorkerCtx {
             self.local.push(task);
         }
         self.lifo_streak.set(0);
-        let task = self
-            .ahead
-            .take()
-            .or_else(|| self.local.pop())
+        self.local
+            .pop()
             .or_else(|| self.pop_injector())
-            .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten());
-        if task.is_some() {
-            // Pop the next one now and start loading its header: a woken
-            // task's header was last written by whoever woke it, usually
-            // another core, and the poll's first RMW waited for it.
-            if let Some(next) = self.local.pop() {
-                next.prefetch();
-                self.ahead.set(Some(next));
-            }
-        }
-        task
+            .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten())
     }
 
     /// Moves the deferred (yielded) tasks to the back of the run queue, where
@@ -496,11 +480,7 @@ impl WorkerCtx {
         }
         loop {
             drop(self.deferred.take());
-            let task = self
-                .lifo
-                .take()
-                .or_else(|| self.ahead.take())
-                .or_else(|| self.local.pop());
+            let task = self.lifo.take().or_else(|| self.local.pop());
             match task {
                 Some(task) => drop(task),
                 None => break,

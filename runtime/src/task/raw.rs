@@ -207,11 +207,6 @@ impl Notified {
     pub(crate) fn id(&self) -> Id {
         self.raw.id()
     }
-    /// Starts loading the task's header for writing (a hint, see
-    /// `crate::prefetch`).
-    pub(crate) fn prefetch(&self) {
-        crate::prefetch::for_write(self.raw.header_ptr().as_ptr());
-    }
     pub(crate) fn into_raw(self) -> RawTask {
         let raw = self.raw;
         std::mem::forget(self);
