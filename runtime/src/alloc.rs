@@ -71,17 +71,18 @@ const fn class_of(size: usize) -> usize {
 
 /// The layout every block of `class` is allocated with.
 fn class_layout(class: usize) -> Layout {
-    if class < SMALL_CLASSES {
-        // `class >= 1`, so the size is at least 8 and a multiple of 8.
-        Layout::from_size_align(class * ALIGN - 8, ALIGN).expect("valid class layout")
+    let layout = if class < SMALL_CLASSES {
+        // The 8 bytes glibc keeps in front of each chunk are the rest of
+        // what the block stands for. `class >= 1`, so the size is at least
+        // 8 and a multiple of 8.
+        Layout::from_size_align(class_bytes(class) - 8, ALIGN)
     } else {
-        Layout::from_size_align((class - SMALL_CLASSES + 1) * LINE, LINE)
-            .expect("valid class layout")
-    }
+        Layout::from_size_align(class_bytes(class), LINE)
+    };
+    layout.expect("valid class layout")
 }
 
 /// The memory one block of `class` stands for.
-#[cfg_attr(weft_loom, allow(dead_code))]
 fn class_bytes(class: usize) -> usize {
     if class < SMALL_CLASSES {
         class * ALIGN
@@ -217,7 +218,7 @@ mod cache {
             };
             let c = &mut *c;
             for (class, blocks) in c.classes.iter_mut().enumerate().skip(1) {
-                let keep_blocks = keep / (class_bytes(class));
+                let keep_blocks = keep / class_bytes(class);
                 if blocks.len() > keep_blocks {
                     c.bytes -= (blocks.len() - keep_blocks) * class_bytes(class);
                     free_blocks(class, blocks.drain(keep_blocks..));
@@ -228,7 +229,7 @@ mod cache {
 
     /// `Err` if the block was not kept (the thread is exiting).
     pub(super) fn push(class: usize, ptr: NonNull<u8>) -> Result<(), ()> {
-        let cap = (CLASS_BYTES / (class_bytes(class))).max(2 * central::BATCH);
+        let cap = (CLASS_BYTES / class_bytes(class)).max(2 * central::BATCH);
         CACHE
             .try_with(|c| {
                 let mut c = c.try_borrow_mut().map_err(|_| ())?;
@@ -443,7 +444,7 @@ mod tests {
         let _serial = serial();
         let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
         let class = class_of(MAX_SIZE);
-        let cap = (CLASS_BYTES / (class_bytes(class))).max(2 * 64);
+        let cap = (CLASS_BYTES / class_bytes(class)).max(2 * 64);
         let blocks: Vec<_> = (0..cap + 10).map(|_| alloc(layout)).collect();
         for b in blocks {
             // SAFETY: each from `alloc(layout)`.

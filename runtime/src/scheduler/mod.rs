@@ -387,6 +387,11 @@ impl Schedule for Handle {
 
 #[cfg(all(test, not(weft_loom)))]
 mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        mpsc, Arc as StdArc,
+    };
+
     /// Workers keep counts of the runtime's shared state as credits (see
     /// `TaskHandle`); every one must come back, or the runtime would never
     /// be freed. Enough tasks are spawned on one worker and freed on the
@@ -414,14 +419,6 @@ mod tests {
         drop(rt);
         assert!(weak.upgrade().is_none(), "a count of the runtime leaked");
     }
-}
-
-#[cfg(all(test, not(weft_loom)))]
-mod deferred_notify_tests {
-    use std::sync::{
-        atomic::{AtomicUsize, Ordering::SeqCst},
-        mpsc, Arc as StdArc,
-    };
 
     /// A cancel walked from a user thread defers its parked-worker checks:
     /// every woken task still runs, and the batch's count of the runtime

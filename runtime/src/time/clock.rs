@@ -103,13 +103,17 @@ fn base() -> Option<&'static Base> {
     .as_ref()
 }
 
-/// The coarse estimate of now, and the base it was made from.
-fn estimate() -> Option<(Instant, &'static Base)> {
+/// The coarse clock's advance since the base was taken, and the base.
+fn since_base() -> Option<(Duration, &'static Base)> {
     let base = base()?;
     let coarse = read(libc::CLOCK_MONOTONIC_COARSE)?;
     // The coarse clock is monotonic, so `coarse >= base.coarse`.
-    let since = coarse.saturating_sub(base.coarse);
-    Some((base.instant + since, base))
+    Some((coarse.saturating_sub(base.coarse), base))
+}
+
+/// The coarse estimate of now, and the base it was made from.
+fn estimate() -> Option<(Instant, &'static Base)> {
+    since_base().map(|(since, base)| (base.instant + since, base))
 }
 
 /// An instant certainly not before the true now (at most `2 × res +
@@ -123,18 +127,13 @@ fn now_at_least() -> Option<Instant> {
 /// `None` if it does not fit in an `Instant`.
 pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
     if duration >= COARSE_MIN {
-        if let Some(base) = base() {
-            if let Some(coarse) = read(libc::CLOCK_MONOTONIC_COARSE) {
-                // `now_at_least() + duration`, with the three offsets
-                // summed as Durations first and one `Instant` addition (each
-                // `Instant` addition normalises and checks a timespec; a
-                // spawn with a timeout paid for three).
-                let offset = coarse
-                    .saturating_sub(base.coarse)
-                    .checked_add(base.behind)?
-                    .checked_add(duration)?;
-                return base.instant.checked_add(offset);
-            }
+        if let Some((since, base)) = since_base() {
+            // `now_at_least() + duration`, with the offsets summed as
+            // Durations and one `Instant` addition (each `Instant` addition
+            // normalises and checks a timespec; a spawn with a timeout paid
+            // for three).
+            let offset = since.checked_add(base.behind)?.checked_add(duration)?;
+            return base.instant.checked_add(offset);
         }
     }
     Instant::now().checked_add(duration)
