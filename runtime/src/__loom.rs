@@ -51,7 +51,7 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
+        let (task, notified, join, _no_slot) = task::new_task(future, self.clone(), Id::next(), false);
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }
@@ -224,7 +224,7 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
+        let (task, notified, join, _no_slot) = task::new_task(future, self.clone(), Id::next(), false);
         let raw = task.raw();
         let node = crate::cancel::node::Node::child(&parent.0, None, None, Some(raw));
         let _ = raw.header().install_node(node);

@@ -181,6 +181,41 @@ fn reaching_an_inherited_deadline_cancels_with_cause_parent_origin_deadline() {
     }
 }
 
+/// The task that set a deadline finishes first; its descendants still
+/// inherit it and are cancelled when it passes. (The finished task's node
+/// shares a block with its task, see `NodeSlot`: the descendants' counts
+/// keep that block alive after the task is freed.)
+#[test]
+fn an_inherited_deadline_outlives_the_task_that_set_it() {
+    let rt = rt(2);
+    let (tx, rx) = mpsc::channel::<Result<(), Cancelled>>();
+    let started = Instant::now();
+    in_task(&rt, async move {
+        Builder::new()
+            .timeout(Duration::from_millis(40))
+            .spawn(async move {
+                for _ in 0..3 {
+                    let tx = tx.clone();
+                    weft::spawn(async move {
+                        let _ = tx.send(sleep(LONG).await);
+                    });
+                }
+                // Returns at once: the children outlive it.
+            })
+            .await
+            .unwrap()
+    });
+    for _ in 0..3 {
+        let c = rx
+            .recv_timeout(LIMIT)
+            .expect("the child finished")
+            .expect_err("the finished parent's deadline cancels it");
+        assert_eq!((c.cause(), c.origin()), (Cause::Parent, Cause::Deadline));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    common::assert_no_live_tasks(&rt);
+}
+
 #[test]
 fn an_unexpired_deadline_that_never_waits_registers_no_timer() {
     let rt = rt(1);

@@ -69,8 +69,9 @@ where
     R: Send + 'static,
 {
     let schedule = BlockingSchedule { pool: pool.clone() };
-    let (task, notified, join) =
-        task::new_task(BlockingTask(Some(f)), schedule.clone(), Id::next());
+    // No node: a blocking task is not part of the cancellation tree.
+    let (task, notified, join, _no_slot) =
+        task::new_task(BlockingTask(Some(f)), schedule.clone(), Id::next(), false);
     // No registry holds it.
     drop(task);
     schedule.schedule(notified);

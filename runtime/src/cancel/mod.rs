@@ -51,7 +51,7 @@ use std::{
 };
 
 use self::node::Node;
-pub(crate) use self::node_arc::NodeArc;
+pub(crate) use self::node_arc::{NodeArc, NodeSlot};
 pub use self::{
     error::{Cancelled, Cause},
     group::{Outcome, TaskGroup},
@@ -210,30 +210,55 @@ pub(crate) struct SpawnOptions {
     pub(crate) parent: Option<NodeArc>,
 }
 
-/// The node for a task about to be spawned, if it needs one.
-pub(crate) fn node_for_spawn(opts: &SpawnOptions, task: RawTask) -> Option<NodeArc> {
+/// Allocates a task about to be spawned with `alloc` and gives it its
+/// node, if it needs one. `alloc(true)` is asked for room for the node in
+/// the task's block; it returns the task and that room, if it made it.
+pub(crate) fn spawn_in_tree<T>(
+    opts: &SpawnOptions,
+    alloc: impl FnOnce(bool) -> (T, RawTask, Option<NodeSlot>),
+) -> T {
     if let Some(parent) = &opts.parent {
-        return Some(Node::child(
-            parent,
-            opts.deadline,
-            opts.name.clone(),
-            Some(task),
-        ));
+        return spawn_child(parent, opts, alloc);
     }
     if opts.detached {
-        return (opts.deadline.is_some() || opts.name.is_some())
-            .then(|| Node::root(opts.deadline, opts.name.clone(), Some(task)));
+        return spawn_root(opts, alloc);
     }
     with_current_scope(|parent| match parent {
-        Some(parent) => Some(Node::child(
-            parent,
-            opts.deadline,
-            opts.name.clone(),
-            Some(task),
-        )),
-        None => (opts.deadline.is_some() || opts.name.is_some())
-            .then(|| Node::root(opts.deadline, opts.name.clone(), Some(task))),
+        Some(parent) => spawn_child(parent, opts, alloc),
+        None => spawn_root(opts, alloc),
     })
+}
+
+fn spawn_child<T>(
+    parent: &NodeArc,
+    opts: &SpawnOptions,
+    alloc: impl FnOnce(bool) -> (T, RawTask, Option<NodeSlot>),
+) -> T {
+    let (spawned, task, slot) = alloc(true);
+    let node = Node::child_in(
+        parent,
+        opts.deadline,
+        opts.name.clone(),
+        Some(task),
+        slot,
+    );
+    task.header().set_node_unshared(node);
+    spawned
+}
+
+/// A task with no parent: a node only if it has something to keep (a
+/// deadline or a name); otherwise one is made when first needed.
+fn spawn_root<T>(
+    opts: &SpawnOptions,
+    alloc: impl FnOnce(bool) -> (T, RawTask, Option<NodeSlot>),
+) -> T {
+    let needs_node = opts.deadline.is_some() || opts.name.is_some();
+    let (spawned, task, slot) = alloc(needs_node);
+    if needs_node {
+        let node = Node::root_in(opts.deadline, opts.name.clone(), Some(task), slot);
+        task.header().set_node_unshared(node);
+    }
+    spawned
 }
 
 /// True if the current scope is cancelled: one atomic load (false outside

@@ -53,7 +53,7 @@ use std::{
 use std::ptr::NonNull;
 
 use super::{Cancelled, Cause};
-use crate::cancel::NodeArc;
+use crate::cancel::{NodeArc, NodeSlot};
 use crate::{
     scheduler::Handle,
     sync::{
@@ -179,7 +179,17 @@ impl Node {
         name: Option<StdArc<str>>,
         task: Option<RawTask>,
     ) -> NodeArc {
-        NodeArc::new(Node::new(deadline, None, name, None, task))
+        Node::root_in(deadline, name, task, None)
+    }
+
+    /// [`Node::root`], placed in `slot` if given (a task's block).
+    pub(crate) fn root_in(
+        deadline: Option<Instant>,
+        name: Option<StdArc<str>>,
+        task: Option<RawTask>,
+        slot: Option<NodeSlot>,
+    ) -> NodeArc {
+        place(Node::new(deadline, None, name, None, task), slot)
     }
 
     /// A live node; `parent: Some` makes it `LINKED` (the caller links it).
@@ -221,6 +231,17 @@ impl Node {
         name: Option<StdArc<str>>,
         task: Option<RawTask>,
     ) -> NodeArc {
+        Node::child_in(parent, own, name, task, None)
+    }
+
+    /// [`Node::child`], placed in `slot` if given (a task's block).
+    pub(crate) fn child_in(
+        parent: &NodeArc,
+        own: Option<Instant>,
+        name: Option<StdArc<str>>,
+        task: Option<RawTask>,
+        slot: Option<NodeSlot>,
+    ) -> NodeArc {
         let (deadline, deadline_owner) = match (own, parent.deadline) {
             (Some(own), Some(inherited)) if own < inherited => (Some(own), None),
             (_, Some(inherited)) => (Some(inherited), Some(Node::deadline_owner_or_self(parent))),
@@ -228,13 +249,16 @@ impl Node {
         };
         // Build the node before taking the lock: the critical section is
         // then a flag, a state check and a few pointer writes.
-        let node = NodeArc::new(Node::new(
-            deadline,
-            deadline_owner,
-            name,
-            Some(NonNull::from(&**parent)),
-            task,
-        ));
+        let node = place(
+            Node::new(
+                deadline,
+                deadline_owner,
+                name,
+                Some(NonNull::from(&**parent)),
+                task,
+            ),
+            slot,
+        );
         let ptr = NonNull::new(NodeArc::as_ptr(&node) as *mut Node).expect("non-null");
         let mut list = lock(&parent.children);
         // HAS_CHILDREN and CANCELLED live in one word, and both the cancel
@@ -677,6 +701,14 @@ impl Drop for Node {
             ManuallyDrop::drop(&mut self.children);
             ManuallyDrop::drop(&mut self.inner);
         }
+    }
+}
+
+/// A new node's first reference: in `slot`, or in a block of its own.
+fn place(node: Node, slot: Option<NodeSlot>) -> NodeArc {
+    match slot {
+        Some(slot) => slot.into_arc(node),
+        None => NodeArc::new(node),
     }
 }
 

@@ -10,10 +10,35 @@
 //! models check the tree with loom's leak detection.
 
 #[cfg(weft_loom)]
-pub(crate) type NodeArc = crate::sync::Arc<super::node::Node>;
+pub(crate) use self::loom::{NodeArc, NodeSlot};
 
 #[cfg(not(weft_loom))]
-pub(crate) use self::pooled::NodeArc;
+pub(crate) use self::pooled::{NodeArc, NodeSlot};
+
+#[cfg(weft_loom)]
+mod loom {
+    use super::super::node::Node;
+
+    pub(crate) type NodeArc = crate::sync::Arc<Node>;
+
+    /// Under loom no node shares a task's block ([`NodeSlot::layout`] is
+    /// `None`), so no slot exists: loom's `Arc` tracks every node.
+    pub(crate) enum NodeSlot {}
+
+    impl NodeSlot {
+        pub(crate) fn layout() -> Option<std::alloc::Layout> {
+            None
+        }
+
+        pub(crate) fn into_arc(self, _node: Node) -> NodeArc {
+            match self {}
+        }
+
+        pub(crate) fn holds(_node: *const Node) -> bool {
+            false
+        }
+    }
+}
 
 #[cfg(not(weft_loom))]
 mod pooled {
@@ -22,7 +47,7 @@ mod pooled {
         mem::offset_of,
         ops::Deref,
         ptr::NonNull,
-        sync::atomic::{fence, AtomicUsize, Ordering::*},
+        sync::atomic::{fence, AtomicU32, Ordering::*},
     };
 
     use super::super::node::Node;
@@ -31,8 +56,87 @@ mod pooled {
     /// node's hot fields share the first line (see `Node`).
     #[repr(C, align(64))]
     struct Inner {
-        count: AtomicUsize,
+        /// 32 bits, so that `offset` fits beside it in the node's first
+        /// line and the block stays at three lines: a count beyond 2^31 is
+        /// refused (as `Arc` refuses one beyond `isize::MAX`).
+        count: AtomicU32,
+        /// Where the node lives: 0 in a block of its own, else the offset
+        /// of this `Inner` in a task's block, at whose end it sits (see
+        /// [`NodeSlot`]). Fixed at creation; read when the node is freed.
+        offset: u32,
         node: Node,
+    }
+
+    /// The alignment of a block that holds a node.
+    const BLOCK_ALIGN: usize = std::mem::align_of::<Inner>();
+
+    /// Room for a node at the end of a task's block (`task::core::Cell`).
+    ///
+    /// A task spawned under a parent or with a deadline gets its node at
+    /// spawn. In one block with the task, the node and the task header
+    /// share a page and sit a few lines apart, and the cancel walk, the
+    /// woken task's first poll and its completion touch both: in separate
+    /// blocks, reused in freeing order, each was a TLB and a cache miss of
+    /// its own (docs/CANCELLATION.md, "Where a task's node lives").
+    ///
+    /// The block is then shared: the task's header holds one count of the
+    /// node, and the block is freed when the node's last count goes, which
+    /// is never before the task is dropped (see `Cell::free`).
+    pub(crate) struct NodeSlot {
+        block: NonNull<u8>,
+        offset: u32,
+    }
+
+    impl NodeSlot {
+        /// What a slot needs in a block (`None`: nodes never share one).
+        pub(crate) fn layout() -> Option<Layout> {
+            Some(Layout::new::<Inner>())
+        }
+
+        /// A slot at `offset` in `block`, of `layout`.
+        ///
+        /// # Safety
+        /// `block` came from `crate::alloc::alloc(layout)`, `layout.align()`
+        /// is the node's alignment (64), `offset` is not 0, is aligned for
+        /// [`NodeSlot::layout`] and the slot ends the block, and the block's
+        /// size fits in 32 bits. Nothing
+        /// else frees the block: the node does, once the slot is used (see
+        /// [`NodeSlot::into_arc`]).
+        pub(crate) unsafe fn new(block: NonNull<u8>, offset: usize, layout: Layout) -> NodeSlot {
+            debug_assert_eq!(layout.align(), BLOCK_ALIGN);
+            debug_assert!(offset > 0 && offset % BLOCK_ALIGN == 0);
+            debug_assert_eq!(offset + size_of::<Inner>(), layout.size());
+            NodeSlot {
+                block,
+                offset: u32::try_from(offset).expect("a task block fits in 32 bits"),
+            }
+        }
+
+        /// True if `node` (live) sits in a slot rather than a block of its own.
+        pub(crate) fn holds(node: *const Node) -> bool {
+            // SAFETY: `node` sits at a fixed offset inside a live `Inner`.
+            let inner = unsafe { node.byte_sub(offset_of!(Inner, node)) }.cast::<Inner>();
+            // SAFETY: as above; `offset` never changes after creation.
+            unsafe { (*inner).offset != 0 }
+        }
+
+        /// Places `node` in the slot, with one reference. The block is freed
+        /// (with the layout it was allocated with, at 64-byte alignment)
+        /// when the last reference is dropped.
+        pub(crate) fn into_arc(self, node: Node) -> NodeArc {
+            // SAFETY: the slot's room is in a live block, aligned for
+            // `Inner` (see `new`).
+            let ptr = unsafe { self.block.byte_add(self.offset as usize) }.cast::<Inner>();
+            // SAFETY: as above; nothing else is in this part of the block.
+            unsafe {
+                ptr.as_ptr().write(Inner {
+                    count: AtomicU32::new(1),
+                    offset: self.offset,
+                    node,
+                })
+            };
+            NodeArc { ptr }
+        }
     }
 
     fn take_block() -> NonNull<Inner> {
@@ -45,17 +149,33 @@ mod pooled {
         // SAFETY: the block is ours, sized and aligned for `Inner`.
         unsafe {
             ptr.as_ptr().write(Inner {
-                count: AtomicUsize::new(1),
+                count: AtomicU32::new(1),
+                offset: 0,
                 node,
             })
         };
         ptr
     }
 
+    /// Frees the block of a node that has been dropped.
     fn give_block(ptr: NonNull<Inner>) {
-        // SAFETY: allocated by `take_block` with this layout; the node in it
-        // has been dropped.
-        unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Inner>()) }
+        // SAFETY: the node is dropped but its block is not freed yet.
+        let offset = unsafe { (*ptr.as_ptr()).offset } as usize;
+        if offset == 0 {
+            // SAFETY: allocated by `take_block` with this layout.
+            unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Inner>()) }
+            return;
+        }
+        // SAFETY: a slot's node (see `NodeSlot::new`): its block starts
+        // `offset` bytes before it and ends with it, was allocated at this
+        // alignment, and the task that shared it is dropped (it held a
+        // count until then).
+        unsafe {
+            let base = ptr.cast::<u8>().byte_sub(offset);
+            let layout =
+                Layout::from_size_align_unchecked(offset + size_of::<Inner>(), BLOCK_ALIGN);
+            crate::alloc::dealloc(base, layout)
+        }
     }
 
     /// A strong reference to a node (like `Arc<Node>`).
@@ -114,7 +234,11 @@ mod pooled {
             let inner = unsafe { self.ptr.as_ref() };
             // Relaxed, as `Arc::clone`: a new reference comes from an existing one.
             let prev = inner.count.fetch_add(1, Relaxed);
-            assert!(prev < isize::MAX as usize, "node reference count overflow");
+            if prev > i32::MAX as u32 {
+                // As `Arc`: a count this high means references are leaked
+                // in a loop; unwinding could not undo the increment.
+                std::process::abort();
+            }
             NodeArc { ptr: self.ptr }
         }
     }
@@ -146,5 +270,64 @@ mod pooled {
             // SAFETY: the block is live while `self` is.
             unsafe { &self.ptr.as_ref().node }
         }
+    }
+}
+
+#[cfg(all(test, not(weft_loom)))]
+mod tests {
+    use std::alloc::Layout;
+
+    use super::{NodeArc, NodeSlot};
+    use crate::cancel::{node::Node, Cause};
+
+    /// A block shaped as a task's: 120 bytes of "cell", then a slot.
+    fn task_like_block() -> (std::ptr::NonNull<u8>, usize, Layout) {
+        let slot = NodeSlot::layout().expect("slots outside loom");
+        let (layout, offset) = Layout::from_size_align(120, 8)
+            .unwrap()
+            .extend(slot)
+            .unwrap();
+        let layout = layout.pad_to_align();
+        (crate::alloc::alloc(layout), offset, layout)
+    }
+
+    #[test]
+    fn a_node_keeps_three_lines_so_a_slot_adds_three_to_a_task() {
+        assert_eq!(NodeSlot::layout().unwrap(), Layout::from_size_align(192, 64).unwrap());
+        let (block, offset, layout) = task_like_block();
+        assert_eq!((offset, layout.size()), (128, 320));
+        // SAFETY: from `alloc(layout)`, holds nothing.
+        unsafe { crate::alloc::dealloc(block, layout) };
+    }
+
+    #[test]
+    fn a_node_in_a_slot_frees_the_whole_block_when_its_last_count_goes() {
+        let parent = Node::root(None, None, None);
+        let (block, offset, layout) = task_like_block();
+        // SAFETY: the block is fresh, of `layout`, and the slot ends it.
+        let slot = unsafe { NodeSlot::new(block, offset, layout) };
+        let child = Node::child_in(&parent, None, Some("in a slot".into()), None, Some(slot));
+        assert!(NodeSlot::holds(NodeArc::as_ptr(&child)));
+        assert!(!NodeSlot::holds(NodeArc::as_ptr(&parent)));
+        let at = NodeArc::as_ptr(&child) as usize - block.as_ptr() as usize;
+        assert!((offset..layout.size()).contains(&at), "{at}");
+
+        // The first count goes (as a task's header does when the task is
+        // freed); the other keeps the node, and the block, usable.
+        let other = child.clone();
+        drop(child);
+        assert!(parent.cancel(Cause::Explicit, None));
+        assert_eq!(other.cancelled().map(|c| c.cause()), Some(Cause::Parent));
+        assert_eq!(other.name().map(|n| &**n), Some("in a slot"));
+        other.finish();
+        drop(other);
+
+        // Freed with the block's own layout: the thread's cache hands the
+        // same block to the next request of that layout.
+        let again = crate::alloc::alloc(layout);
+        assert_eq!(again, block);
+        // SAFETY: from `alloc(layout)`, holds nothing.
+        unsafe { crate::alloc::dealloc(again, layout) };
+        parent.finish();
     }
 }

@@ -117,10 +117,12 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, TaskHandle::new(self), id);
-        if let Some(node) = cancel::node_for_spawn(opts, task.raw()) {
-            task.raw().header().set_node_unshared(node);
-        }
+        let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
+            let (task, notified, join, slot) =
+                task::new_task(future, TaskHandle::new(self), id, with_node);
+            let raw = task.raw();
+            ((task, notified, join), raw, slot)
+        });
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);
         }

@@ -7,7 +7,7 @@ use std::{alloc::Layout, future::Future, ptr::NonNull, task::Waker};
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
 use super::{list::Links, raw::Vtable, state::State, Id, JoinError};
-use crate::cancel::NodeArc;
+use crate::cancel::{NodeArc, NodeSlot};
 use crate::{
     cancel::node::Node,
     sync::{
@@ -128,10 +128,28 @@ pub(crate) struct Cell<F: Future, S> {
 }
 
 impl<F: Future, S> Cell<F, S> {
-    /// Allocates a cell (from the per-thread block cache, see `alloc.rs`).
-    pub(crate) fn new(future: F, scheduler: S, id: Id, vtable: &'static Vtable) -> NonNull<Self> {
-        let ptr = crate::alloc::alloc(Layout::new::<Self>()).cast::<Self>();
-        // SAFETY: a fresh block sized and aligned for `Self`.
+    /// Allocates a cell (from the per-thread block cache, see `alloc.rs`),
+    /// with room behind it for the task's cancellation node if `with_node`
+    /// (see `NodeSlot`). The slot, if returned, must be given the task's
+    /// node before the task is shared: the cell's free relies on it.
+    pub(crate) fn new(
+        future: F,
+        scheduler: S,
+        id: Id,
+        vtable: &'static Vtable,
+        with_node: bool,
+    ) -> (NonNull<Self>, Option<NodeSlot>) {
+        let block = with_node.then(Self::node_block).flatten();
+        let layout = block.map_or(Layout::new::<Self>(), |(layout, _)| layout);
+        let ptr = crate::alloc::alloc(layout);
+        let slot = block.map(|(layout, offset)| {
+            // SAFETY: `node_block` checked what `NodeSlot::new` asks: the
+            // block has the node's alignment and a 32-bit size, and the
+            // slot is aligned and in bounds.
+            unsafe { NodeSlot::new(ptr, offset, layout) }
+        });
+        let ptr = ptr.cast::<Self>();
+        // SAFETY: a fresh block sized and aligned for `Self` (first in it).
         unsafe {
             ptr.as_ptr().write(Cell {
                 header: Header {
@@ -150,7 +168,18 @@ impl<F: Future, S> Cell<F, S> {
                 },
             })
         };
-        ptr
+        (ptr, slot)
+    }
+
+    /// The layout of a cell followed by a node slot, and the slot's offset;
+    /// `None` if nodes cannot share a block with this cell (under loom, or
+    /// a future aligned beyond a cache line).
+    fn node_block() -> Option<(Layout, usize)> {
+        let slot = NodeSlot::layout()?;
+        let (layout, offset) = Layout::new::<Self>().extend(slot).ok()?;
+        let layout = layout.pad_to_align();
+        (layout.align() == slot.align() && u32::try_from(layout.size()).is_ok())
+            .then_some((layout, offset))
     }
 
     /// Drops the cell's contents and frees it.
@@ -158,10 +187,25 @@ impl<F: Future, S> Cell<F, S> {
     /// # Safety
     /// `ptr` came from [`Cell::new`] and nothing can reach the cell any more.
     pub(crate) unsafe fn free(ptr: NonNull<Self>) {
+        let cell = ptr.as_ptr();
         // SAFETY: the caller's precondition: the value is live and ours.
-        unsafe { std::ptr::drop_in_place(ptr.as_ptr()) };
-        // SAFETY: allocated by `new` with this layout; the value is dropped.
-        unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Self>()) };
+        let node = unsafe { (*cell).header.node_ptr() };
+        // A node in a slot is always the one its own cell made room for: a
+        // node installed later (`install_node`) has a block of its own.
+        let shares_block = !node.is_null() && NodeSlot::holds(node);
+        // SAFETY: as above. The header goes last: its count of the node may
+        // be the node's last, and then it frees a shared block, cell and
+        // all; until then nothing else can (the count keeps it).
+        unsafe {
+            std::ptr::drop_in_place(&raw mut (*cell).core);
+            std::ptr::drop_in_place(&raw mut (*cell).trailer);
+            std::ptr::drop_in_place(&raw mut (*cell).header);
+        }
+        if !shares_block {
+            // SAFETY: allocated by `new` with this layout (no slot); the
+            // value is dropped.
+            unsafe { crate::alloc::dealloc(ptr.cast(), Layout::new::<Self>()) };
+        }
     }
 }
 

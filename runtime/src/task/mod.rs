@@ -45,6 +45,8 @@ pub(crate) mod waker;
 
 use std::future::Future;
 
+use crate::cancel::NodeSlot;
+
 pub use self::{
     builder::Builder,
     error::JoinError,
@@ -76,22 +78,27 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 }
 
 /// Allocates a task. The caller binds `Task` in a registry (or drops it, for
-/// tasks no registry tracks) and schedules `Notified`.
+/// tasks no registry tracks) and schedules `Notified`. With `with_node`,
+/// the task's block has room for its cancellation node, and the slot
+/// returned must be given the node before the task is shared (see
+/// `Cell::new`).
 pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
     id: Id,
-) -> (Task, Notified, JoinHandle<F::Output>)
+    with_node: bool,
+) -> (Task, Notified, JoinHandle<F::Output>, Option<NodeSlot>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::new(future, scheduler, id);
+    let (raw, slot) = RawTask::new(future, scheduler, id, with_node);
     (
         Task::from_raw(raw),
         Notified::from_raw(raw),
         JoinHandle::new(raw),
+        slot,
     )
 }
 

@@ -53,14 +53,19 @@ unsafe impl Send for RawTask {}
 unsafe impl Sync for RawTask {}
 
 impl RawTask {
-    pub(crate) fn new<F, S>(future: F, scheduler: S, id: Id) -> RawTask
+    pub(crate) fn new<F, S>(
+        future: F,
+        scheduler: S,
+        id: Id,
+        with_node: bool,
+    ) -> (RawTask, Option<crate::cancel::NodeSlot>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let ptr = Cell::new(future, scheduler, id, vtable::<F, S>()).cast::<Header>();
-        RawTask { ptr }
+        let (ptr, slot) = Cell::new(future, scheduler, id, vtable::<F, S>(), with_node);
+        (RawTask { ptr: ptr.cast() }, slot)
     }
 
     pub(crate) fn from_raw(ptr: NonNull<Header>) -> RawTask {
