@@ -287,6 +287,48 @@ fn a_walk_racing_a_task_that_completes_and_is_freed_is_safe() {
     });
 }
 
+/// A task that finishes while its child is still attached lingers in its
+/// parent's list (its task gone) so that a cancel of the parent still
+/// reaches the child. Raced here against that cancel: whichever comes
+/// first, the child ends cancelled and woken once, the walk never wakes
+/// the freed task (run under valgrind to see such a wake), and once the
+/// child finishes the whole tree has let go of everything.
+#[test]
+fn a_cancel_reaches_the_child_of_a_task_finishing_at_the_same_time() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let root = CancelNode::root();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        let (join, task_node) = sched.spawn_child_node(&root, async move {
+            let _guard = guard;
+        });
+        drop(join);
+        let child = CancelNode::child(&task_node);
+        let wakes = Arc::new(AtomicUsize::new(0));
+        child.set_waiter(&Waker::from(StdArc::new(CountingWaker(wakes.clone()))));
+        drop(task_node);
+        let canceller = {
+            let root = root.clone();
+            thread::spawn(move || root.cancel(Cause::Explicit))
+        };
+        sched.run_all();
+        assert!(canceller.join().unwrap());
+        sched.run_all();
+        assert_eq!(sched.alive(), 0, "the task is gone");
+        assert_eq!(drops.load(SeqCst), 1);
+        let c = child.cancelled().expect("the cancel reached the child");
+        assert_eq!((c.cause(), c.origin()), (Cause::Parent, Cause::Explicit));
+        assert_eq!(wakes.load(SeqCst), 1, "the child's waiter was woken once");
+        child.finish();
+        assert_eq!(
+            root.child_count(),
+            0,
+            "the lingering node left with its child"
+        );
+    });
+}
+
 #[test]
 fn a_waiter_is_woken_exactly_once_by_two_concurrent_cancels() {
     loom::model(|| {

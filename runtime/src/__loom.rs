@@ -51,7 +51,8 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) = task::new_task(future, self.clone(), Id::next(), false);
+        let (task, notified, join, _no_slot) =
+            task::new_task(future, self.clone(), Id::next(), false);
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }
@@ -224,13 +225,29 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) = task::new_task(future, self.clone(), Id::next(), false);
+        self.spawn_child_node(parent, future).0
+    }
+
+    /// As [`MockScheduler::spawn_child`], also returning the task's node
+    /// (to attach children to it).
+    pub fn spawn_child_node<F>(
+        &self,
+        parent: &CancelNode,
+        future: F,
+    ) -> (JoinHandle<F::Output>, CancelNode)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join, _no_slot) =
+            task::new_task(future, self.clone(), Id::next(), false);
         let raw = task.raw();
         let node = crate::cancel::node::Node::child(&parent.0, None, None, Some(raw));
-        let _ = raw.header().install_node(node);
+        let (node, _) = raw.header().install_node(node);
+        let node = CancelNode((*node).clone());
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }
-        join
+        (join, node)
     }
 }

@@ -189,6 +189,42 @@ fn an_expiring_timeout_cancels_its_sleeps_and_spawned_tasks() {
     assert_eq!(child.origin(), Cause::Deadline);
 }
 
+/// A `timeout`'s own sleep fires its deadline while it runs. Tasks spawned
+/// inside that outlive it are still bound by the deadline: the scope's
+/// node, left in the tree for them, takes a timer of its own.
+#[test]
+fn tasks_spawned_in_a_timeout_that_returned_still_get_its_deadline() {
+    let rt = rt(2);
+    let (tx, rx) = mpsc::channel::<Result<(), weft::cancel::Cancelled>>();
+    let started = std::time::Instant::now();
+    in_task(&rt, async move {
+        let inner = timeout(Duration::from_millis(40), async move {
+            for _ in 0..2 {
+                let tx = tx.clone();
+                weft::spawn(async move {
+                    let _ = tx.send(sleep(LONG).await);
+                });
+            }
+        })
+        .await;
+        assert!(inner.is_ok(), "the timeout's own future finished first");
+        // The task goes on past the deadline, outside the timeout.
+        sleep(Duration::from_millis(80))
+            .await
+            .expect("the task itself is not bound by the timeout");
+        assert!(!is_cancelled());
+    });
+    for _ in 0..2 {
+        let c = rx
+            .recv_timeout(LIMIT)
+            .expect("the child finished")
+            .expect_err("the timeout's deadline reached the child");
+        assert_eq!((c.cause(), c.origin()), (Cause::Parent, Cause::Deadline));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_no_live_tasks(&rt);
+}
+
 #[test]
 fn a_timeout_whose_future_finishes_first_is_ok() {
     let rt = rt(2);

@@ -602,13 +602,56 @@ fn shutdown_cancels_with_the_shutdown_cause() {
     );
 }
 
-/// A chain of tasks, each spawning the next and finishing: a finished
-/// ancestor must not be kept alive by its descendant, or the chain's nodes
-/// pile up and are freed in one deeply recursive drop when the last task
-/// ends (a stack overflow at this length, before children stopped holding
-/// a count of their parent).
+/// A task that returns while its children run stays in the tree for them:
+/// cancelling an ancestor still reaches its children (as cancelling a Go
+/// context reaches contexts derived from it after the goroutine that made
+/// them returned). Once they are done, nothing of it is left.
 #[test]
-fn a_long_chain_of_spawns_does_not_keep_its_ancestors_alive() {
+fn cancelling_an_ancestor_reaches_the_children_of_a_finished_task() {
+    let rt = rt(2);
+    let (tx, rx) = mpsc::channel::<Result<(), Cancelled>>();
+    let (finished_tx, finished_rx) = mpsc::channel::<()>();
+    let drops = DropCounter::new();
+    let grandparent = {
+        let drops = drops.clone();
+        rt.spawn(async move {
+            let token = drops.token();
+            weft::spawn(async move {
+                for _ in 0..3 {
+                    let tx = tx.clone();
+                    weft::spawn(async move {
+                        let _ = tx.send(sleep(LONG).await);
+                    });
+                }
+                // Returns with its three children still waiting.
+                drop(token);
+            })
+            .await
+            .expect("the parent returned");
+            let _ = finished_tx.send(());
+            cancelled().await
+        })
+    };
+    recv(&finished_rx);
+    assert_eq!(drops.get(), 1, "the parent's future is gone");
+    assert!(grandparent.cancel());
+    for _ in 0..3 {
+        let c = recv(&rx).expect_err("the grandparent's cancel reached the child");
+        assert_eq!((c.cause(), c.origin()), (Cause::Parent, Cause::Explicit));
+    }
+    let own = block_on_bounded(&rt, grandparent).expect("the grandparent returned");
+    assert_eq!(own.cause(), Cause::Explicit);
+    assert_no_live_tasks(&rt);
+}
+
+/// A chain of tasks, each spawning the next and finishing. Each finished
+/// link stays in the tree while the next one runs (so a cancel of the
+/// first still reaches the last), and when the last ends the chain lets
+/// go link by link in a loop: a recursive release would overflow the
+/// stack at this length (it did, when every child held a count of its
+/// parent).
+#[test]
+fn a_long_chain_of_spawns_is_released_without_recursion() {
     const CHAIN: usize = 200_000;
     fn link(done: mpsc::SyncSender<()>, left: usize) {
         if left == 0 {

@@ -51,7 +51,7 @@ use std::{
 };
 
 use self::node::Node;
-pub(crate) use self::node_arc::{NodeArc, NodeSlot};
+pub(crate) use self::node_arc::{NodeArc, NodeSlot, SlotLayout};
 pub use self::{
     error::{Cancelled, Cause},
     group::{Outcome, TaskGroup},
@@ -235,13 +235,7 @@ fn spawn_child<T>(
     alloc: impl FnOnce(bool) -> (T, RawTask, Option<NodeSlot>),
 ) -> T {
     let (spawned, task, slot) = alloc(true);
-    let node = Node::child_in(
-        parent,
-        opts.deadline,
-        opts.name.clone(),
-        Some(task),
-        slot,
-    );
+    let node = Node::child_in(parent, opts.deadline, opts.name.clone(), Some(task), slot);
     task.header().set_node_unshared(node);
     spawned
 }

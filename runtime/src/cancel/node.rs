@@ -84,6 +84,11 @@ const WALKED: usize = 1 << 10;
 /// Set at creation if the node has a deadline owner or a name: its drop
 /// must drop them.
 const COLD: usize = 1 << 11;
+/// Set by `finish` of a live node whose children are still attached: it
+/// stays in its parent's list, with its deadline timer, until the last one
+/// leaves (see `linger`). Its task may be gone: a walk that sees this flag
+/// wakes nothing.
+const LINGERING: usize = 1 << 12;
 /// Anything that puts something droppable in the cold fields.
 const DROP_COLD: usize = HAS_CHILDREN | HAS_REASON | ARMED | COLD;
 
@@ -479,8 +484,10 @@ impl Node {
                     // while its node is in our list (its `finish`, which
                     // comes before it is freed, leaves the list under our
                     // lock), so a CAS and a wake do, without its lock.
-                    (Some(task), None) => child.try_flip(state | WALKED).inspect(|_| {
-                        task.wake_by_ref_synced();
+                    (Some(task), None) => child.try_flip(state | WALKED).inspect(|prev| {
+                        if prev & LINGERING == 0 {
+                            task.wake_by_ref_synced();
+                        }
                     }),
                     _ => child.flip(state, reason, wakers),
                 };
@@ -522,14 +529,26 @@ impl Node {
             }
             list.head = kept_head;
             if list.len == 0 {
-                list.keep_alive.take()
+                Some((list.keep_alive.take(), self.take_lingering()))
             } else {
                 None
             }
         };
-        // The caller holds a count of `self`, so this is never the last.
-        drop(keep_alive);
         wake_all(wakers);
+        match keep_alive {
+            // Lingering for children that are all cancelled now.
+            Some((Some(this), true)) => Node::resume(this),
+            // The caller holds a count of `self`, so this is never the last.
+            other => drop(other),
+        }
+    }
+
+    /// Clears LINGERING, under the list lock, once the list is empty.
+    /// Returns true if it was set: the caller resumes the node.
+    fn take_lingering(&self) -> bool {
+        // Relaxed: set and cleared under the list lock we hold.
+        self.state.load(Relaxed) & LINGERING != 0
+            && self.state.fetch_and(!LINGERING, Relaxed) & LINGERING != 0
     }
 
     /// Sets the waker woken when this node is cancelled (a scope's poller).
@@ -572,7 +591,9 @@ impl Node {
         }
         let Some(handle) = handle else { return };
         let mut inner = lock(&this.inner);
-        if inner.timer.is_some() || inner.finished {
+        // A finished owner still fires its deadline while it lingers for
+        // its children (the waiter is one of its descendants).
+        if inner.timer.is_some() || (inner.finished && this.state.load(Relaxed) & LINGERING == 0) {
             return;
         }
         // ARMED before the timer, by an RMW on the state word: a cancel's
@@ -582,14 +603,28 @@ impl Node {
         if this.state.fetch_or(ARMED, AcqRel) & CANCELLED != 0 {
             return;
         }
+        if !Node::register_timer(this, &mut inner, deadline, handle) {
+            drop(inner);
+            this.cancel(Cause::Deadline, None);
+        }
+    }
+
+    /// Registers the deadline timer (under `inner`'s lock). False if the
+    /// deadline has passed: the caller cancels, outside the lock.
+    fn register_timer(
+        this: &NodeArc,
+        inner: &mut Inner,
+        deadline: Instant,
+        handle: &Handle,
+    ) -> bool {
         let waker = Waker::from(StdArc::new(DeadlineWaker(this.clone())));
         let (shard, _) = handle.timer_shard();
         match handle.time().register(shard, deadline, &waker) {
-            Some(reg) => inner.timer = Some((handle.clone(), reg)),
-            None => {
-                drop(inner);
-                this.cancel(Cause::Deadline, None);
+            Some(reg) => {
+                inner.timer = Some((handle.clone(), reg));
+                true
             }
+            None => false,
         }
     }
 
@@ -609,33 +644,125 @@ impl Node {
         {
             return;
         }
+        let lingers =
+            self.state.load(Acquire) & (HAS_CHILDREN | CANCELLED) == HAS_CHILDREN && self.linger();
+        let mut passed = false;
         let timer = {
             let mut inner = lock(&self.inner);
             if inner.finished {
-                // Already left the parent, which may be gone by now.
+                // Already left the parent (or lingers), which may be gone
+                // by now.
                 return;
             }
             inner.finished = true;
             drop(inner.waker.take());
-            inner.timer.take()
+            if lingers {
+                passed = !self.take_over_deadline(&mut inner);
+                None
+            } else {
+                inner.timer.take()
+            }
         };
+        if lingers {
+            if passed {
+                self.cancel(Cause::Deadline, None);
+            }
+            return;
+        }
         if let Some((handle, reg)) = timer {
             handle.time().deregister(reg);
         }
-        self.leave_parent();
+        if let Some(parent) = self.leave_parent() {
+            Node::resume(parent);
+        }
+    }
+
+    /// For `finish` of a live node that has had children: if some are still
+    /// attached, the node stays in its parent's list and keeps its deadline
+    /// timer until the last one leaves ([`Node::resume`]). An ancestor's
+    /// cancel and the node's deadline then still reach them through it,
+    /// as a Go context reaches the contexts derived from it after the
+    /// goroutine that made it returned. Returns true if the node lingers.
+    fn linger(&self) -> bool {
+        let list = lock(&self.children);
+        if list.len == 0 {
+            return false;
+        }
+        // Set under the list lock, where the last child's leave reads it.
+        // The RMW also orders us against a parent's walk, which flips us by
+        // CAS and wakes our task without our lock. If the walk came first
+        // (CANCELLED), it may still be waking the task, and the children
+        // are cancelled anyway: finish as usual (leaving the parent's list
+        // waits the walk out). If we came first, every later flip sees
+        // LINGERING and wakes nothing, so the task may go once we return.
+        if self.state.fetch_or(LINGERING, AcqRel) & CANCELLED != 0 {
+            self.state.fetch_and(!LINGERING, Relaxed);
+            return false;
+        }
+        drop(list);
+        true
+    }
+
+    /// A lingering node's deadline was fired by someone else (a `timeout`'s
+    /// or `shield`'s own sleep, ARMED with no timer here), who is gone now:
+    /// a timer of its own takes over while children remain. False if the
+    /// deadline has passed (the caller cancels).
+    fn take_over_deadline(&self, inner: &mut Inner) -> bool {
+        let Some(deadline) = self.deadline else {
+            return true;
+        };
+        if inner.timer.is_some()
+            || self.deadline_owner.is_some()
+            || self.state.load(Relaxed) & (ARMED | CANCELLED) != ARMED
+        {
+            return true;
+        }
+        let Some(handle) = crate::context::current_handle() else {
+            // Outside any runtime no timer can be armed: the children's
+            // own await points still notice the deadline once it passes.
+            return true;
+        };
+        // SAFETY: every node lives in a `NodeArc` (`Node::new` is private
+        // to the constructors that wrap it), and `self` is alive; the
+        // count taken here is the new reference's.
+        let this = unsafe {
+            NodeArc::increment_strong_count(self);
+            NodeArc::from_raw(self)
+        };
+        Node::register_timer(&this, inner, deadline, &handle)
+    }
+
+    /// The last child of a lingering node has left: does what the node's
+    /// `finish` left undone (the timer, leaving its own parent), and so on
+    /// up while that leaves a lingering ancestor childless. A loop, not
+    /// recursion: a chain of lingering nodes can be long.
+    fn resume(mut node: NodeArc) {
+        loop {
+            let timer = lock(&node.inner).timer.take();
+            if let Some((handle, reg)) = timer {
+                handle.time().deregister(reg);
+            }
+            match node.leave_parent() {
+                Some(parent) => node = parent,
+                None => return,
+            }
+        }
     }
 
     /// Takes this node out of its parent's list, unless a cancel already
-    /// did (`DETACHED`) or it never was in one.
-    fn leave_parent(&self) {
-        let Some(parent) = self.parent else { return };
+    /// did (`DETACHED`) or it never was in one. Returns the parent (with
+    /// its list's count of it) if we were the last child of a lingering
+    /// parent: the caller resumes it ([`Node::resume`]).
+    #[must_use]
+    fn leave_parent(&self) -> Option<NodeArc> {
+        let parent = self.parent?;
         if self
             .link
             .compare_exchange(LINKED, FINISHING, AcqRel, Acquire)
             .is_err()
         {
             // DETACHED, or already left.
-            return;
+            return None;
         }
         // SAFETY: we are still in the parent's list (a cancel leaves a
         // FINISHING child there), so the list holds a count of the parent
@@ -661,13 +788,19 @@ impl Node {
             });
             list.len -= 1;
             if list.len == 0 {
-                list.keep_alive.take()
+                Some((list.keep_alive.take(), parent.take_lingering()))
             } else {
                 None
             }
         };
-        // Released outside the lock: it may be the parent's last count.
-        drop(parent_ref);
+        match parent_ref {
+            Some((Some(parent), true)) => Some(parent),
+            // Released outside the lock: it may be the parent's last count.
+            other => {
+                drop(other);
+                None
+            }
+        }
     }
 
     /// Children currently attached (for tests and metrics).
@@ -683,7 +816,9 @@ impl Drop for Node {
         // holds no count of it. A load first: most nodes have left (or
         // were detached) and need no RMW.
         if self.link.load(Acquire) == LINKED {
-            self.leave_parent();
+            if let Some(parent) = self.leave_parent() {
+                Node::resume(parent);
+            }
         }
         // A task node with none of the flags holds nothing in its cold
         // fields: no deadline owner or name (COLD), no children's list

@@ -10,10 +10,10 @@
 //! models check the tree with loom's leak detection.
 
 #[cfg(weft_loom)]
-pub(crate) use self::loom::{NodeArc, NodeSlot};
+pub(crate) use self::loom::{NodeArc, NodeSlot, SlotLayout};
 
 #[cfg(not(weft_loom))]
-pub(crate) use self::pooled::{NodeArc, NodeSlot};
+pub(crate) use self::pooled::{NodeArc, NodeSlot, SlotLayout};
 
 #[cfg(weft_loom)]
 mod loom {
@@ -21,13 +21,31 @@ mod loom {
 
     pub(crate) type NodeArc = crate::sync::Arc<Node>;
 
-    /// Under loom no node shares a task's block ([`NodeSlot::layout`] is
-    /// `None`), so no slot exists: loom's `Arc` tracks every node.
+    /// Under loom no node shares a task's block: loom's `Arc` tracks every
+    /// node. Neither type has a value, so no slot can be made.
     pub(crate) enum NodeSlot {}
+    pub(crate) enum SlotLayout {}
+
+    impl SlotLayout {
+        pub(crate) fn layout(&self) -> std::alloc::Layout {
+            match *self {}
+        }
+    }
 
     impl NodeSlot {
-        pub(crate) fn layout() -> Option<std::alloc::Layout> {
+        pub(crate) fn layout() -> Option<SlotLayout> {
             None
+        }
+
+        /// # Safety
+        /// As for the pooled `NodeSlot::new` (never callable here).
+        pub(crate) unsafe fn new(
+            token: SlotLayout,
+            _block: std::ptr::NonNull<u8>,
+            _offset: usize,
+            _layout: std::alloc::Layout,
+        ) -> NodeSlot {
+            match token {}
         }
 
         pub(crate) fn into_arc(self, _node: Node) -> NodeArc {
@@ -87,10 +105,20 @@ mod pooled {
         offset: u32,
     }
 
+    /// What a slot needs in a block; only [`NodeSlot::layout`] makes one.
+    #[derive(Clone, Copy)]
+    pub(crate) struct SlotLayout(());
+
+    impl SlotLayout {
+        pub(crate) fn layout(&self) -> Layout {
+            Layout::new::<Inner>()
+        }
+    }
+
     impl NodeSlot {
         /// What a slot needs in a block (`None`: nodes never share one).
-        pub(crate) fn layout() -> Option<Layout> {
-            Some(Layout::new::<Inner>())
+        pub(crate) fn layout() -> Option<SlotLayout> {
+            Some(SlotLayout(()))
         }
 
         /// A slot at `offset` in `block`, of `layout`.
@@ -102,7 +130,12 @@ mod pooled {
         /// size fits in 32 bits. Nothing
         /// else frees the block: the node does, once the slot is used (see
         /// [`NodeSlot::into_arc`]).
-        pub(crate) unsafe fn new(block: NonNull<u8>, offset: usize, layout: Layout) -> NodeSlot {
+        pub(crate) unsafe fn new(
+            _: SlotLayout,
+            block: NonNull<u8>,
+            offset: usize,
+            layout: Layout,
+        ) -> NodeSlot {
             debug_assert_eq!(layout.align(), BLOCK_ALIGN);
             debug_assert!(offset > 0 && offset % BLOCK_ALIGN == 0);
             debug_assert_eq!(offset + size_of::<Inner>(), layout.size());
@@ -282,7 +315,7 @@ mod tests {
 
     /// A block shaped as a task's: 120 bytes of "cell", then a slot.
     fn task_like_block() -> (std::ptr::NonNull<u8>, usize, Layout) {
-        let slot = NodeSlot::layout().expect("slots outside loom");
+        let slot = NodeSlot::layout().expect("slots outside loom").layout();
         let (layout, offset) = Layout::from_size_align(120, 8)
             .unwrap()
             .extend(slot)
@@ -293,7 +326,10 @@ mod tests {
 
     #[test]
     fn a_node_keeps_three_lines_so_a_slot_adds_three_to_a_task() {
-        assert_eq!(NodeSlot::layout().unwrap(), Layout::from_size_align(192, 64).unwrap());
+        assert_eq!(
+            NodeSlot::layout().unwrap().layout(),
+            Layout::from_size_align(192, 64).unwrap()
+        );
         let (block, offset, layout) = task_like_block();
         assert_eq!((offset, layout.size()), (128, 320));
         // SAFETY: from `alloc(layout)`, holds nothing.
@@ -305,7 +341,7 @@ mod tests {
         let parent = Node::root(None, None, None);
         let (block, offset, layout) = task_like_block();
         // SAFETY: the block is fresh, of `layout`, and the slot ends it.
-        let slot = unsafe { NodeSlot::new(block, offset, layout) };
+        let slot = unsafe { NodeSlot::new(NodeSlot::layout().unwrap(), block, offset, layout) };
         let child = Node::child_in(&parent, None, Some("in a slot".into()), None, Some(slot));
         assert!(NodeSlot::holds(NodeArc::as_ptr(&child)));
         assert!(!NodeSlot::holds(NodeArc::as_ptr(&parent)));

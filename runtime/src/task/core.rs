@@ -7,7 +7,7 @@ use std::{alloc::Layout, future::Future, ptr::NonNull, task::Waker};
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
 use super::{list::Links, raw::Vtable, state::State, Id, JoinError};
-use crate::cancel::{NodeArc, NodeSlot};
+use crate::cancel::{NodeArc, NodeSlot, SlotLayout};
 use crate::{
     cancel::node::Node,
     sync::{
@@ -120,6 +120,9 @@ pub(crate) struct Trailer {
     pub(crate) join_waker: UnsafeCell<Option<Waker>>,
 }
 
+/// The largest cell that shares its block with the task's node.
+const MAX_CELL_WITH_NODE: usize = 512;
+
 #[repr(C)]
 pub(crate) struct Cell<F: Future, S> {
     pub(crate) header: Header,
@@ -140,13 +143,15 @@ impl<F: Future, S> Cell<F, S> {
         with_node: bool,
     ) -> (NonNull<Self>, Option<NodeSlot>) {
         let block = with_node.then(Self::node_block).flatten();
-        let layout = block.map_or(Layout::new::<Self>(), |(layout, _)| layout);
+        let layout = block
+            .as_ref()
+            .map_or(Layout::new::<Self>(), |(_, layout, _)| *layout);
         let ptr = crate::alloc::alloc(layout);
-        let slot = block.map(|(layout, offset)| {
+        let slot = block.map(|(slot, layout, offset)| {
             // SAFETY: `node_block` checked what `NodeSlot::new` asks: the
             // block has the node's alignment and a 32-bit size, and the
-            // slot is aligned and in bounds.
-            unsafe { NodeSlot::new(ptr, offset, layout) }
+            // slot is aligned and ends it.
+            unsafe { NodeSlot::new(slot, ptr, offset, layout) }
         });
         let ptr = ptr.cast::<Self>();
         // SAFETY: a fresh block sized and aligned for `Self` (first in it).
@@ -172,14 +177,20 @@ impl<F: Future, S> Cell<F, S> {
     }
 
     /// The layout of a cell followed by a node slot, and the slot's offset;
-    /// `None` if nodes cannot share a block with this cell (under loom, or
-    /// a future aligned beyond a cache line).
-    fn node_block() -> Option<(Layout, usize)> {
+    /// `None` if the node gets a block of its own: under loom, for a future
+    /// aligned beyond a cache line, and for a cell larger than
+    /// [`MAX_CELL_WITH_NODE`] (the block stays allocated for as long as
+    /// the node is referenced, which can outlast the task: see `Node`'s
+    /// `keep_alive` and `LINGERING`; a large cell is not kept for that).
+    fn node_block() -> Option<(SlotLayout, Layout, usize)> {
         let slot = NodeSlot::layout()?;
-        let (layout, offset) = Layout::new::<Self>().extend(slot).ok()?;
+        let node = slot.layout();
+        if size_of::<Self>() > MAX_CELL_WITH_NODE {
+            return None;
+        }
+        let (layout, offset) = Layout::new::<Self>().extend(node).ok()?;
         let layout = layout.pad_to_align();
-        (layout.align() == slot.align() && u32::try_from(layout.size()).is_ok())
-            .then_some((layout, offset))
+        (layout.align() == node.align()).then_some((slot, layout, offset))
     }
 
     /// Drops the cell's contents and frees it.
