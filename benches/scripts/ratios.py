@@ -25,9 +25,17 @@ root = os.path.join(os.path.dirname(__file__), "..", "..", "target", "criterion"
 ratios = {}
 best = {}
 for run in range(args.runs):
+    # Every other run swaps the order of each group's two functions (for the
+    # benches that read WEFT_BENCH_SWAP): the one measured second runs a few
+    # percent slower on this VM.
+    env = dict(os.environ)
+    if run % 2 == 1:
+        env["WEFT_BENCH_SWAP"] = "1"
+    else:
+        env.pop("WEFT_BENCH_SWAP", None)
     out = subprocess.run(
         ["cargo", "bench", "-q", "-p", "weft-benches", "--bench", args.bench, "--", args.filter],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(out.stderr)
     groups = sorted({m.group(1) for m in re.finditer(r"^([\w./-]+)/" + num + r"\s", out.stdout, re.M)})

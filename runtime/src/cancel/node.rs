@@ -39,6 +39,15 @@
 //!   cancel already took it out (`DETACHED`). A task node the walk
 //!   cancelled and detached, with no timer, has nothing left to release:
 //!   `finish` is then two loads.
+//! - A live node that finishes with children still attached lingers
+//!   instead (`LINGERING`, set by an RMW under its own list lock): it stays
+//!   in its parent's list and keeps its deadline timer, so an ancestor's
+//!   cancel and the deadline still reach the children. Its task may be
+//!   freed: a walk whose CAS reads `LINGERING` wakes nothing, and one whose
+//!   CAS came first made the node `CANCELLED`, which `finish` reads in the
+//!   same RMW and then does not linger. The child whose leave empties the
+//!   list (or the walk that does) clears the flag under that lock and
+//!   resumes the node: timer, then its own leave, in a loop up the chain.
 //! - `deadline` is the effective deadline (min of own and parent's), fixed
 //!   at creation: a value, not a timer. A timer is armed only when something
 //!   waits in the scope (`check_deadline`), and fires `cancel(Deadline)`.

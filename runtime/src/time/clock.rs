@@ -44,19 +44,25 @@ const MAX_RESOLUTION: Duration = Duration::from_millis(10);
 /// The most the two precise reads around the pairing may be apart.
 const MAX_SPREAD: Duration = Duration::from_micros(50);
 
+/// Times kept in nanoseconds: the hot path (a spawn with a timeout) then
+/// sums integers and converts once, where `Duration` arithmetic normalised
+/// and checked at each step.
 struct Base {
     /// The precise read after the coarse one.
     instant: Instant,
-    /// The coarse reading, as time since the clock's epoch.
-    coarse: Duration,
-    /// `res`: how far the estimate may lag behind the truth (it may run
-    /// ahead by `res + spread`, at most `res + MAX_SPREAD`).
-    behind: Duration,
+    /// The coarse reading, in nanoseconds since the clock's epoch.
+    coarse: u64,
+    /// `res` in nanoseconds: how far the estimate may lag behind the truth
+    /// (it may run ahead by `res + spread`, at most `res + MAX_SPREAD`).
+    behind: u64,
 }
 
 static BASE: OnceLock<Option<Base>> = OnceLock::new();
 
-fn read(clock: libc::clockid_t) -> Option<Duration> {
+/// The clock's reading in nanoseconds (a monotonic clock counts from boot:
+/// 584 years fit).
+#[inline]
+fn read(clock: libc::clockid_t) -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -65,7 +71,9 @@ fn read(clock: libc::clockid_t) -> Option<Duration> {
     if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return None;
     }
-    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    (ts.tv_sec as u64)
+        .checked_mul(1_000_000_000)?
+        .checked_add(ts.tv_nsec as u64)
 }
 
 fn resolution() -> Option<Duration> {
@@ -94,7 +102,7 @@ fn base() -> Option<&'static Base> {
                 return Some(Base {
                     instant,
                     coarse,
-                    behind: res,
+                    behind: u64::try_from(res.as_nanos()).ok()?,
                 });
             }
         }
@@ -103,8 +111,10 @@ fn base() -> Option<&'static Base> {
     .as_ref()
 }
 
-/// The coarse clock's advance since the base was taken, and the base.
-fn since_base() -> Option<(Duration, &'static Base)> {
+/// The coarse clock's advance since the base was taken, in nanoseconds,
+/// and the base.
+#[inline]
+fn since_base() -> Option<(u64, &'static Base)> {
     let base = base()?;
     let coarse = read(libc::CLOCK_MONOTONIC_COARSE)?;
     // The coarse clock is monotonic, so `coarse >= base.coarse`.
@@ -113,27 +123,32 @@ fn since_base() -> Option<(Duration, &'static Base)> {
 
 /// The coarse estimate of now, and the base it was made from.
 fn estimate() -> Option<(Instant, &'static Base)> {
-    since_base().map(|(since, base)| (base.instant + since, base))
+    since_base().map(|(since, base)| (base.instant + Duration::from_nanos(since), base))
 }
 
 /// An instant certainly not before the true now (at most `2 × res +
 /// spread` after it), or `None` without a coarse clock.
 fn now_at_least() -> Option<Instant> {
-    estimate().map(|(now, base)| now + base.behind)
+    estimate().map(|(now, base)| now + Duration::from_nanos(base.behind))
 }
 
 /// `now + duration`, never earlier; from the coarse clock when `duration`
 /// is at least [`COARSE_MIN`] (see the module doc for how much later).
 /// `None` if it does not fit in an `Instant`.
+#[inline]
 pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
     if duration >= COARSE_MIN {
         if let Some((since, base)) = since_base() {
             // `now_at_least() + duration`, with the offsets summed as
-            // Durations and one `Instant` addition (each `Instant` addition
-            // normalises and checks a timespec; a spawn with a timeout paid
-            // for three).
-            let offset = since.checked_add(base.behind)?.checked_add(duration)?;
-            return base.instant.checked_add(offset);
+            // nanoseconds and one `Instant` addition (each `Instant`
+            // addition normalises and checks a timespec; a spawn with a
+            // timeout paid for three).
+            let nanos = duration
+                .as_secs()
+                .checked_mul(1_000_000_000)?
+                .checked_add(u64::from(duration.subsec_nanos()))?;
+            let offset = since.checked_add(base.behind)?.checked_add(nanos)?;
+            return base.instant.checked_add(Duration::from_nanos(offset));
         }
     }
     Instant::now().checked_add(duration)
@@ -159,12 +174,13 @@ mod tests {
             let before = Instant::now();
             let (estimate, _) = estimate().unwrap();
             let after = Instant::now();
+            let behind = Duration::from_nanos(base.behind);
             assert!(
-                estimate + base.behind >= before,
+                estimate + behind >= before,
                 "the upper bound is never before the truth"
             );
             assert!(
-                estimate <= after + base.behind + MAX_SPREAD,
+                estimate <= after + behind + MAX_SPREAD,
                 "the estimate runs ahead by at most res + spread"
             );
         }

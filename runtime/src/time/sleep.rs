@@ -36,6 +36,7 @@ pub(crate) fn far_future() -> Instant {
 /// `task::Builder::timeout`, `cancel::shield`): `now + duration`, from the
 /// coarse clock for long durations (see `clock.rs`: never early, at most
 /// two kernel ticks late), clamped to [`far_future`] when it does not fit.
+#[inline]
 pub(crate) fn timeout_deadline_after(duration: Duration) -> Instant {
     super::clock::deadline_after(duration).unwrap_or_else(far_future)
 }
