@@ -376,17 +376,14 @@ fn group<'c>(
 
 type BenchFn<'f> = &'f mut dyn FnMut(&mut criterion::Bencher<'_>);
 
-/// Runs the two functions of a group in the given order, or swapped when
-/// `WEFT_BENCH_SWAP` is set (`benches/scripts/ratios.py` sets it on every
-/// other run). On this VM the function a group runs second is measured
-/// 2-10% slower than it would be first, whichever it is, enough to move a
-/// ratio across a target; alternating the order cancels it in the median.
+/// Runs the two functions of a group in the given order, or swapped (see
+/// `weft_benches::swap_order`).
 fn in_order<'f>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     first: (&str, BenchFn<'f>),
     second: (&str, BenchFn<'f>),
 ) {
-    let (first, second) = if std::env::var_os("WEFT_BENCH_SWAP").is_some() {
+    let (first, second) = if weft_benches::swap_order() {
         (second, first)
     } else {
         (first, second)

@@ -275,14 +275,21 @@ fn group<'c>(
     group
 }
 
-/// Registers one workload: weft first, then tokio, in the same group.
+/// Registers one workload: weft first, then tokio, in the same group (the
+/// other way round when `weft_benches::swap_order` says so).
 macro_rules! side_by_side {
     ($($workload:ident),* $(,)?) => {
         $(
             fn $workload(c: &mut Criterion) {
                 let mut group = group(c, stringify!($workload));
-                group.bench_function("weft", on_weft::$workload);
-                group.bench_function("tokio", on_tokio::$workload);
+                let mut pair: [(&str, fn(&mut criterion::Bencher<'_>)); 2] =
+                    [("weft", on_weft::$workload), ("tokio", on_tokio::$workload)];
+                if weft_benches::swap_order() {
+                    pair.reverse();
+                }
+                for (name, f) in pair {
+                    group.bench_function(name, f);
+                }
                 group.finish();
             }
         )*

@@ -20,8 +20,8 @@
 //!   list is non-empty it holds one strong count of its own node
 //!   (`keep_alive`), taken when the first child links and released when the
 //!   last one leaves. So a spawn and a completion do not both hit the
-//!   parent's reference count, and a chain of tasks each spawning the next
-//!   does not keep every finished ancestor alive.
+//!   parent's reference count, and a long chain of nodes is never freed by
+//!   a recursive drop.
 //! - Attaching a child builds it, then locks only the parent's list, sets
 //!   `HAS_CHILDREN` (an RMW, or a load once it is set) and links it. The
 //!   cancel's CAS and the attach's RMW are ordered on the same word: either
