@@ -45,6 +45,12 @@ impl Wake for CountingWaker {
     }
 }
 
+/// Cancels `node` from a new loom thread; joining gives `cancel`'s result.
+fn cancel_on_a_thread(node: &CancelNode, cause: Cause) -> thread::JoinHandle<bool> {
+    let node = node.clone();
+    thread::spawn(move || node.cancel(cause))
+}
+
 fn noop_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
 }
@@ -151,10 +157,7 @@ fn two_concurrent_cancels_exactly_one_wins_and_its_cause_stays() {
     loom::model(|| {
         let node = CancelNode::root();
         let child = CancelNode::child(&node);
-        let other = {
-            let node = node.clone();
-            thread::spawn(move || node.cancel(Cause::Deadline))
-        };
+        let other = cancel_on_a_thread(&node, Cause::Deadline);
         let mine = node.cancel(Cause::Explicit);
         let theirs = other.join().unwrap();
         assert!(mine ^ theirs, "exactly one cancel returns true");
@@ -241,10 +244,7 @@ fn cancel_racing_a_tasks_completion_is_safe() {
                 3u8
             })
         };
-        let canceller = {
-            let parent = parent.clone();
-            thread::spawn(move || parent.cancel(Cause::Explicit))
-        };
+        let canceller = cancel_on_a_thread(&parent, Cause::Explicit);
         sched.run_all();
         assert!(canceller.join().unwrap());
         // A wake after completion must not re-run anything.
@@ -274,10 +274,7 @@ fn a_walk_racing_a_task_that_completes_and_is_freed_is_safe() {
         drop(sched.spawn_child(&parent, async move {
             let _guard = guard;
         }));
-        let canceller = {
-            let parent = parent.clone();
-            thread::spawn(move || parent.cancel(Cause::Explicit))
-        };
+        let canceller = cancel_on_a_thread(&parent, Cause::Explicit);
         sched.run_all();
         assert!(canceller.join().unwrap());
         sched.run_all();
@@ -308,10 +305,7 @@ fn a_cancel_reaches_the_child_of_a_task_finishing_at_the_same_time() {
         let wakes = Arc::new(AtomicUsize::new(0));
         child.set_waiter(&Waker::from(StdArc::new(CountingWaker(wakes.clone()))));
         drop(task_node);
-        let canceller = {
-            let root = root.clone();
-            thread::spawn(move || root.cancel(Cause::Explicit))
-        };
+        let canceller = cancel_on_a_thread(&root, Cause::Explicit);
         sched.run_all();
         assert!(canceller.join().unwrap());
         sched.run_all();
@@ -336,14 +330,8 @@ fn a_waiter_is_woken_exactly_once_by_two_concurrent_cancels() {
         let wakes = Arc::new(AtomicUsize::new(0));
         let waker = Waker::from(StdArc::new(CountingWaker(wakes.clone())));
         node.set_waiter(&waker);
-        let a = {
-            let node = node.clone();
-            thread::spawn(move || node.cancel(Cause::Explicit))
-        };
-        let b = {
-            let node = node.clone();
-            thread::spawn(move || node.cancel(Cause::Shutdown))
-        };
+        let a = cancel_on_a_thread(&node, Cause::Explicit);
+        let b = cancel_on_a_thread(&node, Cause::Shutdown);
         let (a, b) = (a.join().unwrap(), b.join().unwrap());
         assert!(a ^ b);
         assert_eq!(wakes.load(SeqCst), 1, "woken exactly once");
@@ -356,10 +344,7 @@ fn a_waiter_set_while_a_cancel_runs_is_not_left_waiting() {
     loom::model(|| {
         let node = CancelNode::root();
         let wakes = Arc::new(AtomicUsize::new(0));
-        let canceller = {
-            let node = node.clone();
-            thread::spawn(move || node.cancel(Cause::Explicit))
-        };
+        let canceller = cancel_on_a_thread(&node, Cause::Explicit);
         // The protocol of a scope's poll: register, then check the state.
         let waker = Waker::from(StdArc::new(CountingWaker(wakes.clone())));
         node.set_waiter(&waker);

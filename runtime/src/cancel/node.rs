@@ -546,7 +546,7 @@ impl Node {
         wake_all(wakers);
         match keep_alive {
             // Lingering for children that are all cancelled now.
-            Some((Some(this), true)) => Node::resume(this),
+            Some((Some(this), true)) => this.resume(),
             // The caller holds a count of `self`, so this is never the last.
             other => drop(other),
         }
@@ -678,12 +678,7 @@ impl Node {
             }
             return;
         }
-        if let Some((handle, reg)) = timer {
-            handle.time().deregister(reg);
-        }
-        if let Some(parent) = self.leave_parent() {
-            Node::resume(parent);
-        }
+        self.depart(timer);
     }
 
     /// For `finish` of a live node that has had children: if some are still
@@ -741,27 +736,35 @@ impl Node {
         Node::register_timer(&this, inner, deadline, &handle)
     }
 
-    /// The last child of a lingering node has left: does what the node's
-    /// `finish` left undone (the timer, leaving its own parent), and so on
-    /// up while that leaves a lingering ancestor childless. A loop, not
+    /// The last child of a lingering node has left: does what its `finish`
+    /// left undone.
+    fn resume(&self) {
+        let timer = lock(&self.inner).timer.take();
+        self.depart(timer);
+    }
+
+    /// Deregisters `timer` and leaves the parent's list; if that leaves a
+    /// lingering parent childless, resumes it, and so on up. A loop, not
     /// recursion: a chain of lingering nodes can be long.
-    fn resume(mut node: NodeArc) {
+    fn depart(&self, mut timer: Option<(Handle, Registration)>) {
+        let mut resumed: Option<NodeArc> = None;
         loop {
-            let timer = lock(&node.inner).timer.take();
-            if let Some((handle, reg)) = timer {
+            if let Some((handle, reg)) = timer.take() {
                 handle.time().deregister(reg);
             }
-            match node.leave_parent() {
-                Some(parent) => node = parent,
-                None => return,
-            }
+            let node = resumed.as_deref().unwrap_or(self);
+            let Some(parent) = node.leave_parent() else {
+                return;
+            };
+            timer = lock(&parent.inner).timer.take();
+            resumed = Some(parent);
         }
     }
 
     /// Takes this node out of its parent's list, unless a cancel already
     /// did (`DETACHED`) or it never was in one. Returns the parent (with
     /// its list's count of it) if we were the last child of a lingering
-    /// parent: the caller resumes it ([`Node::resume`]).
+    /// parent: the caller resumes it (see [`Node::depart`]).
     #[must_use]
     fn leave_parent(&self) -> Option<NodeArc> {
         let parent = self.parent?;
@@ -825,9 +828,7 @@ impl Drop for Node {
         // holds no count of it. A load first: most nodes have left (or
         // were detached) and need no RMW.
         if self.link.load(Acquire) == LINKED {
-            if let Some(parent) = self.leave_parent() {
-                Node::resume(parent);
-            }
+            self.depart(None);
         }
         // A task node with none of the flags holds nothing in its cold
         // fields: no deadline owner or name (COLD), no children's list

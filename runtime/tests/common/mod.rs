@@ -22,6 +22,21 @@ use std::{
 
 use weft::runtime::{Builder, Runtime};
 
+/// Receives `n` results of tasks that must each have been cancelled,
+/// within [`LIMIT`] each, and returns their cancellations.
+pub(crate) fn recv_cancellations(
+    rx: &std::sync::mpsc::Receiver<Result<(), weft::cancel::Cancelled>>,
+    n: usize,
+) -> Vec<weft::cancel::Cancelled> {
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(LIMIT)
+                .unwrap_or_else(|e| panic!("task {i} of {n} did not finish: {e}"))
+                .expect_err("the task was cancelled")
+        })
+        .collect()
+}
+
 /// The longest any single wait in the suite may take before the test fails.
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
