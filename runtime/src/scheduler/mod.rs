@@ -422,6 +422,60 @@ mod tests {
         assert!(weak.upgrade().is_none(), "a count of the runtime leaked");
     }
 
+    /// A finished task whose children still run lingers in the tree with
+    /// its deadline timer, and that timer's waker holds the node, whose
+    /// timer entry holds the runtime: a cycle until the last child leaves.
+    /// Shutting the runtime down ends the children, so the cycle breaks
+    /// and the runtime is freed, for a task's own deadline and for a
+    /// `timeout` whose node took over its deadline.
+    #[test]
+    fn lingering_nodes_with_timers_let_the_runtime_go_at_shutdown() {
+        use std::time::Duration;
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        rt.block_on(async move {
+            let tx = started_tx.clone();
+            crate::task::Builder::new()
+                .timeout(Duration::from_secs(3600))
+                .spawn(async move {
+                    crate::spawn(async move {
+                        let _ = tx.send(());
+                        // Waits under the inherited deadline: arms the
+                        // finished parent's timer.
+                        let _ = crate::time::sleep(Duration::from_secs(7200)).await;
+                    });
+                })
+                .await
+                .unwrap();
+            let tx = started_tx;
+            let inner = crate::time::timeout(Duration::from_secs(3600), async move {
+                crate::spawn(async move {
+                    let _ = tx.send(());
+                    let _ = crate::time::sleep(Duration::from_secs(7200)).await;
+                });
+            })
+            .await;
+            assert!(inner.is_ok());
+        });
+        for _ in 0..2 {
+            started_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the child started");
+        }
+        // Time for each child's sleep to be polled once (arming the timer).
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(weak.upgrade().is_some());
+        drop(rt);
+        assert!(
+            weak.upgrade().is_none(),
+            "a lingering node kept the runtime"
+        );
+    }
+
     /// A cancel walked from a user thread defers its parked-worker checks:
     /// every woken task still runs, and the batch's count of the runtime
     /// is let go at its end.
