@@ -394,17 +394,24 @@ mod tests {
         mpsc, Arc as StdArc,
     };
 
+    /// A two-worker runtime, and a weak reference to its shared state that
+    /// shows whether anything still holds it once the runtime is dropped.
+    fn runtime_and_weak() -> (crate::Runtime, std::sync::Weak<super::Shared>) {
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        (rt, weak)
+    }
+
     /// Workers keep counts of the runtime's shared state as credits (see
     /// `TaskHandle`); every one must come back, or the runtime would never
     /// be freed. Enough tasks are spawned on one worker and freed on the
     /// other for the credits to pass every threshold.
     #[test]
     fn every_credit_comes_back_and_the_runtime_is_freed() {
-        let rt = crate::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        let (rt, weak) = runtime_and_weak();
         rt.block_on(async {
             crate::spawn(async {
                 for _ in 0..10 {
@@ -431,11 +438,7 @@ mod tests {
     #[test]
     fn lingering_nodes_with_timers_let_the_runtime_go_at_shutdown() {
         use std::time::Duration;
-        let rt = crate::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        let (rt, weak) = runtime_and_weak();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         rt.block_on(async move {
             let tx = started_tx.clone();
@@ -482,11 +485,7 @@ mod tests {
     #[test]
     fn a_walk_from_a_user_thread_wakes_every_task_and_keeps_no_count() {
         const CHILDREN: usize = 1000;
-        let rt = crate::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        let (rt, weak) = runtime_and_weak();
         let (started, observed) = (
             StdArc::new(AtomicUsize::new(0)),
             StdArc::new(AtomicUsize::new(0)),
