@@ -6,7 +6,7 @@ use std::{collections::VecDeque, future::Future};
 
 use crate::scheduler::{idle, park};
 use crate::{
-    sync::{lock, Arc, Mutex},
+    facade::{lock, Arc, Mutex},
     task::{self, Id, JoinHandle, Notified, OwnedTasks, RawTask, Schedule, Task},
 };
 

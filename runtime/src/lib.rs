@@ -35,12 +35,13 @@ mod blocking;
 pub mod cancel;
 mod context;
 mod coop;
+mod facade;
 pub mod io;
 pub mod net;
 mod prefetch;
 pub mod runtime;
 mod scheduler;
-mod sync;
+pub mod sync;
 pub mod task;
 pub mod time;
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use super::BlockingConfig;
-use crate::sync::{lock, thread, Arc, Condvar, Mutex, MutexGuard};
+use crate::facade::{lock, thread, Arc, Condvar, Mutex, MutexGuard};
 
 /// A unit of blocking work. Whatever the caller wants back (the output, a
 /// panic) it sends through a channel captured by the closure.

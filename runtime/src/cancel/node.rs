@@ -64,11 +64,11 @@ use std::ptr::NonNull;
 use super::{Cancelled, Cause};
 use crate::cancel::{NodeArc, NodeSlot};
 use crate::{
-    scheduler::Handle,
-    sync::{
+    facade::{
         atomic::{AtomicU8, AtomicUsize, Ordering::*},
         lock, Mutex, UnsafeCell,
     },
+    scheduler::Handle,
     task::RawTask,
     time::driver::Registration,
 };

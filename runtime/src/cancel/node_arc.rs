@@ -19,7 +19,7 @@ pub(crate) use self::pooled::{NodeArc, NodeSlot, SlotLayout};
 mod loom {
     use super::super::node::Node;
 
-    pub(crate) type NodeArc = crate::sync::Arc<Node>;
+    pub(crate) type NodeArc = crate::facade::Arc<Node>;
 
     /// Under loom no node shares a task's block: loom's `Arc` tracks every
     /// node. Neither type has a value, so no slot can be made.

@@ -23,7 +23,7 @@ use std::{
 use mio::{unix::SourceFd, Events, Interest, Registry, Token};
 use slab::Slab;
 
-use crate::sync::{lock, Mutex};
+use crate::facade::{lock, Mutex};
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 

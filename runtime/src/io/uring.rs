@@ -38,7 +38,7 @@ use slab::Slab;
 
 use crate::{
     cancel::{self, Cancelled, Cause},
-    sync::{lock, Mutex},
+    facade::{lock, Mutex},
 };
 
 /// `user_data` of the eventfd read kept armed in every ring.

@@ -16,11 +16,11 @@ use std::{
 use super::{addr::resolve, compat::Compat, sys::Socket};
 use crate::{
     cancel, coop,
+    facade::{lock, Mutex},
     io::{
         uring::{self, AcceptQueue, Remote},
         IoBuf, IoBufMut,
     },
-    sync::{lock, Mutex},
 };
 
 /// Set when a kernel rejected multishot accept; single-shot from then on.

@@ -41,6 +41,7 @@ use crate::{
     blocking::{self, BlockingConfig, BlockingPool},
     context::{self, EnterGuard},
     coop,
+    facade::{atomic::AtomicBool, atomic::Ordering::*, Arc},
     scheduler::{
         self,
         idle::Idle,
@@ -48,7 +49,6 @@ use crate::{
         worker::run_worker,
         Remote, SchedConfig, Shared,
     },
-    sync::{atomic::AtomicBool, atomic::Ordering::*, Arc},
     task::{Id, JoinHandle, OwnedTasks},
     time::driver::TimeDriver,
 };

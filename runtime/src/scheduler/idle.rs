@@ -18,7 +18,7 @@
 //!   from `sleepers` ([`Idle::unpark_self`]); one that was picked is already
 //!   counted as unparked and searching.
 
-use crate::sync::{
+use crate::facade::{
     atomic::{fence, AtomicUsize, Ordering::SeqCst},
     lock, Mutex,
 };

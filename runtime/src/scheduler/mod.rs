@@ -41,7 +41,7 @@ use crate::{
     blocking::BlockingPool,
     cancel::{self, SpawnOptions},
     context,
-    sync::{
+    facade::{
         atomic::{AtomicBool, Ordering::*},
         Arc,
     },
@@ -278,7 +278,7 @@ pub(crate) mod deferred_notify {
     use std::cell::Cell;
 
     use super::Shared;
-    use crate::sync::Arc;
+    use crate::facade::Arc;
 
     /// One check per this many remote pushes while deferring.
     pub(crate) const DEFERRED_NOTIFY_EVERY: usize = 32;
@@ -401,7 +401,7 @@ mod tests {
             .worker_threads(2)
             .build()
             .unwrap();
-        let weak = crate::sync::Arc::downgrade(&rt.handle().inner.shared);
+        let weak = crate::facade::Arc::downgrade(&rt.handle().inner.shared);
         (rt, weak)
     }
 

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{
+use crate::facade::{
     atomic::{AtomicUsize, Ordering::*},
     lock, Arc, Condvar, Mutex,
 };

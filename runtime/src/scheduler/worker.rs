@@ -10,8 +10,8 @@ use crossbeam_deque::{Steal, Worker};
 use super::{park::Parker, Handle, Shared, WorkerMetrics};
 use crate::{
     context,
+    facade::{atomic::Ordering::*, Arc},
     io::WorkerIo,
-    sync::{atomic::Ordering::*, Arc},
     task::Notified,
 };
 

@@ -10,7 +10,7 @@ use super::{list::Links, raw::Vtable, state::State, Id, JoinError};
 use crate::cancel::{NodeArc, NodeSlot, SlotLayout};
 use crate::{
     cancel::node::Node,
-    sync::{
+    facade::{
         atomic::{
             AtomicPtr,
             Ordering::{Relaxed, SeqCst},

@@ -14,7 +14,7 @@ use super::{
 };
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicPtr};
 
-use crate::sync::{
+use crate::facade::{
     atomic::{AtomicBool, Ordering::*},
     lock, Mutex,
 };

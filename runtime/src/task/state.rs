@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::facade::atomic::{AtomicUsize, Ordering::*};
 
 /// A poller owns the future. Excludes COMPLETE.
 const RUNNING: usize = 1 << 0;

@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::wheel::{TimerKey, Wheel};
-use crate::sync::{
+use crate::facade::{
     atomic::{AtomicU64, AtomicUsize, Ordering::*},
     lock, Mutex,
 };
