@@ -20,7 +20,7 @@ use std::{
     time::Instant,
 };
 
-pub use self::buf::{IoBuf, IoBufMut};
+pub use self::buf::{IoBuf, IoBufMut, Slice};
 use crate::{context, scheduler::Handle};
 
 /// Which io driver a runtime uses.
