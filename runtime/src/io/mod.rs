@@ -7,7 +7,9 @@
 //! docs/IO.md describes both drivers.
 
 mod buf;
+pub mod buffered;
 pub(crate) mod epoll;
+mod owned;
 pub(crate) mod uring;
 
 use std::{
@@ -20,7 +22,11 @@ use std::{
     time::Instant,
 };
 
-pub use self::buf::{IoBuf, IoBufMut, Slice};
+pub use self::{
+    buf::{IoBuf, IoBufMut, Slice},
+    buffered::{BufReader, BufWriter},
+    owned::{AsyncReadOwned, AsyncWriteOwned},
+};
 use crate::{context, scheduler::Handle};
 
 /// Which io driver a runtime uses.

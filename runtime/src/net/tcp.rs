@@ -2,7 +2,7 @@
 
 use std::{
     fmt,
-    future::poll_fn,
+    future::{poll_fn, Future},
     io,
     net::{Shutdown, SocketAddr, ToSocketAddrs},
     os::fd::{AsRawFd, OwnedFd, RawFd},
@@ -19,7 +19,7 @@ use crate::{
     facade::{lock, Mutex},
     io::{
         uring::{self, AcceptQueue, Remote},
-        IoBuf, IoBufMut,
+        AsyncReadOwned, AsyncWriteOwned, IoBuf, IoBufMut,
     },
 };
 
@@ -415,3 +415,35 @@ impl fmt::Debug for OwnedWriteHalf {
             .finish()
     }
 }
+
+/// The owned-buffer traits, for code generic over streams (such as
+/// `weft::io::BufReader`): each forwards to the type's own method.
+macro_rules! owned_io {
+    (read: $($read:ty),*; write: $($write:ty),*) => {
+        $(
+            impl AsyncReadOwned for $read {
+                fn read<B: IoBufMut>(
+                    &mut self,
+                    buf: B,
+                ) -> impl Future<Output = (io::Result<usize>, B)> + Send {
+                    self.sock.recv(buf)
+                }
+            }
+        )*
+        $(
+            impl AsyncWriteOwned for $write {
+                fn write<B: IoBuf>(
+                    &mut self,
+                    buf: B,
+                ) -> impl Future<Output = (io::Result<usize>, B)> + Send {
+                    self.sock.send(buf)
+                }
+            }
+        )*
+    };
+}
+
+owned_io!(
+    read: TcpStream, &TcpStream, OwnedReadHalf, &OwnedReadHalf;
+    write: TcpStream, &TcpStream, OwnedWriteHalf, &OwnedWriteHalf
+);
