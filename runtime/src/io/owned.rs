@@ -8,29 +8,26 @@
 //! method that forwards to the type's own `read` or `write`:
 //!
 //! ```
-//! use std::{future::Future, io};
+//! use std::io;
 //! use weft::{io::{AsyncReadOwned, IoBufMut}, net::TcpStream};
 //!
 //! /// A stream that counts what it reads.
 //! struct Counted { stream: TcpStream, bytes: u64 }
 //!
 //! impl AsyncReadOwned for Counted {
-//!     fn read<B: IoBufMut>(
-//!         &mut self,
-//!         buf: B,
-//!     ) -> impl Future<Output = (io::Result<usize>, B)> + Send {
-//!         async move {
-//!             let (res, buf) = self.stream.read(buf).await;
-//!             if let Ok(n) = res {
-//!                 self.bytes += n as u64;
-//!             }
-//!             (res, buf)
+//!     async fn read<B: IoBufMut>(&mut self, buf: B) -> (io::Result<usize>, B) {
+//!         let (res, buf) = self.stream.read(buf).await;
+//!         if let Ok(n) = res {
+//!             self.bytes += n as u64;
 //!         }
+//!         (res, buf)
 //!     }
 //! }
 //! ```
 //!
-//! The futures are `Send` so generic code built on them can be spawned.
+//! (An `async fn` implements the trait's method as long as its future is
+//! `Send`; the trait asks for that so generic code built on it can be
+//! spawned.)
 
 use std::{future::Future, io};
 
@@ -44,8 +41,7 @@ pub trait AsyncReadOwned {
     /// the stream. As every weft io op, an await point of the task's scope:
     /// once the scope is cancelled or past its deadline it fails with the
     /// `Cancelled` inside the error (and still hands the buffer back).
-    fn read<B: IoBufMut>(&mut self, buf: B)
-        -> impl Future<Output = (io::Result<usize>, B)> + Send;
+    fn read<B: IoBufMut>(&mut self, buf: B) -> impl Future<Output = (io::Result<usize>, B)> + Send;
 }
 
 /// A byte stream written with owned buffers.

@@ -66,5 +66,11 @@ fn is_cancellation(err: &std::io::Error) -> bool {
 
 #[track_caller]
 fn check_capacity(what: &str, capacity: usize) {
-    assert!(capacity > 0, "{what} capacity must be at least 1 byte, got 0");
+    assert!(
+        capacity > 0,
+        "{what} capacity must be at least 1 byte, got 0"
+    );
 }
+
+#[cfg(test)]
+mod tests;

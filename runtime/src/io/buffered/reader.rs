@@ -37,7 +37,7 @@ pub struct BufReader<R> {
     inner: R,
     /// The buffered bytes are `buf[pos..]`; `buf.len()` is how far it is
     /// filled, the room behind it is where the next read goes.
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     pos: usize,
     /// What `buf` shrinks back to after a long line or exact read.
     capacity: usize,

@@ -37,7 +37,7 @@ use crate::io::{AsyncWriteOwned, IoBuf};
 pub struct BufWriter<W> {
     inner: W,
     /// The bytes not sent yet.
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// What `buf` shrinks back to after a write larger than it.
     capacity: usize,
     /// `Some(unsent)` while a send op holds `buf`. Still set when a call
