@@ -23,6 +23,7 @@ use common::{
     },
     Gate,
 };
+use futures_util::{AsyncBufReadExt, AsyncReadExt, TryStreamExt};
 use weft::{
     cancel::Cause,
     io::{AsyncReadOwned, AsyncWriteOwned, BufReader, BufWriter, Driver, IoBuf},
@@ -41,6 +42,7 @@ on_each_driver!(
     a_buf_writer_sends_on_flush_and_reports_a_reset_peer,
     halves_in_separate_tasks_through_the_generic_traits,
     reads_and_writes_of_part_of_a_buffer,
+    the_futures_io_traits_share_the_buffer,
 );
 
 /// The deadline the tests give their reads.
@@ -456,6 +458,48 @@ fn reads_and_writes_of_part_of_a_buffer(driver: Driver) {
             buf = slice.into_inner();
         }
         assert_eq!(buf, b"XYad:first", "only the view changed");
+    });
+    t.finish();
+}
+
+fn the_futures_io_traits_share_the_buffer(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (client, server) = tcp_pair().await;
+        let big: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut sent = b"native\nfirst\r\nsecond\nlast".to_vec();
+        sent.extend_from_slice(b"\n");
+        sent.extend_from_slice(&big);
+        let (res, _) = client.write_all(sent).await;
+        res.unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+
+        let mut reader = BufReader::with_capacity(16, server);
+        // A native call first: what it leaves buffered, the traits see.
+        assert_eq!(reader.next_line().await.unwrap().as_deref(), Some("native"));
+        let mut line = String::new();
+        AsyncBufReadExt::read_line(&mut reader, &mut line)
+            .await
+            .unwrap();
+        assert_eq!(line, "first\r\n");
+        // AsyncRead: small reads copy out of the buffer, large ones (with
+        // nothing buffered) go straight to the stream.
+        let mut rest = String::new();
+        AsyncBufReadExt::read_line(&mut reader, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(rest, "second\n");
+        // The lines stream, for one line (the rest is not text).
+        let mut lines = AsyncBufReadExt::lines(&mut reader);
+        assert_eq!(lines.try_next().await.unwrap().as_deref(), Some("last"));
+        drop(lines);
+        let mut got = vec![0u8; big.len()];
+        AsyncReadExt::read_exact(&mut reader, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, big, "every byte, in order");
+        let mut end = [0u8; 8];
+        assert_eq!(AsyncReadExt::read(&mut reader, &mut end).await.unwrap(), 0);
     });
     t.finish();
 }

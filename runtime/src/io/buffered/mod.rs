@@ -50,6 +50,7 @@
 //! buffered reader in the middle of a wait without losing anything, cancel
 //! its scope instead of dropping the future.
 
+mod futures;
 mod reader;
 mod writer;
 

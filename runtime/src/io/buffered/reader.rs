@@ -32,15 +32,19 @@ use crate::io::{AsyncReadOwned, IoBuf};
 /// task's scope; the [module docs](crate::io::buffered) say what an
 /// interrupted call keeps (nothing already read is lost).
 ///
+/// Over a stream that implements `futures_io::AsyncRead` it also implements
+/// `futures_io::AsyncRead` and `AsyncBufRead`, filling the same buffer, so
+/// futures-util's `AsyncBufReadExt` (its `lines()` stream, say) works on it.
+///
 /// [`TcpStream`]: crate::net::TcpStream
 pub struct BufReader<R> {
-    inner: R,
+    pub(super) inner: R,
     /// The buffered bytes are `buf[pos..]`; `buf.len()` is how far it is
     /// filled, the room behind it is where the next read goes.
     pub(super) buf: Vec<u8>,
-    pos: usize,
+    pub(super) pos: usize,
     /// What `buf` shrinks back to after a long line or exact read.
-    capacity: usize,
+    pub(super) capacity: usize,
     /// `Some(unread)` while a read op holds `buf`. Still set when a call
     /// starts: the future that lent it was dropped, and the buffer with it.
     lent: Option<usize>,
@@ -109,7 +113,7 @@ impl<R> BufReader<R> {
 
     /// Fails if an earlier call's future was dropped while its read held
     /// unread bytes; takes a fresh buffer if it held none.
-    fn recover(&mut self) -> io::Result<()> {
+    pub(super) fn recover(&mut self) -> io::Result<()> {
         match self.lent {
             None => Ok(()),
             Some(0) => {
@@ -156,7 +160,7 @@ impl<R> BufReader<R> {
     /// Makes room behind the buffered bytes for at least `want` of them in
     /// all (and at least one more byte): reuses the front when it is empty
     /// or when the room behind is small, grows the buffer when it must.
-    fn make_room(&mut self, want: usize) {
+    pub(super) fn make_room(&mut self, want: usize) {
         let unread = self.buf.len() - self.pos;
         if unread == 0 {
             if self.buf.capacity() > self.capacity {
