@@ -5,6 +5,12 @@
 //! unpark of a parked worker wakes its ring (an eventfd read kept armed, or a
 //! `MSG_RING` from another worker) or its epoll (mio's eventfd waker).
 //! docs/IO.md describes both drivers.
+//!
+//! What user code meets here: the owned-buffer traits [`IoBuf`] and
+//! [`IoBufMut`] with [`Slice`] (part of a buffer lent to an op), the stream
+//! traits [`AsyncReadOwned`] and [`AsyncWriteOwned`], and the buffered
+//! [`BufReader`] and [`BufWriter`] built on them (docs/IO.md, "Buffers and
+//! framing").
 
 mod buf;
 pub mod buffered;
