@@ -299,6 +299,10 @@ impl TcpStream {
     /// the `Arc` of [`into_split`](TcpStream::into_split). The halves share
     /// the stream's `AsyncRead`/`AsyncWrite` state, so nothing buffered is
     /// lost either way.
+    ///
+    /// With futures' `AsyncReadExt` in scope, `stream.split()` resolves to
+    /// its by-value `split` (a method taking `self` is found before one
+    /// taking `&mut self`); write `TcpStream::split(&mut stream)`.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (
             ReadHalf {

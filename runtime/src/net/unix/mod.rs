@@ -50,7 +50,10 @@ impl SocketAddr {
 
     /// True if the socket is not bound to any address.
     pub fn is_unnamed(&self) -> bool {
-        self.0.is_unnamed()
+        // Not `SockAddr::is_unnamed`: for a datagram from an unbound
+        // sender the kernel reports no address at all (length 0, no
+        // family), which that does not count as unnamed.
+        self.as_pathname().is_none() && self.as_abstract_name().is_none()
     }
 
     /// The same address as std's type; `None` for abstract and unnamed

@@ -176,7 +176,8 @@ impl UnixStream {
     }
 
     /// Splits into halves borrowed from the stream; see
-    /// [`TcpStream::split`](crate::net::TcpStream::split).
+    /// [`TcpStream::split`](crate::net::TcpStream::split) (and its note on
+    /// futures' `AsyncReadExt::split`).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (
             ReadHalf {
