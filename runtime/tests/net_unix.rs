@@ -51,6 +51,43 @@ on_each_driver!(
 
 const DEADLINE: Duration = Duration::from_millis(50);
 
+/// What the API promises about threads and traits: everything can move
+/// between workers, and the streams and halves have the futures-io traits
+/// (and tokio's with `tokio-io`).
+#[allow(dead_code)]
+fn auto_traits_and_io_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn futures_io<T: futures_util::io::AsyncRead + futures_util::io::AsyncWrite>() {}
+    fn futures_read<T: futures_util::io::AsyncRead>() {}
+    fn futures_write<T: futures_util::io::AsyncWrite>() {}
+    send_sync::<UnixListener>();
+    send_sync::<UnixStream>();
+    send_sync::<UnixDatagram>();
+    send_sync::<unix::OwnedReadHalf>();
+    send_sync::<unix::OwnedWriteHalf>();
+    send_sync::<unix::ReadHalf<'static>>();
+    send_sync::<unix::WriteHalf<'static>>();
+    send_sync::<unix::SocketAddr>();
+    futures_io::<UnixStream>();
+    futures_read::<unix::OwnedReadHalf>();
+    futures_read::<unix::ReadHalf<'static>>();
+    futures_write::<unix::OwnedWriteHalf>();
+    futures_write::<unix::WriteHalf<'static>>();
+    #[cfg(feature = "tokio-io")]
+    {
+        fn tokio_io<T: tokio::io::AsyncRead + tokio::io::AsyncWrite>() {}
+        fn tokio_read<T: tokio::io::AsyncRead>() {}
+        fn tokio_write<T: tokio::io::AsyncWrite>() {}
+        tokio_io::<UnixStream>();
+        tokio_read::<unix::OwnedReadHalf>();
+        tokio_read::<unix::ReadHalf<'static>>();
+        tokio_write::<unix::OwnedWriteHalf>();
+        tokio_write::<unix::WriteHalf<'static>>();
+        tokio_read::<weft::net::ReadHalf<'static>>();
+        tokio_write::<weft::net::WriteHalf<'static>>();
+    }
+}
+
 /// A fresh directory for socket files, removed (with what is in it) on
 /// drop.
 struct TempDir(PathBuf);
