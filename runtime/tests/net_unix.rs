@@ -47,6 +47,7 @@ on_each_driver!(
     a_datagram_recv_past_its_deadline_times_out,
     dropped_ops_leak_nothing,
     bad_paths_get_clear_errors,
+    a_connect_to_a_full_backlog,
 );
 
 const DEADLINE: Duration = Duration::from_millis(50);
@@ -603,6 +604,66 @@ fn bad_paths_get_clear_errors(driver: Driver) {
             x.connect(&missing).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    });
+    drop(dir);
+    t.finish();
+}
+
+/// A listener whose backlog holds one pending connection, with that one
+/// taken by a connected client.
+fn full_listener(path: &Path) -> (UnixListener, UnixStream) {
+    let raw = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    raw.bind(&socket2::SockAddr::unix(path).unwrap()).unwrap();
+    raw.listen(0).unwrap();
+    let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(
+        std::os::fd::OwnedFd::from(raw),
+    ))
+    .unwrap();
+    let first = std::os::unix::net::UnixStream::connect(path).expect("the backlog's one place");
+    (listener, UnixStream::from_std(first).unwrap())
+}
+
+fn a_connect_to_a_full_backlog(driver: Driver) {
+    // Under epoll the non-blocking connect fails at once with `WouldBlock`
+    // (as mio's and so tokio's do: nothing signals when the backlog has
+    // room); under io_uring the connect waits in the kernel until there is
+    // room, or the deadline or a cancel ends it.
+    let t = NetRt::new(driver);
+    let dir = TempDir::new();
+    let path = dir.path("full.sock");
+    let uring = t.rt.io_driver() == Driver::Uring;
+    t.in_task(async move {
+        let (listener, _first) = full_listener(&path);
+        let target = path.clone();
+        let res = Builder::new()
+            .timeout(DEADLINE)
+            .spawn(async move { UnixStream::connect(&target).await.map(drop) })
+            .await
+            .unwrap();
+        let err = res.expect_err("the backlog is full");
+        if uring {
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err:?}");
+            assert!(cancelled_of(&err).is_deadline());
+        } else {
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err:?}");
+        }
+        if uring {
+            // An explicit cancel ends the wait too.
+            let target = path.clone();
+            let task = weft::spawn(async move { UnixStream::connect(&target).await.map(drop) });
+            sleep(Duration::from_millis(20)).await.unwrap();
+            assert!(!task.is_finished(), "the connect waits for room");
+            assert!(task.cancel());
+            let err = task.await.unwrap().expect_err("cancelled");
+            assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err:?}");
+            assert_eq!(cancelled_of(&err).cause(), Cause::Explicit);
+        }
+        wait_io_idle().await;
+        // Room again: the next connect goes through.
+        let (_taken, _) = listener.accept().await.unwrap();
+        let _second = UnixStream::connect(&path)
+            .await
+            .expect("room in the backlog");
     });
     drop(dir);
     t.finish();
