@@ -44,6 +44,7 @@ on_each_driver!(
     io_works_in_block_on_outside_any_task,
     borrowed_halves_read_and_write_at_once_in_one_task,
     into_split_keeps_the_bytes_async_read_buffered,
+    host_names_in_bind_and_connect_and_through_lookup_host,
 );
 
 /// What the API promises about threads: everything can move between
@@ -802,6 +803,42 @@ fn into_split_keeps_the_bytes_async_read_buffered(driver: Driver) {
             .await
             .unwrap();
         assert_eq!(&four, b"efgh", "and so does the reunited stream");
+    });
+    t.finish();
+}
+
+fn host_names_in_bind_and_connect_and_through_lookup_host(driver: Driver) {
+    // `bind`/`connect` take std's `ToSocketAddrs` (resolved on the calling
+    // thread); `lookup_host` resolves off the workers and its addresses go
+    // to `connect` as a slice.
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let listener = TcpListener::bind("localhost:0")
+            .await
+            .expect("bind a host name");
+        let port = listener.local_addr().unwrap().port();
+        let accepting = weft::spawn(async move {
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().await.expect("accept");
+                drop(stream);
+            }
+        });
+        TcpStream::connect(format!("localhost:{port}"))
+            .await
+            .expect("host:port string");
+        TcpStream::connect(("localhost", port))
+            .await
+            .expect("(host, port)");
+        let addrs: Vec<SocketAddr> = weft::net::lookup_host(("localhost", port))
+            .await
+            .unwrap()
+            .collect();
+        TcpStream::connect(&addrs[..])
+            .await
+            .expect("lookup_host's addresses");
+        accepting.await.unwrap();
+        let err = TcpStream::connect("localhost").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "no port: {err:?}");
     });
     t.finish();
 }

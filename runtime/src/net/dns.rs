@@ -9,7 +9,7 @@
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs},
 };
 
 /// What [`lookup_host`] accepts: a `"host:port"` string, a `(host, port)`
@@ -73,6 +73,8 @@ host_port! {
     (&str, u16) => |p| Query::from_host(p.0, p.1);
     (String, u16) => |p| Query::from_host(&p.0, p.1);
     (IpAddr, u16) => |p| Query::Ready(vec![SocketAddr::new(p.0, p.1)]);
+    (Ipv4Addr, u16) => |p| Query::Ready(vec![SocketAddr::new(p.0.into(), p.1)]);
+    (Ipv6Addr, u16) => |p| Query::Ready(vec![SocketAddr::new(p.0.into(), p.1)]);
     SocketAddr => |a| Query::Ready(vec![a]);
     SocketAddrV4 => |a| Query::Ready(vec![a.into()]);
     SocketAddrV6 => |a| Query::Ready(vec![a.into()]);
