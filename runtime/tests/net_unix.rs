@@ -3,7 +3,9 @@
 //! borrowed halves, the futures-io traits; datagrams to a path, over a
 //! pair and connected; the fault tests TCP has (peer gone mid-read and
 //! mid-write, a read and an accept and a recv ended by a deadline and by
-//! an explicit cancel, dropped ops); bad input (a missing path, a path in
+//! an explicit cancel, dropped ops, a connect to a full backlog, accept
+//! with no fd free, many connections at once, a runtime dropped with io
+//! in flight); bad input (a missing path, a path in
 //! use, a path too long). Socket files live in a temp dir removed at the
 //! end; every scenario ends with `NetRt::finish`'s leak checks (tasks, io
 //! ops in flight, fds).
@@ -14,13 +16,22 @@ use std::{
     io,
     net::Shutdown,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+    sync::{
+        atomic::{
+            AtomicUsize,
+            Ordering::{Relaxed, SeqCst},
+        },
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use common::{
-    net::{cancelled_of, on_each_driver, wait_io_idle, NetRt, SigpipeDefault},
-    Gate,
+    eventually,
+    net::{
+        cancelled_of, fd_count, on_each_driver, wait_io_idle, NetRt, NofileLimit, SigpipeDefault,
+    },
+    Gate, LIMIT,
 };
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use weft::{
@@ -28,7 +39,7 @@ use weft::{
     io::Driver,
     net::{unix, UnixDatagram, UnixListener, UnixStream},
     task::Builder,
-    time::sleep,
+    time::{sleep, timeout},
 };
 
 on_each_driver!(
@@ -48,6 +59,9 @@ on_each_driver!(
     dropped_ops_leak_nothing,
     bad_paths_get_clear_errors,
     a_connect_to_a_full_backlog,
+    accept_without_a_free_fd_fails_with_emfile_then_recovers,
+    concurrent_connections_echo_through_one_listener,
+    dropping_the_runtime_with_io_in_flight_closes_everything,
 );
 
 const DEADLINE: Duration = Duration::from_millis(50);
@@ -667,4 +681,176 @@ fn a_connect_to_a_full_backlog(driver: Driver) {
     });
     drop(dir);
     t.finish();
+}
+
+fn accept_without_a_free_fd_fails_with_emfile_then_recovers(driver: Driver) {
+    let t = NetRt::new(driver);
+    let dir = TempDir::new();
+    let path = dir.path("emfile.sock");
+    t.in_task(async move {
+        // One full round first, so the drivers hold every fd they open
+        // lazily before the limit bites.
+        {
+            let (a, b) = UnixStream::pair().unwrap();
+            a.write_all(b"w".to_vec()).await.0.unwrap();
+            assert_eq!(read_exact(&b, 1).await, b"w");
+        }
+        let listener = UnixListener::bind(&path).unwrap();
+        let limit = NofileLimit::set_soft(fd_count() as u64 + 16);
+        let mut fillers = Vec::new();
+        for _ in 0..10_000 {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => fillers.push(f),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e:?}");
+                    break;
+                }
+            }
+        }
+        // One fd for the client; its connect completes from the backlog.
+        drop(fillers.pop());
+        let client =
+            std::os::unix::net::UnixStream::connect(&path).expect("connect with the last fd");
+        // Unix accept takes the fd before it dequeues the connection: the
+        // error leaves the connection waiting.
+        let err = timeout(Duration::from_millis(500), listener.accept())
+            .await
+            .expect("an accept with no fd fails at once")
+            .map(drop)
+            .expect_err("no fd for the accepted socket");
+        assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err:?}");
+        drop(fillers);
+        let (server, _) = listener.accept().await.expect("accept after EMFILE");
+        server.write_all(b"!".to_vec()).await.0.unwrap();
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut &client, &mut byte).unwrap();
+        assert_eq!(&byte, b"!");
+        drop(limit);
+    });
+    drop(dir);
+    t.finish();
+}
+
+fn concurrent_connections_echo_through_one_listener(driver: Driver) {
+    const CONNS: usize = 200;
+    let t = NetRt::new(driver);
+    let limit =
+        (NofileLimit::soft() < 4 * CONNS as u64).then(|| NofileLimit::set_soft(4 * CONNS as u64));
+    let dir = TempDir::new();
+    let path = dir.path("many.sock");
+    t.in_task(async move {
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = weft::spawn(async move {
+            let mut echoes = Vec::with_capacity(CONNS);
+            for _ in 0..CONNS {
+                let (stream, _) = listener.accept().await.expect("accept");
+                echoes.push(weft::spawn(echo(stream, 2 * 1024 + CONNS)));
+            }
+            let mut total = 0;
+            for echo in echoes {
+                total += echo.await.expect("an echo task completed");
+            }
+            total
+        });
+        let clients: Vec<_> = (0..CONNS)
+            .map(|i| {
+                let path = path.clone();
+                weft::spawn(async move {
+                    let len = 1024 + i;
+                    let data: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
+                    let client = UnixStream::connect(&path).await.expect("connect");
+                    client
+                        .write_all(data.clone())
+                        .await
+                        .0
+                        .expect("client write_all");
+                    client.shutdown(Shutdown::Write).unwrap();
+                    let mut back = Vec::new();
+                    for _ in 0..=len {
+                        let (res, buf) = client.read(Vec::with_capacity(4096)).await;
+                        match res.expect("client read") {
+                            0 => break,
+                            n => back.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    assert_eq!(back, data, "connection {i} got its bytes back in order");
+                    len
+                })
+            })
+            .collect();
+        let mut sent = 0;
+        for client in clients {
+            sent += timeout(LIMIT, client)
+                .await
+                .expect("every client finished within the limit")
+                .expect("a client task completed");
+        }
+        assert_eq!(server.await.unwrap(), sent, "the echoes saw every byte");
+    });
+    drop(limit);
+    drop(dir);
+    t.finish();
+}
+
+fn dropping_the_runtime_with_io_in_flight_closes_everything(driver: Driver) {
+    let t = NetRt::new(driver);
+    let dir = TempDir::new();
+    let path = dir.path("shutdown.sock");
+    let (results_tx, results) = std::sync::mpsc::channel();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (peers, servers, listener, datagram) = t.in_task(async move {
+        let mut peers = Vec::new();
+        let mut servers = Vec::new();
+        // The peers are std sockets: weft sockets registered with a
+        // worker's epoll would keep its epoll fd open after the runtime.
+        for _ in 0..5 {
+            let (peer, server) = std::os::unix::net::UnixStream::pair().unwrap();
+            peers.push(peer);
+            servers.push(UnixStream::from_std(server).unwrap());
+        }
+        let (d_peer, datagram) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let datagram = UnixDatagram::from_std(datagram).unwrap();
+        (
+            peers,
+            servers,
+            (UnixListener::bind(&path).unwrap(), d_peer),
+            datagram,
+        )
+    });
+    let (listener, d_peer) = listener;
+    // Root tasks, blocked in io when the runtime goes.
+    for server in servers {
+        let (results_tx, started) = (results_tx.clone(), started.clone());
+        t.rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let (res, _) = server.read(Vec::with_capacity(64)).await;
+            let _ = results_tx.send(res);
+        });
+    }
+    {
+        let (accept_started, recv_started) = (started.clone(), started.clone());
+        t.rt.spawn(async move {
+            accept_started.fetch_add(1, SeqCst);
+            let _ = listener.accept().await;
+        });
+        t.rt.spawn(async move {
+            recv_started.fetch_add(1, SeqCst);
+            let _ = datagram.recv(Vec::with_capacity(8)).await;
+        });
+    }
+    drop(results_tx);
+    assert!(
+        eventually(|| started.load(SeqCst) == 7),
+        "every task started"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    // The test still holds the 5 stream peers and the datagram peer.
+    t.finish_by_dropping(peers.len() + 1);
+    for res in results.try_iter() {
+        let err = res.expect_err("a read ended by shutdown");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err:?}");
+        assert_eq!(cancelled_of(&err).cause(), Cause::Shutdown);
+    }
+    drop((peers, d_peer));
+    drop(dir);
 }
