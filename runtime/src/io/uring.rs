@@ -967,7 +967,11 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
         }
         let (res, data) = std::task::ready!(this.op.poll_complete(cx));
         restore.made_progress();
-        if res == -libc::ECANCELED {
+        // An op the kernel had handed to an io-wq thread because it blocks
+        // there (a Unix stream connect waiting for backlog room) is
+        // cancelled by interrupting that thread: it ends with EINTR, not
+        // ECANCELED.
+        if res == -libc::ECANCELED || (res == -libc::EINTR && self_cancelled(this)) {
             if let Some(c) = this.cancelled.take() {
                 return Poll::Ready((Err(c), data));
             }
@@ -984,6 +988,12 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
         }
         Poll::Ready((Ok(res), data))
     }
+}
+
+/// True if an `EINTR` result comes from our own cancel or link timeout
+/// (io-wq threads are only interrupted by cancellation).
+fn self_cancelled<T: OpData>(this: &Cancellable<T>) -> bool {
+    this.cancelled.is_some() || this.op.is_linked()
 }
 
 /// Checks the scope before submitting: `Err` if it is cancelled, else the
