@@ -37,8 +37,21 @@ static MULTISHOT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// Under io_uring it accepts with one multishot accept kept armed (where the
 /// kernel has it): connections queue up as they arrive and `accept` takes
 /// the next one; a failed accept (`EMFILE`, ...) is reported by `accept`
-/// and the next call re-arms. Dropping the listener cancels the multishot
-/// and closes connections nobody took.
+/// and the next call re-arms.
+///
+/// Dropping the listener stops it listening and frees its port before
+/// `drop` returns, on both drivers: binding the same address right after
+/// works, with or without `SO_REUSEADDR`. Connections nobody took are
+/// closed (reset). Under io_uring the kernel holds the socket for as long
+/// as the multishot accept is armed, so the drop shuts the socket's
+/// receive side (which ends listening at once), cancels the multishot and
+/// waits for its last completion: one pass of the ring when dropped on the
+/// worker that accepted, a wake-up of that worker (at most
+/// [`DROP_WAIT_LIMIT`](TcpListener::DROP_WAIT_LIMIT)) from anywhere else.
+/// [`close`](TcpListener::close) does the same without blocking the thread.
+/// The one exception: a drop on a worker from inside the io driver itself
+/// (a buffer's `Drop` run by a completion) does not wait; the socket stops
+/// listening at once, the port is free once the kernel lets go of it.
 pub struct TcpListener {
     sock: Socket,
     multishot: Mutex<Option<(Arc<AcceptQueue>, Arc<Remote>)>>,
@@ -148,6 +161,48 @@ impl TcpListener {
         }
     }
 
+    /// The longest a drop away from the listener's io_uring worker waits
+    /// for that worker to end the listener's accept (see the type's docs).
+    /// Only a worker kept busy by a task that blocks takes that long; if
+    /// the wait gives up, the listener has stopped listening all the same
+    /// and its port is free once the worker comes round.
+    pub const DROP_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Closes the listener and waits until its port is free, without
+    /// blocking the thread (see the type's docs for what `drop` does).
+    ///
+    /// A weft await point: if the task's scope is cancelled it returns the
+    /// cancellation at once; the listener has stopped listening then, and
+    /// the port is free as soon as the kernel delivers the accept's last
+    /// completion.
+    pub async fn close(self) -> io::Result<()> {
+        let _ = self.sock.shutdown(Shutdown::Read);
+        let Some((queue, owner)) = lock(&self.multishot).take() else {
+            // No accept armed: dropping the fd is the whole close.
+            return Ok(());
+        };
+        uring::cancel_multishot(&owner, &queue);
+        poll_fn(|cx| {
+            let restore = std::task::ready!(coop::poll_proceed(cx));
+            if let Some(c) = cancel::poll_cancelled(None, false) {
+                restore.made_progress();
+                return Poll::Ready(Err(io::Error::from(c)));
+            }
+            if owner.is_closed() || queue.poll_ended(cx).is_ready() {
+                restore.made_progress();
+                return Poll::Ready(Ok(()));
+            }
+            // The owner's completion wakes us; the scope's deadline timer
+            // must be able to end the wait too.
+            cancel::with_current_scope(|_| ());
+            if let Some(c) = cancel::poll_cancelled(None, true) {
+                return Poll::Ready(Err(io::Error::from(c)));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     fn armed_queue(&self) -> io::Result<Arc<AcceptQueue>> {
         let mut slot = lock(&self.multishot);
         if let Some((queue, _)) = &*slot {
@@ -162,8 +217,17 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        if let Some((queue, owner)) = lock(&self.multishot).take() {
-            uring::cancel_multishot(&owner, queue);
+        // Stops listening now (the socket leaves the listen hash, queued
+        // connections are reset), whoever else still holds the socket: the
+        // kernel while an accept is armed, or a dup of the fd. Fails only
+        // for a socket that was not listening (`ENOTCONN`): nothing to do.
+        let _ = self.sock.shutdown(Shutdown::Read);
+        let armed = lock(&self.multishot).take();
+        if let Some((queue, owner)) = armed {
+            uring::cancel_multishot(&owner, &queue);
+            // Then the fd, closed right after this, is the last reference
+            // and the close frees the port.
+            uring::wait_multishot_ended(&owner, &queue, Self::DROP_WAIT_LIMIT);
         }
     }
 }
