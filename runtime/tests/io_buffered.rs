@@ -421,6 +421,35 @@ fn halves_in_separate_tasks_through_the_generic_traits(driver: Driver) {
         assert_eq!(server_task.await.unwrap(), 4);
         drop(reader);
         wait_fds_at_most(fds, "after the halves were dropped").await;
+
+        // The borrowed halves of `split` too (named in full: futures-util's
+        // `AsyncReadExt::split`, imported here, would shadow it).
+        let (mut client, mut server) = tcp_pair().await;
+        let (mut client_read, client_write) = TcpStream::split(&mut client);
+        let (res, _) = client_write.write_all(b"one\ntwo\n".to_vec()).await;
+        res.unwrap();
+        let (server_read, server_write) = TcpStream::split(&mut server);
+        let mut reader = BufReader::new(server_read);
+        let mut writer = BufWriter::new(server_write);
+        for _ in 0..2 {
+            let line = reader.next_line().await.unwrap().unwrap();
+            writer
+                .write_all(line.to_uppercase().as_bytes())
+                .await
+                .unwrap();
+        }
+        writer.flush().await.unwrap();
+        let mut got = Vec::with_capacity(16);
+        for _ in 0..6 {
+            if got.len() == 6 {
+                break;
+            }
+            let at = got.len();
+            let (res, slice) = AsyncReadOwned::read(&mut client_read, got.slice(at..)).await;
+            assert!(res.unwrap() > 0, "no EOF here");
+            got = slice.into_inner();
+        }
+        assert_eq!(got, b"ONETWO");
     });
     t.finish();
 }

@@ -1,5 +1,7 @@
-//! TCP and UDP on the worker's io driver (io_uring or epoll, see
-//! [`io::Driver`](crate::io::Driver)), with owned buffers.
+//! TCP, UDP and Unix sockets on the worker's io driver (io_uring or epoll,
+//! see [`io::Driver`](crate::io::Driver)), with owned buffers; a
+//! [`TcpSocket`] builder for socket options; [`lookup_host`] for DNS off
+//! the workers.
 //!
 //! ```no_run
 //! # weft::Runtime::new().unwrap().block_on(async {
@@ -37,11 +39,19 @@
 
 mod addr;
 mod compat;
+mod dns;
+mod socket;
 mod sys;
 mod tcp;
 mod udp;
+pub mod unix;
 
 pub use self::{
-    tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError, TcpListener, TcpStream},
+    dns::{lookup_host, HostPort},
+    socket::TcpSocket,
+    tcp::{
+        OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream, WriteHalf,
+    },
     udp::UdpSocket,
+    unix::{UnixDatagram, UnixListener, UnixStream},
 };
