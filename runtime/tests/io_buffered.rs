@@ -27,7 +27,7 @@ use futures_util::{AsyncBufReadExt, AsyncReadExt, TryStreamExt};
 use weft::{
     cancel::Cause,
     io::{AsyncReadOwned, AsyncWriteOwned, BufReader, BufWriter, Driver, IoBuf},
-    net::TcpStream,
+    net::{TcpStream, UnixStream},
     task::Builder,
     time::sleep,
 };
@@ -43,6 +43,7 @@ on_each_driver!(
     halves_in_separate_tasks_through_the_generic_traits,
     reads_and_writes_of_part_of_a_buffer,
     the_futures_io_traits_share_the_buffer,
+    a_line_protocol_over_a_unix_stream,
 );
 
 /// The deadline the test gives its read_line: long enough that the half
@@ -538,6 +539,38 @@ fn the_futures_io_traits_share_the_buffer(driver: Driver) {
         assert_eq!(got, big, "every byte, in order");
         let mut end = [0u8; 8];
         assert_eq!(AsyncReadExt::read(&mut reader, &mut end).await.unwrap(), 0);
+    });
+    t.finish();
+}
+
+/// The Unix streams implement the owned-buffer traits too, so the buffered
+/// reader and writer work over them unchanged (owned halves here).
+fn a_line_protocol_over_a_unix_stream(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let fds = fd_count();
+        let (client, server) = UnixStream::pair().unwrap();
+        let server_task = weft::spawn(async move {
+            let (read_half, write_half) = server.into_split();
+            let mut reader = BufReader::with_capacity(5, read_half);
+            let mut writer = BufWriter::new(write_half);
+            shout(&mut reader, &mut writer).await.expect("shout")
+        });
+        let mut writer = BufWriter::with_capacity(3, &client);
+        writer.write_all(b"left\nright\n").await.unwrap();
+        writer.flush().await.unwrap();
+        drop(writer);
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut reader = BufReader::new(&client);
+        let mut got = Vec::new();
+        while let Some(line) = reader.next_line().await.unwrap() {
+            got.push(line);
+        }
+        assert_eq!(got, ["LEFT", "RIGHT"]);
+        assert_eq!(server_task.await.unwrap(), 2);
+        drop(reader);
+        drop(client);
+        wait_fds_at_most(fds, "after the unix pair was dropped").await;
     });
     t.finish();
 }

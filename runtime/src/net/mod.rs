@@ -37,6 +37,33 @@
 //! [`Cancelled`](crate::cancel::Cancelled). Under io_uring an operation in a
 //! task with a deadline is linked to a kernel `LINK_TIMEOUT`.
 
+/// The owned-buffer traits, for code generic over streams (such as
+/// `weft::io::BufReader`): each forwards to the type's own method.
+macro_rules! owned_io {
+    (read: $($read:ty),*; write: $($write:ty),*) => {
+        $(
+            impl crate::io::AsyncReadOwned for $read {
+                fn read<B: crate::io::IoBufMut>(
+                    &mut self,
+                    buf: B,
+                ) -> impl std::future::Future<Output = (std::io::Result<usize>, B)> + Send {
+                    self.sock.recv(buf)
+                }
+            }
+        )*
+        $(
+            impl crate::io::AsyncWriteOwned for $write {
+                fn write<B: crate::io::IoBuf>(
+                    &mut self,
+                    buf: B,
+                ) -> impl std::future::Future<Output = (std::io::Result<usize>, B)> + Send {
+                    self.sock.send(buf)
+                }
+            }
+        )*
+    };
+}
+
 mod addr;
 mod compat;
 mod dns;

@@ -2,7 +2,7 @@
 
 use std::{
     fmt,
-    future::{poll_fn, Future},
+    future::poll_fn,
     io,
     net::{Shutdown, SocketAddr, ToSocketAddrs},
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
@@ -25,7 +25,7 @@ use crate::{
     facade::{lock, Mutex},
     io::{
         uring::{self, AcceptQueue, Remote},
-        AsyncReadOwned, AsyncWriteOwned, IoBuf, IoBufMut,
+        IoBuf, IoBufMut,
     },
 };
 
@@ -600,33 +600,6 @@ impl fmt::Debug for WriteHalf<'_> {
             .field("socket", &self.sock)
             .finish()
     }
-}
-
-/// The owned-buffer traits, for code generic over streams (such as
-/// `weft::io::BufReader`): each forwards to the type's own method.
-macro_rules! owned_io {
-    (read: $($read:ty),*; write: $($write:ty),*) => {
-        $(
-            impl AsyncReadOwned for $read {
-                fn read<B: IoBufMut>(
-                    &mut self,
-                    buf: B,
-                ) -> impl Future<Output = (io::Result<usize>, B)> + Send {
-                    self.sock.recv(buf)
-                }
-            }
-        )*
-        $(
-            impl AsyncWriteOwned for $write {
-                fn write<B: IoBuf>(
-                    &mut self,
-                    buf: B,
-                ) -> impl Future<Output = (io::Result<usize>, B)> + Send {
-                    self.sock.send(buf)
-                }
-            }
-        )*
-    };
 }
 
 owned_io!(

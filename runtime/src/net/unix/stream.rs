@@ -359,3 +359,8 @@ debug_half!(
     ReadHalf<'_> => "ReadHalf",
     WriteHalf<'_> => "WriteHalf"
 );
+
+owned_io!(
+    read: UnixStream, &UnixStream, OwnedReadHalf, &OwnedReadHalf, ReadHalf<'_>;
+    write: UnixStream, &UnixStream, OwnedWriteHalf, &OwnedWriteHalf, WriteHalf<'_>
+);
