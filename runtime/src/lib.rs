@@ -41,6 +41,7 @@ pub mod net;
 mod prefetch;
 pub mod runtime;
 mod scheduler;
+pub mod signal;
 pub mod sync;
 pub mod task;
 pub mod time;
