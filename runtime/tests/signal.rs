@@ -67,7 +67,10 @@ fn every_listener_sees_each_delivery() {
     for task in tasks {
         block_on_bounded(&rt, task).unwrap();
     }
-    assert!(eventually(|| __listener_count(kind) == before), "listeners leaked");
+    assert!(
+        eventually(|| __listener_count(kind) == before),
+        "listeners leaked"
+    );
     assert_no_live_tasks(&rt);
 }
 
@@ -79,7 +82,9 @@ fn a_delivery_before_recv_is_reported_and_earlier_ones_are_not() {
     let mut old = signal(kind).unwrap();
     raise(kind);
     // `old` saw it; a listener made afterwards did not.
-    block_on_bounded(&rt, rt.spawn(async move { old.recv().await })).unwrap().unwrap();
+    block_on_bounded(&rt, rt.spawn(async move { old.recv().await }))
+        .unwrap()
+        .unwrap();
     let mut late = signal(kind).unwrap();
     let polled = block_on_bounded(
         &rt,
@@ -109,7 +114,9 @@ fn the_stream_yields_per_delivery() {
     let task = rt.spawn(async move {
         let mut n = 0;
         while n < 3 {
-            hup.next().await.expect("the stream goes on while not cancelled");
+            hup.next()
+                .await
+                .expect("the stream goes on while not cancelled");
             n += 1;
         }
         n
@@ -128,18 +135,16 @@ fn a_deadline_ends_the_wait_and_the_stream() {
     let rt = rt(2);
     let kind = SignalKind::user_defined1();
     let before = __listener_count(kind);
-    let task = Builder::new()
-        .timeout(Duration::from_millis(20))
-        .spawn_on(
-            async move {
-                let mut sig = signal(kind).unwrap();
-                let first = sig.recv().await;
-                let again = sig.recv().await;
-                let next = sig.next().await;
-                (first, again, next)
-            },
-            rt.handle(),
-        );
+    let task = Builder::new().timeout(Duration::from_millis(20)).spawn_on(
+        async move {
+            let mut sig = signal(kind).unwrap();
+            let first = sig.recv().await;
+            let again = sig.recv().await;
+            let next = sig.next().await;
+            (first, again, next)
+        },
+        rt.handle(),
+    );
     let (first, again, next) = block_on_bounded(&rt, task).unwrap();
     let c = first.expect_err("no signal came");
     assert_eq!(c.cause(), Cause::Deadline);
@@ -173,7 +178,9 @@ fn a_cancel_ends_the_wait_and_ctrl_c_reports_it_as_io() {
     assert_eq!(c.reason(), Some("bye"));
     let e = ctrl_c.expect_err("cancelled too");
     assert_eq!(e.kind(), io::ErrorKind::Interrupted);
-    let inner = e.get_ref().and_then(|e| e.downcast_ref::<weft::cancel::Cancelled>());
+    let inner = e
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<weft::cancel::Cancelled>());
     assert_eq!(inner, Some(&c));
     assert_no_live_tasks(&rt);
 }
@@ -192,7 +199,9 @@ fn ctrl_c_completes_on_sigint_once_listening() {
     });
     armed_rx.recv_timeout(common::LIMIT).unwrap();
     raise(SignalKind::interrupt());
-    block_on_bounded(&rt, task).unwrap().expect("SIGINT arrived");
+    block_on_bounded(&rt, task)
+        .unwrap()
+        .expect("SIGINT arrived");
 }
 
 #[test]

@@ -93,7 +93,7 @@ const JOINER_CANCELLED: &str = "the code joining the task group was cancelled";
 /// use weft::cancel::TaskGroup;
 ///
 /// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-/// # rt.block_on(weft::spawn(async {
+/// # rt.block_on(rt.spawn(async {
 /// let mut group = TaskGroup::new();
 /// for i in 0..3 {
 ///     group.spawn(async move { i * 10 });

@@ -307,12 +307,16 @@ pub fn is_cancelled() -> bool {
 ///
 /// ```
 /// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-/// # rt.block_on(weft::spawn(async {
+/// # rt.block_on(rt.spawn(async {
 /// let me = weft::cancel::current().expect("inside a task");
 /// let child = weft::spawn(weft::cancel::cancelled());
 /// me.cancel_with("done here");
-/// assert_eq!(child.await.unwrap().reason(), Some("done here"));
 /// assert!(weft::cancel::is_cancelled());
+/// // Our own await points fail now; inside a shield we can still collect
+/// // the child, which saw the same cancellation.
+/// let limit = std::time::Duration::from_secs(5);
+/// let seen = weft::cancel::shield(limit, child).await.unwrap().unwrap();
+/// assert_eq!(seen.reason(), Some("done here"));
 /// # })).unwrap();
 /// ```
 pub fn current() -> Option<CancelHandle> {

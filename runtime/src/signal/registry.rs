@@ -97,8 +97,13 @@ impl Registry {
         // read end, a handler must never block.
         // SAFETY: `write_fd` is the open descriptor pipe2 just returned.
         let set = unsafe {
-            cvt(libc::fcntl(write_fd, libc::F_GETFL))
-                .and_then(|flags| cvt(libc::fcntl(write_fd, libc::F_SETFL, flags | libc::O_NONBLOCK)))
+            cvt(libc::fcntl(write_fd, libc::F_GETFL)).and_then(|flags| {
+                cvt(libc::fcntl(
+                    write_fd,
+                    libc::F_SETFL,
+                    flags | libc::O_NONBLOCK,
+                ))
+            })
         };
         let slots = (0..=max_signal())
             .map(|_| Slot {

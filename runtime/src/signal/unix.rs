@@ -110,7 +110,10 @@ fn check(signum: libc::c_int) -> io::Result<()> {
     if signum > libc::SIGSYS && signum < libc::SIGRTMIN() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("signal {signum} is reserved by the C library (real-time signals start at {})", libc::SIGRTMIN()),
+            format!(
+                "signal {signum} is reserved by the C library (real-time signals start at {})",
+                libc::SIGRTMIN()
+            ),
         ));
     }
     Ok(())
@@ -134,7 +137,7 @@ fn check(signum: libc::c_int) -> io::Result<()> {
 /// use weft::signal::unix::{signal, SignalKind};
 ///
 /// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-/// # rt.block_on(weft::spawn(async {
+/// # rt.block_on(rt.spawn(async {
 /// let mut hup = signal(SignalKind::hangup())?;
 /// // SAFETY: kill(2) to our own process, for a signal we now listen for.
 /// unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
