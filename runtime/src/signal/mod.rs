@@ -37,6 +37,10 @@
 mod registry;
 pub mod unix;
 
+#[cfg(weft_loom)]
+#[doc(hidden)]
+pub use registry::SignalSlot;
+
 use std::io;
 
 /// Completes on the next `SIGINT` (Ctrl-C) after its first poll.

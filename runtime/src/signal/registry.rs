@@ -105,14 +105,7 @@ impl Registry {
                 ))
             })
         };
-        let slots = (0..=max_signal())
-            .map(|_| Slot {
-                pending: AtomicBool::new(false),
-                deliveries: AtomicU64::new(0),
-                installed: Mutex::new(false),
-                listeners: Mutex::new(Slab::new()),
-            })
-            .collect();
+        let slots = (0..=max_signal()).map(|_| Slot::new()).collect();
         let spawned = set.and_then(|_| {
             std::thread::Builder::new()
                 .name("weft-signal".into())
@@ -144,7 +137,7 @@ impl Registry {
         let write_fd = self.write_fd;
         let action = move || {
             // Async-signal-safe only: a lock-free store and write(2).
-            slot.pending.store(true, Release);
+            slot.raise();
             let byte = 1u8;
             // SAFETY: `write_fd` stays open for the life of the process
             // (the registry is never dropped); `byte` is a valid 1-byte
@@ -163,23 +156,7 @@ impl Registry {
     /// The dispatcher's scan after a wake byte: publishes and wakes.
     fn scan(&self) {
         for slot in self.slots.iter() {
-            // Relaxed: a hint; a set flag is always swapped below.
-            if !slot.pending.load(Relaxed) {
-                continue;
-            }
-            // Acquire: pairs with the handler's Release store.
-            if slot.pending.swap(false, Acquire) {
-                // Release: a listener that reads the new count (Acquire)
-                // knows the delivery happened.
-                slot.deliveries.fetch_add(1, Release);
-                let wakers: Vec<Waker> = lock(&slot.listeners)
-                    .iter_mut()
-                    .filter_map(|(_, w)| w.take())
-                    .collect();
-                for waker in wakers {
-                    waker.wake();
-                }
-            }
+            slot.publish();
         }
     }
 }
@@ -205,6 +182,42 @@ fn dispatch(read_fd: RawFd) {
 }
 
 impl Slot {
+    pub(super) fn new() -> Slot {
+        Slot {
+            pending: AtomicBool::new(false),
+            deliveries: AtomicU64::new(0),
+            installed: Mutex::new(false),
+            listeners: Mutex::new(Slab::new()),
+        }
+    }
+
+    /// The handler's part (async-signal-safe: one lock-free store).
+    pub(super) fn raise(&self) {
+        // Release: pairs with `publish`'s Acquire swap.
+        self.pending.store(true, Release);
+    }
+
+    /// The dispatcher's part, after a wake byte: if the handler ran since
+    /// the last time, counts a delivery and wakes the listeners. True if
+    /// it did.
+    pub(super) fn publish(&self) -> bool {
+        // Relaxed: a hint; a set flag is always swapped below.
+        if !self.pending.load(Relaxed) || !self.pending.swap(false, Acquire) {
+            return false;
+        }
+        // Release: a listener that reads the new count (Acquire) knows the
+        // delivery happened. Before the lock (see the protocol, 4).
+        self.deliveries.fetch_add(1, Release);
+        let wakers: Vec<Waker> = lock(&self.listeners)
+            .iter_mut()
+            .filter_map(|(_, w)| w.take())
+            .collect();
+        for waker in wakers {
+            waker.wake();
+        }
+        true
+    }
+
     /// A new listener: its slab key and the deliveries it has seen.
     pub(super) fn listen(&self) -> (usize, u64) {
         let mut listeners = lock(&self.listeners);
@@ -236,5 +249,59 @@ impl Slot {
     /// Listeners registered now (for tests: none leaked).
     pub(super) fn listener_count(&self) -> usize {
         lock(&self.listeners).len()
+    }
+}
+
+/// A slot on its own, for the loom model of the handler / dispatcher /
+/// listener protocol (`loom-tests/tests/signal.rs`).
+#[cfg(weft_loom)]
+pub struct SignalSlot(Slot);
+
+#[cfg(weft_loom)]
+impl Default for SignalSlot {
+    fn default() -> Self {
+        SignalSlot::new()
+    }
+}
+
+#[cfg(weft_loom)]
+impl std::fmt::Debug for SignalSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalSlot").finish_non_exhaustive()
+    }
+}
+
+#[cfg(weft_loom)]
+impl SignalSlot {
+    /// An empty slot.
+    pub fn new() -> SignalSlot {
+        SignalSlot(Slot::new())
+    }
+    fn slot(&self) -> &Slot {
+        &self.0
+    }
+    /// The handler's part.
+    pub fn raise(&self) {
+        self.slot().raise()
+    }
+    /// The dispatcher's part.
+    pub fn publish(&self) -> bool {
+        self.slot().publish()
+    }
+    /// A new listener: its key and the count it has seen.
+    pub fn listen(&self) -> (usize, u64) {
+        self.slot().listen()
+    }
+    /// A listener's poll: the new count, or `None` after storing the waker.
+    pub fn poll(&self, key: usize, seen: u64, waker: &Waker) -> Option<u64> {
+        self.slot().poll(key, seen, Some(waker))
+    }
+    /// Drops a listener.
+    pub fn unlisten(&self, key: usize) {
+        self.slot().unlisten(key)
+    }
+    /// Listeners registered.
+    pub fn listener_count(&self) -> usize {
+        self.slot().listener_count()
     }
 }
