@@ -191,6 +191,11 @@ impl<T: Send + 'static> TaskGroup<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
+        // Before a key is handed to a guard: a spawn that panicked after
+        // that would leave a stale key in the queue.
+        if !context::with_current_handle(|handle| handle.is_some()) {
+            panic!("`TaskGroup::spawn` called outside a weft runtime");
+        }
         if self.reap {
             self.reap_now();
         }
@@ -233,9 +238,10 @@ impl<T: Send + 'static> TaskGroup<T> {
             parent: Some(self.node.clone()),
             ..SpawnOptions::default()
         };
-        let handle = context::with_current_handle(|handle| match handle {
-            Some(handle) => handle.spawn_with(child, Id::next(), &opts),
-            None => panic!("`TaskGroup::spawn` called outside a weft runtime"),
+        let handle = context::with_current_handle(|handle| {
+            handle
+                .expect("checked above")
+                .spawn_with(child, Id::next(), &opts)
         });
         entry.insert((self.next_seq, handle));
         self.next_seq += 1;
