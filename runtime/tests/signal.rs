@@ -41,7 +41,6 @@ fn every_listener_sees_each_delivery() {
     let rt = rt(2);
     let kind = SignalKind::user_defined1();
     let before = __listener_count(kind);
-    let ready = Flag::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut tasks = Vec::new();
     for i in 0..LISTENERS {
@@ -54,7 +53,6 @@ fn every_listener_sees_each_delivery() {
             }
         }));
     }
-    ready.set();
     assert_eq!(__listener_count(kind), before + LISTENERS);
     for round in 0..2 {
         raise(kind);
@@ -222,4 +220,38 @@ fn signals_that_cannot_be_listened_for_are_refused() {
     }
     // A real-time signal is fine.
     assert!(signal(SignalKind::from_raw(libc::SIGRTMIN() + 2)).is_ok());
+}
+
+#[test]
+fn a_delivery_during_a_cancelled_wait_is_kept_for_the_next_recv() {
+    let _serial = serial();
+    let rt = rt(1);
+    let kind = SignalKind::user_defined1();
+    let out = block_on_bounded(
+        &rt,
+        rt.spawn(async move {
+            let mut sig = signal(kind).unwrap();
+            let inner = weft::cancel::scope(async {
+                weft::cancel::current().unwrap().cancel();
+                raise(kind);
+                // Give the dispatcher time to publish it.
+                std::thread::sleep(Duration::from_millis(20));
+                sig.recv().await
+            })
+            .await;
+            // Out of the cancelled scope: the delivery is still there.
+            let after = weft::time::timeout(Duration::from_secs(5), sig.recv()).await;
+            (inner, after)
+        }),
+    )
+    .unwrap();
+    assert_eq!(out.0.unwrap_err().cause(), Cause::Explicit);
+    out.1.expect("not elapsed").expect("delivered");
+}
+
+#[test]
+fn listeners_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<weft::signal::unix::Signal>();
+    send_sync::<SignalKind>();
 }
