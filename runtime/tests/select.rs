@@ -276,3 +276,80 @@ fn try_join_returns_the_first_error_and_drops_the_rest() {
     let ok = run(async { weft::try_join!(async { Ok::<_, ()>(1) }, async { Ok::<_, ()>("a") }) });
     assert_eq!(ok, Ok((1, "a")));
 }
+
+/// 64 branches, tokio's limit, within the default recursion limit.
+async fn sixty_four(k: u32) -> u32 {
+    weft::select! {
+        Some(x) = ready(Some(0u32)), if 0 == k => x,
+        Some(x) = ready(Some(1u32)), if 1 == k => x,
+        Some(x) = ready(Some(2u32)), if 2 == k => x,
+        Some(x) = ready(Some(3u32)), if 3 == k => x,
+        Some(x) = ready(Some(4u32)), if 4 == k => x,
+        Some(x) = ready(Some(5u32)), if 5 == k => x,
+        Some(x) = ready(Some(6u32)), if 6 == k => x,
+        Some(x) = ready(Some(7u32)), if 7 == k => x,
+        Some(x) = ready(Some(8u32)), if 8 == k => x,
+        Some(x) = ready(Some(9u32)), if 9 == k => x,
+        Some(x) = ready(Some(10u32)), if 10 == k => x,
+        Some(x) = ready(Some(11u32)), if 11 == k => x,
+        Some(x) = ready(Some(12u32)), if 12 == k => x,
+        Some(x) = ready(Some(13u32)), if 13 == k => x,
+        Some(x) = ready(Some(14u32)), if 14 == k => x,
+        Some(x) = ready(Some(15u32)), if 15 == k => x,
+        Some(x) = ready(Some(16u32)), if 16 == k => x,
+        Some(x) = ready(Some(17u32)), if 17 == k => x,
+        Some(x) = ready(Some(18u32)), if 18 == k => x,
+        Some(x) = ready(Some(19u32)), if 19 == k => x,
+        Some(x) = ready(Some(20u32)), if 20 == k => x,
+        Some(x) = ready(Some(21u32)), if 21 == k => x,
+        Some(x) = ready(Some(22u32)), if 22 == k => x,
+        Some(x) = ready(Some(23u32)), if 23 == k => x,
+        Some(x) = ready(Some(24u32)), if 24 == k => x,
+        Some(x) = ready(Some(25u32)), if 25 == k => x,
+        Some(x) = ready(Some(26u32)), if 26 == k => x,
+        Some(x) = ready(Some(27u32)), if 27 == k => x,
+        Some(x) = ready(Some(28u32)), if 28 == k => x,
+        Some(x) = ready(Some(29u32)), if 29 == k => x,
+        Some(x) = ready(Some(30u32)), if 30 == k => x,
+        Some(x) = ready(Some(31u32)), if 31 == k => x,
+        Some(x) = ready(Some(32u32)), if 32 == k => x,
+        Some(x) = ready(Some(33u32)), if 33 == k => x,
+        Some(x) = ready(Some(34u32)), if 34 == k => x,
+        Some(x) = ready(Some(35u32)), if 35 == k => x,
+        Some(x) = ready(Some(36u32)), if 36 == k => x,
+        Some(x) = ready(Some(37u32)), if 37 == k => x,
+        Some(x) = ready(Some(38u32)), if 38 == k => x,
+        Some(x) = ready(Some(39u32)), if 39 == k => x,
+        Some(x) = ready(Some(40u32)), if 40 == k => x,
+        Some(x) = ready(Some(41u32)), if 41 == k => x,
+        Some(x) = ready(Some(42u32)), if 42 == k => x,
+        Some(x) = ready(Some(43u32)), if 43 == k => x,
+        Some(x) = ready(Some(44u32)), if 44 == k => x,
+        Some(x) = ready(Some(45u32)), if 45 == k => x,
+        Some(x) = ready(Some(46u32)), if 46 == k => x,
+        Some(x) = ready(Some(47u32)), if 47 == k => x,
+        Some(x) = ready(Some(48u32)), if 48 == k => x,
+        Some(x) = ready(Some(49u32)), if 49 == k => x,
+        Some(x) = ready(Some(50u32)), if 50 == k => x,
+        Some(x) = ready(Some(51u32)), if 51 == k => x,
+        Some(x) = ready(Some(52u32)), if 52 == k => x,
+        Some(x) = ready(Some(53u32)), if 53 == k => x,
+        Some(x) = ready(Some(54u32)), if 54 == k => x,
+        Some(x) = ready(Some(55u32)), if 55 == k => x,
+        Some(x) = ready(Some(56u32)), if 56 == k => x,
+        Some(x) = ready(Some(57u32)), if 57 == k => x,
+        Some(x) = ready(Some(58u32)), if 58 == k => x,
+        Some(x) = ready(Some(59u32)), if 59 == k => x,
+        Some(x) = ready(Some(60u32)), if 60 == k => x,
+        Some(x) = ready(Some(61u32)), if 61 == k => x,
+        Some(x) = ready(Some(62u32)), if 62 == k => x,
+        Some(x) = ready(Some(63u32)), if 63 == k => x,
+    }
+}
+
+#[test]
+fn sixty_four_branches_compile_and_pick_the_enabled_one() {
+    for k in [0, 1, 31, 63] {
+        assert_eq!(run(sixty_four(k)), k);
+    }
+}

@@ -38,7 +38,10 @@
 /// Why not futures-util's `select!`: it spells `biased;` as
 /// `select_biased!` and `else` as `complete`/`default`, and it needs every
 /// future to be `FusedFuture` (neither `async` blocks nor weft's futures
-/// are), so code moved from tokio would not compile. Up to 64 branches.
+/// are), so code moved from tokio would not compile. Up to 64 branches,
+/// as tokio (patterns of more than three token trees, such as
+/// `Message::Data(x)`, use more of the macro recursion limit: beyond ~40
+/// such branches, raise `#![recursion_limit]`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -86,6 +89,81 @@ macro_rules! __weft_select {
     };
     (@parse $b:tt $done:tt $d:tt else => $h:expr $(,)?) => {
         $crate::__weft_select!(@emit $b $done $d { $h })
+    };
+    // --- branches whose pattern is 1 to 3 token trees (nearly all): one
+    // step per branch, so 64 branches stay within the default recursion
+    // limit. Longer patterns are read token by token (`@pat`).
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr, if $c:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr, if $c:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr, if $c:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr, if $c:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) )
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] (true) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt = $f:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1] (true) ($f) { $h } ($($d)*) }] ($($d)* _) )
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr, if $c:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr, if $c:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr, if $c:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr, if $c:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) )
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] (true) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt = $f:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2] (true) ($f) { $h } ($($d)*) }] ($($d)* _) )
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr, if $c:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr, if $c:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] ($c) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr, if $c:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr, if $c:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] ($c) ($f) { $h } ($($d)*) }] ($($d)* _) )
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr => { $($h:tt)* }, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr => { $($h:tt)* } $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] (true) ($f) { $($h)* } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr => $h:expr, $($rest:tt)*) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] (true) ($f) { $h } ($($d)*) }] ($($d)* _) $($rest)*)
+    };
+    (@parse $b:tt [$($done:tt)*] ($($d:tt)*) $p1:tt $p2:tt $p3:tt = $f:expr => $h:expr) => {
+        $crate::__weft_select!(@parse $b [$($done)* { fut [$p1 $p2 $p3] (true) ($f) { $h } ($($d)*) }] ($($d)* _) )
     };
     (@parse $b:tt $done:tt $d:tt $($rest:tt)+) => {
         $crate::__weft_select!(@pat $b $done $d [] $($rest)+)
@@ -207,6 +285,14 @@ macro_rules! __weft_select {
 #[macro_export]
 macro_rules! __weft_select_wrap {
     (() $($x:tt)*) => { $crate::__private::Either::Left($($x)*) };
+    // Four levels a step: the depth adds to the parser's.
+    ((_ _ _ _ $($d:tt)*) $($x:tt)*) => {
+        $crate::__private::Either::Right($crate::__private::Either::Right(
+            $crate::__private::Either::Right($crate::__private::Either::Right(
+                $crate::__weft_select_wrap!(($($d)*) $($x)*),
+            )),
+        ))
+    };
     ((_ $($d:tt)*) $($x:tt)*) => {
         $crate::__private::Either::Right($crate::__weft_select_wrap!(($($d)*) $($x)*))
     };
@@ -217,6 +303,13 @@ macro_rules! __weft_select_wrap {
 #[macro_export]
 macro_rules! __weft_select_end {
     (() $($x:tt)*) => { $($x)* };
+    ((_ _ _ _ $($d:tt)*) $($x:tt)*) => {
+        $crate::__private::Either::Right($crate::__private::Either::Right(
+            $crate::__private::Either::Right($crate::__private::Either::Right(
+                $crate::__weft_select_end!(($($d)*) $($x)*),
+            )),
+        ))
+    };
     ((_ $($d:tt)*) $($x:tt)*) => {
         $crate::__private::Either::Right($crate::__weft_select_end!(($($d)*) $($x)*))
     };
