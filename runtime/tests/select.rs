@@ -353,3 +353,50 @@ fn sixty_four_branches_compile_and_pick_the_enabled_one() {
         assert_eq!(run(sixty_four(k)), k);
     }
 }
+
+#[derive(Debug)]
+#[allow(dead_code)] // `Quit` is only matched against.
+enum Message {
+    Data(u32),
+    Point { x: u32, y: u32 },
+    Quit,
+}
+
+#[test]
+fn every_pattern_shape_works() {
+    let out = run(async {
+        let mut seen = Vec::new();
+        // A path pattern of four token trees (the token-by-token parser).
+        seen.push(weft::select! {
+            biased;
+            Message::Data(mut v) = ready(Message::Data(1)) => { v += 1; v }
+            else => 0,
+        });
+        seen.push(weft::select! {
+            biased;
+            Message::Point { x, y: 4 } = ready(Message::Point { x: 3, y: 4 }) => x,
+            else => 0,
+        });
+        // Refused, then an or-pattern and a binding with `@`.
+        seen.push(weft::select! {
+            biased;
+            Message::Quit = ready(Message::Data(9)) => 100,
+            1 | 5 = ready(5u32) => 5,
+        });
+        seen.push(weft::select! {
+            n @ 6..=9 = ready(7u32) => n,
+            else => 0,
+        });
+        // A pinned future by `&mut`, polled again by a second select.
+        let mut slow = Box::pin(sleep_free_later());
+        let first = weft::select! {
+            biased;
+            r = &mut slow => r.unwrap(),
+            v = ready(8u32) => v,
+        };
+        seen.push(first);
+        seen.push(weft::select! { r = &mut slow => r.unwrap() });
+        seen
+    });
+    assert_eq!(out, vec![2, 3, 5, 7, 8, 9]);
+}
