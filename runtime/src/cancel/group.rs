@@ -81,6 +81,12 @@ const JOINER_CANCELLED: &str = "the code joining the task group was cancelled";
 ///   they saw) are returned, not an error. A child that ignores its
 ///   cancellation therefore holds the joiner up; bound such code with
 ///   `abort` or a `shield`.
+/// - **Bound a join with the task's deadline, not with `time::timeout`.**
+///   A `timeout` ends its future by dropping it at the deadline, and
+///   dropping `join_all` drops the group: the children are cancelled but
+///   their results are gone. Give the deadline to the joining task
+///   (`task::Builder::timeout`), or cancel the group from a timer through
+///   [`cancel_handle`](Self::cancel_handle) and keep joining.
 /// - Dropping the group cancels (cooperatively) the children that are left.
 /// - With [`cancel_on_error`](Self::cancel_on_error), the first child that
 ///   fails (an `Err`/`None` output per [`Outcome`], or a panic) cancels its
