@@ -32,6 +32,8 @@
 //! driver: a process may run several weft runtimes (or none yet) and a
 //! signal belongs to the process, and both drivers get the same path. It
 //! costs one blocked thread and two fds, from the first listener on.
+//! A child made by `fork` without `exec` has the handlers and the pipe but
+//! not the thread: listeners there are never woken (as with tokio).
 
 use std::{io, os::fd::RawFd, sync::OnceLock, task::Waker};
 
