@@ -13,3 +13,6 @@
 
 #[allow(dead_code)] // the primitives that use it land next
 pub(crate) mod wait_list;
+
+mod channel_wait;
+pub mod oneshot;
