@@ -15,4 +15,5 @@
 pub(crate) mod wait_list;
 
 mod channel_wait;
+pub mod mpsc;
 pub mod oneshot;

@@ -175,9 +175,9 @@ impl<T> Inner<T> {
         match prev {
             Ok(prev) => {
                 if prev & RX_TASK_SET != 0 {
-                    // SAFETY: `RX_TASK_SET` was set and `VALUE_SENT` now
-                    // is: the receiver no longer writes its slot.
                     self.rx_task.with(|w| {
+                        // SAFETY: `RX_TASK_SET` was set and `VALUE_SENT`
+                        // now is: the receiver no longer writes its slot.
                         if let Some(w) = unsafe { &*w } {
                             w.wake_by_ref()
                         }
@@ -205,12 +205,11 @@ impl<T> Inner<T> {
         // waker (if `TX_TASK_SET`) visible; Release orders our waker writes.
         let prev = self.state.fetch_or(CLOSED, AcqRel);
         if prev & (TX_TASK_SET | VALUE_SENT) == TX_TASK_SET {
-            // SAFETY: the sender set `TX_TASK_SET` and is not done, and it
-            // never writes its slot while the bit is set... unless it is
-            // clearing it right now; then it sees `CLOSED` in the word it
-            // gets back and leaves the slot alone until it sets the bit
-            // back, so reading here is safe.
             self.tx_task.with(|w| {
+                // SAFETY: `TX_TASK_SET` was set when `CLOSED` went in: the
+                // sender writes its slot only after clearing the bit and
+                // seeing `CLOSED` clear in the word it got back, which can
+                // no longer happen.
                 if let Some(w) = unsafe { &*w } {
                     w.wake_by_ref()
                 }
@@ -269,9 +268,11 @@ impl<T> Sender<T> {
         }
         if state & TX_TASK_SET != 0 {
             // SAFETY: reading our own slot is always allowed.
-            let same = inner
-                .tx_task
-                .with(|w| unsafe { &*w }.as_ref().is_some_and(|w| w.will_wake(cx.waker())));
+            let same = inner.tx_task.with(|w| {
+                unsafe { &*w }
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+            });
             if same {
                 return Poll::Pending;
             }
