@@ -267,8 +267,8 @@ impl<T> Sender<T> {
             return Poll::Ready(Err(c));
         }
         if state & TX_TASK_SET != 0 {
-            // SAFETY: reading our own slot is always allowed.
             let same = inner.tx_task.with(|w| {
+                // SAFETY: reading our own slot is always allowed.
                 unsafe { &*w }
                     .as_ref()
                     .is_some_and(|w| w.will_wake(cx.waker()))
