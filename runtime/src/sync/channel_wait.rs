@@ -13,6 +13,7 @@
 use std::{
     future::Future,
     pin::pin,
+    ptr::NonNull,
     sync::Arc as StdArc,
     task::{Context, Poll, Wake, Waker},
 };
@@ -21,6 +22,7 @@ use crate::{
     cancel::{self, Cancelled},
     context,
     facade::{lock, Condvar, Mutex},
+    sync::wait_list::{WaitList, Waiter},
 };
 
 /// Step 2: the scope's cancellation, if any. Arms no timer.
@@ -84,4 +86,98 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
         }
         *woken = false;
     }
+}
+
+/// A wait future's node in a list of plain wake-ups (`WaitList<()>`): the
+/// channel wakes every linked node (it unlinks them) when something changes,
+/// and the future re-checks the channel when polled.
+///
+/// The owner must call [`leave`](Self::leave) with the list's lock before
+/// the node goes away (the futures do it in their `Drop`), and must not move
+/// it while linked (the futures holding it are `!Unpin` and only reach it
+/// pinned).
+pub(crate) struct WaitNode {
+    node: std::cell::UnsafeCell<Waiter<()>>,
+    /// Linked at our last look (a waker may have unlinked it since).
+    linked: bool,
+}
+
+// SAFETY: the node is only touched under its list's lock.
+unsafe impl Send for WaitNode {}
+// SAFETY: `&WaitNode` reaches nothing.
+unsafe impl Sync for WaitNode {}
+
+impl WaitNode {
+    pub(crate) fn new() -> WaitNode {
+        WaitNode {
+            node: std::cell::UnsafeCell::new(Waiter::new(())),
+            linked: false,
+        }
+    }
+
+    fn ptr(&self) -> NonNull<Waiter<()>> {
+        // SAFETY: a pointer to our own field is never null.
+        unsafe { NonNull::new_unchecked(self.node.get()) }
+    }
+
+    /// Links the node (if it is not linked) with `waker`. `list` is the
+    /// guarded list of the one lock this node is ever used with.
+    ///
+    /// # Safety
+    /// The node stays where it is until [`leave`](Self::leave) is called
+    /// with the same lock.
+    pub(crate) unsafe fn link(&mut self, list: &mut WaitList<()>, waker: &Waker) {
+        // SAFETY: we hold the list's lock (the caller has `&mut` of the
+        // guarded list); the node is ours and pinned per the caller.
+        unsafe {
+            let node = &mut *self.node.get();
+            node.set_waker(waker);
+            if !node.is_queued() {
+                list.push_back(self.ptr());
+            }
+        }
+        self.linked = true;
+    }
+
+    /// Unlinks the node if it is linked.
+    pub(crate) fn leave(&mut self, lock_of_list: &Mutex<WaitList<()>>) {
+        if self.linked {
+            self.leave_locked(&mut lock(lock_of_list));
+        }
+    }
+
+    /// True if the node may be linked (to skip taking the lock).
+    pub(crate) fn is_linked(&self) -> bool {
+        self.linked
+    }
+
+    /// Unlinks the node if it is linked into `list`, whose lock the caller
+    /// holds (the one list this node is ever used with).
+    pub(crate) fn leave_locked(&mut self, list: &mut WaitList<()>) {
+        if !self.linked {
+            return;
+        }
+        self.linked = false;
+        // SAFETY: our node, only ever linked into this list, under its lock.
+        unsafe { list.remove(self.ptr()) };
+    }
+}
+
+impl std::fmt::Debug for WaitNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitNode")
+            .field("linked", &self.linked)
+            .finish()
+    }
+}
+
+/// Unlinks every node of `list` and wakes it. Called under the list's
+/// lock: a wake only queues the task, so this allocates nothing and cannot
+/// re-enter the lock.
+pub(crate) fn wake_all(list: &mut WaitList<()>) {
+    list.drain(|w| {
+        if let Some(waker) = w.waker.take() {
+            waker.wake();
+        }
+    });
 }
