@@ -22,7 +22,7 @@ use common::{assert_no_live_tasks, block_on_bounded, rt, DropCounter, Flag};
 use weft::{
     cancel::{scope, Cause},
     runtime::Runtime,
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot, watch},
     task::Builder,
     time::{sleep, timeout},
 };
@@ -535,5 +535,186 @@ fn racing_senders_and_a_dropped_receiver_drop_each_value_once() {
             block_on_bounded(&rt, p).unwrap();
         }
         assert_eq!(drops.get(), made.load(SeqCst), "each value dropped once");
+    }
+}
+
+// ------------------------------------------------------------------ watch
+
+#[test]
+fn watch_changed_interrupted_by_deadline_and_cancel_marks_nothing_seen() {
+    let rt = rt(2);
+    let (tx, rx) = watch::channel(0u32);
+    // A task deadline.
+    let (first, rx) = block_on_bounded(
+        &rt,
+        Builder::new().timeout(SHORT).spawn_on(
+            async move {
+                let mut rx = rx;
+                let r = rx.changed().await;
+                (r, rx)
+            },
+            rt.handle(),
+        ),
+    )
+    .unwrap();
+    let err = first.expect_err("deadline");
+    assert!(
+        matches!(&err, watch::RecvError::Cancelled(c) if c.is_deadline()),
+        "{err:?}"
+    );
+    // An explicit cancel.
+    let started = Flag::new();
+    let s = started.clone();
+    let (second, mut rx) = cancel_after_start(&rt, &started, async move {
+        let mut rx = rx;
+        s.set();
+        let r = rx.changed().await;
+        (r, rx)
+    });
+    let err = second.expect_err("cancelled");
+    assert!(is_cancelled_by(&err, Cause::Explicit), "{err:?}");
+    tx.send(1).unwrap();
+    assert_eq!(rx.has_changed(), Ok(true));
+    in_task(&rt, async move {
+        // A cancelled scope with a change there: still cancelled, and the
+        // change stays unseen.
+        let s = scope(async { rx.changed().await });
+        s.handle().cancel();
+        assert!(matches!(s.await, Err(watch::RecvError::Cancelled(_))));
+        assert_eq!(rx.has_changed(), Ok(true), "the cancelled wait saw nothing");
+        rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), 1);
+        let waited = timeout(SHORT, rx.changed()).await;
+        assert!(matches!(waited, Err(_) | Ok(Err(_))));
+        drop(tx);
+        assert_eq!(rx.changed().await, Err(watch::RecvError::Closed));
+    });
+}
+
+#[test]
+fn watch_receivers_wake_on_every_send_and_the_sender_sees_them_go() {
+    let rt = rt(2);
+    in_task(&rt, async {
+        let (tx, rx) = watch::channel(0u32);
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let mut rx = rx.clone();
+            waiters.push(weft::spawn(async move {
+                rx.wait_for(|v| *v >= 5).await.map(|v| *v)
+            }));
+        }
+        drop(rx);
+        assert_eq!(tx.receiver_count(), 3);
+        for i in 1..=5 {
+            sleep(Duration::from_millis(1)).await.unwrap();
+            tx.send_modify(|v| *v = i);
+        }
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), Ok(5));
+        }
+        tx.closed().await.unwrap();
+        assert!(tx.is_closed());
+        assert_eq!(tx.send(6), Err(watch::SendError(6)));
+    });
+}
+
+// -------------------------------------------------------------- broadcast
+
+#[test]
+fn broadcast_recv_interrupted_by_deadline_and_cancel_reads_nothing() {
+    let rt = rt(2);
+    let (tx, rx) = broadcast::channel::<u32>(4);
+    let (first, rx) = block_on_bounded(
+        &rt,
+        Builder::new().timeout(SHORT).spawn_on(
+            async move {
+                let mut rx = rx;
+                let r = rx.recv().await;
+                (r, rx)
+            },
+            rt.handle(),
+        ),
+    )
+    .unwrap();
+    assert!(
+        matches!(&first, Err(broadcast::RecvError::Cancelled(c)) if c.is_deadline()),
+        "{first:?}"
+    );
+    let started = Flag::new();
+    let s = started.clone();
+    let (second, mut rx) = cancel_after_start(&rt, &started, async move {
+        let mut rx = rx;
+        s.set();
+        let r = rx.recv().await;
+        (r, rx)
+    });
+    let err = second.expect_err("cancelled");
+    assert!(is_cancelled_by(&err, Cause::Explicit), "{err:?}");
+    tx.send(1).unwrap();
+    in_task(&rt, async move {
+        let s = scope(async { rx.recv().await });
+        s.handle().cancel();
+        assert!(matches!(s.await, Err(broadcast::RecvError::Cancelled(_))));
+        let waited = timeout(SHORT, async {
+            assert_eq!(rx.recv().await, Ok(1), "the value was still there");
+            rx.recv().await
+        })
+        .await;
+        assert!(matches!(waited, Err(_) | Ok(Err(_))));
+        tx.send(2).unwrap();
+        assert_eq!(rx.recv().await, Ok(2));
+        drop(tx);
+        assert_eq!(rx.recv().await, Err(broadcast::RecvError::Closed));
+    });
+}
+
+#[test]
+fn broadcast_every_receiver_gets_every_value_and_a_slow_one_lags() {
+    let rt = rt(2);
+    in_task(&rt, async {
+        let (tx, mut fast) = broadcast::channel::<u32>(4);
+        let mut slow = tx.subscribe();
+        assert_eq!(tx.receiver_count(), 2);
+        for i in 0..10 {
+            assert_eq!(tx.send(i), Ok(2));
+            assert_eq!(fast.recv().await, Ok(i));
+        }
+        assert_eq!(slow.len(), 4);
+        assert_eq!(slow.recv().await, Err(broadcast::RecvError::Lagged(6)));
+        for i in 6..10 {
+            assert_eq!(slow.recv().await, Ok(i));
+        }
+        assert_eq!(slow.try_recv(), Err(broadcast::TryRecvError::Empty));
+        let mut late = slow.resubscribe();
+        tx.send(10).unwrap();
+        assert_eq!(late.recv().await, Ok(10));
+        drop((fast, slow, late));
+        assert_eq!(tx.send(11), Err(broadcast::SendError(11)));
+    });
+}
+
+#[test]
+fn broadcast_and_watch_drop_their_values_exactly_once() {
+    let drops = DropCounter::new();
+    {
+        let (tx, rx) = broadcast::channel(4);
+        for _ in 0..10 {
+            tx.send(Arc::new(drops.token())).unwrap();
+        }
+        assert_eq!(drops.get(), 6, "overwritten values are dropped");
+        drop(rx);
+        assert_eq!(tx.send(Arc::new(drops.token())).map_err(drop), Err(()));
+        assert_eq!(drops.get(), 7);
+        drop(tx);
+        assert_eq!(drops.get(), 11);
+    }
+    {
+        let (tx, rx) = watch::channel(drops.token());
+        tx.send(drops.token()).unwrap();
+        assert_eq!(drops.get(), 12);
+        drop(tx.send_replace(drops.token()));
+        assert_eq!(drops.get(), 13);
+        drop((tx, rx));
+        assert_eq!(drops.get(), 14);
     }
 }
