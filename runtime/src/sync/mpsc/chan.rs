@@ -8,8 +8,8 @@
 //!   [`ARMED`], through [`REGISTERING`].
 //! - [`ARMED`]: the waker is stored; the next notifier takes it.
 //! - [`WAKING`]: a notifier won the CAS from `ARMED` and is reading the
-//!   waker; it stores `IDLE` after. A receiver that finds `WAKING` does not
-//!   touch the slot: it is being woken anyway.
+//!   waker; it stores `IDLE` right after. A receiver that finds `WAKING`
+//!   waits for that store before it touches the slot.
 //!
 //! A sender publishes (a slot's `ready`, the sender count, the close flag),
 //! then `fence(SeqCst)`, then reads `rx_state`; the receiver arms (a CAS to
@@ -170,25 +170,26 @@ impl<T, S: Capacity> Chan<T, S> {
         }
     }
 
-    /// Arms the receiver's waker. False if a notifier is waking it now.
-    fn arm(&self, waker: &Waker) -> bool {
-        let state = self.rx_state.load(Acquire);
-        if state == ARMED {
-            // Win the slot back from the notifiers before touching it.
+    /// Arms the receiver's waker. A notifier in `WAKING` is a few
+    /// instructions from storing `IDLE`: wait for it rather than touch the
+    /// slot it reads.
+    fn arm(&self, waker: &Waker) {
+        let mut step = 0;
+        loop {
+            let state = self.rx_state.load(Acquire);
+            if state == WAKING {
+                list::backoff(&mut step);
+                continue;
+            }
+            debug_assert!(state == IDLE || state == ARMED, "one receiver arms");
+            // Acquire: a notifier's `IDLE` store, after its read of the slot.
             if self
                 .rx_state
-                .compare_exchange(ARMED, REGISTERING, Acquire, Relaxed)
-                .is_err()
+                .compare_exchange(state, REGISTERING, Acquire, Relaxed)
+                .is_ok()
             {
-                return false;
+                break;
             }
-        } else if state != IDLE
-            || self
-                .rx_state
-                .compare_exchange(IDLE, REGISTERING, Acquire, Relaxed)
-                .is_err()
-        {
-            return false;
         }
         // SAFETY: `REGISTERING` is ours: no notifier reads the slot.
         self.rx_waker.with_mut(|w| unsafe {
@@ -200,7 +201,6 @@ impl<T, S: Capacity> Chan<T, S> {
         self.rx_state.store(ARMED, Release);
         // SeqCst fence: see the module doc.
         fence(SeqCst);
-        true
     }
 
     /// Disarms after the receiver found a value anyway, so later sends
@@ -277,11 +277,7 @@ impl<T, S: Capacity> Chan<T, S> {
             restore.made_progress();
             return Poll::Ready(Err(RecvFail::Cancelled(c)));
         }
-        if !self.arm(cx.waker()) {
-            // A notifier is waking us right now: poll again soon.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
+        self.arm(cx.waker());
         // SAFETY: per the caller.
         match unsafe { self.try_pop() } {
             Ok(Some(v)) => {

@@ -108,7 +108,7 @@ pub(super) fn list<T>() -> (Tail<T>, Head<T>) {
 }
 
 /// Lets another thread finish its step (loom needs an explicit yield).
-fn backoff(step: &mut u32) {
+pub(super) fn backoff(step: &mut u32) {
     #[cfg(weft_loom)]
     {
         let _ = step;
