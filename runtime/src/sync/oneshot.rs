@@ -9,19 +9,19 @@
 //! ```
 //!
 //! # Protocol
-//! One allocation per channel (an `Arc` of [`Inner`]) and none per wait.
+//! One allocation per channel (an `Arc` of `Inner`) and none per wait.
 //! The channel's state is one atomic word of four bits:
-//! - [`VALUE_SENT`]: the sender is done: it stored the value (or dropped
+//! - `VALUE_SENT`: the sender is done: it stored the value (or dropped
 //!   without sending; then the slot is empty). Set once, by the sender,
-//!   only while [`CLOSED`] is clear. After it the sender touches neither the
+//!   only while `CLOSED` is clear. After it the sender touches neither the
 //!   value nor its own waker slot, and the receiver may take the value.
-//! - [`CLOSED`]: the receiver is done (closed or dropped). Set once, by the
+//! - `CLOSED`: the receiver is done (closed or dropped). Set once, by the
 //!   receiver. A send that finds it set takes its value back and returns it.
-//! - [`RX_TASK_SET`]: the receiver's waker slot holds a waker the sender
+//! - `RX_TASK_SET`: the receiver's waker slot holds a waker the sender
 //!   must wake when it sets `VALUE_SENT`. The receiver writes the slot only
 //!   while the bit is clear; the sender reads it only after seeing the bit
 //!   in the word its own `VALUE_SENT` transition returned.
-//! - [`TX_TASK_SET`]: the same for the sender's waker, which the receiver
+//! - `TX_TASK_SET`: the same for the sender's waker, which the receiver
 //!   wakes when it sets `CLOSED` (for [`Sender::closed`]).
 //!
 //! To change its waker a side clears its bit first; if the word it gets back

@@ -13,14 +13,14 @@
 //! # Protocol
 //! - The value sits behind a reader-writer lock. `state` holds the version
 //!   (`state >> 1`, bumped by every send after the value is written, with
-//!   Release) and [`CLOSED`] (the sender is gone).
+//!   Release) and `CLOSED` (the sender is gone).
 //! - Each receiver remembers the version it saw last; a change is a newer
 //!   version in `state`.
 //! - A receiver waiting in [`Receiver::changed`] links a node (in its future:
 //!   no allocation per wait) into `rx_waiters`, after re-checking `state`
 //!   under that list's lock. A send bumps the version first, then takes the
 //!   lock and wakes every linked node, so a waiter either sees the new
-//!   version or is woken. The sender's drop sets [`CLOSED`] the same way.
+//!   version or is woken. The sender's drop sets `CLOSED` the same way.
 //! - [`Sender::closed`] waits in `tx_waiters` for the receiver count to reach
 //!   zero; the last receiver's drop wakes it the same way.
 //!
