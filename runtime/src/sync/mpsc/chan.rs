@@ -33,8 +33,8 @@ use crate::{
         lock, Mutex, UnsafeCell,
     },
     sync::{
-        channel_wait::{before_wait, scope_cancelled},
-        wait_list::{WaitList, Waiter},
+        channel_wait::{before_wait, scope_cancelled, wake_all, WaitNode},
+        wait_list::WaitList,
     },
 };
 
@@ -302,15 +302,7 @@ impl<T, S: Capacity> Chan<T, S> {
         }
         self.tail.close();
         self.capacity.close();
-        let mut wakers = Vec::new();
-        lock(&self.closed_waiters).drain(|w| {
-            if let Some(waker) = w.waker.take() {
-                wakers.push(waker);
-            }
-        });
-        for waker in wakers {
-            waker.wake();
-        }
+        wake_all(&mut lock(&self.closed_waiters));
     }
 
     /// Drops every queued value.
@@ -326,83 +318,48 @@ impl<T, S: Capacity> Chan<T, S> {
     }
 
     /// Waits until the receiver closes (for `Sender::closed`).
-    pub(super) fn poll_closed(
+    ///
+    /// # Safety
+    /// `node` is pinned in its future, used with this channel only, and
+    /// leaves (`WaitNode::leave` with `closed_waiters()`) before it goes.
+    pub(super) unsafe fn poll_closed(
         &self,
-        node: &mut ClosedWaiter,
+        node: &mut WaitNode,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Cancelled>> {
         let restore = std::task::ready!(coop::poll_proceed(cx));
         if let Some(c) = scope_cancelled() {
-            node.leave(self);
+            node.leave(&self.closed_waiters);
             restore.made_progress();
             return Poll::Ready(Err(c));
         }
         if self.is_rx_closed() {
-            node.leave(self);
+            node.leave(&self.closed_waiters);
             restore.made_progress();
             return Poll::Ready(Ok(()));
         }
         if let Some(c) = before_wait() {
-            node.leave(self);
+            node.leave(&self.closed_waiters);
             restore.made_progress();
             return Poll::Ready(Err(c));
         }
         let mut waiters = lock(&self.closed_waiters);
         // Under the lock: `close_rx` sets the flag before draining.
         if self.is_rx_closed() {
-            drop(waiters);
-            node.leave(self);
+            node.leave_locked(&mut waiters);
             restore.made_progress();
             return Poll::Ready(Ok(()));
         }
-        // SAFETY: the node is pinned in its future (`ClosedWaiter` is
-        // only polled pinned) and unlinked before it goes away; we hold the
-        // lock.
-        unsafe {
-            let w = &mut *node.node.get();
-            w.set_waker(cx.waker());
-            if !w.is_queued() {
-                waiters.push_back(node.ptr());
-            }
-        }
-        node.linked = true;
+        // SAFETY: per the caller.
+        unsafe { node.link(&mut waiters, cx.waker()) };
         Poll::Pending
     }
 }
 
-/// The node of a `Sender::closed` wait.
-pub(super) struct ClosedWaiter {
-    node: std::cell::UnsafeCell<Waiter<()>>,
-    linked: bool,
-}
-
-// SAFETY: the node is only touched under the channel's lock.
-unsafe impl Send for ClosedWaiter {}
-// SAFETY: `&ClosedWaiter` reaches nothing.
-unsafe impl Sync for ClosedWaiter {}
-
-impl ClosedWaiter {
-    pub(super) fn new() -> ClosedWaiter {
-        ClosedWaiter {
-            node: std::cell::UnsafeCell::new(Waiter::new(())),
-            linked: false,
-        }
-    }
-
-    fn ptr(&self) -> std::ptr::NonNull<Waiter<()>> {
-        // SAFETY: a pointer to our own field is never null.
-        unsafe { std::ptr::NonNull::new_unchecked(self.node.get()) }
-    }
-
-    /// Unlinks the node if it is linked.
-    pub(super) fn leave<T, S>(&mut self, chan: &Chan<T, S>) {
-        if !self.linked {
-            return;
-        }
-        self.linked = false;
-        let mut waiters = lock(&chan.closed_waiters);
-        // SAFETY: our node, under the lock.
-        unsafe { waiters.remove(self.ptr()) };
+impl<T, S> Chan<T, S> {
+    /// The list `Sender::closed` waits in.
+    pub(super) fn closed_waiters(&self) -> &Mutex<WaitList<()>> {
+        &self.closed_waiters
     }
 }
 

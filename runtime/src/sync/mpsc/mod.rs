@@ -79,9 +79,9 @@ use std::{
 pub use self::error::{RecvError, SendError, TryRecvError, TrySendError};
 use self::{
     bounded::{AcquireError, Semaphore, TryAcquireError},
-    chan::{Capacity, Chan, ClosedWaiter, RecvFail, Unbounded},
+    chan::{Capacity, Chan, RecvFail, Unbounded},
 };
-use super::channel_wait::block_on;
+use super::channel_wait::{block_on, WaitNode};
 use crate::{cancel::Cancelled, facade::Arc};
 
 /// A bounded channel holding at most `capacity` messages; senders wait
@@ -486,7 +486,7 @@ impl<T> fmt::Debug for OwnedPermit<T> {
 /// node is linked into the channel's list while it waits.
 struct Closed<'a, T, S> {
     chan: &'a Chan<T, S>,
-    node: ClosedWaiter,
+    node: WaitNode,
     _pin: PhantomPinned,
 }
 
@@ -494,7 +494,7 @@ impl<'a, T, S: Capacity> Closed<'a, T, S> {
     fn new(chan: &'a Chan<T, S>) -> Self {
         Closed {
             chan,
-            node: ClosedWaiter::new(),
+            node: WaitNode::new(),
             _pin: PhantomPinned,
         }
     }
@@ -506,13 +506,15 @@ impl<T, S: Capacity> Future for Closed<'_, T, S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: the node is never moved out of the pinned future.
         let this = unsafe { self.get_unchecked_mut() };
-        this.chan.poll_closed(&mut this.node, cx)
+        // SAFETY: the node is pinned with us, only used with this channel,
+        // and leaves in our `Drop`.
+        unsafe { this.chan.poll_closed(&mut this.node, cx) }
     }
 }
 
 impl<T, S> Drop for Closed<'_, T, S> {
     fn drop(&mut self) {
-        self.node.leave(self.chan);
+        self.node.leave(self.chan.closed_waiters());
     }
 }
 
