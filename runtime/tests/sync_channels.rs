@@ -273,6 +273,22 @@ fn mpsc_send_waiting_for_capacity_cancelled_gives_the_value_and_the_slot_back() 
 }
 
 #[test]
+fn mpsc_send_timeout_gives_the_value_back_and_the_slot_stays() {
+    let rt = rt(2);
+    in_task(&rt, async {
+        let (tx, mut rx) = mpsc::channel::<u32>(1);
+        tx.send_timeout(1, SHORT).await.unwrap();
+        let err = tx.send_timeout(2, SHORT).await.unwrap_err();
+        assert!(matches!(err, mpsc::SendTimeoutError::Timeout(2)), "{err:?}");
+        assert_eq!(rx.recv().await, Ok(1));
+        assert_eq!(tx.capacity(), 1);
+        drop(rx);
+        let err = tx.send_timeout(3, SHORT).await.unwrap_err();
+        assert!(matches!(err, mpsc::SendTimeoutError::Closed(3)), "{err:?}");
+    });
+}
+
+#[test]
 fn mpsc_waiting_senders_get_capacity_in_order_after_one_leaves() {
     let rt = rt(2);
     in_task(&rt, async {

@@ -134,6 +134,24 @@ impl<T, S: Capacity> Chan<T, S> {
         self.tx_count.fetch_add(1, Relaxed);
     }
 
+    /// A new sender from a weak one: false if every sender is gone (the
+    /// stream has ended and stays ended).
+    pub(super) fn try_add_sender(&self) -> bool {
+        let mut count = self.tx_count.load(Relaxed);
+        loop {
+            if count == 0 {
+                return false;
+            }
+            match self
+                .tx_count
+                .compare_exchange_weak(count, count + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => count = now,
+            }
+        }
+    }
+
     /// A sender went; the last one wakes the receiver to see the end.
     pub(super) fn drop_sender(&self) {
         // AcqRel: every send of every sender happens before the receiver's

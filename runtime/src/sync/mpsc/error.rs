@@ -114,6 +114,53 @@ impl<T> From<SendError<T>> for TrySendError<T> {
     }
 }
 
+/// A [`send_timeout`](super::Sender::send_timeout) that did not queue its
+/// value, which it gives back.
+#[derive(PartialEq, Eq, Clone)]
+#[non_exhaustive]
+pub enum SendTimeoutError<T> {
+    /// No capacity freed up within the timeout.
+    Timeout(T),
+    /// The receiver was dropped or closed.
+    Closed(T),
+    /// The sending task's scope was cancelled (or its deadline passed)
+    /// first.
+    Cancelled(T, Cancelled),
+}
+
+impl<T> SendTimeoutError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(v)
+            | SendTimeoutError::Closed(v)
+            | SendTimeoutError::Cancelled(v, _) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+            SendTimeoutError::Cancelled(_, c) => f.debug_tuple("Cancelled").field(c).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("timed out waiting on send operation"),
+            SendTimeoutError::Closed(_) => f.write_str("channel closed"),
+            SendTimeoutError::Cancelled(_, c) => write!(f, "send cancelled: {c}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendTimeoutError<T> {}
+
 /// A receive that returned no message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -76,7 +76,7 @@ use std::{
     task::{Context, Poll},
 };
 
-pub use self::error::{RecvError, SendError, TryRecvError, TrySendError};
+pub use self::error::{RecvError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 use self::{
     bounded::{AcquireError, Semaphore, TryAcquireError},
     chan::{Capacity, Chan, RecvFail, Unbounded},
@@ -125,6 +125,48 @@ pub struct UnboundedReceiver<T> {
     rx: Rx<T, Unbounded>,
 }
 
+/// A bounded channel's sender that does not count: the receiver sees the
+/// channel closed once every [`Sender`] is gone, weak ones included.
+/// [`upgrade`](Self::upgrade) gives a sender while one is alive.
+pub struct WeakSender<T> {
+    chan: Arc<Chan<T, Semaphore>>,
+}
+
+/// [`WeakSender`] for an unbounded channel.
+pub struct WeakUnboundedSender<T> {
+    chan: Arc<Chan<T, Unbounded>>,
+}
+
+macro_rules! weak_sender {
+    ($weak:ident, $strong:ident) => {
+        impl<T> $weak<T> {
+            /// A sender, if any sender is still alive.
+            pub fn upgrade(&self) -> Option<$strong<T>> {
+                self.chan.try_add_sender().then(|| $strong {
+                    chan: self.chan.clone(),
+                })
+            }
+        }
+
+        impl<T> Clone for $weak<T> {
+            fn clone(&self) -> Self {
+                $weak {
+                    chan: self.chan.clone(),
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $weak<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($weak)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+weak_sender!(WeakSender, Sender);
+weak_sender!(WeakUnboundedSender, UnboundedSender);
+
 /// Capacity reserved in a bounded channel: sending through it never waits.
 /// Dropped unused, it returns the capacity.
 pub struct Permit<'a, T> {
@@ -151,6 +193,31 @@ impl<T> Sender<T> {
             }),
             Err(AcquireError::Closed) => Err(SendError::Closed(value)),
             Err(AcquireError::Cancelled(c)) => Err(SendError::Cancelled(value, c)),
+        }
+    }
+
+    /// As [`send`](Self::send), giving up (and the value back) if no
+    /// capacity frees up within `timeout`.
+    pub async fn send_timeout(
+        &self,
+        value: T,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendTimeoutError<T>> {
+        match crate::time::timeout(timeout, self.chan.capacity.acquire()).await {
+            Ok(Ok(())) => self.chan.push(value).map_err(|v| {
+                self.chan.capacity.release();
+                SendTimeoutError::Closed(v)
+            }),
+            Ok(Err(AcquireError::Closed)) => Err(SendTimeoutError::Closed(value)),
+            Ok(Err(AcquireError::Cancelled(c))) => Err(SendTimeoutError::Cancelled(value, c)),
+            Err(_elapsed) => Err(SendTimeoutError::Timeout(value)),
+        }
+    }
+
+    /// A sender that does not keep the channel open; see [`WeakSender`].
+    pub fn downgrade(&self) -> WeakSender<T> {
+        WeakSender {
+            chan: self.chan.clone(),
         }
     }
 
@@ -235,6 +302,14 @@ impl<T> Sender<T> {
 }
 
 impl<T> UnboundedSender<T> {
+    /// A sender that does not keep the channel open; see
+    /// [`WeakUnboundedSender`].
+    pub fn downgrade(&self) -> WeakUnboundedSender<T> {
+        WeakUnboundedSender {
+            chan: self.chan.clone(),
+        }
+    }
+
     /// Queues `value`; `Err` (with the value) if the receiver is gone.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.chan.push(value).map_err(SendError::Closed)

@@ -106,3 +106,19 @@ fn a_granted_waiter_dropped_hands_the_slot_on() {
     assert_eq!(rx.try_recv(), Ok(3));
     assert_eq!(tx.capacity(), 1);
 }
+
+#[test]
+fn a_weak_sender_upgrades_only_while_a_sender_lives() {
+    let (tx, mut rx) = channel::<u8>(1);
+    let weak = tx.downgrade();
+    let strong = weak.upgrade().expect("a sender is alive");
+    drop(tx);
+    strong.try_send(1).unwrap();
+    drop(strong);
+    assert!(weak.upgrade().is_none(), "every sender is gone");
+    assert_eq!(rx.try_recv(), Ok(1));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    let (utx, _urx) = unbounded_channel::<u8>();
+    let uweak = utx.downgrade();
+    assert!(uweak.upgrade().is_some_and(|s| s.same_channel(&utx)));
+}
