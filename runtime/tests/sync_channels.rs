@@ -734,3 +734,61 @@ fn broadcast_and_watch_drop_their_values_exactly_once() {
         assert_eq!(drops.get(), 14);
     }
 }
+
+#[test]
+fn mpsc_senders_cut_off_by_deadlines_lose_and_double_nothing() {
+    const PRODUCERS: u64 = 6;
+    let rt = rt(2);
+    let (tx, mut rx) = mpsc::channel::<u64>(2);
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let tx = tx.clone();
+            // Deadlines spread over a few ms, while the consumer is slow:
+            // senders are cut off while queued, some after being granted
+            // a slot.
+            Builder::new()
+                .timeout(Duration::from_millis(2 + 3 * p))
+                .spawn_on(
+                    async move {
+                        let mut sent = Vec::new();
+                        for i in 0.. {
+                            match tx.send(p << 32 | i).await {
+                                Ok(()) => sent.push(p << 32 | i),
+                                Err(e) => {
+                                    assert!(e.cancelled().is_some_and(|c| c.is_deadline()));
+                                    assert_eq!(e.into_inner(), p << 32 | i, "the value came back");
+                                    break;
+                                }
+                            }
+                        }
+                        sent
+                    },
+                    rt.handle(),
+                )
+        })
+        .collect();
+    let consumer = rt.spawn(async move {
+        let mut got = Vec::new();
+        while let Ok(v) = rx.recv().await {
+            got.push(v);
+            if got.len() % 4 == 0 {
+                weft::task::yield_now().await;
+            }
+        }
+        got
+    });
+    let mut sent = Vec::new();
+    for p in producers {
+        sent.extend(block_on_bounded(&rt, p).unwrap());
+    }
+    assert!(
+        common::eventually(|| tx.capacity() == tx.max_capacity()),
+        "every slot came back once the consumer drained the queue"
+    );
+    drop(tx);
+    let mut got = block_on_bounded(&rt, consumer).unwrap();
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got, sent, "every value sent arrived exactly once");
+    assert!(!sent.is_empty());
+}

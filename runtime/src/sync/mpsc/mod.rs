@@ -33,6 +33,17 @@
 //! [`SendError::Cancelled`], [`TrySendError`]); waits that have no value
 //! to return ([`Sender::closed`]) return `Result<(), Cancelled>`.
 //!
+//! The other differences a tokio user meets:
+//! - `recv_many`, `poll_recv` and `blocking_recv` return a `Result` too
+//!   (`recv_many`: `Ok(n)`, never `Ok(0)` except for a `limit` of 0).
+//! - [`SendError`] is an enum (closed / cancelled): `e.0` becomes
+//!   [`e.into_inner()`](SendError::into_inner).
+//! - A message sent through a [`Permit`] reserved before the receiver's
+//!   `close()` is dropped (tokio delivers it); plain sends after the close
+//!   get their value back in both.
+//! - `try_recv` returns `Empty` while the next message's sender is between
+//!   claiming its slot and writing it (tokio waits for the write).
+//!
 //! # Protocol
 //! - The queue (`list.rs`): a lock-free linked list of 31-slot blocks;
 //!   senders claim a slot with a CAS on the tail, write it, mark it ready;
