@@ -323,6 +323,15 @@ impl<T, S: Capacity> Chan<T, S> {
         wake_all(&mut lock(&self.closed_waiters));
     }
 
+    /// Messages queued (including ones still being written).
+    ///
+    /// # Safety
+    /// Only the receiver calls it.
+    pub(super) unsafe fn len(&self) -> usize {
+        // SAFETY: per the caller, no one moves the head meanwhile.
+        self.head.with(|h| unsafe { (*h).len(&self.tail) })
+    }
+
     /// Drops every queued value.
     ///
     /// # Safety

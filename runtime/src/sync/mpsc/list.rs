@@ -107,6 +107,11 @@ pub(super) fn list<T>() -> (Tail<T>, Head<T>) {
     )
 }
 
+/// Slots before position `index` (positions count the marker offsets).
+fn slots_before(index: usize) -> usize {
+    index / LAP * BLOCK_CAP + (index % LAP).min(BLOCK_CAP)
+}
+
 /// Lets another thread finish its step (loom needs an explicit yield).
 pub(super) fn backoff(step: &mut u32) {
     #[cfg(weft_loom)]
@@ -194,6 +199,11 @@ impl<T> Tail<T> {
         self.index.load(Acquire) >> SHIFT == head
     }
 
+    /// Slots claimed so far (written or being written).
+    fn claimed(&self) -> usize {
+        slots_before(self.index.load(Acquire) >> SHIFT)
+    }
+
     /// Closes the list: later pushes fail.
     pub(super) fn close(&self) {
         // AcqRel: a claim that succeeded before is visible to the popper's
@@ -235,6 +245,12 @@ impl<T> Head<T> {
             self.index += 1;
         }
         Pop::Value(value)
+    }
+
+    /// Values claimed and not popped yet (including ones still being
+    /// written).
+    pub(super) fn len(&self, tail: &Tail<T>) -> usize {
+        tail.claimed().saturating_sub(slots_before(self.index))
     }
 
     /// Frees the head block. Called with the channel, when no sender is

@@ -442,6 +442,11 @@ impl<T, S: Capacity> Rx<T, S> {
     fn is_closed(&self) -> bool {
         self.chan.is_rx_closed() || self.chan.sender_count() == 0
     }
+
+    fn len(&self) -> usize {
+        // SAFETY: `&self` of the one receiver: nobody pops meanwhile.
+        unsafe { self.chan.len() }
+    }
 }
 
 impl<T, S: Capacity> Drop for Rx<T, S> {
@@ -504,6 +509,16 @@ macro_rules! receiver_methods {
             /// [`Permit`] reserved before the close is dropped.
             pub fn close(&mut self) {
                 self.rx.chan.close_rx();
+            }
+
+            /// Messages queued now (a snapshot: senders may add more).
+            pub fn len(&self) -> usize {
+                self.rx.len()
+            }
+
+            /// True if no message is queued now.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
             }
 
             /// True once no message can arrive any more: every sender is

@@ -13,9 +13,12 @@ fn messages_cross_block_boundaries_in_order() {
         for i in 0..100 {
             tx.send(round * 100 + i).unwrap();
         }
+        assert_eq!(rx.len(), 100);
         for i in 0..100 {
             assert_eq!(rx.try_recv(), Ok(round * 100 + i));
+            assert_eq!(rx.len(), 99 - i as usize);
         }
+        assert!(rx.is_empty());
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
     drop(tx);
