@@ -792,3 +792,32 @@ fn mpsc_senders_cut_off_by_deadlines_lose_and_double_nothing() {
     assert_eq!(got, sent, "every value sent arrived exactly once");
     assert!(!sent.is_empty());
 }
+
+#[test]
+fn channel_handles_and_their_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<oneshot::Sender<u8>>();
+    send_sync::<oneshot::Receiver<u8>>();
+    send_sync::<mpsc::Sender<u8>>();
+    send_sync::<mpsc::Receiver<u8>>();
+    send_sync::<mpsc::UnboundedSender<u8>>();
+    send_sync::<mpsc::UnboundedReceiver<u8>>();
+    send_sync::<mpsc::WeakSender<u8>>();
+    send_sync::<mpsc::OwnedPermit<u8>>();
+    send_sync::<broadcast::Sender<u8>>();
+    send_sync::<broadcast::Receiver<u8>>();
+    send_sync::<watch::Sender<u8>>();
+    send_sync::<watch::Receiver<u8>>();
+    let (tx, mut rx) = mpsc::channel::<u8>(1);
+    send(&tx.send(1));
+    send(&tx.reserve());
+    send(&tx.closed());
+    send(&rx.recv());
+    let (btx, mut brx) = broadcast::channel::<u8>(1);
+    send(&brx.recv());
+    drop(btx);
+    let (wtx, mut wrx) = watch::channel(0u8);
+    send(&wrx.changed());
+    send(&wtx.closed());
+}
