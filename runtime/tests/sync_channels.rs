@@ -508,15 +508,29 @@ fn values_left_in_channels_are_dropped_exactly_once() {
         assert_eq!(drops.get(), 211);
     }
     {
+        // A permit reserved before the receiver closed: its value is
+        // dropped (documented), once, and the slot comes back.
+        let (tx, mut rx) = mpsc::channel(2);
+        let permit = tx.try_reserve().unwrap();
+        rx.close();
+        permit.send(drops.token());
+        assert_eq!(drops.get(), 212);
+        assert_eq!(tx.capacity(), 2);
+        assert_eq!(
+            rx.try_recv().map(drop),
+            Err(mpsc::TryRecvError::Disconnected)
+        );
+    }
+    {
         let (tx, rx) = oneshot::channel();
         tx.send(drops.token()).unwrap();
-        assert_eq!(drops.get(), 211);
-        drop(rx);
         assert_eq!(drops.get(), 212);
+        drop(rx);
+        assert_eq!(drops.get(), 213);
         let (tx, rx) = oneshot::channel();
         drop(rx);
         drop(tx.send(drops.token()).unwrap_err());
-        assert_eq!(drops.get(), 213);
+        assert_eq!(drops.get(), 214);
     }
 }
 
