@@ -51,8 +51,11 @@ fn concurrent_pushes_across_a_block_arrive_once() {
         // and the next block's first, one of them installing that block.
         tx.send(0).unwrap();
         let tx2 = tx.clone();
-        let a = thread::spawn(move || tx.send(1).unwrap());
-        let b = thread::spawn(move || tx2.send(2).unwrap());
+        let a = thread::spawn(move || tx2.send(1).unwrap());
+        // Races `a` for the block's last slot; the loser waits for the
+        // winner to install the next block.
+        tx.send(2).unwrap();
+        drop(tx);
         let mut got = Vec::new();
         for _ in 0..3 {
             got.push(loom::future::block_on(rx.recv()).expect("three values"));
@@ -61,7 +64,6 @@ fn concurrent_pushes_across_a_block_arrive_once() {
         got.sort_unstable();
         assert_eq!(got, [0, 1, 2], "each value once");
         a.join().unwrap();
-        b.join().unwrap();
         assert_eq!(
             loom::future::block_on(rx.recv()),
             Err(mpsc::RecvError::Closed)
