@@ -13,3 +13,9 @@
 
 #[allow(dead_code)] // the primitives that use it land next
 pub(crate) mod wait_list;
+
+pub mod broadcast;
+mod channel_wait;
+pub mod mpsc;
+pub mod oneshot;
+pub mod watch;
