@@ -11,5 +11,9 @@
 //! was given (a permit, a message, a notification) to the next waiter, so
 //! nothing is lost and nothing is delivered twice.
 
-#[allow(dead_code)] // the primitives that use it land next
 pub(crate) mod wait_list;
+
+pub mod error;
+mod semaphore;
+
+pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
