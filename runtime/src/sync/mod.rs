@@ -14,6 +14,12 @@
 pub(crate) mod wait_list;
 
 pub mod error;
+mod mutex;
+mod rwlock;
 mod semaphore;
 
-pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+pub use self::{
+    mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard},
+    rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit},
+};
