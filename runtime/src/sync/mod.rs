@@ -15,11 +15,13 @@ pub(crate) mod wait_list;
 
 pub mod error;
 mod mutex;
+mod notify;
 mod rwlock;
 mod semaphore;
 
 pub use self::{
     mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard},
+    notify::{Notified, Notify},
     rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit},
 };
