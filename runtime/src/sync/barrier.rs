@@ -196,9 +196,8 @@ impl Future for BarrierWait<'_> {
                     return Poll::Ready(Ok(BarrierWaitResult(true)));
                 }
                 drop(state);
-                // About to wait: the task gets a node that wakes it on
-                // cancel, and the scope's deadline timer is armed.
-                cancel::with_current_scope(|_| ());
+                // About to wait: arm the scope's deadline timer (no node is
+                // made: see "Waking a cancelled waiter" in `semaphore.rs`).
                 if let Some(c) = cancel::poll_cancelled(None, true) {
                     restore.made_progress();
                     return Poll::Ready(Err(c));

@@ -37,6 +37,16 @@
 //!   was assigned. Permits held or released after the close still count in
 //!   [`Semaphore::available_permits`].
 //!
+//! - **Waking a cancelled waiter.** Every wait here checks the scope first
+//!   on each poll (`poll_cancelled`), and once more just before linking,
+//!   with `will_wait` so the scope's deadline timer is armed. It makes no
+//!   cancellation node for the current scope, as `sleep` and the socket
+//!   waits make none: a task's node, whenever it is made (by
+//!   `JoinHandle::cancel`, say), wakes the task; a `cancel::scope` wakes
+//!   its future; and a `timeout` whose node was never made ends the wait by
+//!   dropping it (the hand-back rule above). Making that node here would
+//!   cost an allocation per wait under a `timeout`.
+//!
 //! Waking happens after the lock is released, at most [`WAKE_BATCH`] wakers
 //! at a time (the lock is taken again for the next batch), so no allocation
 //! is made by a wait, a release or a close.
@@ -560,9 +570,8 @@ impl Future for Acquire<'_> {
             }
             Err(TryAcquireError::NoPermits) => {}
         }
-        // About to wait: the task gets a node that wakes it on cancel, and
-        // the scope's deadline timer is armed.
-        cancel::with_current_scope(|_| ());
+        // About to wait: arm the scope's deadline timer (no node is
+        // made: see "Waking a cancelled waiter" in `semaphore.rs`).
         if let Some(c) = cancel::poll_cancelled(None, true) {
             restore.made_progress();
             return Poll::Ready(Err(AcquireError::Cancelled(c)));
