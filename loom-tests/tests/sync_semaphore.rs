@@ -4,7 +4,7 @@
 //! assigns it permits — the permits are neither lost nor counted twice; a
 //! release racing a waiter's link — no lost wakeup (a loom deadlock in
 //! `block_on`); a close racing a waiter; a mutex's critical sections never
-//! overlap.
+//! overlap; `OnceCell` and `Barrier`, built on it or on the same lock.
 //!
 //! The wait futures run outside any task, so no scope cancels them: a
 //! cancellation reaches them as their drop (what `timeout`, an abort or the
@@ -22,7 +22,7 @@ use loom::{
     sync::atomic::{AtomicUsize, Ordering::SeqCst},
     thread,
 };
-use weft::sync::{error::AcquireError, Mutex, Semaphore};
+use weft::sync::{error::AcquireError, Barrier, Mutex, OnceCell, Semaphore};
 
 fn poll_noop<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(Waker::noop()))
@@ -131,5 +131,43 @@ fn mutex_sections_never_overlap_and_no_wakeup_is_lost() {
         }
         assert_eq!(counter.load(SeqCst), 2);
         assert!(m.try_lock().is_ok());
+    });
+}
+
+/// `OnceCell` on the semaphore: an initializer dropped mid-way (a cancelled
+/// task) races a waiter, which then initializes the cell itself.
+#[test]
+fn once_cell_dropped_initializer_lets_the_waiter_initialize() {
+    loom::model(|| {
+        let cell = Arc::new(OnceCell::<u32>::new());
+        let dropper = {
+            let cell = cell.clone();
+            thread::spawn(move || {
+                let mut init = Box::pin(cell.get_or_init(std::future::pending));
+                match poll_noop(init.as_mut()) {
+                    Poll::Ready(v) => *v.unwrap(), // the other one was first
+                    Poll::Pending => 0,
+                }
+            })
+        };
+        let mine = *block_on(cell.get_or_init(|| async { 2 })).unwrap();
+        let theirs = dropper.join().unwrap();
+        assert_eq!(mine, 2);
+        assert!(theirs == 0 || theirs == 2);
+        assert_eq!(cell.get(), Some(&2));
+    });
+}
+
+/// `Barrier` of 2 from two threads: both pass, exactly one leads.
+#[test]
+fn barrier_releases_both_with_one_leader() {
+    loom::model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || block_on(b.wait()).unwrap().is_leader())
+        };
+        let me = block_on(b.wait()).unwrap().is_leader();
+        assert!(me != other.join().unwrap());
     });
 }

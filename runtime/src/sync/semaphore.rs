@@ -338,7 +338,9 @@ impl Semaphore {
 
     /// The fast path: one CAS taking `n` permits.
     pub(crate) fn try_acquire_raw(&self, n: usize) -> Result<(), TryAcquireError> {
-        let mut cur = self.state.load(Relaxed);
+        // Acquire (here and on a failed CAS): seeing CLOSED must show what
+        // preceded the close (a `OnceCell`'s value; loom found this).
+        let mut cur = self.state.load(Acquire);
         loop {
             if cur & CLOSED != 0 {
                 return Err(TryAcquireError::Closed);
@@ -351,7 +353,7 @@ impl Semaphore {
             // data).
             match self
                 .state
-                .compare_exchange_weak(cur, cur - (n << SHIFT), Acquire, Relaxed)
+                .compare_exchange_weak(cur, cur - (n << SHIFT), Acquire, Acquire)
             {
                 Ok(_) => return Ok(()),
                 Err(actual) => cur = actual,
