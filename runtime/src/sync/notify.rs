@@ -14,7 +14,9 @@
 //!   appeared meanwhile.
 //! - **A waiter's node** (in its [`Notified`] future) records `calls` as it
 //!   was when `notified()` was called, and a `notification` (`One` or
-//!   `All`) written by whoever pops it, under the lock. A `Notified` whose
+//!   `All`) written by whoever pops it, under the lock, as its last access
+//!   to the node (Release); the waiter reads it without the lock first
+//!   (Acquire), so a woken waiter usually completes without the lock. A `Notified` whose
 //!   recorded `calls` is behind the word's was woken by `notify_waiters`,
 //!   even if it is still linked: `notify_waiters` bumps `calls` under the
 //!   lock, then pops those waiters in batches of
@@ -46,7 +48,10 @@ use crate::{
     cancel::{self, Cancelled},
     coop,
     facade::{
-        atomic::{AtomicUsize, Ordering::SeqCst},
+        atomic::{
+            AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release, SeqCst},
+        },
         lock, Mutex, MutexGuard,
     },
 };
@@ -74,22 +79,24 @@ fn with_state(word: usize, state: usize) -> usize {
     (word & !STATE_MASK) | state
 }
 
-/// How a linked waiter was woken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Notification {
-    /// By a `notify_one`: a permit the waiter owes back if it leaves
-    /// without consuming it.
-    One,
-    /// By a `notify_waiters`.
-    All,
-}
+/// `Slot::notification`: not notified yet.
+const NONE: usize = 0;
+/// Woken by a `notify_one`: a permit the waiter owes back if it leaves
+/// without consuming it.
+const ONE: usize = 1;
+/// Woken by a `notify_waiters`.
+const ALL: usize = 2;
 
 /// A waiter's node value.
 #[derive(Debug)]
 struct Slot {
     /// `calls` when `notified()` was called.
     calls: usize,
-    notification: Option<Notification>,
+    /// [`NONE`], [`ONE`] or [`ALL`]. Written under the lock by whoever pops
+    /// the node, as its **last** access to the node (Release), so the
+    /// waiter may read it without the lock (Acquire) and, seeing it set,
+    /// free the node at once.
+    notification: AtomicUsize,
 }
 
 /// Notifies tasks: tokio's `Notify` API, with every wait an await point of
@@ -150,7 +157,7 @@ impl Notify {
             phase: Phase::Init,
             node: Waiter::new(Slot {
                 calls,
-                notification: None,
+                notification: AtomicUsize::new(NONE),
             }),
         }
     }
@@ -215,14 +222,12 @@ impl Notify {
             // after taking the lock (module protocol).
             let waiter = unsafe { &mut *node.as_ptr() };
             let stale = waiter.value.calls != calls_of(cur);
-            waiter.value.notification = Some(if stale {
-                Notification::All
-            } else {
-                Notification::One
-            });
             if let Some(w) = waiter.waker.take() {
                 wakers.push(w);
             }
+            // Release, and the last access to the node: see `Slot`.
+            let how = if stale { ALL } else { ONE };
+            waiter.value.notification.store(how, Release);
             if list.is_empty() {
                 // Under the lock nobody else changes a WAITING word.
                 cur = with_state(cur, EMPTY);
@@ -259,10 +264,11 @@ impl Notify {
                     break;
                 }
                 list.pop_front();
-                waiter.value.notification = Some(Notification::All);
                 if let Some(w) = waiter.waker.take() {
                     wakers.push(w);
                 }
+                // Release, and the last access to the node: see `Slot`.
+                waiter.value.notification.store(ALL, Release);
             }
             if list.is_empty() {
                 self.set_empty_locked();
@@ -395,6 +401,8 @@ impl Notified<'_> {
                 if let Some(w) = waker {
                     self.node.set_waker(w);
                 }
+                // Unlinked and under the lock: nobody else reads it.
+                self.node.value.notification.store(NONE, Relaxed);
                 // SAFETY: the node is pinned in this future (which unlinks
                 // it in `Drop`), not linked, and we hold the lock.
                 unsafe { list.push_back(NonNull::from(&mut self.node)) };
@@ -402,9 +410,16 @@ impl Notified<'_> {
                 false
             }
             Phase::Waiting => {
+                // Without the lock: the popper's last word (see `Slot`).
+                // Only read here (the field is reset when the node is
+                // linked again): the waiter never writes it without the
+                // lock.
+                if self.node.value.notification.load(Acquire) != NONE {
+                    self.phase = Phase::Done;
+                    return true;
+                }
                 let mut list = lock(&self.notify.waiters);
-                if self.node.value.notification.is_some() {
-                    self.node.value.notification = None;
+                if self.node.value.notification.load(Acquire) != NONE {
                     self.phase = Phase::Done;
                     return true;
                 }
@@ -441,7 +456,7 @@ impl Notified<'_> {
         if unsafe { list.remove(NonNull::from(&mut self.node)) } && list.is_empty() {
             self.notify.set_empty_locked();
         }
-        if self.node.value.notification.take() == Some(Notification::One) {
+        if self.node.value.notification.load(Acquire) == ONE {
             self.notify.notify_one_slow(list);
         }
     }
