@@ -338,6 +338,10 @@ impl Notified<'_> {
     pub fn enable(self: Pin<&mut Self>) -> bool {
         // SAFETY: the node is never moved out of the future.
         let this = unsafe { self.get_unchecked_mut() };
+        if this.phase == Phase::Init && this.try_fast() {
+            this.phase = Phase::Done;
+            return true;
+        }
         this.poll_notified(None)
     }
 
@@ -364,15 +368,13 @@ impl Notified<'_> {
     }
 
     /// True once notified (the phase becomes `Done`); otherwise the node is
-    /// linked, with `waker` if given.
+    /// linked, with `waker` if given. In `Init`, call [`Notified::try_fast`]
+    /// first.
     fn poll_notified(&mut self, waker: Option<&Waker>) -> bool {
         match self.phase {
             Phase::Done => true,
             Phase::Init => {
-                if self.try_fast() {
-                    self.phase = Phase::Done;
-                    return true;
-                }
+                // The caller tried `try_fast` already.
                 let mut list = lock(&self.notify.waiters);
                 let mut cur = self.notify.state.load(SeqCst);
                 loop {

@@ -54,6 +54,7 @@
 use std::{
     fmt,
     future::Future,
+    mem::MaybeUninit,
     pin::Pin,
     ptr::NonNull,
     sync::Arc as StdArc,
@@ -85,16 +86,18 @@ const SHIFT: usize = 2;
 pub(super) const WAKE_BATCH: usize = 32;
 
 /// Wakers gathered under a lock, woken after it is released, in a fixed
-/// array (no allocation).
+/// array (no allocation, and nothing to initialize: a release that wakes
+/// one waiter writes one slot).
 pub(super) struct WakeList {
-    wakers: [Option<Waker>; WAKE_BATCH],
+    /// `wakers[..len]` are initialized.
+    wakers: [MaybeUninit<Waker>; WAKE_BATCH],
     len: usize,
 }
 
 impl WakeList {
     pub(super) fn new() -> WakeList {
         WakeList {
-            wakers: [const { None }; WAKE_BATCH],
+            wakers: [const { MaybeUninit::uninit() }; WAKE_BATCH],
             len: 0,
         }
     }
@@ -106,18 +109,29 @@ impl WakeList {
     /// Keeps `waker` for [`WakeList::wake_all`]; the caller checks
     /// [`WakeList::is_full`] first.
     pub(super) fn push(&mut self, waker: Waker) {
-        debug_assert!(!self.is_full());
-        self.wakers[self.len] = Some(waker);
+        assert!(!self.is_full(), "a full WakeList");
+        self.wakers[self.len].write(waker);
         self.len += 1;
     }
 
     pub(super) fn wake_all(&mut self) {
-        for slot in &mut self.wakers[..self.len] {
-            if let Some(w) = slot.take() {
-                w.wake();
-            }
+        // Taken out first: a panicking waker leaves `len` at 0, and `Drop`
+        // then frees nothing twice (the rest leak, as a panic may).
+        let len = std::mem::replace(&mut self.len, 0);
+        for slot in &self.wakers[..len] {
+            // SAFETY: `wakers[..len]` were written by `push`, and are read
+            // once (`len` is already 0).
+            unsafe { slot.assume_init_read() }.wake();
         }
-        self.len = 0;
+    }
+}
+
+impl Drop for WakeList {
+    fn drop(&mut self) {
+        for slot in &mut self.wakers[..self.len] {
+            // SAFETY: `wakers[..len]` are initialized and not read since.
+            unsafe { slot.assume_init_drop() };
+        }
     }
 }
 
