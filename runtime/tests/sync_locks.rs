@@ -647,3 +647,88 @@ fn once_cell_initializer_cancelled_leaves_it_to_the_next_caller() {
     );
     assert_no_live_tasks(&rt);
 }
+
+// ------------------------------------------------------------ owned & more
+
+#[test]
+fn owned_permits_and_guards_move_into_tasks_and_come_back() {
+    let rt = rt(2);
+    let sem = Arc::new(Semaphore::new(3));
+    let m = Arc::new(Mutex::new(Vec::new()));
+    let (s, mm) = (sem.clone(), m.clone());
+    let left = in_task(&rt, async move {
+        let mut permit = s.clone().acquire_many_owned(2).await.unwrap();
+        let one = permit.split(1).unwrap();
+        assert!(Arc::ptr_eq(one.semaphore(), &s));
+        let guard = mm.clone().lock_owned().await.unwrap();
+        let h = weft::spawn(async move {
+            let mut guard = guard;
+            guard.push(permit.num_permits() + one.num_permits());
+            // Both permits and the guard are dropped here, in another task.
+        });
+        h.await.unwrap();
+        s.available_permits()
+    });
+    assert_eq!(left, 3);
+    assert_eq!(*m.try_lock().unwrap(), [2]);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn notify_waiters_skips_a_cancelled_waiter_and_stores_nothing() {
+    let rt = rt(2);
+    let n = Arc::new(Notify::new());
+    let registered = Arc::new(AtomicUsize::new(0));
+    let spawn_waiter = |n: Arc<Notify>, registered: Arc<AtomicUsize>| {
+        rt.spawn(async move {
+            let mut f = pin!(n.notified());
+            f.as_mut().enable();
+            registered.fetch_add(1, SeqCst);
+            f.await
+        })
+    };
+    let a = spawn_waiter(n.clone(), registered.clone());
+    let b = spawn_waiter(n.clone(), registered.clone());
+    let c = spawn_waiter(n.clone(), registered.clone());
+    assert!(common::eventually(|| registered.load(SeqCst) == 3));
+    b.cancel();
+    assert_eq!(
+        block_on_bounded(&rt, b).unwrap().unwrap_err().cause(),
+        Cause::Explicit
+    );
+    n.notify_waiters();
+    assert_eq!(block_on_bounded(&rt, a).unwrap(), Ok(()));
+    assert_eq!(block_on_bounded(&rt, c).unwrap(), Ok(()));
+    let n2 = n.clone();
+    let pending = in_task(&rt, async move {
+        let mut f = pin!(n2.notified());
+        poll_once(f.as_mut()).await.is_pending()
+    });
+    assert!(pending);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn rwlock_reader_cut_by_deadline_leaves_the_count_exact() {
+    let rt = rt(2);
+    let _in_rt = rt.enter();
+    let l = Arc::new(RwLock::with_max_readers(0u8, 3));
+    let w = l.try_write().unwrap();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let l = l.clone();
+            Builder::new()
+                .timeout(SHORT)
+                .spawn(async move { l.read().await.map(|g| *g) })
+        })
+        .collect();
+    for r in readers {
+        assert!(block_on_bounded(&rt, r).unwrap().unwrap_err().is_deadline());
+    }
+    drop(w);
+    let guards: Vec<_> = (0..3).map(|_| l.try_read().unwrap()).collect();
+    assert!(l.try_read().is_err(), "exactly max_readers readers");
+    drop(guards);
+    assert!(l.try_write().is_ok());
+    assert_no_live_tasks(&rt);
+}
