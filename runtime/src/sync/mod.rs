@@ -27,6 +27,8 @@ pub use self::{
     mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard},
     notify::{Notified, Notify},
     once_cell::OnceCell,
-    rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    rwlock::{
+        OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    },
     semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit},
 };

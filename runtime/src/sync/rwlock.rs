@@ -20,6 +20,7 @@ use std::{
     marker::PhantomData,
     mem::ManuallyDrop,
     ops::{Deref, DerefMut},
+    sync::Arc as StdArc,
 };
 
 use super::{error::TryLockError, mutex::cancelled_only, semaphore::Semaphore};
@@ -124,6 +125,50 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_write(&self) -> Result<RwLockWriteGuard<'_, T>, TryLockError> {
         match self.s.try_acquire_raw(self.max_readers as usize) {
             Ok(()) => Ok(RwLockWriteGuard {
+                lock: self,
+                _marker: PhantomData,
+            }),
+            Err(_) => Err(TryLockError(())),
+        }
+    }
+
+    /// As [`RwLock::read`], with a guard that owns an `Arc` of the lock
+    /// (`'static`, for moving into a task).
+    pub async fn read_owned(self: StdArc<Self>) -> Result<OwnedRwLockReadGuard<T>, Cancelled> {
+        self.s.acquire_raw(1).await.map_err(cancelled_only)?;
+        Ok(OwnedRwLockReadGuard {
+            lock: self,
+            _marker: PhantomData,
+        })
+    }
+
+    /// As [`RwLock::write`], owned.
+    pub async fn write_owned(self: StdArc<Self>) -> Result<OwnedRwLockWriteGuard<T>, Cancelled> {
+        self.s
+            .acquire_raw(self.max_readers as usize)
+            .await
+            .map_err(cancelled_only)?;
+        Ok(OwnedRwLockWriteGuard {
+            lock: self,
+            _marker: PhantomData,
+        })
+    }
+
+    /// As [`RwLock::try_read`], owned.
+    pub fn try_read_owned(self: StdArc<Self>) -> Result<OwnedRwLockReadGuard<T>, TryLockError> {
+        match self.s.try_acquire_raw(1) {
+            Ok(()) => Ok(OwnedRwLockReadGuard {
+                lock: self,
+                _marker: PhantomData,
+            }),
+            Err(_) => Err(TryLockError(())),
+        }
+    }
+
+    /// As [`RwLock::try_write`], owned.
+    pub fn try_write_owned(self: StdArc<Self>) -> Result<OwnedRwLockWriteGuard<T>, TryLockError> {
+        match self.s.try_acquire_raw(self.max_readers as usize) {
+            Ok(()) => Ok(OwnedRwLockWriteGuard {
                 lock: self,
                 _marker: PhantomData,
             }),
@@ -257,6 +302,98 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
     }
 }
 
+/// Shared access to an `Arc<RwLock<T>>`, released when dropped.
+#[must_use = "the lock is released at once if the guard is dropped"]
+pub struct OwnedRwLockReadGuard<T: ?Sized> {
+    lock: StdArc<RwLock<T>>,
+    /// Opts out of the auto traits; the impls below state them as for a
+    /// `&T` shared between threads.
+    _marker: PhantomData<*const T>,
+}
+
+// SAFETY: the guard gives `&T` on the thread it moves to, and the lock's
+// `Arc` is shared with threads that may write (`T: Send`).
+unsafe impl<T: ?Sized + Send + Sync> Send for OwnedRwLockReadGuard<T> {}
+// SAFETY: sharing the guard shares `&T`.
+unsafe impl<T: ?Sized + Send + Sync> Sync for OwnedRwLockReadGuard<T> {}
+
+impl<T: ?Sized> Drop for OwnedRwLockReadGuard<T> {
+    fn drop(&mut self) {
+        self.lock.s.release(1);
+    }
+}
+
+impl<T: ?Sized> Deref for OwnedRwLockReadGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a reader's permit excludes writers.
+        unsafe { &*self.lock.c.get() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for OwnedRwLockReadGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Exclusive access to an `Arc<RwLock<T>>`, released when dropped.
+#[must_use = "the lock is released at once if the guard is dropped"]
+pub struct OwnedRwLockWriteGuard<T: ?Sized> {
+    lock: StdArc<RwLock<T>>,
+    /// Opts out of the auto traits; the impls below state them as for a
+    /// `&mut T`.
+    _marker: PhantomData<*mut T>,
+}
+
+// SAFETY: the guard gives `&mut T` on the thread it moves to; the `Arc` is
+// shared with readers on other threads (`T: Sync`).
+unsafe impl<T: ?Sized + Send + Sync> Send for OwnedRwLockWriteGuard<T> {}
+// SAFETY: sharing the guard shares `&T`.
+unsafe impl<T: ?Sized + Send + Sync> Sync for OwnedRwLockWriteGuard<T> {}
+
+impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
+    /// Turns exclusive access into shared access without letting a writer
+    /// in between.
+    pub fn downgrade(this: Self) -> OwnedRwLockReadGuard<T> {
+        let this = ManuallyDrop::new(this);
+        // SAFETY: `this` is never dropped, so its `Arc` is moved out once.
+        let lock = unsafe { std::ptr::read(&this.lock) };
+        lock.s.release(lock.max_readers as usize - 1);
+        OwnedRwLockReadGuard {
+            lock,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Drop for OwnedRwLockWriteGuard<T> {
+    fn drop(&mut self) {
+        self.lock.s.release(self.lock.max_readers as usize);
+    }
+}
+
+impl<T: ?Sized> Deref for OwnedRwLockWriteGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the writer holds every permit.
+        unsafe { &*self.lock.c.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for OwnedRwLockWriteGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the writer holds every permit.
+        unsafe { &mut *self.lock.c.get() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for OwnedRwLockWriteGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 #[cfg(all(test, not(weft_loom)))]
 mod tests {
     use std::{
@@ -276,6 +413,27 @@ mod tests {
         send_sync::<RwLock<u32>>();
         send_sync::<RwLockReadGuard<'static, u32>>();
         send_sync::<RwLockWriteGuard<'static, u32>>();
+        send_sync::<OwnedRwLockReadGuard<u32>>();
+        send_sync::<OwnedRwLockWriteGuard<u32>>();
+    }
+
+    #[test]
+    fn owned_guards_and_owned_downgrade() {
+        let lock = StdArc::new(RwLock::new(1));
+        let mut w = lock.clone().try_write_owned().unwrap();
+        *w += 1;
+        assert!(lock.clone().try_read_owned().is_err());
+        let r = OwnedRwLockWriteGuard::downgrade(w);
+        let r2 = lock.clone().try_read_owned().unwrap();
+        assert_eq!((*r, *r2), (2, 2));
+        assert!(lock.try_write().is_err());
+        drop((r, r2));
+        assert_eq!(
+            StdArc::strong_count(&lock),
+            1,
+            "the guards gave their Arcs back"
+        );
+        assert_eq!(*lock.try_write().unwrap(), 2);
     }
 
     #[test]
