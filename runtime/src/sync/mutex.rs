@@ -37,6 +37,12 @@ use crate::cancel::Cancelled;
 /// await point of the task's scope (see the [module docs](super)).
 ///
 /// Fair: tasks get the lock in the order they asked for it.
+///
+/// # Errors
+/// `lock().await` is `Result<MutexGuard, Cancelled>`: where tokio's `lock`
+/// cannot fail, weft's fails only when the task's scope is cancelled or
+/// past its deadline, and says why ([`Cancelled::cause`]). There is no
+/// poisoning. `try_lock` fails with [`TryLockError`].
 pub struct Mutex<T: ?Sized> {
     s: Semaphore,
     c: UnsafeCell<T>,
