@@ -140,6 +140,27 @@ impl Drop for WakeList {
 ///
 /// Waiters are served in FIFO order; a waiter for many permits holds back
 /// the ones behind it until it has them all.
+///
+/// ```
+/// # weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap().block_on(async {
+/// use std::{sync::Arc, time::Duration};
+/// use weft::sync::Semaphore;
+///
+/// let sem = Arc::new(Semaphore::new(1));
+/// let held = sem.clone().acquire_owned().await.unwrap();
+/// // A task whose deadline passes while it waits for the permit.
+/// let waiter = weft::task::Builder::new()
+///     .timeout(Duration::from_millis(10))
+///     .spawn({
+///         let sem = sem.clone();
+///         async move { sem.acquire().await.map(|_| ()) }
+///     });
+/// let err = waiter.await.unwrap().unwrap_err();
+/// assert!(err.cancelled().unwrap().is_deadline());
+/// drop(held);
+/// assert_eq!(sem.available_permits(), 1);
+/// # });
+/// ```
 pub struct Semaphore {
     state: AtomicUsize,
     waiters: Mutex<WaitList<usize>>,
