@@ -732,3 +732,94 @@ fn rwlock_reader_cut_by_deadline_leaves_the_count_exact() {
     assert!(l.try_write().is_ok());
     assert_no_live_tasks(&rt);
 }
+
+/// `timeout` and `cancel::scope` around the waits not covered above (the
+/// RwLock's, the Barrier's, the OnceCell's), each leaving the primitive as
+/// it was; a second wait in the cancelled scope fails again.
+#[test]
+fn rwlock_barrier_once_cell_waits_cut_by_timeout_and_scope() {
+    let rt = rt(2);
+    let l = Arc::new(RwLock::new(0u32));
+    let b = Arc::new(Barrier::new(2));
+    let cell = Arc::new(OnceCell::<u32>::new());
+    let (l2, b2, c2) = (l.clone(), b.clone(), cell.clone());
+    in_task(&rt, async move {
+        // RwLock: a writer waiting behind a reader, then a reader waiting
+        // behind a writer.
+        let r = l2.read().await.unwrap();
+        assert!(timeout(SHORT, l2.write()).await.is_err());
+        drop(r);
+        let w = l2.write().await.unwrap();
+        let sc = scope(async {
+            let first = l2.read().await.map(|_| ());
+            (first, l2.read().await.map(|_| ()))
+        });
+        let h = sc.handle();
+        weft::spawn(async move {
+            let _ = sleep(Duration::from_millis(5)).await;
+            h.cancel();
+        });
+        let (first, again) = sc.await;
+        assert_eq!(first.unwrap_err().cause(), Cause::Explicit);
+        assert_eq!(again.unwrap_err().cause(), Cause::Explicit);
+        drop(w);
+        assert!(l2.try_write().is_ok(), "nothing left held");
+
+        // Barrier of 2: a lone waiter cut by a timeout, then by a scope;
+        // its arrival is withdrawn each time.
+        assert!(timeout(SHORT, b2.wait()).await.is_err());
+        let sc = scope(b2.wait());
+        let h = sc.handle();
+        weft::spawn(async move {
+            let _ = sleep(Duration::from_millis(5)).await;
+            h.cancel();
+        });
+        assert_eq!(sc.await.unwrap_err().cause(), Cause::Explicit);
+        let other = {
+            let b = b2.clone();
+            weft::spawn(async move { b.wait().await.map(|r| r.is_leader()) })
+        };
+        let me = b2.wait().await.unwrap().is_leader();
+        assert!(me != other.await.unwrap().unwrap(), "one leader of two");
+
+        // OnceCell: an initializer cut by a timeout, a waiter cut by a
+        // scope while another initializer runs.
+        let cut = timeout(
+            SHORT,
+            c2.get_or_init(|| async {
+                let _ = sleep(LONG).await;
+                1
+            }),
+        )
+        .await;
+        assert!(cut.is_err());
+        assert!(!c2.initialized(), "a cut initializer leaves it empty");
+        let started = Arc::new(Notify::new());
+        let slow = {
+            let (c, started) = (c2.clone(), started.clone());
+            weft::spawn(async move {
+                c.get_or_init(|| async {
+                    started.notify_one();
+                    let _ = sleep(Duration::from_millis(50)).await;
+                    2
+                })
+                .await
+                .copied()
+            })
+        };
+        started.notified().await.unwrap();
+        let sc = scope(c2.get_or_init(|| async { 3 }));
+        let h = sc.handle();
+        weft::spawn(async move {
+            let _ = sleep(Duration::from_millis(5)).await;
+            h.cancel();
+        });
+        assert_eq!(sc.await.map(|v| *v).unwrap_err().cause(), Cause::Explicit);
+        assert_eq!(slow.await.unwrap(), Ok(2));
+        assert_eq!(c2.get(), Some(&2));
+    });
+    assert_eq!(*l.try_read().unwrap(), 0);
+    assert_eq!(cell.get(), Some(&2));
+    drop(b);
+    assert_no_live_tasks(&rt);
+}
