@@ -814,7 +814,7 @@ fn rwlock_barrier_once_cell_waits_cut_by_timeout_and_scope() {
             let _ = sleep(Duration::from_millis(5)).await;
             h.cancel();
         });
-        assert_eq!(sc.await.map(|v| *v).unwrap_err().cause(), Cause::Explicit);
+        assert_eq!(sc.await.copied().unwrap_err().cause(), Cause::Explicit);
         assert_eq!(slow.await.unwrap(), Ok(2));
         assert_eq!(c2.get(), Some(&2));
     });
