@@ -96,3 +96,29 @@ fn notify_waiters_racing_a_leaving_waiter_wakes_the_other() {
         );
     });
 }
+
+/// Two `notify_one`s from two threads reach two linked waiters: neither
+/// notification is lost or stored, and no waiter is woken twice.
+#[test]
+fn two_notify_ones_reach_two_linked_waiters() {
+    loom::model(|| {
+        let n = leaked();
+        let mut a = Box::pin(n.notified());
+        let mut b = Box::pin(n.notified());
+        assert!(!a.as_mut().enable());
+        assert!(!b.as_mut().enable());
+        let notifiers: Vec<_> = (0..2)
+            .map(|_| thread::spawn(move || n.notify_one()))
+            .collect();
+        let waiter = thread::spawn(move || block_on(a).unwrap());
+        block_on(b).unwrap();
+        waiter.join().unwrap();
+        for t in notifiers {
+            t.join().unwrap();
+        }
+        assert!(
+            poll_noop(Box::pin(n.notified()).as_mut()).is_pending(),
+            "both went to waiters, none was stored"
+        );
+    });
+}
