@@ -8,8 +8,11 @@
 //!   CLOSED`. Permits are taken and (when nobody waits) returned with one
 //!   CAS on it, without the lock: that is the whole fast path.
 //! - **The wait list** (`waiters`, a facade `Mutex` around an intrusive
-//!   [`WaitList`]) holds the waiters, FIFO. A waiter's `value` is the number
-//!   of permits it still needs; it is read and written only under the lock.
+//!   [`WaitList`]) holds the waiters, FIFO. A waiter's node holds the
+//!   number of permits it still needs, read and written only under the
+//!   lock, and a `granted` flag that whoever pops it with all its permits
+//!   sets as its last access to the node, so the woken waiter completes
+//!   without the lock.
 //! - **`HAS_WAITERS` is set exactly while the list is non-empty.** It is
 //!   set, under the lock, by the CAS with which a waiter about to be linked
 //!   takes the permits that are there (so it is set before the node is
@@ -30,7 +33,7 @@
 //!   poll: the task's cancellation node wakes it), or the future dropped (a
 //!   `timeout`, a `select!` loser, an aborted task) — takes the lock,
 //!   unlinks its node if it is still linked, and releases the permits it
-//!   was assigned (`needed - value`) through the same path as a release,
+//!   was assigned (`needed - remaining`) through the same path as a release,
 //!   so they go to the next waiters and nothing is lost or counted twice.
 //! - **Closing** sets `CLOSED` under the lock and pops every waiter; each
 //!   returns `AcquireError::Closed` at its next poll and hands back what it
@@ -68,10 +71,31 @@ use super::{
 use crate::{
     cancel, coop,
     facade::{
-        atomic::{AtomicUsize, Ordering::*},
+        atomic::{AtomicBool, AtomicUsize, Ordering::*},
         lock, Mutex, MutexGuard,
     },
 };
+
+/// A waiter's node value.
+#[derive(Debug)]
+struct Need {
+    /// Permits still to come; under the lock.
+    remaining: usize,
+    /// Set by whoever pops the node with all its permits, as its **last**
+    /// access to the node (Release), so the woken waiter can take its
+    /// permits without the lock (Acquire) and free the node at once. Reset
+    /// under the lock when the node is linked again.
+    granted: AtomicBool,
+}
+
+impl Need {
+    fn new(n: usize) -> Need {
+        Need {
+            remaining: n,
+            granted: AtomicBool::new(false),
+        }
+    }
+}
 
 /// The semaphore was closed; no acquire succeeds from then on.
 const CLOSED: usize = 0b01;
@@ -163,7 +187,7 @@ impl Drop for WakeList {
 /// ```
 pub struct Semaphore {
     state: AtomicUsize,
-    waiters: Mutex<WaitList<usize>>,
+    waiters: Mutex<WaitList<Need>>,
 }
 
 impl fmt::Debug for Semaphore {
@@ -365,7 +389,7 @@ impl Semaphore {
         );
         Acquire {
             sem: self,
-            node: Waiter::new(n),
+            node: Waiter::new(Need::new(n)),
             needed: n,
             linked: false,
         }
@@ -436,7 +460,7 @@ impl Semaphore {
     /// left goes to the word once the list is empty, clearing
     /// `HAS_WAITERS`. Called with `rem == 0` after a removal, to clear the
     /// bit if the list emptied.
-    fn add_permits_locked<'a>(&'a self, mut rem: usize, mut list: MutexGuard<'a, WaitList<usize>>) {
+    fn add_permits_locked<'a>(&'a self, mut rem: usize, mut list: MutexGuard<'a, WaitList<Need>>) {
         loop {
             let mut wakers = WakeList::new();
             while rem > 0 && !wakers.is_full() {
@@ -444,14 +468,16 @@ impl Semaphore {
                 // SAFETY: a linked node is live and we hold the lock (module
                 // protocol).
                 let waiter = unsafe { &mut *node.as_ptr() };
-                let give = rem.min(waiter.value);
-                waiter.value -= give;
+                let give = rem.min(waiter.value.remaining);
+                waiter.value.remaining -= give;
                 rem -= give;
-                if waiter.value == 0 {
+                if waiter.value.remaining == 0 {
                     list.pop_front();
                     if let Some(w) = waiter.waker.take() {
                         wakers.push(w);
                     }
+                    // Release, and the last access to the node: see `Need`.
+                    waiter.value.granted.store(true, Release);
                 }
             }
             let done = rem == 0 || list.is_empty();
@@ -483,9 +509,9 @@ impl Semaphore {
 /// hand-back rule of the [module protocol](self).
 pub(crate) struct Acquire<'a> {
     sem: &'a Semaphore,
-    /// Linked into `sem.waiters` while waiting; `value` is the number of
-    /// permits still to come. Touched only under the lock while `linked`.
-    node: Waiter<usize>,
+    /// Linked into `sem.waiters` while waiting (see [`Need`]). Touched only
+    /// under the lock while `linked`, except for `granted`.
+    node: Waiter<Need>,
     needed: usize,
     /// True from linking until the outcome is taken: the node may be in the
     /// list, or popped holding permits this future owes back if dropped.
@@ -519,8 +545,9 @@ impl Acquire<'_> {
         // SAFETY: the node is live (it is ours), only ever linked into this
         // semaphore's list, and we hold its lock.
         unsafe { list.remove(NonNull::from(&mut self.node)) };
-        let assigned = self.needed - self.node.value;
-        self.node.value = self.needed;
+        let assigned = self.needed - self.node.value.remaining;
+        self.node.value.remaining = self.needed;
+        self.node.value.granted.store(false, Relaxed);
         self.linked = false;
         self.sem.add_permits_locked(assigned, list);
     }
@@ -551,7 +578,8 @@ impl Acquire<'_> {
             {
                 Ok(_) if outcome.is_ready() => return outcome,
                 Ok(_) => {
-                    self.node.value = self.needed - available;
+                    self.node.value.remaining = self.needed - available;
+                    self.node.value.granted.store(false, Relaxed);
                     break;
                 }
                 Err(actual) => cur = actual,
@@ -580,6 +608,12 @@ impl Future for Acquire<'_> {
             return Poll::Ready(Err(AcquireError::Cancelled(c)));
         }
         if this.linked {
+            // Without the lock: the popper's last word (see `Need`).
+            if this.node.value.granted.load(Acquire) {
+                this.linked = false;
+                restore.made_progress();
+                return Poll::Ready(Ok(()));
+            }
             let list = lock(&this.sem.waiters);
             if this.node.is_queued() {
                 this.node.set_waker(cx.waker());
@@ -588,11 +622,11 @@ impl Future for Acquire<'_> {
             // Popped: with all its permits, or by `close`.
             this.linked = false;
             restore.made_progress();
-            if this.node.value == 0 {
+            if this.node.value.remaining == 0 {
                 return Poll::Ready(Ok(()));
             }
-            let assigned = this.needed - this.node.value;
-            this.node.value = this.needed;
+            let assigned = this.needed - this.node.value.remaining;
+            this.node.value.remaining = this.needed;
             this.sem.add_permits_locked(assigned, list);
             return Poll::Ready(Err(AcquireError::Closed));
         }
