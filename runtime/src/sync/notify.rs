@@ -16,8 +16,10 @@
 //!   was when `notified()` was called, and a `notification` (`One` or
 //!   `All`) written by whoever pops it, under the lock, as its last access
 //!   to the node (Release); the waiter reads it without the lock first
-//!   (Acquire), so a woken waiter usually completes without the lock. A `Notified` whose
-//!   recorded `calls` is behind the word's was woken by `notify_waiters`,
+//!   (Acquire), so a woken waiter usually completes without the lock. The
+//!   waiter itself writes it only under the lock (a reset before linking).
+//!   A `Notified` whose recorded `calls` is behind the word's was woken by
+//!   `notify_waiters`,
 //!   even if it is still linked: `notify_waiters` bumps `calls` under the
 //!   lock, then pops those waiters in batches of
 //!   [`WAKE_BATCH`](super::semaphore::WAKE_BATCH), taking the lock again

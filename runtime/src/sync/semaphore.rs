@@ -39,7 +39,6 @@
 //!   returns `AcquireError::Closed` at its next poll and hands back what it
 //!   was assigned. Permits held or released after the close still count in
 //!   [`Semaphore::available_permits`].
-//!
 //! - **Waking a cancelled waiter.** Every wait here checks the scope first
 //!   on each poll (`poll_cancelled`), and once more just before linking,
 //!   with `will_wait` so the scope's deadline timer is armed. It makes no
