@@ -3,7 +3,7 @@
 //! Blocking jobs (file io, DNS, CPU-heavy work, FFI) run here instead of on
 //! a worker, so they never stall the scheduler. Jobs are long next to a
 //! mutex, so the pool is a `Mutex<VecDeque<Job>>` and two condvars, not a
-//! lock-free queue. It uses only `std` through `crate::sync`.
+//! lock-free queue. It uses only `std` through `crate::facade`.
 //!
 //! # Protocol
 //!
