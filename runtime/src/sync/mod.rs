@@ -11,11 +11,28 @@
 //! was given (a permit, a message, a notification) to the next waiter, so
 //! nothing is lost and nothing is delivered twice.
 
-#[allow(dead_code)] // the primitives that use it land next
 pub(crate) mod wait_list;
 
+mod barrier;
 pub mod broadcast;
 mod channel_wait;
+pub mod error;
 pub mod mpsc;
+mod mutex;
+mod notify;
+mod once_cell;
 pub mod oneshot;
+mod rwlock;
+mod semaphore;
 pub mod watch;
+
+pub use self::{
+    barrier::{Barrier, BarrierWaitResult},
+    mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard},
+    notify::{Notified, Notify},
+    once_cell::OnceCell,
+    rwlock::{
+        OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    },
+    semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit},
+};

@@ -100,6 +100,7 @@ impl<T> WaitList<T> {
     }
 
     /// Waiters linked now.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
