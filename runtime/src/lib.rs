@@ -22,11 +22,25 @@
 //! async fn main() {} // error: a runtime needs at least one worker
 //! ```
 //!
-//! The map of the crate: `task/` (the task cell and its state word),
-//! `scheduler/` (workers, queues, parking), `coop` (per-poll budget),
-//! `time/` (timing wheels), `blocking/` (the `spawn_blocking` pool),
-//! `runtime/` (builder, runtime, metrics), `cancel/` (so far the `grpc-timeout`
-//! deadline codec). docs/ARCHITECTURE.md explains each.
+//! The map of the crate (docs/ARCHITECTURE.md explains each):
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `task/` | the task cell, its state word, `JoinHandle`, `task::Builder` (names, deadlines, detached roots) |
+//! | `scheduler/` | workers, run queues, the LIFO slot, stealing, parking |
+//! | `coop` | the per-poll budget, `yield_now`, `consume_budget` |
+//! | [`time`] | per-worker timing wheels; `sleep`, `timeout`, `interval`, the coarse clock |
+//! | [`cancel`] | the cancellation tree: scopes, `shield`, `TaskGroup`, `cancellable`, `current`, the `grpc-timeout` codec (`wire`) |
+//! | [`io`] | the drivers (io_uring per worker, epoll fallback), owned buffers and `Slice`, `BufReader`/`BufWriter` |
+//! | [`net`] | TCP, UDP and Unix sockets, `TcpSocket`, `lookup_host`; every op an await point |
+//! | [`sync`] | `oneshot`, `mpsc`, `broadcast`, `watch`, `Mutex`, `RwLock`, `Semaphore`, `Notify`, `Barrier`, `OnceCell`; every wait an await point |
+//! | [`signal`] | `ctrl_c`, `unix::signal` |
+//! | `macros` | [`select!`] (tokio's syntax); [`join!`] and [`try_join!`] are futures-util's |
+//! | `blocking/` | the `spawn_blocking` pool |
+//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, shutdown |
+//! | `facade` | `std` or `loom` primitives for the concurrent code (`cfg(weft_loom)`) |
+//!
+//! docs/FROM_TOKIO.md maps tokio's names to weft's and lists what differs.
 
 #![warn(missing_docs)]
 
