@@ -324,7 +324,7 @@ mod cache {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(weft_sanitize)))]
     pub(super) fn len(class: usize) -> usize {
         CACHE.with(|c| c.borrow().classes[class].len())
     }

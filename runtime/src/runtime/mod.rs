@@ -269,6 +269,18 @@ impl Runtime {
         if self.done {
             return true;
         }
+        if timeout.is_none()
+            && context::with_worker(|w| w.is_some_and(|w| w.belongs_to(&self.handle.inner.shared)))
+        {
+            // Waiting would never end: this worker cannot stop while it
+            // runs the task that waits. Leave the runtime running.
+            self.done = true;
+            panic!(
+                "a weft runtime was dropped (or shut down) from inside one of its own tasks: \
+                 it would wait for its workers to stop, this worker included, and never \
+                 return; drop it from outside the runtime, or call `shutdown_background`"
+            );
+        }
         self.done = true;
         let deadline = timeout.map(|t| Instant::now() + t);
         let shared = &self.handle.inner.shared;
