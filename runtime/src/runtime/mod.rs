@@ -56,7 +56,9 @@ use crate::{
 /// A running weft runtime: worker threads, timers, blocking pool.
 ///
 /// Dropping it shuts it down, waiting for workers to finish their current
-/// polls (see [`Runtime::shutdown_timeout`] for a bounded wait).
+/// polls (see [`Runtime::shutdown_timeout`] for a bounded wait). Dropping
+/// it from inside one of its own tasks panics: that wait would include the
+/// worker running the drop, and never end.
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
