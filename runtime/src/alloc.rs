@@ -40,6 +40,12 @@
 //! - The per-thread part shares nothing: no atomics, no locks. Under
 //!   `cfg(weft_loom)` it is plain `alloc`/`dealloc`, so loom sees every
 //!   allocation.
+//! - Under `cfg(weft_sanitize)` (the sanitizer runs of `.ci/sanitizers`)
+//!   every block goes straight to malloc and back, so AddressSanitizer
+//!   sees a use after free of a task cell or node (a cached block would be
+//!   reused silently) and ThreadSanitizer sees each free (a block handed
+//!   between threads through the central list's std mutex looks racy to a
+//!   TSan that cannot see inside std).
 
 use std::{
     alloc::{handle_alloc_error, Layout},
@@ -106,7 +112,12 @@ fn cached_class(layout: Layout) -> Option<usize> {
 /// Allocates a block for `layout` (of non-zero size).
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     debug_assert!(layout.size() > 0);
-    let (layout, cached) = match cached_class(layout) {
+    let class = if cfg!(weft_sanitize) {
+        None
+    } else {
+        cached_class(layout)
+    };
+    let (layout, cached) = match class {
         Some(class) => (class_layout(class), cache::pop(class)),
         None => (layout, None),
     };
@@ -123,7 +134,12 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
 /// `ptr` came from `alloc(layout)` with this same `layout`, and the value
 /// in it has been dropped.
 pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
-    let layout = match cached_class(layout) {
+    let class = if cfg!(weft_sanitize) {
+        None
+    } else {
+        cached_class(layout)
+    };
+    let layout = match class {
         Some(class) => match cache::push(class, ptr) {
             Ok(()) => return,
             Err(()) => class_layout(class),
@@ -308,7 +324,7 @@ mod cache {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(weft_sanitize)))]
     pub(super) fn len(class: usize) -> usize {
         CACHE.with(|c| c.borrow().classes[class].len())
     }
@@ -333,7 +349,7 @@ mod cache {
     pub(super) fn trim(_keep: usize) {}
 }
 
-#[cfg(all(test, not(weft_loom)))]
+#[cfg(all(test, not(weft_loom), not(weft_sanitize)))]
 mod tests {
     use super::*;
 

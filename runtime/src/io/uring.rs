@@ -205,6 +205,9 @@ impl SlotState {
 enum Request {
     Submit(Submission),
     Cancel(Arc<dyn Completable>),
+    /// A closed socket's fd (see [`close_socket`]): the owner submits what
+    /// its queue holds, then lets go of it.
+    Release(#[allow(dead_code)] Arc<OwnedFd>),
 }
 
 /// An entry and the cell that owns its resources.
@@ -230,6 +233,11 @@ pub(crate) struct Remote {
     in_flight: AtomicUsize,
     /// Set when the driver is gone: nothing it owned completes any more.
     closed: AtomicBool,
+    /// The fds named by entries in the submission queue that the kernel has
+    /// not taken yet, as a 64-bit filter (bit `fd % 64`; `u64::MAX` while
+    /// the owner moves mailbox entries into the queue). Set by the owner
+    /// after each push and each enter; read by [`close_socket`].
+    queued_fds: AtomicU64,
     pub(crate) submissions: AtomicU64,
     pub(crate) completions: AtomicU64,
     pub(crate) enters: AtomicU64,
@@ -287,6 +295,14 @@ impl Remote {
         self.mailbox.push(Request::Cancel(target));
         self.wake_eventfd();
     }
+
+    /// True if an entry naming `fd` pushed before now may not have reached
+    /// the kernel: queued in the submission queue or still in the mailbox.
+    /// The mailbox is read first: an entry the owner has taken out of it is
+    /// in the filter (see `drain_mailbox`).
+    fn may_hold_unsubmitted(&self, fd: RawFd) -> bool {
+        !self.mailbox.is_empty() || self.queued_fds.load(Acquire) & fd_bit(fd) != 0
+    }
 }
 
 /// The owning side: lives on its worker thread.
@@ -302,6 +318,9 @@ pub(crate) struct Driver {
     msgs: Slab<Arc<Remote>>,
     defer_taskrun: bool,
     enabled: bool,
+    /// The filter of fds named in the submission queue (see
+    /// `Remote::queued_fds`).
+    queued_fds: u64,
 }
 
 impl Driver {
@@ -320,6 +339,7 @@ impl Driver {
             ring_fd: AtomicU64::new(ring.as_raw_fd() as u64),
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            queued_fds: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             enters: AtomicU64::new(0),
@@ -335,6 +355,7 @@ impl Driver {
             msgs: Slab::new(),
             defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
             enabled: false,
+            queued_fds: 0,
         };
         Ok((driver, remote))
     }
@@ -379,6 +400,10 @@ impl Driver {
             // the completion arrives.
             let pushed = unsafe { self.ring.submission().push_multiple(entries) };
             if pushed.is_ok() {
+                for entry in entries {
+                    self.queued_fds |= fd_bit(entry_fd(entry));
+                }
+                self.publish_queued();
                 return;
             }
             // Full: hand the queue to the kernel now and retry.
@@ -448,14 +473,44 @@ impl Driver {
 
     /// Takes what other threads posted.
     fn drain_mailbox(&mut self) {
+        if self.remote.mailbox.is_empty() {
+            return;
+        }
+        // Entries taken out of the mailbox are in neither it nor the
+        // filter until pushed: say "any fd" meanwhile.
+        self.remote.queued_fds.store(u64::MAX, Release);
+        let mut released = Vec::new();
         loop {
             match self.remote.mailbox.steal() {
                 Steal::Success(Request::Submit(sub)) => self.push(sub),
                 Steal::Success(Request::Cancel(target)) => self.cancel(&target),
+                Steal::Success(Request::Release(fd)) => released.push(fd),
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
         }
+        if !released.is_empty() {
+            // Everything posted before the release is in the queue now:
+            // hand it to the kernel (which resolves each entry's fd) before
+            // the fd may close.
+            self.submit_queued();
+            drop(released);
+        }
+        self.publish_queued();
+    }
+
+    /// Hands the submission queue to the kernel now, if it holds anything.
+    pub(crate) fn submit_queued(&mut self) {
+        if !self.ring.submission().is_empty() {
+            self.enter(None, false);
+        }
+    }
+
+    fn publish_queued(&mut self) {
+        if self.ring.submission().is_empty() {
+            self.queued_fds = 0;
+        }
+        self.remote.queued_fds.store(self.queued_fds, Release);
     }
 
     /// Operations this ring owns now.
@@ -524,6 +579,7 @@ impl Driver {
                 }
             }
         };
+        self.publish_queued();
         if let Err(err) = res {
             match err.raw_os_error() {
                 // Timeout, signal, or completion queue full: all fine, the
@@ -980,6 +1036,106 @@ pub(crate) fn wait_multishot_ended(owner: &Remote, queue: &AcceptQueue, limit: D
         } else {
             std::thread::sleep(Duration::from_micros(50));
         }
+    }
+}
+
+/// Closes a socket's fd once no entry naming it can still reach the kernel.
+///
+/// An entry carries the fd as a number, which the kernel resolves when the
+/// entry is submitted, not when it is pushed. A future dropped (cancelled,
+/// timed out, aborted) right after it pushed its entry, and its socket
+/// dropped with it, would close the fd while the entry waits in a
+/// submission queue (entries are batched until the worker enters) or in a
+/// mailbox; the next socket opened gets the same number, and the stale
+/// entry then connects, sends or reads on *that* socket (the soak saw
+/// `EISCONN` on connects and foreign bytes in echoes). So: the calling
+/// worker's own queue is submitted now; every other ring of the runtime
+/// that may hold an unsubmitted entry gets the fd in its mailbox, and the
+/// last of them to submit closes it. In the common case (nothing queued
+/// elsewhere) the fd closes before this returns.
+pub(crate) fn close_socket(fd: OwnedFd) {
+    let raw = fd.as_raw_fd();
+    let own = super::with_local_uring(|d| {
+        d.submit_queued();
+        d.remote().clone()
+    });
+    let Ok(handle) = super::current_handle() else {
+        // No runtime here to ask: entries pushed from this thread went to
+        // a runtime's rings only while it was current, and it is gone.
+        drop(fd);
+        return;
+    };
+    let fd = Arc::new(fd);
+    let mut posted = false;
+    for slot in handle.shared.remotes.iter() {
+        let super::RemoteIo::Uring(remote) = &slot.io else {
+            continue;
+        };
+        if own.as_ref().is_some_and(|own| Arc::ptr_eq(own, remote)) || remote.is_closed() {
+            continue;
+        }
+        if remote.may_hold_unsubmitted(raw) {
+            remote.mailbox.push(Request::Release(fd.clone()));
+            remote.wake_eventfd();
+            posted = true;
+        }
+    }
+    if posted {
+        wait_released(&fd, own.is_some());
+    }
+    // The last reference: closes now (or, if the wait gave up, the last
+    // ring to submit closes it).
+    drop(fd);
+}
+
+/// How long [`close_socket`] waits for other rings to submit what may name
+/// the fd before it leaves the close to them.
+const CLOSE_WAIT_LIMIT: Duration = Duration::from_millis(100);
+
+/// Waits (bounded) until every ring that got `fd` in its mailbox has
+/// submitted and let go of it, driving the calling worker's own ring
+/// meanwhile (another worker may be waiting the same way for it). A worker
+/// whose ring is busy (a drop from inside a completion) does not wait.
+fn wait_released(fd: &Arc<OwnedFd>, own_ring: bool) {
+    let on_worker = crate::context::with_worker(|w| w.is_some());
+    if on_worker && !own_ring {
+        return;
+    }
+    let deadline = Instant::now() + CLOSE_WAIT_LIMIT;
+    let mut spins = 0u32;
+    while Arc::strong_count(fd) > 1 && Instant::now() < deadline {
+        if own_ring {
+            super::with_local_uring(Driver::poll);
+        }
+        spins += 1;
+        if spins < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+/// The bit of `fd` in a ring's filter of queued fds.
+fn fd_bit(fd: RawFd) -> u64 {
+    1 << (fd as u32 % 64)
+}
+
+/// The fd an entry names (its `fd` field; for entries without one, such as
+/// cancellations, whatever the field holds: at worst a false positive in
+/// the filter).
+fn entry_fd(entry: &squeue::Entry) -> RawFd {
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's
+    // `io_uring_sqe`, whose layout is the kernel ABI: `opcode` (u8),
+    // `flags` (u8), `ioprio` (u16), then `fd` (i32) at byte offset 4. The
+    // entry is live and at least 64 bytes long; the read is aligned (the
+    // entry is 8-aligned).
+    unsafe {
+        (entry as *const squeue::Entry)
+            .cast::<u8>()
+            .add(4)
+            .cast::<i32>()
+            .read()
     }
 }
 

@@ -27,11 +27,28 @@ use crate::{
     },
 };
 
-/// A socket and how it is driven. `kind` is declared first so an epoll
-/// registration is dropped (deregistered) before the fd closes.
+/// A socket and how it is driven. On drop an epoll registration is dropped
+/// (deregistered) before the fd closes; an io_uring socket's fd closes
+/// through `uring::close_socket`, once no queued entry can still name it.
 pub(crate) struct Socket {
     kind: Kind,
-    fd: OwnedFd,
+    fd: std::mem::ManuallyDrop<OwnedFd>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Drops an epoll registration first.
+        let kind = std::mem::replace(&mut self.kind, Kind::Uring);
+        let uring = matches!(kind, Kind::Uring);
+        drop(kind);
+        // SAFETY: taken once, here; the field is not used afterwards.
+        let fd = unsafe { std::mem::ManuallyDrop::take(&mut self.fd) };
+        if uring {
+            uring::close_socket(fd);
+        } else {
+            drop(fd);
+        }
+    }
 }
 
 enum Kind {
@@ -192,7 +209,10 @@ impl Socket {
             Driver::Epoll => Kind::Epoll(crate::io::register_epoll(fd.as_raw_fd())?),
             _ => Kind::Uring,
         };
-        Ok(Socket { kind, fd })
+        Ok(Socket {
+            kind,
+            fd: std::mem::ManuallyDrop::new(fd),
+        })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -209,7 +229,7 @@ impl Socket {
 
     /// socket2's view of the socket, for set-up and options.
     pub(crate) fn sock_ref(&self) -> SockRef<'_> {
-        SockRef::from(&self.fd)
+        SockRef::from(&*self.fd)
     }
 
     pub(crate) fn local_addr(&self) -> io::Result<SockAddr> {

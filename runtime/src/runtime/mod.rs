@@ -56,7 +56,9 @@ use crate::{
 /// A running weft runtime: worker threads, timers, blocking pool.
 ///
 /// Dropping it shuts it down, waiting for workers to finish their current
-/// polls (see [`Runtime::shutdown_timeout`] for a bounded wait).
+/// polls (see [`Runtime::shutdown_timeout`] for a bounded wait). Dropping
+/// it from inside one of its own tasks panics: that wait would include the
+/// worker running the drop, and never end.
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
@@ -268,6 +270,18 @@ impl Runtime {
     fn shutdown_inner(&mut self, timeout: Option<Duration>) -> bool {
         if self.done {
             return true;
+        }
+        if timeout.is_none()
+            && context::with_worker(|w| w.is_some_and(|w| w.belongs_to(&self.handle.inner.shared)))
+        {
+            // Waiting would never end: this worker cannot stop while it
+            // runs the task that waits. Leave the runtime running.
+            self.done = true;
+            panic!(
+                "a weft runtime was dropped (or shut down) from inside one of its own tasks: \
+                 it would wait for its workers to stop, this worker included, and never \
+                 return; drop it from outside the runtime, or call `shutdown_background`"
+            );
         }
         self.done = true;
         let deadline = timeout.map(|t| Instant::now() + t);

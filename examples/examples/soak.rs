@@ -1,0 +1,778 @@
+//! A soak: a mixed workload on loopback for a given time, with invariants
+//! checked every few seconds and at shutdown. Exits non-zero (and says
+//! which invariant) on the first violation.
+//!
+//! ```text
+//! cargo run --release -p weft-examples --example soak -- --secs 60
+//! cargo run --release -p weft-examples --example soak -- --secs 600 --driver epoll
+//! ```
+//!
+//! Flags: `--secs N` (default 60), `--driver uring|epoll|auto` (default
+//! auto; `WEFT_IO` decides then), `--workers N` (default 4), `--check-secs
+//! N` (default 2), `--max-rss-mb N` (default 512), `--seed N`.
+//!
+//! The workload, all at once:
+//! - an echo server, and 16 client loops that each pick per round: an echo
+//!   of 1 B–16 KiB under a random deadline (1–40 ms, so some expire
+//!   mid-transfer), a connection reset with `SO_LINGER` 0 mid-transfer, an
+//!   echo in a task cancelled after a random delay, or one aborted;
+//! - timers: 100 tasks every 10 ms each sleeping 0–20 ms, half of them
+//!   under a shorter `timeout` that drops the sleep (about 10,000 timers/s);
+//! - `spawn_blocking` calls (1 ms of blocking work each, 8 at a time);
+//! - panicking tasks (their join handles must report the panic);
+//! - a `weft-resilience` breaker in front of a fake backend that turns
+//!   unhealthy for 1.5 s every 4 s.
+//!
+//! Checked every `--check-secs`: open fds (`/proc/self/fd`) and RSS below
+//! their bounds, alive tasks and io ops in flight bounded, the breaker's
+//! half-open probes within its permits, and progress: every part of the
+//! workload completed something since the last check (a stall is a
+//! violation). At shutdown: every loop ends, then alive tasks, io ops in
+//! flight and pending timers reach 0, the breaker has no probe in flight
+//! and closes once the backend is healthy, and, with the runtime dropped,
+//! the fd count is back at its baseline.
+
+use std::{
+    error::Error,
+    fmt, io,
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use weft::{
+    io::Driver,
+    net::{TcpListener, TcpStream},
+    runtime::{Builder, Runtime},
+    time::{sleep, timeout},
+};
+use weft_resilience::breaker::{Backoff, Breaker, CallError, Config, State};
+
+const CLIENTS: usize = 16;
+const BLOCKING_AT_ONCE: usize = 8;
+const TIMER_TASKS_PER_TICK: u64 = 100;
+const HALF_OPEN_PERMITS: u32 = 2;
+/// In-flight bounds checked while running: far above what the workload
+/// keeps going (16 clients, 100 timer tasks per 10 ms), far below a leak
+/// that grows for a minute.
+const MAX_ALIVE_TASKS: usize = 20_000;
+const MAX_IO_OPS: usize = 2_000;
+const MAX_EXTRA_FDS: usize = 256;
+/// How long the shutdown may take to bring everything back to baseline.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
+
+fn main() {
+    let args = match Args::parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("soak: {e}\nusage: soak [--secs N] [--driver uring|epoll|auto] [--workers N] [--check-secs N] [--max-rss-mb N] [--seed N]");
+            std::process::exit(2);
+        }
+    };
+    install_panic_hook();
+    match run(&args) {
+        Ok(()) => println!("soak: OK"),
+        Err(e) => {
+            eprintln!("soak: VIOLATION: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ------------------------------------------------------------------- args
+
+struct Args {
+    secs: u64,
+    driver: Driver,
+    workers: usize,
+    check_secs: u64,
+    max_rss_mb: u64,
+    seed: u64,
+}
+
+impl Args {
+    fn parse() -> Result<Args, Box<dyn Error>> {
+        let mut args = Args {
+            secs: 60,
+            driver: Driver::Auto,
+            workers: 4,
+            check_secs: 2,
+            max_rss_mb: 512,
+            seed: 0x5eed,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--secs" => args.secs = value()?.parse()?,
+                "--driver" => args.driver = value()?.parse()?,
+                "--workers" => args.workers = value()?.parse()?,
+                "--check-secs" => args.check_secs = value()?.parse()?,
+                "--max-rss-mb" => args.max_rss_mb = value()?.parse()?,
+                "--seed" => args.seed = value()?.parse()?,
+                other => return Err(format!("unknown flag {other}").into()),
+            }
+        }
+        if args.secs == 0 || args.check_secs == 0 || args.workers == 0 {
+            return Err("--secs, --check-secs and --workers must be at least 1".into());
+        }
+        Ok(args)
+    }
+}
+
+// ------------------------------------------------------------------ stats
+
+/// What the workload has done; each counter must move between checks.
+#[derive(Default)]
+struct Stats {
+    echoes: AtomicU64,
+    deadlines: AtomicU64,
+    resets: AtomicU64,
+    cancels: AtomicU64,
+    aborts: AtomicU64,
+    timers: AtomicU64,
+    blocking: AtomicU64,
+    panics: AtomicU64,
+    breaker_calls: AtomicU64,
+    breaker_rejected: AtomicU64,
+    /// A broken expectation inside the workload (wrong echo bytes, a
+    /// panic not reported as one, ...): the first one is kept.
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn fail(&self, what: String) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(what);
+    }
+
+    fn snapshot(&self) -> [u64; 10] {
+        [
+            &self.echoes,
+            &self.deadlines,
+            &self.resets,
+            &self.cancels,
+            &self.aborts,
+            &self.timers,
+            &self.blocking,
+            &self.panics,
+            &self.breaker_calls,
+            &self.breaker_rejected,
+        ]
+        .map(|c| c.load(Relaxed))
+    }
+}
+
+const PARTS: [&str; 10] = [
+    "echoes",
+    "deadlines",
+    "resets",
+    "cancels",
+    "aborts",
+    "timers",
+    "blocking",
+    "panics",
+    "breaker calls",
+    "breaker rejections",
+];
+
+/// Parts that must complete something in every check interval. Rejections
+/// depend on the backend's phase, deadlines on timing: both only need to
+/// happen over the whole run.
+const MUST_MOVE: [bool; 10] = [true, false, true, true, true, true, true, true, true, false];
+
+/// A violated invariant.
+#[derive(Debug)]
+struct Violation(String);
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Violation {}
+
+fn violation(msg: String) -> Box<dyn Error> {
+    Box::new(Violation(msg))
+}
+
+// -------------------------------------------------------------------- rng
+
+/// xorshift64*: enough randomness for a workload mix, no dependency.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+// ------------------------------------------------------------- process
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+const INTENDED_PANIC: &str = "soak: an intended panic";
+
+/// Keeps the intended panics quiet; every other panic prints as usual.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        if msg != Some(INTENDED_PANIC) {
+            default(info);
+        }
+    }));
+}
+
+// ---------------------------------------------------------------- workload
+
+/// The byte at `offset` of connection `seed`'s stream.
+fn pattern(seed: u64, offset: usize) -> u8 {
+    (seed as usize).wrapping_mul(31).wrapping_add(offset * 7) as u8
+}
+
+async fn serve(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Cancelled at shutdown (or an accept error: the loop retries
+            // unless the scope is cancelled).
+            if weft::cancel::is_cancelled() {
+                return;
+            }
+            continue;
+        };
+        weft::spawn(async move {
+            loop {
+                let (res, buf) = stream.read(Vec::with_capacity(16 * 1024)).await;
+                match res {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if stream.write_all(buf).await.0.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One echo of `len` bytes; `Ok(false)` if the server closed early.
+async fn echo_once(addr: std::net::SocketAddr, seed: u64, len: usize) -> io::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    let data: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
+    let (res, _) = stream.write_all(data).await;
+    res?;
+    let mut got = 0;
+    while got < len {
+        let (res, buf) = stream.read(Vec::with_capacity(len - got)).await;
+        let n = res?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "echo ended early",
+            ));
+        }
+        if let Some(i) = (0..n).find(|&i| buf[i] != pattern(seed, got + i)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "echo byte {} of {len} is {:#04x}, {:#04x} was sent",
+                    got + i,
+                    buf[i],
+                    pattern(seed, got + i)
+                ),
+            ));
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+fn is_cancellation(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<weft::cancel::Cancelled>())
+}
+
+async fn client(addr: std::net::SocketAddr, stats: Arc<Stats>, stop: Arc<AtomicBool>, seed: u64) {
+    let mut rng = Rng::new(seed);
+    while !stop.load(Relaxed) {
+        let conn_seed = rng.next();
+        let len = 1 + rng.below(16 * 1024) as usize;
+        match rng.below(10) {
+            // An echo under a deadline; most finish, some expire mid-way.
+            0..=5 => {
+                let deadline = Duration::from_millis(1 + rng.below(40));
+                match timeout(deadline, echo_once(addr, conn_seed, len)).await {
+                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
+                    Ok(Err(e)) if is_cancellation(&e) => stats.deadlines.fetch_add(1, Relaxed),
+                    Ok(Err(e)) => {
+                        stats.fail(format!("an echo of {len} bytes failed: {e}"));
+                        return;
+                    }
+                    Err(_elapsed) => stats.deadlines.fetch_add(1, Relaxed),
+                };
+            }
+            // A reset mid-transfer: write, then close with SO_LINGER 0.
+            6 => {
+                let Ok(stream) = TcpStream::connect(addr).await else {
+                    stats.fail("connect to the echo server failed".into());
+                    return;
+                };
+                let (res, _) = stream.write_all(vec![7u8; len]).await;
+                if let Err(e) = res {
+                    stats.fail(format!("a write before the reset failed: {e}"));
+                    return;
+                }
+                set_linger_zero(&stream);
+                drop(stream);
+                stats.resets.fetch_add(1, Relaxed);
+            }
+            // An echo in a task cancelled after a random delay.
+            7 | 8 => {
+                let task = weft::spawn(echo_once(addr, conn_seed, len));
+                let _ = sleep(Duration::from_micros(rng.below(3_000))).await;
+                task.cancel();
+                match task.await {
+                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
+                    Ok(Err(e)) if is_cancellation(&e) => stats.cancels.fetch_add(1, Relaxed),
+                    Ok(Err(e)) => {
+                        stats.fail(format!("a cancelled echo failed otherwise: {e}"));
+                        return;
+                    }
+                    Err(e) if e.is_cancelled() => stats.cancels.fetch_add(1, Relaxed),
+                    Err(e) => {
+                        stats.fail(format!("a cancelled echo task: {e}"));
+                        return;
+                    }
+                };
+            }
+            // An echo in a task aborted after a random delay.
+            _ => {
+                let task = weft::spawn(echo_once(addr, conn_seed, len));
+                let _ = sleep(Duration::from_micros(rng.below(3_000))).await;
+                task.abort();
+                match task.await {
+                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
+                    Err(e) if e.is_cancelled() => stats.aborts.fetch_add(1, Relaxed),
+                    Ok(Err(e)) => {
+                        stats.fail(format!("an echo later aborted failed first: {e}"));
+                        return;
+                    }
+                    Err(e) => {
+                        stats.fail(format!("an aborted echo task: {e}"));
+                        return;
+                    }
+                };
+            }
+        }
+    }
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a live socket fd borrowed from `stream`; the option value
+    // points at a `linger` that outlives the call, with its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+async fn timers(stats: Arc<Stats>, stop: Arc<AtomicBool>, seed: u64) {
+    let mut rng = Rng::new(seed);
+    while !stop.load(Relaxed) {
+        let tick = sleep(Duration::from_millis(10));
+        let batch: Vec<_> = (0..TIMER_TASKS_PER_TICK)
+            .map(|_| {
+                let d = Duration::from_millis(rng.below(21));
+                let cut = rng.below(2) == 0;
+                let stats = stats.clone();
+                weft::spawn(async move {
+                    if cut {
+                        // The sleep is dropped unfired when the timeout wins.
+                        let _ = timeout(d / 2, sleep(d)).await;
+                    } else {
+                        let _ = sleep(d).await;
+                    }
+                    stats.timers.fetch_add(1, Relaxed);
+                })
+            })
+            .collect();
+        let _ = tick.await;
+        for task in batch {
+            if task.await.is_err() {
+                stats.fail("a timer task did not complete".into());
+            }
+        }
+    }
+}
+
+async fn blocking(stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    while !stop.load(Relaxed) {
+        let calls: Vec<_> = (0..BLOCKING_AT_ONCE)
+            .map(|i| {
+                weft::spawn_blocking(move || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    (0..1_000u64).fold(i as u64, |a, b| a.wrapping_mul(31).wrapping_add(b))
+                })
+            })
+            .collect();
+        for call in calls {
+            match call.await {
+                Ok(_) => stats.blocking.fetch_add(1, Relaxed),
+                Err(e) => {
+                    stats.fail(format!("a blocking call: {e}"));
+                    return;
+                }
+            };
+        }
+    }
+}
+
+async fn panics(stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    while !stop.load(Relaxed) {
+        let task = weft::spawn(async {
+            weft::task::yield_now().await;
+            std::panic::panic_any(INTENDED_PANIC);
+        });
+        match task.await {
+            Err(e) if e.is_panic() => stats.panics.fetch_add(1, Relaxed),
+            other => {
+                stats.fail(format!("a panicking task ended with {other:?}"));
+                return;
+            }
+        };
+        let _ = sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The fake backend: healthy except 1.5 s of every 4 s, when 80 % of
+/// calls fail.
+struct Backend {
+    started: Instant,
+}
+
+impl Backend {
+    fn healthy(&self) -> bool {
+        self.started.elapsed().as_millis() % 4_000 >= 1_500
+    }
+}
+
+async fn breaker_calls(
+    breaker: Arc<Breaker>,
+    backend: Arc<Backend>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    while !stop.load(Relaxed) {
+        let fail = !backend.healthy() && rng.below(10) < 8;
+        let work = Duration::from_micros(rng.below(2_000));
+        let res = breaker
+            .call(|| async move {
+                let _ = sleep(work).await;
+                if fail {
+                    Err("503")
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        match res {
+            Ok(()) | Err(CallError::Failed(_)) => stats.breaker_calls.fetch_add(1, Relaxed),
+            Err(CallError::Rejected(_)) => {
+                let _ = sleep(Duration::from_millis(1)).await;
+                stats.breaker_rejected.fetch_add(1, Relaxed)
+            }
+        };
+    }
+}
+
+// --------------------------------------------------------------------- run
+
+fn build_runtime(args: &Args) -> Result<Runtime, Box<dyn Error>> {
+    let mut builder = Builder::new_multi_thread().worker_threads(args.workers);
+    if args.driver != Driver::Auto {
+        builder = builder.io_driver(args.driver);
+    }
+    Ok(builder.build()?)
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    let fds_before = fd_count();
+    let rt = build_runtime(args)?;
+    println!(
+        "soak: {} s on {} ({} workers), checks every {} s; {fds_before} fds before the runtime",
+        args.secs,
+        rt.io_driver(),
+        args.workers,
+        args.check_secs
+    );
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = Config::builder()
+        .count_window(50)
+        .minimum_calls(20)
+        .failure_rate_threshold(50.0)
+        .open_backoff(Backoff::fixed(Duration::from_millis(200)))
+        .half_open_permits(HALF_OPEN_PERMITS)
+        .half_open_successes(3)
+        .seed(args.seed)
+        .build()?;
+    let breaker = Arc::new(Breaker::new("soak-backend", config));
+    let backend = Arc::new(Backend {
+        started: Instant::now(),
+    });
+
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let server = rt.spawn(serve(listener));
+    let mut loops = Vec::new();
+    for i in 0..CLIENTS {
+        loops.push(rt.spawn(client(
+            addr,
+            stats.clone(),
+            stop.clone(),
+            args.seed + i as u64,
+        )));
+    }
+    loops.push(rt.spawn(timers(stats.clone(), stop.clone(), args.seed ^ 0x7173)));
+    loops.push(rt.spawn(blocking(stats.clone(), stop.clone())));
+    loops.push(rt.spawn(panics(stats.clone(), stop.clone())));
+    for i in 0..4 {
+        loops.push(rt.spawn(breaker_calls(
+            breaker.clone(),
+            backend.clone(),
+            stats.clone(),
+            stop.clone(),
+            args.seed ^ (0xb4ea << i),
+        )));
+    }
+
+    let started = Instant::now();
+    let end = started + Duration::from_secs(args.secs);
+    let max_rss = args.max_rss_mb * 1024 * 1024;
+    let mut last = stats.snapshot();
+    let mut peak_rss = 0;
+    let result = (|| -> Result<(), Box<dyn Error>> {
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_secs(args.check_secs).min(end - Instant::now()));
+            if let Some(f) = stats.failure.lock().unwrap().clone() {
+                return Err(violation(f));
+            }
+            let m = rt.metrics();
+            let bm = breaker.metrics();
+            let fds = fd_count();
+            let rss = rss_bytes();
+            peak_rss = peak_rss.max(rss);
+            let now = stats.snapshot();
+            println!(
+                "{:>5.1} s  fds {fds:>4}  rss {:>4} MiB  tasks {:>5}  io ops {:>4}  timers {:>5}  breaker {:?}  | {}",
+                started.elapsed().as_secs_f64(),
+                rss >> 20,
+                m.alive_tasks,
+                m.io_ops_in_flight,
+                m.timers_pending,
+                bm.state,
+                PARTS
+                    .iter()
+                    .zip(now.iter().zip(last.iter()))
+                    .map(|(name, (n, l))| format!("{name} +{}", n - l))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if fds > fds_before + MAX_EXTRA_FDS {
+                return Err(violation(format!(
+                    "{fds} fds open, baseline {fds_before} + {MAX_EXTRA_FDS}"
+                )));
+            }
+            if rss > max_rss {
+                return Err(violation(format!(
+                    "RSS {} MiB over --max-rss-mb {}",
+                    rss >> 20,
+                    args.max_rss_mb
+                )));
+            }
+            if m.alive_tasks > MAX_ALIVE_TASKS {
+                return Err(violation(format!(
+                    "{} tasks alive, bound {MAX_ALIVE_TASKS}",
+                    m.alive_tasks
+                )));
+            }
+            if m.io_ops_in_flight > MAX_IO_OPS {
+                return Err(violation(format!(
+                    "{} io ops in flight, bound {MAX_IO_OPS}",
+                    m.io_ops_in_flight
+                )));
+            }
+            if bm.half_open_in_flight > HALF_OPEN_PERMITS {
+                return Err(violation(format!(
+                    "{} half-open probes in flight, {HALF_OPEN_PERMITS} permits",
+                    bm.half_open_in_flight
+                )));
+            }
+            if !matches!(bm.state, State::Closed | State::Open | State::HalfOpen) {
+                return Err(violation(format!(
+                    "the breaker is {:?}, which only a manual change sets",
+                    bm.state
+                )));
+            }
+            for (i, name) in PARTS.iter().enumerate() {
+                if MUST_MOVE[i] && now[i] == last[i] {
+                    return Err(violation(format!(
+                        "no progress: {name} did not move in {} s",
+                        args.check_secs
+                    )));
+                }
+            }
+            last = now;
+        }
+        Ok(())
+    })();
+    stop.store(true, Relaxed);
+    result?;
+
+    // Shutdown: every loop ends by itself, the server is cancelled.
+    let totals = stats.snapshot();
+    let loops_done = rt.block_on(async {
+        timeout(SHUTDOWN_LIMIT, async {
+            for l in loops {
+                l.await.map_err(|e| format!("a workload loop: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })
+        .await
+    });
+    match loops_done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(violation(e)),
+        Err(_) => {
+            return Err(violation(format!(
+                "the workload loops did not stop within {SHUTDOWN_LIMIT:?}"
+            )))
+        }
+    }
+    if let Some(f) = stats.failure.lock().unwrap().clone() {
+        return Err(violation(f));
+    }
+    server.cancel();
+    match rt.block_on(server) {
+        Ok(()) => {}
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => return Err(violation(format!("the echo server: {e}"))),
+    }
+    // The backend is healthy from 1.5 s into each 4 s period: call
+    // through the breaker until it closes (it must, within two periods).
+    let closed = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if backend.healthy() {
+                let _ = breaker.call(|| async { Ok::<(), ()>(()) }).await;
+                if breaker.state() == State::Closed {
+                    return true;
+                }
+            }
+            let _ = sleep(Duration::from_millis(5)).await;
+        }
+        false
+    });
+    if !closed {
+        return Err(violation(format!(
+            "the breaker did not close against a healthy backend: {:?}",
+            breaker.metrics()
+        )));
+    }
+    if breaker.metrics().half_open_in_flight != 0 {
+        return Err(violation(
+            "a half-open probe is still counted after every call ended".into(),
+        ));
+    }
+    let settled = wait_until(SHUTDOWN_LIMIT, || {
+        let m = rt.metrics();
+        m.alive_tasks == 0 && m.io_ops_in_flight == 0 && m.timers_pending == 0
+    });
+    let m = rt.metrics();
+    if !settled {
+        return Err(violation(format!(
+            "not back at baseline after every task ended: {} tasks, {} io ops, {} timers",
+            m.alive_tasks, m.io_ops_in_flight, m.timers_pending
+        )));
+    }
+    drop(rt);
+    if !wait_until(Duration::from_secs(5), || fd_count() <= fds_before) {
+        return Err(violation(format!(
+            "{} fds open after the runtime was dropped, {fds_before} before",
+            fd_count()
+        )));
+    }
+    println!(
+        "soak: totals over {} s: {}; peak RSS {} MiB; back at baseline (0 tasks, 0 io ops, 0 timers, {} fds)",
+        args.secs,
+        PARTS
+            .iter()
+            .zip(totals)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        peak_rss >> 20,
+        fd_count()
+    );
+    Ok(())
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
