@@ -91,8 +91,22 @@ impl SystemClock {
     }
 }
 
+/// Reads `CLOCK_MONOTONIC_COARSE` through the runtime, so a process has one
+/// coarse clock reader, not two (`weft::time::coarse_now`).
+#[cfg(all(target_os = "linux", feature = "weft"))]
+#[inline]
+fn coarse_now() -> Duration {
+    weft::time::coarse_now()
+}
+
+/// The resolution of the runtime's coarse clock.
+#[cfg(all(target_os = "linux", feature = "weft"))]
+fn coarse_resolution() -> Duration {
+    weft::time::coarse_resolution()
+}
+
 /// Reads `CLOCK_MONOTONIC_COARSE`.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
 #[inline]
 fn coarse_now() -> Duration {
     let mut ts = libc::timespec {
@@ -113,7 +127,7 @@ fn coarse_now() -> Duration {
 }
 
 /// The resolution of `CLOCK_MONOTONIC_COARSE`.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
 fn coarse_resolution() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

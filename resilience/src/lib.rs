@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod caller;
 pub mod clock;
 pub mod pool;
 mod sync;

@@ -32,6 +32,20 @@ pub enum Window {
     },
 }
 
+/// What a call cut by the caller's deadline counts as (see
+/// [`crate::caller`] for the rule and why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeadlineRule {
+    /// A slow call (success, but slow): the default. In half-open it fails
+    /// the probe when a slow-call criterion is on and is ignored otherwise.
+    #[default]
+    Slow,
+    /// A failure.
+    Failure,
+    /// Nothing: like a cancellation.
+    Ignore,
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -148,6 +162,7 @@ pub struct Config {
     pub(crate) half_open_permits: u32,
     pub(crate) half_open_successes: u32,
     pub(crate) half_open_max_wait: Option<Duration>,
+    pub(crate) deadline_rule: DeadlineRule,
     pub(crate) listeners: Arc<[Listener]>,
     pub(crate) clock: ClockSource,
     pub(crate) seed: Option<u64>,
@@ -235,6 +250,7 @@ impl fmt::Debug for Config {
             .field("half_open_permits", &self.half_open_permits)
             .field("half_open_successes", &self.half_open_successes)
             .field("half_open_max_wait", &self.half_open_max_wait)
+            .field("deadline_rule", &self.deadline_rule)
             .field("listeners", &self.listeners.len())
             .field("clock", &self.clock)
             .finish()
@@ -280,6 +296,7 @@ impl Default for ConfigBuilder {
                 half_open_permits: 10,
                 half_open_successes: 10,
                 half_open_max_wait: Some(Duration::from_secs(60)),
+                deadline_rule: DeadlineRule::Slow,
                 listeners: Arc::from(Vec::new()),
                 clock: ClockSource::System(SystemClock::new()),
                 seed: None,
@@ -362,6 +379,13 @@ impl ConfigBuilder {
     /// waits forever.
     pub fn half_open_max_wait(mut self, wait: Option<Duration>) -> Self {
         self.config.half_open_max_wait = wait;
+        self
+    }
+
+    /// What a call cut by the caller's deadline counts as (default
+    /// [`DeadlineRule::Slow`]; see [`crate::caller`]).
+    pub fn deadline_exceeded(mut self, rule: DeadlineRule) -> Self {
+        self.config.deadline_rule = rule;
         self
     }
 

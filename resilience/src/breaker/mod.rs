@@ -96,7 +96,8 @@ pub use self::{
     backoff::Backoff,
     classify::{Classify, ErrorsFail, Predicates, Verdict},
     config::{
-        Config, ConfigBuilder, ConfigError, Window, MAX_BUCKETS, MAX_COUNT_WINDOW, MIN_BUCKET,
+        Config, ConfigBuilder, ConfigError, DeadlineRule, Window, MAX_BUCKETS, MAX_COUNT_WINDOW,
+        MIN_BUCKET,
     },
     event::{Cause, Event, EventKind, Listener},
     metrics::Metrics,
@@ -243,6 +244,11 @@ impl<C> Breaker<C> {
 
     #[inline]
     fn admit(&self) -> Result<Ticket, Rejected> {
+        // A cancelled caller takes nothing (above all not a half-open
+        // probe) and is not counted as rejected: it never asked the service.
+        if crate::caller::check_scope().is_err() {
+            return Err(Rejected::new(RejectReason::Cancelled, None));
+        }
         let mut word = self.word();
         loop {
             match word.state() {
@@ -352,6 +358,17 @@ impl<C> Breaker<C> {
         }
     }
 
+    /// Applies the configured [`DeadlineRule`] to a deadline-cut verdict.
+    #[inline]
+    fn deadline_verdict(&self, verdict: Verdict) -> Verdict {
+        match (verdict, self.config.deadline_rule) {
+            (Verdict::DeadlineExceeded, DeadlineRule::Slow) => Verdict::DeadlineExceeded,
+            (Verdict::DeadlineExceeded, DeadlineRule::Failure) => Verdict::Failure,
+            (Verdict::DeadlineExceeded, DeadlineRule::Ignore) => Verdict::Ignore,
+            (verdict, _) => verdict,
+        }
+    }
+
     fn emit_stale(&self, ticket: Ticket, word: StateWord) {
         self.emit(EventKind::Stale {
             issued: ticket.generation(),
@@ -364,9 +381,10 @@ impl<C> Breaker<C> {
     }
 
     fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
-        let failed = match verdict {
-            Verdict::Success => false,
-            Verdict::Failure => true,
+        let (failed, cut) = match self.deadline_verdict(verdict) {
+            Verdict::Success => (false, false),
+            Verdict::Failure => (true, false),
+            Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
         let now = (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now());
@@ -374,7 +392,7 @@ impl<C> Breaker<C> {
             .started()
             .zip(now)
             .map(|(started, now)| now.saturating_sub(started));
-        let outcome = Outcome::new(failed, self.is_slow(elapsed));
+        let outcome = Outcome::new(failed, cut || self.is_slow(elapsed));
         let now = || now.unwrap_or_else(|| self.now());
         let counts = self.window.0.record(outcome, now);
         // Relaxed: consecutive failures are a statistic like the window.
@@ -430,10 +448,14 @@ impl<C> Breaker<C> {
     fn settle_probe(&self, mut word: StateWord, ticket: Ticket, verdict: Verdict) {
         let now = self.now();
         let elapsed = ticket.started().map(|started| now.saturating_sub(started));
-        let outcome = match verdict {
+        let outcome = match self.deadline_verdict(verdict) {
             Verdict::Ignore => None,
             Verdict::Success => Some(Outcome::new(false, self.is_slow(elapsed))),
             Verdict::Failure => Some(Outcome::new(true, self.is_slow(elapsed))),
+            // A probe cut by the caller's deadline proves nothing when
+            // slowness is not a criterion: its slot is returned.
+            Verdict::DeadlineExceeded if !self.config.times_calls() => None,
+            Verdict::DeadlineExceeded => Some(Outcome::SlowSuccess),
         };
         // A slow probe fails the probe when slowness is a criterion at all.
         let probe_failed = outcome.map(|o| o.is_failure() || o.is_slow());
