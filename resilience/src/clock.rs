@@ -161,6 +161,48 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a breaker or limiter reads: the default [`SystemClock`] held by value, so
+/// the two reads of a timed call are inlined rather than virtual calls, or
+/// whatever a builder's `clock` was given.
+#[derive(Clone)]
+pub(crate) enum ClockSource {
+    System(SystemClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        match self {
+            ClockSource::System(clock) => clock.now(),
+            ClockSource::Custom(clock) => clock.now(),
+        }
+    }
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClockSource::System(clock) => clock.fmt(f),
+            ClockSource::Custom(clock) => clock.fmt(f),
+        }
+    }
+}
+
+impl ClockSource {
+    /// Now in nanoseconds since the clock's origin (584 years fit).
+    #[inline]
+    pub(crate) fn nanos(&self) -> u64 {
+        u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for ClockSource {
+    fn default() -> ClockSource {
+        ClockSource::System(SystemClock::new())
+    }
+}
+
 /// A clock that stands still until told to move. Clones share the same time.
 #[derive(Clone, Default)]
 pub struct ManualClock {

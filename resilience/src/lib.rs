@@ -9,5 +9,6 @@
 pub mod breaker;
 pub mod caller;
 pub mod clock;
+pub mod limit;
 pub mod pool;
 mod sync;

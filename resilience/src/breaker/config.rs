@@ -8,7 +8,7 @@ use super::{
     event::Listener,
     state::{MAX_IN_FLIGHT, MAX_SUCCESSES},
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockSource, SystemClock};
 
 /// Largest count-based window: its counters are 16-bit signed fields.
 pub const MAX_COUNT_WINDOW: u32 = i16::MAX as u32;
@@ -196,34 +196,6 @@ impl Config {
     /// Whether calls are timed (a slow-call criterion is on).
     pub(crate) fn times_calls(&self) -> bool {
         self.slow_call_rate.is_some()
-    }
-}
-
-/// The clock a breaker reads: the default [`SystemClock`] held by value, so
-/// the two reads of a timed call are inlined rather than virtual calls, or
-/// whatever [`ConfigBuilder::clock`] was given.
-#[derive(Clone)]
-pub(crate) enum ClockSource {
-    System(SystemClock),
-    Custom(Arc<dyn Clock>),
-}
-
-impl ClockSource {
-    #[inline]
-    pub(crate) fn now(&self) -> Duration {
-        match self {
-            ClockSource::System(clock) => clock.now(),
-            ClockSource::Custom(clock) => clock.now(),
-        }
-    }
-}
-
-impl fmt::Debug for ClockSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClockSource::System(clock) => clock.fmt(f),
-            ClockSource::Custom(clock) => clock.fmt(f),
-        }
     }
 }
 
