@@ -82,16 +82,18 @@ fn check_factor(which: &'static str, value: f64, ok: bool) -> Result<(), ConfigE
 #[derive(Debug, Clone)]
 pub struct Aimd {
     /// Starting limit (20).
-    pub initial: u32,
+    initial: u32,
     /// Floor (20).
-    pub min: u32,
+    min: u32,
     /// Ceiling (200).
-    pub max: u32,
+    max: u32,
     /// Multiplier on a decrease, in [0.5, 1) (0.9).
-    pub backoff_ratio: f64,
+    backoff_ratio: f64,
     /// A call slower than this counts as a drop (5 s).
-    pub timeout: Duration,
-    limit: f64,
+    timeout: Duration,
+    /// The limit as a real number; `None` until the first sample (then it
+    /// starts from `initial`).
+    limit: Option<f64>,
 }
 
 impl Default for Aimd {
@@ -102,8 +104,28 @@ impl Default for Aimd {
             max: 200,
             backoff_ratio: 0.9,
             timeout: Duration::from_secs(5),
-            limit: 20.0,
+            limit: None,
         }
+    }
+}
+
+impl Aimd {
+    /// Floor, starting limit and ceiling.
+    pub fn limits(mut self, min: u32, initial: u32, max: u32) -> Self {
+        self.min = min;
+        self.initial = initial;
+        self.max = max;
+        self
+    }
+    /// Multiplier on a decrease, in [0.5, 1).
+    pub fn backoff_ratio(mut self, backoff_ratio: f64) -> Self {
+        self.backoff_ratio = backoff_ratio;
+        self
+    }
+    /// A call slower than this counts as a drop.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -126,16 +148,15 @@ impl Algorithm for Aimd {
     }
 
     fn on_sample(&mut self, rtt: Duration, in_flight: u32, dropped: bool) -> u32 {
-        if self.limit < f64::from(self.min) {
-            self.limit = f64::from(self.initial);
-        }
+        let mut limit = self.limit.unwrap_or(f64::from(self.initial));
         if dropped || rtt > self.timeout {
-            self.limit *= self.backoff_ratio;
-        } else if f64::from(in_flight) * 2.0 >= self.limit {
-            self.limit += 1.0;
+            limit *= self.backoff_ratio;
+        } else if f64::from(in_flight) * 2.0 >= limit {
+            limit += 1.0;
         }
-        self.limit = self.limit.clamp(f64::from(self.min), f64::from(self.max));
-        self.limit as u32
+        let limit = limit.clamp(f64::from(self.min), f64::from(self.max));
+        self.limit = Some(limit);
+        limit as u32
     }
 }
 
@@ -148,13 +169,13 @@ impl Algorithm for Aimd {
 #[derive(Debug, Clone)]
 pub struct Vegas {
     /// Starting limit (20).
-    pub initial: u32,
+    initial: u32,
     /// Ceiling (1000).
-    pub max: u32,
+    max: u32,
     /// Weight of a new estimate, in (0, 1] (1.0).
-    pub smoothing: f64,
+    smoothing: f64,
     /// Re-probe the no-load rtt every this many × limit samples (30).
-    pub probe_multiplier: u32,
+    probe_multiplier: u32,
     limit: f64,
     rtt_noload: Option<Duration>,
     samples: u64,
@@ -171,6 +192,25 @@ impl Default for Vegas {
             rtt_noload: None,
             samples: 0,
         }
+    }
+}
+
+impl Vegas {
+    /// Starting limit and ceiling.
+    pub fn limits(mut self, initial: u32, max: u32) -> Self {
+        self.initial = initial;
+        self.max = max;
+        self
+    }
+    /// Weight of a new estimate, in (0, 1].
+    pub fn smoothing(mut self, smoothing: f64) -> Self {
+        self.smoothing = smoothing;
+        self
+    }
+    /// Re-probe the no-load rtt every this many × limit samples.
+    pub fn probe_multiplier(mut self, probe_multiplier: u32) -> Self {
+        self.probe_multiplier = probe_multiplier;
+        self
     }
 }
 
@@ -246,20 +286,20 @@ impl Algorithm for Vegas {
 #[derive(Debug, Clone)]
 pub struct Gradient2 {
     /// Starting limit (20).
-    pub initial: u32,
+    initial: u32,
     /// Floor (20).
-    pub min: u32,
+    min: u32,
     /// Ceiling (200).
-    pub max: u32,
+    max: u32,
     /// Weight of a new estimate, in (0, 1] (0.2).
-    pub smoothing: f64,
+    smoothing: f64,
     /// How much slower than the long average a sample may be before the
     /// limit shrinks, ≥ 1 (1.5).
-    pub rtt_tolerance: f64,
+    rtt_tolerance: f64,
     /// Samples the long average spans (600).
-    pub long_window: u32,
+    long_window: u32,
     /// Headroom added to the limit (4).
-    pub queue_size: u32,
+    queue_size: u32,
     limit: f64,
     long_rtt: f64,
     samples: u64,
@@ -279,6 +319,36 @@ impl Default for Gradient2 {
             long_rtt: 0.0,
             samples: 0,
         }
+    }
+}
+
+impl Gradient2 {
+    /// Floor, starting limit and ceiling.
+    pub fn limits(mut self, min: u32, initial: u32, max: u32) -> Self {
+        self.min = min;
+        self.initial = initial;
+        self.max = max;
+        self
+    }
+    /// Weight of a new estimate, in (0, 1].
+    pub fn smoothing(mut self, smoothing: f64) -> Self {
+        self.smoothing = smoothing;
+        self
+    }
+    /// How much slower than the long average a sample may be, ≥ 1.
+    pub fn rtt_tolerance(mut self, rtt_tolerance: f64) -> Self {
+        self.rtt_tolerance = rtt_tolerance;
+        self
+    }
+    /// Samples the long average spans.
+    pub fn long_window(mut self, long_window: u32) -> Self {
+        self.long_window = long_window;
+        self
+    }
+    /// Headroom added to the limit.
+    pub fn queue_size(mut self, queue_size: u32) -> Self {
+        self.queue_size = queue_size;
+        self
     }
 }
 

@@ -223,14 +223,18 @@ impl Bulkhead {
 
     #[cold]
     fn refuse(&self, error: BulkheadError) -> BulkheadError {
-        self.rejected.fetch_add(1, Relaxed);
         let refusal = match error {
             BulkheadError::Full => Some(Refusal::Full),
             BulkheadError::MaxWait => Some(Refusal::WaitTooLong),
             BulkheadError::DeadlineExceeded | BulkheadError::Cancelled => None,
         };
         match refusal {
-            Some(refusal) => emit(&self.listeners.0, &self.name, EventKind::Rejected(refusal)),
+            Some(refusal) => {
+                // Relaxed: a statistic. A caller's own cancellation is not
+                // counted (see `crate::caller`).
+                self.rejected.fetch_add(1, Relaxed);
+                emit(&self.listeners.0, &self.name, EventKind::Rejected(refusal))
+            }
             None => emit(&self.listeners.0, &self.name, EventKind::WaitCancelled),
         }
         error
@@ -333,7 +337,8 @@ pub struct BulkheadMetrics {
     pub waiting: u32,
     /// The queue's bound.
     pub max_waiting: u32,
-    /// Calls refused (full, waited too long, or cancelled while waiting).
+    /// Calls refused (full, or waited the maximum); a caller's own
+    /// cancellation or deadline is not counted.
     pub rejected: u64,
 }
 
