@@ -4,8 +4,8 @@
 //!
 //! The downstream serves `CAPACITY` calls at `BASE` latency; beyond that a
 //! call admitted with `n` in flight takes `BASE × n / CAPACITY` (a shared
-//! server). Closed-loop clients (10× and 40× the capacity) call it back
-//! to back; a shed client retries after 5 ms.
+//! server). Closed-loop clients (10× and 30× the capacity) call it back
+//! to back; a shed client retries after 10 ms.
 
 use std::{
     cmp::Reverse,
@@ -21,7 +21,7 @@ use weft_resilience::{
 
 const CAPACITY: u64 = 10;
 const BASE_MS: u64 = 10;
-const RUN: Duration = Duration::from_secs(30);
+const RUN: Duration = Duration::from_secs(20);
 
 struct Outcome {
     /// Latencies (µs) of calls that finished in the second half of the run.
@@ -90,7 +90,7 @@ fn simulate(algorithm: impl Algorithm + 'static, clients: usize) -> Outcome {
                 if at >= half {
                     out.shed += 1;
                 }
-                events.push(Reverse((at + 5_000, client)));
+                events.push(Reverse((at + 10_000, client)));
             }
             Err(e) => panic!("{e}"),
         }
@@ -101,13 +101,13 @@ fn simulate(algorithm: impl Algorithm + 'static, clients: usize) -> Outcome {
     out
 }
 
-/// Runs `make()`'s algorithm at 100 and at 400 clients (10× and 40× the
+/// Runs `make()`'s algorithm at 100 and at 300 clients (10× and 30× the
 /// capacity) and checks that p99 is bounded — far below the unlimited
-/// queue's and no worse at 4× the load — and that the limit settles near the
+/// queue's and no worse at 3× the load — and that the limit settles near the
 /// capacity, not near the offered load.
 fn check<A: Algorithm + 'static>(name: &str, make: impl Fn() -> A) {
     let mut p99s = Vec::new();
-    for clients in [100, 400] {
+    for clients in [100, 300] {
         let mut out = simulate(make(), clients);
         let p99 = out.p99_ms();
         let mut limits = out.limits.clone();

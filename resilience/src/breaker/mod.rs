@@ -113,7 +113,7 @@ use self::{
     window::Recorder,
 };
 use crate::sync::atomic::{
-    AtomicU32, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
@@ -141,6 +141,10 @@ pub struct Breaker<C = ErrorsFail> {
     rejected: AtomicU64,
     rng: SplitMix,
     window: CachePadded<Recorder>,
+    /// Whether the window may hold a failure or a slow call, so that a
+    /// success may be the call that trips (the last judgement saw one).
+    /// Read by every success, written only when it changes.
+    suspect: CachePadded<AtomicBool>,
     name: StdArc<str>,
     config: Config,
     classifier: C,
@@ -184,6 +188,7 @@ impl<C> Breaker<C> {
             rejected: AtomicU64::new(0),
             rng: SplitMix::new(config.seed, salt),
             window: CachePadded(Recorder::new(config.window)),
+            suspect: CachePadded(AtomicBool::new(false)),
             times_calls: config.times_calls() || !config.listeners.is_empty(),
             name,
             config,
@@ -394,7 +399,11 @@ impl<C> Breaker<C> {
             .map(|(started, now)| now.saturating_sub(started));
         let outcome = Outcome::new(failed, cut || self.is_slow(elapsed));
         let now = || now.unwrap_or_else(|| self.now());
-        let counts = self.window.0.record(outcome, now);
+        // A success can only trip the breaker if the window may hold a
+        // failure or a slow call (every criterion needs one); otherwise the
+        // striped time window is not summed (module docs, "Windows").
+        let judge = outcome != Outcome::Success || self.suspect.0.load(Relaxed);
+        let counts = self.window.0.record(outcome, now, judge);
         // Relaxed: consecutive failures are a statistic like the window.
         let consecutive = if failed {
             self.consecutive_failures
@@ -415,8 +424,15 @@ impl<C> Breaker<C> {
             None if failed && self.config.consecutive_failures.is_some() => {
                 self.window.0.counts(now)
             }
-            None => return, // the window did not change
+            None => return, // the window did not change, or no decision is due
         };
+        let suspect = counts.failures > 0 || counts.slow_calls > 0;
+        // Relaxed: a hint; a race that clears it while a failure is in the
+        // window delays judging successes until the next failure or slow
+        // call, which sets it again (the windows are statistics).
+        if self.suspect.0.load(Relaxed) != suspect {
+            self.suspect.0.store(suspect, Relaxed);
+        }
         if let Some(cause) = self.judge(&counts, consecutive) {
             let next = word.next(State::Open);
             if self.cas(word, next).is_ok() {
@@ -512,6 +528,7 @@ impl<C> Breaker<C> {
     /// `MetricsOnly`): a fresh window; `healthy` also resets the backoff.
     fn after_close(&self, from: StateWord, to: StateWord, cause: Cause, healthy: bool) {
         self.window.0.clear();
+        self.suspect.0.store(false, Relaxed);
         self.consecutive_failures.store(0, Relaxed);
         if healthy {
             self.consecutive_trips.store(0, Relaxed);
