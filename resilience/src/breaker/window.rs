@@ -1,9 +1,11 @@
 //! Outcome windows: what the breaker judges its rates over.
 //!
 //! Both windows are arrays of atomic counters: recording a call is a few
-//! relaxed atomic operations, never a lock or an allocation. Relaxed is
-//! enough everywhere here: the windows are statistics, and every decision
+//! atomic operations, never a lock or an allocation. Relaxed is enough
+//! almost everywhere here: the windows are statistics, and every decision
 //! taken from them is then made by a compare-and-swap on the state word.
+//! The one exception is the striped time window's bumps and sums (SeqCst,
+//! see `bump`).
 //!
 //! * [`CountWindow`] — the last `n` calls. A cursor hands each call a slot of
 //!   a ring of one-byte outcome codes; the slot is swapped to the new code
@@ -26,7 +28,10 @@
 use std::time::Duration;
 
 use super::CachePadded;
-use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::sync::atomic::{
+    AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
 
 /// How one call ended, as the windows count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,7 +275,8 @@ impl TimeWindow {
             for back in 0..self.buckets.min(epoch + 1) {
                 let epoch = epoch - back;
                 for (which, field) in fields.iter_mut().enumerate() {
-                    let word = stripe.0[self.index(epoch, which)].load(Relaxed);
+                    // SeqCst, as the bumps: see `bump`.
+                    let word = stripe.0[self.index(epoch, which)].load(SeqCst);
                     if (word >> 32) as u32 == epoch as u32 {
                         *field += word & u64::from(u32::MAX);
                     }
@@ -324,6 +330,13 @@ fn stripe_index() -> usize {
         sync::atomic::{AtomicUsize, Ordering},
     };
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Under loom, a thread-local per modelled thread, so the model's
+    // threads record into different stripes.
+    #[cfg(weft_loom)]
+    loom::thread_local! {
+        static INDEX: Cell<usize> = Cell::new(usize::MAX);
+    }
+    #[cfg(not(weft_loom))]
     thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
@@ -361,7 +374,14 @@ fn bump(counter: &AtomicU64, epoch: u64) {
         } else {
             (u64::from(tag) << 32) | 1
         };
-        match counter.compare_exchange_weak(current, next, Relaxed, Relaxed) {
+        // SeqCst (free on x86, where every RMW is a full barrier and a
+        // SeqCst load a plain load): two threads recording into different
+        // stripes and then summing must not both miss the other's record
+        // (store buffering), or two concurrent failures that together reach
+        // `minimum_calls` would trip nobody. With one total order, the
+        // later recorder's sum sees both (loom: `time_window_failures_in_
+        // two_stripes_trip_once`).
+        match counter.compare_exchange_weak(current, next, SeqCst, Relaxed) {
             Ok(_) => return,
             Err(actual) => current = actual,
         }
