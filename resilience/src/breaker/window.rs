@@ -4,8 +4,8 @@
 //! atomic operations, never a lock or an allocation. Relaxed is enough
 //! almost everywhere here: the windows are statistics, and every decision
 //! taken from them is then made by a compare-and-swap on the state word.
-//! The one exception is the striped time window's bumps and sums (SeqCst,
-//! see `bump`).
+//! The one exception is a SeqCst fence between a striped time window's
+//! record and the sum that judges it (see `Recorder::record`).
 //!
 //! * [`CountWindow`] — the last `n` calls. A cursor hands each call a slot of
 //!   a ring of one-byte outcome codes; the slot is swapped to the new code
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use super::CachePadded;
 use crate::sync::atomic::{
-    AtomicU64, AtomicU8,
+    fence, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
 };
 
@@ -275,8 +275,7 @@ impl TimeWindow {
             for back in 0..self.buckets.min(epoch + 1) {
                 let epoch = epoch - back;
                 for (which, field) in fields.iter_mut().enumerate() {
-                    // SeqCst, as the bumps: see `bump`.
-                    let word = stripe.0[self.index(epoch, which)].load(SeqCst);
+                    let word = stripe.0[self.index(epoch, which)].load(Relaxed);
                     if (word >> 32) as u32 == epoch as u32 {
                         *field += word & u64::from(u32::MAX);
                     }
@@ -374,14 +373,7 @@ fn bump(counter: &AtomicU64, epoch: u64) {
         } else {
             (u64::from(tag) << 32) | 1
         };
-        // SeqCst (free on x86, where every RMW is a full barrier and a
-        // SeqCst load a plain load): two threads recording into different
-        // stripes and then summing must not both miss the other's record
-        // (store buffering), or two concurrent failures that together reach
-        // `minimum_calls` would trip nobody. With one total order, the
-        // later recorder's sum sees both (loom: `time_window_failures_in_
-        // two_stripes_trip_once`).
-        match counter.compare_exchange_weak(current, next, SeqCst, Relaxed) {
+        match counter.compare_exchange_weak(current, next, Relaxed, Relaxed) {
             Ok(_) => return,
             Err(actual) => current = actual,
         }
@@ -426,7 +418,18 @@ impl Recorder {
             Recorder::Time(window) => {
                 let now = now();
                 window.record(outcome, now);
-                judge.then(|| window.counts(now))
+                judge.then(|| {
+                    // Two threads that record into different stripes and
+                    // then sum must not both miss the other's record (store
+                    // buffering), or two concurrent failures that together
+                    // reach `minimum_calls` would trip nobody. A SeqCst
+                    // fence between record and sum orders them: the later
+                    // judge sees both (loom: `time_window_failures_in_two_
+                    // stripes_trip_once`). Only the judging path pays it
+                    // (an `mfence` on x86), never a plain success.
+                    fence(SeqCst);
+                    window.counts(now)
+                })
             }
         }
     }
