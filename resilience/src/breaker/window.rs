@@ -397,6 +397,7 @@ const RACE_HORIZON: u32 = 1 << 16;
 /// Adds one to `counter` for `epoch`, restarting it if it counts for an
 /// older epoch. A counter already in a newer epoch means this call is at
 /// least a whole window old (its clock reading lost a race); it is dropped.
+#[inline]
 fn bump(counter: &AtomicU64, epoch: u64) {
     let tag = epoch as u32;
     let mut current = counter.load(Relaxed);
