@@ -51,7 +51,13 @@ fn a_queued_caller_gets_the_slot_a_holder_releases() {
     bounded(&rt, async move {
         let held = b.try_acquire().expect("room");
         let b2 = Arc::clone(&b);
-        let waiter = weft::spawn(async move { b2.acquire().await.map(drop) });
+        // An owned permit, held by the spawned task past the wait.
+        let waiter = weft::spawn(async move {
+            let permit = b2.acquire_owned().await?;
+            assert_eq!(b2.metrics().in_flight, 1);
+            drop(permit);
+            Ok::<(), BulkheadError>(())
+        });
         while b.metrics().waiting == 0 {
             sleep(Duration::from_millis(1)).await.expect("live");
         }
