@@ -243,6 +243,13 @@ impl Divisor {
     }
 }
 
+/// Counters of padding (128 bytes) before and after each stripe's array
+/// (none under loom, where lines do not exist and every atomic is tracked).
+#[cfg(not(weft_loom))]
+const PAD: usize = 16;
+#[cfg(weft_loom)]
+const PAD: usize = 0;
+
 /// The last `span` of calls, striped; see the module doc.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
@@ -259,10 +266,14 @@ impl TimeWindow {
         TimeWindow {
             bucket_nanos: Divisor::new(bucket_nanos),
             buckets: Divisor::new(u64::from(buckets)),
+            // Each stripe's counters sit between two 128-byte pads, so no
+            // line of one stripe is shared with another's (the arrays are
+            // separate allocations, which the allocator may place side by
+            // side).
             stripes: (0..stripe_count())
                 .map(|_| {
                     CachePadded(
-                        (0..buckets as usize * 4)
+                        (0..buckets as usize * 4 + 2 * PAD)
                             .map(|_| AtomicU64::new(0))
                             .collect(),
                     )
@@ -282,7 +293,7 @@ impl TimeWindow {
 
     #[inline]
     fn index(&self, epoch: u64, which: usize) -> usize {
-        self.buckets.div_rem(epoch).1 as usize * 4 + which
+        PAD + self.buckets.div_rem(epoch).1 as usize * 4 + which
     }
 
     /// Records one call in the calling thread's stripe: on the steady path
@@ -333,7 +344,7 @@ impl TimeWindow {
 
     pub(crate) fn clear(&self) {
         for stripe in self.stripes.iter() {
-            for counter in stripe.0.iter() {
+            for counter in &stripe.0[PAD..stripe.0.len() - PAD] {
                 counter.store(0, Relaxed);
             }
         }
