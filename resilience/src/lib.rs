@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod caller;
 pub mod clock;
+pub mod limit;
 pub mod pool;
 mod sync;

@@ -8,7 +8,7 @@ use super::{
     event::Listener,
     state::{MAX_IN_FLIGHT, MAX_SUCCESSES},
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockSource, SystemClock};
 
 /// Largest count-based window: its counters are 16-bit signed fields.
 pub const MAX_COUNT_WINDOW: u32 = i16::MAX as u32;
@@ -31,6 +31,42 @@ pub enum Window {
         buckets: u32,
     },
 }
+
+/// What a call cut by the caller's deadline counts as (see
+/// [`crate::caller`] for the rule and why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeadlineRule {
+    /// A slow call (success, but slow): the default. In half-open it fails
+    /// the probe when a slow-call criterion is on and is ignored otherwise.
+    #[default]
+    Slow,
+    /// A failure.
+    Failure,
+    /// Nothing: like a cancellation.
+    Ignore,
+}
+
+/// How a half-open breaker judges its probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfOpenMode {
+    /// Up to `half_open_permits` probes at once; close after
+    /// `half_open_successes` successes, reopen at the first failed (or,
+    /// with a slow-call criterion, slow) probe. The default.
+    #[default]
+    Successes,
+    /// resilience4j's `permittedNumberOfCallsInHalfOpenState`: admit exactly
+    /// `probes` probes (an ignored or dropped one is replaced), then judge
+    /// their failure rate and slow-call rate against the closed-state
+    /// thresholds: reopen if either is met, close otherwise. At most
+    /// [`MAX_HALF_OPEN_PROBES`] probes.
+    FailureRate {
+        /// How many probes are judged together.
+        probes: u32,
+    },
+}
+
+/// The most probes [`HalfOpenMode::FailureRate`] judges together.
+pub const MAX_HALF_OPEN_PROBES: u32 = super::state::MAX_RATE_PROBES;
 
 /// A configuration value that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +114,9 @@ pub enum ConfigError {
     CapBelowInitial,
     /// A jitter outside `[0, 1]`.
     JitterOutOfRange(f64),
+    /// [`HalfOpenMode::FailureRate`] with 0 probes or more than
+    /// [`MAX_HALF_OPEN_PROBES`].
+    HalfOpenProbesOutOfRange(u32),
 }
 
 impl fmt::Display for ConfigError {
@@ -126,6 +165,10 @@ impl fmt::Display for ConfigError {
                 f.write_str("backoff cap must be at least the initial open duration")
             }
             ConfigError::JitterOutOfRange(j) => write!(f, "jitter {j} is outside [0, 1]"),
+            ConfigError::HalfOpenProbesOutOfRange(n) => write!(
+                f,
+                "half-open failure-rate probes {n} outside 1..={MAX_HALF_OPEN_PROBES}"
+            ),
         }
     }
 }
@@ -148,6 +191,8 @@ pub struct Config {
     pub(crate) half_open_permits: u32,
     pub(crate) half_open_successes: u32,
     pub(crate) half_open_max_wait: Option<Duration>,
+    pub(crate) deadline_rule: DeadlineRule,
+    pub(crate) half_open_mode: HalfOpenMode,
     pub(crate) listeners: Arc<[Listener]>,
     pub(crate) clock: ClockSource,
     pub(crate) seed: Option<u64>,
@@ -184,34 +229,6 @@ impl Config {
     }
 }
 
-/// The clock a breaker reads: the default [`SystemClock`] held by value, so
-/// the two reads of a timed call are inlined rather than virtual calls, or
-/// whatever [`ConfigBuilder::clock`] was given.
-#[derive(Clone)]
-pub(crate) enum ClockSource {
-    System(SystemClock),
-    Custom(Arc<dyn Clock>),
-}
-
-impl ClockSource {
-    #[inline]
-    pub(crate) fn now(&self) -> Duration {
-        match self {
-            ClockSource::System(clock) => clock.now(),
-            ClockSource::Custom(clock) => clock.now(),
-        }
-    }
-}
-
-impl fmt::Debug for ClockSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClockSource::System(clock) => clock.fmt(f),
-            ClockSource::Custom(clock) => clock.fmt(f),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Config {
         match ConfigBuilder::default().build() {
@@ -235,6 +252,8 @@ impl fmt::Debug for Config {
             .field("half_open_permits", &self.half_open_permits)
             .field("half_open_successes", &self.half_open_successes)
             .field("half_open_max_wait", &self.half_open_max_wait)
+            .field("deadline_rule", &self.deadline_rule)
+            .field("half_open_mode", &self.half_open_mode)
             .field("listeners", &self.listeners.len())
             .field("clock", &self.clock)
             .finish()
@@ -280,6 +299,8 @@ impl Default for ConfigBuilder {
                 half_open_permits: 10,
                 half_open_successes: 10,
                 half_open_max_wait: Some(Duration::from_secs(60)),
+                deadline_rule: DeadlineRule::Slow,
+                half_open_mode: HalfOpenMode::Successes,
                 listeners: Arc::from(Vec::new()),
                 clock: ClockSource::System(SystemClock::new()),
                 seed: None,
@@ -365,6 +386,20 @@ impl ConfigBuilder {
         self
     }
 
+    /// How half-open judges its probes (default
+    /// [`HalfOpenMode::Successes`]).
+    pub fn half_open_mode(mut self, mode: HalfOpenMode) -> Self {
+        self.config.half_open_mode = mode;
+        self
+    }
+
+    /// What a call cut by the caller's deadline counts as (default
+    /// [`DeadlineRule::Slow`]; see [`crate::caller`]).
+    pub fn deadline_exceeded(mut self, rule: DeadlineRule) -> Self {
+        self.config.deadline_rule = rule;
+        self
+    }
+
     /// Adds a listener for state changes and outcomes.
     pub fn listener(mut self, listener: Listener) -> Self {
         let mut listeners = self.config.listeners.to_vec();
@@ -418,6 +453,11 @@ impl ConfigBuilder {
             0 => return Err(ConfigError::ZeroHalfOpenSuccesses),
             n if n > MAX_SUCCESSES => return Err(ConfigError::TooManyHalfOpenSuccesses(n)),
             _ => {}
+        }
+        if let HalfOpenMode::FailureRate { probes } = c.half_open_mode {
+            if probes == 0 || probes > MAX_HALF_OPEN_PROBES {
+                return Err(ConfigError::HalfOpenProbesOutOfRange(probes));
+            }
         }
         if c.consecutive_failures == Some(0) {
             return Err(ConfigError::ZeroConsecutiveFailures);

@@ -30,7 +30,10 @@
 //!    newer generation than the phase word's tag treats the breaker as still
 //!    open.
 //! 5. **HalfOpen** admits by CAS-incrementing the probes in flight, up to
-//!    `half_open_permits`. A settled probe decrements it in the same CAS that
+//!    `half_open_permits` (with [`HalfOpenMode::FailureRate`], up to
+//!    `probes` admitted in the generation, judged together once all have
+//!    settled: the word then holds in flight / settled / failed / slow, see
+//!    `state.rs`). A settled probe decrements it in the same CAS that
 //!    counts its success, closes the breaker after `half_open_successes`
 //!    successes, or reopens it on a failure (a slow probe is a failure when
 //!    the slow-call criterion is on). An ignored verdict or a dropped permit
@@ -96,10 +99,11 @@ pub use self::{
     backoff::Backoff,
     classify::{Classify, ErrorsFail, Predicates, Verdict},
     config::{
-        Config, ConfigBuilder, ConfigError, Window, MAX_BUCKETS, MAX_COUNT_WINDOW, MIN_BUCKET,
+        Config, ConfigBuilder, ConfigError, DeadlineRule, HalfOpenMode, Window, MAX_BUCKETS,
+        MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, MIN_BUCKET,
     },
     event::{Cause, Event, EventKind, Listener},
-    metrics::Metrics,
+    metrics::{Metrics, Snapshot},
     permit::{CallError, OwnedPermit, Permit, RejectReason, Rejected},
     set::BreakerSet,
     state::State,
@@ -112,7 +116,7 @@ use self::{
     window::Recorder,
 };
 use crate::sync::atomic::{
-    AtomicU32, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
@@ -140,6 +144,10 @@ pub struct Breaker<C = ErrorsFail> {
     rejected: AtomicU64,
     rng: SplitMix,
     window: CachePadded<Recorder>,
+    /// Whether the window may hold a failure or a slow call, so that a
+    /// success may be the call that trips (the last judgement saw one).
+    /// Read by every success, written only when it changes.
+    suspect: CachePadded<AtomicBool>,
     name: StdArc<str>,
     config: Config,
     classifier: C,
@@ -183,6 +191,7 @@ impl<C> Breaker<C> {
             rejected: AtomicU64::new(0),
             rng: SplitMix::new(config.seed, salt),
             window: CachePadded(Recorder::new(config.window)),
+            suspect: CachePadded(AtomicBool::new(false)),
             times_calls: config.times_calls() || !config.listeners.is_empty(),
             name,
             config,
@@ -243,6 +252,11 @@ impl<C> Breaker<C> {
 
     #[inline]
     fn admit(&self) -> Result<Ticket, Rejected> {
+        // A cancelled caller takes nothing (above all not a half-open
+        // probe) and is not counted as rejected: it never asked the service.
+        if crate::caller::check_scope().is_err() {
+            return Err(Rejected::new(RejectReason::Cancelled, None));
+        }
         let mut word = self.word();
         loop {
             match word.state() {
@@ -277,7 +291,7 @@ impl<C> Breaker<C> {
                 }
                 State::HalfOpen => {
                     let now = self.now();
-                    if word.in_flight() > 0 && self.probes_stuck(word, now) {
+                    if self.probes_in_flight(word) > 0 && self.probes_stuck(word, now) {
                         let next = word.next(State::Open);
                         match self.cas(word, next) {
                             Ok(()) => {
@@ -288,15 +302,33 @@ impl<C> Breaker<C> {
                         }
                         continue;
                     }
-                    if word.in_flight() >= self.config.half_open_permits {
+                    let (full, next) = match self.config.half_open_mode {
+                        HalfOpenMode::Successes => (
+                            word.in_flight() >= self.config.half_open_permits,
+                            word.with_probe_admitted(),
+                        ),
+                        HalfOpenMode::FailureRate { probes } => (
+                            word.rate_in_flight() + word.rate_settled() >= probes,
+                            word.with_rate_probe_admitted(),
+                        ),
+                    };
+                    if full {
                         return Err(self.reject(RejectReason::HalfOpenFull, None));
                     }
-                    match self.cas(word, word.with_probe_admitted()) {
+                    match self.cas(word, next) {
                         Ok(()) => return Ok(Ticket::new(word.generation(), Some(now))),
                         Err(actual) => word = actual,
                     }
                 }
             }
+        }
+    }
+
+    /// Half-open probes in flight, in the breaker's layout.
+    fn probes_in_flight(&self, word: StateWord) -> u32 {
+        match self.config.half_open_mode {
+            HalfOpenMode::Successes => word.in_flight(),
+            HalfOpenMode::FailureRate { .. } => word.rate_in_flight(),
         }
     }
 
@@ -352,6 +384,17 @@ impl<C> Breaker<C> {
         }
     }
 
+    /// Applies the configured [`DeadlineRule`] to a deadline-cut verdict.
+    #[inline]
+    fn deadline_verdict(&self, verdict: Verdict) -> Verdict {
+        match (verdict, self.config.deadline_rule) {
+            (Verdict::DeadlineExceeded, DeadlineRule::Slow) => Verdict::DeadlineExceeded,
+            (Verdict::DeadlineExceeded, DeadlineRule::Failure) => Verdict::Failure,
+            (Verdict::DeadlineExceeded, DeadlineRule::Ignore) => Verdict::Ignore,
+            (verdict, _) => verdict,
+        }
+    }
+
     fn emit_stale(&self, ticket: Ticket, word: StateWord) {
         self.emit(EventKind::Stale {
             issued: ticket.generation(),
@@ -364,9 +407,10 @@ impl<C> Breaker<C> {
     }
 
     fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
-        let failed = match verdict {
-            Verdict::Success => false,
-            Verdict::Failure => true,
+        let (failed, cut) = match self.deadline_verdict(verdict) {
+            Verdict::Success => (false, false),
+            Verdict::Failure => (true, false),
+            Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
         let now = (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now());
@@ -374,9 +418,13 @@ impl<C> Breaker<C> {
             .started()
             .zip(now)
             .map(|(started, now)| now.saturating_sub(started));
-        let outcome = Outcome::new(failed, self.is_slow(elapsed));
+        let outcome = Outcome::new(failed, cut || self.is_slow(elapsed));
         let now = || now.unwrap_or_else(|| self.now());
-        let counts = self.window.0.record(outcome, now);
+        // A success can only trip the breaker if the window may hold a
+        // failure or a slow call (every criterion needs one); otherwise the
+        // striped time window is not summed (module docs, "Windows").
+        let judge = outcome != Outcome::Success || self.suspect.0.load(Relaxed);
+        let counts = self.window.0.record(outcome, now, judge);
         // Relaxed: consecutive failures are a statistic like the window.
         let consecutive = if failed {
             self.consecutive_failures
@@ -397,8 +445,15 @@ impl<C> Breaker<C> {
             None if failed && self.config.consecutive_failures.is_some() => {
                 self.window.0.counts(now)
             }
-            None => return, // the window did not change
+            None => return, // the window did not change, or no decision is due
         };
+        let suspect = counts.failures > 0 || counts.slow_calls > 0;
+        // Relaxed: a hint; a race that clears it while a failure is in the
+        // window delays judging successes until the next failure or slow
+        // call, which sets it again (the windows are statistics).
+        if self.suspect.0.load(Relaxed) != suspect {
+            self.suspect.0.store(suspect, Relaxed);
+        }
         if let Some(cause) = self.judge(&counts, consecutive) {
             let next = word.next(State::Open);
             if self.cas(word, next).is_ok() {
@@ -430,10 +485,14 @@ impl<C> Breaker<C> {
     fn settle_probe(&self, mut word: StateWord, ticket: Ticket, verdict: Verdict) {
         let now = self.now();
         let elapsed = ticket.started().map(|started| now.saturating_sub(started));
-        let outcome = match verdict {
+        let outcome = match self.deadline_verdict(verdict) {
             Verdict::Ignore => None,
             Verdict::Success => Some(Outcome::new(false, self.is_slow(elapsed))),
             Verdict::Failure => Some(Outcome::new(true, self.is_slow(elapsed))),
+            // A probe cut by the caller's deadline proves nothing when
+            // slowness is not a criterion: its slot is returned.
+            Verdict::DeadlineExceeded if !self.config.times_calls() => None,
+            Verdict::DeadlineExceeded => Some(Outcome::SlowSuccess),
         };
         // A slow probe fails the probe when slowness is a criterion at all.
         let probe_failed = outcome.map(|o| o.is_failure() || o.is_slow());
@@ -441,13 +500,26 @@ impl<C> Breaker<C> {
             if word.generation() != ticket.generation() || word.state() != State::HalfOpen {
                 return self.emit_stale(ticket, word);
             }
-            let next = match probe_failed {
-                None => word.with_probe_settled(false),
-                Some(true) => word.next(State::Open),
-                Some(false) if word.successes() + 1 >= self.config.half_open_successes => {
-                    word.next(State::Closed)
+            let next = match self.config.half_open_mode {
+                HalfOpenMode::Successes => match probe_failed {
+                    None => word.with_probe_settled(false),
+                    Some(true) => word.next(State::Open),
+                    Some(false) if word.successes() + 1 >= self.config.half_open_successes => {
+                        word.next(State::Closed)
+                    }
+                    Some(false) => word.with_probe_settled(true),
+                },
+                HalfOpenMode::FailureRate { probes } => {
+                    let settled = word
+                        .with_rate_probe_settled(outcome.map(|o| (o.is_failure(), o.is_slow())));
+                    if settled.rate_settled() < probes {
+                        settled
+                    } else if self.probes_trip(settled, probes) {
+                        word.next(State::Open)
+                    } else {
+                        word.next(State::Closed)
+                    }
                 }
-                Some(false) => word.with_probe_settled(true),
             };
             match self.cas(word, next) {
                 Ok(()) => break next,
@@ -463,6 +535,19 @@ impl<C> Breaker<C> {
             State::Closed => self.after_close(word, next, Cause::ProbesSucceeded, true),
             _ => self.note_progress(next, now),
         }
+    }
+
+    /// Whether `probes` settled probes (rate layout) meet a closed-state
+    /// threshold: failure rate, or slow-call rate when slowness is judged.
+    fn probes_trip(&self, word: StateWord, probes: u32) -> bool {
+        let rate = |n: u32| f64::from(n) * 100.0 / f64::from(probes);
+        self.config
+            .failure_rate
+            .is_some_and(|t| rate(word.rate_failures()) >= t)
+            || self
+                .config
+                .slow_call_rate
+                .is_some_and(|t| rate(word.rate_slow()) >= t)
     }
 
     /// Moves the half-open progress time forward, if the phase word belongs
@@ -490,6 +575,7 @@ impl<C> Breaker<C> {
     /// `MetricsOnly`): a fresh window; `healthy` also resets the backoff.
     fn after_close(&self, from: StateWord, to: StateWord, cause: Cause, healthy: bool) {
         self.window.0.clear();
+        self.suspect.0.store(false, Relaxed);
         self.consecutive_failures.store(0, Relaxed);
         if healthy {
             self.consecutive_trips.store(0, Relaxed);
@@ -571,6 +657,21 @@ impl<C> Breaker<C> {
         }
     }
 
+    /// What a dashboard shows: name, metrics and, when open, how long until
+    /// a probe is admitted.
+    pub fn snapshot(&self) -> Snapshot {
+        let metrics = self.metrics();
+        let retry_after = (metrics.state == State::Open)
+            .then(|| PhaseWord(self.phase.load(Acquire)).time_for(metrics.generation))
+            .flatten()
+            .map(|until| Duration::from_micros(until).saturating_sub(self.now()));
+        Snapshot {
+            name: StdArc::clone(&self.name),
+            metrics,
+            retry_after,
+        }
+    }
+
     /// A snapshot of the breaker's state and window.
     pub fn metrics(&self) -> Metrics {
         let word = self.word();
@@ -584,8 +685,11 @@ impl<C> Breaker<C> {
             consecutive_failures: self.consecutive_failures.load(Relaxed),
             consecutive_trips: self.consecutive_trips.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
-            half_open_in_flight: word.in_flight(),
-            half_open_successes: word.successes(),
+            half_open_in_flight: self.probes_in_flight(word),
+            half_open_successes: match self.config.half_open_mode {
+                HalfOpenMode::Successes => word.successes(),
+                HalfOpenMode::FailureRate { .. } => word.rate_settled() - word.rate_failures(),
+            },
         }
     }
 }

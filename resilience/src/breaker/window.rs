@@ -1,9 +1,11 @@
 //! Outcome windows: what the breaker judges its rates over.
 //!
 //! Both windows are arrays of atomic counters: recording a call is a few
-//! relaxed atomic operations, never a lock or an allocation. Relaxed is
-//! enough everywhere here: the windows are statistics, and every decision
+//! atomic operations, never a lock or an allocation. Relaxed is enough
+//! almost everywhere here: the windows are statistics, and every decision
 //! taken from them is then made by a compare-and-swap on the state word.
+//! The one exception is a SeqCst fence between a striped time window's
+//! record and the sum that judges it (see `Recorder::record`).
 //!
 //! * [`CountWindow`] — the last `n` calls. A cursor hands each call a slot of
 //!   a ring of one-byte outcome codes; the slot is swapped to the new code
@@ -15,12 +17,21 @@
 //!   counter of a bucket carries the epoch (time / bucket length) it counts
 //!   for in its high 32 bits; a writer in a new epoch restarts the counter
 //!   by CAS, and a reader adds only counters whose epoch is inside the
-//!   window, so a stale bucket is never counted.
+//!   window, so a stale bucket is never counted. The buckets are **striped**
+//!   (LongAdder-style): each stripe is a full bucket array on lines of its
+//!   own, a thread records into the stripe of its thread number, so a
+//!   success is one read-modify-write of a line no other thread writes, and
+//!   the stripes are summed only when a decision is due (see
+//!   `Breaker::settle_closed`: after a failure or a slow call, or while the
+//!   window may hold one).
 
 use std::time::Duration;
 
 use super::CachePadded;
-use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::sync::atomic::{
+    fence, AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
 
 /// How one call ended, as the windows count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,64 +209,127 @@ const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const SLOW_FAILURES: usize = 3;
 
-/// The last `span` of calls; see the module doc.
+/// Division by a constant through a precomputed reciprocal: a multiply, a
+/// subtract and one correction instead of a 64-bit `div` (tens of cycles,
+/// twice per recorded call: the epoch and its bucket).
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: u64,
+    /// `floor(2^64 / d)`, saturated for `d = 1`.
+    m: u64,
+}
+
+impl Divisor {
+    fn new(d: u64) -> Divisor {
+        let d = d.max(1);
+        Divisor {
+            d,
+            m: u64::try_from((1u128 << 64) / u128::from(d)).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// `(n / d, n % d)`, exact: the estimate `n·m / 2^64` is the quotient
+    /// or one less (the reciprocal is short by under one part in 2^64 per
+    /// unit of `n`), and the remainder says which.
+    #[inline]
+    fn div_rem(self, n: u64) -> (u64, u64) {
+        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        let r = n - q * self.d;
+        if r >= self.d {
+            (q + 1, r - self.d)
+        } else {
+            (q, r)
+        }
+    }
+}
+
+/// Counters of padding (128 bytes) before and after each stripe's array
+/// (none under loom, where lines do not exist and every atomic is tracked).
+#[cfg(not(weft_loom))]
+const PAD: usize = 16;
+#[cfg(weft_loom)]
+const PAD: usize = 0;
+
+/// The last `span` of calls, striped; see the module doc.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    bucket_nanos: u64,
-    /// `buckets × 4` counters: epoch tag (high 32 bits) | count (low 32).
-    counters: Box<[AtomicU64]>,
+    bucket_nanos: Divisor,
+    buckets: Divisor,
+    /// One bucket array per stripe: `buckets × 4` counters, epoch tag (high
+    /// 32 bits) | count (low 32). A thread records into its own stripe.
+    stripes: Box<[CachePadded<Box<[AtomicU64]>>]>,
 }
 
 impl TimeWindow {
     pub(crate) fn new(span: Duration, buckets: u32) -> TimeWindow {
         let bucket_nanos = u64::try_from((span / buckets).as_nanos()).unwrap_or(u64::MAX);
         TimeWindow {
-            bucket_nanos: bucket_nanos.max(1),
-            counters: (0..buckets as usize * 4)
-                .map(|_| AtomicU64::new(0))
+            bucket_nanos: Divisor::new(bucket_nanos),
+            buckets: Divisor::new(u64::from(buckets)),
+            // Each stripe's counters sit between two 128-byte pads, so no
+            // line of one stripe is shared with another's (the arrays are
+            // separate allocations, which the allocator may place side by
+            // side).
+            stripes: (0..stripe_count())
+                .map(|_| {
+                    CachePadded(
+                        (0..buckets as usize * 4 + 2 * PAD)
+                            .map(|_| AtomicU64::new(0))
+                            .collect(),
+                    )
+                })
                 .collect(),
         }
     }
 
-    fn buckets(&self) -> u64 {
-        (self.counters.len() / 4) as u64
-    }
-
+    #[inline]
     fn epoch(&self, now: Duration) -> u64 {
-        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
+        let nanos = now
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()));
+        self.bucket_nanos.div_rem(nanos).0
     }
 
-    fn counter(&self, epoch: u64, which: usize) -> &AtomicU64 {
-        &self.counters[(epoch % self.buckets()) as usize * 4 + which]
+    #[inline]
+    fn index(&self, epoch: u64, which: usize) -> usize {
+        PAD + self.buckets.div_rem(epoch).1 as usize * 4 + which
     }
 
-    pub(crate) fn record(&self, outcome: Outcome, now: Duration) -> Counts {
+    /// Records one call in the calling thread's stripe: on the steady path
+    /// (a success) one read-modify-write of a line no other thread writes
+    /// (unless more threads than stripes share it).
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome, now: Duration) {
         let epoch = self.epoch(now);
-        bump(self.counter(epoch, CALLS), epoch);
+        let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)].0;
+        bump(&stripe[self.index(epoch, CALLS)], epoch);
         if outcome.is_failure() {
-            bump(self.counter(epoch, FAILURES), epoch);
+            bump(&stripe[self.index(epoch, FAILURES)], epoch);
         }
         if outcome.is_slow() {
-            bump(self.counter(epoch, SLOW), epoch);
+            bump(&stripe[self.index(epoch, SLOW)], epoch);
         }
         if outcome == Outcome::SlowFailure {
-            bump(self.counter(epoch, SLOW_FAILURES), epoch);
+            bump(&stripe[self.index(epoch, SLOW_FAILURES)], epoch);
         }
-        self.counts_at(epoch)
     }
 
+    /// The sum over every stripe: read only when a decision is due.
     pub(crate) fn counts(&self, now: Duration) -> Counts {
         self.counts_at(self.epoch(now))
     }
 
     fn counts_at(&self, epoch: u64) -> Counts {
         let mut fields = [0u64; 4];
-        for back in 0..self.buckets().min(epoch + 1) {
-            let epoch = epoch - back;
-            for (which, field) in fields.iter_mut().enumerate() {
-                let word = self.counter(epoch, which).load(Relaxed);
-                if (word >> 32) as u32 == epoch as u32 {
-                    *field += word & u64::from(u32::MAX);
+        for stripe in self.stripes.iter() {
+            for back in 0..self.buckets.d.min(epoch + 1) {
+                let epoch = epoch - back;
+                for (which, field) in fields.iter_mut().enumerate() {
+                    let word = stripe.0[self.index(epoch, which)].load(Relaxed);
+                    if (word >> 32) as u32 == epoch as u32 {
+                        *field += word & u64::from(u32::MAX);
+                    }
                 }
             }
         }
@@ -269,10 +343,61 @@ impl TimeWindow {
     }
 
     pub(crate) fn clear(&self) {
-        for counter in self.counters.iter() {
-            counter.store(0, Relaxed);
+        for stripe in self.stripes.iter() {
+            for counter in &stripe.0[PAD..stripe.0.len() - PAD] {
+                counter.store(0, Relaxed);
+            }
         }
     }
+}
+
+/// How many stripes a time window has: the machine's parallelism rounded up
+/// to a power of two, at most 16 (2 under loom, so models stay small).
+fn stripe_count() -> usize {
+    #[cfg(weft_loom)]
+    {
+        2
+    }
+    #[cfg(not(weft_loom))]
+    {
+        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *COUNT.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get())
+                .clamp(1, 16)
+                .next_power_of_two()
+        })
+    }
+}
+
+/// The calling thread's stripe number (threads are numbered in the order
+/// they first record; the window masks it to its stripe count). Not part of
+/// any protocol, so std's atomic even under loom.
+#[inline]
+fn stripe_index() -> usize {
+    use std::{
+        cell::Cell,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Under loom, a thread-local per modelled thread, so the model's
+    // threads record into different stripes.
+    #[cfg(weft_loom)]
+    loom::thread_local! {
+        static INDEX: Cell<usize> = Cell::new(usize::MAX);
+    }
+    #[cfg(not(weft_loom))]
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut i = index.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            index.set(i);
+        }
+        i
+    })
 }
 
 /// How many epochs ahead of a writer a counter may be for the writer to
@@ -283,6 +408,7 @@ const RACE_HORIZON: u32 = 1 << 16;
 /// Adds one to `counter` for `epoch`, restarting it if it counts for an
 /// older epoch. A counter already in a newer epoch means this call is at
 /// least a whole window old (its clock reading lost a race); it is dropped.
+#[inline]
 fn bump(counter: &AtomicU64, epoch: u64) {
     let tag = epoch as u32;
     let mut current = counter.load(Relaxed);
@@ -329,16 +455,34 @@ impl Recorder {
         matches!(self, Recorder::Time(_))
     }
 
-    /// Records a call; returns the counts if they may have changed.
+    /// Records a call. Returns the counts if a decision may be due: for a
+    /// count window, whenever they changed; for a time window (whose sum
+    /// reads every stripe), when `judge` says so.
     #[inline]
     pub(crate) fn record(
         &self,
         outcome: Outcome,
         now: impl FnOnce() -> Duration,
+        judge: bool,
     ) -> Option<Counts> {
         match self {
             Recorder::Count(window) => window.record(outcome),
-            Recorder::Time(window) => Some(window.record(outcome, now())),
+            Recorder::Time(window) => {
+                let now = now();
+                window.record(outcome, now);
+                judge.then(|| {
+                    // Two threads that record into different stripes and
+                    // then sum must not both miss the other's record (store
+                    // buffering), or two concurrent failures that together
+                    // reach `minimum_calls` would trip nobody. A SeqCst
+                    // fence between record and sum orders them: the later
+                    // judge sees both (loom: `time_window_failures_in_two_
+                    // stripes_trip_once`). Only the judging path pays it
+                    // (an `mfence` on x86), never a plain success.
+                    fence(SeqCst);
+                    window.counts(now)
+                })
+            }
         }
     }
 
@@ -404,6 +548,37 @@ mod tests {
         );
         window.clear();
         assert_eq!(window.counts(), Counts::default());
+    }
+
+    #[test]
+    fn the_reciprocal_divides_exactly() {
+        for d in [
+            1,
+            2,
+            3,
+            7,
+            10,
+            1_000_000,
+            16_666_667,
+            1 << 40,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let div = Divisor::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.saturating_add(1),
+                2 * d.min(u64::MAX / 2),
+                123_456_789_012_345,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
     }
 
     #[test]
