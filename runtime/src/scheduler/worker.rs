@@ -54,6 +54,10 @@ pub(crate) struct WorkerCtx {
     /// Strong counts of `handle.shared` this worker holds for the tasks it
     /// will spawn or has freed (see `TaskHandle`); given back on exit.
     handle_credits: Cell<usize>,
+    /// Set while this worker polls or parks in its io driver: the tasks its
+    /// completions wake stay here without waking a peer (io affinity; see
+    /// `after_io`).
+    in_driver: Cell<bool>,
 }
 
 impl Drop for WorkerCtx {
@@ -84,6 +88,15 @@ const ADAPTIVE_SPINS: u32 = 100;
 const ADAPTIVE_SPIN_MAX_LOAD: usize = 2;
 const SHORT_PARK: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// Io affinity: after a pass of its io driver a worker wakes a parked peer
+/// to steal only when its run queue holds at least this many tasks (it is
+/// really behind). Below that, the tasks its completions woke run here,
+/// where their next operations go to the same ring, and no other worker is
+/// woken (a cross-worker wake costs an `io_uring_enter` or eventfd write
+/// here and a context switch there, per request in an echo server). A peer
+/// that is awake and searching still steals whatever is queued.
+const AFFINITY_BACKLOG: usize = 16;
+
 impl WorkerCtx {
     pub(crate) fn new(
         index: usize,
@@ -110,6 +123,7 @@ impl WorkerCtx {
             last_spin_hit: Cell::new(false),
             cache_trimmed: Cell::new(false),
             handle_credits: Cell::new(0),
+            in_driver: Cell::new(false),
         }
     }
 
@@ -182,8 +196,25 @@ impl WorkerCtx {
                 Some(prev) => self.local.push(prev),
             }
         }
+        if self.in_driver.get() {
+            // Woken by this worker's io: `after_io` decides once per pass.
+            return;
+        }
         // The queue has stealable work: make sure someone can take it.
         self.shared().notify_parked();
+    }
+
+    /// Runs `f` (a pass of the io driver) with io affinity on: the tasks it
+    /// wakes stay on this worker unless it falls behind (see
+    /// [`AFFINITY_BACKLOG`]).
+    fn with_io<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.in_driver.set(true);
+        let out = f();
+        self.in_driver.set(false);
+        if self.local.len() >= AFFINITY_BACKLOG {
+            self.shared().notify_parked();
+        }
+        out
     }
 
     /// The run loop. Returns at shutdown.
@@ -197,7 +228,7 @@ impl WorkerCtx {
             self.tick.set(tick);
             if tick % config.event_interval == 0 {
                 // Submit what the last round queued and reap completions.
-                let _ = self.io.borrow_mut().poll();
+                let _ = self.with_io(|| self.io.borrow_mut().poll());
                 self.shared().fire_timers(self.index);
                 self.flush_deferred();
             }
@@ -406,7 +437,7 @@ impl WorkerCtx {
 
     fn spin(&self, spins: u32) -> bool {
         for _ in 0..spins {
-            let had_io = self.io.borrow_mut().poll();
+            let had_io = self.with_io(|| self.io.borrow_mut().poll());
             if !had_io {
                 return false;
             }
@@ -453,7 +484,7 @@ impl WorkerCtx {
             };
             let mut io_woke = false;
             self.parker.park_with(deadline, |deadline| {
-                io_woke = self.io.borrow_mut().park(deadline)
+                io_woke = self.with_io(|| self.io.borrow_mut().park(deadline))
             });
             let parked_for = parked_at.elapsed();
             self.last_park_short.set(io_woke && parked_for < SHORT_PARK);
