@@ -122,12 +122,20 @@ pub(crate) fn probe() -> io::Result<Features> {
     // RECVSEND_BUNDLE (6.10) implies it.
     RECV_POLL_FIRST.store(ring.params().is_feature_recvsend_bundle(), Relaxed);
     drop(ring);
+    // `WEFT_IO_RING_FLAGS` (`defer`, `coop`, `plain`) caps the flags tried,
+    // for measurements: the probe still falls back below it.
+    let from = match std::env::var("WEFT_IO_RING_FLAGS").as_deref() {
+        Ok("coop") => 1,
+        Ok("plain") => 2,
+        _ => 0,
+    };
     let flags = [
         SetupFlags::SingleIssuerDeferTaskrun,
         SetupFlags::CoopTaskrun,
         SetupFlags::Plain,
     ]
     .into_iter()
+    .skip(from)
     .find(|f| build_ring(*f, 8).is_ok())
     .unwrap_or(SetupFlags::Plain);
     Ok(Features { msg_ring, flags })
