@@ -1,6 +1,9 @@
 //! Networking benches over loopback: a TCP echo server and a UDP ping-pong,
 //! each on weft with io_uring, weft with epoll, and tokio (2 worker threads
-//! each), in one run.
+//! each), in one run; the TCP echo also on monoio (io_uring,
+//! thread-per-core: one runtime on each of 2 threads, each with its own
+//! `SO_REUSEPORT` listener on the same port, the shape of monoio's own
+//! benchmark).
 //!
 //! - `tcp_echo/<size>B_<conns>c`: messages of 64 B or 4 KiB over 32 or 256
 //!   connections. The server accepts and spawns one task per connection,
@@ -27,6 +30,21 @@
 //! the process's CPU time minus the client threads' (see `echo_load`); for
 //! UDP, where both ends are tasks, it is the whole process's.
 //!
+//! The TCP summary also splits the server's CPU into user and system time
+//! and counts its context switches, from `/proc/self/task/TID/{stat,status}`
+//! of the server's threads, read at the start and end of its summary (every
+//! runtime names its threads `srv-<server>`, and each idles while the
+//! others run), and counts its heap allocations per request (the bench's
+//! global allocator counts every thread but the load client's and the main
+//! thread's; see `weft_benches::server_stats`). User/system come in clock
+//! ticks (the kernel samples at `CONFIG_HZ`, 250 Hz here), much coarser
+//! than the total, which comes from the CPU clocks: set `ECHO_ROUNDS=50`
+//! (default 10) for a split to about ±10%. With `ECHO_PERF=1` (perf
+//! installed, root or a low `perf_event_paranoid`) the bench also runs
+//! `perf stat --per-thread` on itself during each TCP summary and prints
+//! syscalls (`io_uring_enter`, `sendto`, `recvfrom`, `write`, `read`,
+//! `epoll_wait`, `futex`) and context switches per request for each server.
+//!
 //! Each server has its own runtime, started on its first bench function
 //! call (a server filtered out on the command line is never built) and
 //! dropped after the workload's summary; the ones not under load sit
@@ -41,7 +59,14 @@ use std::{
 };
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
-use weft_benches::echo_load::{process_cpu, Batch, Histogram, LoadClient};
+use weft_benches::{
+    echo_load::{process_cpu, Batch, Histogram, LoadClient},
+    server_stats::{self, CountingAlloc, ThreadStats},
+};
+
+/// Counts the server threads' allocations (see `server_stats`).
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Worker threads of every runtime (the machine has 2 cores).
 const NUM_WORKERS: usize = 2;
@@ -72,9 +97,16 @@ enum Server {
     WeftUring,
     WeftEpoll,
     Tokio,
+    /// monoio (io_uring, thread-per-core): TCP echo only.
+    Monoio,
 }
 
-const SERVERS: [Server; 3] = [Server::WeftUring, Server::WeftEpoll, Server::Tokio];
+const SERVERS: [Server; 4] = [
+    Server::WeftUring,
+    Server::WeftEpoll,
+    Server::Tokio,
+    Server::Monoio,
+];
 
 impl Server {
     fn name(self) -> &'static str {
@@ -82,6 +114,18 @@ impl Server {
             Server::WeftUring => "weft_uring",
             Server::WeftEpoll => "weft_epoll",
             Server::Tokio => "tokio",
+            Server::Monoio => "monoio",
+        }
+    }
+
+    /// The name prefix of this server's threads (at most 15 bytes with a
+    /// suffix: Linux truncates thread names there).
+    fn thread_prefix(self) -> &'static str {
+        match self {
+            Server::WeftUring => "srv-wuring",
+            Server::WeftEpoll => "srv-wepoll",
+            Server::Tokio => "srv-tokio",
+            Server::Monoio => "srv-monoio",
         }
     }
 
@@ -89,22 +133,37 @@ impl Server {
         match self {
             Server::WeftUring => Some(weft::io::Driver::Uring),
             Server::WeftEpoll => Some(weft::io::Driver::Epoll),
-            Server::Tokio => None,
+            Server::Tokio | Server::Monoio => None,
         }
+    }
+
+    /// Runs `rounds` of `client` and counts the allocations the server's
+    /// threads made meanwhile.
+    fn measure(self, client: &LoadClient, rounds: u64) -> Batch {
+        let allocations = server_stats::allocations();
+        let mut batch = client.run(rounds);
+        batch.allocations = server_stats::allocations() - allocations;
+        batch
     }
 }
 
-/// A running runtime of either kind; dropping it shuts it down.
+/// A running runtime of any kind; dropping it shuts it down.
 enum Rt {
     Weft(weft::Runtime),
     Tokio(tokio::runtime::Runtime),
+    /// Thread-per-core: only its echo server, which it starts itself.
+    Monoio(MonoioServer),
 }
 
 fn build(server: Server) -> Rt {
+    if server == Server::Monoio {
+        return Rt::Monoio(MonoioServer::start(NUM_WORKERS));
+    }
     match server.weft_driver() {
         Some(driver) => {
             let rt = weft::runtime::Builder::new_multi_thread()
                 .worker_threads(NUM_WORKERS)
+                .thread_name(server.thread_prefix())
                 .io_driver(driver)
                 .build()
                 .unwrap();
@@ -119,6 +178,7 @@ fn build(server: Server) -> Rt {
         None => Rt::Tokio(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(NUM_WORKERS)
+                .thread_name(server.thread_prefix())
                 .enable_all()
                 .build()
                 .unwrap(),
@@ -156,6 +216,94 @@ fn start_echo_server(rt: &Rt) -> SocketAddr {
             });
             addr
         }
+        Rt::Monoio(server) => server.addr,
+    }
+}
+
+/// monoio's echo server the way its own benchmark runs it: one runtime
+/// (io_uring driver) per thread, each with its own listener on the same
+/// port (`SO_REUSEPORT`, so the kernel spreads the connections), one task
+/// per connection reading and writing with owned buffers.
+struct MonoioServer {
+    addr: SocketAddr,
+    /// Each thread's listening socket, shut down to stop its accept loop.
+    listeners: Vec<std::os::fd::RawFd>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl MonoioServer {
+    fn start(threads: usize) -> MonoioServer {
+        let mut addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut listeners = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..threads {
+            let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+            let bind_to = addr;
+            let thread = std::thread::Builder::new()
+                .name(format!("{}-{i}", Server::Monoio.thread_prefix()))
+                .spawn(move || monoio_thread(bind_to, bound_tx))
+                .unwrap();
+            let (bound, fd) = bound_rx.recv().expect("monoio listener bound");
+            addr = bound;
+            listeners.push(fd);
+            handles.push(thread);
+        }
+        MonoioServer {
+            addr,
+            listeners,
+            threads: handles,
+        }
+    }
+}
+
+impl Drop for MonoioServer {
+    fn drop(&mut self) {
+        for fd in &self.listeners {
+            // SAFETY: the fd is the thread's listener, open until its accept
+            // loop ends, which this shutdown causes (the accept fails).
+            unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn monoio_thread(addr: SocketAddr, bound: std::sync::mpsc::Sender<(SocketAddr, i32)>) {
+    use std::os::fd::AsRawFd;
+
+    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .build()
+        .expect("monoio io_uring runtime");
+    rt.block_on(async move {
+        let opts = monoio::net::ListenerOpts::new().reuse_port(true);
+        let listener = monoio::net::TcpListener::bind_with_config(addr, &opts).unwrap();
+        let _ = bound.send((listener.local_addr().unwrap(), listener.as_raw_fd()));
+        // Ends when `MonoioServer::drop` shuts the listener down.
+        while let Ok((stream, _)) = listener.accept().await {
+            monoio::spawn(monoio_echo(stream));
+        }
+    });
+}
+
+async fn monoio_echo(mut stream: monoio::net::TcpStream) {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+    stream.set_nodelay(true).unwrap();
+    let mut buf = Vec::with_capacity(SERVER_BUF);
+    loop {
+        let (read, b) = stream.read(buf).await;
+        buf = b;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (written, b) = stream.write_all(buf).await;
+        buf = b;
+        if written.is_err() {
+            return;
+        }
+        buf.clear();
     }
 }
 
@@ -227,10 +375,29 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
                 .iter()
                 .filter_map(|(server, started)| {
                     let (client, _) = started.get()?;
-                    Some((*server, Box::new(|rounds| client.run(rounds)) as Load<'_>))
+                    let server = *server;
+                    Some((
+                        server,
+                        Box::new(move |rounds| server.measure(client, rounds)) as Load<'_>,
+                    ))
                 })
                 .collect();
-            summary.add(&format!("tcp_echo {workload}"), interleaved(&mut loads, 1));
+            let perf = PerfStat::start();
+            // The threads' CPU split and switches over the whole summary:
+            // per-batch reads would each lose up to a 10 ms tick, and each
+            // server's threads idle while the others run.
+            let stats_before: Vec<ThreadStats> = loads
+                .iter()
+                .map(|(server, _)| ThreadStats::read(server.thread_prefix()))
+                .collect();
+            let mut measured = interleaved(&mut loads, 1);
+            for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
+                total.server_threads = ThreadStats::read(server.thread_prefix()).since(before);
+            }
+            summary.add(&format!("tcp_echo {workload}"), measured);
+            if let Some(perf) = perf {
+                summary.add_syscalls(&format!("tcp_echo {workload}"), perf.finish());
+            }
         }
     }
 }
@@ -291,6 +458,7 @@ fn start_udp_pair(rt: &Rt) -> Pinger {
             });
             Pinger::Tokio(ping)
         }
+        Rt::Monoio(_) => unreachable!("the UDP ping-pong runs on weft and tokio only"),
     }
 }
 
@@ -322,6 +490,7 @@ fn ping(rt: &Rt, pinger: Pinger, round_trips: u64) -> (Pinger, Batch) {
         latencies,
         client_cpu: Duration::ZERO,
         process_cpu: process_cpu() - cpu_before,
+        ..Batch::default()
     };
     (pinger, batch)
 }
@@ -373,6 +542,7 @@ fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
     // its runtime.
     let servers: Vec<(Server, OnceCell<UdpPair>)> = SERVERS
         .into_iter()
+        .filter(|server| *server != Server::Monoio)
         .map(|server| (server, OnceCell::new()))
         .collect();
     let start = |server| {
@@ -435,7 +605,7 @@ fn interleaved(loads: &mut [(Server, Load<'_>)], unit: u64) -> Vec<(Server, Batc
             .copied()
             .unwrap_or_default();
         let units = (SUMMARY_BATCH.as_secs_f64() / per_unit.as_secs_f64().max(1e-9)).ceil();
-        (SUMMARY_ROUNDS, (units as u64).max(1))
+        (summary_rounds(), (units as u64).max(1))
     } else {
         (1, 1)
     };
@@ -449,6 +619,16 @@ fn interleaved(loads: &mut [(Server, Load<'_>)], unit: u64) -> Vec<(Server, Batc
         }
     }
     totals
+}
+
+/// `SUMMARY_ROUNDS`, or `ECHO_ROUNDS` from the environment: the user/system
+/// split moves in 4 ms ticks, so it takes ~50 rounds to read it to ±10%.
+fn summary_rounds() -> usize {
+    std::env::var("ECHO_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SUMMARY_ROUNDS)
 }
 
 /// Whether this is a `cargo bench` run (criterion gets `--bench`), not
@@ -465,6 +645,9 @@ struct Row {
     workload: String,
     server: Server,
     total: Batch,
+    /// perf's counts of the server's threads over the whole summary
+    /// (`ECHO_PERF=1`): event name and count.
+    perf: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -479,7 +662,24 @@ impl Summary {
                 workload: workload.to_owned(),
                 server,
                 total,
+                perf: Vec::new(),
             });
+        }
+    }
+
+    /// Files perf's counts with the rows of `workload`, by thread name.
+    fn add_syscalls(&mut self, workload: &str, counts: Vec<(String, String, u64)>) {
+        for row in self.rows.iter_mut().filter(|r| r.workload == workload) {
+            for event in PERF_EVENTS {
+                let total = counts
+                    .iter()
+                    .filter(|(thread, e, _)| {
+                        e == event && thread.starts_with(row.server.thread_prefix())
+                    })
+                    .map(|(_, _, n)| n)
+                    .sum();
+                row.perf.push((short_event(event).to_owned(), total));
+            }
         }
     }
 
@@ -491,41 +691,71 @@ impl Summary {
     }
 
     /// The ratios of `row` to tokio's row of the same workload: requests/s,
-    /// CPU per request, p99.
-    fn ratios(&self, row: &Row) -> Option<[f64; 3]> {
+    /// CPU per request, p99, user-space CPU per request.
+    fn ratios(&self, row: &Row) -> Option<[f64; 4]> {
         let tokio = self.tokio_row(&row.workload)?;
         let t = &row.total;
         Some([
             t.requests_per_sec() / tokio.requests_per_sec(),
             t.server_cpu_per_request().as_secs_f64() / tokio.server_cpu_per_request().as_secs_f64(),
             t.latencies.quantile(0.99).as_secs_f64() / tokio.latencies.quantile(0.99).as_secs_f64(),
+            t.server_user_per_request().as_secs_f64()
+                / tokio.server_user_per_request().as_secs_f64(),
         ])
     }
 
     fn print(&self) {
         println!();
-        println!("Summary (interleaved batches; ratios are weft / tokio):");
+        println!("Summary (interleaved batches; ratios are to tokio):");
         println!();
         println!(
             "| workload | server | req/s | p50 (µs) | p99 (µs) | server CPU (µs/req) \
-             | req/s ratio | CPU/req ratio | p99 ratio |"
+             | user (µs/req) | sys (µs/req) | ctx switches/req | allocs/req \
+             | req/s ratio | CPU/req ratio | user/req ratio | p99 ratio |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for row in &self.rows {
             let t = &row.total;
             let ratios = match (row.server, self.ratios(row)) {
-                (Server::Tokio, _) | (_, None) => "| — | — | —".to_owned(),
-                (_, Some([rps, cpu, p99])) => format!("| {rps:.2} | {cpu:.2} | {p99:.2}"),
+                (Server::Tokio, _) | (_, None) => "| — | — | — | —".to_owned(),
+                (_, Some([rps, cpu, p99, user])) => {
+                    format!("| {rps:.2} | {cpu:.2} | {user:.2} | {p99:.2}")
+                }
             };
             println!(
-                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.2} {ratios} |",
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} {ratios} |",
                 row.workload,
                 row.server.name(),
                 t.requests_per_sec(),
                 micros(t.latencies.quantile(0.5)),
                 micros(t.latencies.quantile(0.99)),
                 micros(t.server_cpu_per_request()),
+                micros(t.server_user_per_request()),
+                micros(t.server_system_per_request()),
+                t.per_request(t.server_threads.switches()),
+                t.per_request(t.allocations),
             );
+        }
+        if self.rows.iter().any(|r| !r.perf.is_empty()) {
+            println!();
+            println!("Per request, counted by perf on the server's threads (ECHO_PERF=1):");
+            println!();
+            let names: Vec<&str> = PERF_EVENTS.iter().map(|e| short_event(e)).collect();
+            println!("| workload | server | {} |", names.join(" | "));
+            println!("|---|---|{}", "---:|".repeat(names.len()));
+            for row in self.rows.iter().filter(|r| !r.perf.is_empty()) {
+                let counts: Vec<String> = row
+                    .perf
+                    .iter()
+                    .map(|(_, n)| format!("{:.3}", row.total.per_request(*n)))
+                    .collect();
+                println!(
+                    "| {} | {} | {} |",
+                    row.workload,
+                    row.server.name(),
+                    counts.join(" | ")
+                );
+            }
         }
     }
 
@@ -540,6 +770,8 @@ impl Summary {
                 "    {{\"workload\": \"{}\", \"server\": \"{}\", \"requests\": {}, \
                  \"wall_secs\": {:.6}, \"req_per_sec\": {:.1}, \"p50_us\": {:.2}, \
                  \"p99_us\": {:.2}, \"server_cpu_us_per_req\": {:.3}, \
+                 \"user_us_per_req\": {:.3}, \"sys_us_per_req\": {:.3}, \
+                 \"switches_per_req\": {:.4}, \"allocs_per_req\": {:.4}, \
                  \"req_per_sec_vs_tokio\": {}, \"cpu_per_req_vs_tokio\": {}, \
                  \"p99_vs_tokio\": {}}}{}",
                 row.workload,
@@ -550,6 +782,10 @@ impl Summary {
                 micros(t.latencies.quantile(0.5)),
                 micros(t.latencies.quantile(0.99)),
                 micros(t.server_cpu_per_request()),
+                micros(t.server_user_per_request()),
+                micros(t.server_system_per_request()),
+                t.per_request(t.server_threads.switches()),
+                t.per_request(t.allocations),
                 ratio(ratios.map(|r| r[0])),
                 ratio(ratios.map(|r| r[1])),
                 ratio(ratios.map(|r| r[2])),
@@ -609,7 +845,76 @@ fn group<'c>(
     group
 }
 
+/// What `ECHO_PERF=1` counts per server thread over each summary.
+const PERF_EVENTS: [&str; 8] = [
+    "syscalls:sys_enter_io_uring_enter",
+    "syscalls:sys_enter_sendto",
+    "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_enter_write",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_enter_epoll_wait",
+    "syscalls:sys_enter_futex",
+    "context-switches",
+];
+
+fn short_event(event: &str) -> &str {
+    event.strip_prefix("syscalls:sys_enter_").unwrap_or(event)
+}
+
+/// `perf stat --per-thread` attached to this process for one summary (with
+/// `ECHO_PERF=1` and perf installed; tracepoints need root or a low
+/// `perf_event_paranoid`). Counts are per thread name, so each server's
+/// threads get their own, whichever server's batch was running.
+struct PerfStat {
+    child: std::process::Child,
+    output: std::path::PathBuf,
+}
+
+impl PerfStat {
+    fn start() -> Option<PerfStat> {
+        if std::env::var_os("ECHO_PERF").is_none_or(|v| v == "0") || !bench_mode() {
+            return None;
+        }
+        let output = std::env::temp_dir().join(format!("echo-perf-{}.csv", std::process::id()));
+        let child = std::process::Command::new("perf")
+            .args(["stat", "--per-thread", "-x,", "-o"])
+            .arg(&output)
+            .args(["-e", &PERF_EVENTS.join(","), "-p"])
+            .arg(std::process::id().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("ECHO_PERF: cannot run perf: {e}"))
+            .ok()?;
+        // Let it attach to every thread before the first batch.
+        std::thread::sleep(Duration::from_millis(500));
+        Some(PerfStat { child, output })
+    }
+
+    /// Stops perf; (thread name, event, count) for every thread it saw.
+    fn finish(mut self) -> Vec<(String, String, u64)> {
+        // SAFETY: signals our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.output);
+        text.lines()
+            .filter_map(|line| {
+                let mut fields = line.split(',');
+                let thread = fields.next()?;
+                let count = fields.next()?.parse().ok()?;
+                let event = fields.nth(1)?;
+                // "name-tid": drop the thread id.
+                let name = thread.rsplit_once('-').map_or(thread, |(n, _)| n);
+                Some((name.to_owned(), event.to_owned(), count))
+            })
+            .collect()
+    }
+}
+
 fn main() {
+    // Count the servers' allocations, not the bench's own.
+    server_stats::exclude_this_thread();
     raise_fd_limit();
     let mut c = Criterion::default().configure_from_args();
     let mut summary = Summary::default();

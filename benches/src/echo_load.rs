@@ -17,6 +17,7 @@
 //! each side is charged part of the other's receive work; that is the same
 //! for every server.
 
+use crate::server_stats::{exclude_this_thread, ThreadUsage};
 use std::{
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
@@ -152,6 +153,12 @@ pub struct Batch {
     pub client_cpu: Duration,
     /// CPU time of the whole process during the batch.
     pub process_cpu: Duration,
+    /// What the server's own threads did (user/system CPU, context
+    /// switches; see `server_stats`), when the caller measured it.
+    pub server_threads: ThreadUsage,
+    /// Heap allocations of the server's threads during the batch, when the
+    /// caller counted them.
+    pub allocations: u64,
 }
 
 impl Batch {
@@ -162,6 +169,27 @@ impl Batch {
         self.latencies.merge(&other.latencies);
         self.client_cpu += other.client_cpu;
         self.process_cpu += other.process_cpu;
+        self.server_threads.merge(&other.server_threads);
+        self.allocations += other.allocations;
+    }
+
+    /// Per round trip: `count / requests`.
+    pub fn per_request(&self, count: u64) -> f64 {
+        count as f64 / self.requests.max(1) as f64
+    }
+
+    /// User-space CPU time of the server's threads per round trip.
+    pub fn server_user_per_request(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.server_threads.user.as_secs_f64() / self.requests.max(1) as f64,
+        )
+    }
+
+    /// Kernel CPU time of the server's threads per round trip.
+    pub fn server_system_per_request(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.server_threads.system.as_secs_f64() / self.requests.max(1) as f64,
+        )
     }
 
     /// Round trips per second of wall time.
@@ -288,6 +316,7 @@ fn client_thread(
     rounds: &mpsc::Receiver<u64>,
     reports: &mpsc::Sender<io::Result<ThreadReport>>,
 ) {
+    exclude_this_thread();
     let request: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut reply = vec![0; size];
     let mut sent = vec![Instant::now(); streams.len()];

@@ -1,7 +1,9 @@
 //! benches, and what they share: `echo_load`, the blocking load client of
-//! the TCP echo bench, and [`swap_order`].
+//! the TCP echo bench, `server_stats`, its per-thread CPU, context switch
+//! and allocation counts, and [`swap_order`].
 
 pub mod echo_load;
+pub mod server_stats;
 
 /// True when `WEFT_BENCH_SWAP` is set: a bench then registers each group's
 /// two functions in reverse order. On this VM the function a group runs

@@ -167,7 +167,20 @@ impl ScheduledIo {
 }
 
 fn wake_all(list: &Mutex<Vec<Waker>>) {
-    let wakers = std::mem::take(&mut *lock(list));
+    let mut guard = lock(list);
+    if guard.len() <= 1 {
+        // The usual case, one task waiting: `pop` keeps the list's
+        // allocation for the next wait (taking the `Vec` cost an allocation
+        // per readiness event). The wake runs after the lock is released.
+        let waker = guard.pop();
+        drop(guard);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        return;
+    }
+    let wakers = std::mem::take(&mut *guard);
+    drop(guard);
     for w in wakers {
         w.wake();
     }

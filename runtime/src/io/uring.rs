@@ -21,6 +21,7 @@
 //! operation the tasks of a scheduler round started.
 
 use std::{
+    any::{Any, TypeId},
     cell::UnsafeCell,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
@@ -67,21 +68,6 @@ pub(crate) fn recv_ioprio() -> u16 {
     } else {
         0
     }
-}
-
-/// Above this many operations in flight on the calling worker's ring, sends
-/// go through the ring instead of being tried at once.
-const EAGER_SEND_MAX_IN_FLIGHT: usize = 64;
-
-/// Whether a send should be tried directly (`send(MSG_DONTWAIT)`) before
-/// going through the ring. With few operations in flight each enter
-/// carries little, and a direct send saves a completion, a wake and a poll
-/// of the task; with many, one enter carries many sends and that batching
-/// is cheaper than a syscall per send. In the echo bench: with 32
-/// connections eager sends were better, with 256 the ring (CPU per request
-/// 0.72–0.78× tokio against 0.91–1.00×).
-pub(crate) fn eager_send() -> bool {
-    super::with_local_uring(|d| d.ops.len() < EAGER_SEND_MAX_IN_FLIGHT).unwrap_or(true)
 }
 
 /// What the kernel offers, found out once at start-up.
@@ -136,12 +122,20 @@ pub(crate) fn probe() -> io::Result<Features> {
     // RECVSEND_BUNDLE (6.10) implies it.
     RECV_POLL_FIRST.store(ring.params().is_feature_recvsend_bundle(), Relaxed);
     drop(ring);
+    // `WEFT_IO_RING_FLAGS` (`defer`, `coop`, `plain`) caps the flags tried,
+    // for measurements: the probe still falls back below it.
+    let from = match std::env::var("WEFT_IO_RING_FLAGS").as_deref() {
+        Ok("coop") => 1,
+        Ok("plain") => 2,
+        _ => 0,
+    };
     let flags = [
         SetupFlags::SingleIssuerDeferTaskrun,
         SetupFlags::CoopTaskrun,
         SetupFlags::Plain,
     ]
     .into_iter()
+    .skip(from)
     .find(|f| build_ring(*f, 8).is_ok())
     .unwrap_or(SetupFlags::Plain);
     Ok(Features { msg_ring, flags })
@@ -321,6 +315,45 @@ pub(crate) struct Driver {
     /// The filter of fds named in the submission queue (see
     /// `Remote::queued_fds`).
     queued_fds: u64,
+    /// Cells of finished operations, reused by the next ones of their type.
+    cells: CellPool,
+}
+
+/// The most finished op cells a driver keeps per operation type.
+const CELL_POOL_MAX: usize = 256;
+
+/// Op cells whose operation is over, per cell type: an op started on a
+/// worker takes one instead of allocating, and a future that took its
+/// result on a worker gives its cell back, so steady-state io allocates
+/// nothing per operation. Only unique cells (no other reference, no data)
+/// go in. The types are few (one per kind of operation and buffer type), so
+/// a linear scan finds the list.
+#[derive(Default)]
+struct CellPool {
+    kinds: Vec<(TypeId, Vec<Arc<dyn Any + Send + Sync>>)>,
+}
+
+impl CellPool {
+    fn take<C: Any + Send + Sync>(&mut self) -> Option<Arc<C>> {
+        let id = TypeId::of::<C>();
+        let (_, cells) = self.kinds.iter_mut().find(|(kind, _)| *kind == id)?;
+        cells.pop()?.downcast::<C>().ok()
+    }
+
+    fn put<C: Any + Send + Sync>(&mut self, cell: Arc<C>) {
+        let id = TypeId::of::<C>();
+        let index = match self.kinds.iter().position(|(kind, _)| *kind == id) {
+            Some(index) => index,
+            None => {
+                self.kinds.push((id, Vec::new()));
+                self.kinds.len() - 1
+            }
+        };
+        let cells = &mut self.kinds[index].1;
+        if cells.len() < CELL_POOL_MAX {
+            cells.push(cell);
+        }
+    }
 }
 
 impl Driver {
@@ -356,6 +389,7 @@ impl Driver {
             defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
             enabled: false,
             queued_fds: 0,
+            cells: CellPool::default(),
         };
         Ok((driver, remote))
     }
@@ -756,6 +790,59 @@ impl<T: OpData> Completable for OpCell<T> {
     }
 }
 
+impl<T: OpData> OpCell<T> {
+    /// Fills a cell (a pooled one, or a new one) with `data` and builds its
+    /// submission from the data at its final address.
+    fn prepare(
+        pooled: Option<Arc<OpCell<T>>>,
+        data: T,
+        timeout: Option<Duration>,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+    ) -> (Arc<OpCell<T>>, Submission) {
+        let fresh = || OpCell {
+            state: Mutex::new(OpState {
+                phase: Phase::Pending(None),
+                abandoned: false,
+            }),
+            slot: SlotState::default(),
+            timespec: timespec(Duration::ZERO),
+            data: UnsafeCell::new(None),
+        };
+        let mut cell = pooled.unwrap_or_else(|| Arc::new(fresh()));
+        {
+            let c = Arc::get_mut(&mut cell).expect("a pooled cell is unique");
+            *c = fresh();
+            c.timespec = timespec(timeout.unwrap_or_default());
+            *c.data.get_mut() = Some(data);
+        }
+        // SAFETY: the cell is not shared yet; the entry's addresses point
+        // into its (pinned, heap-allocated) data.
+        let entry = build(
+            unsafe { &mut *cell.data.get() }
+                .as_mut()
+                .expect("just stored"),
+        );
+        let sub = Submission {
+            entry,
+            target: cell.clone(),
+            timeout: timeout.map(|_| &cell.timespec as *const types::Timespec),
+        };
+        (cell, sub)
+    }
+}
+
+/// Gives a finished op's cell to the calling worker's pool, if this thread
+/// is a worker with a ring and nothing else holds the cell (the ring let go
+/// of it when the completion arrived; a completion still being delivered on
+/// another worker holds it a moment longer, and then it is simply freed).
+fn recycle<T: OpData>(cell: Arc<OpCell<T>>) {
+    if Arc::strong_count(&cell) != 1 {
+        return;
+    }
+    let mut cell = Some(cell);
+    super::with_local_uring(|d| d.cells.put(cell.take().expect("put once")));
+}
+
 /// A submitted operation. Resolves to the raw result (negative errno on
 /// error) and gives the resources back.
 pub(crate) struct Op<T: OpData> {
@@ -773,27 +860,23 @@ impl<T: OpData> Op<T> {
         timeout: Option<Duration>,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> Result<Op<T>, (io::Error, T)> {
-        let cell = Arc::new(OpCell {
-            state: Mutex::new(OpState {
-                phase: Phase::Pending(None),
-                abandoned: false,
-            }),
-            slot: SlotState::default(),
-            timespec: timespec(timeout.unwrap_or_default()),
-            data: UnsafeCell::new(Some(data)),
+        let mut args = Some((data, build));
+        // On a worker with a ring: a pooled cell and the push, in one borrow.
+        let local = super::with_local_uring(|d| {
+            let (data, build) = args.take().expect("submitted once");
+            let (cell, sub) = OpCell::prepare(d.cells.take(), data, timeout, build);
+            d.push(sub);
+            Op {
+                cell: Some(cell),
+                owner: d.remote().clone(),
+                linked: timeout.is_some(),
+            }
         });
-        // SAFETY: the cell is not shared yet; the entry's addresses point
-        // into its (pinned, heap-allocated) data.
-        let entry = build(
-            unsafe { &mut *cell.data.get() }
-                .as_mut()
-                .expect("just stored"),
-        );
-        let sub = Submission {
-            entry,
-            target: cell.clone(),
-            timeout: timeout.map(|_| &cell.timespec as *const types::Timespec),
-        };
+        if let Some(op) = local {
+            return Ok(op);
+        }
+        let (data, build) = args.take().expect("not submitted yet");
+        let (cell, sub) = OpCell::prepare(None, data, timeout, build);
         let owner = match super::submit(sub) {
             Ok(owner) => owner,
             Err(err) => {
@@ -836,6 +919,7 @@ impl<T: OpData> Op<T> {
                 // SAFETY: `Done` seen under the lock and switched to `Taken`:
                 // the kernel is finished with the data and no one else takes it.
                 let data = unsafe { &mut *cell.data.get() }.take();
+                recycle(cell);
                 Poll::Ready((res, data.expect("taken once")))
             }
             Phase::Taken => unreachable!("Op polled after completion"),

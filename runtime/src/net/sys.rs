@@ -379,29 +379,8 @@ impl Socket {
                     Ok(t) => t,
                     Err(c) => return (Err(c.into()), buf),
                 };
-                // Eager send: a send that fits the socket buffer completes
-                // at once, and doing it here saves the trip through the
-                // ring (an entry, a completion, a wake and a second poll of
-                // the task); only a full buffer goes to the ring. When the
-                // ring is busy its entries share each enter, and batching
-                // beats a syscall per send (see `uring::eager_send`).
-                if len > 0 && uring::eager_send() {
-                    // SAFETY: offset <= bytes_init, inside the buffer; `len`
-                    // initialised bytes follow.
-                    let ptr = unsafe { buf.stable_ptr().add(offset.min(buf.bytes_init())) };
-                    // SAFETY: as above; MSG_DONTWAIT makes this one call
-                    // non-blocking on the blocking fd.
-                    let rc = unsafe {
-                        libc::send(fd, ptr.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                    };
-                    if rc > 0 {
-                        return (Ok(rc as usize), buf);
-                    }
-                    let err = io::Error::last_os_error();
-                    if rc < 0 && err.kind() != io::ErrorKind::WouldBlock {
-                        return (Err(err), buf);
-                    }
-                }
+                // Through the ring like every op: the worker submits the
+                // round's entries in one enter (see docs/IO.md, Batching).
                 let op = Op::submit(BufData(buf), timeout, |d| {
                     // SAFETY: offset <= bytes_init, inside the buffer.
                     let ptr = unsafe { d.0.stable_ptr().add(offset.min(d.0.bytes_init())) };
