@@ -59,7 +59,10 @@ pub(crate) fn far_future_after(duration: Duration) -> Instant {
 /// task's cooperative budget.
 pub struct Sleep {
     deadline: Instant,
-    timer: Option<(Handle, Registration)>,
+    /// The registration and the deadline it was made for (never later than
+    /// `deadline`: a [`reset`](Sleep::reset) to a later deadline keeps it,
+    /// and its early firing re-registers).
+    timer: Option<(Handle, Registration, Instant)>,
     done: bool,
 }
 
@@ -75,14 +78,24 @@ impl Sleep {
     }
 
     /// Moves the deadline, re-arming a completed sleep.
+    ///
+    /// Moving a registered sleep *later* (a keep-alive or idle timer pushed
+    /// back on every request) touches no lock and no wheel: the timer stays
+    /// where it was, and when it fires early the sleep registers again for
+    /// the new deadline. So a timer reset a thousand times between two
+    /// firings costs one registration, not a thousand. Moving it earlier
+    /// re-registers on the next poll.
     pub fn reset(&mut self, deadline: Instant) {
-        self.clear();
         self.done = false;
+        match &self.timer {
+            Some((_, _, armed)) if deadline >= *armed => {}
+            _ => self.clear(),
+        }
         self.deadline = deadline;
     }
 
     fn clear(&mut self) {
-        if let Some((handle, reg)) = self.timer.take() {
+        if let Some((handle, reg, _)) = self.timer.take() {
             handle.time().deregister(reg);
         }
     }
@@ -93,39 +106,42 @@ impl Sleep {
         if self.done {
             return Poll::Ready(());
         }
-        match &self.timer {
-            Some((handle, reg)) => {
-                if !handle.time().poll_fired(*reg, cx.waker()) {
-                    return Poll::Pending;
-                }
-                self.clear();
+        if let Some((handle, reg, armed)) = &self.timer {
+            if !handle.time().poll_fired(*reg, cx.waker()) {
+                return Poll::Pending;
             }
-            None => {
-                // The coarse clock first: for a far deadline it settles
-                // the question without the dearer precise read.
-                if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
-                    // The task was woken during this poll (it yielded, say)
-                    // and will poll us again: register the timer then, if
-                    // it is still needed. A `timeout` around code that
-                    // yields once and finishes then never touches the wheel.
-                    if crate::task::waker::will_be_polled_again(cx.waker()) {
-                        return Poll::Pending;
-                    }
-                    let handle = context::current_handle().expect(
-                        "a weft timer was polled outside a weft runtime: \
-                         call it inside `Runtime::block_on` or a spawned task",
-                    );
-                    let (shard, on_worker) = handle.timer_shard();
-                    if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
-                        if !on_worker {
-                            // The shard's worker may be parked with a later
-                            // timeout: have it recompute.
-                            handle.unpark_worker(shard);
-                        }
-                        self.timer = Some((handle, reg));
-                        return Poll::Pending;
-                    }
+            let early = *armed < self.deadline;
+            self.clear();
+            if !early {
+                self.done = true;
+                return Poll::Ready(());
+            }
+            // Fired for a deadline a `reset` has since moved later:
+            // register again below.
+        }
+        // The coarse clock first: for a far deadline it settles
+        // the question without the dearer precise read.
+        if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
+            // The task was woken during this poll (it yielded, say)
+            // and will poll us again: register the timer then, if
+            // it is still needed. A `timeout` around code that
+            // yields once and finishes then never touches the wheel.
+            if crate::task::waker::will_be_polled_again(cx.waker()) {
+                return Poll::Pending;
+            }
+            let handle = context::current_handle().expect(
+                "a weft timer was polled outside a weft runtime: \
+                 call it inside `Runtime::block_on` or a spawned task",
+            );
+            let (shard, on_worker) = handle.timer_shard();
+            if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
+                if !on_worker {
+                    // The shard's worker may be parked with a later
+                    // timeout: have it recompute.
+                    handle.unpark_worker(shard);
                 }
+                self.timer = Some((handle, reg, self.deadline));
+                return Poll::Pending;
             }
         }
         self.done = true;
