@@ -142,8 +142,13 @@ impl Builder {
         self
     }
 
+    /// The client, for `Full<Bytes>` request bodies.
+    pub fn build(self) -> Client<Full<Bytes>> {
+        self.build_for()
+    }
+
     /// The client, for request bodies of type `B`.
-    pub fn build<B>(self) -> Client<B>
+    pub fn build_for<B>(self) -> Client<B>
     where
         B: hyper::body::Body + Send + 'static + Unpin,
         B::Data: Send,
