@@ -164,7 +164,13 @@ mod tests {
             let before: *const () = (&*sleep as *const dyn Sleep).cast();
             // Registers the 10 ms timer.
             assert!(futures_poll_once(sleep.as_mut()).is_pending());
-            timer.reset(&mut sleep, start + Duration::from_millis(40));
+            let metrics = || weft::runtime::Handle::current().metrics();
+            assert_eq!(metrics().timers_pending, 1);
+            // Moving it later, many times, keeps the one registration.
+            for ms in 11..=40 {
+                timer.reset(&mut sleep, start + Duration::from_millis(ms));
+            }
+            assert_eq!(metrics().timers_pending, 1);
             let after: *const () = (&*sleep as *const dyn Sleep).cast();
             assert_eq!(before, after, "reset kept the same sleep");
             sleep.as_mut().await;
