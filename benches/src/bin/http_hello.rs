@@ -70,7 +70,11 @@ fn weft_server(
                 })
                 .build();
             server
-                .serve(listener, hello::<weft_hyper::server::Body>, std::future::pending())
+                .serve(
+                    listener,
+                    hello::<weft_hyper::server::Body>,
+                    std::future::pending(),
+                )
                 .await?;
             return Ok(());
         }

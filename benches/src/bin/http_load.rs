@@ -132,7 +132,10 @@ impl Conn {
     fn fill(&mut self, chunk: &mut [u8]) -> io::Result<()> {
         let n = self.s.read(chunk)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed",
+            ));
         }
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
@@ -144,11 +147,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn content_length(head: &[u8]) -> io::Result<usize> {
-    let text = std::str::from_utf8(head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let text =
+        std::str::from_utf8(head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     text.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no content-length"))
 }

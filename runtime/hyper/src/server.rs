@@ -47,13 +47,14 @@ use bytes::Bytes;
 use http::{header::HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::server::conn::auto;
 use weft::{
     cancel::{wire, CancelHandle},
     net::{TcpListener, TcpStream},
 };
 
 use crate::{
-    rt::WeftTimer,
+    rt::{WeftExecutor, WeftTimer},
     signal::{Listener, Signal, Tracker},
     BoxError,
 };
@@ -77,6 +78,7 @@ pub struct Builder {
     default_deadline: Option<Duration>,
     max_deadline: Duration,
     grace: Duration,
+    http2: bool,
 }
 
 impl Default for Builder {
@@ -89,6 +91,7 @@ impl Default for Builder {
             default_deadline: None,
             max_deadline: Duration::from_secs(30),
             grace: Duration::from_secs(10),
+            http2: false,
         }
     }
 }
@@ -150,6 +153,14 @@ impl Builder {
     /// are cancelled (default 10 s).
     pub fn grace(mut self, d: Duration) -> Builder {
         self.grace = d;
+        self
+    }
+
+    /// Also speak HTTP/2 (prior knowledge, `h2c`) on the same port: each
+    /// connection's first bytes choose (hyper-util's `auto` builder).
+    /// HTTP/2 streams run as tasks in their connection's scope.
+    pub fn http2(mut self, yes: bool) -> Builder {
+        self.http2 = yes;
         self
     }
 
@@ -346,7 +357,7 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// One connection: hyper's HTTP/1 state machine, the shutdown signal and
+/// One connection: hyper's HTTP/1 (or auto-detected HTTP/2) state machine, the shutdown signal and
 /// the idle timer, all polled by this task.
 async fn connection<H, F, B, E>(stream: TcpStream, shared: Arc<Shared<H>>)
 where
@@ -364,11 +375,6 @@ where
         in_flight: AtomicUsize::new(0),
         last_done_us: AtomicU64::new(0),
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(WeftTimer)
-        .header_read_timeout(config.header_read_timeout)
-        .keep_alive(true);
     let svc = {
         let shared = shared.clone();
         let idle = idle.clone();
@@ -378,15 +384,72 @@ where
             async move { Ok::<_, Infallible>(handle(req, &shared, &idle).await) }
         })
     };
-    let mut conn = pin!(builder.serve_connection(stream, svc));
+    if config.http2 {
+        let mut builder = auto::Builder::new(WeftExecutor::in_current_scope());
+        builder
+            .http1()
+            .timer(WeftTimer)
+            .header_read_timeout(config.header_read_timeout)
+            .keep_alive(true);
+        builder.http2().timer(WeftTimer);
+        let conn = builder.serve_connection(stream, svc);
+        drive(conn, &shared, &idle).await;
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(WeftTimer)
+            .header_read_timeout(config.header_read_timeout)
+            .keep_alive(true);
+        drive(builder.serve_connection(stream, svc), &shared, &idle).await;
+    }
+}
+
+/// A hyper connection that can be asked to close gracefully.
+trait GracefulConnection: Future {
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    http1::Connection<I, S>: Future,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> GracefulConnection for auto::Connection<'_, I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Polls `conn` to its end, starting its graceful close on the server's
+/// shutdown signal or when the connection has been idle too long.
+async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idle) {
+    let mut conn = pin!(conn);
     let mut shutdown = Listener::new(shared.shutdown.clone());
     let mut closing = false;
-    let idle_timeout = config.idle_timeout;
-    let mut idle_sleep = idle_timeout.map(|t| Box::pin(weft::time::sleep_until(started + t)));
+    let idle_timeout = shared.config.idle_timeout;
+    let mut idle_sleep = idle_timeout.map(|t| Box::pin(weft::time::sleep_until(idle.started + t)));
     let _ = poll_fn(|cx: &mut Context<'_>| {
         if !closing && shutdown.poll(cx).is_ready() {
             closing = true;
-            conn.as_mut().graceful_shutdown();
+            conn.as_mut().start_graceful_shutdown();
         }
         if let (false, Some(t), Some(sleep)) = (closing, idle_timeout, idle_sleep.as_mut()) {
             while sleep.as_mut().poll(cx).is_ready() {
@@ -394,7 +457,7 @@ where
                     Some(until) if until > Instant::now() => sleep.as_mut().reset(until),
                     Some(_) => {
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().start_graceful_shutdown();
                         break;
                     }
                     // A request is in flight: look again a period later.

@@ -63,7 +63,9 @@ fn start(rt: &NetRt, builder: Builder, handler: Handler) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = builder.build();
-        let task = weft::spawn(async move {
+        // Detached: `block_on` runs its future inside a test-limit timeout,
+        // whose deadline a plain spawn would inherit.
+        let task = weft::task::Builder::new().detached().spawn(async move {
             server
                 .serve(listener, move |req| handler(req), async move {
                     let _ = rx.await;
@@ -141,6 +143,7 @@ on_each_driver!(
     idle_connection_is_closed,
     client_reset_mid_response,
     many_connections_opened_and_dropped,
+    http2_requests_share_a_connection_and_carry_deadlines,
 );
 
 fn hello_keep_alive_and_clean_shutdown(driver: Driver) {
@@ -758,5 +761,60 @@ fn stream_body_handler_compiles_and_client_sends_streams() {
         drop(client);
         server.await.unwrap().unwrap();
     });
+    rt.finish();
+}
+
+fn http2_requests_share_a_connection_and_carry_deadlines(driver: Driver) {
+    let rt = NetRt::new(driver);
+    let server = start(
+        &rt,
+        Builder::new().http2(true),
+        handler(|req: Request<Body>| async move {
+            let budget = weft::cancel::remaining();
+            if req.uri().path() == "/slow" {
+                weft::time::sleep(Duration::from_secs(10)).await?;
+            }
+            let text = format!("{:?} {}", req.version(), budget.is_some());
+            Ok(Response::new(Full::new(Bytes::from(text))))
+        }),
+    );
+    let url = server.url("/");
+    let slow = server.url("/slow");
+    rt.in_task(async move {
+        let client = Client::builder().http2_only(true).build();
+        // Ten requests at once over one HTTP/2 connection, with a deadline.
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let client = client.clone();
+                let url = url.clone();
+                weft::task::Builder::new()
+                    .timeout(Duration::from_secs(5))
+                    .spawn(async move {
+                        let res = client.get(url).await.unwrap();
+                        client::read_body(res.into_body()).await.unwrap()
+                    })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(&t.await.unwrap()[..], b"HTTP/2.0 true");
+        }
+        // The server's deadline over HTTP/2: 504, the stream's handler cut.
+        let req = Request::get(slow)
+            .header("grpc-timeout", "50m")
+            .body(Full::default())
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+        // HTTP/1.1 on the same port still works.
+        let res = Client::new().get(url).await.unwrap();
+        assert_eq!(
+            &client::read_body(res.into_body()).await.unwrap()[..],
+            b"HTTP/1.1 false"
+        );
+    });
+    let report = server.stop(&rt);
+    assert_eq!(report.connections, 2, "one HTTP/2 connection, one HTTP/1.1");
+    assert_eq!(report.requests, 12);
+    assert_eq!((report.cut_connections, report.cut_requests), (0, 0));
     rt.finish();
 }
