@@ -2,7 +2,9 @@
 """HTTP bench: hyper's hello server (HTTP/1.1, hyper's timer on) on weft
 io_uring, weft epoll, weft_hyper::serve (io_uring) and tokio, 2 workers
 each, driven by wrk and by the repo's own load client (src/bin/http_load.rs)
-at 50 and 256 connections.
+at 50 and 256 connections; then weft_hyper's pooled client against
+hyper-util's client on tokio (src/bin/http_client.rs), both against one
+tokio hello server.
 
 For each load tool and connection count it reports requests/s, server CPU
 time per request (utime + stime of the server process from /proc/PID/stat,
@@ -28,7 +30,7 @@ ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--secs", type=int, default=5)
 ap.add_argument("--conns", default="50,256")
 ap.add_argument("--servers", default=",".join(SERVERS))
-ap.add_argument("--tools", default="wrk,http_load")
+ap.add_argument("--tools", default="wrk,http_load,client")
 ap.add_argument("--timer", default="on")
 args = ap.parse_args()
 servers = args.servers.split(",")
@@ -93,6 +95,8 @@ def measure(server, conns):
         results = {}
         for tool in tools:
             before = cpu_seconds(proc.pid)
+            if tool == "client":
+                continue
             r = run_wrk(addr, conns, args.secs) if tool == "wrk" else run_load(addr, conns, args.secs)
             r["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / max(r["requests"], 1) * 1e6
             results[tool] = r
@@ -102,10 +106,41 @@ def measure(server, conns):
         proc.wait()
 
 
+def client_bench(conns):
+    """weft_hyper::Client vs hyper-util's client on tokio, against one tokio
+    hello server; alternating, `--rounds` times each."""
+    server = subprocess.Popen([os.path.join(TARGET, "release", "http_hello"), "--runtime", "tokio"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        addr = server.stdout.readline().split()[1]
+        res = {}
+        for rnd in range(args.rounds):
+            order = ["weft", "tokio"] if rnd % 2 == 0 else ["tokio", "weft"]
+            for rt in order:
+                out = subprocess.run([os.path.join(TARGET, "release", "http_client"), "--runtime", rt,
+                                      "--addr", addr, "--conns", str(conns), "--secs", str(args.secs)],
+                                     capture_output=True, text=True, check=True).stdout
+                kv = dict(part.split("=") for part in out.split())
+                r = dict(rps=float(kv["rps"]), cpu_us_per_req=float(kv["cpu_us_per_req"]))
+                res.setdefault(rt, []).append(r)
+                print(f"client round {rnd + 1} {conns:3}c {rt:5}: {r['rps']:8.0f} req/s, "
+                      f"{r['cpu_us_per_req']:6.2f} us client CPU/req", flush=True)
+        ratios = [w["rps"] / t["rps"] for w, t in zip(res["weft"], res["tokio"])]
+        cpu = [w["cpu_us_per_req"] / t["cpu_us_per_req"] for w, t in zip(res["weft"], res["tokio"])]
+        print(f"== client/{conns}c: weft/tokio req/s {statistics.median(ratios):.2f}x "
+              f"({min(ratios):.2f}-{max(ratios):.2f}), client CPU/req {statistics.median(cpu):.2f}x "
+              f"({min(cpu):.2f}-{max(cpu):.2f})", flush=True)
+        return res
+    finally:
+        server.kill()
+        server.wait()
+
+
 def main():
     ensure_wrk()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "weft-benches",
-                    "--bin", "http_hello", "--bin", "http_load"], check=True, cwd=ROOT)
+                    "--bin", "http_hello", "--bin", "http_load", "--bin", "http_client"],
+                   check=True, cwd=ROOT)
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
     data = {}  # (tool, conns) -> server -> [result per round]
     for rnd in range(args.rounds):
@@ -135,6 +170,9 @@ def main():
                     parts.append(f"{name} {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
                 line += "   vs tokio: " + ", ".join(parts)
             print(line)
+    if "client" in tools:
+        for conns in [int(c) for c in args.conns.split(",")]:
+            data[f"client/{conns}c"] = client_bench(conns)
     with open(os.path.join(TARGET, "http-summary.json"), "w") as f:
         json.dump(data, f, indent=1)
 
