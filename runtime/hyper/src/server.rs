@@ -6,7 +6,7 @@
 //!   of them (and everything their handlers spawned) and nothing else.
 //! - A connection task drives hyper's HTTP/1 connection with weft's io and
 //!   [`WeftTimer`] (hyper's header-read timeout), and watches two more
-//!   things on each poll: the server's shutdown [`Signal`] (then it asks
+//!   things on each poll: the server's shutdown signal (then it asks
 //!   hyper for a graceful close: finish the request in flight, then close)
 //!   and its idle timer (no request for `idle_timeout`: close).
 //! - A request with a deadline (from the deadline header, else the server's
