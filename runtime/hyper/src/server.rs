@@ -212,11 +212,40 @@ where
 }
 
 /// Counters shared by the accept loop, the connections and the report.
+/// Per-request counts live in each connection's [`Idle`] (no cache line
+/// shared by every request on both workers); a connection adds its total
+/// here when it ends, and the report sums the live ones.
 #[derive(Default)]
 struct Stats {
     connections: AtomicU64,
+    /// Requests of connections that have ended.
     requests: AtomicU64,
-    in_flight: AtomicUsize,
+    /// The live connections' activity, for the report.
+    live: std::sync::Mutex<slab::Slab<Arc<Idle>>>,
+}
+
+impl Stats {
+    fn live(&self) -> std::sync::MutexGuard<'_, slab::Slab<Arc<Idle>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Requests in flight on live connections.
+    fn in_flight(&self) -> usize {
+        self.live()
+            .iter()
+            .map(|(_, c)| c.in_flight.load(Relaxed))
+            .sum()
+    }
+
+    /// Requests handled so far.
+    fn requests(&self) -> u64 {
+        let live: u64 = self
+            .live()
+            .iter()
+            .map(|(_, c)| c.requests.load(Relaxed))
+            .sum();
+        self.requests.load(Relaxed) + live
+    }
 }
 
 struct Shared<H> {
@@ -225,6 +254,13 @@ struct Shared<H> {
     stats: Stats,
     shutdown: Arc<Signal>,
     conns: Arc<Tracker>,
+}
+
+/// What a connection's requests share: cloned per request (its count is
+/// the connection's own, not the server's).
+struct ConnCtx<H> {
+    shared: Arc<Shared<H>>,
+    idle: Arc<Idle>,
 }
 
 impl Server {
@@ -277,7 +313,7 @@ impl Server {
         {
             // 3. What is left is cut.
             report.cut_connections = shared.conns.live();
-            report.cut_requests = shared.stats.in_flight.load(Relaxed);
+            report.cut_requests = shared.stats.in_flight();
             connections.cancel_with("server shutdown: grace period over");
             // 4. Bounded wait for the cut tasks to end.
             if weft::time::timeout(grace, shared.conns.zero())
@@ -288,7 +324,7 @@ impl Server {
             }
         }
         report.connections = shared.stats.connections.load(Relaxed);
-        report.requests = shared.stats.requests.load(Relaxed);
+        report.requests = shared.stats.requests();
         accepted.map(|()| report)
     }
 }
@@ -373,15 +409,22 @@ where
     let idle = Arc::new(Idle {
         started,
         in_flight: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
         last_done_us: AtomicU64::new(0),
     });
+    let key = shared.stats.live().insert(idle.clone());
+    let _registered = Unregister {
+        stats: &shared.stats,
+        key,
+    };
     let svc = {
-        let shared = shared.clone();
-        let idle = idle.clone();
+        let ctx = Arc::new(ConnCtx {
+            shared: shared.clone(),
+            idle: idle.clone(),
+        });
         service_fn(move |req| {
-            let shared = shared.clone();
-            let idle = idle.clone();
-            async move { Ok::<_, Infallible>(handle(req, &shared, &idle).await) }
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(req, &ctx.shared, &ctx.idle).await) }
         })
     };
     if config.http2 {
@@ -470,9 +513,30 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
     .await;
 }
 
-/// A connection's activity, for its idle timer.
+/// Takes a connection out of the live set and adds its request count to
+/// the server's.
+struct Unregister<'a> {
+    stats: &'a Stats,
+    key: usize,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        // Under the lock, so a report never misses the connection's count.
+        let mut live = self.stats.live();
+        let idle = live.remove(self.key);
+        self.stats
+            .requests
+            .fetch_add(idle.requests.load(Relaxed), Relaxed);
+        drop(live);
+    }
+}
+
+/// A connection's activity, for its idle timer and the report.
 struct Idle {
     started: Instant,
+    /// Requests this connection has handled (answered or in flight).
+    requests: AtomicU64,
     /// Requests of this connection in flight.
     in_flight: AtomicUsize,
     /// When the last request ended, in µs since `started` (0: none yet).
@@ -490,16 +554,14 @@ impl Idle {
     }
 }
 
-/// Counts a request in flight (server and connection) until dropped, and
-/// then stamps the connection's last activity.
+/// Counts a request in flight until dropped, and then stamps the
+/// connection's last activity.
 struct InFlight<'a> {
-    stats: &'a Stats,
     idle: &'a Idle,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.stats.in_flight.fetch_sub(1, Relaxed);
         let since = self.idle.started.elapsed().as_micros() as u64;
         self.idle.last_done_us.store(since, Relaxed);
         self.idle.in_flight.fetch_sub(1, Relaxed);
@@ -518,13 +580,9 @@ where
     B::Error: Into<BoxError>,
     E: Into<BoxError> + Send + 'static,
 {
-    shared.stats.requests.fetch_add(1, Relaxed);
-    shared.stats.in_flight.fetch_add(1, Relaxed);
+    idle.requests.fetch_add(1, Relaxed);
     idle.in_flight.fetch_add(1, Relaxed);
-    let _in_flight = InFlight {
-        stats: &shared.stats,
-        idle,
-    };
+    let _in_flight = InFlight { idle };
     answer(req, shared).await
 }
 
