@@ -144,6 +144,7 @@ on_each_driver!(
     client_reset_mid_response,
     many_connections_opened_and_dropped,
     http2_requests_share_a_connection_and_carry_deadlines,
+    hyper_over_a_unix_stream_pair,
 );
 
 fn hello_keep_alive_and_clean_shutdown(driver: Driver) {
@@ -816,5 +817,44 @@ fn http2_requests_share_a_connection_and_carry_deadlines(driver: Driver) {
     assert_eq!(report.connections, 2, "one HTTP/2 connection, one HTTP/1.1");
     assert_eq!(report.requests, 12);
     assert_eq!((report.cut_connections, report.cut_requests), (0, 0));
+    rt.finish();
+}
+
+/// hyper's own client and server connections over weft's `UnixStream`
+/// (the io traits of weft's `hyper` feature), no TCP involved.
+fn hyper_over_a_unix_stream_pair(driver: Driver) {
+    let rt = NetRt::new(driver);
+    rt.in_task(async {
+        let (a, b) = weft::net::UnixStream::pair().unwrap();
+        let server = weft::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(weft_hyper::WeftTimer);
+            builder
+                .serve_connection(
+                    a,
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        Ok::<_, hyper::Error>(Response::new(Full::new(body)))
+                    }),
+                )
+                .await
+        });
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(b).await.unwrap();
+        let driver = weft::spawn(conn);
+        for size in [0usize, 10, 100_000] {
+            let payload = Bytes::from(vec![b'u'; size]);
+            let req = Request::post("/echo")
+                .header("host", "unix")
+                .body(Full::new(payload.clone()))
+                .unwrap();
+            let res = sender.send_request(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let got = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(got, payload, "{size} bytes echoed");
+        }
+        drop(sender);
+        driver.await.unwrap().unwrap();
+        server.await.unwrap().unwrap();
+    });
     rt.finish();
 }
