@@ -4,7 +4,9 @@ io_uring, weft epoll, weft_hyper::serve (io_uring) and tokio, 2 workers
 each, driven by wrk and by the repo's own load client (src/bin/http_load.rs)
 at 50 and 256 connections; then weft_hyper's pooled client against
 hyper-util's client on tokio (src/bin/http_client.rs), both against one
-tokio hello server.
+tokio hello server over HTTP/1.1, then both over HTTP/2 against
+weft_hyper's server (wrk speaks HTTP/1 only, so HTTP/2 is measured
+client-side).
 
 For each load tool and connection count it reports requests/s, server CPU
 time per request (utime + stime of the server process from /proc/PID/stat,
@@ -106,11 +108,15 @@ def measure(server, conns):
         proc.wait()
 
 
-def client_bench(conns):
+def client_bench(conns, http2=False):
     """weft_hyper::Client vs hyper-util's client on tokio, against one tokio
-    hello server; alternating, `--rounds` times each."""
-    server = subprocess.Popen([os.path.join(TARGET, "release", "http_hello"), "--runtime", "tokio"],
-                              stdout=subprocess.PIPE, text=True)
+    hello server (HTTP/1.1) or one weft_hyper server (HTTP/2); alternating,
+    `--rounds` times each."""
+    cmd = [os.path.join(TARGET, "release", "http_hello"), "--runtime", "tokio"]
+    if http2:
+        cmd = [os.path.join(TARGET, "release", "http_hello"), "--runtime", "weft-serve", "--http2", "on"]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proto = "h2" if http2 else "h1"
     try:
         addr = server.stdout.readline().split()[1]
         res = {}
@@ -118,16 +124,17 @@ def client_bench(conns):
             order = ["weft", "tokio"] if rnd % 2 == 0 else ["tokio", "weft"]
             for rt in order:
                 out = subprocess.run([os.path.join(TARGET, "release", "http_client"), "--runtime", rt,
-                                      "--addr", addr, "--conns", str(conns), "--secs", str(args.secs)],
+                                      "--addr", addr, "--conns", str(conns), "--secs", str(args.secs),
+                                      "--http2", "on" if http2 else "off"],
                                      capture_output=True, text=True, check=True).stdout
                 kv = dict(part.split("=") for part in out.split())
                 r = dict(rps=float(kv["rps"]), cpu_us_per_req=float(kv["cpu_us_per_req"]))
                 res.setdefault(rt, []).append(r)
-                print(f"client round {rnd + 1} {conns:3}c {rt:5}: {r['rps']:8.0f} req/s, "
+                print(f"client {proto} round {rnd + 1} {conns:3}c {rt:5}: {r['rps']:8.0f} req/s, "
                       f"{r['cpu_us_per_req']:6.2f} us client CPU/req", flush=True)
         ratios = [w["rps"] / t["rps"] for w, t in zip(res["weft"], res["tokio"])]
         cpu = [w["cpu_us_per_req"] / t["cpu_us_per_req"] for w, t in zip(res["weft"], res["tokio"])]
-        print(f"== client/{conns}c: weft/tokio req/s {statistics.median(ratios):.2f}x "
+        print(f"== client-{proto}/{conns}c: weft/tokio req/s {statistics.median(ratios):.2f}x "
               f"({min(ratios):.2f}-{max(ratios):.2f}), client CPU/req {statistics.median(cpu):.2f}x "
               f"({min(cpu):.2f}-{max(cpu):.2f})", flush=True)
         return res
@@ -173,6 +180,7 @@ def main():
     if "client" in tools:
         for conns in [int(c) for c in args.conns.split(",")]:
             data[f"client/{conns}c"] = client_bench(conns)
+            data[f"client-h2/{conns}c"] = client_bench(conns, http2=True)
     with open(os.path.join(TARGET, "http-summary.json"), "w") as f:
         json.dump(data, f, indent=1)
 

@@ -6,6 +6,10 @@
 //! `grpc-timeout`); `tokio` is hyper-util's legacy client with its
 //! `HttpConnector`, `TokioExecutor` and `TokioTimer`. 2 worker threads each.
 //!
+//! `--http2 on`: both speak HTTP/2 with prior knowledge (one multiplexed
+//! connection each; the server must accept it: `http_hello --runtime
+//! weft-serve --http2 on`).
+//!
 //! Output, one line: `requests=N secs=S rps=R cpu_us_per_req=C`, where C is
 //! this process's CPU time per request (client side only).
 
@@ -30,6 +34,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut runtime = String::from("weft");
     let mut addr: Option<SocketAddr> = None;
     let (mut conns, mut secs) = (50usize, 5.0f64);
+    let mut http2 = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -38,6 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--addr" => addr = Some(value.parse()?),
             "--conns" => conns = value.parse()?,
             "--secs" => secs = value.parse()?,
+            "--http2" => http2 = value == "on",
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -52,7 +58,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .worker_threads(WORKERS)
                 .build()?;
             rt.block_on(async {
-                let client = weft_hyper::Client::new();
+                let client = weft_hyper::Client::builder().http2_only(http2).build();
                 let tasks: Vec<_> = (0..conns)
                     .map(|_| {
                         let (client, uri, done, count) =
@@ -98,6 +104,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 )
                 .timer(hyper_util::rt::TokioTimer::new())
                 .pool_timer(hyper_util::rt::TokioTimer::new())
+                .http2_only(http2)
                 .build_http::<Full<Bytes>>();
                 let tasks: Vec<_> = (0..conns)
                     .map(|_| {

@@ -8,7 +8,8 @@
 //! http_hello --runtime weft-uring|weft-epoll|weft-serve|tokio [--addr 127.0.0.1:0] [--timer on|off]
 //! ```
 //! `weft-serve` is `weft_hyper::serve` (io_uring), with its per-connection
-//! shutdown and idle watch, instead of the bare hyper connection loop.
+//! shutdown and idle watch, instead of the bare hyper connection loop;
+//! `--http2 on` makes it accept HTTP/2 (prior knowledge) too.
 //! Prints `listening <addr>` once it accepts, then serves until killed.
 
 use std::{convert::Infallible, error::Error, net::SocketAddr};
@@ -29,6 +30,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut runtime = String::from("weft-uring");
     let mut addr: SocketAddr = "127.0.0.1:0".parse()?;
     let mut timer = true;
+    let mut http2 = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -36,13 +38,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--runtime" => runtime = value,
             "--addr" => addr = value.parse()?,
             "--timer" => timer = value == "on",
+            "--http2" => http2 = value == "on",
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
     match runtime.as_str() {
-        "weft-uring" => weft_server(addr, timer, weft::io::Driver::Uring, false),
-        "weft-epoll" => weft_server(addr, timer, weft::io::Driver::Epoll, false),
-        "weft-serve" => weft_server(addr, timer, weft::io::Driver::Uring, true),
+        "weft-uring" => weft_server(addr, timer, weft::io::Driver::Uring, false, false),
+        "weft-epoll" => weft_server(addr, timer, weft::io::Driver::Epoll, false, false),
+        "weft-serve" => weft_server(addr, timer, weft::io::Driver::Uring, true, http2),
         "tokio" => tokio_server(addr, timer),
         other => Err(format!("unknown runtime {other}").into()),
     }
@@ -53,6 +56,7 @@ fn weft_server(
     timer: bool,
     driver: weft::io::Driver,
     with_serve: bool,
+    http2: bool,
 ) -> Result<(), Box<dyn Error>> {
     let rt = weft::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
@@ -68,6 +72,7 @@ fn weft_server(
                 } else {
                     None
                 })
+                .http2(http2)
                 .build();
             server
                 .serve(
