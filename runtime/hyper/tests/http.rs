@@ -626,7 +626,21 @@ fn idle_connection_is_closed(driver: Driver) {
         Builder::new()
             .idle_timeout(Duration::from_millis(200))
             .header_read_timeout(None),
-        hello(),
+        handler(|req: Request<Body>| async move {
+            if req.uri().path() == "/slow" {
+                weft::time::sleep(Duration::from_millis(500)).await?;
+            }
+            Ok(text("hello"))
+        }),
+    );
+    // A request that outlasts the idle timeout is not idle: it completes,
+    // and the connection stays open for the next (a graceful close would
+    // have answered with `connection: close`).
+    let slow = raw_exchange(server.addr, b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(status_of(&slow), 200, "{slow:?}");
+    assert!(
+        !slow.to_ascii_lowercase().contains("connection: close"),
+        "{slow:?}"
     );
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(common::LIMIT)).unwrap();
