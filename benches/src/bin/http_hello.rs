@@ -5,11 +5,13 @@
 //! its CPU time from `/proc/PID/stat`.
 //!
 //! ```text
-//! http_hello --runtime weft-uring|weft-epoll|weft-serve|tokio [--addr 127.0.0.1:0] [--timer on|off]
+//! http_hello --runtime weft-uring|weft-epoll|weft-serve|weft-compat|tokio [--addr 127.0.0.1:0] [--timer on|off]
 //! ```
 //! `weft-serve` is `weft_hyper::serve` (io_uring), with its per-connection
 //! shutdown and idle watch, instead of the bare hyper connection loop;
 //! `--http2 on` makes it accept HTTP/2 (prior knowledge) too.
+//! `weft-compat` is the set-up before weft-hyper: `TokioIo` over weft's
+//! tokio-io traits and a hand-written timer (io_uring).
 //! Prints `listening <addr>` once it accepts, then serves until killed.
 
 use std::{convert::Infallible, error::Error, net::SocketAddr};
@@ -45,6 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     match runtime.as_str() {
         "weft-uring" => weft_server(addr, timer, weft::io::Driver::Uring, false, false),
         "weft-epoll" => weft_server(addr, timer, weft::io::Driver::Epoll, false, false),
+        "weft-compat" => weft_compat_server(addr, timer),
         "weft-serve" => weft_server(addr, timer, weft::io::Driver::Uring, true, http2),
         "tokio" => tokio_server(addr, timer),
         other => Err(format!("unknown runtime {other}").into()),
@@ -93,6 +96,56 @@ fn weft_server(
                 }
                 let _ = builder
                     .serve_connection(stream, service_fn(hello::<Incoming>))
+                    .await;
+            });
+        }
+    })
+}
+
+/// What a user wrote before weft-hyper (the set-up the issue measured):
+/// hyper over weft's tokio-io traits through `TokioIo`, and a hand-written
+/// timer that boxes a weft sleep (no in-place reset).
+fn weft_compat_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
+    struct NaiveTimer;
+    struct NaiveSleep(weft::time::Sleep);
+    impl std::future::Future for NaiveSleep {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::pin::Pin::new(&mut self.get_mut().0).poll(cx).map(|_| ())
+        }
+    }
+    impl hyper::rt::Sleep for NaiveSleep {}
+    impl hyper::rt::Timer for NaiveTimer {
+        fn sleep(&self, d: std::time::Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+            Box::pin(NaiveSleep(weft::time::sleep(d)))
+        }
+        fn sleep_until(&self, t: std::time::Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+            Box::pin(NaiveSleep(weft::time::sleep_until(t)))
+        }
+    }
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .io_driver(weft::io::Driver::Uring)
+        .build()?;
+    rt.block_on(async move {
+        let listener = weft::net::TcpListener::bind(addr).await?;
+        println!("listening {}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            weft::spawn(async move {
+                let mut builder = http1::Builder::new();
+                if timer {
+                    builder.timer(NaiveTimer);
+                }
+                let _ = builder
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        service_fn(hello::<Incoming>),
+                    )
                     .await;
             });
         }
