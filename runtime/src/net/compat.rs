@@ -1,12 +1,17 @@
-//! `futures_io` (and, with the `tokio-io` feature, tokio) io traits on the
-//! TCP and Unix stream types (and their halves), so code written against those runs on weft.
+//! `futures_io` (and, with the `tokio-io` feature, tokio; with the `hyper`
+//! feature, `hyper::rt`) io traits on the TCP and Unix stream types (and
+//! their halves; hyper's on the streams), so code written against those
+//! runs on weft.
 //!
 //! Under epoll the traits are readiness-based over the caller's slice, no
 //! copy. Under io_uring the kernel needs a buffer it owns until completion,
 //! so a read fills an internal buffer (keeping what the caller's slice could
 //! not take for the next read) and a write copies the caller's bytes into
 //! one; `poll_write` returns `Pending` until that send completes, and a
-//! retry after `Pending` gets the count of the send already in flight.
+//! retry after `Pending` gets the count of the send already in flight. A
+//! write that fits the socket buffer is first tried as a non-blocking
+//! `send` straight from the caller's slice (the eager send of `sys.rs`),
+//! which needs no copy and no op.
 
 use std::{
     future::Future,
@@ -71,20 +76,39 @@ impl ReadCompat {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        // SAFETY: an initialised slice is valid for `len` bytes of writes.
+        unsafe { self.poll_read_raw(sock, cx, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// As [`poll_read`](Self::poll_read), into memory that may be
+    /// uninitialised (hyper's read buffer): only the first `n` bytes of
+    /// the returned count are written.
+    ///
+    /// # Safety
+    /// `ptr` is valid for `len` bytes of writes for the duration of the call.
+    pub(crate) unsafe fn poll_read_raw(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
         if !sock.is_uring() {
-            return sock.poll_recv_slice(cx, buf);
+            // SAFETY: the caller's contract.
+            return unsafe { sock.poll_recv_raw(cx, ptr, len) };
         }
-        if buf.is_empty() {
+        if len == 0 {
             return Poll::Ready(Ok(0));
         }
         let st = self.state();
         if st.rpos < st.rbuf.len() {
-            return Poll::Ready(Ok(st.take_buffered(buf)));
+            // SAFETY: the caller's contract.
+            return Poll::Ready(Ok(unsafe { st.take_buffered_raw(ptr, len) }));
         }
         if st.read.is_none() {
             let mut v = std::mem::take(&mut st.rbuf);
             v.clear();
-            v.reserve(buf.len().max(READ_CHUNK));
+            v.reserve(len.max(READ_CHUNK));
             let sock = sock.clone();
             st.read = Some(Box::pin(async move { sock.recv(v).await }));
         }
@@ -96,7 +120,8 @@ impl ReadCompat {
         match res {
             Ok(n) => {
                 st.rbuf.truncate(n);
-                Poll::Ready(Ok(st.take_buffered(buf)))
+                // SAFETY: the caller's contract.
+                Poll::Ready(Ok(unsafe { st.take_buffered_raw(ptr, len) }))
             }
             Err(e) => {
                 st.rbuf.clear();
@@ -127,6 +152,11 @@ impl WriteCompat {
         if st.write.is_none() {
             if buf.is_empty() {
                 return Poll::Ready(Ok(0));
+            }
+            // What fits the socket buffer goes straight from the caller's
+            // slice: no copy, no op, no allocation.
+            if let Some(res) = sock.try_send_now(buf) {
+                return Poll::Ready(res);
             }
             let mut v = std::mem::take(&mut st.wspare);
             v.clear();
@@ -170,10 +200,17 @@ impl WriteCompat {
 }
 
 impl ReadState {
-    fn take_buffered(&mut self, buf: &mut [u8]) -> usize {
+    /// Copies what is buffered (at most `len` bytes) to `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is valid for `len` bytes of writes and does not overlap the
+    /// buffer.
+    unsafe fn take_buffered_raw(&mut self, ptr: *mut u8, len: usize) -> usize {
         let avail = &self.rbuf[self.rpos..];
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
+        let n = avail.len().min(len);
+        // SAFETY: `n <= len` bytes of writes at `ptr` (the caller's
+        // contract), `n` readable bytes in `avail`, no overlap.
+        unsafe { std::ptr::copy_nonoverlapping(avail.as_ptr(), ptr, n) };
         self.rpos += n;
         n
     }
@@ -252,6 +289,56 @@ macro_rules! impl_write {
         }
     };
 }
+
+/// hyper's io traits: the same state as the futures/tokio ones, reading
+/// into hyper's (possibly uninitialised) buffer without zeroing it.
+#[cfg(feature = "hyper")]
+macro_rules! impl_hyper {
+    ($($ty:ty),*) => {$(
+        impl hyper::rt::Read for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                mut buf: hyper::rt::ReadBufCursor<'_>,
+            ) -> Poll<io::Result<()>> {
+                let (sock, compat) = self.get_mut().compat_read();
+                // SAFETY: only the bytes the read reports are written, and
+                // only those are advanced over below.
+                let dst = unsafe { buf.as_mut() };
+                // SAFETY: `dst` is valid for `dst.len()` bytes of writes.
+                let n = std::task::ready!(unsafe {
+                    compat.poll_read_raw(sock, cx, dst.as_mut_ptr().cast(), dst.len())
+                })?;
+                // SAFETY: the read initialised the first `n` bytes.
+                unsafe { buf.advance(n) };
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        impl hyper::rt::Write for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let (sock, compat) = self.get_mut().compat_write();
+                compat.poll_write(sock, cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().compat_write().1.poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let (sock, compat) = self.get_mut().compat_write();
+                compat.poll_close(sock, cx)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "hyper")]
+impl_hyper!(TcpStream, UnixStream);
 
 impl_read!(TcpStream);
 impl_write!(TcpStream);

@@ -255,26 +255,66 @@ impl Socket {
 
     /// Readiness-style receive into a borrowed slice (epoll sockets only;
     /// the compatibility traits use it to avoid a copy).
-    pub(crate) fn poll_recv_slice(
+    ///
+    /// # Safety
+    /// `ptr` is valid for `len` bytes of writes for the duration of the call
+    /// (it may be uninitialised: the kernel only writes to it).
+    pub(crate) unsafe fn poll_recv_raw(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
+        ptr: *mut u8,
+        len: usize,
     ) -> Poll<io::Result<usize>> {
         let Kind::Epoll(reg) = &self.kind else {
-            unreachable!("poll_recv_slice on an io_uring socket");
+            unreachable!("poll_recv_raw on an io_uring socket");
         };
         let fd = self.fd();
-        let len = buf.len();
         poll_epoll_once(
             reg,
             cx,
             Direction::Read,
             || {
-                // SAFETY: `buf` is valid for `len` bytes of writes.
-                cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+                // SAFETY: `ptr` is valid for `len` bytes of writes (the
+                // caller's contract).
+                cvt_size(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
             },
             |n| *n > 0 && *n < len,
         )
+    }
+
+    /// An io_uring socket's eager send from a borrowed slice, as an await
+    /// point that does not wait: `None` when the ring should take the send
+    /// (the socket buffer is full), else the send's result (or the scope's
+    /// cancellation). Only the compat traits (hyper, futures-io, tokio-io)
+    /// use it: their caller lends a slice, and one `send` from it costs less
+    /// than copying it into the stream's buffer for a ring op. The native
+    /// owned-buffer `write` always goes through the ring (docs/IO.md).
+    pub(crate) fn try_send_now(&self, buf: &[u8]) -> Option<io::Result<usize>> {
+        debug_assert!(self.is_uring());
+        if let Err(c) = cancel::check() {
+            return Some(Err(c.into()));
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        // SAFETY: `buf` holds `buf.len()` initialised bytes; MSG_DONTWAIT
+        // makes this one call non-blocking on the blocking fd.
+        let rc = unsafe {
+            libc::send(
+                self.fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if rc > 0 {
+            return Some(Ok(rc as usize));
+        }
+        let err = io::Error::last_os_error();
+        if rc < 0 && err.kind() != io::ErrorKind::WouldBlock {
+            return Some(Err(err));
+        }
+        None
     }
 
     /// Readiness-style send from a borrowed slice (epoll sockets only).

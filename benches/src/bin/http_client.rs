@@ -1,0 +1,150 @@
+//! The HTTP bench's client-side comparison: `--conns` tasks, each sending
+//! GETs one after another through one shared pooled client, for `--secs`
+//! seconds, against a hello server at `--addr` (run as a separate process
+//! by `benches/scripts/http.py`). `weft` is `weft_hyper::Client` (each
+//! request inside a task with a 5 s deadline, so it also encodes and sends
+//! `grpc-timeout`); `tokio` is hyper-util's legacy client with its
+//! `HttpConnector`, `TokioExecutor` and `TokioTimer`. 2 worker threads each.
+//!
+//! `--http2 on`: both speak HTTP/2 with prior knowledge (one multiplexed
+//! connection each; the server must accept it: `http_hello --runtime
+//! weft-serve --http2 on`).
+//!
+//! Output, one line: `requests=N secs=S rps=R cpu_us_per_req=C`, where C is
+//! this process's CPU time per request (client side only).
+
+use std::{
+    error::Error,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Full};
+use weft_benches::echo_load::process_cpu;
+
+const WORKERS: usize = 2;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut runtime = String::from("weft");
+    let mut addr: Option<SocketAddr> = None;
+    let (mut conns, mut secs) = (50usize, 5.0f64);
+    let mut http2 = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--runtime" => runtime = value,
+            "--addr" => addr = Some(value.parse()?),
+            "--conns" => conns = value.parse()?,
+            "--secs" => secs = value.parse()?,
+            "--http2" => http2 = value == "on",
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    let uri: Uri = format!("http://{}/", addr.ok_or("--addr is required")?).parse()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let measure = Duration::from_secs_f64(secs);
+    // One second of warm-up (connections, pool), then the measurement.
+    let (requests, cpu) = match runtime.as_str() {
+        "weft" => {
+            let rt = weft::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKERS)
+                .build()?;
+            rt.block_on(async {
+                let client = weft_hyper::Client::builder().http2_only(http2).build();
+                let tasks: Vec<_> = (0..conns)
+                    .map(|_| {
+                        let (client, uri, done, count) =
+                            (client.clone(), uri.clone(), done.clone(), count.clone());
+                        weft::spawn(async move {
+                            while !done.load(Relaxed) {
+                                let res = weft::task::Builder::new()
+                                    .timeout(Duration::from_secs(5))
+                                    .spawn({
+                                        let (client, uri) = (client.clone(), uri.clone());
+                                        async move {
+                                            let res = client.get(uri).await?;
+                                            weft_hyper::client::read_body(res.into_body()).await
+                                        }
+                                    })
+                                    .await;
+                                if matches!(res, Ok(Ok(_))) {
+                                    count.fetch_add(1, Relaxed);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let _ = weft::time::sleep(Duration::from_secs(1)).await;
+                let (c0, n0) = (process_cpu(), count.load(Relaxed));
+                let _ = weft::time::sleep(measure).await;
+                let out = (count.load(Relaxed) - n0, process_cpu() - c0);
+                done.store(true, Relaxed);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                out
+            })
+        }
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKERS)
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .timer(hyper_util::rt::TokioTimer::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .http2_only(http2)
+                .build_http::<Full<Bytes>>();
+                let tasks: Vec<_> = (0..conns)
+                    .map(|_| {
+                        let (client, uri, done, count) =
+                            (client.clone(), uri.clone(), done.clone(), count.clone());
+                        tokio::spawn(async move {
+                            while !done.load(Relaxed) {
+                                let res = tokio::time::timeout(Duration::from_secs(5), async {
+                                    let res = client.get(uri.clone()).await?;
+                                    res.into_body()
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .map_err(Box::<dyn Error + Send + Sync>::from)
+                                })
+                                .await;
+                                if matches!(res, Ok(Ok(_))) {
+                                    count.fetch_add(1, Relaxed);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (c0, n0) = (process_cpu(), count.load(Relaxed));
+                tokio::time::sleep(measure).await;
+                let out = (count.load(Relaxed) - n0, process_cpu() - c0);
+                done.store(true, Relaxed);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                out
+            })
+        }
+        other => return Err(format!("unknown runtime {other}").into()),
+    };
+    println!(
+        "requests={requests} secs={secs:.3} rps={:.0} cpu_us_per_req={:.2}",
+        requests as f64 / secs,
+        cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+    );
+    Ok(())
+}
