@@ -8,5 +8,8 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod env;
 pub mod pool;
+pub mod retry;
+mod rng;
 mod sync;
