@@ -9,6 +9,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod env;
+pub mod hedge;
 pub mod pool;
 pub mod retry;
 mod rng;
