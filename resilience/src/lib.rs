@@ -7,8 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod chaos;
 pub mod clock;
 pub mod env;
+pub mod fallback;
 pub mod hedge;
 pub mod pool;
 pub mod retry;
