@@ -125,6 +125,16 @@ impl<W, A> Fallback<W, A> {
         }
     }
 
+    /// Counts a call made outside [`call`](Self::call) (by the pipeline).
+    pub(crate) fn note_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a use made outside [`call`](Self::call) (by the pipeline).
+    pub(crate) fn note_use(&self) {
+        self.used.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The action.
     pub fn action(&self) -> &A {
         &self.action

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod env;
 pub mod fallback;
 pub mod hedge;
+pub mod policy;
 pub mod pool;
 pub mod retry;
 mod rng;

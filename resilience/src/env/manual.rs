@@ -135,7 +135,7 @@ impl Env for ManualEnv {
     fn scoped<F: Future>(&self, future: F) -> (ManualScoped<F>, ManualScopeHandle) {
         let handle = ManualScopeHandle {
             shared: self.shared.clone(),
-            cancelled: Arc::new(AtomicBool::new(false)),
+            cancelled: AtomicBool::new(false),
         };
         (ManualScoped { future }, handle)
     }
@@ -209,7 +209,7 @@ impl<F: Future> Future for ManualScoped<F> {
 #[derive(Debug)]
 pub struct ManualScopeHandle {
     shared: Arc<Shared>,
-    cancelled: Arc<AtomicBool>,
+    cancelled: AtomicBool,
 }
 
 impl ScopeHandle for ManualScopeHandle {
