@@ -178,7 +178,8 @@ struct Counters {
     refused: [AtomicU64; Layer::ALL.len()],
 }
 
-/// A snapshot of a pipeline's outcomes.
+/// A snapshot of a pipeline's outcomes, counted below the fallback: a
+/// refusal the fallback answered still counts as a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PipelineMetrics {
@@ -424,31 +425,43 @@ where
     {
         bump(&self.counters.calls);
         self.fallback.on_call();
+        // Counted before the fallback, so a refusal or failure it covers
+        // still shows in the metrics.
+        let counted = async {
+            let outcome = self.attempts(op).await;
+            self.count(&outcome);
+            outcome
+        };
         let guarded = async {
-            match self.attempts(op).await {
+            match counted.await {
                 Err(error) if self.fallback.picks(&error) => self.fallback.fallback(error).await,
                 outcome => outcome,
             }
         };
-        let outcome = match self.timeout {
+        match self.timeout {
             Some(after) => match self.env.timeout(after, guarded).await {
                 Ok(outcome) => outcome,
-                Err(timed_out) => Err(PolicyError::refused(
-                    Layer::Timeout,
-                    Reason::TimedOut {
-                        after: timed_out.after,
-                    },
-                )),
+                Err(timed_out) => {
+                    bump(&self.counters.refused[Layer::Timeout.index()]);
+                    Err(PolicyError::refused(
+                        Layer::Timeout,
+                        Reason::TimedOut {
+                            after: timed_out.after,
+                        },
+                    ))
+                }
             },
             None => guarded.await,
-        };
-        match &outcome {
+        }
+    }
+
+    fn count<T, E>(&self, outcome: &Result<T, PolicyError<E>>) {
+        match outcome {
             Ok(_) => bump(&self.counters.ok),
             Err(PolicyError::Call(_)) => bump(&self.counters.failed),
             Err(PolicyError::Interrupted(_)) => bump(&self.counters.interrupted),
             Err(PolicyError::Refused { layer, .. }) => bump(&self.counters.refused[layer.index()]),
         }
-        outcome
     }
 
     /// The hedge/retry layer.

@@ -229,6 +229,12 @@ fn the_fallback_sees_what_retries_could_not_fix() {
         ));
     assert_eq!(block(p.call(|_| async { Ok("fresh") })), Ok("cached"));
     assert_eq!(p.fallback().metrics().used, 1);
+    assert_eq!(
+        p.metrics().refused_by(Layer::Breaker),
+        1,
+        "counted below the fallback"
+    );
+    assert_eq!(p.metrics().ok, 0);
 }
 
 #[test]
