@@ -1,7 +1,10 @@
 //! Breaker throughput: acquire + record success on a healthy breaker, one
 //! thread and two, against failsafe-rs and a `Mutex<VecDeque>` breaker.
 //! `weft_timed` is the default config (slow calls timed on the coarse
-//! `SystemClock`); `weft_timed_precise` times them on `SystemClock::precise`.
+//! `SystemClock`); `weft_timed_precise` times them on `SystemClock::precise`;
+//! `weft_time_window` is the default config with a 60 s time window of 60
+//! buckets; `weft_set_get` looks the breaker up in a `BreakerSet` of 64 keys
+//! on every call.
 //!
 //! Run: `cargo bench -p weft-benches --bench breaker`.
 
@@ -106,6 +109,17 @@ fn benches(c: &mut Criterion) {
         "untimed",
         Config::builder().no_slow_calls().build().expect("valid"),
     );
+    let time_window = Breaker::new(
+        "time_window",
+        Config::builder()
+            .time_window(Duration::from_secs(60), 60)
+            .build()
+            .expect("valid"),
+    );
+    let set = weft_resilience::breaker::BreakerSet::<u32>::new(Config::default());
+    for key in 0..64 {
+        let _ = set.get(&key);
+    }
     let failsafe = failsafe::Config::new().build();
     let rival = MutexBreaker::new(100);
 
@@ -124,6 +138,17 @@ fn benches(c: &mut Criterion) {
         black_box(ok()).expect("ok");
         permit.success();
     };
+    let weft_time_window = || {
+        let permit = time_window.acquire().expect("closed");
+        black_box(ok()).expect("ok");
+        permit.success();
+    };
+    let weft_set = || {
+        let breaker = set.get(black_box(&17));
+        let permit = breaker.acquire().expect("closed");
+        black_box(ok()).expect("ok");
+        permit.success();
+    };
     let weft_call_sync = || {
         let _ = black_box(timed.call_sync(ok));
     };
@@ -133,9 +158,11 @@ fn benches(c: &mut Criterion) {
     let rival_call = || {
         let _ = black_box(rival.call(ok));
     };
-    let workloads: [(&str, &(dyn Fn() + Sync)); 6] = [
+    let workloads: [(&str, &(dyn Fn() + Sync)); 8] = [
         ("weft", &weft_untimed),
         ("weft_timed", &weft_timed),
+        ("weft_time_window", &weft_time_window),
+        ("weft_set_get", &weft_set),
         ("weft_timed_precise", &weft_timed_precise),
         ("weft_call_sync", &weft_call_sync),
         ("failsafe", &failsafe_call),

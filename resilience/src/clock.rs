@@ -91,8 +91,22 @@ impl SystemClock {
     }
 }
 
+/// Reads `CLOCK_MONOTONIC_COARSE` through the runtime, so a process has one
+/// coarse clock reader, not two (`weft::time::coarse_now`).
+#[cfg(all(target_os = "linux", feature = "weft"))]
+#[inline]
+fn coarse_now() -> Duration {
+    weft::time::coarse_now()
+}
+
+/// The resolution of the runtime's coarse clock.
+#[cfg(all(target_os = "linux", feature = "weft"))]
+fn coarse_resolution() -> Duration {
+    weft::time::coarse_resolution()
+}
+
 /// Reads `CLOCK_MONOTONIC_COARSE`.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
 #[inline]
 fn coarse_now() -> Duration {
     let mut ts = libc::timespec {
@@ -113,7 +127,7 @@ fn coarse_now() -> Duration {
 }
 
 /// The resolution of `CLOCK_MONOTONIC_COARSE`.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
 fn coarse_resolution() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -144,6 +158,48 @@ impl Clock for SystemClock {
             Origin::Coarse(origin) => coarse_now().saturating_sub(origin),
             Origin::Precise(origin) => origin.elapsed(),
         }
+    }
+}
+
+/// The clock a breaker or limiter reads: the default [`SystemClock`] held by value, so
+/// the two reads of a timed call are inlined rather than virtual calls, or
+/// whatever a builder's `clock` was given.
+#[derive(Clone)]
+pub(crate) enum ClockSource {
+    System(SystemClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        match self {
+            ClockSource::System(clock) => clock.now(),
+            ClockSource::Custom(clock) => clock.now(),
+        }
+    }
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClockSource::System(clock) => clock.fmt(f),
+            ClockSource::Custom(clock) => clock.fmt(f),
+        }
+    }
+}
+
+impl ClockSource {
+    /// Now in nanoseconds since the clock's origin (584 years fit).
+    #[inline]
+    pub(crate) fn nanos(&self) -> u64 {
+        u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for ClockSource {
+    fn default() -> ClockSource {
+        ClockSource::System(SystemClock::new())
     }
 }
 

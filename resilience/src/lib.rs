@@ -7,11 +7,13 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod caller;
 pub mod chaos;
 pub mod clock;
 pub mod env;
 pub mod fallback;
 pub mod hedge;
+pub mod limit;
 pub mod policy;
 pub mod pool;
 pub mod retry;

@@ -234,3 +234,55 @@ fn time_window_rotation_reuses_buckets_without_stale_counts() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(breaker.metrics().counts.calls, 0);
 }
+
+#[test]
+fn a_striped_time_window_sums_every_thread_s_calls_when_judging() {
+    let clock = ManualClock::new();
+    let config = Config::builder()
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(5)
+        .failure_rate_threshold(50.0)
+        .no_slow_calls()
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("valid");
+    let breaker = Arc::new(Breaker::new("striped", config));
+    // Three failures from other threads (other stripes), below minimum.
+    for _ in 0..3 {
+        let b = Arc::clone(&breaker);
+        std::thread::spawn(move || b.acquire().expect("closed").failure())
+            .join()
+            .expect("no panic");
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    // This thread's first success sees them (4 calls, below minimum); the
+    // second reaches the minimum with 60% failures and trips.
+    breaker.acquire().expect("closed").success();
+    assert_eq!(breaker.state(), State::Closed);
+    breaker.acquire().expect("closed").success();
+    assert_eq!(breaker.state(), State::Open, "{:?}", breaker.metrics());
+    assert_eq!(breaker.metrics().counts.calls, 5);
+}
+
+#[test]
+fn failures_that_left_the_time_window_no_longer_count() {
+    let clock = ManualClock::new();
+    let config = Config::builder()
+        .time_window(Duration::from_secs(2), 2)
+        .minimum_calls(3)
+        .failure_rate_threshold(50.0)
+        .no_slow_calls()
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("valid");
+    let breaker = Breaker::new("expiring", config);
+    breaker.acquire().expect("closed").failure();
+    breaker.acquire().expect("closed").failure();
+    clock.advance(Duration::from_secs(3));
+    for _ in 0..3 {
+        breaker.acquire().expect("closed").success();
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    let m = breaker.metrics();
+    assert_eq!((m.counts.calls, m.counts.failures), (3, 0));
+}

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::caller::CallerEnd;
+
 /// What a call's result means to the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -13,6 +15,21 @@ pub enum Verdict {
     /// The result says nothing about the callee's health (e.g. a validation
     /// error); it is not recorded, and a half-open probe slot is returned.
     Ignore,
+    /// The caller's deadline cut the call (see [`crate::caller`]): a slow
+    /// call by default, or what [`ConfigBuilder::deadline_exceeded`] says.
+    ///
+    /// [`ConfigBuilder::deadline_exceeded`]: super::ConfigBuilder::deadline_exceeded
+    DeadlineExceeded,
+}
+
+/// The verdict on an error that the caller's cancellation or deadline
+/// caused, if it was one.
+#[inline]
+fn caller_verdict<E: 'static>(error: &E) -> Option<Verdict> {
+    crate::caller::caller_end(error).map(|end| match end {
+        CallerEnd::Cancelled => Verdict::Ignore,
+        CallerEnd::DeadlineExceeded => Verdict::DeadlineExceeded,
+    })
 }
 
 /// Turns a call's result into a [`Verdict`].
@@ -21,21 +38,25 @@ pub trait Classify<T, E> {
     fn classify(&self, result: &Result<T, E>) -> Verdict;
 }
 
-/// Every error is a failure, every value a success, nothing is ignored
-/// (resilience4j's default: every exception recorded).
+/// Every error is a failure, every value a success (resilience4j's default:
+/// every exception recorded) — except an error that reports the caller's own
+/// cancellation (ignored) or deadline ([`Verdict::DeadlineExceeded`]); see
+/// [`crate::caller`]. Those are only recognised with the `weft` feature.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ErrorsFail;
 
-impl<T, E> Classify<T, E> for ErrorsFail {
+impl<T, E: 'static> Classify<T, E> for ErrorsFail {
+    #[inline]
     fn classify(&self, result: &Result<T, E>) -> Verdict {
         match result {
             Ok(_) => Verdict::Success,
-            Err(_) => Verdict::Failure,
+            Err(error) => caller_verdict(error).unwrap_or(Verdict::Failure),
         }
     }
 }
 
-/// A classifier from two predicates: errors to ignore (checked first), then
+/// A classifier from two predicates: the caller's own cancellation and
+/// deadline first (as [`ErrorsFail`]), then errors to ignore, then
 /// which results are failures, values included (an HTTP 503 is an `Ok`
 /// response but a failure of the service).
 ///
@@ -76,13 +97,16 @@ impl<F, I> fmt::Debug for Predicates<F, I> {
     }
 }
 
-impl<T, E, F, I> Classify<T, E> for Predicates<F, I>
+impl<T, E: 'static, F, I> Classify<T, E> for Predicates<F, I>
 where
     F: Fn(&Result<T, E>) -> bool,
     I: Fn(&E) -> bool,
 {
     fn classify(&self, result: &Result<T, E>) -> Verdict {
         if let Err(error) = result {
+            if let Some(verdict) = caller_verdict(error) {
+                return verdict;
+            }
             if (self.is_ignored)(error) {
                 return Verdict::Ignore;
             }

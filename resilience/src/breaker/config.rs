@@ -8,7 +8,7 @@ use super::{
     event::Listener,
     state::{MAX_IN_FLIGHT, MAX_SUCCESSES},
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockSource, SystemClock};
 
 /// Largest count-based window: its counters are 16-bit signed fields.
 pub const MAX_COUNT_WINDOW: u32 = i16::MAX as u32;
@@ -30,6 +30,20 @@ pub enum Window {
         /// How many buckets the span is cut into.
         buckets: u32,
     },
+}
+
+/// What a call cut by the caller's deadline counts as (see
+/// [`crate::caller`] for the rule and why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeadlineRule {
+    /// A slow call (success, but slow): the default. In half-open it fails
+    /// the probe when a slow-call criterion is on and is ignored otherwise.
+    #[default]
+    Slow,
+    /// A failure.
+    Failure,
+    /// Nothing: like a cancellation.
+    Ignore,
 }
 
 /// A configuration value that cannot work.
@@ -148,6 +162,7 @@ pub struct Config {
     pub(crate) half_open_permits: u32,
     pub(crate) half_open_successes: u32,
     pub(crate) half_open_max_wait: Option<Duration>,
+    pub(crate) deadline_rule: DeadlineRule,
     pub(crate) listeners: Arc<[Listener]>,
     pub(crate) clock: ClockSource,
     pub(crate) seed: Option<u64>,
@@ -184,34 +199,6 @@ impl Config {
     }
 }
 
-/// The clock a breaker reads: the default [`SystemClock`] held by value, so
-/// the two reads of a timed call are inlined rather than virtual calls, or
-/// whatever [`ConfigBuilder::clock`] was given.
-#[derive(Clone)]
-pub(crate) enum ClockSource {
-    System(SystemClock),
-    Custom(Arc<dyn Clock>),
-}
-
-impl ClockSource {
-    #[inline]
-    pub(crate) fn now(&self) -> Duration {
-        match self {
-            ClockSource::System(clock) => clock.now(),
-            ClockSource::Custom(clock) => clock.now(),
-        }
-    }
-}
-
-impl fmt::Debug for ClockSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClockSource::System(clock) => clock.fmt(f),
-            ClockSource::Custom(clock) => clock.fmt(f),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Config {
         match ConfigBuilder::default().build() {
@@ -235,6 +222,7 @@ impl fmt::Debug for Config {
             .field("half_open_permits", &self.half_open_permits)
             .field("half_open_successes", &self.half_open_successes)
             .field("half_open_max_wait", &self.half_open_max_wait)
+            .field("deadline_rule", &self.deadline_rule)
             .field("listeners", &self.listeners.len())
             .field("clock", &self.clock)
             .finish()
@@ -280,6 +268,7 @@ impl Default for ConfigBuilder {
                 half_open_permits: 10,
                 half_open_successes: 10,
                 half_open_max_wait: Some(Duration::from_secs(60)),
+                deadline_rule: DeadlineRule::Slow,
                 listeners: Arc::from(Vec::new()),
                 clock: ClockSource::System(SystemClock::new()),
                 seed: None,
@@ -362,6 +351,13 @@ impl ConfigBuilder {
     /// waits forever.
     pub fn half_open_max_wait(mut self, wait: Option<Duration>) -> Self {
         self.config.half_open_max_wait = wait;
+        self
+    }
+
+    /// What a call cut by the caller's deadline counts as (default
+    /// [`DeadlineRule::Slow`]; see [`crate::caller`]).
+    pub fn deadline_exceeded(mut self, rule: DeadlineRule) -> Self {
+        self.config.deadline_rule = rule;
         self
     }
 

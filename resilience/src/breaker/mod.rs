@@ -96,7 +96,8 @@ pub use self::{
     backoff::Backoff,
     classify::{Classify, ErrorsFail, Predicates, Verdict},
     config::{
-        Config, ConfigBuilder, ConfigError, Window, MAX_BUCKETS, MAX_COUNT_WINDOW, MIN_BUCKET,
+        Config, ConfigBuilder, ConfigError, DeadlineRule, Window, MAX_BUCKETS, MAX_COUNT_WINDOW,
+        MIN_BUCKET,
     },
     event::{Cause, Event, EventKind, Listener},
     metrics::Metrics,
@@ -112,7 +113,7 @@ use self::{
     window::Recorder,
 };
 use crate::sync::atomic::{
-    AtomicU32, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
@@ -140,6 +141,10 @@ pub struct Breaker<C = ErrorsFail> {
     rejected: AtomicU64,
     rng: SplitMix,
     window: CachePadded<Recorder>,
+    /// Whether the window may hold a failure or a slow call, so that a
+    /// success may be the call that trips (the last judgement saw one).
+    /// Read by every success, written only when it changes.
+    suspect: CachePadded<AtomicBool>,
     name: StdArc<str>,
     config: Config,
     classifier: C,
@@ -183,6 +188,7 @@ impl<C> Breaker<C> {
             rejected: AtomicU64::new(0),
             rng: SplitMix::new(config.seed, salt),
             window: CachePadded(Recorder::new(config.window)),
+            suspect: CachePadded(AtomicBool::new(false)),
             times_calls: config.times_calls() || !config.listeners.is_empty(),
             name,
             config,
@@ -243,6 +249,11 @@ impl<C> Breaker<C> {
 
     #[inline]
     fn admit(&self) -> Result<Ticket, Rejected> {
+        // A cancelled caller takes nothing (above all not a half-open
+        // probe) and is not counted as rejected: it never asked the service.
+        if crate::caller::check_scope().is_err() {
+            return Err(Rejected::new(RejectReason::Cancelled, None));
+        }
         let mut word = self.word();
         loop {
             match word.state() {
@@ -352,6 +363,17 @@ impl<C> Breaker<C> {
         }
     }
 
+    /// Applies the configured [`DeadlineRule`] to a deadline-cut verdict.
+    #[inline]
+    fn deadline_verdict(&self, verdict: Verdict) -> Verdict {
+        match (verdict, self.config.deadline_rule) {
+            (Verdict::DeadlineExceeded, DeadlineRule::Slow) => Verdict::DeadlineExceeded,
+            (Verdict::DeadlineExceeded, DeadlineRule::Failure) => Verdict::Failure,
+            (Verdict::DeadlineExceeded, DeadlineRule::Ignore) => Verdict::Ignore,
+            (verdict, _) => verdict,
+        }
+    }
+
     fn emit_stale(&self, ticket: Ticket, word: StateWord) {
         self.emit(EventKind::Stale {
             issued: ticket.generation(),
@@ -364,9 +386,10 @@ impl<C> Breaker<C> {
     }
 
     fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
-        let failed = match verdict {
-            Verdict::Success => false,
-            Verdict::Failure => true,
+        let (failed, cut) = match self.deadline_verdict(verdict) {
+            Verdict::Success => (false, false),
+            Verdict::Failure => (true, false),
+            Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
         let now = (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now());
@@ -374,9 +397,13 @@ impl<C> Breaker<C> {
             .started()
             .zip(now)
             .map(|(started, now)| now.saturating_sub(started));
-        let outcome = Outcome::new(failed, self.is_slow(elapsed));
+        let outcome = Outcome::new(failed, cut || self.is_slow(elapsed));
         let now = || now.unwrap_or_else(|| self.now());
-        let counts = self.window.0.record(outcome, now);
+        // A success can only trip the breaker if the window may hold a
+        // failure or a slow call (every criterion needs one); otherwise the
+        // striped time window is not summed (module docs, "Windows").
+        let judge = outcome != Outcome::Success || self.suspect.0.load(Relaxed);
+        let counts = self.window.0.record(outcome, now, judge);
         // Relaxed: consecutive failures are a statistic like the window.
         let consecutive = if failed {
             self.consecutive_failures
@@ -397,8 +424,15 @@ impl<C> Breaker<C> {
             None if failed && self.config.consecutive_failures.is_some() => {
                 self.window.0.counts(now)
             }
-            None => return, // the window did not change
+            None => return, // the window did not change, or no decision is due
         };
+        let suspect = counts.failures > 0 || counts.slow_calls > 0;
+        // Relaxed: a hint; a race that clears it while a failure is in the
+        // window delays judging successes until the next failure or slow
+        // call, which sets it again (the windows are statistics).
+        if self.suspect.0.load(Relaxed) != suspect {
+            self.suspect.0.store(suspect, Relaxed);
+        }
         if let Some(cause) = self.judge(&counts, consecutive) {
             let next = word.next(State::Open);
             if self.cas(word, next).is_ok() {
@@ -430,10 +464,14 @@ impl<C> Breaker<C> {
     fn settle_probe(&self, mut word: StateWord, ticket: Ticket, verdict: Verdict) {
         let now = self.now();
         let elapsed = ticket.started().map(|started| now.saturating_sub(started));
-        let outcome = match verdict {
+        let outcome = match self.deadline_verdict(verdict) {
             Verdict::Ignore => None,
             Verdict::Success => Some(Outcome::new(false, self.is_slow(elapsed))),
             Verdict::Failure => Some(Outcome::new(true, self.is_slow(elapsed))),
+            // A probe cut by the caller's deadline proves nothing when
+            // slowness is not a criterion: its slot is returned.
+            Verdict::DeadlineExceeded if !self.config.times_calls() => None,
+            Verdict::DeadlineExceeded => Some(Outcome::SlowSuccess),
         };
         // A slow probe fails the probe when slowness is a criterion at all.
         let probe_failed = outcome.map(|o| o.is_failure() || o.is_slow());
@@ -490,6 +528,7 @@ impl<C> Breaker<C> {
     /// `MetricsOnly`): a fresh window; `healthy` also resets the backoff.
     fn after_close(&self, from: StateWord, to: StateWord, cause: Cause, healthy: bool) {
         self.window.0.clear();
+        self.suspect.0.store(false, Relaxed);
         self.consecutive_failures.store(0, Relaxed);
         if healthy {
             self.consecutive_trips.store(0, Relaxed);

@@ -165,6 +165,9 @@ pub enum RejectReason {
     ForcedOpen,
     /// The breaker is half-open and every probe slot is taken.
     HalfOpenFull,
+    /// The caller's own scope is cancelled or past its deadline (checked
+    /// first, with the `weft` feature): nothing was taken, nothing counted.
+    Cancelled,
 }
 
 /// A refused call: why, and when the breaker will next admit a probe.
@@ -210,6 +213,9 @@ impl fmt::Display for Rejected {
             (RejectReason::ForcedOpen, _) => f.write_str("circuit breaker forced open"),
             (RejectReason::HalfOpenFull, _) => {
                 f.write_str("circuit breaker half-open; all probe slots taken")
+            }
+            (RejectReason::Cancelled, _) => {
+                f.write_str("caller cancelled before the circuit breaker admitted it")
             }
         }
     }

@@ -15,7 +15,13 @@
 //!   counter of a bucket carries the epoch (time / bucket length) it counts
 //!   for in its high 32 bits; a writer in a new epoch restarts the counter
 //!   by CAS, and a reader adds only counters whose epoch is inside the
-//!   window, so a stale bucket is never counted.
+//!   window, so a stale bucket is never counted. The buckets are **striped**
+//!   (LongAdder-style): each stripe is a full bucket array on lines of its
+//!   own, a thread records into the stripe of its thread number, so a
+//!   success is one read-modify-write of a line no other thread writes, and
+//!   the stripes are summed only when a decision is due (see
+//!   `Breaker::settle_closed`: after a failure or a slow call, or while the
+//!   window may hold one).
 
 use std::time::Duration;
 
@@ -198,12 +204,14 @@ const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const SLOW_FAILURES: usize = 3;
 
-/// The last `span` of calls; see the module doc.
+/// The last `span` of calls, striped; see the module doc.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
-    /// `buckets × 4` counters: epoch tag (high 32 bits) | count (low 32).
-    counters: Box<[AtomicU64]>,
+    buckets: u64,
+    /// One bucket array per stripe: `buckets × 4` counters, epoch tag (high
+    /// 32 bits) | count (low 32). A thread records into its own stripe.
+    stripes: Box<[CachePadded<Box<[AtomicU64]>>]>,
 }
 
 impl TimeWindow {
@@ -211,51 +219,61 @@ impl TimeWindow {
         let bucket_nanos = u64::try_from((span / buckets).as_nanos()).unwrap_or(u64::MAX);
         TimeWindow {
             bucket_nanos: bucket_nanos.max(1),
-            counters: (0..buckets as usize * 4)
-                .map(|_| AtomicU64::new(0))
+            buckets: u64::from(buckets),
+            stripes: (0..stripe_count())
+                .map(|_| {
+                    CachePadded(
+                        (0..buckets as usize * 4)
+                            .map(|_| AtomicU64::new(0))
+                            .collect(),
+                    )
+                })
                 .collect(),
         }
-    }
-
-    fn buckets(&self) -> u64 {
-        (self.counters.len() / 4) as u64
     }
 
     fn epoch(&self, now: Duration) -> u64 {
         u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
     }
 
-    fn counter(&self, epoch: u64, which: usize) -> &AtomicU64 {
-        &self.counters[(epoch % self.buckets()) as usize * 4 + which]
+    fn index(&self, epoch: u64, which: usize) -> usize {
+        (epoch % self.buckets) as usize * 4 + which
     }
 
-    pub(crate) fn record(&self, outcome: Outcome, now: Duration) -> Counts {
+    /// Records one call in the calling thread's stripe: on the steady path
+    /// (a success) one read-modify-write of a line no other thread writes
+    /// (unless more threads than stripes share it).
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome, now: Duration) {
         let epoch = self.epoch(now);
-        bump(self.counter(epoch, CALLS), epoch);
+        let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)].0;
+        bump(&stripe[self.index(epoch, CALLS)], epoch);
         if outcome.is_failure() {
-            bump(self.counter(epoch, FAILURES), epoch);
+            bump(&stripe[self.index(epoch, FAILURES)], epoch);
         }
         if outcome.is_slow() {
-            bump(self.counter(epoch, SLOW), epoch);
+            bump(&stripe[self.index(epoch, SLOW)], epoch);
         }
         if outcome == Outcome::SlowFailure {
-            bump(self.counter(epoch, SLOW_FAILURES), epoch);
+            bump(&stripe[self.index(epoch, SLOW_FAILURES)], epoch);
         }
-        self.counts_at(epoch)
     }
 
+    /// The sum over every stripe: read only when a decision is due.
     pub(crate) fn counts(&self, now: Duration) -> Counts {
         self.counts_at(self.epoch(now))
     }
 
     fn counts_at(&self, epoch: u64) -> Counts {
         let mut fields = [0u64; 4];
-        for back in 0..self.buckets().min(epoch + 1) {
-            let epoch = epoch - back;
-            for (which, field) in fields.iter_mut().enumerate() {
-                let word = self.counter(epoch, which).load(Relaxed);
-                if (word >> 32) as u32 == epoch as u32 {
-                    *field += word & u64::from(u32::MAX);
+        for stripe in self.stripes.iter() {
+            for back in 0..self.buckets.min(epoch + 1) {
+                let epoch = epoch - back;
+                for (which, field) in fields.iter_mut().enumerate() {
+                    let word = stripe.0[self.index(epoch, which)].load(Relaxed);
+                    if (word >> 32) as u32 == epoch as u32 {
+                        *field += word & u64::from(u32::MAX);
+                    }
                 }
             }
         }
@@ -269,10 +287,54 @@ impl TimeWindow {
     }
 
     pub(crate) fn clear(&self) {
-        for counter in self.counters.iter() {
-            counter.store(0, Relaxed);
+        for stripe in self.stripes.iter() {
+            for counter in stripe.0.iter() {
+                counter.store(0, Relaxed);
+            }
         }
     }
+}
+
+/// How many stripes a time window has: the machine's parallelism rounded up
+/// to a power of two, at most 16 (2 under loom, so models stay small).
+fn stripe_count() -> usize {
+    #[cfg(weft_loom)]
+    {
+        2
+    }
+    #[cfg(not(weft_loom))]
+    {
+        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *COUNT.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get())
+                .clamp(1, 16)
+                .next_power_of_two()
+        })
+    }
+}
+
+/// The calling thread's stripe number (threads are numbered in the order
+/// they first record; the window masks it to its stripe count). Not part of
+/// any protocol, so std's atomic even under loom.
+#[inline]
+fn stripe_index() -> usize {
+    use std::{
+        cell::Cell,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut i = index.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            index.set(i);
+        }
+        i
+    })
 }
 
 /// How many epochs ahead of a writer a counter may be for the writer to
@@ -329,16 +391,23 @@ impl Recorder {
         matches!(self, Recorder::Time(_))
     }
 
-    /// Records a call; returns the counts if they may have changed.
+    /// Records a call. Returns the counts if a decision may be due: for a
+    /// count window, whenever they changed; for a time window (whose sum
+    /// reads every stripe), when `judge` says so.
     #[inline]
     pub(crate) fn record(
         &self,
         outcome: Outcome,
         now: impl FnOnce() -> Duration,
+        judge: bool,
     ) -> Option<Counts> {
         match self {
             Recorder::Count(window) => window.record(outcome),
-            Recorder::Time(window) => Some(window.record(outcome, now())),
+            Recorder::Time(window) => {
+                let now = now();
+                window.record(outcome, now);
+                judge.then(|| window.counts(now))
+            }
         }
     }
 

@@ -13,3 +13,20 @@
 
 #[allow(dead_code)] // the primitives that use it land next
 pub(crate) mod wait_list;
+
+mod barrier;
+pub mod error;
+mod mutex;
+mod notify;
+mod once_cell;
+mod rwlock;
+mod semaphore;
+
+pub use self::{
+    barrier::{Barrier, BarrierWaitResult},
+    mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard},
+    notify::{Notified, Notify},
+    once_cell::OnceCell,
+    rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit},
+};

@@ -154,6 +154,39 @@ pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
     Instant::now().checked_add(duration)
 }
 
+/// The coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux): time
+/// since an unspecified origin (the boot), advancing once per kernel tick
+/// (1–4 ms) and costing a few nanoseconds with nothing shared written.
+///
+/// This is the reading the runtime's far deadlines are taken from; it is
+/// public so that code built on weft (`weft-resilience`'s default clock)
+/// reads the same clock rather than a second one. Only differences between
+/// two readings mean anything. Where the coarse clock is unusable (the call
+/// fails), it falls back to `Instant` measured from the first call, so it
+/// never goes backwards either way.
+#[inline]
+pub fn coarse_now() -> Duration {
+    match read(libc::CLOCK_MONOTONIC_COARSE) {
+        Some(nanos) => Duration::from_nanos(nanos),
+        None => precise_fallback(),
+    }
+}
+
+#[cold]
+fn precise_fallback() -> Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
+}
+
+/// The resolution of [`coarse_now`]: the kernel tick as the kernel reports
+/// it (1 ns on the `Instant` fallback).
+pub fn coarse_resolution() -> Duration {
+    if read(libc::CLOCK_MONOTONIC_COARSE).is_none() {
+        return Duration::from_nanos(1);
+    }
+    resolution().unwrap_or(Duration::from_millis(4))
+}
+
 /// True if `deadline` is certainly still ahead, judged by the coarse
 /// clock. False means "maybe not": read the precise clock.
 pub(crate) fn certainly_before(deadline: Instant) -> bool {
@@ -197,6 +230,19 @@ mod tests {
             let late = deadline.saturating_duration_since(after + d);
             assert!(late <= Duration::from_millis(25), "{late:?} late");
         }
+    }
+
+    #[test]
+    fn coarse_now_is_monotonic_and_ticks() {
+        let res = coarse_resolution();
+        assert!(
+            res > Duration::ZERO && res <= Duration::from_millis(10),
+            "{res:?}"
+        );
+        let a = coarse_now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = coarse_now();
+        assert!(b >= a + Duration::from_millis(20) - res, "{a:?} {b:?}");
     }
 
     #[test]

@@ -1,0 +1,578 @@
+//! A lock-free GCRA rate limiter in one `AtomicU64`.
+//!
+//! # Protocol
+//!
+//! The Generic Cell Rate Algorithm (ATM's virtual scheduling, as in
+//! `governor`) keeps one number, the *theoretical arrival time* `tat`: the
+//! instant at which the limiter would be back to a full burst had nothing
+//! else arrived. With the emission interval `T = period / rate` and a burst
+//! of `b` tokens, a request for `n` tokens at time `now` conforms iff
+//!
+//! ```text
+//! max(tat, now) + n·T − b·T ≤ now
+//! ```
+//!
+//! and is then admitted by moving `tat` to `max(tat, now) + n·T`.
+//! Equivalently the limiter holds `credit = b·T − max(tat − now, 0)`
+//! nanoseconds of tokens, refilled at one token per `T` up to `b` (the
+//! proptest in `tests/rate_gcra_props.rs` checks exactly this against a
+//! credit model).
+//!
+//! 1. `tat` lives in one `AtomicU64` (nanoseconds on the limiter's clock).
+//!    Admission is a load and one CAS from the value read to the new one; a
+//!    lost CAS re-judges against the value that won. So admissions are
+//!    linearised by the CAS order and the limiter never admits more than the
+//!    rate allows, whatever the interleaving (loom model
+//!    `loom-tests/tests/limit_gcra.rs`).
+//! 2. Relaxed everywhere: `tat` publishes nothing but itself, and a
+//!    read-modify-write on one location sees every earlier one.
+//! 3. A refusal writes nothing but a statistic (`rejected`, its own line).
+//! 4. [`Gcra::reserve`] admits *in the future*: it moves `tat` as an
+//!    admission does and returns how long to wait (at most `max_wait`). A
+//!    [`Reservation`] dropped or [`cancel`](Reservation::cancel)led before
+//!    its time gives its `n·T` back (`tat −= n·T`, saturating): tokens never
+//!    used return to the pool, so the rate still holds; callers that
+//!    reserved after it are not moved, they just find credit earlier.
+//! 5. With the `weft` feature, [`Gcra::acquire`] is a weft await point that
+//!    refuses at once a wait that cannot end before the scope's deadline
+//!    (taking nothing), sleeps on weft's timer, and on cancellation gives the
+//!    reservation back.
+//!
+//! The default clock is the coarse monotonic clock (a tick of 1–4 ms): the
+//! long-run rate is exact, but the credit of a whole tick arrives at once
+//! (never more than the burst). Use [`GcraBuilder::clock`] with
+//! [`SystemClock::precise`](crate::clock::SystemClock::precise) for
+//! sub-tick smoothness.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use super::{emit, nanos, CachePadded, ConfigError, EventKind, Listener, Listeners, Refusal};
+use crate::{
+    caller::{check_scope, CallerEnd},
+    clock::{Clock, ClockSource},
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+/// Why a rate limiter did not admit a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateError {
+    /// Over the rate: no credit now; try again after `retry_after`.
+    Exhausted {
+        /// How long until the request would conform.
+        retry_after: Duration,
+    },
+    /// The wait would be longer than the maximum asked for.
+    WaitTooLong {
+        /// How long it would have been.
+        wait: Duration,
+    },
+    /// The wait could not end before the caller's deadline: refused at
+    /// once, nothing taken.
+    DeadlineTooSoon {
+        /// How long it would have been.
+        wait: Duration,
+        /// What was left of the caller's budget.
+        remaining: Duration,
+    },
+    /// More tokens than the burst: this request can never conform.
+    InsufficientCapacity {
+        /// Tokens asked for.
+        asked: u32,
+        /// The burst.
+        burst: u32,
+    },
+    /// A keyed limiter holds its maximum of keys and none is idle.
+    TooManyKeys,
+    /// The caller's scope was cancelled (before asking, or while waiting:
+    /// what it had reserved was given back).
+    Cancelled(CallerEnd),
+}
+
+impl RateError {
+    /// When the limiter would admit the request, if that is known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RateError::Exhausted { retry_after } => Some(*retry_after),
+            RateError::WaitTooLong { wait } | RateError::DeadlineTooSoon { wait, .. } => {
+                Some(*wait)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        match self {
+            RateError::Exhausted { .. } => Some(Refusal::RateExceeded),
+            RateError::WaitTooLong { .. } => Some(Refusal::WaitTooLong),
+            RateError::DeadlineTooSoon { .. } => Some(Refusal::DeadlineTooSoon),
+            RateError::TooManyKeys => Some(Refusal::TooManyKeys),
+            RateError::InsufficientCapacity { .. } | RateError::Cancelled(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for RateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateError::Exhausted { retry_after } => {
+                write!(f, "rate limit exceeded; retry after {retry_after:?}")
+            }
+            RateError::WaitTooLong { wait } => {
+                write!(f, "rate limit: a wait of {wait:?} exceeds the maximum")
+            }
+            RateError::DeadlineTooSoon { wait, remaining } => write!(
+                f,
+                "rate limit: a wait of {wait:?} cannot end within the {remaining:?} left before the deadline"
+            ),
+            RateError::InsufficientCapacity { asked, burst } => {
+                write!(f, "{asked} tokens exceed the burst of {burst}")
+            }
+            RateError::TooManyKeys => f.write_str("rate limiter holds its maximum of keys"),
+            RateError::Cancelled(end) => write!(f, "rate limit wait cancelled ({end:?})"),
+        }
+    }
+}
+
+impl std::error::Error for RateError {}
+
+/// The arithmetic of a GCRA, shared by [`Gcra`] and the keyed limiter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params {
+    /// `T`: nanoseconds per token.
+    pub(crate) interval: u64,
+    /// `b·T`: the burst's worth of nanoseconds.
+    pub(crate) tolerance: u64,
+    pub(crate) burst: u32,
+}
+
+/// What one judgement decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judged {
+    /// Move `tat` to this and admit, after `wait` ns.
+    Admit { tat: u64, wait: u64 },
+    /// Refused: it would conform after `wait` ns.
+    Refuse { wait: u64 },
+}
+
+impl Params {
+    pub(crate) fn new(tokens: u64, period: Duration, burst: u32) -> Result<Params, ConfigError> {
+        if tokens == 0 {
+            return Err(ConfigError::ZeroRate);
+        }
+        if period.is_zero() {
+            return Err(ConfigError::ZeroPeriod);
+        }
+        if burst == 0 {
+            return Err(ConfigError::ZeroBurst);
+        }
+        let interval = nanos(period) / tokens;
+        if interval == 0 {
+            return Err(ConfigError::RateTooHigh { tokens, period });
+        }
+        let tolerance = interval
+            .checked_mul(u64::from(burst))
+            .filter(|t| *t < u64::MAX / 4)
+            .ok_or(ConfigError::BurstTooLarge(u64::from(burst)))?;
+        Ok(Params {
+            interval,
+            tolerance,
+            burst,
+        })
+    }
+
+    /// Judges a request for `n` tokens at `now` against `tat`, accepting a
+    /// wait of up to `max_wait` ns (0: admit only if it conforms now).
+    #[inline]
+    pub(crate) fn judge(&self, tat: u64, now: u64, n: u32, max_wait: u64) -> Judged {
+        let start = tat.max(now);
+        let next = start.saturating_add(self.interval * u64::from(n));
+        // Conforms at `next - tolerance`; waits that long from now.
+        let wait = next.saturating_sub(self.tolerance).saturating_sub(now);
+        if wait <= max_wait {
+            Judged::Admit { tat: next, wait }
+        } else {
+            Judged::Refuse { wait }
+        }
+    }
+
+    /// Whole tokens obtainable at `now`.
+    pub(crate) fn available(&self, tat: u64, now: u64) -> u32 {
+        let debt = tat.saturating_sub(now);
+        let credit = self.tolerance.saturating_sub(debt);
+        u32::try_from(credit / self.interval).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn check_capacity(&self, n: u32) -> Result<(), RateError> {
+        if n > self.burst {
+            Err(RateError::InsufficientCapacity {
+                asked: n,
+                burst: self.burst,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A lock-free GCRA rate limiter; see the [module docs](self).
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use weft_resilience::{clock::ManualClock, limit::{Gcra, RateError}};
+///
+/// let clock = ManualClock::new();
+/// let limiter = Gcra::builder()
+///     .rate(10, Duration::from_secs(1)) // one token per 100 ms
+///     .burst(2)
+///     .clock(Arc::new(clock.clone()))
+///     .build()?;
+/// assert!(limiter.try_acquire().is_ok());
+/// assert!(limiter.try_acquire().is_ok());
+/// let Err(RateError::Exhausted { retry_after }) = limiter.try_acquire() else { panic!() };
+/// assert_eq!(retry_after, Duration::from_millis(100));
+/// clock.advance(retry_after);
+/// assert!(limiter.try_acquire().is_ok());
+/// # Ok::<(), weft_resilience::limit::ConfigError>(())
+/// ```
+pub struct Gcra {
+    tat: CachePadded<AtomicU64>,
+    params: Params,
+    clock: ClockSource,
+    rejected: CachePadded<AtomicU64>,
+    name: Arc<str>,
+    listeners: Listeners,
+}
+
+impl Gcra {
+    /// A builder: 100 tokens per second, burst 1, the coarse system clock.
+    pub fn builder() -> GcraBuilder {
+        GcraBuilder {
+            tokens: 100,
+            period: Duration::from_secs(1),
+            burst: 1,
+            clock: ClockSource::default(),
+            name: Arc::from("gcra"),
+            listeners: Listeners::default(),
+        }
+    }
+
+    /// The limiter's name (events carry it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Takes one token now, or says when one will be there.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<(), RateError> {
+        self.try_acquire_n(1)
+    }
+
+    /// Takes `n` tokens now, or says when they will be there.
+    #[inline]
+    pub fn try_acquire_n(&self, n: u32) -> Result<(), RateError> {
+        if let Err(end) = check_scope() {
+            return Err(RateError::Cancelled(end));
+        }
+        match self.take(n, 0)? {
+            (_, 0) => Ok(()),
+            // `take` admits with a wait only up to `max_wait`, here 0.
+            (_, wait) => unreachable!("admitted with a wait of {wait} ns and no wait allowed"),
+        }
+    }
+
+    /// Reserves `n` tokens at the earliest time they conform, if that is
+    /// within `max_wait`: the caller then waits [`Reservation::wait`] and
+    /// proceeds. Dropping the reservation before using it gives the tokens
+    /// back (see the module docs).
+    pub fn reserve(&self, n: u32, max_wait: Duration) -> Result<Reservation<'_>, RateError> {
+        if let Err(end) = check_scope() {
+            return Err(RateError::Cancelled(end));
+        }
+        let (_, wait) = self.take(n, nanos(max_wait))?;
+        Ok(Reservation {
+            limiter: self,
+            cost: self.params.interval * u64::from(n),
+            wait: Duration::from_nanos(wait),
+            used: false,
+        })
+    }
+
+    /// The CAS loop: admits `n` tokens with a wait of at most `max_wait`
+    /// ns; returns the new `tat` and the wait.
+    #[inline]
+    fn take(&self, n: u32, max_wait: u64) -> Result<(u64, u64), RateError> {
+        self.params.check_capacity(n)?;
+        let now = self.clock.nanos();
+        let mut tat = self.tat.load(Relaxed);
+        loop {
+            match self.params.judge(tat, now, n, max_wait) {
+                Judged::Admit { tat: next, wait } => {
+                    match self.tat.compare_exchange_weak(tat, next, Relaxed, Relaxed) {
+                        Ok(_) => return Ok((next, wait)),
+                        Err(actual) => tat = actual,
+                    }
+                }
+                Judged::Refuse { wait } => {
+                    let wait = Duration::from_nanos(wait);
+                    let error = if max_wait == 0 {
+                        RateError::Exhausted { retry_after: wait }
+                    } else {
+                        RateError::WaitTooLong { wait }
+                    };
+                    return Err(self.refuse(error));
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn refuse(&self, error: RateError) -> RateError {
+        // Relaxed: a statistic.
+        self.rejected.fetch_add(1, Relaxed);
+        if let Some(refusal) = error.refusal() {
+            emit(&self.listeners.0, &self.name, EventKind::Rejected(refusal));
+        }
+        error
+    }
+
+    /// Gives `cost` ns of credit back (an unused reservation).
+    fn give_back(&self, cost: u64) {
+        // Relaxed: as every access to `tat`.
+        let _ = self
+            .tat
+            .fetch_update(Relaxed, Relaxed, |tat| Some(tat.saturating_sub(cost)));
+    }
+
+    /// Waits for `n` tokens, at most `max_wait`, as a weft await point: a
+    /// cancelled caller takes nothing; a wait that cannot end before the
+    /// scope's deadline is refused at once ([`RateError::DeadlineTooSoon`]);
+    /// a wait cut short by cancellation gives its tokens back.
+    #[cfg(feature = "weft")]
+    pub async fn acquire(&self, n: u32, max_wait: Duration) -> Result<(), RateError> {
+        let remaining = weft::cancel::remaining();
+        let limit = remaining.map_or(max_wait, |r| r.min(max_wait));
+        let reservation = match self.reserve(n, limit) {
+            Ok(reservation) => reservation,
+            Err(RateError::WaitTooLong { wait })
+                if remaining.is_some_and(|r| wait > r && wait <= max_wait) =>
+            {
+                return Err(RateError::DeadlineTooSoon {
+                    wait,
+                    remaining: remaining.unwrap_or_default(),
+                })
+            }
+            Err(error) => return Err(error),
+        };
+        reservation.wait_weft().await
+    }
+
+    /// A snapshot.
+    pub fn metrics(&self) -> GcraMetrics {
+        let now = self.clock.nanos();
+        let tat = self.tat.load(Relaxed);
+        let next = self.params.judge(tat, now, 1, 0);
+        GcraMetrics {
+            available: self.params.available(tat, now),
+            burst: self.params.burst,
+            interval: Duration::from_nanos(self.params.interval),
+            retry_after: match next {
+                Judged::Admit { .. } => Duration::ZERO,
+                Judged::Refuse { wait } => Duration::from_nanos(wait),
+            },
+            rejected: self.rejected.load(Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for Gcra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gcra")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("clock", &self.clock)
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens reserved at a future time by [`Gcra::reserve`]: wait
+/// [`wait`](Self::wait), then call [`used`](Self::used). Dropped unused (a
+/// cancelled caller), it gives the tokens back.
+#[must_use = "a reservation dropped unused gives its tokens back"]
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    limiter: &'a Gcra,
+    cost: u64,
+    wait: Duration,
+    used: bool,
+}
+
+impl Reservation<'_> {
+    /// How long to wait before making the call.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// The call was (or will be) made: keep the tokens.
+    pub fn used(mut self) {
+        self.used = true;
+    }
+
+    /// The call will not be made: give the tokens back (as dropping does).
+    pub fn cancel(self) {}
+
+    /// Sleeps out the wait on weft's timer; a cancelled sleep gives the
+    /// tokens back.
+    #[cfg(feature = "weft")]
+    async fn wait_weft(self) -> Result<(), RateError> {
+        if !self.wait.is_zero() {
+            if let Err(cancelled) = weft::time::sleep(self.wait).await {
+                emit(
+                    &self.limiter.listeners.0,
+                    &self.limiter.name,
+                    EventKind::WaitCancelled,
+                );
+                let end = if cancelled.is_deadline() {
+                    CallerEnd::DeadlineExceeded
+                } else {
+                    CallerEnd::Cancelled
+                };
+                return Err(RateError::Cancelled(end)); // drop gives back
+            }
+        }
+        self.used();
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.limiter.give_back(self.cost);
+        }
+    }
+}
+
+/// A snapshot of a [`Gcra`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcraMetrics {
+    /// Tokens that could be taken right now.
+    pub available: u32,
+    /// The burst.
+    pub burst: u32,
+    /// Time per token.
+    pub interval: Duration,
+    /// How long until one token conforms (zero if one does now).
+    pub retry_after: Duration,
+    /// Requests refused since the limiter was built.
+    pub rejected: u64,
+}
+
+/// Builds a [`Gcra`].
+#[derive(Debug)]
+pub struct GcraBuilder {
+    tokens: u64,
+    period: Duration,
+    burst: u32,
+    clock: ClockSource,
+    name: Arc<str>,
+    listeners: Listeners,
+}
+
+impl GcraBuilder {
+    /// `tokens` per `period` in the long run.
+    pub fn rate(mut self, tokens: u64, period: Duration) -> Self {
+        self.tokens = tokens;
+        self.period = period;
+        self
+    }
+
+    /// How many tokens may be taken at once after a quiet spell (default 1).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The clock (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = ClockSource::Custom(clock);
+        self
+    }
+
+    /// The name events carry.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds a listener (called on refusals and cancelled waits only).
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Validates and builds the limiter, full (a burst available at once).
+    pub fn build(self) -> Result<Gcra, ConfigError> {
+        let params = Params::new(self.tokens, self.period, self.burst)?;
+        Ok(Gcra {
+            tat: CachePadded(AtomicU64::new(0)),
+            params,
+            clock: self.clock,
+            rejected: CachePadded(AtomicU64::new(0)),
+            name: self.name,
+            listeners: self.listeners,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Params {
+        Params::new(10, Duration::from_secs(1), 3).expect("valid")
+    }
+
+    #[test]
+    fn judge_admits_a_burst_then_one_per_interval() {
+        let p = params();
+        let t = 100_000_000; // T = 100 ms
+        let mut tat = 0;
+        for _ in 0..3 {
+            match p.judge(tat, 0, 1, 0) {
+                Judged::Admit { tat: next, wait: 0 } => tat = next,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p.judge(tat, 0, 1, 0), Judged::Refuse { wait: t });
+        assert_eq!(p.available(tat, 0), 0);
+        assert_eq!(p.available(tat, t), 1);
+        assert!(matches!(p.judge(tat, 0, 1, t), Judged::Admit { wait, .. } if wait == t));
+    }
+
+    #[test]
+    fn bad_configs_say_which() {
+        let b = || Gcra::builder();
+        let s = Duration::from_secs(1);
+        assert_eq!(b().rate(0, s).build().unwrap_err(), ConfigError::ZeroRate);
+        assert_eq!(
+            b().rate(1, Duration::ZERO).build().unwrap_err(),
+            ConfigError::ZeroPeriod
+        );
+        assert_eq!(b().burst(0).build().unwrap_err(), ConfigError::ZeroBurst);
+        assert!(matches!(
+            b().rate(2_000_000_000, s).build().unwrap_err(),
+            ConfigError::RateTooHigh { .. }
+        ));
+        assert!(matches!(
+            b().rate(1, Duration::from_secs(1 << 40))
+                .burst(u32::MAX)
+                .build()
+                .unwrap_err(),
+            ConfigError::BurstTooLarge(_)
+        ));
+        assert!(ConfigError::ZeroBurst.to_string().contains("burst"));
+    }
+}
