@@ -160,3 +160,53 @@ fn a_failing_endpoint_opens_its_own_breaker_only() {
     });
     assert_eq!(set.len(), 2);
 }
+
+#[test]
+fn a_full_bulkhead_names_itself_and_a_cancelled_waiter_leaks_nothing() {
+    use weft_resilience::limit::Bulkhead;
+    let rt = runtime();
+    let pipeline = Arc::new(
+        Pipeline::new("leaf", WeftEnv::new()).with_bulkhead(
+            Bulkhead::builder()
+                .max_concurrent(1)
+                .max_waiting(1)
+                .build()
+                .unwrap(),
+        ),
+    );
+    let p = pipeline.clone();
+    rt.block_on(async move {
+        let slow = |p: Arc<Pipeline<WeftEnv, _, Bulkhead>>| {
+            weft::spawn(async move {
+                p.call(|_| async {
+                    weft::time::sleep(Duration::from_millis(100)).await?;
+                    Ok::<_, weft::cancel::Cancelled>(())
+                })
+                .await
+            })
+        };
+        let holder = slow(p.clone());
+        weft::time::sleep(Duration::from_millis(10)).await.unwrap();
+        let waiter = slow(p.clone());
+        weft::time::sleep(Duration::from_millis(10)).await.unwrap();
+        let out = p
+            .call(|_| async { Ok::<_, weft::cancel::Cancelled>(()) })
+            .await;
+        assert_eq!(
+            out,
+            Err(PolicyError::Refused {
+                layer: Layer::Bulkhead,
+                reason: Reason::Full
+            })
+        );
+        waiter.cancel();
+        assert_eq!(
+            waiter.await.unwrap(),
+            Err(PolicyError::Interrupted(Interrupted::Cancelled))
+        );
+        assert_eq!(holder.await.unwrap(), Ok(()));
+    });
+    let m = pipeline.bulkhead().metrics();
+    assert_eq!((m.in_flight, m.waiting), (0, 0), "nothing leaked");
+    assert_eq!(pipeline.metrics().refused_by(Layer::Bulkhead), 1);
+}

@@ -18,6 +18,10 @@ pub enum Verdict {
     /// The call failed in a way that says the downstream is overloaded or
     /// broken.
     Failure,
+    /// The caller's deadline cut the call: as slow as the caller could
+    /// wait, not a failure (a latency sample, a slow call; see
+    /// [`crate::caller`]).
+    Slow,
     /// The outcome says nothing about the downstream (the caller was
     /// cancelled): release the slot, learn nothing.
     Ignored,

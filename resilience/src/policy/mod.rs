@@ -39,6 +39,7 @@
 
 mod admission;
 mod error;
+mod limits;
 mod set;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -56,11 +57,12 @@ use std::{
 pub use self::{
     admission::{Admission, Unlimited, Verdict},
     error::{Layer, PolicyError, Reason},
+    limits::BulkheadAcquire,
     set::PolicySet,
 };
 use crate::{
     breaker::{Breaker, Classify, ErrorsFail, Verdict as BreakerVerdict},
-    env::Env,
+    env::{Env, Interrupted},
     fallback::{Fallback, FallbackAction},
     hedge::Hedge,
     retry::{Attempt, Retry, RetryError, RetryOn, Stop},
@@ -533,15 +535,24 @@ where
             .await
             .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
         let outcome = call.await;
-        // The caller's own end says nothing about the downstream.
+        // The caller's own end says nothing about the downstream: a
+        // cancelled caller's call is ignored everywhere; one its deadline
+        // cut is slow, not failed (`crate::caller`). The breaker judges a
+        // deadline-cut call itself when the error carries weft's
+        // cancellation (then it is a slow call by its config); an error
+        // that does not is ignored rather than blamed on the downstream.
         let interrupted = self.env.check().err();
-        let verdict = match (&interrupted, &self.breaker) {
+        let judged = self
+            .breaker
+            .as_ref()
+            .map(|b| b.classifier().classify(&outcome));
+        let verdict = match (interrupted, judged) {
+            (Some(Interrupted::Deadline), _) => Verdict::Slow,
             (Some(_), _) => Verdict::Ignored,
-            (None, Some(breaker)) => match breaker.classifier().classify(&outcome) {
-                BreakerVerdict::Success => Verdict::Success,
-                BreakerVerdict::Failure => Verdict::Failure,
-                BreakerVerdict::Ignore => Verdict::Ignored,
-            },
+            (None, Some(BreakerVerdict::Success)) => Verdict::Success,
+            (None, Some(BreakerVerdict::Failure)) => Verdict::Failure,
+            (None, Some(BreakerVerdict::DeadlineExceeded)) => Verdict::Slow,
+            (None, Some(_)) => Verdict::Ignored,
             (None, None) if outcome.is_ok() => Verdict::Success,
             (None, None) => Verdict::Failure,
         };
@@ -549,10 +560,11 @@ where
         self.bulkhead.settle(bulkhead, verdict);
         self.limit.settle(limit, verdict);
         if let Some(permit) = breaker {
-            match verdict {
-                Verdict::Success => permit.success(),
-                Verdict::Failure => permit.failure(),
-                Verdict::Ignored => permit.ignore(),
+            match (verdict, judged) {
+                (Verdict::Slow, Some(BreakerVerdict::DeadlineExceeded)) => permit.record(&outcome),
+                (Verdict::Success, _) => permit.success(),
+                (Verdict::Failure, _) => permit.failure(),
+                _ => permit.ignore(),
             }
         }
         match (outcome, interrupted) {
