@@ -1,5 +1,5 @@
-//! The pipeline's steady path allocates nothing: timeout + retry + breaker
-//! + adaptive limit + bulkhead + a rate-limit layer around a ready call,
+//! The pipeline's steady path allocates nothing: a timeout, retry, breaker,
+//! adaptive limit, bulkhead and rate-limit layer around a ready call,
 //! counted by a global allocator.
 
 use std::{
