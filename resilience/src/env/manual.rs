@@ -105,6 +105,7 @@ impl Env for ManualEnv {
     type Scoped<F: Future> = ManualScoped<F>;
     type Handle = ManualScopeHandle;
     type Timeout<F: Future> = ManualTimeout<F>;
+    type Attempt<F: Future> = ManualScoped<F>;
 
     fn now(&self) -> Duration {
         self.clock.now()
@@ -138,6 +139,10 @@ impl Env for ManualEnv {
             cancelled: AtomicBool::new(false),
         };
         (ManualScoped { future }, handle)
+    }
+
+    fn attempt<F: Future>(&self, future: F) -> ManualScoped<F> {
+        ManualScoped { future }
     }
 
     fn timeout<F: Future>(&self, after: Duration, future: F) -> ManualTimeout<F> {

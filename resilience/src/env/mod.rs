@@ -9,8 +9,9 @@
 //!   the caller's cancellation), the deadline is the task's
 //!   (`weft::cancel::remaining()`), an attempt runs in a child scope
 //!   (`weft::cancel::scope`), so cancelling it cancels its io in the kernel
-//!   and every task it spawned, and a timeout is `weft::time::timeout`, whose
-//!   deadline the code inside sees as its own.
+//!   and every task it spawned (a retry's attempts, never cancelled one by
+//!   one, get a lazy scope that costs nothing unless used), and a timeout is
+//!   `weft::time::timeout`, whose deadline the code inside sees as its own.
 //! * [`ManualEnv`]: simulated time on a [`ManualClock`](crate::clock::ManualClock).
 //!   A sleep moves the clock and completes at once, so a test or a
 //!   simulation runs ten seconds of retries in microseconds; the deadline is
@@ -27,7 +28,7 @@ use std::{fmt, future::Future, time::Duration};
 
 pub use self::manual::{ManualEnv, ManualScopeHandle, ManualScoped, ManualSleep, ManualTimeout};
 #[cfg(feature = "weft")]
-pub use self::weft::{interrupted, WeftEnv, WeftScopeHandle, WeftSleep, WeftTimeout};
+pub use self::weft::{interrupted, WeftAttempt, WeftEnv, WeftScopeHandle, WeftSleep, WeftTimeout};
 
 /// Why a policy stopped waiting: the caller is gone or out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +86,9 @@ pub trait Env: Send + Sync + fmt::Debug {
     type Handle: ScopeHandle;
     /// The future of [`timeout`](Env::timeout).
     type Timeout<F: Future>: Future<Output = Result<F::Output, TimedOut>>;
+    /// A future run in its own scope, made only if something inside needs
+    /// it (see [`attempt`](Env::attempt)).
+    type Attempt<F: Future>: Future<Output = F::Output>;
 
     /// The time on this environment's clock (an arbitrary origin).
     fn now(&self) -> Duration;
@@ -103,6 +107,12 @@ pub trait Env: Send + Sync + fmt::Debug {
     /// the returned handle. Call it where the scope should hang: inside the
     /// caller's task (on weft, inside a poll of the caller's future).
     fn scoped<F: Future>(&self, future: F) -> (Self::Scoped<F>, Self::Handle);
+
+    /// Runs `future` in a child scope that is not cancelled separately (a
+    /// retry's attempt): on weft a lazy scope, whose node is made only if
+    /// the attempt spawns or asks for its scope, so an attempt that does
+    /// neither costs nothing; tasks it spawns still belong to it.
+    fn attempt<F: Future>(&self, future: F) -> Self::Attempt<F>;
 
     /// Runs `future` until it finishes or `after` passes.
     fn timeout<F: Future>(&self, after: Duration, future: F) -> Self::Timeout<F>;

@@ -4,7 +4,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use weft::cancel::{CancelHandle, Cancelled, Cause, Scope};
@@ -15,15 +15,27 @@ use crate::clock::{Clock, SystemClock};
 /// The policies on a weft runtime: sleeps end with the caller's
 /// cancellation, the deadline is the task's, attempts run in child scopes
 /// and timeouts are scopes with a deadline (see the [module docs](super)).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct WeftEnv {
     clock: SystemClock,
+    /// The deadline of an attempt's lazy scope: 30 years away, so the
+    /// scope never ends by itself (an enclosing deadline still applies).
+    far: Instant,
 }
 
 impl WeftEnv {
     /// An environment reading the coarse monotonic clock.
     pub fn new() -> WeftEnv {
-        WeftEnv::default()
+        WeftEnv {
+            clock: SystemClock::new(),
+            far: Instant::now() + Duration::from_secs(30 * 365 * 86_400),
+        }
+    }
+}
+
+impl Default for WeftEnv {
+    fn default() -> WeftEnv {
+        WeftEnv::new()
     }
 }
 
@@ -44,6 +56,7 @@ impl Env for WeftEnv {
     type Scoped<F: Future> = Scope<F>;
     type Handle = WeftScopeHandle;
     type Timeout<F: Future> = WeftTimeout<F>;
+    type Attempt<F: Future> = WeftAttempt<F>;
 
     #[inline]
     fn now(&self) -> Duration {
@@ -70,6 +83,15 @@ impl Env for WeftEnv {
         let scope = weft::cancel::scope(future);
         let handle = WeftScopeHandle(scope.handle());
         (scope, handle)
+    }
+
+    #[inline]
+    fn attempt<F: Future>(&self, future: F) -> WeftAttempt<F> {
+        // A timeout is weft's lazy scope: its node is made only when the
+        // code inside needs one.
+        WeftAttempt {
+            inner: weft::time::timeout_at(self.far, future),
+        }
     }
 
     #[inline]
@@ -129,5 +151,29 @@ impl<F: Future> Future for WeftTimeout<F> {
         unsafe { Pin::new_unchecked(&mut this.inner) }
             .poll(cx)
             .map(|r| r.map_err(|_| TimedOut { after }))
+    }
+}
+
+/// A retry attempt in weft's lazy scope (a timeout 30 years away).
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct WeftAttempt<F> {
+    inner: weft::time::Timeout<F>,
+}
+
+impl<F: Future> Future for WeftAttempt<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned (never moved out of the
+        // pinned `WeftAttempt`).
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.inner) };
+        match inner.poll(cx) {
+            Poll::Ready(Ok(out)) => Poll::Ready(out),
+            // The scope's own deadline is 30 years away: this arm is the
+            // year 2056's problem; until then the attempt simply waits.
+            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+        }
     }
 }

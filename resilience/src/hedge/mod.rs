@@ -300,7 +300,13 @@ impl<P> Hedge<P> {
         if let Err(why) = env.check() {
             return Err(RetryError::NotStarted(Stop::Interrupted(why)));
         }
-        if let (Some(left), Some(expected)) = (env.remaining(), self.config.expected_attempt) {
+        // The deadline is read only when there is an expected attempt time
+        // to compare it with (a clock read on weft).
+        if let Some((left, expected)) = self
+            .config
+            .expected_attempt
+            .and_then(|expected| Some((env.remaining()?, expected)))
+        {
             if left < expected {
                 return Err(RetryError::NotStarted(Stop::Deadline { remaining: left }));
             }

@@ -173,7 +173,8 @@ pub struct Pipeline<
 
 #[derive(Default)]
 struct Counters {
-    calls: AtomicU64,
+    // Calls are the sum of the outcomes (plus those in flight), so they
+    // are not counted separately: one atomic less per call.
     ok: AtomicU64,
     failed: AtomicU64,
     interrupted: AtomicU64,
@@ -185,7 +186,7 @@ struct Counters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PipelineMetrics {
-    /// Calls made through the pipeline.
+    /// Calls finished through the pipeline (the sum of the outcomes).
     pub calls: u64,
     /// Calls that returned `Ok`.
     pub ok: u64,
@@ -393,12 +394,14 @@ impl<En, L, B, R, C, P, Fb> Pipeline<En, L, B, R, C, P, Fb> {
     pub fn metrics(&self) -> PipelineMetrics {
         let c = &self.counters;
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let refused: [u64; Layer::ALL.len()] = std::array::from_fn(|i| r(&c.refused[i]));
+        let (ok, failed, interrupted) = (r(&c.ok), r(&c.failed), r(&c.interrupted));
         PipelineMetrics {
-            calls: r(&c.calls),
-            ok: r(&c.ok),
-            failed: r(&c.failed),
-            interrupted: r(&c.interrupted),
-            refused: std::array::from_fn(|i| r(&c.refused[i])),
+            calls: ok + failed + interrupted + refused.iter().sum::<u64>(),
+            ok,
+            failed,
+            interrupted,
+            refused,
         }
     }
 }
@@ -425,23 +428,9 @@ where
         P: RetryOn<T, PolicyError<E>>,
         Fb: FallbackStep<T, E>,
     {
-        bump(&self.counters.calls);
         self.fallback.on_call();
-        // Counted before the fallback, so a refusal or failure it covers
-        // still shows in the metrics.
-        let counted = async {
-            let outcome = self.attempts(op).await;
-            self.count(&outcome);
-            outcome
-        };
-        let guarded = async {
-            match counted.await {
-                Err(error) if self.fallback.picks(&error) => self.fallback.fallback(error).await,
-                outcome => outcome,
-            }
-        };
         match self.timeout {
-            Some(after) => match self.env.timeout(after, guarded).await {
+            Some(after) => match self.env.timeout(after, self.guarded(op)).await {
                 Ok(outcome) => outcome,
                 Err(timed_out) => {
                     bump(&self.counters.refused[Layer::Timeout.index()]);
@@ -453,7 +442,25 @@ where
                     ))
                 }
             },
-            None => guarded.await,
+            None => self.guarded(op).await,
+        }
+    }
+
+    /// The fallback layer around the attempts; outcomes are counted before
+    /// the fallback, so a refusal or failure it covers still shows.
+    async fn guarded<F, Fut, T, E>(&self, op: F) -> Result<T, PolicyError<E>>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classify<T, E>,
+        P: RetryOn<T, PolicyError<E>>,
+        Fb: FallbackStep<T, E>,
+    {
+        let outcome = self.attempts(op).await;
+        self.count(&outcome);
+        match outcome {
+            Err(error) if self.fallback.picks(&error) => self.fallback.fallback(error).await,
+            outcome => outcome,
         }
     }
 

@@ -28,8 +28,9 @@
 //!    (every call deposits once); a refused withdrawal stops, so a storm
 //!    against a dead service costs at most `1 + ratio` times the load.
 //!
-//! Each attempt runs in its own child scope ([`Env::scoped`]): on weft,
-//! tasks an attempt spawns belong to that attempt and end with it. The
+//! Each attempt runs in its own child scope ([`Env::attempt`]): on weft,
+//! tasks an attempt spawns belong to that attempt (a lazy scope, made only
+//! when something inside needs it, so a plain attempt costs nothing). The
 //! backoff sleep is the environment's (on weft, `weft::time::sleep`, which
 //! the caller's cancellation ends at once).
 
@@ -348,7 +349,9 @@ pub struct RetryMetrics {
 #[derive(Default)]
 struct Counters {
     calls: AtomicU64,
-    attempts: AtomicU64,
+    // Attempts are `calls + retries` (minus calls never started), so they
+    // are not counted separately: one atomic less per call.
+    not_started: AtomicU64,
     retries: AtomicU64,
     recovered: AtomicU64,
     budget_stops: AtomicU64,
@@ -396,7 +399,7 @@ impl<P> Retry<P> {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RetryMetrics {
             calls: r(&c.calls),
-            attempts: r(&c.attempts),
+            attempts: r(&c.calls) - r(&c.not_started) + r(&c.retries),
             retries: r(&c.retries),
             recovered: r(&c.recovered),
             budget_stops: r(&c.budget_stops),
@@ -422,20 +425,26 @@ impl<P> Retry<P> {
         }
         if let Err(why) = env.check() {
             bump(&self.counters.interrupted);
+            bump(&self.counters.not_started);
             return Err(RetryError::NotStarted(Stop::Interrupted(why)));
         }
-        if let (Some(left), Some(expected)) = (env.remaining(), self.config.expected_attempt) {
+        // The deadline is read only when there is an expected attempt time
+        // to compare it with (a clock read on weft).
+        if let Some((left, expected)) = self
+            .config
+            .expected_attempt
+            .and_then(|expected| Some((env.remaining()?, expected)))
+        {
             if left < expected {
                 bump(&self.counters.deadline_stops);
+                bump(&self.counters.not_started);
                 return Err(RetryError::NotStarted(Stop::Deadline { remaining: left }));
             }
         }
         let mut attempt = 1;
         let mut previous = self.config.backoff.base;
         loop {
-            bump(&self.counters.attempts);
-            let (scoped, _handle) = env.scoped(op(Attempt::new(attempt, false)));
-            let outcome = scoped.await;
+            let outcome = env.attempt(op(Attempt::new(attempt, false))).await;
             if !self.predicate.should_retry(&outcome) {
                 if attempt > 1 && outcome.is_ok() {
                     bump(&self.counters.recovered);
