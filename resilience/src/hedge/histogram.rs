@@ -25,7 +25,7 @@ use std::{
 const SUB: u32 = 4;
 const BUCKETS: usize = 144;
 
-/// A latency histogram. See the [module docs](self).
+/// A latency histogram. See the module docs (`hedge/histogram.rs`).
 pub struct LatencyHistogram {
     buckets: Box<[AtomicU64]>,
     total: AtomicU64,

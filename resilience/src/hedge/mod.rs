@@ -27,7 +27,7 @@
 //!    returns; whatever is left then is dropped. Either way every loser's
 //!    destructors have run when the call returns.
 //! 4. **Budget and deadline.** A hedge withdraws from the endpoint's
-//!    [`RetryBudget`](crate::retry::RetryBudget) (hedges are retries started
+//!    [`RetryBudget`] (hedges are retries started
 //!    early) and starts only if the caller has at least the expected attempt
 //!    time left. The caller's cancellation ends the hedge delay at once and
 //!    cancels every attempt.

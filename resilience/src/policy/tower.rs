@@ -1,5 +1,5 @@
 //! Every policy as a tower [`Layer`](tower::Layer) and
-//! [`Service`](tower::Service) (feature `tower`), so it composes with
+//! [`Service`] (feature `tower`), so it composes with
 //! hyper, axum and tonic.
 //!
 //! One adapter serves them all: [`PolicyLayer`] wraps a [`Pipeline`], and a

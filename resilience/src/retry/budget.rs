@@ -43,7 +43,7 @@ use crate::clock::{Clock, SystemClock};
 const COUNT_MASK: u64 = u32::MAX as u64;
 
 /// A retry budget shared by every retrying and hedging policy of one
-/// endpoint (hold it in an `Arc`). See the [module docs](self).
+/// endpoint (hold it in an `Arc`). See the module docs (`retry/budget.rs`).
 pub struct RetryBudget {
     /// Retries allowed per 1000 calls.
     ratio_milli: u64,
