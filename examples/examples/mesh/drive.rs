@@ -18,7 +18,7 @@ use super::{
 };
 
 /// Offered load and the deadline each request carries.
-pub const RATE_PER_SEC: u64 = 800;
+pub const RATE_PER_SEC: u64 = 400;
 pub const DEADLINE: Duration = Duration::from_millis(150);
 
 /// The fault schedule: (start second, what happens).
@@ -93,6 +93,7 @@ struct Snapshot {
     leaf_killed: u64,
     hop_deadlines: u64,
     interrupted: u64,
+    shed: u64,
 }
 
 fn snapshot(mesh: &Mesh, out: &Outcomes) -> Snapshot {
@@ -125,18 +126,19 @@ fn snapshot(mesh: &Mesh, out: &Outcomes) -> Snapshot {
         hop_deadlines: mesh.edge.deadlines.load(Relaxed) + mesh.middle.deadlines.load(Relaxed),
         interrupted: mesh.edge.pipeline.metrics().interrupted
             + mesh.middle.pipeline.metrics().interrupted,
+        shed: mesh.middle.pipeline.limit().metrics().shed,
     }
 }
 
 fn header() {
     println!(
-        "   {:>3} {:<13}| {:>5} {:>5} {:>5} {:>4} {:>4} | {:>5} {:>6} | {:>5} {:>6} {:>6} | {:>5} {:>4} {:>5} {:>6} | {:>5} {:>4} {:>4} | {:>4} {:>4} {:>4} | {:>5} {:>6} {:>3}",
+        "   {:>3} {:<13}| {:>5} {:>5} {:>5} {:>4} {:>4} | {:>5} {:>6} | {:>5} {:>6} {:>6} | {:>5} {:>4} {:>5} {:>6} {:>5} {:>4} | {:>5} {:>4} {:>4} | {:>4} {:>4} {:>4} | {:>5} {:>6} {:>3}",
         "t", "phase", "req/s", "ok", "degr", "err", "ddl", "p50", "p99",
-        "retry", "budget", "e-brk", "hedge", "won", "lost", "m-brk", "leaf", "ddl", "kill",
+        "retry", "budget", "e-brk", "hedge", "won", "lost", "m-brk", "limit", "shed", "leaf", "ddl", "kill",
         "ddl", "gone", "lost", "tasks", "polls", "io"
     );
     println!(
-        "   {:>3} {:<13}| {:^28} | {:^12} | {:^20} | {:^25} | {:^16} | {:^14} | {:^17}",
+        "   {:>3} {:<13}| {:^28} | {:^12} | {:^20} | {:^36} | {:^16} | {:^14} | {:^17}",
         "s",
         "",
         "client outcomes (per s)",
@@ -161,7 +163,7 @@ pub async fn showcase(mesh: Arc<Mesh>) {
         DEADLINE.as_millis()
     );
     println!(
-        "    edge→middle: retry ×3 (10% budget) + breaker; middle→leaf: hedge at p95 (10% budget) + breaker + fallback \"degraded\"\n"
+        "    edge→middle: retry ×3 (10% budget) + breaker; middle→leaf: hedge at p95 (10% budget) + breaker + adaptive limit + bulkhead + fallback \"degraded\"\n"
     );
     header();
 
@@ -214,7 +216,7 @@ pub async fn showcase(mesh: Arc<Mesh>) {
         let polls: u64 = rt.worker.iter().map(|w| w.polls).sum();
         let b = mesh.edge.budget.metrics();
         println!(
-            "   {:>3} {:<13}| {:>5} {:>5} {:>5} {:>4} {:>4} | {:>5.1} {:>6.1} | {:>5} {:>6} {:>6} | {:>5} {:>4} {:>5} {:>6} | {:>5} {:>4} {:>4} | {:>4} {:>4} {:>4} | {:>5} {:>5}k {:>3}",
+            "   {:>3} {:<13}| {:>5} {:>5} {:>5} {:>4} {:>4} | {:>5.1} {:>6.1} | {:>5} {:>6} {:>6} | {:>5} {:>4} {:>5} {:>6} {:>5} {:>4} | {:>5} {:>4} {:>4} | {:>4} {:>4} {:>4} | {:>5} {:>5}k {:>3}",
             t,
             PHASES[phase].1.split(':').next().unwrap_or(""),
             now.done - last.done,
@@ -231,6 +233,8 @@ pub async fn showcase(mesh: Arc<Mesh>) {
             now.hedge_wins - last.hedge_wins,
             now.losers_cancelled - last.losers_cancelled,
             state(mesh.middle.pipeline.breaker().expect("middle has a breaker")),
+            mesh.middle.pipeline.limit().limit(),
+            now.shed - last.shed,
             now.leaf_served - last.leaf_served,
             now.leaf_deadline - last.leaf_deadline,
             now.leaf_killed - last.leaf_killed,
@@ -328,6 +332,14 @@ fn summary(mesh: &Mesh, out: &Outcomes, offered: u64, took: Duration) {
         mesh.leaf.spikes.metrics().injected,
         s.leaf_deadline,
         s.leaf_killed
+    );
+    let limit = mesh.middle.pipeline.limit().metrics();
+    println!(
+        "   middle → leaf limits: adaptive limit {} now ({} in flight, {} calls shed), bulkhead {} rejected",
+        limit.limit,
+        limit.in_flight,
+        limit.shed,
+        mesh.middle.pipeline.bulkhead().metrics().rejected
     );
     println!(
         "   breakers now: edge→middle {}, middle→leaf {}",

@@ -7,8 +7,9 @@
 //! * **edge → middle**: retry (3 attempts, full-jitter backoff, a 10 %
 //!   retry budget), a breaker.
 //! * **middle → leaf**: hedging after the leaf's p95 latency (budgeted),
-//!   a breaker, and a fallback answering "degraded" when the leaf is
-//!   unreachable or its breaker is open.
+//!   a breaker, an adaptive concurrency limit (Gradient2) that sheds at
+//!   once, a bulkhead of 64, and a fallback answering "degraded" when the
+//!   leaf is unreachable or a layer refuses.
 //! * **leaf**: base work of 1–2 ms, plus chaos the driver switches on and
 //!   off: latency spikes, injected errors, and death (its server task is
 //!   cancelled, which cancels every connection task under it, and the port
@@ -44,6 +45,7 @@ use weft_resilience::{
     env::WeftEnv,
     fallback::Fallback,
     hedge::{Hedge, HedgeConfig, HedgeDelay},
+    limit::{Adaptive, Bulkhead, Gradient2},
     policy::{OnCallErrors, Pipeline, PolicyError, Unlimited},
     retry::{Backoff, Jitter, Retry, RetryBudget, RetryConfig},
 };
@@ -75,8 +77,8 @@ pub type EdgePipeline = Pipeline<WeftEnv, Unlimited, Unlimited, Unlimited>;
 /// middle → leaf.
 pub type MiddlePipeline = Pipeline<
     WeftEnv,
-    Unlimited,
-    Unlimited,
+    Adaptive,
+    Bulkhead,
     Unlimited,
     weft_resilience::breaker::ErrorsFail,
     OnCallErrors,
@@ -456,6 +458,22 @@ impl Mesh {
                     OnCallErrors,
                 ))
                 .with_breaker(breaker("leaf"))
+                .with_limit(
+                    Adaptive::builder()
+                        // A floor of 40 and a tolerance of 2× the long
+                        // average: this VM's scheduling noise is not load.
+                        .algorithm(Gradient2::default().limits(40, 100, 400).rtt_tolerance(2.0))
+                        .name("leaf")
+                        .build()
+                        .expect("a valid adaptive limit"),
+                )
+                .with_bulkhead(
+                    Bulkhead::builder()
+                        .max_concurrent(64)
+                        .name("leaf")
+                        .build()
+                        .expect("a valid bulkhead"),
+                )
                 .with_fallback(Fallback::new(
                     unreachable_leaf as Picks,
                     degraded as Degrade,
