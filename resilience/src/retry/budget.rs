@@ -22,23 +22,23 @@
 //! only refuse each other, never both pass over the limit: the budget is
 //! never overdrawn, it may be under-used for an instant under contention.
 //!
+//! The counters come from the crate's `sync` facade, so the loom model
+//! `loom-tests/tests/retry_budget.rs` runs this code: racing withdrawals
+//! never overdraw, and a refused one leaves no trace.
+//!
 //! The floor is a minimum (Envoy's `min_retry_concurrency` is one too), not
 //! added to the ratio: under load the ratio alone bounds the retries, so a
 //! storm against a dead service costs at most `1 + ratio` times the offered
 //! load, while a service with a handful of calls per second can still retry.
 //! The ratio is kept in per-mille so the check is integer arithmetic.
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use super::RetryConfigError;
-use crate::clock::{Clock, SystemClock};
+use crate::{
+    clock::{Clock, SystemClock},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 const COUNT_MASK: u64 = u32::MAX as u64;
 
@@ -55,10 +55,18 @@ pub struct RetryBudget {
     refused: AtomicU64,
 }
 
-#[derive(Default)]
 struct Bucket {
     calls: AtomicU64,
     retries: AtomicU64,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            calls: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A snapshot of a budget's window.
@@ -261,7 +269,7 @@ impl RetryBudgetBuilder {
             ratio_milli: (self.ratio * 1000.0).round() as u64,
             floor,
             bucket_nanos,
-            buckets: (0..self.buckets).map(|_| Bucket::default()).collect(),
+            buckets: (0..self.buckets).map(|_| Bucket::new()).collect(),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
             refused: AtomicU64::new(0),
         })
