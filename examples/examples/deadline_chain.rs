@@ -67,6 +67,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         let mesh = Arc::new(Mesh::start().await.expect("the mesh starts"));
         let client = Client::new(mesh.edge_addr);
+        // Warm up: open the pooled connections and give the middle's
+        // latency histogram its first samples, so request 1 is a steady one.
+        for id in 1000..1050 {
+            let req = Request {
+                id,
+                timeout: Encoder::new(mesh::MARGIN)
+                    .encode_remaining(Duration::from_secs(1))
+                    .expect("a budget above the margin"),
+                key: id as u32,
+            };
+            let _ = client.call(&req).await;
+        }
         println!("deadline chain: client → edge → middle → leaf; each hop: budget received, calls onward @offset:budget sent, answer time");
 
         send(&client, 1, Duration::from_millis(100), "1. healthy, 100 ms budget").await;
