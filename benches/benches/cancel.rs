@@ -19,6 +19,13 @@
 //!   (100,010 waiting tasks). Timed with `iter_custom`: building the tree
 //!   and tearing it down are outside the measurement.
 //!
+//! - `is_cancelled`: one call of `weft::cancel::is_cancelled()` inside a
+//!   task, in a scope without a deadline (one atomic load and a branch),
+//!   with a 60 s deadline (plus the coarse clock read that notices a passed
+//!   deadline), `check()` with the same deadline for reference, and
+//!   tokio-util's `CancellationToken::is_cancelled` (one atomic load).
+//!   Timed inside the task with `iter_custom`.
+//!
 //! Each runtime is built once per bench function, outside the timed loop.
 //! Run with `cargo bench -p weft-benches --bench cancel`; docs/BENCHMARKS.md
 //! holds the figures.
@@ -393,5 +400,60 @@ fn in_order<'f>(
     }
 }
 
-criterion_group!(cancel, spawn_deadline, timeout_10k, cancel_tree);
+/// `iters` calls of `probe` inside a weft task (with a 60 s deadline or
+/// none), timed inside the task.
+fn time_in_weft_task(
+    rt: &weft::Runtime,
+    deadline: bool,
+    iters: u64,
+    probe: fn() -> bool,
+) -> Duration {
+    let body = async move {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(probe());
+        }
+        start.elapsed()
+    };
+    let mut builder = weft::task::Builder::new();
+    if deadline {
+        builder = builder.timeout(FAR);
+    }
+    rt.block_on(builder.spawn_on(body, rt.handle())).unwrap()
+}
+
+fn is_cancelled(c: &mut Criterion) {
+    let mut group = group(c, "is_cancelled", 20, 2);
+    let rt = build_weft();
+    group.bench_function("weft_no_deadline", |b| {
+        b.iter_custom(|iters| time_in_weft_task(&rt, false, iters, weft::cancel::is_cancelled))
+    });
+    group.bench_function("weft_deadline_60s", |b| {
+        b.iter_custom(|iters| time_in_weft_task(&rt, true, iters, weft::cancel::is_cancelled))
+    });
+    group.bench_function("weft_check_deadline_60s", |b| {
+        b.iter_custom(|iters| {
+            time_in_weft_task(&rt, true, iters, || weft::cancel::check().is_err())
+        })
+    });
+    group.bench_function("tokio_util_token", |b| {
+        let token = tokio_util::sync::CancellationToken::new();
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(token.is_cancelled());
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    cancel,
+    spawn_deadline,
+    timeout_10k,
+    cancel_tree,
+    is_cancelled
+);
 criterion_main!(cancel);

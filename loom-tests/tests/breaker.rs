@@ -229,3 +229,36 @@ fn a_stale_closed_verdict_cannot_trip_a_new_generation() {
         }
     });
 }
+
+#[test]
+fn time_window_failures_in_two_stripes_trip_once() {
+    loom::model(|| {
+        // Two failures reach the minimum together; each thread records into
+        // its own stripe, so only a sum across stripes sees both.
+        let (breaker, _, transitions) = breaker(
+            Config::builder()
+                .time_window(Duration::from_secs(2), 2)
+                .minimum_calls(2)
+                .failure_rate_threshold(50.0),
+        );
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let breaker = Arc::clone(&breaker);
+                thread::spawn(move || {
+                    if let Ok(permit) = breaker.acquire() {
+                        permit.failure();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        assert_eq!(
+            breaker.state(),
+            State::Open,
+            "the later recorder's sum saw both"
+        );
+        assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
+    });
+}

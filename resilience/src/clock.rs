@@ -151,7 +151,9 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
-    #[inline]
+    // Always: it is two clock reads of every timed breaker call, and out of
+    // line it showed as its own 11% in the time-window bench's profile.
+    #[inline(always)]
     fn now(&self) -> Duration {
         match self.origin {
             #[cfg(target_os = "linux")]

@@ -210,3 +210,104 @@ fn owned_permits_follow_the_same_rules() {
     drop(probe);
     assert_eq!(breaker.metrics().half_open_in_flight, 0);
 }
+
+mod failure_rate_mode {
+    use std::{sync::Arc, time::Duration};
+
+    use weft_resilience::{
+        breaker::{
+            Backoff, Breaker, Config, ConfigError, HalfOpenMode, RejectReason, State,
+            MAX_HALF_OPEN_PROBES,
+        },
+        clock::ManualClock,
+    };
+
+    fn tripped(probes: u32) -> (Breaker, ManualClock) {
+        let clock = ManualClock::new();
+        let config = Config::builder()
+            .count_window(1)
+            .minimum_calls(1)
+            .failure_rate_threshold(50.0)
+            .no_slow_calls()
+            .half_open_mode(HalfOpenMode::FailureRate { probes })
+            .half_open_max_wait(None)
+            .open_backoff(Backoff::fixed(Duration::from_secs(1)))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .expect("valid");
+        let breaker = Breaker::new("rate", config);
+        breaker.acquire().expect("closed").failure();
+        clock.advance(Duration::from_secs(1));
+        (breaker, clock)
+    }
+
+    #[test]
+    fn admits_exactly_n_probes_and_closes_below_the_threshold() {
+        let (breaker, _clock) = tripped(4);
+        let probes: Vec<_> = (0..4)
+            .map(|_| breaker.acquire().expect("a probe"))
+            .collect();
+        assert_eq!(breaker.state(), State::HalfOpen);
+        assert_eq!(
+            breaker.acquire().unwrap_err().reason(),
+            RejectReason::HalfOpenFull,
+            "N probes, not N at a time"
+        );
+        let mut probes = probes.into_iter();
+        probes.next().expect("p").failure();
+        // One failure in four: no decision until all four settle.
+        probes.next().expect("p").success();
+        probes.next().expect("p").success();
+        assert_eq!(breaker.state(), State::HalfOpen);
+        assert!(
+            breaker.acquire().is_err(),
+            "settled probes still count toward N"
+        );
+        probes.next().expect("p").success();
+        assert_eq!(breaker.state(), State::Closed, "25% < 50%");
+    }
+
+    #[test]
+    fn reopens_at_the_threshold_and_replaces_ignored_probes() {
+        let (breaker, _clock) = tripped(2);
+        let a = breaker.acquire().expect("a probe");
+        let b = breaker.acquire().expect("a probe");
+        b.ignore(); // its slot comes back
+        let c = breaker.acquire().expect("the ignored probe is replaced");
+        a.success();
+        assert_eq!(breaker.metrics().half_open_successes, 1);
+        assert_eq!(breaker.metrics().half_open_in_flight, 1);
+        c.failure();
+        assert_eq!(breaker.state(), State::Open, "1 of 2 = 50% ≥ 50%");
+    }
+
+    #[test]
+    fn probe_counts_out_of_range_are_errors() {
+        for probes in [0, MAX_HALF_OPEN_PROBES + 1] {
+            let err = Config::builder()
+                .half_open_mode(HalfOpenMode::FailureRate { probes })
+                .build()
+                .expect_err("out of range");
+            assert_eq!(err, ConfigError::HalfOpenProbesOutOfRange(probes));
+            assert!(err.to_string().contains("probes"));
+        }
+    }
+
+    #[test]
+    fn a_snapshot_shows_state_rates_and_when_it_admits_again() {
+        let (breaker, clock) = tripped(2);
+        // Reopen it from half-open (two failed probes of two), so the open
+        // duration starts now.
+        breaker.acquire().expect("probe").failure();
+        breaker.acquire().expect("probe").failure();
+        assert_eq!(breaker.state(), State::Open);
+        clock.advance(Duration::from_millis(400));
+        let snap = breaker.snapshot();
+        assert_eq!(snap.metrics.state, State::Open);
+        assert_eq!(snap.retry_after, Some(Duration::from_millis(600)));
+        let line = snap.to_string();
+        assert!(line.starts_with("rate  open  gen "), "{line}");
+        assert!(line.contains("retry in 0.6s"), "{line}");
+        assert!(line.contains("failures 100.0%"), "{line}");
+    }
+}

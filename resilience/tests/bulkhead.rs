@@ -141,3 +141,25 @@ fn bad_configs_say_which() {
     assert!(b().max_waiting(4).build().is_ok());
     assert!(ConfigError::ZeroLimit.to_string().contains("at least 1"));
 }
+
+#[test]
+fn owned_permits_move_across_threads_and_come_back() {
+    let bulkhead = Arc::new(
+        Bulkhead::builder()
+            .max_concurrent(2)
+            .build()
+            .expect("valid"),
+    );
+    let a = bulkhead.try_acquire_owned().expect("room");
+    let b = bulkhead.try_acquire_owned().expect("room");
+    assert_eq!(
+        bulkhead.try_acquire_owned().unwrap_err(),
+        BulkheadError::Full
+    );
+    assert_eq!(bulkhead.metrics().in_flight, 2);
+    thread::spawn(move || drop(a)).join().expect("no panic");
+    assert_eq!(bulkhead.metrics().available, 1);
+    drop(b);
+    let m = bulkhead.metrics();
+    assert_eq!((m.available, m.in_flight), (2, 0), "nothing leaked");
+}

@@ -251,3 +251,6 @@ impl MockScheduler {
         (join, node)
     }
 }
+
+/// The signal registry's per-signal slot (see `signal/registry.rs`).
+pub use crate::signal::SignalSlot;

@@ -37,10 +37,12 @@ mod context;
 mod coop;
 mod facade;
 pub mod io;
+mod macros;
 pub mod net;
 mod prefetch;
 pub mod runtime;
 mod scheduler;
+pub mod signal;
 pub mod sync;
 pub mod task;
 pub mod time;
@@ -52,6 +54,21 @@ pub mod __loom;
 use std::future::Future;
 
 pub use weft_macros::{main, test};
+
+/// Polls several futures in the calling task until all complete; their
+/// outputs as a tuple. futures-util's `join!`, re-exported: it behaves as
+/// tokio's (no `Unpin`/`FusedFuture` needed, every future polled
+/// concurrently in this task, none dropped early).
+#[doc(inline)]
+pub use futures_util::join;
+/// As [`join!`], for futures of `Result`s: `Ok` of the tuple, or the first
+/// `Err`, after which the other futures are dropped (as tokio's).
+/// futures-util's `try_join!`, re-exported.
+#[doc(inline)]
+pub use futures_util::try_join;
+
+#[doc(hidden)]
+pub use crate::macros::support as __private;
 
 pub use crate::{
     runtime::Runtime,

@@ -224,3 +224,209 @@ fn dropping_a_group_cancels_the_children_left() {
     }
     assert_no_live_tasks(&rt);
 }
+
+/// A child that sleeps `ms` (or forever) and reports how it ended.
+async fn child_reporting(ms: Option<u64>) -> Result<u64, Cancelled> {
+    match ms {
+        Some(ms) => sleep(Duration::from_millis(ms)).await.map(|()| ms),
+        None => sleep(LONG).await.map(|()| 0),
+    }
+}
+
+#[test]
+fn join_all_past_the_joiners_deadline_waits_for_the_cancelled_children() {
+    let rt = rt(4);
+    let task = weft::task::Builder::new()
+        .timeout(Duration::from_millis(40))
+        .spawn_on(
+            async {
+                let mut group = TaskGroup::new();
+                group.spawn(child_reporting(Some(1)));
+                for _ in 0..5 {
+                    group.spawn(child_reporting(None));
+                }
+                group.spawn(child_reporting(Some(2)));
+                let out = group.join_all().await;
+                // The joiner's own scope is still cancelled afterwards.
+                (out, weft::cancel::check())
+            },
+            rt.handle(),
+        );
+    let (out, after) = block_on_bounded(&rt, task).unwrap();
+    assert_eq!(out.len(), 7, "no child lost");
+    let out: Vec<_> = out
+        .into_iter()
+        .map(|r| r.expect("every child returned"))
+        .collect();
+    assert_eq!(out[0], Ok(1), "finished before the deadline: its output");
+    assert_eq!(out[6], Ok(2));
+    for r in &out[1..6] {
+        let c = r.as_ref().expect_err("cancelled by the deadline");
+        assert_eq!(c.cause(), Cause::Parent);
+        assert_eq!(c.origin(), Cause::Deadline);
+    }
+    assert_eq!(after.unwrap_err().origin(), Cause::Deadline);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn join_all_of_a_cancelled_joiner_collects_every_output() {
+    let rt = rt(4);
+    let started = common::Flag::new();
+    let task = {
+        let started = started.clone();
+        rt.spawn(async move {
+            let mut group = TaskGroup::new();
+            for _ in 0..10 {
+                group.spawn(child_reporting(None));
+            }
+            started.set();
+            group.join_all().await
+        })
+    };
+    assert!(started.wait());
+    assert!(task.cancel_with("shutting down"));
+    let out = block_on_bounded(&rt, task).unwrap();
+    assert_eq!(out.len(), 10);
+    for r in out {
+        let c = r
+            .expect("the child returned")
+            .expect_err("the child was cancelled");
+        assert_eq!(c.origin(), Cause::Explicit);
+        assert_eq!(c.reason(), Some("shutting down"));
+    }
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn a_group_from_another_scope_is_cancelled_when_its_joiner_is() {
+    let rt = rt(2);
+    // Made outside any task: a root, not below the joiner's scope.
+    let group = rt.block_on(async {
+        let mut group = TaskGroup::new();
+        for _ in 0..3 {
+            group.spawn(child_reporting(None));
+        }
+        group
+    });
+    let task = weft::task::Builder::new()
+        .timeout(Duration::from_millis(10))
+        .spawn_on(group.join_all(), rt.handle());
+    let out = block_on_bounded(&rt, task).unwrap();
+    assert_eq!(out.len(), 3);
+    for r in out {
+        let c = r.unwrap().expect_err("cancelled");
+        assert_eq!(c.cause(), Cause::Parent);
+        assert_eq!(c.origin(), Cause::Explicit);
+        assert!(c.reason().is_some_and(|r| r.contains("joining")), "{c:?}");
+    }
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn join_next_in_a_cancelled_scope_drains_the_group_then_ends() {
+    let rt = rt(4);
+    let out = in_task(&rt, async {
+        let mut group = TaskGroup::new();
+        for i in 0..6 {
+            group.spawn(child_reporting(if i % 2 == 0 { Some(1) } else { None }));
+        }
+        sleep(Duration::from_millis(20)).await.unwrap();
+        weft::cancel::current().unwrap().cancel();
+        let mut out = Vec::new();
+        while let Some(r) = group.join_next().await {
+            out.push(r.expect("the child returned"));
+        }
+        assert!(group.is_empty());
+        out
+    });
+    assert_eq!(out.len(), 6, "every child's result, then None");
+    assert_eq!(out.iter().filter(|r| r == &&Ok(1)).count(), 3);
+    assert_eq!(out.iter().filter(|r| r.is_err()).count(), 3);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn try_join_next_never_waits() {
+    let rt = rt(2);
+    in_task(&rt, async {
+        let gate = common::Gate::new();
+        let mut group = TaskGroup::new();
+        assert!(group.try_join_next().is_none(), "empty");
+        {
+            let gate = gate.clone();
+            group.spawn(async move {
+                gate.wait().await;
+                1
+            });
+        }
+        group.spawn(async { 2 });
+        // The quick one finishes; the gated one does not.
+        let mut got = None;
+        for _ in 0..1000 {
+            if let Some(r) = group.try_join_next() {
+                got = Some(r.unwrap());
+                break;
+            }
+            sleep(Duration::from_millis(1)).await.unwrap();
+        }
+        assert_eq!(got, Some(2));
+        assert_eq!(group.len(), 1);
+        assert!(
+            group.try_join_next().is_none(),
+            "the gated child still runs"
+        );
+        gate.open();
+        assert_eq!(group.join_next().await.unwrap().unwrap(), 1);
+        assert!(group.is_empty());
+        assert!(group.try_join_next().is_none());
+    });
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn a_reaping_group_holds_only_its_running_children() {
+    const N: usize = 2000;
+    let rt = rt(2);
+    in_task(&rt, async {
+        let gate = common::Gate::new();
+        let mut group = TaskGroup::new().reap_finished();
+        // Like an accept loop: most connections end quickly, a few stay.
+        let mut held = 0;
+        for i in 0..N {
+            if i % 100 == 0 {
+                let gate = gate.clone();
+                held += 1;
+                group.spawn(async move { gate.wait().await });
+            } else {
+                group.spawn(async {});
+            }
+            if i % 50 == 0 {
+                weft::task::yield_now().await;
+            }
+        }
+        // Eventually only the held ones count, and the handles of the
+        // finished ones go at the next spawn.
+        let mut waited = 0;
+        while group.len() != held {
+            sleep(Duration::from_millis(1)).await.unwrap();
+            waited += 1;
+            assert!(waited < 10_000, "len stuck at {}", group.len());
+        }
+        group.spawn(async {});
+        let dbg = format!("{group:?}");
+        let children: usize = dbg
+            .split("children: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.trim().parse().ok())
+            .expect("children in the Debug output");
+        assert!(children <= held + 1, "handles kept: {children} ({dbg})");
+        gate.open();
+        // Shutdown: stop spawning, join what is left.
+        let rest = group.join_all().await;
+        assert!(rest.len() <= held + 1);
+        assert!(rest.iter().all(Result::is_ok));
+    });
+    assert_no_live_tasks(&rt);
+}

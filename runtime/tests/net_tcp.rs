@@ -1,7 +1,8 @@
 //! TCP on both io drivers: bind, accept and connect; owned-buffer reads and
 //! writes (every buffer type, the returned count, the buffer handed back);
 //! EOF and half-close; addresses; `TCP_NODELAY`; split halves in different
-//! tasks and `reunite`; the `futures_io` traits; bind errors; `from_std`; a
+//! tasks and `reunite`; borrowed halves (`split`) in one task; the
+//! `futures_io` traits (and what they buffered surviving `into_split`); bind errors; `from_std`; a
 //! tiny io_uring ring under many concurrent ops. Each scenario runs on the
 //! default runtime and on one forced to each driver, and ends with the leak
 //! checks of `NetRt::finish` (tasks, io ops in flight, fds).
@@ -41,6 +42,9 @@ on_each_driver!(
     sequential_accepts_serve_each_client_once,
     a_tiny_ring_carries_many_concurrent_ops,
     io_works_in_block_on_outside_any_task,
+    borrowed_halves_read_and_write_at_once_in_one_task,
+    into_split_keeps_the_bytes_async_read_buffered,
+    host_names_in_bind_and_connect_and_through_lookup_host,
 );
 
 /// What the API promises about threads: everything can move between
@@ -53,6 +57,12 @@ fn auto_traits() {
     send_sync::<TcpStream>();
     send_sync::<OwnedReadHalf>();
     send_sync::<OwnedWriteHalf>();
+    send_sync::<weft::net::ReadHalf<'static>>();
+    send_sync::<weft::net::WriteHalf<'static>>();
+    send_sync::<weft::net::UnixListener>();
+    send_sync::<weft::net::UnixStream>();
+    send_sync::<weft::net::UnixDatagram>();
+    send_sync::<weft::net::TcpSocket>();
     send_sync::<Driver>();
 
     async fn ops(stream: TcpStream, listener: TcpListener) {
@@ -697,4 +707,138 @@ fn a_waiting_accept_does_not_spin_its_worker_epoll() {
 #[test]
 fn a_waiting_accept_does_not_spin_its_worker_uring() {
     a_waiting_accept_does_not_spin_its_worker(Driver::Uring);
+}
+
+fn borrowed_halves_read_and_write_at_once_in_one_task(driver: Driver) {
+    const LEN: usize = 256 * 1024;
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (client, mut server) = tcp_pair().await;
+        let echo = weft::spawn(echo(client, LEN));
+        // `TcpStream::split`, not `server.split()`: with futures'
+        // `AsyncReadExt` in scope that is its by-value `split`.
+        let (reader, writer) = TcpStream::split(&mut server);
+        assert_eq!(reader.peer_addr().unwrap(), writer.peer_addr().unwrap());
+        // More than the socket buffers hold: writing without reading at
+        // the same time would block both ends.
+        let writing = async {
+            let data = pattern(11, LEN);
+            for chunk in data.chunks(16 * 1024) {
+                writer
+                    .write_all(chunk.to_vec())
+                    .await
+                    .0
+                    .expect("write half");
+            }
+            writer.shutdown().expect("write half shutdown");
+        };
+        let reading = async {
+            let mut offset = 0;
+            for _ in 0..=LEN {
+                let (res, buf) = reader.read(Vec::with_capacity(64 * 1024)).await;
+                match res.expect("read half") {
+                    0 => break,
+                    n => {
+                        check_pattern(11, offset, &buf[..n]);
+                        offset += n;
+                    }
+                }
+            }
+            offset
+        };
+        let ((), got) = futures_util::future::join(writing, reading).await;
+        assert_eq!(got, LEN, "every byte came back");
+        assert_eq!(echo.await.unwrap(), LEN);
+
+        // The traits on borrowed halves.
+        let (mut client, mut server) = tcp_pair().await;
+        let (mut reader, mut writer) = TcpStream::split(&mut server);
+        AsyncWriteExt::write_all(&mut writer, b"to client")
+            .await
+            .unwrap();
+        AsyncWriteExt::flush(&mut writer).await.unwrap();
+        let mut nine = [0u8; 9];
+        AsyncReadExt::read_exact(&mut client, &mut nine)
+            .await
+            .unwrap();
+        assert_eq!(&nine, b"to client");
+        AsyncWriteExt::write_all(&mut client, b"to server")
+            .await
+            .unwrap();
+        AsyncReadExt::read_exact(&mut reader, &mut nine)
+            .await
+            .unwrap();
+        assert_eq!(&nine, b"to server");
+        AsyncWriteExt::close(&mut writer).await.unwrap();
+        let mut rest = Vec::new();
+        AsyncReadExt::read_to_end(&mut client, &mut rest)
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "close shut the write side down: EOF");
+    });
+    t.finish();
+}
+
+fn into_split_keeps_the_bytes_async_read_buffered(driver: Driver) {
+    // Under io_uring `AsyncRead` reads into an internal buffer and hands
+    // out what the caller's slice takes; the rest must follow the stream
+    // into its read half (and back through `reunite`).
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (client, mut server) = tcp_pair().await;
+        client.write_all(b"abcdefgh".to_vec()).await.0.unwrap();
+        let mut two = [0u8; 2];
+        AsyncReadExt::read_exact(&mut server, &mut two)
+            .await
+            .unwrap();
+        assert_eq!(&two, b"ab");
+        let (mut reader, writer) = server.into_split();
+        AsyncReadExt::read_exact(&mut reader, &mut two)
+            .await
+            .unwrap();
+        assert_eq!(&two, b"cd", "the read half starts where the stream stopped");
+        let mut server = reader.reunite(writer).unwrap();
+        let mut four = [0u8; 4];
+        AsyncReadExt::read_exact(&mut server, &mut four)
+            .await
+            .unwrap();
+        assert_eq!(&four, b"efgh", "and so does the reunited stream");
+    });
+    t.finish();
+}
+
+fn host_names_in_bind_and_connect_and_through_lookup_host(driver: Driver) {
+    // `bind`/`connect` take std's `ToSocketAddrs` (resolved on the calling
+    // thread); `lookup_host` resolves off the workers and its addresses go
+    // to `connect` as a slice.
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let listener = TcpListener::bind("localhost:0")
+            .await
+            .expect("bind a host name");
+        let port = listener.local_addr().unwrap().port();
+        let accepting = weft::spawn(async move {
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().await.expect("accept");
+                drop(stream);
+            }
+        });
+        TcpStream::connect(format!("localhost:{port}"))
+            .await
+            .expect("host:port string");
+        TcpStream::connect(("localhost", port))
+            .await
+            .expect("(host, port)");
+        let addrs: Vec<SocketAddr> = weft::net::lookup_host(("localhost", port))
+            .await
+            .unwrap()
+            .collect();
+        TcpStream::connect(&addrs[..])
+            .await
+            .expect("lookup_host's addresses");
+        accepting.await.unwrap();
+        let err = TcpStream::connect("localhost").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "no port: {err:?}");
+    });
+    t.finish();
 }

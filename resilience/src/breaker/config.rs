@@ -46,6 +46,28 @@ pub enum DeadlineRule {
     Ignore,
 }
 
+/// How a half-open breaker judges its probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfOpenMode {
+    /// Up to `half_open_permits` probes at once; close after
+    /// `half_open_successes` successes, reopen at the first failed (or,
+    /// with a slow-call criterion, slow) probe. The default.
+    #[default]
+    Successes,
+    /// resilience4j's `permittedNumberOfCallsInHalfOpenState`: admit exactly
+    /// `probes` probes (an ignored or dropped one is replaced), then judge
+    /// their failure rate and slow-call rate against the closed-state
+    /// thresholds: reopen if either is met, close otherwise. At most
+    /// [`MAX_HALF_OPEN_PROBES`] probes.
+    FailureRate {
+        /// How many probes are judged together.
+        probes: u32,
+    },
+}
+
+/// The most probes [`HalfOpenMode::FailureRate`] judges together.
+pub const MAX_HALF_OPEN_PROBES: u32 = super::state::MAX_RATE_PROBES;
+
 /// A configuration value that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -92,6 +114,9 @@ pub enum ConfigError {
     CapBelowInitial,
     /// A jitter outside `[0, 1]`.
     JitterOutOfRange(f64),
+    /// [`HalfOpenMode::FailureRate`] with 0 probes or more than
+    /// [`MAX_HALF_OPEN_PROBES`].
+    HalfOpenProbesOutOfRange(u32),
 }
 
 impl fmt::Display for ConfigError {
@@ -140,6 +165,10 @@ impl fmt::Display for ConfigError {
                 f.write_str("backoff cap must be at least the initial open duration")
             }
             ConfigError::JitterOutOfRange(j) => write!(f, "jitter {j} is outside [0, 1]"),
+            ConfigError::HalfOpenProbesOutOfRange(n) => write!(
+                f,
+                "half-open failure-rate probes {n} outside 1..={MAX_HALF_OPEN_PROBES}"
+            ),
         }
     }
 }
@@ -163,6 +192,7 @@ pub struct Config {
     pub(crate) half_open_successes: u32,
     pub(crate) half_open_max_wait: Option<Duration>,
     pub(crate) deadline_rule: DeadlineRule,
+    pub(crate) half_open_mode: HalfOpenMode,
     pub(crate) listeners: Arc<[Listener]>,
     pub(crate) clock: ClockSource,
     pub(crate) seed: Option<u64>,
@@ -223,6 +253,7 @@ impl fmt::Debug for Config {
             .field("half_open_successes", &self.half_open_successes)
             .field("half_open_max_wait", &self.half_open_max_wait)
             .field("deadline_rule", &self.deadline_rule)
+            .field("half_open_mode", &self.half_open_mode)
             .field("listeners", &self.listeners.len())
             .field("clock", &self.clock)
             .finish()
@@ -269,6 +300,7 @@ impl Default for ConfigBuilder {
                 half_open_successes: 10,
                 half_open_max_wait: Some(Duration::from_secs(60)),
                 deadline_rule: DeadlineRule::Slow,
+                half_open_mode: HalfOpenMode::Successes,
                 listeners: Arc::from(Vec::new()),
                 clock: ClockSource::System(SystemClock::new()),
                 seed: None,
@@ -354,6 +386,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// How half-open judges its probes (default
+    /// [`HalfOpenMode::Successes`]).
+    pub fn half_open_mode(mut self, mode: HalfOpenMode) -> Self {
+        self.config.half_open_mode = mode;
+        self
+    }
+
     /// What a call cut by the caller's deadline counts as (default
     /// [`DeadlineRule::Slow`]; see [`crate::caller`]).
     pub fn deadline_exceeded(mut self, rule: DeadlineRule) -> Self {
@@ -414,6 +453,11 @@ impl ConfigBuilder {
             0 => return Err(ConfigError::ZeroHalfOpenSuccesses),
             n if n > MAX_SUCCESSES => return Err(ConfigError::TooManyHalfOpenSuccesses(n)),
             _ => {}
+        }
+        if let HalfOpenMode::FailureRate { probes } = c.half_open_mode {
+            if probes == 0 || probes > MAX_HALF_OPEN_PROBES {
+                return Err(ConfigError::HalfOpenProbesOutOfRange(probes));
+            }
         }
         if c.consecutive_failures == Some(0) {
             return Err(ConfigError::ZeroConsecutiveFailures);

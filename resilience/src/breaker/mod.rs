@@ -30,7 +30,10 @@
 //!    newer generation than the phase word's tag treats the breaker as still
 //!    open.
 //! 5. **HalfOpen** admits by CAS-incrementing the probes in flight, up to
-//!    `half_open_permits`. A settled probe decrements it in the same CAS that
+//!    `half_open_permits` (with [`HalfOpenMode::FailureRate`], up to
+//!    `probes` admitted in the generation, judged together once all have
+//!    settled: the word then holds in flight / settled / failed / slow, see
+//!    `state.rs`). A settled probe decrements it in the same CAS that
 //!    counts its success, closes the breaker after `half_open_successes`
 //!    successes, or reopens it on a failure (a slow probe is a failure when
 //!    the slow-call criterion is on). An ignored verdict or a dropped permit
@@ -96,11 +99,11 @@ pub use self::{
     backoff::Backoff,
     classify::{Classify, ErrorsFail, Predicates, Verdict},
     config::{
-        Config, ConfigBuilder, ConfigError, DeadlineRule, Window, MAX_BUCKETS, MAX_COUNT_WINDOW,
-        MIN_BUCKET,
+        Config, ConfigBuilder, ConfigError, DeadlineRule, HalfOpenMode, Window, MAX_BUCKETS,
+        MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, MIN_BUCKET,
     },
     event::{Cause, Event, EventKind, Listener},
-    metrics::Metrics,
+    metrics::{Metrics, Snapshot},
     permit::{CallError, OwnedPermit, Permit, RejectReason, Rejected},
     set::BreakerSet,
     state::State,
@@ -288,7 +291,7 @@ impl<C> Breaker<C> {
                 }
                 State::HalfOpen => {
                     let now = self.now();
-                    if word.in_flight() > 0 && self.probes_stuck(word, now) {
+                    if self.probes_in_flight(word) > 0 && self.probes_stuck(word, now) {
                         let next = word.next(State::Open);
                         match self.cas(word, next) {
                             Ok(()) => {
@@ -299,15 +302,33 @@ impl<C> Breaker<C> {
                         }
                         continue;
                     }
-                    if word.in_flight() >= self.config.half_open_permits {
+                    let (full, next) = match self.config.half_open_mode {
+                        HalfOpenMode::Successes => (
+                            word.in_flight() >= self.config.half_open_permits,
+                            word.with_probe_admitted(),
+                        ),
+                        HalfOpenMode::FailureRate { probes } => (
+                            word.rate_in_flight() + word.rate_settled() >= probes,
+                            word.with_rate_probe_admitted(),
+                        ),
+                    };
+                    if full {
                         return Err(self.reject(RejectReason::HalfOpenFull, None));
                     }
-                    match self.cas(word, word.with_probe_admitted()) {
+                    match self.cas(word, next) {
                         Ok(()) => return Ok(Ticket::new(word.generation(), Some(now))),
                         Err(actual) => word = actual,
                     }
                 }
             }
+        }
+    }
+
+    /// Half-open probes in flight, in the breaker's layout.
+    fn probes_in_flight(&self, word: StateWord) -> u32 {
+        match self.config.half_open_mode {
+            HalfOpenMode::Successes => word.in_flight(),
+            HalfOpenMode::FailureRate { .. } => word.rate_in_flight(),
         }
     }
 
@@ -479,13 +500,26 @@ impl<C> Breaker<C> {
             if word.generation() != ticket.generation() || word.state() != State::HalfOpen {
                 return self.emit_stale(ticket, word);
             }
-            let next = match probe_failed {
-                None => word.with_probe_settled(false),
-                Some(true) => word.next(State::Open),
-                Some(false) if word.successes() + 1 >= self.config.half_open_successes => {
-                    word.next(State::Closed)
+            let next = match self.config.half_open_mode {
+                HalfOpenMode::Successes => match probe_failed {
+                    None => word.with_probe_settled(false),
+                    Some(true) => word.next(State::Open),
+                    Some(false) if word.successes() + 1 >= self.config.half_open_successes => {
+                        word.next(State::Closed)
+                    }
+                    Some(false) => word.with_probe_settled(true),
+                },
+                HalfOpenMode::FailureRate { probes } => {
+                    let settled = word
+                        .with_rate_probe_settled(outcome.map(|o| (o.is_failure(), o.is_slow())));
+                    if settled.rate_settled() < probes {
+                        settled
+                    } else if self.probes_trip(settled, probes) {
+                        word.next(State::Open)
+                    } else {
+                        word.next(State::Closed)
+                    }
                 }
-                Some(false) => word.with_probe_settled(true),
             };
             match self.cas(word, next) {
                 Ok(()) => break next,
@@ -501,6 +535,19 @@ impl<C> Breaker<C> {
             State::Closed => self.after_close(word, next, Cause::ProbesSucceeded, true),
             _ => self.note_progress(next, now),
         }
+    }
+
+    /// Whether `probes` settled probes (rate layout) meet a closed-state
+    /// threshold: failure rate, or slow-call rate when slowness is judged.
+    fn probes_trip(&self, word: StateWord, probes: u32) -> bool {
+        let rate = |n: u32| f64::from(n) * 100.0 / f64::from(probes);
+        self.config
+            .failure_rate
+            .is_some_and(|t| rate(word.rate_failures()) >= t)
+            || self
+                .config
+                .slow_call_rate
+                .is_some_and(|t| rate(word.rate_slow()) >= t)
     }
 
     /// Moves the half-open progress time forward, if the phase word belongs
@@ -610,6 +657,21 @@ impl<C> Breaker<C> {
         }
     }
 
+    /// What a dashboard shows: name, metrics and, when open, how long until
+    /// a probe is admitted.
+    pub fn snapshot(&self) -> Snapshot {
+        let metrics = self.metrics();
+        let retry_after = (metrics.state == State::Open)
+            .then(|| PhaseWord(self.phase.load(Acquire)).time_for(metrics.generation))
+            .flatten()
+            .map(|until| Duration::from_micros(until).saturating_sub(self.now()));
+        Snapshot {
+            name: StdArc::clone(&self.name),
+            metrics,
+            retry_after,
+        }
+    }
+
     /// A snapshot of the breaker's state and window.
     pub fn metrics(&self) -> Metrics {
         let word = self.word();
@@ -623,8 +685,11 @@ impl<C> Breaker<C> {
             consecutive_failures: self.consecutive_failures.load(Relaxed),
             consecutive_trips: self.consecutive_trips.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
-            half_open_in_flight: word.in_flight(),
-            half_open_successes: word.successes(),
+            half_open_in_flight: self.probes_in_flight(word),
+            half_open_successes: match self.config.half_open_mode {
+                HalfOpenMode::Successes => word.successes(),
+                HalfOpenMode::FailureRate { .. } => word.rate_settled() - word.rate_failures(),
+            },
         }
     }
 }

@@ -290,6 +290,15 @@ impl<K: Hash + Eq + Clone + fmt::Debug, C: Clone> BreakerSet<K, C> {
         self.len() == 0
     }
 
+    /// Every breaker's [`Snapshot`](super::Snapshot) with its key, for a
+    /// dashboard, in no particular order.
+    pub fn dashboard(&self) -> Vec<(K, super::Snapshot)> {
+        self.snapshot()
+            .into_iter()
+            .map(|(key, breaker)| (key, breaker.snapshot()))
+            .collect()
+    }
+
     /// The keys and breakers, in no particular order (a snapshot).
     pub fn snapshot(&self) -> Vec<(K, Arc<Breaker<C>>)> {
         let _writer = lock(&self.writer);
@@ -310,10 +319,8 @@ impl<K: Hash + Eq + Clone + fmt::Debug, C: Clone> BreakerSet<K, C> {
 
 impl<K, C> Drop for BreakerSet<K, C> {
     fn drop(&mut self) {
-        let writer = self
-            .writer
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // `lock`, not `get_mut`: loom's mutex has no `get_mut`; uncontended.
+        let mut writer = lock(&self.writer);
         let table = self.table.load(Relaxed);
         // SAFETY: `&mut self`: no reader is left. Every live entry is in the
         // current table exactly once; removed entries only in the retired

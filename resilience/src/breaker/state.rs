@@ -143,6 +143,66 @@ impl StateWord {
     }
 }
 
+/// Bits of each field of the failure-rate half-open layout.
+const RATE_BITS: u32 = 7;
+/// Largest probe count of the failure-rate half-open layout.
+pub(crate) const MAX_RATE_PROBES: u32 = (1 << RATE_BITS) - 1;
+const RATE_IN_FLIGHT_SHIFT: u32 = 3;
+const RATE_SETTLED_SHIFT: u32 = RATE_IN_FLIGHT_SHIFT + RATE_BITS;
+const RATE_FAILURES_SHIFT: u32 = RATE_SETTLED_SHIFT + RATE_BITS;
+const RATE_SLOW_SHIFT: u32 = RATE_FAILURES_SHIFT + RATE_BITS;
+
+/// The failure-rate half-open layout (resilience4j's
+/// `permittedNumberOfCallsInHalfOpenState`): bits 3..31 of a `HalfOpen`
+/// word, instead of in-flight | successes, hold four 7-bit fields —
+/// probes in flight (3..10), probes settled with a verdict (10..17), of
+/// which failed (17..24) and slow (24..31). A breaker uses one layout for
+/// its whole life (it is fixed by its config), and every transition zeroes
+/// the fields, so the two never mix.
+impl StateWord {
+    /// Probes admitted in this generation and not yet settled (rate layout).
+    pub(crate) const fn rate_in_flight(self) -> u32 {
+        ((self.0 >> RATE_IN_FLIGHT_SHIFT) as u32) & MAX_RATE_PROBES
+    }
+
+    /// Probes settled with a verdict in this generation (rate layout).
+    pub(crate) const fn rate_settled(self) -> u32 {
+        ((self.0 >> RATE_SETTLED_SHIFT) as u32) & MAX_RATE_PROBES
+    }
+
+    /// Settled probes that failed (rate layout).
+    pub(crate) const fn rate_failures(self) -> u32 {
+        ((self.0 >> RATE_FAILURES_SHIFT) as u32) & MAX_RATE_PROBES
+    }
+
+    /// Settled probes that were slow (rate layout).
+    pub(crate) const fn rate_slow(self) -> u32 {
+        ((self.0 >> RATE_SLOW_SHIFT) as u32) & MAX_RATE_PROBES
+    }
+
+    /// One more probe in flight (rate layout). The caller has checked that
+    /// in flight + settled is below the configured probes (≤ 127).
+    pub(crate) const fn with_rate_probe_admitted(self) -> StateWord {
+        StateWord(self.0 + (1 << RATE_IN_FLIGHT_SHIFT))
+    }
+
+    /// One probe fewer in flight; if it has a verdict, one more settled,
+    /// failed and/or slow as it was (rate layout).
+    pub(crate) const fn with_rate_probe_settled(self, verdict: Option<(bool, bool)>) -> StateWord {
+        let mut word = self.0 - (1 << RATE_IN_FLIGHT_SHIFT);
+        if let Some((failed, slow)) = verdict {
+            word += 1 << RATE_SETTLED_SHIFT;
+            if failed {
+                word += 1 << RATE_FAILURES_SHIFT;
+            }
+            if slow {
+                word += 1 << RATE_SLOW_SHIFT;
+            }
+        }
+        StateWord(word)
+    }
+}
+
 impl fmt::Debug for StateWord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StateWord")
@@ -224,6 +284,28 @@ mod tests {
         assert_eq!(next.generation(), 0);
         assert_eq!(next.in_flight(), 0);
         assert_eq!(next.state(), State::Open);
+    }
+
+    #[test]
+    fn rate_fields_do_not_bleed_into_neighbours() {
+        let mut word = StateWord::new(State::HalfOpen, 9);
+        for _ in 0..MAX_RATE_PROBES {
+            word = word.with_rate_probe_admitted();
+        }
+        assert_eq!(word.rate_in_flight(), MAX_RATE_PROBES);
+        for _ in 0..MAX_RATE_PROBES {
+            word = word.with_rate_probe_settled(Some((true, true)));
+        }
+        assert_eq!(word.rate_in_flight(), 0);
+        assert_eq!(word.rate_settled(), MAX_RATE_PROBES);
+        assert_eq!(word.rate_failures(), MAX_RATE_PROBES);
+        assert_eq!(word.rate_slow(), MAX_RATE_PROBES);
+        assert_eq!(word.state(), State::HalfOpen);
+        assert_eq!(word.generation(), 9);
+        let word = StateWord::new(State::HalfOpen, 1)
+            .with_rate_probe_admitted()
+            .with_rate_probe_settled(None);
+        assert_eq!((word.rate_in_flight(), word.rate_settled()), (0, 0));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Outcome windows: what the breaker judges its rates over.
 //!
 //! Both windows are arrays of atomic counters: recording a call is a few
-//! relaxed atomic operations, never a lock or an allocation. Relaxed is
-//! enough everywhere here: the windows are statistics, and every decision
+//! atomic operations, never a lock or an allocation. Relaxed is enough
+//! almost everywhere here: the windows are statistics, and every decision
 //! taken from them is then made by a compare-and-swap on the state word.
+//! The one exception is a SeqCst fence between a striped time window's
+//! record and the sum that judges it (see `Recorder::record`).
 //!
 //! * [`CountWindow`] — the last `n` calls. A cursor hands each call a slot of
 //!   a ring of one-byte outcome codes; the slot is swapped to the new code
@@ -26,7 +28,10 @@
 use std::time::Duration;
 
 use super::CachePadded;
-use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::sync::atomic::{
+    fence, AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
 
 /// How one call ended, as the windows count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,11 +209,52 @@ const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const SLOW_FAILURES: usize = 3;
 
+/// Division by a constant through a precomputed reciprocal: a multiply, a
+/// subtract and one correction instead of a 64-bit `div` (tens of cycles,
+/// twice per recorded call: the epoch and its bucket).
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: u64,
+    /// `floor(2^64 / d)`, saturated for `d = 1`.
+    m: u64,
+}
+
+impl Divisor {
+    fn new(d: u64) -> Divisor {
+        let d = d.max(1);
+        Divisor {
+            d,
+            m: u64::try_from((1u128 << 64) / u128::from(d)).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// `(n / d, n % d)`, exact: the estimate `n·m / 2^64` is the quotient
+    /// or one less (the reciprocal is short by under one part in 2^64 per
+    /// unit of `n`), and the remainder says which.
+    #[inline]
+    fn div_rem(self, n: u64) -> (u64, u64) {
+        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        let r = n - q * self.d;
+        if r >= self.d {
+            (q + 1, r - self.d)
+        } else {
+            (q, r)
+        }
+    }
+}
+
+/// Counters of padding (128 bytes) before and after each stripe's array
+/// (none under loom, where lines do not exist and every atomic is tracked).
+#[cfg(not(weft_loom))]
+const PAD: usize = 16;
+#[cfg(weft_loom)]
+const PAD: usize = 0;
+
 /// The last `span` of calls, striped; see the module doc.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    bucket_nanos: u64,
-    buckets: u64,
+    bucket_nanos: Divisor,
+    buckets: Divisor,
     /// One bucket array per stripe: `buckets × 4` counters, epoch tag (high
     /// 32 bits) | count (low 32). A thread records into its own stripe.
     stripes: Box<[CachePadded<Box<[AtomicU64]>>]>,
@@ -218,12 +264,16 @@ impl TimeWindow {
     pub(crate) fn new(span: Duration, buckets: u32) -> TimeWindow {
         let bucket_nanos = u64::try_from((span / buckets).as_nanos()).unwrap_or(u64::MAX);
         TimeWindow {
-            bucket_nanos: bucket_nanos.max(1),
-            buckets: u64::from(buckets),
+            bucket_nanos: Divisor::new(bucket_nanos),
+            buckets: Divisor::new(u64::from(buckets)),
+            // Each stripe's counters sit between two 128-byte pads, so no
+            // line of one stripe is shared with another's (the arrays are
+            // separate allocations, which the allocator may place side by
+            // side).
             stripes: (0..stripe_count())
                 .map(|_| {
                     CachePadded(
-                        (0..buckets as usize * 4)
+                        (0..buckets as usize * 4 + 2 * PAD)
                             .map(|_| AtomicU64::new(0))
                             .collect(),
                     )
@@ -232,12 +282,18 @@ impl TimeWindow {
         }
     }
 
+    #[inline]
     fn epoch(&self, now: Duration) -> u64 {
-        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
+        let nanos = now
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()));
+        self.bucket_nanos.div_rem(nanos).0
     }
 
+    #[inline]
     fn index(&self, epoch: u64, which: usize) -> usize {
-        (epoch % self.buckets) as usize * 4 + which
+        PAD + self.buckets.div_rem(epoch).1 as usize * 4 + which
     }
 
     /// Records one call in the calling thread's stripe: on the steady path
@@ -267,7 +323,7 @@ impl TimeWindow {
     fn counts_at(&self, epoch: u64) -> Counts {
         let mut fields = [0u64; 4];
         for stripe in self.stripes.iter() {
-            for back in 0..self.buckets.min(epoch + 1) {
+            for back in 0..self.buckets.d.min(epoch + 1) {
                 let epoch = epoch - back;
                 for (which, field) in fields.iter_mut().enumerate() {
                     let word = stripe.0[self.index(epoch, which)].load(Relaxed);
@@ -288,7 +344,7 @@ impl TimeWindow {
 
     pub(crate) fn clear(&self) {
         for stripe in self.stripes.iter() {
-            for counter in stripe.0.iter() {
+            for counter in &stripe.0[PAD..stripe.0.len() - PAD] {
                 counter.store(0, Relaxed);
             }
         }
@@ -324,6 +380,13 @@ fn stripe_index() -> usize {
         sync::atomic::{AtomicUsize, Ordering},
     };
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Under loom, a thread-local per modelled thread, so the model's
+    // threads record into different stripes.
+    #[cfg(weft_loom)]
+    loom::thread_local! {
+        static INDEX: Cell<usize> = Cell::new(usize::MAX);
+    }
+    #[cfg(not(weft_loom))]
     thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
@@ -345,6 +408,7 @@ const RACE_HORIZON: u32 = 1 << 16;
 /// Adds one to `counter` for `epoch`, restarting it if it counts for an
 /// older epoch. A counter already in a newer epoch means this call is at
 /// least a whole window old (its clock reading lost a race); it is dropped.
+#[inline]
 fn bump(counter: &AtomicU64, epoch: u64) {
     let tag = epoch as u32;
     let mut current = counter.load(Relaxed);
@@ -406,7 +470,18 @@ impl Recorder {
             Recorder::Time(window) => {
                 let now = now();
                 window.record(outcome, now);
-                judge.then(|| window.counts(now))
+                judge.then(|| {
+                    // Two threads that record into different stripes and
+                    // then sum must not both miss the other's record (store
+                    // buffering), or two concurrent failures that together
+                    // reach `minimum_calls` would trip nobody. A SeqCst
+                    // fence between record and sum orders them: the later
+                    // judge sees both (loom: `time_window_failures_in_two_
+                    // stripes_trip_once`). Only the judging path pays it
+                    // (an `mfence` on x86), never a plain success.
+                    fence(SeqCst);
+                    window.counts(now)
+                })
             }
         }
     }
@@ -473,6 +548,37 @@ mod tests {
         );
         window.clear();
         assert_eq!(window.counts(), Counts::default());
+    }
+
+    #[test]
+    fn the_reciprocal_divides_exactly() {
+        for d in [
+            1,
+            2,
+            3,
+            7,
+            10,
+            1_000_000,
+            16_666_667,
+            1 << 40,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let div = Divisor::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.saturating_add(1),
+                2 * d.min(u64::MAX / 2),
+                123_456_789_012_345,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
     }
 
     #[test]

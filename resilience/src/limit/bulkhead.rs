@@ -187,6 +187,38 @@ pub struct BulkheadPermit<'a> {
     _slot: SlotGuard<'a>,
 }
 
+impl BulkheadPermit<'_> {
+    /// Gives up the guard without giving the slot back (the caller now owes
+    /// one `release_one`).
+    fn forget(self) {
+        #[cfg(feature = "weft")]
+        self._slot.forget();
+        #[cfg(not(feature = "weft"))]
+        std::mem::forget(self._slot);
+    }
+}
+
+/// A slot in a [`Bulkhead`] held through an `Arc` of it (`'static`, to move
+/// into a spawned task or a tower future); given back when dropped.
+#[must_use = "dropping the permit gives its slot back at once"]
+pub struct OwnedBulkheadPermit {
+    bulkhead: Arc<Bulkhead>,
+}
+
+impl Drop for OwnedBulkheadPermit {
+    fn drop(&mut self) {
+        self.bulkhead.release_one();
+    }
+}
+
+impl fmt::Debug for OwnedBulkheadPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedBulkheadPermit")
+            .field("bulkhead", &self.bulkhead.name)
+            .finish()
+    }
+}
+
 impl fmt::Debug for BulkheadPermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BulkheadPermit")
@@ -219,6 +251,33 @@ impl Bulkhead {
             Some(slot) => Ok(BulkheadPermit { _slot: slot }),
             None => Err(self.refuse(BulkheadError::Full)),
         }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a permit that owns an `Arc`
+    /// of the bulkhead.
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedBulkheadPermit, BulkheadError> {
+        self.try_acquire()?.forget();
+        Ok(OwnedBulkheadPermit {
+            bulkhead: Arc::clone(self),
+        })
+    }
+
+    /// [`acquire`](Self::acquire) for a permit that owns an `Arc` of the
+    /// bulkhead.
+    #[cfg(feature = "weft")]
+    pub async fn acquire_owned(self: &Arc<Self>) -> Result<OwnedBulkheadPermit, BulkheadError> {
+        self.acquire().await?.forget();
+        Ok(OwnedBulkheadPermit {
+            bulkhead: Arc::clone(self),
+        })
+    }
+
+    /// Gives back one slot whose guard was forgotten (an owned permit's).
+    fn release_one(&self) {
+        #[cfg(feature = "weft")]
+        self.slots.0.add_permits(1);
+        #[cfg(not(feature = "weft"))]
+        self.slots.give();
     }
 
     #[cold]

@@ -29,7 +29,10 @@ pub use self::{
         Adaptive, AdaptiveBuilder, AdaptiveError, AdaptiveMetrics, AdaptivePermit, Aimd, Algorithm,
         Gradient2, Vegas, MAX_LIMIT,
     },
-    bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError, BulkheadMetrics, BulkheadPermit},
+    bulkhead::{
+        Bulkhead, BulkheadBuilder, BulkheadError, BulkheadMetrics, BulkheadPermit,
+        OwnedBulkheadPermit,
+    },
     config::ConfigError,
     keyed::{KeyedGcra, KeyedGcraBuilder, KeyedMetrics},
     rate::{Gcra, GcraBuilder, GcraMetrics, RateError, Reservation},

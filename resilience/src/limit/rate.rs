@@ -274,7 +274,7 @@ impl Gcra {
         if let Err(end) = check_scope() {
             return Err(RateError::Cancelled(end));
         }
-        match self.take(n, 0)? {
+        match self.take(n, 0, |wait| RateError::Exhausted { retry_after: wait })? {
             (_, 0) => Ok(()),
             // `take` admits with a wait only up to `max_wait`, here 0.
             (_, wait) => unreachable!("admitted with a wait of {wait} ns and no wait allowed"),
@@ -289,7 +289,23 @@ impl Gcra {
         if let Err(end) = check_scope() {
             return Err(RateError::Cancelled(end));
         }
-        let (_, wait) = self.take(n, nanos(max_wait))?;
+        let refusal = |wait| {
+            if max_wait.is_zero() {
+                RateError::Exhausted { retry_after: wait }
+            } else {
+                RateError::WaitTooLong { wait }
+            }
+        };
+        self.reservation(n, max_wait, refusal)
+    }
+
+    fn reservation(
+        &self,
+        n: u32,
+        max_wait: Duration,
+        refusal: impl FnOnce(Duration) -> RateError,
+    ) -> Result<Reservation<'_>, RateError> {
+        let (_, wait) = self.take(n, nanos(max_wait), refusal)?;
         Ok(Reservation {
             limiter: self,
             cost: self.params.interval * u64::from(n),
@@ -301,7 +317,12 @@ impl Gcra {
     /// The CAS loop: admits `n` tokens with a wait of at most `max_wait`
     /// ns; returns the new `tat` and the wait.
     #[inline]
-    fn take(&self, n: u32, max_wait: u64) -> Result<(u64, u64), RateError> {
+    fn take(
+        &self,
+        n: u32,
+        max_wait: u64,
+        refusal: impl FnOnce(Duration) -> RateError,
+    ) -> Result<(u64, u64), RateError> {
         self.params.check_capacity(n)?;
         let now = self.clock.nanos();
         let mut tat = self.tat.load(Relaxed);
@@ -314,13 +335,7 @@ impl Gcra {
                     }
                 }
                 Judged::Refuse { wait } => {
-                    let wait = Duration::from_nanos(wait);
-                    let error = if max_wait == 0 {
-                        RateError::Exhausted { retry_after: wait }
-                    } else {
-                        RateError::WaitTooLong { wait }
-                    };
-                    return Err(self.refuse(error));
+                    return Err(self.refuse(refusal(Duration::from_nanos(wait))));
                 }
             }
         }
@@ -352,19 +367,18 @@ impl Gcra {
     pub async fn acquire(&self, n: u32, max_wait: Duration) -> Result<(), RateError> {
         let remaining = weft::cancel::remaining();
         let limit = remaining.map_or(max_wait, |r| r.min(max_wait));
-        let reservation = match self.reserve(n, limit) {
-            Ok(reservation) => reservation,
-            Err(RateError::WaitTooLong { wait })
-                if remaining.is_some_and(|r| wait > r && wait <= max_wait) =>
-            {
-                return Err(RateError::DeadlineTooSoon {
-                    wait,
-                    remaining: remaining.unwrap_or_default(),
-                })
+        if let Err(end) = check_scope() {
+            return Err(RateError::Cancelled(end));
+        }
+        // A wait longer than the budget left is refused at once, as such
+        // (and reported as such), taking nothing.
+        let refusal = |wait| match remaining {
+            Some(remaining) if wait > remaining && wait <= max_wait => {
+                RateError::DeadlineTooSoon { wait, remaining }
             }
-            Err(error) => return Err(error),
+            _ => RateError::WaitTooLong { wait },
         };
-        reservation.wait_weft().await
+        self.reservation(n, limit, refusal)?.wait_weft().await
     }
 
     /// A snapshot.

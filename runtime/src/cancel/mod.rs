@@ -12,7 +12,7 @@
 //! 2. **Cancellation flows down, once.** Cancelling a node cancels its whole
 //!    subtree in O(subtree), each node once, with the first [`Cause`] kept
 //!    and at most one wake per waiting task. [`is_cancelled`] is one atomic
-//!    load.
+//!    load (plus a coarse clock read in a live scope with a deadline).
 //! 3. **Level-triggered.** Once a scope is cancelled, every weft await point
 //!    in it — [`sleep`](crate::time::sleep), [`JoinHandle`](crate::JoinHandle),
 //!    [`cancelled`] — completes promptly with the cancellation, and keeps
@@ -26,14 +26,20 @@
 //!    [`task::Builder::detached`](crate::task::Builder::detached) spawns with
 //!    no parent (Go's `WithoutCancel`).
 //! 5. **Groups.** [`TaskGroup`] spawns children into its own scope and
-//!    cancels what is left when dropped, or when one child fails.
-//! 6. **Over the wire.** [`wire`] turns the remaining budget into gRPC's
+//!    cancels what is left when dropped, or when one child fails; joining
+//!    it waits for its children, cancelling them first if the joiner is
+//!    cancelled (a Trio nursery).
+//! 6. **Foreign futures.** [`cancellable`] makes any future an await point
+//!    of the scope; [`current`] hands a task its own scope's
+//!    [`CancelHandle`].
+//! 7. **Over the wire.** [`wire`] turns the remaining budget into gRPC's
 //!    `grpc-timeout` and back.
 //!
 //! `abort()` stays the hard stop: it drops the future at its next schedule
 //! whatever the future does. `cancel()` is cooperative: the task sees it at
 //! its next await point and can clean up.
 
+mod cancellable;
 mod error;
 mod group;
 pub(crate) mod node;
@@ -53,6 +59,7 @@ use std::{
 use self::node::Node;
 pub(crate) use self::node_arc::{NodeArc, NodeSlot, SlotLayout};
 pub use self::{
+    cancellable::{cancellable, Cancellable, CancellableExt},
     error::{Cancelled, Cause},
     group::{Outcome, TaskGroup},
     scope::{scope, shield, CancelHandle, Scope, Shield},
@@ -262,16 +269,58 @@ fn spawn_root<T>(
     spawned
 }
 
-/// True if the current scope is cancelled: one atomic load (false outside
-/// any task). A deadline that passed while nothing waited is noticed at the
-/// next await point, or by [`check`].
+/// True if the current scope is cancelled or its deadline has passed
+/// (false outside any task).
+///
+/// One atomic load in a scope without a deadline; in a scope with one that
+/// is not cancelled yet, also a read of the coarse clock (a few ns; the
+/// precise clock only within a few ms of the deadline). A passed deadline
+/// found this way cancels the scope, as [`check`] does, so the await
+/// points and the tasks spawned in it see it too.
 pub fn is_cancelled() -> bool {
     let ptr = context::current_scope_ptr();
     if ptr.is_null() {
         return false;
     }
     // SAFETY: as in `with_current_scope`.
-    unsafe { &*ptr }.is_cancelled()
+    let node = unsafe { &*ptr };
+    if node.is_cancelled() {
+        return true;
+    }
+    match node.deadline() {
+        None => false,
+        Some(d) if crate::time::certainly_before(d) || Instant::now() < d => false,
+        Some(_) => {
+            // SAFETY: as in `with_current_scope`.
+            let node = ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) });
+            Node::check_deadline(&node, None);
+            true
+        }
+    }
+}
+
+/// A handle to the current scope (the task's own node, or the innermost
+/// `timeout`, `scope` or `shield` it is in), so code can cancel its own
+/// subtree without having been given a handle: cancelling it makes every
+/// await point in the scope fail and cancels every task spawned in it.
+/// `None` outside any task.
+///
+/// ```
+/// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+/// # rt.block_on(rt.spawn(async {
+/// let me = weft::cancel::current().expect("inside a task");
+/// let child = weft::spawn(weft::cancel::cancelled());
+/// me.cancel_with("done here");
+/// assert!(weft::cancel::is_cancelled());
+/// // Our own await points fail now; inside a shield we can still collect
+/// // the child, which saw the same cancellation.
+/// let limit = std::time::Duration::from_secs(5);
+/// let seen = weft::cancel::shield(limit, child).await.unwrap().unwrap();
+/// assert_eq!(seen.reason(), Some("done here"));
+/// # })).unwrap();
+/// ```
+pub fn current() -> Option<CancelHandle> {
+    with_current_scope(|scope| scope.map(|node| CancelHandle { node: node.clone() }))
 }
 
 /// `Err` if the current scope is cancelled or its deadline has passed: a

@@ -5,9 +5,17 @@
 //! unpark of a parked worker wakes its ring (an eventfd read kept armed, or a
 //! `MSG_RING` from another worker) or its epoll (mio's eventfd waker).
 //! docs/IO.md describes both drivers.
+//!
+//! What user code meets here: the owned-buffer traits [`IoBuf`] and
+//! [`IoBufMut`] with [`Slice`] (part of a buffer lent to an op), the stream
+//! traits [`AsyncReadOwned`] and [`AsyncWriteOwned`], and the buffered
+//! [`BufReader`] and [`BufWriter`] built on them (docs/IO.md, "Buffers and
+//! framing").
 
 mod buf;
+pub mod buffered;
 pub(crate) mod epoll;
+mod owned;
 pub(crate) mod uring;
 
 use std::{
@@ -20,7 +28,11 @@ use std::{
     time::Instant,
 };
 
-pub use self::buf::{IoBuf, IoBufMut};
+pub use self::{
+    buf::{IoBuf, IoBufMut, Slice},
+    buffered::{BufReader, BufWriter},
+    owned::{AsyncReadOwned, AsyncWriteOwned},
+};
 use crate::{context, scheduler::Handle};
 
 /// Which io driver a runtime uses.

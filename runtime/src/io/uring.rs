@@ -228,6 +228,8 @@ pub(crate) struct Remote {
     eventfd: OwnedFd,
     ring_fd: AtomicU64,
     in_flight: AtomicUsize,
+    /// Set when the driver is gone: nothing it owned completes any more.
+    closed: AtomicBool,
     pub(crate) submissions: AtomicU64,
     pub(crate) completions: AtomicU64,
     pub(crate) enters: AtomicU64,
@@ -266,6 +268,12 @@ impl Remote {
     /// Operations this ring still owns, cancelled ones included.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
+    }
+
+    /// True once the driver is gone (the runtime shut down): whatever it
+    /// owned was completed or left to the kernel, and waits for it are over.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
     }
 
     /// Posts a submission from a thread that does not own the ring.
@@ -311,6 +319,7 @@ impl Driver {
             eventfd,
             ring_fd: AtomicU64::new(ring.as_raw_fd() as u64),
             in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             enters: AtomicU64::new(0),
@@ -615,6 +624,7 @@ impl Drop for Driver {
             std::mem::forget(target);
         }
         self.publish_in_flight();
+        self.remote.closed.store(true, Release);
     }
 }
 
@@ -852,8 +862,21 @@ impl AcceptQueue {
         Poll::Pending
     }
 
+    /// Ready once the kernel ended the multishot (its last completion
+    /// arrived): from then on the ring holds no reference to the socket.
+    pub(crate) fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.state);
+        if self.slot.done.load(Acquire) {
+            return Poll::Ready(());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// The listener is going away: close what was queued, and whatever the
-    /// kernel still delivers.
+    /// kernel still delivers. True if the multishot is still armed.
     pub(crate) fn abandon(&self) -> bool {
         let mut state = lock(&self.state);
         state.abandoned = true;
@@ -873,6 +896,13 @@ impl Completable for AcceptQueue {
         }
         if state.abandoned {
             close_fd(res);
+            if more {
+                return;
+            }
+            // The end: wake a `close` waiting for it.
+            let wakers = std::mem::take(&mut state.wakers);
+            drop(state);
+            wakers.into_iter().for_each(Waker::wake);
             return;
         }
         // ECANCELED ends a multishot we cancelled ourselves: nothing to report.
@@ -908,9 +938,48 @@ pub(crate) fn arm_multishot_accept(fd: RawFd, queue: &Arc<AcceptQueue>) -> io::R
     })
 }
 
-pub(crate) fn cancel_multishot(owner: &Arc<Remote>, queue: Arc<AcceptQueue>) {
+/// Ends a listener's multishot accept: closes what it queued (and what
+/// still arrives) and has the owning ring cancel it. The kernel lets go of
+/// the socket only with the last completion; see [`wait_multishot_ended`].
+pub(crate) fn cancel_multishot(owner: &Arc<Remote>, queue: &Arc<AcceptQueue>) {
     if queue.abandon() {
-        super::cancel(owner, queue);
+        super::cancel(owner, queue.clone());
+    }
+}
+
+/// Waits, at most `limit`, until the kernel delivered the last completion
+/// of `queue`'s (cancelled) multishot accept, so that it holds no reference
+/// to the listening socket any more and closing the fd really closes it.
+/// True if it ended (or the ring is gone), false if the wait gave up.
+///
+/// The calling worker's own ring is driven meanwhile: it is the owner's
+/// when the listener is dropped where it accepted (then one pass of the
+/// ring runs the cancellation), and another worker may be waiting the same
+/// way for a listener of this ring. Any other thread waits for the owner,
+/// which the cancellation's eventfd write woke. A worker whose ring is busy
+/// (a drop from inside a completion) cannot wait for it and gives up at
+/// once.
+pub(crate) fn wait_multishot_ended(owner: &Remote, queue: &AcceptQueue, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let on_worker = crate::context::with_worker(|w| w.is_some());
+    let mut spins = 0u32;
+    loop {
+        if queue.is_done() || owner.is_closed() {
+            return true;
+        }
+        let drove = super::with_local_uring(Driver::poll).is_some();
+        if !drove && on_worker {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        spins += 1;
+        if spins < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 
@@ -967,7 +1036,11 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
         }
         let (res, data) = std::task::ready!(this.op.poll_complete(cx));
         restore.made_progress();
-        if res == -libc::ECANCELED {
+        // An op the kernel had handed to an io-wq thread because it blocks
+        // there (a Unix stream connect waiting for backlog room) is
+        // cancelled by interrupting that thread: it ends with EINTR, not
+        // ECANCELED.
+        if res == -libc::ECANCELED || (res == -libc::EINTR && self_cancelled(this)) {
             if let Some(c) = this.cancelled.take() {
                 return Poll::Ready((Err(c), data));
             }
@@ -984,6 +1057,12 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
         }
         Poll::Ready((Ok(res), data))
     }
+}
+
+/// True if an `EINTR` result comes from our own cancel or link timeout
+/// (io-wq threads are only interrupted by cancellation).
+fn self_cancelled<T: OpData>(this: &Cancellable<T>) -> bool {
+    this.cancelled.is_some() || this.op.is_linked()
 }
 
 /// Checks the scope before submitting: `Err` if it is cancelled, else the

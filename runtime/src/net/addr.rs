@@ -1,101 +1,68 @@
 //! Socket addresses in and out of the kernel's representation.
+//!
+//! Encoding and decoding is socket2's ([`SockAddr`]); what is left here is
+//! the storage an io_uring op owns while the kernel fills it (an accept's
+//! or a `recvmsg`'s peer), which must sit at a stable address with a
+//! length the kernel can write.
 
 use std::{
     io,
-    mem::{size_of, zeroed},
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs},
+    net::{SocketAddr, ToSocketAddrs},
 };
 
-/// A `sockaddr_storage` and its length: room for any address the kernel
-/// hands back, at a stable address while an operation owns it.
+use socket2::{SockAddr, SockAddrStorage};
+
+/// Address storage and its length, owned by an operation while the kernel
+/// reads or writes it.
 pub(crate) struct RawAddr {
-    pub(crate) storage: libc::sockaddr_storage,
+    storage: SockAddrStorage,
     pub(crate) len: libc::socklen_t,
 }
 
 impl RawAddr {
+    /// Room for any address, for the kernel to fill.
     pub(crate) fn empty() -> RawAddr {
+        let storage = SockAddrStorage::zeroed();
         RawAddr {
-            // SAFETY: all-zero is a valid sockaddr_storage.
-            storage: unsafe { zeroed() },
-            len: size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            len: storage.size_of(),
+            storage,
         }
     }
 
-    pub(crate) fn from_addr(addr: SocketAddr) -> RawAddr {
-        let mut raw = RawAddr::empty();
-        match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(a.ip().octets()),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is larger than sockaddr_in and
-                // suitably aligned for it.
-                unsafe {
-                    std::ptr::write(&mut raw.storage as *mut _ as *mut libc::sockaddr_in, sin)
-                };
-                raw.len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: as above, for sockaddr_in6.
-                unsafe {
-                    std::ptr::write(&mut raw.storage as *mut _ as *mut libc::sockaddr_in6, sin6)
-                };
-                raw.len = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            }
+    /// `addr`, for the kernel to read.
+    pub(crate) fn from_sockaddr(addr: &SockAddr) -> RawAddr {
+        RawAddr {
+            len: addr.len(),
+            storage: addr.clone().as_storage(),
         }
-        raw
     }
 
     pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
-        (&self.storage as *const libc::sockaddr_storage).cast()
+        (&self.storage as *const SockAddrStorage).cast()
     }
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::sockaddr {
-        (&mut self.storage as *mut libc::sockaddr_storage).cast()
+        (&mut self.storage as *mut SockAddrStorage).cast()
     }
 
-    /// The address the kernel wrote.
-    pub(crate) fn to_addr(&self) -> io::Result<SocketAddr> {
-        match i32::from(self.storage.ss_family) {
-            libc::AF_INET if self.len as usize >= size_of::<libc::sockaddr_in>() => {
-                // SAFETY: the family says it is a sockaddr_in, and it fits.
-                let sin = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in) };
-                Ok(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 if self.len as usize >= size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: the family says it is a sockaddr_in6, and it fits.
-                let sin6 = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in6) };
-                Ok(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
-            }
-            family => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected address family {family}"),
-            )),
-        }
+    /// The address the kernel wrote (its family and `len` bytes).
+    pub(crate) fn into_sockaddr(self) -> SockAddr {
+        let len = self.len.min(self.storage.size_of());
+        // SAFETY: the storage started zeroed and the kernel wrote an address
+        // of its family and at most `len` bytes (capped at the storage's
+        // size); bytes past what it wrote are zeroes, valid for any family.
+        unsafe { SockAddr::new(self.storage, len) }
     }
+}
+
+/// An IP address out of a socket address, or an error naming the family.
+pub(crate) fn inet(addr: &SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected address family {}", addr.family()),
+        )
+    })
 }
 
 /// Resolves `addr` (on the calling thread: pass IP literals, or resolve
@@ -111,41 +78,36 @@ pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// `getsockname`/`getpeername`.
-pub(crate) fn socket_addr(fd: i32, peer: bool) -> io::Result<SocketAddr> {
-    let mut raw = RawAddr::empty();
-    // SAFETY: the storage and length are valid for the kernel to fill.
-    let rc = unsafe {
-        if peer {
-            libc::getpeername(fd, raw.as_mut_ptr(), &mut raw.len)
-        } else {
-            libc::getsockname(fd, raw.as_mut_ptr(), &mut raw.len)
-        }
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    raw.to_addr()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_v4_and_v6() {
+    fn round_trips_v4_v6_and_unix() {
         for addr in ["127.0.0.1:8080", "[::1]:443", "[fe80::1%2]:1"] {
             let addr: SocketAddr = addr.parse().unwrap();
-            assert_eq!(RawAddr::from_addr(addr).to_addr().unwrap(), addr);
+            let raw = RawAddr::from_sockaddr(&SockAddr::from(addr));
+            assert_eq!(inet(&raw.into_sockaddr()).unwrap(), addr);
         }
+        let unix = SockAddr::unix("/tmp/weft.sock").unwrap();
+        let back = RawAddr::from_sockaddr(&unix).into_sockaddr();
+        assert_eq!(
+            back.as_pathname(),
+            Some(std::path::Path::new("/tmp/weft.sock"))
+        );
     }
 
     #[test]
-    fn unknown_family_is_an_error() {
-        let mut raw = RawAddr::empty();
-        raw.storage.ss_family = libc::AF_UNIX as libc::sa_family_t;
+    fn a_unix_address_is_not_an_ip_address() {
+        let unix = SockAddr::unix("/tmp/weft.sock").unwrap();
+        assert_eq!(inet(&unix).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn an_empty_storage_filled_by_nobody_is_no_ip_address() {
+        let raw = RawAddr::empty();
         assert_eq!(
-            raw.to_addr().unwrap_err().kind(),
+            inet(&raw.into_sockaddr()).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
     }

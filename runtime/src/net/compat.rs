@@ -1,5 +1,5 @@
 //! `futures_io` (and, with the `tokio-io` feature, tokio) io traits on the
-//! TCP types, so code written against those runs on weft.
+//! TCP and Unix stream types (and their halves), so code written against those runs on weft.
 //!
 //! Under epoll the traits are readiness-based over the caller's slice, no
 //! copy. Under io_uring the kernel needs a buffer it owns until completion,
@@ -18,35 +18,47 @@ use std::{
 
 use super::{
     sys::Socket,
-    tcp::{OwnedReadHalf, OwnedWriteHalf, TcpStream},
+    tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf},
+    unix::{self, UnixStream},
 };
 
 type OpFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Send>>;
 
-/// The in-flight state of the trait methods of one stream or half.
-/// Allocated on first use, so streams driven by the native api carry one
-/// null pointer for it.
+/// The in-flight state of the read trait methods of one stream or read
+/// half. Allocated on first use, so streams driven by the native api carry
+/// one null pointer for it. Reads and writes have separate state so a
+/// stream's borrowed halves ([`TcpStream::split`]) can each take theirs.
 #[derive(Default)]
-pub(crate) struct Compat {
+pub(crate) struct ReadCompat {
     // A mutex only so the stream stays `Sync`: the trait methods take
     // `Pin<&mut Self>` and reach it with `get_mut`, never locking.
-    state: Option<Box<Mutex<State>>>,
+    state: Option<Box<Mutex<ReadState>>>,
+}
+
+/// As [`ReadCompat`], for writes.
+#[derive(Default)]
+pub(crate) struct WriteCompat {
+    state: Option<Box<Mutex<WriteState>>>,
 }
 
 #[derive(Default)]
-struct State {
+struct ReadState {
     read: Option<OpFuture>,
     /// Bytes read but not yet handed out: `rbuf[rpos..]`.
     rbuf: Vec<u8>,
     rpos: usize,
+}
+
+#[derive(Default)]
+struct WriteState {
     write: Option<OpFuture>,
     wspare: Vec<u8>,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
 
-impl Compat {
-    fn state(&mut self) -> &mut State {
+impl ReadCompat {
+    fn state(&mut self) -> &mut ReadState {
         self.state
             .get_or_insert_with(Default::default)
             .get_mut()
@@ -91,6 +103,15 @@ impl Compat {
                 Poll::Ready(Err(e))
             }
         }
+    }
+}
+
+impl WriteCompat {
+    fn state(&mut self) -> &mut WriteState {
+        self.state
+            .get_or_insert_with(Default::default)
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn poll_write(
@@ -148,7 +169,7 @@ impl Compat {
     }
 }
 
-impl State {
+impl ReadState {
     fn take_buffered(&mut self, buf: &mut [u8]) -> usize {
         let avail = &self.rbuf[self.rpos..];
         let n = avail.len().min(buf.len());
@@ -166,7 +187,7 @@ macro_rules! impl_read {
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_read();
                 compat.poll_read(sock, cx, buf)
             }
         }
@@ -178,7 +199,7 @@ macro_rules! impl_read {
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_read();
                 let n = std::task::ready!(compat.poll_read(sock, cx, buf.initialize_unfilled()))?;
                 buf.advance(n);
                 Poll::Ready(Ok(()))
@@ -195,16 +216,16 @@ macro_rules! impl_write {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_write();
                 compat.poll_write(sock, cx, buf)
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().compat_parts().1.poll_flush(cx)
+                self.get_mut().compat_write().1.poll_flush(cx)
             }
 
             fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_write();
                 compat.poll_close(sock, cx)
             }
         }
@@ -216,16 +237,16 @@ macro_rules! impl_write {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_write();
                 compat.poll_write(sock, cx, buf)
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().compat_parts().1.poll_flush(cx)
+                self.get_mut().compat_write().1.poll_flush(cx)
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                let (sock, compat) = self.get_mut().compat_parts();
+                let (sock, compat) = self.get_mut().compat_write();
                 compat.poll_close(sock, cx)
             }
         }
@@ -236,3 +257,11 @@ impl_read!(TcpStream);
 impl_write!(TcpStream);
 impl_read!(OwnedReadHalf);
 impl_write!(OwnedWriteHalf);
+impl_read!(ReadHalf<'_>);
+impl_write!(WriteHalf<'_>);
+impl_read!(UnixStream);
+impl_write!(UnixStream);
+impl_read!(unix::OwnedReadHalf);
+impl_write!(unix::OwnedWriteHalf);
+impl_read!(unix::ReadHalf<'_>);
+impl_write!(unix::WriteHalf<'_>);

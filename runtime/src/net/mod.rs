@@ -1,5 +1,7 @@
-//! TCP and UDP on the worker's io driver (io_uring or epoll, see
-//! [`io::Driver`](crate::io::Driver)), with owned buffers.
+//! TCP, UDP and Unix sockets on the worker's io driver (io_uring or epoll,
+//! see [`io::Driver`](crate::io::Driver)), with owned buffers; a
+//! [`TcpSocket`] builder for socket options; [`lookup_host`] for DNS off
+//! the workers.
 //!
 //! ```no_run
 //! # weft::Runtime::new().unwrap().block_on(async {
@@ -35,13 +37,48 @@
 //! [`Cancelled`](crate::cancel::Cancelled). Under io_uring an operation in a
 //! task with a deadline is linked to a kernel `LINK_TIMEOUT`.
 
+/// The owned-buffer traits, for code generic over streams (such as
+/// `weft::io::BufReader`): each forwards to the type's own method.
+macro_rules! owned_io {
+    (read: $($read:ty),*; write: $($write:ty),*) => {
+        $(
+            impl crate::io::AsyncReadOwned for $read {
+                fn read<B: crate::io::IoBufMut>(
+                    &mut self,
+                    buf: B,
+                ) -> impl std::future::Future<Output = (std::io::Result<usize>, B)> + Send {
+                    self.sock.recv(buf)
+                }
+            }
+        )*
+        $(
+            impl crate::io::AsyncWriteOwned for $write {
+                fn write<B: crate::io::IoBuf>(
+                    &mut self,
+                    buf: B,
+                ) -> impl std::future::Future<Output = (std::io::Result<usize>, B)> + Send {
+                    self.sock.send(buf)
+                }
+            }
+        )*
+    };
+}
+
 mod addr;
 mod compat;
+mod dns;
+mod socket;
 mod sys;
 mod tcp;
 mod udp;
+pub mod unix;
 
 pub use self::{
-    tcp::{OwnedReadHalf, OwnedWriteHalf, ReuniteError, TcpListener, TcpStream},
+    dns::{lookup_host, HostPort},
+    socket::TcpSocket,
+    tcp::{
+        OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream, WriteHalf,
+    },
     udp::UdpSocket,
+    unix::{UnixDatagram, UnixListener, UnixStream},
 };

@@ -10,14 +10,14 @@
 use std::{
     future::poll_fn,
     io,
-    net::SocketAddr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
     task::{Context, Poll},
 };
 
 use io_uring::{opcode, types::Fd};
+use socket2::{Domain, SockAddr, SockRef, Type};
 
-use super::addr::{socket_addr, RawAddr};
+use super::addr::RawAddr;
 use crate::{
     cancel, coop,
     io::{
@@ -166,24 +166,24 @@ fn poll_epoll_once<R>(
 }
 
 impl Socket {
-    /// A new socket for the current runtime's driver.
-    pub(crate) fn new(domain: libc::c_int, ty: libc::c_int) -> io::Result<Socket> {
+    /// A new socket for the current runtime's driver (close-on-exec; and
+    /// non-blocking under epoll).
+    pub(crate) fn new(domain: Domain, ty: Type) -> io::Result<Socket> {
         let kind = crate::io::current_kind()?;
-        let mut flags = ty | libc::SOCK_CLOEXEC;
-        if kind == Driver::Epoll {
-            flags |= libc::SOCK_NONBLOCK;
-        }
-        // SAFETY: plain syscall; the result is checked.
-        let fd = cvt(unsafe { libc::socket(domain, flags, 0) })?;
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Socket::with_kind(fd, kind)
+        let ty = if kind == Driver::Epoll {
+            ty.nonblocking()
+        } else {
+            ty
+        };
+        let sock = socket2::Socket::new(domain, ty.cloexec(), None)?;
+        Socket::with_kind(sock.into(), kind)
     }
 
-    /// Adopts an fd (from std, or from an accept) for the current runtime.
+    /// Adopts an fd (from std, socket2, or an accept) for the current
+    /// runtime: blocking under io_uring, non-blocking under epoll.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Socket> {
         let kind = crate::io::current_kind()?;
-        set_nonblocking(fd.as_raw_fd(), kind == Driver::Epoll)?;
+        SockRef::from(&fd).set_nonblocking(kind == Driver::Epoll)?;
         Socket::with_kind(fd, kind)
     }
 
@@ -199,68 +199,38 @@ impl Socket {
         self.fd.as_raw_fd()
     }
 
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     pub(crate) fn is_uring(&self) -> bool {
         matches!(self.kind, Kind::Uring)
     }
 
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(self.fd(), false)
+    /// socket2's view of the socket, for set-up and options.
+    pub(crate) fn sock_ref(&self) -> SockRef<'_> {
+        SockRef::from(&self.fd)
     }
 
-    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(self.fd(), true)
+    pub(crate) fn local_addr(&self) -> io::Result<SockAddr> {
+        self.sock_ref().local_addr()
     }
 
-    pub(crate) fn setsockopt_int(&self, level: i32, name: i32, value: i32) -> io::Result<()> {
-        // SAFETY: passes a live int of the right size.
-        cvt(unsafe {
-            libc::setsockopt(
-                self.fd(),
-                level,
-                name,
-                (&value as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        })
-        .map(drop)
-    }
-
-    pub(crate) fn getsockopt_int(&self, level: i32, name: i32) -> io::Result<i32> {
-        let mut value: i32 = 0;
-        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most `len` bytes into `value`.
-        cvt(unsafe {
-            libc::getsockopt(
-                self.fd(),
-                level,
-                name,
-                (&mut value as *mut i32).cast(),
-                &mut len,
-            )
-        })?;
-        Ok(value)
+    pub(crate) fn peer_addr(&self) -> io::Result<SockAddr> {
+        self.sock_ref().peer_addr()
     }
 
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
-        };
-        // SAFETY: plain syscall on our fd.
-        cvt(unsafe { libc::shutdown(self.fd(), how) }).map(drop)
+        self.sock_ref().shutdown(how)
     }
 
     /// Binds (and for listeners, listens) synchronously: these never block.
-    pub(crate) fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        let raw = RawAddr::from_addr(addr);
-        // SAFETY: a valid address of the given length.
-        cvt(unsafe { libc::bind(self.fd(), raw.as_ptr(), raw.len) }).map(drop)
+    pub(crate) fn bind(&self, addr: &SockAddr) -> io::Result<()> {
+        self.sock_ref().bind(addr)
     }
 
     pub(crate) fn listen(&self, backlog: i32) -> io::Result<()> {
-        // SAFETY: plain syscall on our fd.
-        cvt(unsafe { libc::listen(self.fd(), backlog) }).map(drop)
+        self.sock_ref().listen(backlog)
     }
 
     /// Readiness-style receive into a borrowed slice (epoll sockets only;
@@ -312,8 +282,21 @@ impl Socket {
         )
     }
 
-    /// Receives into `buf[0..bytes_total]`.
-    pub(crate) async fn recv<B: IoBufMut>(&self, mut buf: B) -> (io::Result<usize>, B) {
+    /// Receives into `buf[0..bytes_total]` from a stream socket.
+    pub(crate) async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.recv_inner(buf, true).await
+    }
+
+    /// Receives one datagram into `buf[0..bytes_total]` (from the connected
+    /// peer).
+    pub(crate) async fn recv_datagram<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.recv_inner(buf, false).await
+    }
+
+    /// A receive; on a stream socket a read shorter than the buffer shows
+    /// it was emptied (epoll clears readiness at once). A short datagram
+    /// shows nothing about the ones queued behind it.
+    async fn recv_inner<B: IoBufMut>(&self, mut buf: B, stream: bool) -> (io::Result<usize>, B) {
         let fd = self.fd();
         match &self.kind {
             Kind::Uring => {
@@ -349,7 +332,7 @@ impl Socket {
                         // and owned by this call.
                         cvt_size(unsafe { libc::recv(fd, ptr as *mut libc::c_void, total, 0) })
                     },
-                    |n| *n > 0 && *n < total,
+                    |n| stream && *n > 0 && *n < total,
                 )
                 .await;
                 if let Ok(n) = res {
@@ -461,12 +444,12 @@ impl Socket {
     }
 
     /// Connects to `addr`.
-    pub(crate) async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+    pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
         let fd = self.fd();
         match &self.kind {
             Kind::Uring => {
                 let timeout = uring::prelude()?;
-                let op = Op::submit(ConnectData(RawAddr::from_addr(addr)), timeout, |d| {
+                let op = Op::submit(ConnectData(RawAddr::from_sockaddr(addr)), timeout, |d| {
                     opcode::Connect::new(Fd(fd), d.0.as_ptr(), d.0.len).build()
                 })
                 .map_err(|(e, _)| e)?;
@@ -474,10 +457,8 @@ impl Socket {
                 finish(res).map(drop)
             }
             Kind::Epoll(reg) => {
-                let raw = RawAddr::from_addr(addr);
-                // SAFETY: a valid address of the given length.
-                match cvt(unsafe { libc::connect(fd, raw.as_ptr(), raw.len) }) {
-                    Ok(_) => return Ok(()),
+                match self.sock_ref().connect(addr) {
+                    Ok(()) => return Ok(()),
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
                     Err(e) => return Err(e),
                 }
@@ -485,8 +466,8 @@ impl Socket {
                     reg,
                     Direction::Write,
                     || {
-                        match self.getsockopt_int(libc::SOL_SOCKET, libc::SO_ERROR)? {
-                            0 => {
+                        match self.sock_ref().take_error()? {
+                            None => {
                                 // Writable with no error: connected, unless the
                                 // event was for something else.
                                 match self.peer_addr() {
@@ -497,7 +478,7 @@ impl Socket {
                                     Err(e) => Err(e),
                                 }
                             }
-                            err => Err(io::Error::from_raw_os_error(err)),
+                            Some(err) => Err(err),
                         }
                     },
                     |_| false,
@@ -508,7 +489,7 @@ impl Socket {
     }
 
     /// One accept (single shot).
-    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SocketAddr)> {
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
         let fd = self.fd();
         match &self.kind {
             Kind::Uring => {
@@ -523,7 +504,7 @@ impl Socket {
                 let new_fd = finish(res)?;
                 // SAFETY: the kernel handed us this fd.
                 let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd as RawFd) };
-                Ok((new_fd, data.0.to_addr()?))
+                Ok((new_fd, data.0.into_sockaddr()))
             }
             Kind::Epoll(reg) => {
                 poll_epoll(
@@ -542,7 +523,7 @@ impl Socket {
                         })?;
                         // SAFETY: a fresh fd we own.
                         let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd) };
-                        Ok((new_fd, raw.to_addr()?))
+                        Ok((new_fd, raw.into_sockaddr()))
                     },
                     |_| false,
                 )
@@ -555,7 +536,7 @@ impl Socket {
     pub(crate) async fn recv_from<B: IoBufMut>(
         &self,
         mut buf: B,
-    ) -> (io::Result<(usize, SocketAddr)>, B) {
+    ) -> (io::Result<(usize, SockAddr)>, B) {
         let fd = self.fd();
         match &self.kind {
             Kind::Uring => {
@@ -569,19 +550,25 @@ impl Socket {
                     let msg = d.link(ptr, total, true);
                     opcode::RecvMsg::new(Fd(fd), msg).build()
                 });
-                let (res, mut data) = match op {
+                let (res, data) = match op {
                     Ok(op) => Cancellable::new(op).await,
                     Err((e, data)) => return (Err(e), data.buf),
                 };
-                let res = finish(res).and_then(|n| {
-                    data.addr.len = data.msg.msg_namelen;
-                    Ok((n, data.addr.to_addr()?))
+                let MsgData {
+                    mut buf,
+                    mut addr,
+                    msg,
+                    ..
+                } = data;
+                let res = finish(res).map(|n| {
+                    addr.len = msg.msg_namelen;
+                    (n, addr.into_sockaddr())
                 });
                 if let Ok((n, _)) = res {
                     // SAFETY: the kernel wrote `n` bytes at the start.
-                    unsafe { data.buf.set_init(n) };
+                    unsafe { buf.set_init(n) };
                 }
-                (res, data.buf)
+                (res, buf)
             }
             Kind::Epoll(reg) => {
                 let ptr = buf.stable_mut_ptr() as usize;
@@ -603,7 +590,7 @@ impl Socket {
                                 &mut raw.len,
                             )
                         })?;
-                        Ok((n, raw.to_addr()?))
+                        Ok((n, raw.into_sockaddr()))
                     },
                     |_| false,
                 )
@@ -621,7 +608,7 @@ impl Socket {
     pub(crate) async fn send_to<B: IoBuf>(
         &self,
         buf: B,
-        addr: Option<SocketAddr>,
+        addr: Option<SockAddr>,
     ) -> (io::Result<usize>, B) {
         let fd = self.fd();
         let len = buf.bytes_init();
@@ -631,10 +618,11 @@ impl Socket {
                     Ok(t) => t,
                     Err(c) => return (Err(c.into()), buf),
                 };
-                let raw = addr.map_or_else(RawAddr::empty, RawAddr::from_addr);
+                let with_addr = addr.is_some();
+                let raw = addr.map_or_else(RawAddr::empty, |a| RawAddr::from_sockaddr(&a));
                 let op = Op::submit(MsgData::new(buf, raw), timeout, |d| {
                     let ptr = d.buf.stable_ptr() as *mut u8;
-                    let msg = d.link(ptr, len, addr.is_some());
+                    let msg = d.link(ptr, len, with_addr);
                     opcode::SendMsg::new(Fd(fd), msg)
                         .flags(libc::MSG_NOSIGNAL as u32)
                         .build()
@@ -649,7 +637,7 @@ impl Socket {
             }
             Kind::Epoll(reg) => {
                 let ptr = buf.stable_ptr() as usize;
-                let raw = addr.map(RawAddr::from_addr);
+                let raw = addr.map(|a| RawAddr::from_sockaddr(&a));
                 let res = poll_epoll(
                     reg,
                     Direction::Write,
@@ -692,20 +680,4 @@ fn finish(res: Result<i32, cancel::Cancelled>) -> io::Result<usize> {
 pub(crate) fn is_cancellation(err: &io::Error) -> bool {
     err.get_ref()
         .is_some_and(|e| e.downcast_ref::<cancel::Cancelled>().is_some())
-}
-
-pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: plain fcntl calls on a valid fd.
-    unsafe {
-        let flags = cvt(libc::fcntl(fd, libc::F_GETFL))?;
-        let new = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        if new != flags {
-            cvt(libc::fcntl(fd, libc::F_SETFL, new))?;
-        }
-    }
-    Ok(())
 }

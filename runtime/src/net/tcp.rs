@@ -5,7 +5,7 @@ use std::{
     future::poll_fn,
     io,
     net::{Shutdown, SocketAddr, ToSocketAddrs},
-    os::fd::{AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
     sync::{
         atomic::{AtomicBool, Ordering::Relaxed},
         Arc,
@@ -13,7 +13,13 @@ use std::{
     task::Poll,
 };
 
-use super::{addr::resolve, compat::Compat, sys::Socket};
+use socket2::{Domain, SockAddr, Type};
+
+use super::{
+    addr::{inet, resolve},
+    compat::{ReadCompat, WriteCompat},
+    sys::Socket,
+};
 use crate::{
     cancel, coop,
     facade::{lock, Mutex},
@@ -31,8 +37,21 @@ static MULTISHOT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// Under io_uring it accepts with one multishot accept kept armed (where the
 /// kernel has it): connections queue up as they arrive and `accept` takes
 /// the next one; a failed accept (`EMFILE`, ...) is reported by `accept`
-/// and the next call re-arms. Dropping the listener cancels the multishot
-/// and closes connections nobody took.
+/// and the next call re-arms.
+///
+/// Dropping the listener stops it listening and frees its port before
+/// `drop` returns, on both drivers: binding the same address right after
+/// works, with or without `SO_REUSEADDR`. Connections nobody took are
+/// closed (reset). Under io_uring the kernel holds the socket for as long
+/// as the multishot accept is armed, so the drop shuts the socket's
+/// receive side (which ends listening at once), cancels the multishot and
+/// waits for its last completion: one pass of the ring when dropped on the
+/// worker that accepted, a wake-up of that worker (at most
+/// [`DROP_WAIT_LIMIT`](TcpListener::DROP_WAIT_LIMIT)) from anywhere else.
+/// [`close`](TcpListener::close) does the same without blocking the thread.
+/// The one exception: a drop on a worker from inside the io driver itself
+/// (a buffer's `Drop` run by a completion) does not wait; the socket stops
+/// listening at once, the port is free once the kernel lets go of it.
 pub struct TcpListener {
     sock: Socket,
     multishot: Mutex<Option<(Arc<AcceptQueue>, Arc<Remote>)>>,
@@ -56,35 +75,39 @@ impl TcpListener {
     }
 
     fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
-        let sock = Socket::new(domain(&addr), libc::SOCK_STREAM)?;
-        sock.setsockopt_int(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        sock.bind(addr)?;
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM)?;
+        sock.sock_ref().set_reuse_address(true)?;
+        sock.bind(&SockAddr::from(addr))?;
         sock.listen(1024)?;
-        Ok(TcpListener {
+        Ok(TcpListener::from_socket(sock))
+    }
+
+    /// A listener on a bound, listening socket (see [`TcpSocket::listen`](super::TcpSocket::listen)).
+    pub(crate) fn from_socket(sock: Socket) -> TcpListener {
+        TcpListener {
             sock,
             multishot: Mutex::new(None),
-        })
+        }
     }
 
     /// Adopts a bound, listening std listener. Must be called inside a
     /// weft runtime.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            sock: Socket::from_fd(OwnedFd::from(listener))?,
-            multishot: Mutex::new(None),
-        })
+        Ok(TcpListener::from_socket(Socket::from_fd(OwnedFd::from(
+            listener,
+        ))?))
     }
 
     /// The address this listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        inet(&self.sock.local_addr()?)
     }
 
     /// Waits for the next connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         if !self.sock.is_uring() || MULTISHOT_UNSUPPORTED.load(Relaxed) {
             let (fd, addr) = self.sock.accept().await?;
-            return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), addr));
+            return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), inet(&addr)?));
         }
         loop {
             let queue = self.armed_queue()?;
@@ -124,7 +147,7 @@ impl TcpListener {
                     MULTISHOT_UNSUPPORTED.store(true, Relaxed);
                     *lock(&self.multishot) = None;
                     let (fd, addr) = self.sock.accept().await?;
-                    return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), addr));
+                    return Ok((TcpStream::from_socket(Socket::from_fd(fd)?), inet(&addr)?));
                 }
                 Ok(err) => return Err(io::Error::from_raw_os_error(-err)),
                 Err(()) => {
@@ -136,6 +159,48 @@ impl TcpListener {
                 }
             }
         }
+    }
+
+    /// The longest a drop away from the listener's io_uring worker waits
+    /// for that worker to end the listener's accept (see the type's docs).
+    /// Only a worker kept busy by a task that blocks takes that long; if
+    /// the wait gives up, the listener has stopped listening all the same
+    /// and its port is free once the worker comes round.
+    pub const DROP_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Closes the listener and waits until its port is free, without
+    /// blocking the thread (see the type's docs for what `drop` does).
+    ///
+    /// A weft await point: if the task's scope is cancelled it returns the
+    /// cancellation at once; the listener has stopped listening then, and
+    /// the port is free as soon as the kernel delivers the accept's last
+    /// completion.
+    pub async fn close(self) -> io::Result<()> {
+        let _ = self.sock.shutdown(Shutdown::Read);
+        let Some((queue, owner)) = lock(&self.multishot).take() else {
+            // No accept armed: dropping the fd is the whole close.
+            return Ok(());
+        };
+        uring::cancel_multishot(&owner, &queue);
+        poll_fn(|cx| {
+            let restore = std::task::ready!(coop::poll_proceed(cx));
+            if let Some(c) = cancel::poll_cancelled(None, false) {
+                restore.made_progress();
+                return Poll::Ready(Err(io::Error::from(c)));
+            }
+            if owner.is_closed() || queue.poll_ended(cx).is_ready() {
+                restore.made_progress();
+                return Poll::Ready(Ok(()));
+            }
+            // The owner's completion wakes us; the scope's deadline timer
+            // must be able to end the wait too.
+            cancel::with_current_scope(|_| ());
+            if let Some(c) = cancel::poll_cancelled(None, true) {
+                return Poll::Ready(Err(io::Error::from(c)));
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     fn armed_queue(&self) -> io::Result<Arc<AcceptQueue>> {
@@ -152,8 +217,17 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        if let Some((queue, owner)) = lock(&self.multishot).take() {
-            uring::cancel_multishot(&owner, queue);
+        // Stops listening now (the socket leaves the listen hash, queued
+        // connections are reset), whoever else still holds the socket: the
+        // kernel while an accept is armed, or a dup of the fd. Fails only
+        // for a socket that was not listening (`ENOTCONN`): nothing to do.
+        let _ = self.sock.shutdown(Shutdown::Read);
+        let armed = lock(&self.multishot).take();
+        if let Some((queue, owner)) = armed {
+            uring::cancel_multishot(&owner, &queue);
+            // Then the fd, closed right after this, is the last reference
+            // and the close frees the port.
+            uring::wait_multishot_ended(&owner, &queue, Self::DROP_WAIT_LIMIT);
         }
     }
 }
@@ -161,6 +235,12 @@ impl Drop for TcpListener {
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
@@ -173,13 +253,6 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-fn domain(addr: &SocketAddr) -> libc::c_int {
-    match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    }
-}
-
 /// A TCP connection.
 ///
 /// The native api is completion style: `read(buf)` and `write(buf)` take
@@ -189,17 +262,20 @@ fn domain(addr: &SocketAddr) -> libc::c_int {
 /// against those; under io_uring they copy through an internal buffer.
 ///
 /// Reads and writes may run at the same time from different tasks (`&self`),
-/// or from the two halves of [`into_split`](TcpStream::into_split).
+/// or from the two halves of [`into_split`](TcpStream::into_split) (owned)
+/// or [`split`](TcpStream::split) (borrowed).
 pub struct TcpStream {
     sock: Arc<Socket>,
-    compat: Compat,
+    read: ReadCompat,
+    write: WriteCompat,
 }
 
 impl TcpStream {
-    fn from_socket(sock: Socket) -> TcpStream {
+    pub(crate) fn from_socket(sock: Socket) -> TcpStream {
         TcpStream {
             sock: Arc::new(sock),
-            compat: Compat::default(),
+            read: ReadCompat::default(),
+            write: WriteCompat::default(),
         }
     }
 
@@ -207,8 +283,8 @@ impl TcpStream {
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last = None;
         for addr in resolve(addr)? {
-            let sock = Socket::new(domain(&addr), libc::SOCK_STREAM)?;
-            match sock.connect(addr).await {
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM)?;
+            match sock.connect(&SockAddr::from(addr)).await {
                 Ok(()) => return Ok(TcpStream::from_socket(sock)),
                 Err(e) if super::sys::is_cancellation(&e) => return Err(e),
                 Err(e) => last = Some(e),
@@ -248,51 +324,80 @@ impl TcpStream {
 
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.peer_addr()
+        inet(&self.sock.peer_addr()?)
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        inet(&self.sock.local_addr()?)
     }
 
     /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.sock
-            .setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, i32::from(nodelay))
+        self.sock.sock_ref().set_tcp_nodelay(nodelay)
     }
 
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(self
-            .sock
-            .getsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY)?
-            != 0)
+        self.sock.sock_ref().tcp_nodelay()
     }
 
     /// Splits into a read half and a write half that can move to different
-    /// tasks. [`OwnedReadHalf::reunite`] puts them back together.
+    /// tasks. [`OwnedReadHalf::reunite`] puts them back together. Bytes the
+    /// stream's `AsyncRead` had buffered stay with the read half.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         (
             OwnedReadHalf {
                 sock: self.sock.clone(),
-                compat: Compat::default(),
+                compat: self.read,
             },
             OwnedWriteHalf {
                 sock: self.sock,
-                compat: Compat::default(),
+                compat: self.write,
             },
         )
     }
 
-    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
-        (&self.sock, &mut self.compat)
+    /// Splits into a read half and a write half borrowed from the stream,
+    /// for reading and writing at once in one task (`join`/`select`) without
+    /// the `Arc` of [`into_split`](TcpStream::into_split). The halves share
+    /// the stream's `AsyncRead`/`AsyncWrite` state, so nothing buffered is
+    /// lost either way.
+    ///
+    /// With futures' `AsyncReadExt` in scope, `stream.split()` resolves to
+    /// its by-value `split` (a method taking `self` is found before one
+    /// taking `&mut self`); write `TcpStream::split(&mut stream)`.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (
+            ReadHalf {
+                sock: &self.sock,
+                compat: &mut self.read,
+            },
+            WriteHalf {
+                sock: &self.sock,
+                compat: &mut self.write,
+            },
+        )
+    }
+
+    pub(crate) fn compat_read(&mut self) -> (&Arc<Socket>, &mut ReadCompat) {
+        (&self.sock, &mut self.read)
+    }
+
+    pub(crate) fn compat_write(&mut self) -> (&Arc<Socket>, &mut WriteCompat) {
+        (&self.sock, &mut self.write)
     }
 }
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
@@ -305,17 +410,30 @@ impl fmt::Debug for TcpStream {
     }
 }
 
-/// The read half of a [`TcpStream`].
+/// The read half of a [`TcpStream`], from [`TcpStream::into_split`].
 pub struct OwnedReadHalf {
     sock: Arc<Socket>,
-    compat: Compat,
+    compat: ReadCompat,
 }
 
-/// The write half of a [`TcpStream`]. Dropping it does not shut the
-/// connection down; call [`shutdown`](OwnedWriteHalf::shutdown).
+/// The write half of a [`TcpStream`], from [`TcpStream::into_split`].
+/// Dropping it does not shut the connection down; call
+/// [`shutdown`](OwnedWriteHalf::shutdown).
 pub struct OwnedWriteHalf {
     sock: Arc<Socket>,
-    compat: Compat,
+    compat: WriteCompat,
+}
+
+/// The read half of a [`TcpStream`], borrowed by [`TcpStream::split`].
+pub struct ReadHalf<'a> {
+    sock: &'a Arc<Socket>,
+    compat: &'a mut ReadCompat,
+}
+
+/// The write half of a [`TcpStream`], borrowed by [`TcpStream::split`].
+pub struct WriteHalf<'a> {
+    sock: &'a Arc<Socket>,
+    compat: &'a mut WriteCompat,
 }
 
 /// The halves passed to [`OwnedReadHalf::reunite`] came from different
@@ -344,12 +462,12 @@ impl OwnedReadHalf {
 
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.peer_addr()
+        inet(&self.sock.peer_addr()?)
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        inet(&self.sock.local_addr()?)
     }
 
     /// Puts the stream back together, if `write` is its other half.
@@ -357,14 +475,14 @@ impl OwnedReadHalf {
         if !Arc::ptr_eq(&self.sock, &write.sock) {
             return Err(ReuniteError(self, write));
         }
-        drop(write);
         Ok(TcpStream {
             sock: self.sock,
-            compat: Compat::default(),
+            read: self.compat,
+            write: write.compat,
         })
     }
 
-    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
+    pub(crate) fn compat_read(&mut self) -> (&Arc<Socket>, &mut ReadCompat) {
         (&self.sock, &mut self.compat)
     }
 }
@@ -387,16 +505,68 @@ impl OwnedWriteHalf {
 
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.peer_addr()
+        inet(&self.sock.peer_addr()?)
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        inet(&self.sock.local_addr()?)
     }
 
-    pub(crate) fn compat_parts(&mut self) -> (&Arc<Socket>, &mut Compat) {
+    pub(crate) fn compat_write(&mut self) -> (&Arc<Socket>, &mut WriteCompat) {
         (&self.sock, &mut self.compat)
+    }
+}
+
+impl ReadHalf<'_> {
+    /// Reads into `buf`; see [`TcpStream::read`].
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.recv(buf).await
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        inet(&self.sock.peer_addr()?)
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        inet(&self.sock.local_addr()?)
+    }
+
+    pub(crate) fn compat_read(&mut self) -> (&Arc<Socket>, &mut ReadCompat) {
+        (self.sock, &mut *self.compat)
+    }
+}
+
+impl WriteHalf<'_> {
+    /// Writes some of `buf`; see [`TcpStream::write`].
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.sock.send(buf).await
+    }
+
+    /// Writes all of `buf`; see [`TcpStream::write_all`].
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        self.sock.send_all(buf).await
+    }
+
+    /// Shuts down the write side: the peer reads end of stream.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(Shutdown::Write)
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        inet(&self.sock.peer_addr()?)
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        inet(&self.sock.local_addr()?)
+    }
+
+    pub(crate) fn compat_write(&mut self) -> (&Arc<Socket>, &mut WriteCompat) {
+        (self.sock, &mut *self.compat)
     }
 }
 
@@ -415,3 +585,24 @@ impl fmt::Debug for OwnedWriteHalf {
             .finish()
     }
 }
+
+impl fmt::Debug for ReadHalf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadHalf")
+            .field("socket", &self.sock)
+            .finish()
+    }
+}
+
+impl fmt::Debug for WriteHalf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteHalf")
+            .field("socket", &self.sock)
+            .finish()
+    }
+}
+
+owned_io!(
+    read: TcpStream, &TcpStream, OwnedReadHalf, &OwnedReadHalf, ReadHalf<'_>;
+    write: TcpStream, &TcpStream, OwnedWriteHalf, &OwnedWriteHalf, WriteHalf<'_>
+);

@@ -3,10 +3,15 @@
 use std::{
     fmt, io,
     net::{SocketAddr, ToSocketAddrs},
-    os::fd::{AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
 };
 
-use super::{addr::resolve, sys::Socket};
+use socket2::{Domain, SockAddr, Type};
+
+use super::{
+    addr::{inet, resolve},
+    sys::Socket,
+};
 use crate::io::{IoBuf, IoBufMut};
 
 /// A UDP socket. Datagram operations take and return owned buffers, as on
@@ -20,12 +25,8 @@ impl UdpSocket {
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let mut last = None;
         for addr in resolve(addr)? {
-            let domain = match addr {
-                SocketAddr::V4(_) => libc::AF_INET,
-                SocketAddr::V6(_) => libc::AF_INET6,
-            };
-            let sock = Socket::new(domain, libc::SOCK_DGRAM)?;
-            match sock.bind(addr) {
+            let sock = Socket::new(Domain::for_address(addr), Type::DGRAM)?;
+            match sock.bind(&SockAddr::from(addr)) {
                 Ok(()) => return Ok(UdpSocket { sock }),
                 Err(e) => last = Some(e),
             }
@@ -46,26 +47,24 @@ impl UdpSocket {
         let mut last = None;
         for addr in resolve(addr)? {
             // A UDP connect only records the peer: it never blocks.
-            let raw = super::addr::RawAddr::from_addr(addr);
-            // SAFETY: a valid address of the given length.
-            let rc = unsafe { libc::connect(self.sock.fd(), raw.as_ptr(), raw.len) };
-            if rc == 0 {
-                return Ok(());
+            match self.sock.sock_ref().connect(&SockAddr::from(addr)) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
             }
-            last = Some(io::Error::last_os_error());
         }
         Err(last.expect("resolve returns at least one address"))
     }
 
     /// Sends one datagram to `addr`.
     pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
-        self.sock.send_to(buf, Some(addr)).await
+        self.sock.send_to(buf, Some(SockAddr::from(addr))).await
     }
 
     /// Receives one datagram (truncated to the buffer's capacity) and its
     /// sender.
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
-        self.sock.recv_from(buf).await
+        let (res, buf) = self.sock.recv_from(buf).await;
+        (res.and_then(|(n, addr)| Ok((n, inet(&addr)?))), buf)
     }
 
     /// Sends one datagram to the connected peer.
@@ -75,23 +74,29 @@ impl UdpSocket {
 
     /// Receives one datagram from the connected peer.
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.recv(buf).await
+        self.sock.recv_datagram(buf).await
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        inet(&self.sock.local_addr()?)
     }
 
     /// The connected peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.peer_addr()
+        inet(&self.sock.peer_addr()?)
     }
 }
 
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.fd()
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 

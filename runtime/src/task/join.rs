@@ -77,6 +77,13 @@ impl<T> JoinHandle<T> {
     pub fn id(&self) -> Id {
         self.raw.id()
     }
+
+    /// The output, without looking at the caller's scope and without coop
+    /// budget: for `TaskGroup`, which waits for its cancelled children even
+    /// when its caller is cancelled (as a Trio nursery does).
+    pub(crate) fn poll_unscoped(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        read_output(self.raw, cx.waker())
+    }
 }
 
 impl<T> Future for JoinHandle<T> {

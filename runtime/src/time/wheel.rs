@@ -341,6 +341,67 @@ mod tests {
         assert!(wheel.insert(101, waker()).is_some());
     }
 
+    /// The count behind `timers_pending`: under any sequence of inserts,
+    /// advances and removals (fired or not), `len` is the number of
+    /// registered timers that have not fired, each timer fires at most
+    /// once, never before its tick, and removing it frees its entry.
+    #[test]
+    fn len_counts_each_timer_down_exactly_once() {
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Insert(u64),
+            Advance(u64),
+            Remove(usize),
+        }
+        let op = prop_oneof![
+            (1u64..5_000).prop_map(Op::Insert),
+            (0u64..300).prop_map(Op::Advance),
+            any::<usize>().prop_map(Op::Remove),
+        ];
+        proptest!(ProptestConfig::with_cases(256), |(ops in proptest::collection::vec(op, 1..200))| {
+            let mut wheel = Wheel::new();
+            // (key, when, fired) of every registered timer not removed.
+            let mut live: Vec<(TimerKey, u64, bool)> = Vec::new();
+            let mut now = 0u64;
+            for op in ops {
+                match op {
+                    Op::Insert(delta) => {
+                        let when = now + delta;
+                        let key = wheel.insert(when, waker()).expect("a future tick is stored");
+                        live.push((key, when, false));
+                    }
+                    Op::Advance(by) => {
+                        now += by;
+                        let mut fired = Vec::new();
+                        wheel.advance(now, &mut fired);
+                        let mut newly = 0;
+                        for (key, when, was_fired) in &mut live {
+                            let is = wheel.is_fired(*key);
+                            prop_assert!(*was_fired <= is, "a fired timer cannot un-fire");
+                            prop_assert_eq!(is, *when <= now, "fires at its tick, not before");
+                            if is && !*was_fired {
+                                newly += 1;
+                            }
+                            *was_fired = is;
+                        }
+                        prop_assert_eq!(fired.len(), newly, "one waker per timer fired");
+                    }
+                    Op::Remove(i) => {
+                        if !live.is_empty() {
+                            let (key, _, _) = live.swap_remove(i % live.len());
+                            wheel.remove(key);
+                        }
+                    }
+                }
+                let waiting = live.iter().filter(|(_, _, fired)| !fired).count();
+                prop_assert_eq!(wheel.len(), waiting);
+                prop_assert_eq!(wheel.entries.len(), live.len(), "removed timers free their entry");
+            }
+        });
+    }
+
     #[test]
     fn inserting_after_advancing_keeps_exact_expiry() {
         let mut wheel = Wheel::new();
