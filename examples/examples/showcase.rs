@@ -6,9 +6,16 @@
 //! blocking job, lets a deadline flow from a task into its grandchildren,
 //! cancels a tree of tasks with a reason, serves TCP echo on the worker's
 //! io driver (io_uring, or epoll where io_uring is unavailable) with a
-//! deadline reaching a blocked read, and ends with the runtime's metrics.
+//! deadline reaching a blocked read; then runs a small service mesh on
+//! loopback (edge → middle → a flaky leaf, through `weft_resilience`
+//! pipelines: retries with a budget, hedging, breakers, a fallback) under
+//! load carrying deadlines while faults are injected, with a live table
+//! every second; and ends with the runtime's metrics.
 //!
 //! Run with `cargo run --release --example showcase`.
+
+#[path = "mesh/mod.rs"]
+mod mesh;
 
 use std::{
     future::Future,
@@ -344,6 +351,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         //    doing 100 round trips with owned buffers; then a read in a task
         //    with a 50 ms deadline, on a connection whose peer stays silent.
         networking().await.expect("loopback networking works");
+
+        // 10. The mesh: resilience policies on weft's deadlines and
+        //     cancellation tree, under load and injected faults.
+        println!();
+        let mesh = Arc::new(mesh::Mesh::start().await.expect("the mesh starts"));
+        mesh::drive::showcase(mesh).await;
     });
 
     let m = rt.metrics();

@@ -1,0 +1,100 @@
+//! The admission layers' interface: adaptive limit, bulkhead, rate limit.
+//!
+//! The pipeline composes any limiter through [`Admission`]: an `acquire`
+//! that admits (a permit), refuses (a [`Reason`]), or waits, and a `settle`
+//! that reports how the admitted call went (an adaptive limit learns from
+//! it). [`Unlimited`] is the empty layer.
+
+use std::future::{ready, Future, Ready};
+
+use super::{Layer, Reason};
+
+/// How an admitted call went, for the limiter that admitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The call succeeded (a latency sample).
+    Success,
+    /// The call failed in a way that says the downstream is overloaded or
+    /// broken.
+    Failure,
+    /// The caller's deadline cut the call: as slow as the caller could
+    /// wait, not a failure (a latency sample, a slow call; see
+    /// [`crate::caller`]).
+    Slow,
+    /// The outcome says nothing about the downstream (the caller was
+    /// cancelled): release the slot, learn nothing.
+    Ignored,
+}
+
+/// A limiter the pipeline can put in front of the call.
+///
+/// The future and the permit are named types, so a pipeline's future is
+/// `Send` whenever they are (a bound generic code, such as the tower
+/// service, can state).
+pub trait Admission {
+    /// What an admitted call holds while it runs; dropping it releases.
+    type Permit<'a>
+    where
+        Self: 'a;
+
+    /// The future of [`acquire`](Admission::acquire).
+    type Acquire<'a>: Future<Output = Result<Self::Permit<'a>, Reason>>
+    where
+        Self: 'a;
+
+    /// Which layer this limiter is (in errors and metrics).
+    fn layer(&self) -> Layer;
+
+    /// Admits the call, refuses it, or waits (a bulkhead's queue, a rate
+    /// limiter's reservation) as the limiter's rules say.
+    fn acquire(&self) -> Self::Acquire<'_>;
+
+    /// Reports how an admitted call went. The default drops the permit.
+    fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
+        let _ = (permit, verdict);
+    }
+}
+
+/// No limit: admits every call at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl Admission for Unlimited {
+    type Permit<'a> = ();
+    type Acquire<'a> = Ready<Result<(), Reason>>;
+
+    fn layer(&self) -> Layer {
+        Layer::Limit
+    }
+
+    #[inline]
+    fn acquire(&self) -> Ready<Result<(), Reason>> {
+        ready(Ok(()))
+    }
+}
+
+impl<A: Admission> Admission for std::sync::Arc<A> {
+    type Permit<'a>
+        = A::Permit<'a>
+    where
+        Self: 'a;
+    type Acquire<'a>
+        = A::Acquire<'a>
+    where
+        Self: 'a;
+
+    fn layer(&self) -> Layer {
+        (**self).layer()
+    }
+
+    #[inline]
+    fn acquire(&self) -> A::Acquire<'_> {
+        (**self).acquire()
+    }
+
+    #[inline]
+    fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
+        (**self).settle(permit, verdict)
+    }
+}

@@ -1,0 +1,138 @@
+//! The crate's limiters as pipeline layers: [`Adaptive`] (shed at once),
+//! [`Bulkhead`] (a slot, waiting in its queue if it has one) and [`Gcra`]
+//! (a token now, or refused).
+//!
+//! The adaptive limit learns from the verdict: a success or a call cut by
+//! the caller's deadline is a latency sample, a failure a drop, a call the
+//! caller cancelled nothing. A bulkhead without a queue costs nothing per
+//! call; one with a queue is acquired through its `async` wait, which the
+//! adapter boxes (one allocation per call: the wait's future type has no
+//! name to store unboxed).
+
+use std::{
+    future::{ready, Future, Ready},
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use super::{Admission, Layer, Reason, Verdict};
+use crate::{
+    caller::CallerEnd,
+    env::Interrupted,
+    limit::{
+        Adaptive, AdaptiveError, AdaptivePermit, Bulkhead, BulkheadError, BulkheadPermit, Gcra,
+        RateError,
+    },
+};
+
+fn caller(end: CallerEnd) -> Reason {
+    Reason::Interrupted(match end {
+        CallerEnd::Cancelled => Interrupted::Cancelled,
+        CallerEnd::DeadlineExceeded => Interrupted::Deadline,
+    })
+}
+
+impl Admission for Adaptive {
+    type Permit<'a> = AdaptivePermit<'a>;
+    type Acquire<'a> = Ready<Result<AdaptivePermit<'a>, Reason>>;
+
+    fn layer(&self) -> Layer {
+        Layer::Limit
+    }
+
+    #[inline]
+    fn acquire(&self) -> Self::Acquire<'_> {
+        ready(self.try_acquire().map_err(|e| match e {
+            AdaptiveError::OverLimit { limit } => Reason::OverLimit { limit },
+            AdaptiveError::Cancelled(end) => caller(end),
+        }))
+    }
+
+    #[inline]
+    fn settle(&self, permit: AdaptivePermit<'_>, verdict: Verdict) {
+        match verdict {
+            Verdict::Success | Verdict::Slow => permit.success(),
+            Verdict::Failure => permit.dropped(),
+            Verdict::Ignored => permit.ignore(),
+        }
+    }
+}
+
+fn bulkhead_reason(e: BulkheadError) -> Reason {
+    match e {
+        BulkheadError::Full => Reason::Full,
+        BulkheadError::MaxWait => Reason::WaitTooLong,
+        BulkheadError::DeadlineExceeded => Reason::Interrupted(Interrupted::Deadline),
+        BulkheadError::Cancelled => Reason::Interrupted(Interrupted::Cancelled),
+    }
+}
+
+/// A bulkhead's admission: at once without a queue, its boxed wait with one.
+#[must_use = "futures do nothing unless awaited"]
+pub enum BulkheadAcquire<'a> {
+    /// Decided without waiting.
+    Now(Option<Result<BulkheadPermit<'a>, Reason>>),
+    /// Waiting in the bulkhead's queue.
+    #[cfg(feature = "weft")]
+    Queued(Pin<Box<dyn Future<Output = Result<BulkheadPermit<'a>, BulkheadError>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for BulkheadAcquire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BulkheadAcquire")
+    }
+}
+
+impl<'a> Future for BulkheadAcquire<'a> {
+    type Output = Result<BulkheadPermit<'a>, Reason>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _ = &cx;
+        match self.get_mut() {
+            BulkheadAcquire::Now(out) => Poll::Ready(out.take().expect("polled after completion")),
+            #[cfg(feature = "weft")]
+            BulkheadAcquire::Queued(wait) => {
+                wait.as_mut().poll(cx).map(|r| r.map_err(bulkhead_reason))
+            }
+        }
+    }
+}
+
+impl Admission for Bulkhead {
+    type Permit<'a> = BulkheadPermit<'a>;
+    type Acquire<'a> = BulkheadAcquire<'a>;
+
+    fn layer(&self) -> Layer {
+        Layer::Bulkhead
+    }
+
+    #[inline]
+    fn acquire(&self) -> BulkheadAcquire<'_> {
+        #[cfg(feature = "weft")]
+        if self.metrics().max_waiting > 0 {
+            return BulkheadAcquire::Queued(Box::pin(Bulkhead::acquire(self)));
+        }
+        BulkheadAcquire::Now(Some(self.try_acquire().map_err(bulkhead_reason)))
+    }
+}
+
+impl Admission for Gcra {
+    type Permit<'a> = ();
+    type Acquire<'a> = Ready<Result<(), Reason>>;
+
+    fn layer(&self) -> Layer {
+        Layer::RateLimit
+    }
+
+    #[inline]
+    fn acquire(&self) -> Self::Acquire<'_> {
+        ready(self.try_acquire().map_err(|e| match e {
+            RateError::Exhausted { retry_after } => Reason::RateExceeded {
+                retry_after: Some(retry_after),
+            },
+            RateError::WaitTooLong { .. } => Reason::WaitTooLong,
+            RateError::DeadlineTooSoon { remaining, .. } => Reason::DeadlineTooClose { remaining },
+            _ => Reason::RateExceeded { retry_after: None },
+        }))
+    }
+}
