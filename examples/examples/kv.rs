@@ -106,7 +106,10 @@ async fn main() -> io::Result<()> {
     //    current request.
     let in_flight = group.len();
     let _ = shutdown_tx.send(true);
-    println!("kv: shutting down, {in_flight} connection(s) open, grace {:?}", config.grace);
+    println!(
+        "kv: shutting down, {in_flight} connection(s) open, grace {:?}",
+        config.grace
+    );
     // 3. Wait for them within the grace period. The drain task's deadline
     //    reaches the group's join: at the deadline the group cancels the
     //    connections still running (every await in them returns the
@@ -131,7 +134,10 @@ async fn main() -> io::Result<()> {
         "kv: served {} connection(s); at shutdown {in_flight} were open: {ends:?} after finishing, {cut} cut at the grace deadline",
         served.load(Relaxed)
     );
-    println!("kv: {} key(s) stored", db.read().await.map(|m| m.len()).unwrap_or(0));
+    println!(
+        "kv: {} key(s) stored",
+        db.read().await.map(|m| m.len()).unwrap_or(0)
+    );
 
     if let Some(demo) = demo {
         demo.await.expect("the demo client does not panic")?;
@@ -203,7 +209,11 @@ async fn request(db: &Db, line: &str) -> io::Result<String> {
     let mut words = line.split_whitespace();
     let reply = match (words.next(), words.next(), words.next()) {
         (Some("SET"), Some(key), Some(_)) => {
-            let value = line.splitn(3, char::is_whitespace).nth(2).unwrap_or("").trim();
+            let value = line
+                .splitn(3, char::is_whitespace)
+                .nth(2)
+                .unwrap_or("")
+                .trim();
             db.write().await?.insert(key.to_owned(), value.to_owned());
             "OK".to_owned()
         }
@@ -281,8 +291,14 @@ async fn demo(addr: SocketAddr) -> io::Result<()> {
         clients.spawn(async move {
             let mut client = Client::connect(addr).await?;
             for i in 0..ROUNDS {
-                expect(client.call(&format!("SET c{c}-k{i} value {i}")).await?, "OK")?;
-                expect(client.call(&format!("GET c{c}-k{i}")).await?, &format!("VALUE value {i}"))?;
+                expect(
+                    client.call(&format!("SET c{c}-k{i} value {i}")).await?,
+                    "OK",
+                )?;
+                expect(
+                    client.call(&format!("GET c{c}-k{i}")).await?,
+                    &format!("VALUE value {i}"),
+                )?;
             }
             expect(client.call(&format!("DEL c{c}-k0")).await?, "OK")?;
             expect(client.call(&format!("GET c{c}-k0")).await?, "NONE")?;
@@ -304,13 +320,19 @@ async fn demo(addr: SocketAddr) -> io::Result<()> {
     let mut idle = Client::connect(addr).await?;
     let waited = Instant::now();
     expect(idle.reply().await?, "ERR idle timeout")?;
-    println!("demo: an idle client was closed after {:.0?}", waited.elapsed());
+    println!(
+        "demo: an idle client was closed after {:.0?}",
+        waited.elapsed()
+    );
 
     // Bad input gets a clear error, and the connection stays usable.
     let mut client = Client::connect(addr).await?;
     let reply = client.call("FLY away").await?;
     println!("demo: `FLY away` -> {reply}");
-    expect(client.call("COUNT").await?, &format!("COUNT {}", CLIENTS * (ROUNDS - 1)))?;
+    expect(
+        client.call("COUNT").await?,
+        &format!("COUNT {}", CLIENTS * (ROUNDS - 1)),
+    )?;
 
     // SIGTERM with two requests in flight: a short one that finishes within
     // the grace period, and one too long for it, which is cancelled through
@@ -320,7 +342,9 @@ async fn demo(addr: SocketAddr) -> io::Result<()> {
     slow.send("SLOW 150").await?;
     let mut stuck = Client::connect(addr).await?;
     stuck.send("SLOW 5000").await?;
-    sleep(Duration::from_millis(30)).await.map_err(io::Error::from)?;
+    sleep(Duration::from_millis(30))
+        .await
+        .map_err(io::Error::from)?;
     let pid = std::process::id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -332,7 +356,11 @@ async fn demo(addr: SocketAddr) -> io::Result<()> {
     expect(slow.reply().await?, "BYE shutting down")?;
     match stuck.reply().await {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
-        other => return Err(io::Error::other(format!("expected the stuck request cut, got {other:?}"))),
+        other => {
+            return Err(io::Error::other(format!(
+                "expected the stuck request cut, got {other:?}"
+            )))
+        }
     }
     println!("demo: the idle connection got BYE, the short request finished then got BYE, the long one was cut");
     Ok(())

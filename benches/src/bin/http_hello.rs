@@ -114,7 +114,9 @@ fn weft_compat_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error
             self: std::pin::Pin<&mut Self>,
             cx: &mut std::task::Context<'_>,
         ) -> std::task::Poll<()> {
-            std::pin::Pin::new(&mut self.get_mut().0).poll(cx).map(|_| ())
+            std::pin::Pin::new(&mut self.get_mut().0)
+                .poll(cx)
+                .map(|_| ())
         }
     }
     impl hyper::rt::Sleep for NaiveSleep {}
