@@ -94,8 +94,8 @@ where
 
 /// hyper's timer on weft's timing wheel.
 ///
-/// [`Timer::reset`] moves the weft sleep in place: pushing a registered
-/// sleep later costs no lock and no allocation (see `weft::time::Sleep::reset`).
+/// [`Timer::reset`] moves the weft sleep in place (no new sleep, no
+/// allocation; see `weft::time::Sleep::reset`).
 /// A sleep awaited in a cancelled scope completes at once: a connection being
 /// cancelled does not wait out its timers.
 #[derive(Clone, Copy, Debug, Default)]

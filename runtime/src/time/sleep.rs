@@ -2,7 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -59,22 +59,8 @@ pub(crate) fn far_future_after(duration: Duration) -> Instant {
 /// task's cooperative budget.
 pub struct Sleep {
     deadline: Instant,
-    /// The wheel entry, if registered.
-    timer: Option<Armed>,
+    timer: Option<(Handle, Registration)>,
     done: bool,
-}
-
-/// A `Sleep`'s wheel entry.
-struct Armed {
-    handle: Handle,
-    reg: Registration,
-    /// The deadline the entry was made for: never later than the sleep's
-    /// (a [`reset`](Sleep::reset) to a later deadline keeps the entry, and
-    /// its early firing re-registers). The entry cannot fire before it.
-    deadline: Instant,
-    /// The waker the entry holds, so a poll before `deadline` with the same
-    /// waker can answer `Pending` without taking the shard's lock.
-    waker: Waker,
 }
 
 impl Sleep {
@@ -89,25 +75,15 @@ impl Sleep {
     }
 
     /// Moves the deadline, re-arming a completed sleep.
-    ///
-    /// Moving a registered sleep *later* (a keep-alive or idle timer pushed
-    /// back on every request) touches no lock and no wheel: the timer stays
-    /// where it was, and when it fires early the sleep registers again for
-    /// the new deadline. So a timer reset a thousand times between two
-    /// firings costs one registration, not a thousand. Moving it earlier
-    /// re-registers on the next poll.
     pub fn reset(&mut self, deadline: Instant) {
+        self.clear();
         self.done = false;
-        match &self.timer {
-            Some(armed) if deadline >= armed.deadline => {}
-            _ => self.clear(),
-        }
         self.deadline = deadline;
     }
 
     fn clear(&mut self) {
-        if let Some(armed) = self.timer.take() {
-            armed.handle.time().deregister(armed.reg);
+        if let Some((handle, reg)) = self.timer.take() {
+            handle.time().deregister(reg);
         }
     }
 
@@ -117,58 +93,39 @@ impl Sleep {
         if self.done {
             return Poll::Ready(());
         }
-        if let Some(armed) = &mut self.timer {
-            // An entry never fires before its deadline: while the coarse
-            // clock says it is ahead and the waker is the one the entry
-            // holds, nothing can have changed. (A connection task polls its
-            // idle and header timers on every wake; this keeps those polls
-            // off the shard's lock.)
-            if super::clock::certainly_before(armed.deadline) && armed.waker.will_wake(cx.waker()) {
-                return Poll::Pending;
-            }
-            if !armed.handle.time().poll_fired(armed.reg, cx.waker()) {
-                if !armed.waker.will_wake(cx.waker()) {
-                    armed.waker = cx.waker().clone();
+        match &self.timer {
+            Some((handle, reg)) => {
+                if !handle.time().poll_fired(*reg, cx.waker()) {
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
+                self.clear();
             }
-            let early = armed.deadline < self.deadline;
-            self.clear();
-            if !early {
-                self.done = true;
-                return Poll::Ready(());
-            }
-            // Fired for a deadline a `reset` has since moved later:
-            // register again below.
-        }
-        // The coarse clock first: for a far deadline it settles
-        // the question without the dearer precise read.
-        if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
-            // The task was woken during this poll (it yielded, say)
-            // and will poll us again: register the timer then, if
-            // it is still needed. A `timeout` around code that
-            // yields once and finishes then never touches the wheel.
-            if crate::task::waker::will_be_polled_again(cx.waker()) {
-                return Poll::Pending;
-            }
-            let handle = context::current_handle().expect(
-                "a weft timer was polled outside a weft runtime: \
-                 call it inside `Runtime::block_on` or a spawned task",
-            );
-            let (shard, on_worker) = handle.timer_shard();
-            if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
-                if !on_worker {
-                    // The shard's worker may be parked with a later
-                    // timeout: have it recompute.
-                    handle.unpark_worker(shard);
+            None => {
+                // The coarse clock first: for a far deadline it settles
+                // the question without the dearer precise read.
+                if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
+                    // The task was woken during this poll (it yielded, say)
+                    // and will poll us again: register the timer then, if
+                    // it is still needed. A `timeout` around code that
+                    // yields once and finishes then never touches the wheel.
+                    if crate::task::waker::will_be_polled_again(cx.waker()) {
+                        return Poll::Pending;
+                    }
+                    let handle = context::current_handle().expect(
+                        "a weft timer was polled outside a weft runtime: \
+                         call it inside `Runtime::block_on` or a spawned task",
+                    );
+                    let (shard, on_worker) = handle.timer_shard();
+                    if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
+                        if !on_worker {
+                            // The shard's worker may be parked with a later
+                            // timeout: have it recompute.
+                            handle.unpark_worker(shard);
+                        }
+                        self.timer = Some((handle, reg));
+                        return Poll::Pending;
+                    }
                 }
-                self.timer = Some(Armed {
-                    handle,
-                    reg,
-                    deadline: self.deadline,
-                    waker: cx.waker().clone(),
-                });
-                return Poll::Pending;
             }
         }
         self.done = true;
@@ -209,89 +166,5 @@ impl fmt::Debug for Sleep {
             .field("registered", &self.timer.is_some())
             .field("done", &self.done)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::{
-        sync::{
-            atomic::{AtomicUsize, Ordering::SeqCst},
-            Arc,
-        },
-        task::Wake,
-    };
-
-    use super::*;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
-
-    /// Polls before the deadline answer without the wheel only for the
-    /// waker the entry holds: a new waker replaces it, and the firing wakes
-    /// the newest one; a reset later keeps the entry and still fires late
-    /// enough.
-    #[test]
-    fn a_changed_waker_reaches_the_entry_and_a_later_reset_keeps_it() {
-        let rt = crate::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .unwrap();
-        let (a, b) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
-        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
-        let start = Instant::now();
-        let fired_at = rt.block_on(async {
-            let mut sleep = Box::pin(sleep(Duration::from_millis(30)));
-            for _ in 0..3 {
-                assert!(sleep
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&wa))
-                    .is_pending());
-            }
-            assert_eq!(
-                crate::runtime::Handle::current().metrics().timers_pending,
-                1
-            );
-            assert!(sleep
-                .as_mut()
-                .poll(&mut Context::from_waker(&wb))
-                .is_pending());
-            sleep.as_mut().reset(start + Duration::from_millis(60));
-            assert_eq!(
-                crate::runtime::Handle::current().metrics().timers_pending,
-                1,
-                "a later reset keeps the entry"
-            );
-            // The old entry fires at ~30 ms and wakes B, the newest waker.
-            let limit = Instant::now() + Duration::from_secs(5);
-            while b.0.load(SeqCst) == 0 && Instant::now() < limit {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            assert_eq!(a.0.load(SeqCst), 0, "the replaced waker is not woken");
-            assert_eq!(b.0.load(SeqCst), 1);
-            // Fired early for the new deadline: registers again.
-            assert!(sleep
-                .as_mut()
-                .poll(&mut Context::from_waker(&wb))
-                .is_pending());
-            let limit = Instant::now() + Duration::from_secs(5);
-            while b.0.load(SeqCst) < 2 && Instant::now() < limit {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            assert!(sleep
-                .as_mut()
-                .poll(&mut Context::from_waker(&wb))
-                .is_ready());
-            Instant::now()
-        });
-        assert!(fired_at >= start + Duration::from_millis(60));
     }
 }
