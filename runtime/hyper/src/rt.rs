@@ -166,10 +166,14 @@ mod tests {
             assert!(futures_poll_once(sleep.as_mut()).is_pending());
             let metrics = || weft::runtime::Handle::current().metrics();
             assert_eq!(metrics().timers_pending, 1);
-            // Moving it later, many times, keeps the one registration.
+            // Moving it later, many times, keeps the same sleep; the reset
+            // removes the old wheel entry and the next poll registers the
+            // new deadline, so no stale entry is left behind.
             for ms in 11..=40 {
                 timer.reset(&mut sleep, start + Duration::from_millis(ms));
             }
+            assert_eq!(metrics().timers_pending, 0);
+            assert!(futures_poll_once(sleep.as_mut()).is_pending());
             assert_eq!(metrics().timers_pending, 1);
             let after: *const () = (&*sleep as *const dyn Sleep).cast();
             assert_eq!(before, after, "reset kept the same sleep");
