@@ -266,9 +266,12 @@ impl<T> Sender<T> {
     pub async fn reserve_owned(self) -> Result<OwnedPermit<T>, SendError<()>> {
         match self.chan.capacity.acquire().await {
             Ok(()) => {
-                let chan = self.chan.clone();
-                // The sender's count moves into the permit.
-                std::mem::forget(self);
+                // The sender's count and its reference to the channel move
+                // into the permit: no `drop_sender`, no second `Arc`.
+                let this = std::mem::ManuallyDrop::new(self);
+                // SAFETY: `this` is never used or dropped again, so the
+                // `Arc` read out of it has exactly one owner, the permit.
+                let chan = unsafe { std::ptr::read(&this.chan) };
                 Ok(OwnedPermit { chan: Some(chan) })
             }
             Err(AcquireError::Closed) => Err(SendError::Closed(())),

@@ -125,3 +125,23 @@ fn a_weak_sender_upgrades_only_while_a_sender_lives() {
     let uweak = utx.downgrade();
     assert!(uweak.upgrade().is_some_and(|s| s.same_channel(&utx)));
 }
+
+#[test]
+fn an_owned_permit_takes_over_the_senders_reference_without_adding_one() {
+    let (tx, rx) = channel::<u32>(1);
+    let chan = Arc::downgrade(&tx.chan);
+    let mut reserve = std::pin::pin!(tx.reserve_owned());
+    let Poll::Ready(Ok(permit)) = reserve.as_mut().poll(&mut noop_cx()) else {
+        panic!("free capacity: the reservation is ready at once");
+    };
+    // The receiver's and the permit's: two, as the sender's was before.
+    assert_eq!(chan.strong_count(), 2);
+    let tx = permit.send(7);
+    assert_eq!(chan.strong_count(), 2);
+    drop((tx, rx));
+    assert_eq!(
+        chan.strong_count(),
+        0,
+        "the channel is freed with its last handle"
+    );
+}
