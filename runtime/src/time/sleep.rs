@@ -59,8 +59,19 @@ pub(crate) fn far_future_after(duration: Duration) -> Instant {
 /// task's cooperative budget.
 pub struct Sleep {
     deadline: Instant,
-    timer: Option<(Handle, Registration)>,
+    /// The wheel entry, if registered.
+    timer: Option<Armed>,
     done: bool,
+}
+
+/// A `Sleep`'s wheel entry.
+struct Armed {
+    handle: Handle,
+    reg: Registration,
+    /// The deadline the entry was made for: never later than the sleep's
+    /// (a [`reset`](Sleep::reset) to a later deadline keeps the entry, and
+    /// when it fires early the sleep registers again).
+    deadline: Instant,
 }
 
 impl Sleep {
@@ -75,15 +86,25 @@ impl Sleep {
     }
 
     /// Moves the deadline, re-arming a completed sleep.
+    ///
+    /// Moving a registered sleep *later* (a keep-alive or idle timer pushed
+    /// back on every request) touches no lock: the wheel entry stays where
+    /// it was, and when it fires early the sleep registers again for the
+    /// new deadline. A timer reset a thousand times between two firings
+    /// costs one registration, not a thousand. Moving it earlier removes
+    /// the entry; the next poll registers the new deadline.
     pub fn reset(&mut self, deadline: Instant) {
-        self.clear();
         self.done = false;
+        match &self.timer {
+            Some(armed) if deadline >= armed.deadline => {}
+            _ => self.clear(),
+        }
         self.deadline = deadline;
     }
 
     fn clear(&mut self) {
-        if let Some((handle, reg)) = self.timer.take() {
-            handle.time().deregister(reg);
+        if let Some(armed) = self.timer.take() {
+            armed.handle.time().deregister(armed.reg);
         }
     }
 
@@ -93,39 +114,46 @@ impl Sleep {
         if self.done {
             return Poll::Ready(());
         }
-        match &self.timer {
-            Some((handle, reg)) => {
-                if !handle.time().poll_fired(*reg, cx.waker()) {
-                    return Poll::Pending;
-                }
-                self.clear();
+        if let Some(armed) = &self.timer {
+            if !armed.handle.time().poll_fired(armed.reg, cx.waker()) {
+                return Poll::Pending;
             }
-            None => {
-                // The coarse clock first: for a far deadline it settles
-                // the question without the dearer precise read.
-                if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
-                    // The task was woken during this poll (it yielded, say)
-                    // and will poll us again: register the timer then, if
-                    // it is still needed. A `timeout` around code that
-                    // yields once and finishes then never touches the wheel.
-                    if crate::task::waker::will_be_polled_again(cx.waker()) {
-                        return Poll::Pending;
-                    }
-                    let handle = context::current_handle().expect(
-                        "a weft timer was polled outside a weft runtime: \
-                         call it inside `Runtime::block_on` or a spawned task",
-                    );
-                    let (shard, on_worker) = handle.timer_shard();
-                    if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
-                        if !on_worker {
-                            // The shard's worker may be parked with a later
-                            // timeout: have it recompute.
-                            handle.unpark_worker(shard);
-                        }
-                        self.timer = Some((handle, reg));
-                        return Poll::Pending;
-                    }
+            let early = armed.deadline < self.deadline;
+            self.clear();
+            if !early {
+                self.done = true;
+                return Poll::Ready(());
+            }
+            // Fired for a deadline a `reset` has since moved later:
+            // register again below.
+        }
+        // The coarse clock first: for a far deadline it settles the
+        // question without the dearer precise read.
+        if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
+            // The task was woken during this poll (it yielded, say) and
+            // will poll us again: register the timer then, if it is still
+            // needed. A `timeout` around code that yields once and finishes
+            // then never touches the wheel.
+            if crate::task::waker::will_be_polled_again(cx.waker()) {
+                return Poll::Pending;
+            }
+            let handle = context::current_handle().expect(
+                "a weft timer was polled outside a weft runtime: \
+                 call it inside `Runtime::block_on` or a spawned task",
+            );
+            let (shard, on_worker) = handle.timer_shard();
+            if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
+                if !on_worker {
+                    // The shard's worker may be parked with a later timeout:
+                    // have it recompute.
+                    handle.unpark_worker(shard);
                 }
+                self.timer = Some(Armed {
+                    handle,
+                    reg,
+                    deadline: self.deadline,
+                });
+                return Poll::Pending;
             }
         }
         self.done = true;
@@ -166,5 +194,107 @@ impl fmt::Debug for Sleep {
             .field("registered", &self.timer.is_some())
             .field("done", &self.done)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering::SeqCst},
+            Arc,
+        },
+        task::{Wake, Waker},
+    };
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn wait_for(count: &Count, at_least: usize) {
+        let limit = Instant::now() + Duration::from_secs(5);
+        while count.0.load(SeqCst) < at_least && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn pending_timers() -> usize {
+        crate::runtime::Handle::current().metrics().timers_pending
+    }
+
+    /// A later reset keeps the wheel entry; its early firing wakes the
+    /// newest waker and the sleep registers again, completing no earlier
+    /// than the new deadline. An earlier reset replaces the entry.
+    #[test]
+    fn a_later_reset_keeps_the_entry_and_still_completes_late_enough() {
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let start = Instant::now();
+        let fired_at = rt.block_on(async {
+            let mut sleep = Box::pin(sleep(Duration::from_millis(30)));
+            let mut poll = |w: &Waker| sleep.as_mut().poll(&mut Context::from_waker(w));
+            assert!(poll(&wa).is_pending());
+            assert!(poll(&wb).is_pending(), "a new waker replaces the old");
+            assert_eq!(pending_timers(), 1);
+            drop(poll);
+            sleep.as_mut().reset(start + Duration::from_millis(60));
+            assert_eq!(pending_timers(), 1, "a later reset keeps the entry");
+            // The old entry fires at ~30 ms and wakes B, the newest waker.
+            wait_for(&b, 1);
+            assert_eq!(a.0.load(SeqCst), 0, "the replaced waker is not woken");
+            assert_eq!(b.0.load(SeqCst), 1);
+            let mut poll = |w: &Waker| sleep.as_mut().poll(&mut Context::from_waker(w));
+            assert!(poll(&wb).is_pending(), "fired early: registers again");
+            assert_eq!(pending_timers(), 1);
+            wait_for(&b, 2);
+            assert!(poll(&wb).is_ready());
+            assert_eq!(pending_timers(), 0, "a completed sleep holds no entry");
+            Instant::now()
+        });
+        assert!(fired_at >= start + Duration::from_millis(60));
+    }
+
+    /// Moving a registered sleep earlier replaces its entry, so it fires at
+    /// the earlier deadline, not the first one.
+    #[test]
+    fn an_earlier_reset_replaces_the_entry() {
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let elapsed = rt.block_on(async {
+            let mut sleep = Box::pin(sleep(Duration::from_secs(30)));
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            assert!(sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            sleep
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(20));
+            assert_eq!(pending_timers(), 0, "the 30 s entry is gone");
+            sleep.as_mut().await.unwrap();
+            start.elapsed()
+        });
+        assert!(elapsed >= Duration::from_millis(20));
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "fired at the new deadline"
+        );
     }
 }
