@@ -245,11 +245,12 @@ mod tests {
         let start = Instant::now();
         let fired_at = rt.block_on(async {
             let mut sleep = Box::pin(sleep(Duration::from_millis(30)));
-            let mut poll = |w: &Waker| sleep.as_mut().poll(&mut Context::from_waker(w));
-            assert!(poll(&wa).is_pending());
-            assert!(poll(&wb).is_pending(), "a new waker replaces the old");
-            assert_eq!(pending_timers(), 1);
-            drop(poll);
+            {
+                let mut poll = |w: &Waker| sleep.as_mut().poll(&mut Context::from_waker(w));
+                assert!(poll(&wa).is_pending());
+                assert!(poll(&wb).is_pending(), "a new waker replaces the old");
+                assert_eq!(pending_timers(), 1);
+            }
             sleep.as_mut().reset(start + Duration::from_millis(60));
             assert_eq!(pending_timers(), 1, "a later reset keeps the entry");
             // The old entry fires at ~30 ms and wakes B, the newest waker.
