@@ -10,12 +10,16 @@
 //! loopback (edge → middle → a flaky leaf, through `weft_resilience`
 //! pipelines: retries with a budget, hedging, breakers, a fallback) under
 //! load carrying deadlines while faults are injected, with a live table
-//! every second; and ends with the runtime's metrics.
+//! every second; then two hyper services and a pooled client pass a
+//! client's deadline across both hops (`grpc-timeout`); and ends with the
+//! runtime's metrics.
 //!
 //! Run with `cargo run --release --example showcase`.
 
 #[path = "mesh/mod.rs"]
 mod mesh;
+#[path = "two_hops/mod.rs"]
+mod two_hops;
 
 use std::{
     future::Future,
@@ -357,6 +361,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!();
         let mesh = Arc::new(mesh::Mesh::start().await.expect("the mesh starts"));
         mesh::drive::showcase(mesh).await;
+
+        // 11. HTTP: two hyper services and a pooled client on weft; the
+        //     client's deadline travels as grpc-timeout through both hops.
+        println!("\n11. http: a client's deadline across two services");
+        two_hops::two_hops().await.expect("the two-hop HTTP demo holds");
     });
 
     let m = rt.metrics();
