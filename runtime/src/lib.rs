@@ -65,6 +65,10 @@ pub mod time;
 #[doc(hidden)]
 pub mod __loom;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz;
+
 use std::future::Future;
 
 pub use weft_macros::{main, test};
