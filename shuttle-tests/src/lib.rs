@@ -2,7 +2,8 @@
 //! [shuttle](https://docs.rs/shuttle), for models too large for loom's
 //! exhaustive search: several producers and a cancelled receiver, a
 //! semaphore with many waiters, a cancel tree with many children, the
-//! idle/park protocol with three workers. The tests live in `tests/`; each
+//! idle/park protocol with three workers, the io park protocol with many
+//! wakers. The tests live in `tests/`; each
 //! file is compiled only under `--cfg weft_shuttle`, where weft's facade
 //! (`runtime/src/facade.rs`) resolves to shuttle's primitives and its
 //! per-thread context to shuttle's thread-locals, so the tests run the real

@@ -58,7 +58,7 @@ enum Outcome {
 fn a_cancel_racing_attaches_finishes_and_wakes_reaches_every_node() {
     check(
         "a_cancel_racing_attaches_finishes_and_wakes_reaches_every_node",
-        20_000,
+        10_000,
         || {
             let sched = MockScheduler::new();
             let root = CancelNode::root();
@@ -177,7 +177,7 @@ fn a_cancel_racing_attaches_finishes_and_wakes_reaches_every_node() {
 fn overlapping_cancels_give_each_task_one_outcome() {
     check(
         "overlapping_cancels_give_each_task_one_outcome",
-        20_000,
+        10_000,
         || {
             let sched = MockScheduler::new();
             let root = CancelNode::root();

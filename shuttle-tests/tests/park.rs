@@ -174,14 +174,14 @@ fn storm(workers: usize, remote: usize, per_remote: Work, fanout: Work) {
 
 #[test]
 fn three_workers_two_remote_pushers() {
-    check("three_workers_two_remote_pushers", 20_000, || {
+    check("three_workers_two_remote_pushers", 10_000, || {
         storm(3, 2, 2, 0)
     });
 }
 
 #[test]
 fn three_workers_with_local_spawns_and_steals() {
-    check("three_workers_with_local_spawns_and_steals", 20_000, || {
+    check("three_workers_with_local_spawns_and_steals", 10_000, || {
         storm(3, 1, 2, 2)
     });
 }

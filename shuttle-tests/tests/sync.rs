@@ -67,7 +67,7 @@ fn assert_each_once_in_order(got: &[(u32, u32)]) {
 fn three_producers_and_a_receiver_cancelled_mid_stream() {
     check(
         "three_producers_and_a_receiver_cancelled_mid_stream",
-        20_000,
+        10_000,
         || {
             let sched = MockScheduler::new();
             let scope = CancelNode::root();
@@ -132,7 +132,7 @@ fn three_producers_and_a_receiver_cancelled_mid_stream() {
 fn three_unbounded_producers_across_many_blocks() {
     check(
         "three_unbounded_producers_across_many_blocks",
-        20_000,
+        10_000,
         || {
             let (tx, mut rx) = mpsc::unbounded_channel::<(u32, u32)>();
             let producers: Vec<_> = (0..PRODUCERS)
@@ -169,7 +169,7 @@ fn three_unbounded_producers_across_many_blocks() {
 fn a_receiver_dropped_while_three_send_keeps_every_value_accounted() {
     check(
         "a_receiver_dropped_while_three_send_keeps_every_value_accounted",
-        20_000,
+        10_000,
         || {
             struct Counted(Arc<AtomicUsize>);
             impl Drop for Counted {
@@ -220,7 +220,7 @@ fn a_receiver_dropped_while_three_send_keeps_every_value_accounted() {
 fn many_waiters_some_cancelled_never_overdraw_nor_lose_permits() {
     check(
         "many_waiters_some_cancelled_never_overdraw_nor_lose_permits",
-        20_000,
+        10_000,
         || {
             const PERMITS: usize = 3;
             let sem = Arc::new(Semaphore::new(PERMITS));
