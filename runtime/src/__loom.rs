@@ -1,5 +1,6 @@
 //! Internals exposed to the loom models in `loom-tests/` (only under
-//! `--cfg weft_loom`). Everything here drives the real task and parking
+//! `--cfg weft_loom`) and to the shuttle tests in `shuttle-tests/` (under
+//! `--cfg weft_shuttle`). Everything here drives the real task and parking
 //! code; only the scheduler around a task is replaced by a queue.
 
 use std::{collections::VecDeque, future::Future};
@@ -253,4 +254,5 @@ impl MockScheduler {
 }
 
 /// The signal registry's per-signal slot (see `signal/registry.rs`).
+#[cfg(weft_loom)]
 pub use crate::signal::SignalSlot;

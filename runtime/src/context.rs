@@ -24,6 +24,11 @@ struct Context {
     pending: Cell<*const PendingScope>,
 }
 
+// Under shuttle every model thread runs on one OS thread: its own
+// thread-locals keep each model thread's context apart.
+#[cfg(weft_shuttle)]
+use shuttle::thread_local;
+
 thread_local! {
     static CONTEXT: Context = const {
         Context {

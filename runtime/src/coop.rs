@@ -19,6 +19,10 @@ use crate::context;
 /// Units per task poll.
 pub(crate) const BUDGET: u8 = 128;
 
+// Per model thread under shuttle (see `context`).
+#[cfg(weft_shuttle)]
+use shuttle::thread_local;
+
 thread_local! {
     /// `None`: no budget in force (outside any poll).
     static CURRENT: Cell<Option<u8>> = const { Cell::new(None) };

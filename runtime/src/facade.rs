@@ -5,6 +5,12 @@
 //! they are `std`'s. The cfg is namespaced (`weft_loom`, not `loom`) so other
 //! crates in the graph that react to `cfg(loom)` are not switched with us, and
 //! it is not a cargo feature, which `cargo test --workspace` would unify.
+//!
+//! Under `--cfg weft_shuttle` the same names resolve to `shuttle`'s
+//! (randomized schedules for models too large for loom, `shuttle-tests/`).
+//! shuttle's types follow `std`'s API (`const` constructors, `Arc` is
+//! `std`'s), so everywhere else the code takes its `std` path under that
+//! cfg; only `UnsafeCell` stays the `std` wrapper (shuttle has none).
 
 #[cfg(weft_loom)]
 pub(crate) use loom::{
@@ -12,7 +18,13 @@ pub(crate) use loom::{
     thread,
 };
 
-#[cfg(not(weft_loom))]
+#[cfg(weft_shuttle)]
+pub(crate) use shuttle::{
+    sync::{atomic, Arc, Condvar, Mutex, MutexGuard},
+    thread,
+};
+
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 pub(crate) use std::{
     sync::{atomic, Arc, Condvar, Mutex, MutexGuard},
     thread,

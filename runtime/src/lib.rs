@@ -38,7 +38,7 @@
 //! | `macros` | [`select!`] (tokio's syntax); [`join!`] and [`try_join!`] are futures-util's |
 //! | `blocking/` | the `spawn_blocking` pool |
 //! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, shutdown |
-//! | `facade` | `std` or `loom` primitives for the concurrent code (`cfg(weft_loom)`) |
+//! | `facade` | `std`, `loom` or `shuttle` primitives for the concurrent code (`cfg(weft_loom)`, `cfg(weft_shuttle)`) |
 //!
 //! docs/FROM_TOKIO.md maps tokio's names to weft's and lists what differs.
 
@@ -61,9 +61,13 @@ pub mod sync;
 pub mod task;
 pub mod time;
 
-#[cfg(weft_loom)]
+#[cfg(any(weft_loom, weft_shuttle))]
 #[doc(hidden)]
 pub mod __loom;
+
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz;
 
 use std::future::Future;
 

@@ -44,7 +44,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header::HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{header::HeaderName, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::server::conn::auto;
@@ -595,19 +595,9 @@ where
     E: Into<BoxError> + Send + 'static,
 {
     let config = &shared.config;
-    if let Some(len) = content_length(&req) {
-        if len > config.max_body_size as u64 {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-        }
-    }
-    let deadline = match req.headers().get(&config.deadline_header) {
-        Some(value) => match parse_budget(value, config.max_deadline) {
-            Ok(d) => Some(d),
-            Err(msg) => return plain(StatusCode::BAD_REQUEST, msg),
-        },
-        None => config
-            .default_deadline
-            .map(|d| Instant::now() + d.min(config.max_deadline)),
+    let deadline = match admit(req.headers(), config, Instant::now()) {
+        Ok(deadline) => deadline,
+        Err((status, msg)) => return plain(status, msg),
     };
     let req = req.map(|body| Limited::new(body, config.max_body_size));
     let Some(deadline) = deadline else {
@@ -671,18 +661,58 @@ where
     }
 }
 
+/// What weft reads from a request head before the handler runs: the
+/// deadline the request runs under (`None`: no deadline), or the status and
+/// message that answer it at once (413 for a declared body over the limit,
+/// 400 for a deadline header that does not parse, 504 for a budget of 0).
+fn admit(
+    headers: &HeaderMap,
+    config: &Builder,
+    now: Instant,
+) -> Result<Option<Instant>, (StatusCode, &'static str)> {
+    if let Some(len) = content_length(headers) {
+        if len > config.max_body_size as u64 {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
+        }
+    }
+    let deadline = match headers.get(&config.deadline_header) {
+        Some(value) => Some(
+            parse_budget(value, config.max_deadline, now)
+                .map_err(|msg| (StatusCode::BAD_REQUEST, msg))?,
+        ),
+        None => config
+            .default_deadline
+            .map(|d| now + d.min(config.max_deadline)),
+    };
+    match deadline {
+        Some(d) if d <= now => Err((StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n")),
+        _ => Ok(deadline),
+    }
+}
+
+/// [`admit`], for the fuzz target `http_head` (`fuzz/`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn __fuzz_admit(
+    headers: &HeaderMap,
+    config: &Builder,
+    now: Instant,
+) -> Result<Option<Instant>, (StatusCode, &'static str)> {
+    admit(headers, config, now)
+}
+
 /// The deadline a `grpc-timeout`-format header asks for, clamped to `max`.
-fn parse_budget(value: &HeaderValue, max: Duration) -> Result<Instant, &'static str> {
+fn parse_budget(value: &HeaderValue, max: Duration, now: Instant) -> Result<Instant, &'static str> {
     let text = value
         .to_str()
         .map_err(|_| "invalid deadline header: not ASCII\n")?;
-    wire::parse_deadline(text, Instant::now(), max)
+    wire::parse_deadline(text, now, max)
         .map(|p| p.deadline)
         .map_err(|_| "invalid deadline header: expected 1-8 digits and one of H M S m u n\n")
 }
 
-fn content_length<T>(req: &Request<T>) -> Option<u64> {
-    req.headers()
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

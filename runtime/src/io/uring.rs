@@ -302,8 +302,7 @@ impl Remote {
 /// The owning side: lives on its worker thread.
 pub(crate) struct Driver {
     ring: IoUring,
-    ops: Slab<(u32, Arc<dyn Completable>)>,
-    generation: u32,
+    ops: OpTable,
     remote: Arc<Remote>,
     eventfd_armed: bool,
     eventfd_buf: Box<u64>,
@@ -379,8 +378,7 @@ impl Driver {
         });
         let driver = Driver {
             ring,
-            ops: Slab::with_capacity(entries as usize),
-            generation: 0,
+            ops: OpTable::with_capacity(entries as usize, 0),
             remote: remote.clone(),
             eventfd_armed: false,
             eventfd_buf: Box::new(0),
@@ -407,14 +405,9 @@ impl Driver {
 
     /// Queues one operation (and its link timeout) in the submission queue.
     pub(crate) fn push(&mut self, sub: Submission) {
-        if sub.target.is_done() {
+        let Some(user_data) = self.ops.register(&sub.target) else {
             return;
-        }
-        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
-        let generation = self.generation;
-        let key = self.ops.insert((generation, sub.target.clone()));
-        let user_data = (u64::from(generation) << 32) | key as u64;
-        sub.target.set_user_data(user_data);
+        };
         let mut entry = sub.entry.user_data(user_data);
         if let Some(ts) = sub.timeout {
             entry = entry.flags(squeue::Flags::IO_LINK);
@@ -451,16 +444,7 @@ impl Driver {
 
     /// Asks the kernel to cancel `target` (its future was dropped).
     pub(crate) fn cancel(&mut self, target: &Arc<dyn Completable>) {
-        if target.is_done() {
-            return;
-        }
-        let user_data = target.user_data();
-        let key = (user_data & 0xffff_ffff) as usize;
-        let live = self
-            .ops
-            .get(key)
-            .is_some_and(|(g, _)| u64::from(*g) == user_data >> 32);
-        if live {
+        if let Some(user_data) = self.ops.to_cancel(target) {
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(TOKEN_IGNORE);
@@ -651,23 +635,9 @@ impl Driver {
                         }
                     }
                     _ => {
-                        let key = (user_data & 0xffff_ffff) as usize;
-                        let generation = (user_data >> 32) as u32;
-                        let more = cqueue::more(flags);
-                        let Some((g, target)) = self.ops.get(key) else {
-                            continue;
-                        };
-                        if *g != generation {
-                            // Stale: the slot was freed and reused.
-                            continue;
+                        if self.ops.deliver(user_data, res, cqueue::more(flags)) {
+                            delivered += 1;
                         }
-                        let target = if more {
-                            target.clone()
-                        } else {
-                            self.ops.remove(key).1
-                        };
-                        target.complete(res, more);
-                        delivered += 1;
                     }
                 }
             }
@@ -694,12 +664,7 @@ impl Drop for Driver {
         // can be freed. Whatever does not complete in time is leaked rather
         // than freed under the kernel.
         self.drain_mailbox();
-        let keys: Vec<u64> = self
-            .ops
-            .iter()
-            .map(|(key, (g, _))| (u64::from(*g) << 32) | key as u64)
-            .collect();
-        for user_data in keys {
+        for user_data in self.ops.user_data() {
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(TOKEN_IGNORE);
@@ -710,11 +675,107 @@ impl Drop for Driver {
             self.enter(Some(Instant::now() + Duration::from_millis(50)), true);
             self.reap();
         }
-        for (_, target) in self.ops.drain() {
+        for target in self.ops.drain() {
             std::mem::forget(target);
         }
         self.publish_in_flight();
         self.remote.closed.store(true, Release);
+    }
+}
+
+/// The operations a ring owns, by `user_data`: the slab key in the low 32
+/// bits, a 31-bit generation above it (the top bit stays clear for the
+/// tokens). A completion is delivered only to the entry its `user_data`
+/// names now: one for a slot that was freed (and maybe reused by a later
+/// operation, with another generation) is stale and dropped. An entry
+/// leaves at its final completion, so no operation completes twice, and
+/// holds its cell (with the buffers the kernel may write) until then, even
+/// after its future is gone.
+pub(crate) struct OpTable {
+    ops: Slab<(u32, Arc<dyn Completable>)>,
+    generation: u32,
+}
+
+impl OpTable {
+    /// An empty table whose first operation gets generation
+    /// `generation + 1`.
+    pub(crate) fn with_capacity(capacity: usize, generation: u32) -> OpTable {
+        OpTable {
+            ops: Slab::with_capacity(capacity),
+            generation: generation & 0x7fff_ffff,
+        }
+    }
+
+    /// Registers `target` and gives it its `user_data`; `None` if it is
+    /// already done (nothing to submit).
+    pub(crate) fn register(&mut self, target: &Arc<dyn Completable>) -> Option<u64> {
+        if target.is_done() {
+            return None;
+        }
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let key = self.ops.insert((generation, target.clone()));
+        let user_data = (u64::from(generation) << 32) | key as u64;
+        target.set_user_data(user_data);
+        Some(user_data)
+    }
+
+    /// The `user_data` to name in an `ASYNC_CANCEL` for `target`, if it is
+    /// still this table's and not done.
+    pub(crate) fn to_cancel(&self, target: &Arc<dyn Completable>) -> Option<u64> {
+        if target.is_done() {
+            return None;
+        }
+        let user_data = target.user_data();
+        let key = (user_data & 0xffff_ffff) as usize;
+        let live = self
+            .ops
+            .get(key)
+            .is_some_and(|(g, _)| u64::from(*g) == user_data >> 32);
+        live.then_some(user_data)
+    }
+
+    /// Delivers a completion; false if `user_data` names no live entry
+    /// (stale). The entry leaves unless more completions follow (`more`).
+    pub(crate) fn deliver(&mut self, user_data: u64, res: i32, more: bool) -> bool {
+        let key = (user_data & 0xffff_ffff) as usize;
+        let generation = (user_data >> 32) as u32;
+        let Some((g, target)) = self.ops.get(key) else {
+            return false;
+        };
+        if *g != generation {
+            // Stale: the slot was freed and reused.
+            return false;
+        }
+        let target = if more {
+            target.clone()
+        } else {
+            self.ops.remove(key).1
+        };
+        target.complete(res, more);
+        true
+    }
+
+    /// Entries in the table (cancelled ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The `user_data` of every entry.
+    pub(crate) fn user_data(&self) -> Vec<u64> {
+        self.ops
+            .iter()
+            .map(|(key, (g, _))| (u64::from(*g) << 32) | key as u64)
+            .collect()
+    }
+
+    /// Takes every entry out (the driver's drop).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Arc<dyn Completable>> + '_ {
+        self.ops.drain().map(|(_, target)| target)
     }
 }
 
@@ -793,7 +854,7 @@ impl<T: OpData> Completable for OpCell<T> {
 impl<T: OpData> OpCell<T> {
     /// Fills a cell (a pooled one, or a new one) with `data` and builds its
     /// submission from the data at its final address.
-    fn prepare(
+    pub(crate) fn prepare(
         pooled: Option<Arc<OpCell<T>>>,
         data: T,
         timeout: Option<Duration>,
@@ -902,7 +963,17 @@ impl<T: OpData> Op<T> {
     /// The result and the resources once complete.
     pub(crate) fn poll_complete(&mut self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
         let cell = self.cell.as_ref().expect("Op polled after completion");
-        let mut state = lock(&cell.state);
+        let ready = std::task::ready!(cell.poll_take(cx));
+        recycle(self.cell.take().expect("checked above"));
+        Poll::Ready(ready)
+    }
+}
+
+impl<T: OpData> OpCell<T> {
+    /// The future's side of a poll: stores the waker while pending, else
+    /// takes the result and the data (once).
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
+        let mut state = lock(&self.state);
         match &mut state.phase {
             Phase::Pending(waker) => {
                 match waker {
@@ -915,14 +986,36 @@ impl<T: OpData> Op<T> {
                 let res = *res;
                 state.phase = Phase::Taken;
                 drop(state);
-                let cell = self.cell.take().expect("checked above");
                 // SAFETY: `Done` seen under the lock and switched to `Taken`:
                 // the kernel is finished with the data and no one else takes it.
-                let data = unsafe { &mut *cell.data.get() }.take();
-                recycle(cell);
+                let data = unsafe { &mut *self.data.get() }.take();
                 Poll::Ready((res, data.expect("taken once")))
             }
             Phase::Taken => unreachable!("Op polled after completion"),
+        }
+    }
+
+    /// The future is gone. True if the operation is still pending: the
+    /// caller has the owner cancel it, and the cell (with its data) stays
+    /// in the owner's table until the completion, which hands the data to
+    /// `OpData::orphaned`. A completed, untaken result goes there now.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut state = lock(&self.state);
+        match state.phase {
+            Phase::Pending(_) => {
+                state.abandoned = true;
+                true
+            }
+            Phase::Done(res) => {
+                state.phase = Phase::Taken;
+                drop(state);
+                // SAFETY: complete and not taken: the data is ours.
+                if let Some(data) = unsafe { &mut *self.data.get() } {
+                    data.orphaned(res);
+                }
+                false
+            }
+            Phase::Taken => false,
         }
     }
 }
@@ -932,24 +1025,10 @@ impl<T: OpData> Drop for Op<T> {
         let Some(cell) = self.cell.take() else {
             return;
         };
-        let mut state = lock(&cell.state);
-        match state.phase {
-            Phase::Pending(_) => {
-                state.abandoned = true;
-                drop(state);
-                // The owner cancels it; the cell (and buffer) stays in its
-                // slab until the completion.
-                super::cancel(&self.owner, cell);
-            }
-            Phase::Done(res) => {
-                state.phase = Phase::Taken;
-                drop(state);
-                // SAFETY: complete and not taken: the data is ours.
-                if let Some(data) = unsafe { &mut *cell.data.get() } {
-                    data.orphaned(res);
-                }
-            }
-            Phase::Taken => {}
+        if cell.abandon() {
+            // The owner cancels it; the cell (and buffer) stays in its
+            // table until the completion.
+            super::cancel(&self.owner, cell);
         }
     }
 }

@@ -153,12 +153,26 @@ impl Parker {
     }
 }
 
-#[cfg(not(weft_loom))]
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 fn wait_timeout<'a>(
     condvar: &Condvar,
     guard: std::sync::MutexGuard<'a, ()>,
     timeout: Duration,
 ) -> Result<std::sync::MutexGuard<'a, ()>, std::sync::MutexGuard<'a, ()>> {
+    condvar
+        .wait_timeout(guard, timeout)
+        .map(|(g, _)| g)
+        .map_err(|p| p.into_inner().0)
+}
+
+#[cfg(weft_shuttle)]
+fn wait_timeout<'a>(
+    condvar: &Condvar,
+    guard: shuttle::sync::MutexGuard<'a, ()>,
+    timeout: Duration,
+) -> Result<shuttle::sync::MutexGuard<'a, ()>, shuttle::sync::MutexGuard<'a, ()>> {
+    // shuttle's timed wait may return at any point of the schedule, as a
+    // timeout or a spurious wakeup would; the caller's loop handles both.
     condvar
         .wait_timeout(guard, timeout)
         .map(|(g, _)| g)

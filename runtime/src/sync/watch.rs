@@ -51,7 +51,9 @@ use crate::{
 
 #[cfg(weft_loom)]
 use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(not(weft_loom))]
+#[cfg(weft_shuttle)]
+use shuttle::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The sender is gone: no version comes after the current one.

@@ -37,9 +37,9 @@ use crate::facade::{
 
 /// Slots per block, plus the marker offset. Tiny under loom so block
 /// changes are reached.
-#[cfg(not(weft_loom))]
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 const LAP: usize = 32;
-#[cfg(weft_loom)]
+#[cfg(any(weft_loom, weft_shuttle))]
 const LAP: usize = 3;
 /// Slots in a block.
 const BLOCK_CAP: usize = LAP - 1;
@@ -119,7 +119,14 @@ pub(super) fn backoff(step: &mut u32) {
         let _ = step;
         loom::thread::yield_now();
     }
-    #[cfg(not(weft_loom))]
+    // shuttle runs its threads one at a time: a spin would never let the
+    // other thread finish its step.
+    #[cfg(weft_shuttle)]
+    {
+        let _ = step;
+        shuttle::thread::yield_now();
+    }
+    #[cfg(not(any(weft_loom, weft_shuttle)))]
     {
         if *step < 6 {
             for _ in 0..(1 << *step) {
