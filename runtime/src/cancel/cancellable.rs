@@ -159,6 +159,7 @@ impl<F: Future> Future for Cancellable<F> {
             restore.made_progress();
             return self.cancel_inner(c);
         }
+        crate::runtime::dump::awaiting_unless_known(crate::runtime::dump::Awaiting::Foreign);
         Poll::Pending
     }
 }

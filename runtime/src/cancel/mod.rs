@@ -398,7 +398,10 @@ impl Future for WaitCancelled {
         with_current_scope(|_| ());
         match poll_cancelled(None, true) {
             Some(c) => Poll::Ready(c),
-            None => Poll::Pending,
+            None => {
+                crate::runtime::dump::awaiting(crate::runtime::dump::Awaiting::Cancelled);
+                Poll::Pending
+            }
         }
     }
 }

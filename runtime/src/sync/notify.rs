@@ -495,6 +495,7 @@ impl Future for Notified<'_> {
             restore.made_progress();
             Poll::Ready(Ok(()))
         } else {
+            crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::Notify);
             Poll::Pending
         }
     }

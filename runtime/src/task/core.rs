@@ -31,6 +31,11 @@ pub(crate) struct Header {
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
     pub(crate) node: AtomicPtr<Node>,
+    /// What the task waits for: an `Awaiting` code, stored (Relaxed) by
+    /// the await point that returned `Pending`, cleared before each poll;
+    /// read only by the task dump (`runtime/dump.rs`). A std atomic: a
+    /// hint no protocol depends on.
+    pub(crate) awaiting: std::sync::atomic::AtomicU8,
 }
 
 impl Drop for Header {
@@ -163,6 +168,7 @@ impl<F: Future, S> Cell<F, S> {
                     id,
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
+                    awaiting: std::sync::atomic::AtomicU8::new(0),
                 },
                 core: Core {
                     scheduler,

@@ -54,6 +54,11 @@ where
     fn poll(self) {
         match self.header().state.transition_to_running() {
             TransitionToRunning::Success => {
+                // What the last poll waited for is over: the await point
+                // this poll stops at (if any) records its own.
+                self.header()
+                    .awaiting
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 let raw = self.raw();
                 // SAFETY: the waker borrows the poller's reference, which
                 // outlives this poll; ManuallyDrop keeps it from releasing it.
