@@ -90,9 +90,11 @@ impl<T: ?Sized> RwLock<T> {
     /// An await point: in a cancelled scope or past its deadline it returns
     /// the [`Cancelled`] at once, every time it is polled.
     pub async fn read(&self) -> Result<RwLockReadGuard<'_, T>, Cancelled> {
-        self.s.acquire_raw(1)
+        self.s
+            .acquire_raw(1)
             .waiting_as(crate::runtime::dump::SyncOp::RwLockRead)
-            .await.map_err(cancelled_only)?;
+            .await
+            .map_err(cancelled_only)?;
         Ok(RwLockReadGuard {
             lock: self,
             _marker: PhantomData,
@@ -138,9 +140,11 @@ impl<T: ?Sized> RwLock<T> {
     /// As [`RwLock::read`], with a guard that owns an `Arc` of the lock
     /// (`'static`, for moving into a task).
     pub async fn read_owned(self: StdArc<Self>) -> Result<OwnedRwLockReadGuard<T>, Cancelled> {
-        self.s.acquire_raw(1)
+        self.s
+            .acquire_raw(1)
             .waiting_as(crate::runtime::dump::SyncOp::RwLockRead)
-            .await.map_err(cancelled_only)?;
+            .await
+            .map_err(cancelled_only)?;
         Ok(OwnedRwLockReadGuard {
             lock: self,
             _marker: PhantomData,

@@ -69,11 +69,11 @@ use super::{
 };
 use crate::{
     cancel, coop,
-    runtime::dump::{self, Awaiting, SyncOp},
     facade::{
         atomic::{AtomicBool, AtomicUsize, Ordering::*},
         lock, Mutex, MutexGuard,
     },
+    runtime::dump::{self, Awaiting, SyncOp},
 };
 
 /// A waiter's node value.
