@@ -50,6 +50,8 @@ pub mod cancel;
 mod context;
 mod coop;
 mod facade;
+#[cfg(feature = "tracing")]
+mod instrument;
 pub mod io;
 mod macros;
 pub mod net;

@@ -36,6 +36,9 @@ pub(crate) struct Header {
     /// read only by the task dump (`runtime/dump.rs`). A std atomic: a
     /// hint no protocol depends on.
     pub(crate) awaiting: std::sync::atomic::AtomicU8,
+    /// The task's `tracing` span, set once before the task is shared.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: std::sync::OnceLock<tracing::Span>,
 }
 
 impl Drop for Header {
@@ -169,6 +172,8 @@ impl<F: Future, S> Cell<F, S> {
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
                     awaiting: std::sync::atomic::AtomicU8::new(0),
+                    #[cfg(feature = "tracing")]
+                    span: std::sync::OnceLock::new(),
                 },
                 core: Core {
                     scheduler,
