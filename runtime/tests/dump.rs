@@ -363,3 +363,80 @@ fn the_dumping_task_runs_and_sees_its_budget(driver: Driver) {
     });
     rt.finish();
 }
+
+/// `Builder::dump_on_signal_with`: each SIGUSR1 hands a dump to the hook,
+/// listing the service's tasks and the listener itself; a signal that
+/// cannot be caught fails the build; the listener goes with the runtime.
+#[test]
+fn a_signal_hands_a_dump_to_the_hook() {
+    use weft::signal::unix::SignalKind;
+
+    let _serial = common::net::serial();
+    let kind = SignalKind::user_defined1();
+    let listeners_before = weft::signal::unix::__listener_count(kind);
+    let (tx, rx) = std::sync::mpsc::channel::<TaskDump>();
+    let tx = std::sync::Mutex::new(tx);
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .dump_on_signal_with(kind, move |dump| {
+            let _ = tx.lock().unwrap().send(dump);
+        })
+        .build()
+        .expect("SIGUSR1 can be caught");
+    assert_eq!(
+        weft::signal::unix::__listener_count(kind),
+        listeners_before + 1
+    );
+    let notify = Arc::new(Notify::new());
+    let n = notify.clone();
+    let waiter = Builder::new().name("waiting-service").spawn_on(
+        async move {
+            let _ = n.notified().await;
+        },
+        rt.handle(),
+    );
+    for round in 0..2 {
+        // SAFETY: sending a signal to our own process; the runtime's
+        // handler for it is installed.
+        assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) }, 0);
+        let dump = rx
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|e| panic!("no dump for signal {round}: {e}"));
+        let listener = dump
+            .tasks()
+            .iter()
+            .find(|t| t.name() == Some("weft-dump-on-signal"))
+            .expect("the listener is listed");
+        assert_eq!(
+            listener.state(),
+            TaskState::Running,
+            "it is taking the dump"
+        );
+        let service = dump.task(waiter.id()).expect("the service task is listed");
+        assert_eq!(service.name(), Some("waiting-service"));
+        // It may still be on its way to the wait at the first signal.
+        if service.state() == TaskState::Idle {
+            assert_eq!(service.awaiting(), Awaiting::Sync(SyncOp::Notify));
+        }
+    }
+    notify.notify_one();
+    common::block_on_bounded(&rt, waiter).unwrap();
+    assert_eq!(rt.metrics().alive_tasks, 1, "only the listener is left");
+    drop(rt);
+    assert_eq!(
+        weft::signal::unix::__listener_count(kind),
+        listeners_before,
+        "the listener went with the runtime"
+    );
+
+    let refused = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .dump_on_signal(SignalKind::from_raw(libc::SIGKILL))
+        .build();
+    match refused {
+        Err(weft::runtime::BuildError::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}")
+        }
+        other => panic!("SIGKILL cannot be caught: {other:?}"),
+    }
+}

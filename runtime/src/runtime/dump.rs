@@ -450,6 +450,36 @@ impl fmt::Display for TaskDump {
     }
 }
 
+/// What `Builder::dump_on_signal_with` does with each dump.
+pub(crate) type DumpHook = StdArc<dyn Fn(TaskDump) + Send + Sync>;
+
+/// Starts the task behind `Builder::dump_on_signal`: a detached root that
+/// hands a dump to `hook` each time `signal` arrives, until the runtime
+/// shuts down (which cancels it, and drops its listener).
+pub(crate) fn dump_on_signal(
+    runtime: &super::Runtime,
+    signal: crate::signal::unix::SignalKind,
+    hook: DumpHook,
+) -> std::io::Result<()> {
+    // Listening from now on: a signal sent as soon as `build` returns is
+    // seen by the first poll.
+    let mut listener = crate::signal::unix::signal(signal)?;
+    crate::task::Builder::new()
+        .name("weft-dump-on-signal")
+        .detached()
+        .spawn_on(
+            async move {
+                while listener.recv().await.is_ok() {
+                    // The current runtime: a `Handle` captured here would
+                    // keep the runtime alive from its own registry.
+                    hook(super::Handle::current().dump());
+                }
+            },
+            runtime.handle(),
+        );
+    Ok(())
+}
+
 /// Walks `shared`'s registry (see the module docs).
 pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
     // Under the shard locks only what is cheap and needs the task alive:
