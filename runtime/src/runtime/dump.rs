@@ -234,7 +234,9 @@ impl fmt::Display for SyncOp {
 
 /// Records what the current task waits for. Await points call it on their
 /// `Pending` path only (see the module docs); outside a task it does
-/// nothing.
+/// nothing. Inlined, the kind folds to a constant byte: a thread-local
+/// read, a null check and a byte store (docs/BENCHMARKS.md, "Task dump",
+/// has the cost per `Pending` poll; out of line it cost more).
 #[inline]
 pub(crate) fn awaiting(kind: Awaiting) {
     if let Some(task) = context::current_task() {
