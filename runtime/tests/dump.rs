@@ -108,6 +108,13 @@ fn every_await_point_is_named_and_finished_tasks_are_gone(driver: Driver) {
             let _ = target.await;
         });
 
+        // A group joining a child that waits for its (the group's) cancel.
+        let group = w.spawn("group", Awaiting::Join, async {
+            let mut group = cancel::TaskGroup::new();
+            group.spawn(async { drop(cancel::cancelled().await) });
+            while group.join_next().await.is_some() {}
+        });
+
         let (tx, mut rx) = mpsc::channel::<u8>(1);
         w.spawn("mpsc-recv", Awaiting::Sync(SyncOp::MpscRecv), async move {
             let _ = rx.recv().await;
@@ -224,7 +231,7 @@ fn every_await_point_is_named_and_finished_tasks_are_gone(driver: Driver) {
         foreign_tx.send(1).unwrap();
         unknown_tx.send(1).unwrap();
         for handle in w.handles.drain(..) {
-            if handle.id() == acceptor || handle.id() == sleeper {
+            if [acceptor, sleeper, group].contains(&handle.id()) {
                 handle.cancel();
             }
             let _ = handle.await;

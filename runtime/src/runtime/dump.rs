@@ -59,7 +59,8 @@ pub enum Awaiting {
     Sleep,
     /// A socket operation.
     Io(IoOp),
-    /// Another task's [`JoinHandle`](crate::JoinHandle).
+    /// Another task's [`JoinHandle`](crate::JoinHandle), or a
+    /// [`TaskGroup`](crate::cancel::TaskGroup) join.
     Join,
     /// A `weft::sync` primitive.
     Sync(SyncOp),
