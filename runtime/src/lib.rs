@@ -37,7 +37,7 @@
 //! | [`signal`] | `ctrl_c`, `unix::signal` |
 //! | `macros` | [`select!`] (tokio's syntax); [`join!`] and [`try_join!`] are futures-util's |
 //! | `blocking/` | the `spawn_blocking` pool |
-//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, shutdown |
+//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, the task dump, shutdown |
 //! | `facade` | `std` or `loom` primitives for the concurrent code (`cfg(weft_loom)`) |
 //!
 //! docs/FROM_TOKIO.md maps tokio's names to weft's and lists what differs.

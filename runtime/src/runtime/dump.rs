@@ -26,7 +26,10 @@
 //! in it), the rest of the runtime runs on. So
 //! - every task that was live for the whole dump is listed exactly once,
 //!   and no task freed before the dump started is listed;
-//! - a task spawned or finished during the dump may or may not be;
+//! - a task spawned or finished during the dump may or may not be; one
+//!   that just finished can still be listed, as [`TaskState::Complete`],
+//!   for a moment after its `JoinHandle` returned (it leaves the registry
+//!   right after storing its output);
 //! - each entry's fields are read one after the other from the task's
 //!   atomics while it runs on: an entry is what that task looked like at
 //!   one moment near the dump, not a global snapshot of all tasks at one
