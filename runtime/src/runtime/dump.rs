@@ -8,7 +8,7 @@
 //!   transition just wrote) before each poll.
 //! - A weft await point that is about to return `Pending` — its waker
 //!   registered, the scope checked — stores its kind there through the
-//!   thread's current task ([`awaiting`]). Only that `Pending` path pays: a
+//!   thread's current task (`awaiting`). Only that `Pending` path pays: a
 //!   thread-local read and a relaxed byte store. The `Ready` path is
 //!   untouched.
 //! - So after a poll that returned `Pending`, the byte names the last weft

@@ -428,7 +428,7 @@ impl Handle {
 
     /// Lists the runtime's live tasks: id, name, state, what each awaits,
     /// its deadline and whether its scope is cancelled. The workers keep
-    /// running meanwhile; [`dump`](self::dump) says what the listing is
+    /// running meanwhile; the [`dump`] module says what the listing is
     /// consistent with.
     ///
     /// ```
