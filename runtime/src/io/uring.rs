@@ -1278,7 +1278,10 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
             }
         }
         let Poll::Ready((res, data)) = this.op.poll_complete(cx) else {
-            crate::runtime::dump::awaiting(crate::runtime::dump::Awaiting::Io(this.kind));
+            crate::runtime::dump::awaiting(
+                cx.waker(),
+                crate::runtime::dump::Awaiting::Io(this.kind),
+            );
             return Poll::Pending;
         };
         restore.made_progress();

@@ -180,7 +180,7 @@ fn poll_epoll_once<R>(
             if let Some(c) = cancel::poll_cancelled(None, true) {
                 return Poll::Ready(Err(c.into()));
             }
-            dump::awaiting(Awaiting::Io(kind));
+            dump::awaiting(cx.waker(), Awaiting::Io(kind));
             Poll::Pending
         }
     }

@@ -7,10 +7,10 @@
 //! - The poller clears it (a relaxed store to the header line the state
 //!   transition just wrote) before each poll.
 //! - A weft await point that is about to return `Pending` — its waker
-//!   registered, the scope checked — stores its kind there through the
-//!   thread's current task (`awaiting`). Only that `Pending` path pays: a
-//!   thread-local read and a relaxed byte store. The `Ready` path is
-//!   untouched.
+//!   registered, the scope checked — stores its kind there, in the task
+//!   its waker wakes ([`awaiting`]: a vtable compare finds the task; no
+//!   thread-local). Only that `Pending` path pays, a handful of
+//!   instructions. The `Ready` path is untouched.
 //! - So after a poll that returned `Pending`, the byte names the last weft
 //!   await point that returned `Pending` in it. Under `select!` or `join!`
 //!   several branches wait at once and the dump shows the one polled last;
@@ -44,6 +44,7 @@
 use std::{
     fmt,
     sync::{atomic::Ordering::Relaxed, Arc as StdArc},
+    task::Waker,
     time::{Duration, Instant},
 };
 
@@ -236,34 +237,34 @@ impl fmt::Display for SyncOp {
     }
 }
 
-/// Records what the current task waits for. Await points call it on their
-/// `Pending` path only (see the module docs); outside a task it does
-/// nothing. Inlined, the kind folds to a constant byte: a thread-local
-/// read, a null check and a byte store (docs/BENCHMARKS.md, "Task dump",
-/// has the cost per `Pending` poll; out of line it cost more).
+/// Records what the task `waker` wakes is waiting for. Await points call
+/// it on their `Pending` path only, with the waker they registered (see
+/// the module docs). No thread-local: the task is found through its
+/// waker (a vtable compare), so the record is a few instructions. A waker
+/// that is not a weft task's (a combinator's own, such as
+/// `FuturesUnordered`'s) records nothing: the dump then shows `Unknown`.
 #[inline]
-pub(crate) fn awaiting(kind: Awaiting) {
-    if let Some(task) = context::current_task() {
-        task.header().awaiting.store(kind.code(), Relaxed);
+pub(crate) fn awaiting(waker: &Waker, kind: Awaiting) {
+    if let Some(header) = crate::task::waker::header_of(waker) {
+        header.awaiting.store(kind.code(), Relaxed);
     }
 }
 
 /// [`awaiting`] a `weft::sync` primitive (one short line at each of their
-/// `Pending` returns).
+/// `Pending` returns, as `crate::sync::record_wait`).
 #[inline]
-pub(crate) fn awaiting_sync(op: SyncOp) {
-    awaiting(Awaiting::Sync(op));
+pub(crate) fn awaiting_sync(waker: &Waker, op: SyncOp) {
+    awaiting(waker, Awaiting::Sync(op));
 }
 
 /// As [`awaiting`], unless an await point inside already said what the
 /// task waits for during this poll (for wrappers such as `cancellable`,
 /// whose inner future may be a weft await point).
 #[inline]
-pub(crate) fn awaiting_unless_known(kind: Awaiting) {
-    if let Some(task) = context::current_task() {
-        let slot = &task.header().awaiting;
-        if slot.load(Relaxed) == Awaiting::Unknown.code() {
-            slot.store(kind.code(), Relaxed);
+pub(crate) fn awaiting_unless_known(waker: &Waker, kind: Awaiting) {
+    if let Some(header) = crate::task::waker::header_of(waker) {
+        if header.awaiting.load(Relaxed) == Awaiting::Unknown.code() {
+            header.awaiting.store(kind.code(), Relaxed);
         }
     }
 }

@@ -495,7 +495,7 @@ impl Future for Notified<'_> {
             restore.made_progress();
             Poll::Ready(Ok(()))
         } else {
-            crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::Notify);
+            crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::Notify);
             Poll::Pending
         }
     }

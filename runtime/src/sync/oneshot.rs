@@ -274,7 +274,7 @@ impl<T> Sender<T> {
                     .is_some_and(|w| w.will_wake(cx.waker()))
             });
             if same {
-                crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::OneshotClosed);
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotClosed);
                 return Poll::Pending;
             }
             state = inner.state.fetch_and(!TX_TASK_SET, AcqRel);
@@ -295,7 +295,7 @@ impl<T> Sender<T> {
             restore.made_progress();
             return Poll::Ready(Ok(()));
         }
-        crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::OneshotClosed);
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotClosed);
         Poll::Pending
     }
 }
@@ -380,7 +380,7 @@ impl<T> Receiver<T> {
             restore.made_progress();
             return Poll::Ready(Err(RecvError::Closed));
         }
-        crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::OneshotRecv);
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotRecv);
         Poll::Pending
     }
 }

@@ -627,7 +627,7 @@ impl Future for Acquire<'_> {
             let list = lock(&this.sem.waiters);
             if this.node.is_queued() {
                 this.node.set_waker(cx.waker());
-                dump::awaiting(Awaiting::Sync(this.kind));
+                dump::awaiting(cx.waker(), Awaiting::Sync(this.kind));
                 return Poll::Pending;
             }
             // Popped: with all its permits, or by `close`.
@@ -662,7 +662,7 @@ impl Future for Acquire<'_> {
         if out.is_ready() {
             restore.made_progress();
         } else {
-            dump::awaiting(Awaiting::Sync(this.kind));
+            dump::awaiting(cx.waker(), Awaiting::Sync(this.kind));
         }
         out
     }

@@ -101,7 +101,7 @@ impl<T> Future for JoinHandle<T> {
         if out.is_ready() {
             restore.made_progress();
         } else {
-            dump::awaiting(Awaiting::Join);
+            dump::awaiting(cx.waker(), Awaiting::Join);
         }
         out
     }

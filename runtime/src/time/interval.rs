@@ -70,7 +70,7 @@ impl Interval {
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         let restore = std::task::ready!(coop::poll_proceed(cx));
         if self.sleep.poll_elapsed(cx).is_pending() {
-            crate::runtime::dump::awaiting(crate::runtime::dump::Awaiting::Sleep);
+            crate::runtime::dump::awaiting(cx.waker(), crate::runtime::dump::Awaiting::Sleep);
             return Poll::Pending;
         }
         restore.made_progress();

@@ -150,7 +150,7 @@ impl Future for Sleep {
         if res.is_ready() {
             restore.made_progress();
         } else {
-            dump::awaiting(Awaiting::Sleep);
+            dump::awaiting(cx.waker(), Awaiting::Sleep);
         }
         res.map(Ok)
     }

@@ -309,7 +309,7 @@ impl<T, S: Capacity> Chan<T, S> {
                 Poll::Ready(Err(RecvFail::Closed))
             }
             Ok(None) => {
-                crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::MpscRecv);
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscRecv);
                 Poll::Pending
             }
         }
@@ -382,7 +382,7 @@ impl<T, S: Capacity> Chan<T, S> {
         }
         // SAFETY: per the caller.
         unsafe { node.link(&mut waiters, cx.waker()) };
-        crate::runtime::dump::awaiting_sync(crate::runtime::dump::SyncOp::MpscClosed);
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscClosed);
         Poll::Pending
     }
 }
