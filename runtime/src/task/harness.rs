@@ -66,28 +66,27 @@ where
                 let mut cx = Context::from_waker(&waker);
                 let id = self.header().id;
                 let core = self.core();
-                let polled = {
-                    // Entered for the poll only: the cell may be freed by
-                    // the completion below.
-                    #[cfg(feature = "tracing")]
-                    let _span = self.header().span.get().map(tracing::Span::enter);
-                    context::with_task(raw, self.header().node_ptr(), || {
-                        coop::with_budget(|| {
-                            panic::catch_unwind(AssertUnwindSafe(|| {
-                                // SAFETY: RUNNING gives this thread the stage; the
-                                // future is never moved out of the cell while Running.
-                                core.stage.with_mut(|ptr| match unsafe { &mut *ptr } {
-                                    Stage::Running(future) => {
-                                        // SAFETY: pinned in the heap cell until dropped in place.
-                                        unsafe { std::pin::Pin::new_unchecked(future) }
-                                            .poll(&mut cx)
-                                    }
-                                    _ => unreachable!("polled a task whose future is gone"),
-                                })
-                            }))
-                        })
+                // Entered for the poll only (dropped below): the cell may be
+                // freed by the completion.
+                #[cfg(feature = "tracing")]
+                let span = self.header().span.get().map(tracing::Span::enter);
+                let polled = context::with_task(raw, self.header().node_ptr(), || {
+                    coop::with_budget(|| {
+                        panic::catch_unwind(AssertUnwindSafe(|| {
+                            // SAFETY: RUNNING gives this thread the stage; the
+                            // future is never moved out of the cell while Running.
+                            core.stage.with_mut(|ptr| match unsafe { &mut *ptr } {
+                                Stage::Running(future) => {
+                                    // SAFETY: pinned in the heap cell until dropped in place.
+                                    unsafe { std::pin::Pin::new_unchecked(future) }.poll(&mut cx)
+                                }
+                                _ => unreachable!("polled a task whose future is gone"),
+                            })
+                        }))
                     })
-                };
+                });
+                #[cfg(feature = "tracing")]
+                drop(span);
                 match polled {
                     Ok(Poll::Pending) => self.after_pending(),
                     Ok(Poll::Ready(output)) => {
