@@ -261,6 +261,13 @@ fn every_await_point_is_named_and_finished_tasks_are_gone(driver: Driver) {
             "finished tasks are not printed"
         );
     });
+    // From outside the runtime too: nothing the test spawned is left
+    // (bounded: a joined task leaves the registry a moment after).
+    assert!(
+        common::eventually(|| rt.rt.dump().tasks().is_empty()),
+        "{}",
+        rt.rt.dump()
+    );
     rt.finish();
 }
 

@@ -251,6 +251,11 @@ impl Runtime {
         self.handle.metrics()
     }
 
+    /// The runtime's live tasks; see [`Handle::dump`].
+    pub fn dump(&self) -> dump::TaskDump {
+        self.handle.dump()
+    }
+
     /// The io driver the workers run: `Uring` or `Epoll`, never `Auto`.
     pub fn io_driver(&self) -> crate::io::Driver {
         self.handle.io_driver()
