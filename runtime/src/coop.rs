@@ -40,6 +40,11 @@ pub(crate) fn with_budget<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The budget left in the current poll (`None` outside any poll).
+pub(crate) fn remaining() -> Option<u8> {
+    CURRENT.with(Cell::get)
+}
+
 /// Gives back the unit taken by [`poll_proceed`] unless the leaf future
 /// reports progress: a leaf that returns `Pending` did no work.
 #[must_use]

@@ -37,7 +37,7 @@
 //! | [`signal`] | `ctrl_c`, `unix::signal` |
 //! | `macros` | [`select!`] (tokio's syntax); [`join!`] and [`try_join!`] are futures-util's |
 //! | `blocking/` | the `spawn_blocking` pool |
-//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, shutdown |
+//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics, the task dump, shutdown |
 //! | `facade` | `std`, `loom` or `shuttle` primitives for the concurrent code (`cfg(weft_loom)`, `cfg(weft_shuttle)`) |
 //!
 //! docs/FROM_TOKIO.md maps tokio's names to weft's and lists what differs.
@@ -50,6 +50,8 @@ pub mod cancel;
 mod context;
 mod coop;
 mod facade;
+#[cfg(feature = "tracing")]
+mod instrument;
 pub mod io;
 mod macros;
 pub mod net;

@@ -159,6 +159,10 @@ impl<F: Future> Future for Cancellable<F> {
             restore.made_progress();
             return self.cancel_inner(c);
         }
+        crate::runtime::dump::awaiting_unless_known(
+            cx.waker(),
+            crate::runtime::dump::Awaiting::Foreign,
+        );
         Poll::Pending
     }
 }

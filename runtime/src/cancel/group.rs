@@ -342,6 +342,7 @@ impl<T: Send + 'static> TaskGroup<T> {
                 return Poll::Ready(Some((seq, res)));
             }
         }
+        crate::runtime::dump::awaiting(cx.waker(), crate::runtime::dump::Awaiting::Join);
         Poll::Pending
     }
 

@@ -392,13 +392,19 @@ pub struct WaitCancelled {
 impl Future for WaitCancelled {
     type Output = Cancelled;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Cancelled> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
         // Make sure the task has a node the canceller can reach and that
         // wakes this task (its waiter) when cancelled.
         with_current_scope(|_| ());
         match poll_cancelled(None, true) {
             Some(c) => Poll::Ready(c),
-            None => Poll::Pending,
+            None => {
+                crate::runtime::dump::awaiting(
+                    cx.waker(),
+                    crate::runtime::dump::Awaiting::Cancelled,
+                );
+                Poll::Pending
+            }
         }
     }
 }

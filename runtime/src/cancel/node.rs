@@ -442,6 +442,9 @@ impl Node {
             // reason is in.
             inner.reason = reason.clone();
         }
+        // The task is alive while its node is not finished (see `task`).
+        #[cfg(feature = "tracing")]
+        self.trace_cancel(state, self.task.filter(|_| !inner.finished), &inner.reason);
         match (self.task, &inner.waker) {
             (Some(task), _) if !inner.finished => task.wake_by_ref_synced(),
             (None, Some(waker)) => wakers.push(waker.clone()),
@@ -494,6 +497,12 @@ impl Node {
                     // comes before it is freed, leaves the list under our
                     // lock), so a CAS and a wake do, without its lock.
                     (Some(task), None) => child.try_flip(state | WALKED).inspect(|prev| {
+                        #[cfg(feature = "tracing")]
+                        child.trace_cancel(
+                            state,
+                            Some(task).filter(|_| prev & LINGERING == 0),
+                            &None,
+                        );
                         if prev & LINGERING == 0 {
                             task.wake_by_ref_synced();
                         }
@@ -549,6 +558,18 @@ impl Node {
             Some((Some(this), true)) => this.resume(),
             // The caller holds a count of `self`, so this is never the last.
             other => drop(other),
+        }
+    }
+
+    /// Reports a cancel this node just took (`state`: its bits) to
+    /// `tracing`; `task` is the node's task if it is alive.
+    #[cfg(feature = "tracing")]
+    fn trace_cancel(&self, state: usize, task: Option<RawTask>, reason: &Option<StdArc<str>>) {
+        let code = |shift: usize| Cause::from_code((state >> shift) & CODE_MASK);
+        if let Some(cause) = code(CAUSE_SHIFT) {
+            let origin = code(ORIGIN_SHIFT).unwrap_or(cause);
+            let reason = reason.as_deref();
+            crate::instrument::cancelled(task, cause, origin, reason, self.deadline);
         }
     }
 

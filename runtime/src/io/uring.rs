@@ -1330,13 +1330,16 @@ impl<T: OpData> Op<T> {
 pub(crate) struct Cancellable<T: OpData> {
     op: Op<T>,
     cancelled: Option<Cancelled>,
+    /// What the task dump shows while the op is in flight.
+    kind: crate::runtime::dump::IoOp,
 }
 
 impl<T: OpData> Cancellable<T> {
-    pub(crate) fn new(op: Op<T>) -> Self {
+    pub(crate) fn new(op: Op<T>, kind: crate::runtime::dump::IoOp) -> Self {
         Cancellable {
             op,
             cancelled: None,
+            kind,
         }
     }
 }
@@ -1353,7 +1356,13 @@ impl<T: OpData> std::future::Future for Cancellable<T> {
                 this.op.cancel_in_place();
             }
         }
-        let (res, data) = std::task::ready!(this.op.poll_complete(cx));
+        let Poll::Ready((res, data)) = this.op.poll_complete(cx) else {
+            crate::runtime::dump::awaiting(
+                cx.waker(),
+                crate::runtime::dump::Awaiting::Io(this.kind),
+            );
+            return Poll::Pending;
+        };
         restore.made_progress();
         // An op the kernel had handed to an io-wq thread because it blocks
         // there (a Unix stream connect waiting for backlog room) is

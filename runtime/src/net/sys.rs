@@ -25,6 +25,7 @@ use crate::{
         uring::{self, Cancellable, Op, OpData},
         Driver, IoBuf, IoBufMut,
     },
+    runtime::dump::{self, Awaiting, IoOp},
 };
 
 /// A socket and how it is driven. On drop an epoll registration is dropped
@@ -147,10 +148,11 @@ impl<B: IoBuf> MsgData<B> {
 async fn poll_epoll<R>(
     reg: &Registration,
     dir: Direction,
+    kind: IoOp,
     mut op: impl FnMut() -> io::Result<R>,
     drained: impl Fn(&R) -> bool,
 ) -> io::Result<R> {
-    poll_fn(|cx: &mut Context<'_>| poll_epoll_once(reg, cx, dir, &mut op, &drained)).await
+    poll_fn(|cx: &mut Context<'_>| poll_epoll_once(reg, cx, dir, kind, &mut op, &drained)).await
 }
 
 /// One poll of a readiness-driven operation, as a weft await point.
@@ -158,6 +160,7 @@ fn poll_epoll_once<R>(
     reg: &Registration,
     cx: &mut Context<'_>,
     dir: Direction,
+    kind: IoOp,
     op: impl FnMut() -> io::Result<R>,
     drained: impl Fn(&R) -> bool,
 ) -> Poll<io::Result<R>> {
@@ -177,6 +180,7 @@ fn poll_epoll_once<R>(
             if let Some(c) = cancel::poll_cancelled(None, true) {
                 return Poll::Ready(Err(c.into()));
             }
+            dump::awaiting(cx.waker(), Awaiting::Io(kind));
             Poll::Pending
         }
     }
@@ -273,6 +277,7 @@ impl Socket {
             reg,
             cx,
             Direction::Read,
+            IoOp::Read,
             || {
                 // SAFETY: `ptr` is valid for `len` bytes of writes (the
                 // caller's contract).
@@ -332,6 +337,7 @@ impl Socket {
             reg,
             cx,
             Direction::Write,
+            IoOp::Write,
             || {
                 // SAFETY: `buf` holds `len` initialised bytes.
                 cvt_size(unsafe {
@@ -371,7 +377,7 @@ impl Socket {
                         .build()
                 });
                 let (res, BufData(mut buf)) = match op {
-                    Ok(op) => Cancellable::new(op).await,
+                    Ok(op) => Cancellable::new(op, IoOp::Read).await,
                     Err((e, BufData(buf))) => return (Err(e), buf),
                 };
                 let res = finish(res);
@@ -387,6 +393,7 @@ impl Socket {
                 let res = poll_epoll(
                     reg,
                     Direction::Read,
+                    IoOp::Read,
                     || {
                         // SAFETY: the buffer is valid for `total` bytes of writes
                         // and owned by this call.
@@ -430,7 +437,7 @@ impl Socket {
                 });
                 match op {
                     Ok(op) => {
-                        let (res, BufData(buf)) = Cancellable::new(op).await;
+                        let (res, BufData(buf)) = Cancellable::new(op, IoOp::Write).await;
                         (finish(res), buf)
                     }
                     Err((e, BufData(buf))) => (Err(e), buf),
@@ -442,6 +449,7 @@ impl Socket {
                 let res = poll_epoll(
                     reg,
                     Direction::Write,
+                    IoOp::Write,
                     || {
                         // SAFETY: `len` initialised bytes at `ptr`, owned by
                         // this call.
@@ -492,7 +500,7 @@ impl Socket {
                     opcode::Connect::new(Fd(fd), d.0.as_ptr(), d.0.len).build()
                 })
                 .map_err(|(e, _)| e)?;
-                let (res, _) = Cancellable::new(op).await;
+                let (res, _) = Cancellable::new(op, IoOp::Connect).await;
                 finish(res).map(drop)
             }
             Kind::Epoll(reg) => {
@@ -504,6 +512,7 @@ impl Socket {
                 poll_epoll(
                     reg,
                     Direction::Write,
+                    IoOp::Connect,
                     || {
                         match self.sock_ref().take_error()? {
                             None => {
@@ -539,7 +548,7 @@ impl Socket {
                         .build()
                 })
                 .map_err(|(e, _)| e)?;
-                let (res, data) = Cancellable::new(op).await;
+                let (res, data) = Cancellable::new(op, IoOp::Accept).await;
                 let new_fd = finish(res)?;
                 // SAFETY: the kernel handed us this fd.
                 let new_fd = unsafe { OwnedFd::from_raw_fd(new_fd as RawFd) };
@@ -549,6 +558,7 @@ impl Socket {
                 poll_epoll(
                     reg,
                     Direction::Read,
+                    IoOp::Accept,
                     || {
                         let mut raw = RawAddr::empty();
                         // SAFETY: storage and length valid for the kernel to fill.
@@ -590,7 +600,7 @@ impl Socket {
                     opcode::RecvMsg::new(Fd(fd), msg).build()
                 });
                 let (res, data) = match op {
-                    Ok(op) => Cancellable::new(op).await,
+                    Ok(op) => Cancellable::new(op, IoOp::Read).await,
                     Err((e, data)) => return (Err(e), data.buf),
                 };
                 let MsgData {
@@ -615,6 +625,7 @@ impl Socket {
                 let res = poll_epoll(
                     reg,
                     Direction::Read,
+                    IoOp::Read,
                     || {
                         let mut raw = RawAddr::empty();
                         // SAFETY: the buffer is valid for `total` bytes of writes;
@@ -668,7 +679,7 @@ impl Socket {
                 });
                 match op {
                     Ok(op) => {
-                        let (res, data) = Cancellable::new(op).await;
+                        let (res, data) = Cancellable::new(op, IoOp::Write).await;
                         (finish(res), data.buf)
                     }
                     Err((e, data)) => (Err(e), data.buf),
@@ -680,6 +691,7 @@ impl Socket {
                 let res = poll_epoll(
                     reg,
                     Direction::Write,
+                    IoOp::Write,
                     || {
                         let (name, name_len) = match &raw {
                             Some(r) => (r.as_ptr(), r.len),

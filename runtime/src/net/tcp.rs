@@ -124,6 +124,10 @@ impl TcpListener {
                     if let Some(c) = cancel::poll_cancelled(None, true) {
                         return Poll::Ready(Err(io::Error::from(c)));
                     }
+                    crate::runtime::dump::awaiting(
+                        cx.waker(),
+                        crate::runtime::dump::Awaiting::Io(crate::runtime::dump::IoOp::Accept),
+                    );
                     return Poll::Pending;
                 };
                 restore.made_progress();
@@ -198,6 +202,10 @@ impl TcpListener {
             if let Some(c) = cancel::poll_cancelled(None, true) {
                 return Poll::Ready(Err(io::Error::from(c)));
             }
+            crate::runtime::dump::awaiting(
+                cx.waker(),
+                crate::runtime::dump::Awaiting::Io(crate::runtime::dump::IoOp::Close),
+            );
             Poll::Pending
         })
         .await

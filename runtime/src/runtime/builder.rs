@@ -32,6 +32,8 @@ pub struct Builder {
     /// `None`: adaptive (see `io_spin`).
     pub(crate) io_spin: Option<u32>,
     pub(crate) idle_spin: Duration,
+    /// `dump_on_signal`: the signal and what to do with each dump.
+    pub(crate) dump_on_signal: Option<(crate::signal::unix::SignalKind, super::dump::DumpHook)>,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -145,6 +147,7 @@ impl Builder {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             idle_spin: DEFAULT_IDLE_SPIN,
+            dump_on_signal: None,
         }
     }
 
@@ -275,6 +278,28 @@ impl Builder {
         self
     }
 
+    /// Prints the task dump ([`Handle::dump`](super::Handle::dump)) to
+    /// stderr each time the process receives `signal` (say
+    /// `SignalKind::user_defined1()`, for `kill -USR1 <pid>`), as Go
+    /// prints its goroutines on SIGQUIT. A detached task named
+    /// `weft-dump-on-signal` listens (it is in the dump, and in
+    /// `alive_tasks`). [`build`](Builder::build) fails with
+    /// [`BuildError::Io`] for a signal that cannot be caught.
+    pub fn dump_on_signal(self, signal: crate::signal::unix::SignalKind) -> Builder {
+        self.dump_on_signal_with(signal, |dump| eprintln!("{dump}"))
+    }
+
+    /// As [`dump_on_signal`](Builder::dump_on_signal), handing each dump to
+    /// `f` (on a worker thread: keep it short, or send it elsewhere).
+    pub fn dump_on_signal_with(
+        mut self,
+        signal: crate::signal::unix::SignalKind,
+        f: impl Fn(super::dump::TaskDump) + Send + Sync + 'static,
+    ) -> Builder {
+        self.dump_on_signal = Some((signal, Arc::new(f)));
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -307,7 +332,11 @@ impl Builder {
         if self.idle_spin > MAX_IDLE_SPIN {
             return Err(BuildError::InvalidIdleSpin(self.idle_spin));
         }
-        Runtime::start(self, workers)
+        let runtime = Runtime::start(self, workers)?;
+        if let Some((signal, hook)) = &self.dump_on_signal {
+            super::dump::dump_on_signal(&runtime, *signal, hook.clone()).map_err(BuildError::Io)?;
+        }
+        Ok(runtime)
     }
 }
 

@@ -19,6 +19,7 @@
 //!    left of the timeout).
 
 mod builder;
+pub mod dump;
 mod metrics;
 
 use std::{
@@ -250,6 +251,11 @@ impl Runtime {
         self.handle.metrics()
     }
 
+    /// The runtime's live tasks; see [`Handle::dump`].
+    pub fn dump(&self) -> dump::TaskDump {
+        self.handle.dump()
+    }
+
     /// The io driver the workers run: `Uring` or `Epoll`, never `Auto`.
     pub fn io_driver(&self) -> crate::io::Driver {
         self.handle.io_driver()
@@ -423,6 +429,30 @@ impl Handle {
     /// See [`Runtime::metrics`].
     pub fn metrics(&self) -> RuntimeMetrics {
         metrics::snapshot(&self.inner.shared)
+    }
+
+    /// Lists the runtime's live tasks: id, name, state, what each awaits,
+    /// its deadline and whether its scope is cancelled. The workers keep
+    /// running meanwhile; the [`dump`] module says what the listing is
+    /// consistent with.
+    ///
+    /// ```
+    /// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    /// # rt.block_on(async {
+    /// use weft::runtime::Handle;
+    /// let (tx, rx) = weft::sync::oneshot::channel::<()>();
+    /// let waiter = weft::task::Builder::new().name("waiter").spawn(rx);
+    /// weft::time::sleep(std::time::Duration::from_millis(20)).await.unwrap();
+    /// let dump = Handle::current().dump();
+    /// let task = dump.task(waiter.id()).unwrap();
+    /// assert_eq!(task.name(), Some("waiter"));
+    /// assert_eq!(task.awaiting().to_string(), "oneshot recv");
+    /// println!("{dump}");
+    /// # drop(tx);
+    /// # });
+    /// ```
+    pub fn dump(&self) -> dump::TaskDump {
+        dump::take(&self.inner.shared)
     }
 }
 

@@ -123,6 +123,8 @@ impl Handle {
             let raw = task.raw();
             ((task, notified, join), raw, slot)
         });
+        #[cfg(feature = "tracing")]
+        crate::instrument::attach_span(task.raw(), opts);
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);
         }

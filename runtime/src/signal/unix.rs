@@ -222,6 +222,7 @@ impl Signal {
             restore.made_progress();
             return Poll::Ready(Err(c));
         }
+        crate::runtime::dump::awaiting(cx.waker(), crate::runtime::dump::Awaiting::Signal);
         Poll::Pending
     }
 

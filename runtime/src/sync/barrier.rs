@@ -220,12 +220,14 @@ impl Future for BarrierWait<'_> {
                 // it in `Drop`), not linked, and we hold the lock.
                 unsafe { state.waiters.push_back(NonNull::from(&mut this.node)) };
                 this.phase = Phase::Waiting;
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::Barrier);
                 Poll::Pending
             }
             Phase::Waiting => {
                 let mut state = lock(&this.barrier.state);
                 if this.node.value == state.generation {
                     this.node.set_waker(cx.waker());
+                    crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::Barrier);
                     return Poll::Pending;
                 }
                 // Released (perhaps not yet popped by the leader's batches).

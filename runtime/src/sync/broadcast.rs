@@ -462,6 +462,7 @@ impl<T: Clone> Future for Recv<'_, T> {
                 // SAFETY: the future is pinned and leaves the list in
                 // `Drop`.
                 unsafe { this.node.link(&mut tail.waiters, cx.waker()) };
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::BroadcastRecv);
                 return Poll::Pending;
             }
             Ok(Some(value)) => Ok(value),

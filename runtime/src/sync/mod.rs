@@ -13,6 +13,10 @@
 
 pub(crate) mod wait_list;
 
+/// The task dump's record of a wait (`runtime/dump.rs`): one short line at
+/// each `Pending` return of the primitives here.
+pub(crate) use crate::runtime::dump::{awaiting_sync as record_wait, SyncOp};
+
 mod barrier;
 pub mod broadcast;
 mod channel_wait;

@@ -123,7 +123,11 @@ impl<T: ?Sized> Mutex<T> {
     /// (or dropped) passes the lock on to the next waiter if it had just
     /// been given it.
     pub async fn lock(&self) -> Result<MutexGuard<'_, T>, Cancelled> {
-        self.s.acquire_raw(1).await.map_err(cancelled_only)?;
+        self.s
+            .acquire_raw(1)
+            .waiting_as(crate::runtime::dump::SyncOp::Mutex)
+            .await
+            .map_err(cancelled_only)?;
         Ok(MutexGuard {
             lock: self,
             _marker: PhantomData,
@@ -133,7 +137,11 @@ impl<T: ?Sized> Mutex<T> {
     /// As [`Mutex::lock`], with a guard that owns an `Arc` of the mutex
     /// (`'static`, for moving into a task).
     pub async fn lock_owned(self: StdArc<Self>) -> Result<OwnedMutexGuard<T>, Cancelled> {
-        self.s.acquire_raw(1).await.map_err(cancelled_only)?;
+        self.s
+            .acquire_raw(1)
+            .waiting_as(crate::runtime::dump::SyncOp::Mutex)
+            .await
+            .map_err(cancelled_only)?;
         Ok(OwnedMutexGuard {
             lock: self,
             _marker: PhantomData,

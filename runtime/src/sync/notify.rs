@@ -495,6 +495,7 @@ impl Future for Notified<'_> {
             restore.made_progress();
             Poll::Ready(Ok(()))
         } else {
+            crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::Notify);
             Poll::Pending
         }
     }

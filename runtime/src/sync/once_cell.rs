@@ -153,7 +153,12 @@ impl<T> OnceCell<T> {
         if let Some(v) = self.get() {
             return Ok(v);
         }
-        match self.semaphore.acquire_raw(1).await {
+        match self
+            .semaphore
+            .acquire_raw(1)
+            .waiting_as(crate::runtime::dump::SyncOp::OnceCell)
+            .await
+        {
             Ok(()) => {
                 let guard = PermitGuard(&self.semaphore);
                 if let Some(v) = self.get() {

@@ -274,6 +274,7 @@ impl<T> Sender<T> {
                     .is_some_and(|w| w.will_wake(cx.waker()))
             });
             if same {
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotClosed);
                 return Poll::Pending;
             }
             state = inner.state.fetch_and(!TX_TASK_SET, AcqRel);
@@ -294,6 +295,7 @@ impl<T> Sender<T> {
             restore.made_progress();
             return Poll::Ready(Ok(()));
         }
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotClosed);
         Poll::Pending
     }
 }
@@ -378,6 +380,7 @@ impl<T> Receiver<T> {
             restore.made_progress();
             return Poll::Ready(Err(RecvError::Closed));
         }
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::OneshotRecv);
         Poll::Pending
     }
 }

@@ -90,7 +90,11 @@ impl<T: ?Sized> RwLock<T> {
     /// An await point: in a cancelled scope or past its deadline it returns
     /// the [`Cancelled`] at once, every time it is polled.
     pub async fn read(&self) -> Result<RwLockReadGuard<'_, T>, Cancelled> {
-        self.s.acquire_raw(1).await.map_err(cancelled_only)?;
+        self.s
+            .acquire_raw(1)
+            .waiting_as(crate::runtime::dump::SyncOp::RwLockRead)
+            .await
+            .map_err(cancelled_only)?;
         Ok(RwLockReadGuard {
             lock: self,
             _marker: PhantomData,
@@ -102,6 +106,7 @@ impl<T: ?Sized> RwLock<T> {
     pub async fn write(&self) -> Result<RwLockWriteGuard<'_, T>, Cancelled> {
         self.s
             .acquire_raw(self.max_readers as usize)
+            .waiting_as(crate::runtime::dump::SyncOp::RwLockWrite)
             .await
             .map_err(cancelled_only)?;
         Ok(RwLockWriteGuard {
@@ -135,7 +140,11 @@ impl<T: ?Sized> RwLock<T> {
     /// As [`RwLock::read`], with a guard that owns an `Arc` of the lock
     /// (`'static`, for moving into a task).
     pub async fn read_owned(self: StdArc<Self>) -> Result<OwnedRwLockReadGuard<T>, Cancelled> {
-        self.s.acquire_raw(1).await.map_err(cancelled_only)?;
+        self.s
+            .acquire_raw(1)
+            .waiting_as(crate::runtime::dump::SyncOp::RwLockRead)
+            .await
+            .map_err(cancelled_only)?;
         Ok(OwnedRwLockReadGuard {
             lock: self,
             _marker: PhantomData,
@@ -146,6 +155,7 @@ impl<T: ?Sized> RwLock<T> {
     pub async fn write_owned(self: StdArc<Self>) -> Result<OwnedRwLockWriteGuard<T>, Cancelled> {
         self.s
             .acquire_raw(self.max_readers as usize)
+            .waiting_as(crate::runtime::dump::SyncOp::RwLockWrite)
             .await
             .map_err(cancelled_only)?;
         Ok(OwnedRwLockWriteGuard {

@@ -73,6 +73,7 @@ use crate::{
         atomic::{AtomicBool, AtomicUsize, Ordering::*},
         lock, Mutex, MutexGuard,
     },
+    runtime::dump::{self, Awaiting, SyncOp},
 };
 
 /// A waiter's node value.
@@ -391,6 +392,7 @@ impl Semaphore {
             node: Waiter::new(Need::new(n)),
             needed: n,
             linked: false,
+            kind: SyncOp::Semaphore,
         }
     }
 
@@ -515,6 +517,9 @@ pub(crate) struct Acquire<'a> {
     /// True from linking until the outcome is taken: the node may be in the
     /// list, or popped holding permits this future owes back if dropped.
     linked: bool,
+    /// What the task dump shows while this waits (the primitive built on
+    /// the semaphore).
+    kind: SyncOp,
 }
 
 // SAFETY: `node` is only touched under the semaphore's lock while another
@@ -534,6 +539,12 @@ impl fmt::Debug for Acquire<'_> {
 }
 
 impl Acquire<'_> {
+    /// Shows the wait in the task dump as `kind` (a `Mutex`, say).
+    pub(crate) fn waiting_as(mut self, kind: SyncOp) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// The hand-back rule: unlinks the node and releases what it was given.
     /// After it the future is as new (so a later poll starts over).
     fn leave(&mut self) {
@@ -616,6 +627,7 @@ impl Future for Acquire<'_> {
             let list = lock(&this.sem.waiters);
             if this.node.is_queued() {
                 this.node.set_waker(cx.waker());
+                dump::awaiting(cx.waker(), Awaiting::Sync(this.kind));
                 return Poll::Pending;
             }
             // Popped: with all its permits, or by `close`.
@@ -649,6 +661,8 @@ impl Future for Acquire<'_> {
         let out = this.link(cx.waker());
         if out.is_ready() {
             restore.made_progress();
+        } else {
+            dump::awaiting(cx.waker(), Awaiting::Sync(this.kind));
         }
         out
     }

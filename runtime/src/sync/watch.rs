@@ -480,6 +480,7 @@ impl<T> Future for WaitFor<'_, T> {
         }
         // SAFETY: the future is pinned and leaves the list in `Drop`.
         unsafe { this.node.link(&mut waiters, cx.waker()) };
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::Watch);
         Poll::Pending
     }
 }

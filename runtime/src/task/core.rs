@@ -31,6 +31,14 @@ pub(crate) struct Header {
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
     pub(crate) node: AtomicPtr<Node>,
+    /// What the task waits for: an `Awaiting` code, stored (Relaxed) by
+    /// the await point that returned `Pending`, cleared before each poll;
+    /// read only by the task dump (`runtime/dump.rs`). A std atomic: a
+    /// hint no protocol depends on.
+    pub(crate) awaiting: std::sync::atomic::AtomicU8,
+    /// The task's `tracing` span, set once before the task is shared.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: std::sync::OnceLock<tracing::Span>,
 }
 
 impl Drop for Header {
@@ -163,6 +171,9 @@ impl<F: Future, S> Cell<F, S> {
                     id,
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
+                    awaiting: std::sync::atomic::AtomicU8::new(0),
+                    #[cfg(feature = "tracing")]
+                    span: std::sync::OnceLock::new(),
                 },
                 core: Core {
                     scheduler,

@@ -54,6 +54,11 @@ where
     fn poll(self) {
         match self.header().state.transition_to_running() {
             TransitionToRunning::Success => {
+                // What the last poll waited for is over: the await point
+                // this poll stops at (if any) records its own.
+                self.header()
+                    .awaiting
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 let raw = self.raw();
                 // SAFETY: the waker borrows the poller's reference, which
                 // outlives this poll; ManuallyDrop keeps it from releasing it.
@@ -61,6 +66,10 @@ where
                 let mut cx = Context::from_waker(&waker);
                 let id = self.header().id;
                 let core = self.core();
+                // Entered for the poll only (dropped below): the cell may be
+                // freed by the completion.
+                #[cfg(feature = "tracing")]
+                let span = self.header().span.get().map(tracing::Span::enter);
                 let polled = context::with_task(raw, self.header().node_ptr(), || {
                     coop::with_budget(|| {
                         panic::catch_unwind(AssertUnwindSafe(|| {
@@ -76,6 +85,8 @@ where
                         }))
                     })
                 });
+                #[cfg(feature = "tracing")]
+                drop(span);
                 match polled {
                     Ok(Poll::Pending) => self.after_pending(),
                     Ok(Poll::Ready(output)) => {

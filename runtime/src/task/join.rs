@@ -13,6 +13,7 @@ use super::{
 use crate::{
     cancel::{self, Cause},
     coop,
+    runtime::dump::{self, Awaiting},
 };
 
 /// An owned permission to await a task's output.
@@ -99,6 +100,8 @@ impl<T> Future for JoinHandle<T> {
         let out = read_output(self.raw, cx.waker());
         if out.is_ready() {
             restore.made_progress();
+        } else {
+            dump::awaiting(cx.waker(), Awaiting::Join);
         }
         out
     }

@@ -177,6 +177,23 @@ impl OwnedTasks {
         }
     }
 
+    /// Calls `f` with every registered task, one shard at a time under its
+    /// lock (the task dump). `f` must not spawn, complete or free a task:
+    /// that takes a shard lock.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(RawTask)) {
+        for PaddedShard(shard) in self.shards.iter() {
+            let shard = lock(shard);
+            let mut cursor = shard.head;
+            while let Some(ptr) = cursor {
+                // A linked task is alive: the list holds a reference, and
+                // only `remove`, under this lock, gives it up.
+                let task = RawTask::from_raw(ptr);
+                f(task);
+                cursor = NonNull::new(task.header().links.next.load(Relaxed));
+            }
+        }
+    }
+
     /// Tasks spawned and not yet finished.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(&s.0).len).sum()

@@ -42,6 +42,19 @@ pub(crate) fn will_be_polled_again(waker: &Waker) -> bool {
         && current.header().state.load().is_notified()
 }
 
+/// The header of the task `waker` wakes, if it is a weft task's waker
+/// (not a combinator's own). The task lives at least as long as the
+/// waker, which holds or borrows a reference to it.
+#[inline]
+pub(crate) fn header_of(waker: &Waker) -> Option<&Header> {
+    if !std::ptr::eq(waker.vtable(), &VTABLE) {
+        return None;
+    }
+    // SAFETY: every waker of this vtable is built from a live header
+    // pointer, and keeps (or borrows) a reference to its task.
+    Some(unsafe { &*(waker.data() as *const Header) })
+}
+
 /// An owned waker for `raw` (takes a reference).
 pub(crate) fn waker_for(raw: RawTask) -> Waker {
     raw.header().state.ref_inc();

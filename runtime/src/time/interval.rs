@@ -69,7 +69,10 @@ impl Interval {
     /// Polls for the next tick.
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         let restore = std::task::ready!(coop::poll_proceed(cx));
-        std::task::ready!(self.sleep.poll_elapsed(cx));
+        if self.sleep.poll_elapsed(cx).is_pending() {
+            crate::runtime::dump::awaiting(cx.waker(), crate::runtime::dump::Awaiting::Sleep);
+            return Poll::Pending;
+        }
         restore.made_progress();
         let scheduled = self.sleep.deadline();
         let now = Instant::now();

@@ -10,6 +10,7 @@ use super::driver::Registration;
 use crate::{
     cancel::{self, Cancelled},
     context, coop,
+    runtime::dump::{self, Awaiting},
     scheduler::Handle,
 };
 
@@ -176,6 +177,8 @@ impl Future for Sleep {
         let res = self.poll_elapsed(cx);
         if res.is_ready() {
             restore.made_progress();
+        } else {
+            dump::awaiting(cx.waker(), Awaiting::Sleep);
         }
         res.map(Ok)
     }

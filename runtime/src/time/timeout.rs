@@ -109,6 +109,11 @@ impl<F: Future> Future for Timeout<F> {
                 if let Some(node) = &this.node {
                     node.cancel(Cause::Deadline, None);
                 }
+                // (A node reports its own expiry when cancelled.)
+                #[cfg(feature = "tracing")]
+                if this.node.is_none() {
+                    crate::instrument::deadline_expired(None, deadline);
+                }
                 Poll::Ready(Err(Elapsed { deadline }))
             }
             Poll::Pending => Poll::Pending,

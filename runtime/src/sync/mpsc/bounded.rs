@@ -273,6 +273,7 @@ impl Acquire<'_> {
             waiters.push_back(self.node_ptr());
         }
         self.queued = true;
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscSend);
         Poll::Pending
     }
 }
@@ -297,6 +298,7 @@ impl Future for Acquire<'_> {
             match node.value {
                 Grant::Waiting => {
                     node.set_waker(cx.waker());
+                    crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscSend);
                     return Poll::Pending;
                 }
                 grant => {

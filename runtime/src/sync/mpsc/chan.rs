@@ -308,7 +308,10 @@ impl<T, S: Capacity> Chan<T, S> {
                 restore.made_progress();
                 Poll::Ready(Err(RecvFail::Closed))
             }
-            Ok(None) => Poll::Pending,
+            Ok(None) => {
+                crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscRecv);
+                Poll::Pending
+            }
         }
     }
 
@@ -379,6 +382,7 @@ impl<T, S: Capacity> Chan<T, S> {
         }
         // SAFETY: per the caller.
         unsafe { node.link(&mut waiters, cx.waker()) };
+        crate::sync::record_wait(cx.waker(), crate::sync::SyncOp::MpscClosed);
         Poll::Pending
     }
 }
