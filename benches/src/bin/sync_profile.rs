@@ -5,7 +5,7 @@
 //! where wall times do not.
 //!
 //! ```text
-//! sync_profile FLAVOUR WORKLOAD ROUNDS [WORKERS]
+//! sync_profile FLAVOUR WORKLOAD ROUNDS [WORKERS [ITERATIONS]]
 //!   FLAVOUR:  weft | tokio | tokio_on_weft
 //!   WORKLOAD: notify  (notify_one / notified().await between two tasks,
 //!                      ROUNDS round trips)
@@ -13,7 +13,9 @@
 //!                      rounds)
 //! ```
 //!
-//! WORKERS defaults to 2, as in the benches.
+//! WORKERS defaults to 2, as in the benches. ITERATIONS (default 1) runs
+//! the workload that many times back to back on the same runtime, as
+//! criterion does, and prints the median time per iteration.
 
 use std::{
     future::Future,
@@ -140,7 +142,8 @@ oneshot_ping_pong!(oneshot_tokio, tokio::sync::oneshot::channel);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: sync_profile weft|tokio|tokio_on_weft notify|oneshot ROUNDS [WORKERS]";
+    let usage =
+        "usage: sync_profile weft|tokio|tokio_on_weft notify|oneshot ROUNDS [WORKERS [ITERATIONS]]";
     if args.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -184,5 +187,17 @@ fn main() {
             std::process::exit(2);
         }
     };
-    run(&rt, rounds);
+    let iterations: usize = args
+        .get(4)
+        .map_or(1, |n| n.parse().expect("ITERATIONS is a number"));
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = std::time::Instant::now();
+        run(&rt, rounds);
+        times.push(start.elapsed());
+    }
+    if iterations > 1 {
+        times.sort();
+        println!("median per iteration: {:?}", times[times.len() / 2]);
+    }
 }
