@@ -52,7 +52,7 @@ use crate::{
     facade::{
         atomic::{
             AtomicUsize,
-            Ordering::{Acquire, Relaxed, Release, SeqCst},
+            Ordering::{self, Acquire, Relaxed, Release, SeqCst},
         },
         lock, Mutex, MutexGuard,
     },
@@ -68,6 +68,14 @@ const NOTIFIED: usize = 2;
 const STATE_MASK: usize = 0b11;
 /// `notify_waiters` calls are counted above the state bits.
 const CALLS_SHIFT: usize = 2;
+
+/// The ordering of the one plain store to the word, WAITING → EMPTY under
+/// the lock when the list empties. Not `SeqCst` (an `xchg` on x86, on every
+/// `notify_one` that wakes the last waiter): every other change of the word
+/// is a read-modify-write, which reads the latest value whatever the store's
+/// ordering, or is made under the lock, which orders it; and no reader
+/// relies on the word to see another location.
+const EMPTY_ORDER: Ordering = Release;
 
 fn state_of(word: usize) -> usize {
     word & STATE_MASK
@@ -210,8 +218,9 @@ impl Notify {
         // Release, and the last access to the node: see `Slot`.
         waiter.value.notification.store(ONE, Release);
         if list.is_empty() {
-            // Under the lock nobody else changes a WAITING word.
-            self.state.store(with_state(cur, EMPTY), SeqCst);
+            // Under the lock nobody else changes a WAITING word (Release:
+            // see `EMPTY_ORDER`).
+            self.state.store(with_state(cur, EMPTY), EMPTY_ORDER);
         }
         Some(waker)
     }
@@ -269,7 +278,7 @@ impl Notify {
             if list.is_empty() {
                 // Under the lock nobody else changes a WAITING word.
                 cur = with_state(cur, EMPTY);
-                self.state.store(cur, SeqCst);
+                self.state.store(cur, EMPTY_ORDER);
             }
             if !stale {
                 return true;
@@ -326,7 +335,7 @@ impl Notify {
         let cur = self.state.load(SeqCst);
         if state_of(cur) == WAITING {
             // Under the lock nobody else changes a WAITING word.
-            self.state.store(with_state(cur, EMPTY), SeqCst);
+            self.state.store(with_state(cur, EMPTY), EMPTY_ORDER);
         }
     }
 }
