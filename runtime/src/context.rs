@@ -147,6 +147,7 @@ pub(crate) fn with_pending<R>(pending: &PendingScope, f: impl FnOnce() -> R) -> 
     f()
 }
 
+#[inline]
 pub(crate) fn current_pending() -> *const PendingScope {
     CONTEXT
         .try_with(|c| c.pending.get())
@@ -158,11 +159,13 @@ pub(crate) fn set_pending(pending: *const PendingScope) {
 }
 
 /// The task being polled on this thread.
+#[inline]
 pub(crate) fn current_task() -> Option<RawTask> {
     CONTEXT.try_with(|c| c.task.get()).ok().flatten()
 }
 
 /// The current scope's pointer (null: none).
+#[inline]
 pub(crate) fn current_scope_ptr() -> *const Node {
     CONTEXT
         .try_with(|c| c.scope.get())

@@ -175,11 +175,32 @@ impl PendingScope {
 /// The scope's cancellation, if any, after noticing a passed deadline.
 /// Await points call it first; when they are about to wait, it also arms the
 /// scope's deadline timer.
+///
+/// Every await point calls it once or twice per poll, so the common cases
+/// are inlined: no scope, or a live scope without a deadline (a
+/// thread-local read and one atomic load). The rest is out of line.
+#[inline]
 pub(crate) fn poll_cancelled(handle: Option<&Handle>, will_wait: bool) -> Option<Cancelled> {
     let ptr = context::current_scope_ptr();
     if ptr.is_null() {
         return None;
     }
+    // SAFETY: as in `with_current_scope`.
+    let node = unsafe { &*ptr };
+    // The state first: a woken, cancelled task reads only that line.
+    if !node.is_cancelled() && node.deadline().is_none() {
+        return None;
+    }
+    poll_cancelled_slow(ptr, handle, will_wait)
+}
+
+/// [`poll_cancelled`] in a cancelled scope or one with a deadline.
+#[inline(never)]
+fn poll_cancelled_slow(
+    ptr: *const Node,
+    handle: Option<&Handle>,
+    will_wait: bool,
+) -> Option<Cancelled> {
     // SAFETY: as in `with_current_scope`.
     let node = ManuallyDrop::new(unsafe { NodeArc::from_raw(ptr) });
     // The state first: a woken, cancelled task reads only that line.

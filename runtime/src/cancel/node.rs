@@ -347,6 +347,7 @@ impl Node {
         self.state.load(Acquire) & CANCELLED != 0
     }
 
+    #[inline]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

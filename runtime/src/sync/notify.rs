@@ -52,7 +52,7 @@ use crate::{
     facade::{
         atomic::{
             AtomicUsize,
-            Ordering::{Acquire, Relaxed, Release, SeqCst},
+            Ordering::{self, Acquire, Relaxed, Release, SeqCst},
         },
         lock, Mutex, MutexGuard,
     },
@@ -68,6 +68,14 @@ const NOTIFIED: usize = 2;
 const STATE_MASK: usize = 0b11;
 /// `notify_waiters` calls are counted above the state bits.
 const CALLS_SHIFT: usize = 2;
+
+/// The ordering of the one plain store to the word, WAITING → EMPTY under
+/// the lock when the list empties. Not `SeqCst` (an `xchg` on x86, on every
+/// `notify_one` that wakes the last waiter): every other change of the word
+/// is a read-modify-write, which reads the latest value whatever the store's
+/// ordering, or is made under the lock, which orders it; and no reader
+/// relies on the word to see another location.
+const EMPTY_ORDER: Ordering = Release;
 
 fn state_of(word: usize) -> usize {
     word & STATE_MASK
@@ -177,7 +185,44 @@ impl Notify {
                 Err(actual) => cur = actual,
             }
         }
-        self.notify_one_slow(lock(&self.waiters));
+        let mut list = lock(&self.waiters);
+        // The common case, without a `WakeList`: the first waiter is a
+        // current one (no `notify_waiters` is popping stale ones).
+        if let Some(waker) = self.notify_first_locked(&mut list) {
+            drop(list);
+            if let Some(w) = waker {
+                w.wake();
+            }
+            return;
+        }
+        self.notify_one_slow(list);
+    }
+
+    /// Under the lock: if the list's first waiter is current (its `calls`
+    /// is the word's), pops it, gives it the `One` and returns its waker;
+    /// `None` (nothing done) otherwise, for [`Notify::notify_locked`].
+    #[inline]
+    fn notify_first_locked(&self, list: &mut WaitList<Slot>) -> Option<Option<Waker>> {
+        let cur = self.state.load(SeqCst);
+        if state_of(cur) != WAITING {
+            return None;
+        }
+        let node = list.front()?;
+        // SAFETY: a linked node is live and we hold the lock.
+        let waiter = unsafe { &mut *node.as_ptr() };
+        if waiter.value.calls != calls_of(cur) {
+            return None;
+        }
+        list.pop_front();
+        let waker = waiter.waker.take();
+        // Release, and the last access to the node: see `Slot`.
+        waiter.value.notification.store(ONE, Release);
+        if list.is_empty() {
+            // Under the lock nobody else changes a WAITING word (Release:
+            // see `EMPTY_ORDER`).
+            self.state.store(with_state(cur, EMPTY), EMPTY_ORDER);
+        }
+        Some(waker)
     }
 
     /// `notify_one` under the lock, waking in batches if it has to pop
@@ -233,7 +278,7 @@ impl Notify {
             if list.is_empty() {
                 // Under the lock nobody else changes a WAITING word.
                 cur = with_state(cur, EMPTY);
-                self.state.store(cur, SeqCst);
+                self.state.store(cur, EMPTY_ORDER);
             }
             if !stale {
                 return true;
@@ -290,7 +335,7 @@ impl Notify {
         let cur = self.state.load(SeqCst);
         if state_of(cur) == WAITING {
             // Under the lock nobody else changes a WAITING word.
-            self.state.store(with_state(cur, EMPTY), SeqCst);
+            self.state.store(with_state(cur, EMPTY), EMPTY_ORDER);
         }
     }
 }
@@ -349,7 +394,8 @@ impl Notified<'_> {
 
     /// The stored permit or a `notify_waiters` since `notified()`, without
     /// the lock.
-    fn try_fast(&mut self) -> bool {
+    #[inline]
+    fn try_fast(&self) -> bool {
         let mut cur = self.notify.state.load(SeqCst);
         loop {
             if calls_of(cur) != self.node.value.calls {
@@ -449,10 +495,16 @@ impl Notified<'_> {
     /// The hand-back rule: unlinks the node and passes an unconsumed `One`
     /// on. After it the future is back to `Init` (a later poll starts over,
     /// and still sees a `notify_waiters` made since `notified()`).
+    #[inline]
     fn leave(&mut self) {
-        if self.phase != Phase::Waiting {
-            return;
+        if self.phase == Phase::Waiting {
+            self.leave_linked();
         }
+    }
+
+    /// [`Notified::leave`] in `Waiting`.
+    #[inline(never)]
+    fn leave_linked(&mut self) {
         self.phase = Phase::Init;
         let mut list = lock(&self.notify.waiters);
         // SAFETY: our node, only ever linked into this list; we hold the
@@ -478,20 +530,30 @@ impl Future for Notified<'_> {
             restore.made_progress();
             return Poll::Ready(Err(c));
         }
-        if this.phase == Phase::Init {
-            if this.try_fast() {
+        let done = match this.phase {
+            Phase::Done => true,
+            // Woken: the popper's last word, without the lock (see `Slot`;
+            // `poll_notified` reads it again under the lock if unset).
+            Phase::Waiting if this.node.value.notification.load(Acquire) != NONE => {
                 this.phase = Phase::Done;
-                restore.made_progress();
-                return Poll::Ready(Ok(()));
+                true
             }
-            // About to wait: arm the scope's deadline timer (no node is
-            // made: see "Waking a cancelled waiter" in `semaphore.rs`).
-            if let Some(c) = cancel::poll_cancelled(None, true) {
-                restore.made_progress();
-                return Poll::Ready(Err(c));
+            Phase::Waiting => this.poll_notified(Some(cx.waker())),
+            Phase::Init if this.try_fast() => {
+                this.phase = Phase::Done;
+                true
             }
-        }
-        if this.poll_notified(Some(cx.waker())) {
+            Phase::Init => {
+                // About to wait: arm the scope's deadline timer (no node is
+                // made: see "Waking a cancelled waiter" in `semaphore.rs`).
+                if let Some(c) = cancel::poll_cancelled(None, true) {
+                    restore.made_progress();
+                    return Poll::Ready(Err(c));
+                }
+                this.poll_notified(Some(cx.waker()))
+            }
+        };
+        if done {
             restore.made_progress();
             Poll::Ready(Ok(()))
         } else {
@@ -502,6 +564,7 @@ impl Future for Notified<'_> {
 }
 
 impl Drop for Notified<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.leave();
     }
