@@ -58,9 +58,9 @@ fn deadline_and_remaining_inside_a_task_with_a_timeout() {
     assert!(dl.is_some());
     let rem = rem.expect("remaining() inside a task with a deadline");
     // Timeouts of 2 s or more are read from the coarse clock: never early,
-    // at most two kernel ticks (<= 8 ms here) late.
+    // at most three kernel ticks (<= 12 ms here) late.
     assert!(
-        rem <= Duration::from_secs(30) + Duration::from_millis(10),
+        rem <= Duration::from_secs(30) + Duration::from_millis(14),
         "{rem:?}"
     );
     assert!(rem > Duration::from_secs(29));

@@ -151,9 +151,9 @@ fn tasks_spawned_in_a_timeout_inherit_its_deadline() {
     assert!(dl.is_some());
     let rem = rem.unwrap();
     // A 30 s timeout's deadline comes from the coarse clock: never early,
-    // at most two kernel ticks (<= 8 ms here) late.
+    // at most three kernel ticks (<= 12 ms here) late.
     assert!(
-        rem <= d + Duration::from_millis(10) && rem > d - Duration::from_secs(1),
+        rem <= d + Duration::from_millis(14) && rem > d - Duration::from_secs(1),
         "{rem:?}"
     );
 }
