@@ -22,6 +22,9 @@ struct Context {
     /// A `timeout` being polled whose scope node is not created yet (see
     /// `cancel::PendingScope`). Null: none.
     pending: Cell<*const PendingScope>,
+    /// Schedules left before the next one this thread samples for the
+    /// histograms (see `scheduler::metrics::sample_schedule`).
+    schedules_to_sample: Cell<u32>,
 }
 
 thread_local! {
@@ -32,6 +35,7 @@ thread_local! {
             task: Cell::new(None),
             scope: Cell::new(std::ptr::null()),
             pending: Cell::new(std::ptr::null()),
+            schedules_to_sample: Cell::new(0),
         }
     };
 }
@@ -176,6 +180,24 @@ pub(crate) fn set_scope(scope: *const Node) {
 /// Outside a task (use [`try_id`] there).
 pub fn id() -> Id {
     try_id().expect("`weft::task::id()` called outside a task")
+}
+
+/// Counts one schedule on this thread: true for one in every `interval`
+/// (the first included). `interval` is at least 1.
+#[inline]
+pub(crate) fn sample_schedule(interval: u32) -> bool {
+    CONTEXT
+        .try_with(|c| {
+            let left = c.schedules_to_sample.get();
+            if left > 1 {
+                c.schedules_to_sample.set(left - 1);
+                false
+            } else {
+                c.schedules_to_sample.set(interval);
+                true
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// The id of the task being polled, or `None` outside a task.

@@ -40,6 +40,7 @@ use slab::Slab;
 use crate::{
     cancel::{self, Cancelled, Cause},
     facade::{lock, Mutex},
+    runtime::{histogram::Histogram, ticks},
 };
 
 /// `user_data` of the eventfd read kept armed in every ring.
@@ -235,6 +236,9 @@ pub(crate) struct Remote {
     pub(crate) submissions: AtomicU64,
     pub(crate) completions: AtomicU64,
     pub(crate) enters: AtomicU64,
+    /// Submission to completion of every single-shot operation, in
+    /// `runtime::ticks` (written by the owner in `reap`).
+    pub(crate) op_latency: Histogram,
 }
 
 impl Remote {
@@ -317,6 +321,10 @@ pub(crate) struct Driver {
     queued_fds: u64,
     /// Cells of finished operations, reused by the next ones of their type.
     cells: CellPool,
+    /// When each op in `ops` (by slab key) was pushed, in
+    /// `runtime::ticks`; 0 once a multishot op has completed once (its
+    /// later completions are not timed).
+    pushed_at: Vec<u64>,
 }
 
 /// The most finished op cells a driver keeps per operation type.
@@ -376,6 +384,7 @@ impl Driver {
             submissions: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             enters: AtomicU64::new(0),
+            op_latency: Histogram::new(),
         });
         let driver = Driver {
             ring,
@@ -390,6 +399,7 @@ impl Driver {
             enabled: false,
             queued_fds: 0,
             cells: CellPool::default(),
+            pushed_at: Vec::with_capacity(entries as usize),
         };
         Ok((driver, remote))
     }
@@ -413,6 +423,10 @@ impl Driver {
         self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
         let generation = self.generation;
         let key = self.ops.insert((generation, sub.target.clone()));
+        if key >= self.pushed_at.len() {
+            self.pushed_at.resize(key + 1, 0);
+        }
+        self.pushed_at[key] = ticks::now();
         let user_data = (u64::from(generation) << 32) | key as u64;
         sub.target.set_user_data(user_data);
         let mut entry = sub.entry.user_data(user_data);
@@ -628,6 +642,8 @@ impl Driver {
     /// Returns how many operation completions it delivered.
     fn reap(&mut self) -> u64 {
         let mut delivered = 0u64;
+        // One clock read per reap, taken at the first completion.
+        let mut now = 0;
         loop {
             let mut batch = [(0u64, 0i32, 0u32); 32];
             let mut n = 0;
@@ -660,6 +676,13 @@ impl Driver {
                         if *g != generation {
                             // Stale: the slot was freed and reused.
                             continue;
+                        }
+                        let pushed_at = std::mem::take(&mut self.pushed_at[key]);
+                        if pushed_at != 0 && !more {
+                            if now == 0 {
+                                now = ticks::now();
+                            }
+                            self.remote.op_latency.record(now.saturating_sub(pushed_at));
                         }
                         let target = if more {
                             target.clone()

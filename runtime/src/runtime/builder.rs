@@ -32,6 +32,8 @@ pub struct Builder {
     /// `None`: adaptive (see `io_spin`).
     pub(crate) io_spin: Option<u32>,
     pub(crate) idle_spin: Duration,
+    pub(crate) histograms: bool,
+    pub(crate) histogram_sample_interval: u32,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -61,12 +63,16 @@ pub enum BuildError {
     InvalidIoSpin(u32),
     /// `idle_spin` above 10 ms.
     InvalidIdleSpin(Duration),
+    /// `histogram_sample_interval(0)`: use `histograms(false)` to turn
+    /// the histograms off.
+    ZeroHistogramSampleInterval,
     /// The io driver could not be set up: io_uring was asked for and is
     /// unavailable, `WEFT_IO` names no driver, or the OS refused a ring,
     /// an epoll instance or an eventfd.
     Io(io::Error),
 }
 
+const DEFAULT_HISTOGRAM_SAMPLE_INTERVAL: u32 = 64;
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 
@@ -101,6 +107,10 @@ impl fmt::Display for BuildError {
             BuildError::InvalidIdleSpin(d) => {
                 write!(f, "idle_spin must be at most 10ms, got {d:?}")
             }
+            BuildError::ZeroHistogramSampleInterval => f.write_str(
+                "histogram_sample_interval must be at least 1, got 0 \
+                 (use histograms(false) to turn the histograms off)",
+            ),
             BuildError::Io(err) => write!(f, "failed to set up the io driver: {err}"),
         }
     }
@@ -145,6 +155,8 @@ impl Builder {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             idle_spin: DEFAULT_IDLE_SPIN,
+            histograms: true,
+            histogram_sample_interval: DEFAULT_HISTOGRAM_SAMPLE_INTERVAL,
         }
     }
 
@@ -275,6 +287,31 @@ impl Builder {
         self
     }
 
+    /// Whether the workers keep latency histograms (default on): per
+    /// worker, how long polls run and how long woken tasks wait to be
+    /// polled; per io driver, how long operations take. Read them through
+    /// [`Runtime::metrics`](super::Runtime::metrics) (e.g.
+    /// [`RuntimeMetrics::poll_duration`](super::RuntimeMetrics::poll_duration)).
+    /// Off, the schedulers read no clock for them and the snapshots are
+    /// empty; io operations are timed either way (one clock read per
+    /// operation, against the microseconds of a system call).
+    pub fn histograms(mut self, enabled: bool) -> Builder {
+        self.histograms = enabled;
+        self
+    }
+
+    /// One task schedule in `n` is sampled for the scheduling histograms
+    /// (default 64): the sampled schedule is stamped with the time, and
+    /// the poll it leads to is timed, start and end. 1 times every poll, at
+    /// three clock reads per poll (30–60% of the cheapest scheduler
+    /// workloads on the benchmark VM; one in 64 stays within 2%, see
+    /// docs/BENCHMARKS.md). Each thread counts its own schedules. 0 is a
+    /// [`BuildError`]: use [`histograms(false)`](Self::histograms).
+    pub fn histogram_sample_interval(mut self, n: u32) -> Builder {
+        self.histogram_sample_interval = n;
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -307,6 +344,9 @@ impl Builder {
         if self.idle_spin > MAX_IDLE_SPIN {
             return Err(BuildError::InvalidIdleSpin(self.idle_spin));
         }
+        if self.histogram_sample_interval == 0 {
+            return Err(BuildError::ZeroHistogramSampleInterval);
+        }
         Runtime::start(self, workers)
     }
 }
@@ -329,6 +369,8 @@ impl fmt::Debug for Builder {
             .field("io_ring_entries", &self.io_ring_entries)
             .field("io_spin", &self.io_spin)
             .field("idle_spin", &self.idle_spin)
+            .field("histograms", &self.histograms)
+            .field("histogram_sample_interval", &self.histogram_sample_interval)
             .finish_non_exhaustive()
     }
 }

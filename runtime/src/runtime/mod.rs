@@ -19,7 +19,9 @@
 //!    left of the timeout).
 
 mod builder;
+pub(crate) mod histogram;
 mod metrics;
+pub(crate) mod ticks;
 
 use std::{
     fmt,
@@ -35,6 +37,7 @@ use crossbeam_deque::{Injector, Worker};
 
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
+    histogram::{HistogramBucket, HistogramSnapshot},
     metrics::{RuntimeMetrics, WorkerMetrics},
 };
 use crate::{
@@ -79,6 +82,10 @@ impl Runtime {
     }
 
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
+        if builder.histograms {
+            // The rate of the histograms' clock is measured from here.
+            ticks::init();
+        }
         let locals: Vec<Worker<crate::task::Notified>> =
             (0..workers).map(|_| Worker::new_fifo()).collect();
         let io = crate::io::build(builder.io_driver, builder.io_ring_entries, workers)
@@ -125,6 +132,11 @@ impl Runtime {
                 max_lifo_polls: 3,
                 io_spin: builder.io_spin,
                 idle_spin: builder.idle_spin,
+                histogram_interval: if builder.histograms {
+                    builder.histogram_sample_interval
+                } else {
+                    0
+                },
             },
         };
         let handle = Handle {

@@ -62,6 +62,9 @@ pub(crate) struct SchedConfig {
     /// How long a worker that ran out of work watches the queues before it
     /// parks (`Builder::idle_spin`).
     pub(crate) idle_spin: std::time::Duration,
+    /// One schedule in this many is timed for the histograms; 0: off
+    /// (`Builder::histograms`, `Builder::histogram_sample_interval`).
+    pub(crate) histogram_interval: u32,
 }
 
 /// What other threads need to reach one worker.
@@ -369,6 +372,7 @@ pub(crate) mod deferred_notify {
 
 impl Schedule for Handle {
     fn schedule(&self, task: Notified) {
+        metrics::sample_schedule(&self.shared.config, &task);
         context::with_worker(|w| match w {
             Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, false),
             _ => self.shared.schedule_remote(task),
@@ -376,6 +380,7 @@ impl Schedule for Handle {
     }
 
     fn yield_now(&self, task: Notified) {
+        metrics::sample_schedule(&self.shared.config, &task);
         context::with_worker(|w| match w {
             Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, true),
             _ => self.shared.schedule_remote(task),

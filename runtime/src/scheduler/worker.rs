@@ -260,7 +260,10 @@ impl WorkerCtx {
         }
         self.metrics().polls.incr();
         self.cache_trimmed.set(false);
-        task.run();
+        match task.header().take_woken_at() {
+            0 => task.run(),
+            woken_at => self.metrics().run_timed(task, woken_at),
+        }
     }
 
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
