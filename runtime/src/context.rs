@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use crate::cancel::NodeArc;
 use crate::{
     cancel::{node::Node, PendingScope},
-    scheduler::{worker::WorkerCtx, Handle},
+    scheduler::{worker::WorkerCtx, Handle, ScheduleSampler},
     task::{Id, RawTask},
 };
 
@@ -22,9 +22,9 @@ struct Context {
     /// A `timeout` being polled whose scope node is not created yet (see
     /// `cancel::PendingScope`). Null: none.
     pending: Cell<*const PendingScope>,
-    /// Schedules left before the next one this thread samples for the
-    /// histograms (see `scheduler::metrics::sample_schedule`).
-    schedules_to_sample: Cell<u32>,
+    /// Picks the schedules from this thread (not a worker's own, which
+    /// the worker picks) that are sampled for the histograms.
+    schedule_sampler: ScheduleSampler,
 }
 
 thread_local! {
@@ -35,7 +35,7 @@ thread_local! {
             task: Cell::new(None),
             scope: Cell::new(std::ptr::null()),
             pending: Cell::new(std::ptr::null()),
-            schedules_to_sample: Cell::new(0),
+            schedule_sampler: ScheduleSampler::new(),
         }
     };
 }
@@ -182,22 +182,11 @@ pub fn id() -> Id {
     try_id().expect("`weft::task::id()` called outside a task")
 }
 
-/// Counts one schedule on this thread: true for one in every `interval`
-/// (the first included). `interval` is at least 1.
+/// Runs `f` with this thread's schedule sampler (not at all while the
+/// thread is being torn down).
 #[inline]
-pub(crate) fn sample_schedule(interval: u32) -> bool {
-    CONTEXT
-        .try_with(|c| {
-            let left = c.schedules_to_sample.get();
-            if left > 1 {
-                c.schedules_to_sample.set(left - 1);
-                false
-            } else {
-                c.schedules_to_sample.set(interval);
-                true
-            }
-        })
-        .unwrap_or(false)
+pub(crate) fn with_schedule_sampler(f: impl FnOnce(&ScheduleSampler)) {
+    let _ = CONTEXT.try_with(|c| f(&c.schedule_sampler));
 }
 
 /// The id of the task being polled, or `None` outside a task.

@@ -3,10 +3,13 @@
 //! are statistics, not synchronisation, so they use `std` atomics directly
 //! even under loom.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::{
+    cell::Cell,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use super::SchedConfig;
-use crate::{context, runtime::histogram::Histogram, runtime::ticks, task::Notified};
+use crate::{runtime::histogram::Histogram, runtime::ticks, task::Notified};
 
 #[derive(Default)]
 pub(crate) struct Counter(AtomicU64);
@@ -45,21 +48,40 @@ pub(crate) struct WorkerMetrics {
     pub(crate) schedule_latency: Histogram,
 }
 
-/// Stamps `task` with the time if this schedule is sampled for the
-/// histograms: one in every `histogram_interval` schedules per thread
-/// (none when the interval is 0, histograms off). The worker that polls a
-/// stamped task times that poll ([`WorkerMetrics::run_timed`]); the others
-/// cost it one load of the stamp.
+/// Picks one schedule in `histogram_interval` for the histograms: a
+/// countdown per thread (each worker has one, other threads one in their
+/// context).
+pub(crate) struct ScheduleSampler(Cell<u32>);
+
+impl ScheduleSampler {
+    pub(crate) const fn new() -> ScheduleSampler {
+        // The first schedule is sampled.
+        ScheduleSampler(Cell::new(0))
+    }
+}
+
+/// Stamps `task` with the time if this schedule is sampled: one in every
+/// `histogram_interval` schedules `sampler` sees (none when the interval
+/// is 0, histograms off). The worker that polls a stamped task times that
+/// poll ([`WorkerMetrics::run_timed`]); the others cost it one load of the
+/// stamp.
 ///
 /// Sampling keeps the clock off the common path: a clock read costs 12–20
 /// ns here (rdtsc on a VM), and the cheapest scheduler workloads spend
 /// ~100 ns per task, so timing every poll (three reads: the stamp, the
-/// poll's start and end) costs 30–60%; one in 64 costs under 1%
-/// (docs/BENCHMARKS.md).
+/// poll's start and end) costs them 10–30%; see docs/BENCHMARKS.md for
+/// what the default of one in 64 costs.
 #[inline]
-pub(crate) fn sample_schedule(config: &SchedConfig, task: &Notified) {
+pub(crate) fn sample_schedule(config: &SchedConfig, sampler: &ScheduleSampler, task: &Notified) {
     let interval = config.histogram_interval;
-    if interval != 0 && context::sample_schedule(interval) {
+    if interval == 0 {
+        return;
+    }
+    let left = sampler.0.get();
+    if left > 1 {
+        sampler.0.set(left - 1);
+    } else {
+        sampler.0.set(interval);
         task.header().set_woken_at(ticks::now());
     }
 }

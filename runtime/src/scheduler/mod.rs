@@ -35,7 +35,7 @@ use std::{future::Future, time::Instant};
 
 use crossbeam_deque::{Injector, Stealer};
 
-pub(crate) use self::metrics::WorkerMetrics;
+pub(crate) use self::metrics::{ScheduleSampler, WorkerMetrics};
 use self::{idle::Idle, park::Unparker};
 use crate::{
     blocking::BlockingPool,
@@ -151,6 +151,9 @@ impl Handle {
 impl Shared {
     /// Queues a task from a thread that is not one of our workers.
     pub(crate) fn schedule_remote(&self, task: Notified) {
+        if self.config.histogram_interval != 0 {
+            context::with_schedule_sampler(|s| metrics::sample_schedule(&self.config, s, &task));
+        }
         if self.shutdown.load(Acquire) {
             // The queues are being (or have been) drained for the last time.
             // Dropping the notification is enough: the shutdown sweep cancels
@@ -372,7 +375,6 @@ pub(crate) mod deferred_notify {
 
 impl Schedule for Handle {
     fn schedule(&self, task: Notified) {
-        metrics::sample_schedule(&self.shared.config, &task);
         context::with_worker(|w| match w {
             Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, false),
             _ => self.shared.schedule_remote(task),
@@ -380,7 +382,6 @@ impl Schedule for Handle {
     }
 
     fn yield_now(&self, task: Notified) {
-        metrics::sample_schedule(&self.shared.config, &task);
         context::with_worker(|w| match w {
             Some(w) if w.belongs_to(&self.shared) => w.schedule_local(task, true),
             _ => self.shared.schedule_remote(task),
