@@ -106,10 +106,8 @@ fn schedule_latency_sees_a_task_queued_behind_a_busy_one() {
             // the child waits at least that long to be polled.
             let child = weft::spawn(async {});
             spin(BUSY);
-            child
+            child.await.unwrap();
         })
-        .await
-        .unwrap()
         .await
         .unwrap();
     });
