@@ -72,7 +72,7 @@ pub enum BuildError {
     Io(io::Error),
 }
 
-const DEFAULT_HISTOGRAM_SAMPLE_INTERVAL: u32 = 64;
+const DEFAULT_HISTOGRAM_SAMPLE_INTERVAL: u32 = 128;
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 
@@ -301,10 +301,11 @@ impl Builder {
     }
 
     /// One task schedule in `n` is sampled for the scheduling histograms
-    /// (default 64): the sampled schedule is stamped with the time, and
-    /// the poll it leads to is timed, start and end. 1 times every poll, at
-    /// three clock reads per poll (30–60% of the cheapest scheduler
-    /// workloads on the benchmark VM; one in 64 stays within 2%, see
+    /// (default 128): the sampled schedule is stamped with the time, and
+    /// the poll it leads to is timed, start and end. 1 times every poll:
+    /// on the benchmark VM that is 5–30% more instructions on the
+    /// scheduler workloads plus three clock reads of 12–20 ns per poll,
+    /// where the default costs 0.3–1.6% in instructions (see
     /// docs/BENCHMARKS.md). Each thread counts its own schedules. 0 is a
     /// [`BuildError`]: use [`histograms(false)`](Self::histograms).
     pub fn histogram_sample_interval(mut self, n: u32) -> Builder {

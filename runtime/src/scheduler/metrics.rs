@@ -69,8 +69,9 @@ impl ScheduleSampler {
 /// Sampling keeps the clock off the common path: a clock read costs 12–20
 /// ns here (rdtsc on a VM), and the cheapest scheduler workloads spend
 /// ~100 ns per task, so timing every poll (three reads: the stamp, the
-/// poll's start and end) costs them 10–30%; see docs/BENCHMARKS.md for
-/// what the default of one in 64 costs.
+/// poll's start and end, and two histogram updates) costs them 5–30% more
+/// instructions plus the reads; see docs/BENCHMARKS.md for what the
+/// default of one in 128 costs.
 #[inline]
 pub(crate) fn sample_schedule(config: &SchedConfig, sampler: &ScheduleSampler, task: &Notified) {
     let interval = config.histogram_interval;
@@ -82,7 +83,7 @@ pub(crate) fn sample_schedule(config: &SchedConfig, sampler: &ScheduleSampler, t
         sampler.0.set(left - 1);
     } else {
         sampler.0.set(interval);
-        task.header().set_woken_at(ticks::now());
+        task.header().set_woken_at(ticks::stamp());
     }
 }
 
@@ -90,9 +91,10 @@ impl WorkerMetrics {
     /// Polls a task whose schedule was sampled (`woken_at` its stamp),
     /// recording its schedule latency and poll duration.
     #[inline(never)]
-    pub(crate) fn run_timed(&self, task: Notified, woken_at: u64) {
+    pub(crate) fn run_timed(&self, task: Notified, woken_at: u32) {
         let start = ticks::now();
-        self.schedule_latency.record(start.saturating_sub(woken_at));
+        self.schedule_latency
+            .record(ticks::ticks_since(woken_at, start));
         task.run();
         self.poll_duration
             .record(ticks::now().saturating_sub(start));

@@ -31,12 +31,6 @@ pub(crate) struct Header {
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
     pub(crate) node: AtomicPtr<Node>,
-    /// When the task was queued, in `runtime::ticks`, if that schedule was
-    /// sampled for the histograms; 0 otherwise. Written by the holder of
-    /// the task's `Notified` just before it queues it, read and cleared by
-    /// the worker that pops it (the queue orders the two). A `std` atomic:
-    /// a statistic, not synchronisation (see `scheduler::metrics`).
-    pub(crate) woken_at: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Header {
@@ -64,22 +58,30 @@ impl Deref for NodeRef<'_> {
 }
 
 impl Header {
-    /// Stamps a sampled schedule (see `woken_at`).
+    /// Stamps a sampled schedule with `ticks::stamp()`.
+    ///
+    /// The stamp (in `links.woken_at`, see there) is nonzero while the
+    /// task's current schedule is sampled. It is written by the holder of
+    /// the task's `Notified` just before it queues it, read and cleared by
+    /// the worker that pops it (the queue orders the two). A `std` atomic:
+    /// a statistic, not synchronisation (see `scheduler::metrics`).
     #[inline]
-    pub(crate) fn set_woken_at(&self, ticks: u64) {
-        self.woken_at
-            .store(ticks, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn set_woken_at(&self, stamp: u32) {
+        self.links
+            .woken_at
+            .store(stamp, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The stamp of the schedule being consumed, clearing it; 0 if that
     /// schedule was not sampled.
     #[inline]
-    pub(crate) fn take_woken_at(&self) -> u64 {
-        let ticks = self.woken_at.load(std::sync::atomic::Ordering::Relaxed);
-        if ticks != 0 {
-            self.woken_at.store(0, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn take_woken_at(&self) -> u32 {
+        let woken_at = &self.links.woken_at;
+        let stamp = woken_at.load(std::sync::atomic::Ordering::Relaxed);
+        if stamp != 0 {
+            woken_at.store(0, std::sync::atomic::Ordering::Relaxed);
         }
-        ticks
+        stamp
     }
 
     pub(crate) fn node_ptr(&self) -> *const Node {
@@ -187,7 +189,6 @@ impl<F: Future, S> Cell<F, S> {
                     id,
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
-                    woken_at: std::sync::atomic::AtomicU64::new(0),
                 },
                 core: Core {
                     scheduler,
