@@ -57,14 +57,20 @@ pub(crate) fn init() {
 #[cold]
 fn choose() -> u8 {
     let source = if invariant_tsc() { TSC } else { INSTANT };
-    // Anchor with the chosen source (the `Instant` source reads the anchor).
-    ANCHOR.get_or_init(|| {
-        let instant = Instant::now();
-        let tsc = if source == TSC { rdtsc() } else { 0 };
-        (instant, tsc)
-    });
+    anchor();
     SOURCE.store(source, Relaxed);
     source
+}
+
+/// The anchor, taken by the first caller. `SOURCE` is Relaxed, so a thread
+/// that sees it set may not see the anchor yet: everyone goes through
+/// `get_or_init`, which waits for an initialisation under way.
+fn anchor() -> (Instant, u64) {
+    *ANCHOR.get_or_init(|| {
+        let instant = Instant::now();
+        let tsc = if invariant_tsc() { rdtsc() } else { 0 };
+        (instant, tsc)
+    })
 }
 
 #[inline]
@@ -111,7 +117,7 @@ pub(crate) fn ticks_since(stamp: u32, now: u64) -> u64 {
 }
 
 fn instant_ticks(at: Instant) -> u64 {
-    let base = ANCHOR.get().expect("anchored when the source was chosen").0;
+    let base = anchor().0;
     (at.saturating_duration_since(base).as_nanos() as u64).max(1)
 }
 
@@ -122,7 +128,7 @@ pub(crate) fn nanos_per_tick() -> f64 {
     if source() != TSC {
         return 1.0;
     }
-    let (instant0, tsc0) = *ANCHOR.get().expect("anchored when the source was chosen");
+    let (instant0, tsc0) = anchor();
     loop {
         let elapsed = instant0.elapsed();
         let tsc = rdtsc();
