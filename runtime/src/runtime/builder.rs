@@ -303,9 +303,9 @@ impl Builder {
     /// One task schedule in `n` is sampled for the scheduling histograms
     /// (default 128): the sampled schedule is stamped with the time, and
     /// the poll it leads to is timed, start and end. 1 times every poll:
-    /// on the benchmark VM that is 5–30% more instructions on the
+    /// on the benchmark VM that is 6–31% more instructions on the
     /// scheduler workloads plus three clock reads of 12–20 ns per poll,
-    /// where the default costs 0.3–1.6% in instructions (see
+    /// where the default costs 0.3–1.5% in instructions (see
     /// docs/BENCHMARKS.md). Each thread counts its own schedules. 0 is a
     /// [`BuildError`]: use [`histograms(false)`](Self::histograms).
     pub fn histogram_sample_interval(mut self, n: u32) -> Builder {

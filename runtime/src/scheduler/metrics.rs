@@ -69,7 +69,7 @@ impl ScheduleSampler {
 /// Sampling keeps the clock off the common path: a clock read costs 12–20
 /// ns here (rdtsc on a VM), and the cheapest scheduler workloads spend
 /// ~100 ns per task, so timing every poll (three reads: the stamp, the
-/// poll's start and end, and two histogram updates) costs them 5–30% more
+/// poll's start and end, and two histogram updates) costs them 6–31% more
 /// instructions plus the reads; see docs/BENCHMARKS.md for what the
 /// default of one in 128 costs.
 #[inline]
