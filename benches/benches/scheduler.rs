@@ -15,6 +15,10 @@
 //! dropped before the next one is built, so only one runtime's workers exist
 //! at a time. Run with `cargo bench -p weft-benches --bench scheduler`;
 //! docs/BENCHMARKS.md holds the figures.
+//!
+//! The `histogram_cost` groups run the same workloads on weft only, with
+//! its latency histograms on (the default) and off, side by side: the
+//! cost of keeping them on (`-- histogram_cost` runs just those).
 
 use std::{
     sync::{
@@ -45,6 +49,14 @@ const TIMER_DUR: Duration = Duration::from_millis(1);
 fn build_weft() -> weft::Runtime {
     weft::runtime::Builder::new_multi_thread()
         .worker_threads(NUM_WORKERS)
+        .build()
+        .unwrap()
+}
+
+fn build_weft_without_histograms() -> weft::Runtime {
+    weft::runtime::Builder::new_multi_thread()
+        .worker_threads(NUM_WORKERS)
+        .histograms(false)
         .build()
         .unwrap()
 }
@@ -260,6 +272,11 @@ macro_rules! workloads {
 
 workloads!(on_weft, weft, build_weft);
 workloads!(on_tokio, tokio, build_tokio);
+workloads!(
+    on_weft_without_histograms,
+    weft,
+    build_weft_without_histograms
+);
 
 /// A group for one workload, sized so the whole bench stays under
 /// 5 minutes on 2 cores.
@@ -308,4 +325,43 @@ side_by_side!(
     timers,
 );
 
-criterion_main!(scheduler);
+/// Registers `histogram_cost/<workload>`: weft with histograms on, then
+/// off (the other way round when `weft_benches::swap_order` says so).
+macro_rules! histograms_on_and_off {
+    ($($workload:ident),* $(,)?) => {
+        mod histogram_cost {
+            use super::*;
+            $(
+                pub(crate) fn $workload(c: &mut Criterion) {
+                    let name = concat!("histogram_cost/", stringify!($workload));
+                    let mut group = group(c, name);
+                    let mut pair: [(&str, fn(&mut criterion::Bencher<'_>)); 2] = [
+                        ("on", on_weft::$workload),
+                        ("off", on_weft_without_histograms::$workload),
+                    ];
+                    if weft_benches::swap_order() {
+                        pair.reverse();
+                    }
+                    for (name, f) in pair {
+                        group.bench_function(name, f);
+                    }
+                    group.finish();
+                }
+            )*
+        }
+
+        criterion_group!(histograms, $(histogram_cost::$workload),*);
+    };
+}
+
+histograms_on_and_off!(
+    spawn_many_local,
+    spawn_many_remote_idle,
+    spawn_many_remote_busy,
+    yield_many,
+    ping_pong,
+    chained_spawn,
+    timers,
+);
+
+criterion_main!(scheduler, histograms);

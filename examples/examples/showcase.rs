@@ -381,6 +381,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             w.io_submissions, w.io_completions, w.io_enters
         );
     }
+    // Latency histograms (one task schedule in `histogram_sample_interval`
+    // timed; io ops all timed), merged over the workers.
+    for (what, h) in [
+        ("poll duration", m.poll_duration()),
+        ("schedule latency", m.schedule_latency()),
+        ("io op latency", m.io_op_latency()),
+    ] {
+        println!(
+            "  {what:<16}  p50 {:>10.1?}  p99 {:>10.1?}  max {:>10.1?}  ({} samples)",
+            h.percentile(50.0),
+            h.percentile(99.0),
+            h.max(),
+            h.count()
+        );
+    }
     let clean = rt.shutdown_timeout(Duration::from_secs(5));
     println!("\nshutdown clean: {clean}");
     Ok(())

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use crate::cancel::NodeArc;
 use crate::{
     cancel::{node::Node, PendingScope},
-    scheduler::{worker::WorkerCtx, Handle},
+    scheduler::{worker::WorkerCtx, Handle, ScheduleSampler},
     task::{Id, RawTask},
 };
 
@@ -22,6 +22,9 @@ struct Context {
     /// A `timeout` being polled whose scope node is not created yet (see
     /// `cancel::PendingScope`). Null: none.
     pending: Cell<*const PendingScope>,
+    /// Picks the schedules from this thread (not a worker's own, which
+    /// the worker picks) that are sampled for the histograms.
+    schedule_sampler: ScheduleSampler,
 }
 
 // Under shuttle every model thread runs on one OS thread: its own
@@ -37,6 +40,7 @@ thread_local! {
             task: Cell::new(None),
             scope: Cell::new(std::ptr::null()),
             pending: Cell::new(std::ptr::null()),
+            schedule_sampler: ScheduleSampler::new(),
         }
     };
 }
@@ -184,6 +188,13 @@ pub(crate) fn set_scope(scope: *const Node) {
 /// Outside a task (use [`try_id`] there).
 pub fn id() -> Id {
     try_id().expect("`weft::task::id()` called outside a task")
+}
+
+/// Runs `f` with this thread's schedule sampler (not at all while the
+/// thread is being torn down).
+#[inline]
+pub(crate) fn with_schedule_sampler(f: impl FnOnce(&ScheduleSampler)) {
+    let _ = CONTEXT.try_with(|c| f(&c.schedule_sampler));
 }
 
 /// The id of the task being polled, or `None` outside a task.

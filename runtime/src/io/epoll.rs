@@ -23,7 +23,10 @@ use std::{
 use mio::{unix::SourceFd, Events, Interest, Registry, Token};
 use slab::Slab;
 
-use crate::facade::{lock, Mutex};
+use crate::{
+    facade::{lock, Mutex},
+    runtime::{histogram::Histogram, ticks},
+};
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
@@ -41,8 +44,8 @@ const SEQ_SHIFT: u32 = 4;
 /// A direction of interest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
-    Read,
-    Write,
+    Read = 0,
+    Write = 1,
 }
 
 impl Direction {
@@ -70,6 +73,12 @@ pub(crate) struct ScheduledIo {
     readiness: AtomicUsize,
     readers: Mutex<Vec<Waker>>,
     writers: Mutex<Vec<Waker>>,
+    /// Per direction (read, write): when an operation first found it not
+    /// ready and waited, in `runtime::ticks`; 0 when nobody waits. Set by
+    /// the waiting operation, taken by the driver's owner when an event
+    /// for that direction arrives (`Driver::turn`). Statistics only: a
+    /// race between two waiters loses one of their start times.
+    waiting_since: [AtomicU64; 2],
 }
 
 impl ScheduledIo {
@@ -79,6 +88,7 @@ impl ScheduledIo {
             readiness: AtomicUsize::new(READABLE | WRITABLE),
             readers: Mutex::new(Vec::new()),
             writers: Mutex::new(Vec::new()),
+            waiting_since: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -114,6 +124,10 @@ impl ScheduledIo {
         loop {
             let observed = self.readiness.load(Acquire);
             if observed & mask == 0 {
+                let since = &self.waiting_since[dir as usize];
+                if since.load(Relaxed) == 0 {
+                    since.store(ticks::now(), Relaxed);
+                }
                 self.add_waker(dir, cx.waker());
                 // An event may have landed between the load and the
                 // registration: look again before sleeping.
@@ -194,6 +208,10 @@ pub(crate) struct Remote {
     registered: AtomicUsize,
     pub(crate) events: AtomicU64,
     pub(crate) polls: AtomicU64,
+    /// How long socket directions were waited on (see
+    /// `ScheduledIo::waiting_since`), in `runtime::ticks`; written by the
+    /// owner in `turn`.
+    pub(crate) wait_time: Histogram,
 }
 
 impl Remote {
@@ -273,6 +291,7 @@ impl Driver {
             registered: AtomicUsize::new(0),
             events: AtomicU64::new(0),
             polls: AtomicU64::new(0),
+            wait_time: Histogram::new(),
         });
         Ok((
             Driver {
@@ -321,6 +340,8 @@ impl Driver {
             return 0;
         }
         let mut n = 0;
+        // One clock read per turn, taken at the first wait that ends.
+        let mut now = 0;
         for event in self.events.iter() {
             if event.token() == WAKER_TOKEN {
                 continue;
@@ -340,6 +361,19 @@ impl Driver {
             }
             let io = lock(&self.remote.ios).get(event.token().0).cloned();
             if let Some(io) = io {
+                for dir in [Direction::Read, Direction::Write] {
+                    let since = &io.waiting_since[dir as usize];
+                    if bits & dir.ready_mask() == 0 || since.load(Relaxed) == 0 {
+                        continue;
+                    }
+                    let since = since.swap(0, Relaxed);
+                    if since != 0 {
+                        if now == 0 {
+                            now = ticks::now();
+                        }
+                        self.remote.wait_time.record(now.saturating_sub(since));
+                    }
+                }
                 io.set_ready(bits);
                 n += 1;
             }

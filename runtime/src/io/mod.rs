@@ -231,6 +231,15 @@ impl RemoteIo {
         }
     }
 
+    /// Op latency (io_uring) or readiness wait time (epoll), in
+    /// `runtime::ticks`; written by the owning worker.
+    pub(crate) fn op_latency(&self) -> &crate::runtime::histogram::Histogram {
+        match self {
+            RemoteIo::Uring(r) => &r.op_latency,
+            RemoteIo::Epoll(r) => &r.wait_time,
+        }
+    }
+
     pub(crate) fn counters(&self) -> (u64, u64, u64) {
         match self {
             RemoteIo::Uring(r) => (

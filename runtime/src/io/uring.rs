@@ -40,6 +40,7 @@ use slab::Slab;
 use crate::{
     cancel::{self, Cancelled, Cause},
     facade::{lock, Mutex},
+    runtime::{histogram::Histogram, ticks},
 };
 
 /// `user_data` of the eventfd read kept armed in every ring.
@@ -235,6 +236,9 @@ pub(crate) struct Remote {
     pub(crate) submissions: AtomicU64,
     pub(crate) completions: AtomicU64,
     pub(crate) enters: AtomicU64,
+    /// Submission to completion of every single-shot operation, in
+    /// `runtime::ticks` (written by the owner in `reap`).
+    pub(crate) op_latency: Histogram,
 }
 
 impl Remote {
@@ -316,6 +320,10 @@ pub(crate) struct Driver {
     queued_fds: u64,
     /// Cells of finished operations, reused by the next ones of their type.
     cells: CellPool,
+    /// When each op in `ops` (by slab key) was pushed, in
+    /// `runtime::ticks`; 0 once a multishot op has completed once (its
+    /// later completions are not timed).
+    pushed_at: Vec<u64>,
 }
 
 /// The most finished op cells a driver keeps per operation type.
@@ -375,6 +383,7 @@ impl Driver {
             submissions: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             enters: AtomicU64::new(0),
+            op_latency: Histogram::new(),
         });
         let driver = Driver {
             ring,
@@ -388,6 +397,7 @@ impl Driver {
             enabled: false,
             queued_fds: 0,
             cells: CellPool::default(),
+            pushed_at: Vec::with_capacity(entries as usize),
         };
         Ok((driver, remote))
     }
@@ -408,6 +418,11 @@ impl Driver {
         let Some(user_data) = self.ops.register(&sub.target) else {
             return;
         };
+        let key = (user_data & 0xffff_ffff) as usize;
+        if key >= self.pushed_at.len() {
+            self.pushed_at.resize(key + 1, 0);
+        }
+        self.pushed_at[key] = ticks::now();
         let mut entry = sub.entry.user_data(user_data);
         if let Some(ts) = sub.timeout {
             entry = entry.flags(squeue::Flags::IO_LINK);
@@ -612,6 +627,8 @@ impl Driver {
     /// Returns how many operation completions it delivered.
     fn reap(&mut self) -> u64 {
         let mut delivered = 0u64;
+        // One clock read per reap, taken at the first completion.
+        let mut now = 0;
         loop {
             let mut batch = [(0u64, 0i32, 0u32); 32];
             let mut n = 0;
@@ -635,8 +652,21 @@ impl Driver {
                         }
                     }
                     _ => {
-                        if self.ops.deliver(user_data, res, cqueue::more(flags)) {
+                        let more = cqueue::more(flags);
+                        if self.ops.deliver(user_data, res, more) {
                             delivered += 1;
+                            // Timed once, at the first completion: a
+                            // multishot op's first result ends its stamp
+                            // and is not counted (it measures the wait for
+                            // a peer, not an operation).
+                            let key = (user_data & 0xffff_ffff) as usize;
+                            let pushed_at = std::mem::take(&mut self.pushed_at[key]);
+                            if pushed_at != 0 && !more {
+                                if now == 0 {
+                                    now = ticks::now();
+                                }
+                                self.remote.op_latency.record(now.saturating_sub(pushed_at));
+                            }
                         }
                     }
                 }

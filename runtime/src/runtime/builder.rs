@@ -34,6 +34,8 @@ pub struct Builder {
     pub(crate) idle_spin: Duration,
     /// `dump_on_signal`: the signal and what to do with each dump.
     pub(crate) dump_on_signal: Option<(crate::signal::unix::SignalKind, super::dump::DumpHook)>,
+    pub(crate) histograms: bool,
+    pub(crate) histogram_sample_interval: u32,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -63,12 +65,16 @@ pub enum BuildError {
     InvalidIoSpin(u32),
     /// `idle_spin` above 10 ms.
     InvalidIdleSpin(Duration),
+    /// `histogram_sample_interval(0)`: use `histograms(false)` to turn
+    /// the histograms off.
+    ZeroHistogramSampleInterval,
     /// The io driver could not be set up: io_uring was asked for and is
     /// unavailable, `WEFT_IO` names no driver, or the OS refused a ring,
     /// an epoll instance or an eventfd.
     Io(io::Error),
 }
 
+const DEFAULT_HISTOGRAM_SAMPLE_INTERVAL: u32 = 128;
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 
@@ -103,6 +109,10 @@ impl fmt::Display for BuildError {
             BuildError::InvalidIdleSpin(d) => {
                 write!(f, "idle_spin must be at most 10ms, got {d:?}")
             }
+            BuildError::ZeroHistogramSampleInterval => f.write_str(
+                "histogram_sample_interval must be at least 1, got 0 \
+                 (use histograms(false) to turn the histograms off)",
+            ),
             BuildError::Io(err) => write!(f, "failed to set up the io driver: {err}"),
         }
     }
@@ -148,6 +158,8 @@ impl Builder {
                 .and_then(|v| v.parse().ok()),
             idle_spin: DEFAULT_IDLE_SPIN,
             dump_on_signal: None,
+            histograms: true,
+            histogram_sample_interval: DEFAULT_HISTOGRAM_SAMPLE_INTERVAL,
         }
     }
 
@@ -300,6 +312,32 @@ impl Builder {
         self
     }
 
+    /// Whether the workers keep latency histograms (default on): per
+    /// worker, how long polls run and how long woken tasks wait to be
+    /// polled; per io driver, how long operations take. Read them through
+    /// [`Runtime::metrics`](super::Runtime::metrics) (e.g.
+    /// [`RuntimeMetrics::poll_duration`](super::RuntimeMetrics::poll_duration)).
+    /// Off, the schedulers read no clock for them and the snapshots are
+    /// empty; io operations are timed either way (one clock read per
+    /// operation, against the microseconds of a system call).
+    pub fn histograms(mut self, enabled: bool) -> Builder {
+        self.histograms = enabled;
+        self
+    }
+
+    /// One task schedule in `n` is sampled for the scheduling histograms
+    /// (default 128): the sampled schedule is stamped with the time, and
+    /// the poll it leads to is timed, start and end. 1 times every poll:
+    /// on the benchmark VM that is 6–31% more instructions on the
+    /// scheduler workloads plus three clock reads of 12–20 ns per poll,
+    /// where the default costs 0.3–1.5% in instructions (see
+    /// docs/BENCHMARKS.md). Each thread counts its own schedules. 0 is a
+    /// [`BuildError`]: use [`histograms(false)`](Self::histograms).
+    pub fn histogram_sample_interval(mut self, n: u32) -> Builder {
+        self.histogram_sample_interval = n;
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -332,6 +370,9 @@ impl Builder {
         if self.idle_spin > MAX_IDLE_SPIN {
             return Err(BuildError::InvalidIdleSpin(self.idle_spin));
         }
+        if self.histogram_sample_interval == 0 {
+            return Err(BuildError::ZeroHistogramSampleInterval);
+        }
         let runtime = Runtime::start(self, workers)?;
         if let Some((signal, hook)) = &self.dump_on_signal {
             super::dump::dump_on_signal(&runtime, *signal, hook.clone()).map_err(BuildError::Io)?;
@@ -358,6 +399,8 @@ impl fmt::Debug for Builder {
             .field("io_ring_entries", &self.io_ring_entries)
             .field("io_spin", &self.io_spin)
             .field("idle_spin", &self.idle_spin)
+            .field("histograms", &self.histograms)
+            .field("histogram_sample_interval", &self.histogram_sample_interval)
             .finish_non_exhaustive()
     }
 }

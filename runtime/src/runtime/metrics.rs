@@ -1,3 +1,4 @@
+use super::{histogram::HistogramSnapshot, ticks};
 use crate::scheduler::Shared;
 
 /// A point-in-time view of a runtime's counters.
@@ -35,6 +36,10 @@ pub struct RuntimeMetrics {
     pub io_ops_in_flight: usize,
     /// Sockets registered with the epoll drivers (0 under io_uring).
     pub io_registered_sockets: usize,
+    /// One task schedule in this many is sampled for the `poll_duration`
+    /// and `schedule_latency` histograms (`Builder::histogram_sample_interval`);
+    /// 0 when they are off (`Builder::histograms(false)`).
+    pub histogram_sample_interval: u32,
     /// One entry per worker.
     pub worker: Vec<WorkerMetrics>,
 }
@@ -72,6 +77,25 @@ pub struct WorkerMetrics {
     /// per size class; a worker parked for a second gives all but 64 KiB
     /// per class back to malloc.
     pub alloc_cache_bytes: u64,
+    /// How long the sampled polls on this worker ran: from just before the
+    /// task's `poll` to just after it returned (the harness's state
+    /// transitions included). One schedule in
+    /// `RuntimeMetrics::histogram_sample_interval` is sampled, so the count
+    /// is about `polls` divided by that; with an interval of 1 it equals
+    /// the polls of tasks whose schedule went through the scheduler (all
+    /// but none in practice: spawns and wakes both do).
+    pub poll_duration: HistogramSnapshot,
+    /// How long the sampled tasks polled here waited: from being queued
+    /// (spawned, woken, or yielding) to the start of their poll, wherever
+    /// they were queued (this worker, another, the injector).
+    pub schedule_latency: HistogramSnapshot,
+    /// io_uring: how long each operation on this worker's ring took, from
+    /// entering the submission queue to its completion being reaped
+    /// (multishot operations are not counted). epoll: how long a socket
+    /// direction was waited on, from the first operation that found it not
+    /// ready to the readiness event that ended the wait. Every operation
+    /// or wait is counted (not sampled), also with histograms off.
+    pub io_op_latency: HistogramSnapshot,
 }
 
 impl RuntimeMetrics {
@@ -85,6 +109,29 @@ impl RuntimeMetrics {
         self.worker.iter().map(|w| w.steals).sum()
     }
 
+    /// Every worker's `poll_duration`, merged.
+    pub fn poll_duration(&self) -> HistogramSnapshot {
+        self.merged(|w| &w.poll_duration)
+    }
+
+    /// Every worker's `schedule_latency`, merged.
+    pub fn schedule_latency(&self) -> HistogramSnapshot {
+        self.merged(|w| &w.schedule_latency)
+    }
+
+    /// Every worker's `io_op_latency`, merged.
+    pub fn io_op_latency(&self) -> HistogramSnapshot {
+        self.merged(|w| &w.io_op_latency)
+    }
+
+    fn merged(&self, of: impl Fn(&WorkerMetrics) -> &HistogramSnapshot) -> HistogramSnapshot {
+        let mut all = HistogramSnapshot::default();
+        for worker in &self.worker {
+            all.merge(of(worker));
+        }
+        all
+    }
+
     /// Sum of `budget_forced_yields` over the workers.
     pub fn total_budget_forced_yields(&self) -> u64 {
         self.worker.iter().map(|w| w.budget_forced_yields).sum()
@@ -93,7 +140,12 @@ impl RuntimeMetrics {
 
 pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
     let blocking = shared.blocking.metrics();
+    let interval = shared.config.histogram_interval;
+    // Every histogram counts `ticks`; the rate is measured once per
+    // snapshot.
+    let scale = ticks::nanos_per_tick();
     RuntimeMetrics {
+        histogram_sample_interval: interval,
         workers: shared.remotes.len(),
         alive_tasks: shared.owned.len(),
         injector_depth: shared.injector.len(),
@@ -125,6 +177,9 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     io_completions,
                     io_enters,
                     alloc_cache_bytes: r.metrics.alloc_cache_bytes.get(),
+                    poll_duration: r.metrics.poll_duration.snapshot(scale),
+                    schedule_latency: r.metrics.schedule_latency.snapshot(scale),
+                    io_op_latency: r.io.op_latency().snapshot(scale),
                 }
             })
             .collect(),

@@ -20,7 +20,9 @@
 
 mod builder;
 pub mod dump;
+pub(crate) mod histogram;
 mod metrics;
+pub(crate) mod ticks;
 
 use std::{
     fmt,
@@ -36,6 +38,7 @@ use crossbeam_deque::{Injector, Worker};
 
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
+    histogram::{HistogramBucket, HistogramSnapshot},
     metrics::{RuntimeMetrics, WorkerMetrics},
 };
 use crate::{
@@ -80,6 +83,10 @@ impl Runtime {
     }
 
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
+        if builder.histograms {
+            // The rate of the histograms' clock is measured from here.
+            ticks::init();
+        }
         let locals: Vec<Worker<crate::task::Notified>> =
             (0..workers).map(|_| Worker::new_fifo()).collect();
         let io = crate::io::build(builder.io_driver, builder.io_ring_entries, workers)
@@ -126,6 +133,11 @@ impl Runtime {
                 max_lifo_polls: 3,
                 io_spin: builder.io_spin,
                 idle_spin: builder.idle_spin,
+                histogram_interval: if builder.histograms {
+                    builder.histogram_sample_interval
+                } else {
+                    0
+                },
             },
         };
         let handle = Handle {

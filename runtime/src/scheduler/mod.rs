@@ -35,7 +35,7 @@ use std::{future::Future, time::Instant};
 
 use crossbeam_deque::{Injector, Stealer};
 
-pub(crate) use self::metrics::WorkerMetrics;
+pub(crate) use self::metrics::{ScheduleSampler, WorkerMetrics};
 use self::{idle::Idle, park::Unparker};
 use crate::{
     blocking::BlockingPool,
@@ -62,6 +62,9 @@ pub(crate) struct SchedConfig {
     /// How long a worker that ran out of work watches the queues before it
     /// parks (`Builder::idle_spin`).
     pub(crate) idle_spin: std::time::Duration,
+    /// One schedule in this many is timed for the histograms; 0: off
+    /// (`Builder::histograms`, `Builder::histogram_sample_interval`).
+    pub(crate) histogram_interval: u32,
 }
 
 /// What other threads need to reach one worker.
@@ -150,6 +153,9 @@ impl Handle {
 impl Shared {
     /// Queues a task from a thread that is not one of our workers.
     pub(crate) fn schedule_remote(&self, task: Notified) {
+        if self.config.histogram_interval != 0 {
+            context::with_schedule_sampler(|s| metrics::sample_schedule(&self.config, s, &task));
+        }
         if self.shutdown.load(Acquire) {
             // The queues are being (or have been) drained for the last time.
             // Dropping the notification is enough: the shutdown sweep cancels

@@ -7,7 +7,7 @@ use std::{
 
 use crossbeam_deque::{Steal, Worker};
 
-use super::{park::Parker, Handle, Shared, WorkerMetrics};
+use super::{metrics, park::Parker, Handle, ScheduleSampler, Shared, WorkerMetrics};
 use crate::{
     context,
     facade::{atomic::Ordering::*, Arc},
@@ -62,6 +62,8 @@ pub(crate) struct WorkerCtx {
     /// completions wake stay here without waking a peer (io affinity; see
     /// `after_io`).
     in_driver: Cell<bool>,
+    /// Picks the schedules from this worker sampled for the histograms.
+    schedule_sampler: ScheduleSampler,
 }
 
 impl Drop for WorkerCtx {
@@ -132,6 +134,7 @@ impl WorkerCtx {
             cache_trimmed: Cell::new(false),
             handle_credits: Cell::new(0),
             in_driver: Cell::new(false),
+            schedule_sampler: ScheduleSampler::new(),
         }
     }
 
@@ -193,6 +196,7 @@ impl WorkerCtx {
 
     /// Queues a task on this worker (see the module doc of `scheduler`).
     pub(crate) fn schedule_local(&self, task: Notified, is_yield: bool) {
+        metrics::sample_schedule(&self.shared().config, &self.schedule_sampler, &task);
         if is_yield {
             let mut deferred = self.deferred.take();
             deferred.push(task);
@@ -260,7 +264,10 @@ impl WorkerCtx {
         }
         self.metrics().polls.incr();
         self.cache_trimmed.set(false);
-        task.run();
+        match task.header().take_woken_at() {
+            0 => task.run(),
+            woken_at => self.metrics().run_timed(task, woken_at),
+        }
     }
 
     fn next_local_task(&self, tick: u32) -> Option<Notified> {

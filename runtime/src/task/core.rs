@@ -66,6 +66,32 @@ impl Deref for NodeRef<'_> {
 }
 
 impl Header {
+    /// Stamps a sampled schedule with `ticks::stamp()`.
+    ///
+    /// The stamp (in `links.woken_at`, see there) is nonzero while the
+    /// task's current schedule is sampled. It is written by the holder of
+    /// the task's `Notified` just before it queues it, read and cleared by
+    /// the worker that pops it (the queue orders the two). A `std` atomic:
+    /// a statistic, not synchronisation (see `scheduler::metrics`).
+    #[inline]
+    pub(crate) fn set_woken_at(&self, stamp: u32) {
+        self.links
+            .woken_at
+            .store(stamp, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The stamp of the schedule being consumed, clearing it; 0 if that
+    /// schedule was not sampled.
+    #[inline]
+    pub(crate) fn take_woken_at(&self) -> u32 {
+        let woken_at = &self.links.woken_at;
+        let stamp = woken_at.load(std::sync::atomic::Ordering::Relaxed);
+        if stamp != 0 {
+            woken_at.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        stamp
+    }
+
     pub(crate) fn node_ptr(&self) -> *const Node {
         self.node.load(SeqCst)
     }

@@ -212,6 +212,9 @@ impl Notified {
     pub(crate) fn id(&self) -> Id {
         self.raw.id()
     }
+    pub(crate) fn header(&self) -> &Header {
+        self.raw.header()
+    }
     pub(crate) fn into_raw(self) -> RawTask {
         let raw = self.raw;
         std::mem::forget(self);
