@@ -51,8 +51,13 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) =
-            task::new_task(future, self.clone(), Id::next(), false);
+        let (task, notified, join, _no_slot) = task::new_task(
+            future,
+            self.clone(),
+            Id::next(),
+            false,
+            std::panic::Location::caller(),
+        );
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }
@@ -239,8 +244,13 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) =
-            task::new_task(future, self.clone(), Id::next(), false);
+        let (task, notified, join, _no_slot) = task::new_task(
+            future,
+            self.clone(),
+            Id::next(),
+            false,
+            std::panic::Location::caller(),
+        );
         let raw = task.raw();
         let node = crate::cancel::node::Node::child(&parent.0, None, None, Some(raw));
         let (node, _) = raw.header().install_node(node);

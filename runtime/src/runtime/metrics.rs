@@ -35,6 +35,15 @@ pub struct RuntimeMetrics {
     pub io_ops_in_flight: usize,
     /// Sockets registered with the epoll drivers (0 under io_uring).
     pub io_registered_sockets: usize,
+    /// Relief workers running now: started by the monitor while every
+    /// worker was stuck in a poll, they retire once one of those polls
+    /// returns (see `Builder::stuck_poll_threshold`).
+    pub relief_workers: usize,
+    /// Relief workers started since the runtime started.
+    pub relief_workers_started: u64,
+    /// Stuck polls reported on relief workers (those on the workers are in
+    /// [`WorkerMetrics::stuck_polls`]).
+    pub relief_stuck_polls: u64,
     /// One entry per worker.
     pub worker: Vec<WorkerMetrics>,
 }
@@ -72,6 +81,9 @@ pub struct WorkerMetrics {
     /// per size class; a worker parked for a second gives all but 64 KiB
     /// per class back to malloc.
     pub alloc_cache_bytes: u64,
+    /// Polls on this worker that ran past `Builder::stuck_poll_threshold`
+    /// (each reported once, while it ran).
+    pub stuck_polls: u64,
 }
 
 impl RuntimeMetrics {
@@ -85,6 +97,11 @@ impl RuntimeMetrics {
         self.worker.iter().map(|w| w.steals).sum()
     }
 
+    /// Stuck polls reported, on the workers and on relief workers.
+    pub fn total_stuck_polls(&self) -> u64 {
+        self.worker.iter().map(|w| w.stuck_polls).sum::<u64>() + self.relief_stuck_polls
+    }
+
     /// Sum of `budget_forced_yields` over the workers.
     pub fn total_budget_forced_yields(&self) -> u64 {
         self.worker.iter().map(|w| w.budget_forced_yields).sum()
@@ -93,7 +110,11 @@ impl RuntimeMetrics {
 
 pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
     let blocking = shared.blocking.metrics();
+    let (relief_workers, relief_workers_started) = shared.monitor.relief_counts();
     RuntimeMetrics {
+        relief_workers,
+        relief_workers_started,
+        relief_stuck_polls: shared.monitor.relief_stuck_polls(),
         workers: shared.remotes.len(),
         alive_tasks: shared.owned.len(),
         injector_depth: shared.injector.len(),
@@ -125,6 +146,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     io_completions,
                     io_enters,
                     alloc_cache_bytes: r.metrics.alloc_cache_bytes.get(),
+                    stuck_polls: r.watch.stuck_polls(),
                 }
             })
             .collect(),

@@ -5,8 +5,9 @@
 //! 1. Set the shutdown flag and unpark every worker. Each worker finishes
 //!    its current poll, drops what is left in its LIFO slot and run queue,
 //!    and exits.
-//! 2. Wait for the workers to exit, up to the timeout; a worker still inside
-//!    a poll after that is detached (left running, not joined).
+//! 2. Wait for the workers (and relief workers, see `scheduler/monitor.rs`)
+//!    to exit, up to the timeout; a worker still inside a poll after that
+//!    is detached (left running, not joined). The monitor thread exits.
 //! 3. Drop every notification left in the injector and in the queues of
 //!    detached workers.
 //! 4. Close the task registry and cancel every task in it: futures are
@@ -20,6 +21,7 @@
 
 mod builder;
 mod metrics;
+mod stuck;
 
 use std::{
     fmt,
@@ -36,6 +38,7 @@ use crossbeam_deque::{Injector, Worker};
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
     metrics::{RuntimeMetrics, WorkerMetrics},
+    stuck::StuckPoll,
 };
 use crate::{
     blocking::{self, BlockingConfig, BlockingPool},
@@ -63,6 +66,8 @@ pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
     exited: StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    /// The stuck-poll monitor (`scheduler/monitor.rs`).
+    monitor: Option<thread::JoinHandle<()>>,
     done: bool,
 }
 
@@ -100,6 +105,7 @@ impl Runtime {
                 unparker: parker.unparker(),
                 metrics: Default::default(),
                 io: io.clone(),
+                watch: StdArc::new(scheduler::monitor::WorkerWatch::new()),
             })
             .collect();
         let blocking = BlockingPool::new(BlockingConfig {
@@ -126,6 +132,14 @@ impl Runtime {
                 io_spin: builder.io_spin,
                 idle_spin: builder.idle_spin,
             },
+            monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
+                threshold: builder.stuck_poll_threshold,
+                hook: builder.on_stuck_poll.clone(),
+                thread_name: builder.thread_name.clone(),
+                stack_size: builder.thread_stack_size,
+                on_thread_start: builder.on_thread_start.clone(),
+                on_thread_stop: builder.on_thread_stop.clone(),
+            }),
         };
         let handle = Handle {
             inner: scheduler::Handle {
@@ -137,6 +151,7 @@ impl Runtime {
             handle: handle.clone(),
             threads: Vec::with_capacity(workers),
             exited: exited.clone(),
+            monitor: None,
             done: false,
         };
         let (enabled_tx, enabled_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
@@ -203,6 +218,13 @@ impl Runtime {
                 return Err(BuildError::Io(err));
             }
         }
+        match scheduler::monitor::start(&handle.inner) {
+            Ok(join) => runtime.monitor = Some(join),
+            Err(err) => {
+                runtime.shutdown_inner(Some(Duration::from_secs(5)));
+                return Err(BuildError::SpawnThread(err));
+            }
+        }
         Ok(runtime)
     }
 
@@ -217,6 +239,7 @@ impl Runtime {
     }
 
     /// Spawns a task. It is a root of its own (it has no parent task).
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -226,6 +249,7 @@ impl Runtime {
     }
 
     /// Runs `f` on the blocking pool.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -291,6 +315,7 @@ impl Runtime {
         for remote in shared.remotes.iter() {
             remote.unparker.unpark();
         }
+        shared.monitor.wake();
         // 2.
         let total = self.threads.len();
         let mut all_exited = {
@@ -318,6 +343,12 @@ impl Runtime {
                 let _ = thread.join();
             }
         }
+        // The monitor leaves at once (unless a stuck-poll hook blocks);
+        // relief workers after their current poll.
+        if let Some(monitor) = self.monitor.take() {
+            let _ = monitor.join();
+        }
+        all_exited &= shared.monitor.wait_relief_exited(deadline);
         // 3.–5. on this thread, inside the runtime so destructors that spawn
         // see the closed registry.
         let _enter = context::enter(self.handle.inner.clone());
@@ -377,6 +408,7 @@ impl Handle {
     }
 
     /// See [`Runtime::spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -386,6 +418,7 @@ impl Handle {
     }
 
     /// See [`Runtime::spawn_blocking`].
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

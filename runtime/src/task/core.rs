@@ -2,7 +2,7 @@
 //! output) and trailer (join waker), laid out so a `*mut Header` is also a
 //! pointer to the whole cell.
 
-use std::{alloc::Layout, future::Future, ptr::NonNull, task::Waker};
+use std::{alloc::Layout, future::Future, panic::Location, ptr::NonNull, task::Waker};
 
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
@@ -31,6 +31,9 @@ pub(crate) struct Header {
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
     pub(crate) node: AtomicPtr<Node>,
+    /// Where the task was spawned (`#[track_caller]` on the spawn
+    /// functions). Immutable; read by the stuck-poll watchdog.
+    location: &'static Location<'static>,
 }
 
 impl Drop for Header {
@@ -58,6 +61,12 @@ impl Deref for NodeRef<'_> {
 }
 
 impl Header {
+    /// Where the task was spawned: the caller of `weft::spawn`,
+    /// `Handle::spawn`, `task::Builder::spawn`, `TaskGroup::spawn`, ...
+    pub(crate) fn spawn_location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
     pub(crate) fn node_ptr(&self) -> *const Node {
         self.node.load(SeqCst)
     }
@@ -141,6 +150,7 @@ impl<F: Future, S> Cell<F, S> {
         id: Id,
         vtable: &'static Vtable,
         with_node: bool,
+        location: &'static Location<'static>,
     ) -> (NonNull<Self>, Option<NodeSlot>) {
         let block = with_node.then(Self::node_block).flatten();
         let layout = block
@@ -163,6 +173,7 @@ impl<F: Future, S> Cell<F, S> {
                     id,
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
+                    location,
                 },
                 core: Core {
                     scheduler,

@@ -177,6 +177,32 @@ impl OwnedTasks {
         }
     }
 
+    /// A new reference to the task whose header is at `ptr`, if a task
+    /// with that header and id `id` is still registered. The caller only
+    /// knows the pointer from a racy read (the stuck-poll monitor): the
+    /// walk compares addresses and touches only linked, live tasks, so a
+    /// stale pointer is never dereferenced. O(tasks in the shard); for rare
+    /// callers.
+    pub(crate) fn get_live(&self, id: u64, ptr: *const ()) -> Option<Task> {
+        let shard = lock(&self.shards[(id as usize) & self.mask].0);
+        let mut cursor = shard.head;
+        while let Some(header) = cursor {
+            if std::ptr::eq(header.as_ptr().cast::<()>(), ptr) {
+                // SAFETY: linked in this shard, so alive: the list holds a
+                // reference, and we hold the lock that unlinking takes.
+                let header = unsafe { header.as_ref() };
+                if header.id.as_u64() != id {
+                    return None;
+                }
+                header.state.ref_inc();
+                return Some(Task::from_raw(RawTask::from_raw(NonNull::from(header))));
+            }
+            // SAFETY: as above.
+            cursor = NonNull::new(unsafe { header.as_ref() }.links.next.load(Relaxed));
+        }
+        None
+    }
+
     /// Tasks spawned and not yet finished.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(&s.0).len).sum()
