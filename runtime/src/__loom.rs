@@ -4,7 +4,7 @@
 
 use std::{collections::VecDeque, future::Future};
 
-use crate::scheduler::{idle, park};
+use crate::scheduler::{idle, lifo, park};
 use crate::{
     facade::{lock, Arc, Mutex},
     task::{self, Id, JoinHandle, Notified, OwnedTasks, RawTask, Schedule, Task},
@@ -264,3 +264,41 @@ impl MockScheduler {
 
 /// The signal registry's per-signal slot (see `signal/registry.rs`).
 pub use crate::signal::SignalSlot;
+
+/// A worker's LIFO slot (see `scheduler/lifo.rs`), holding boxes instead
+/// of task notifications: the same code, every take a swap.
+pub struct LifoSlot<T: Send + 'static>(lifo::LifoSlot<Box<T>>);
+
+impl<T: Send + 'static> std::fmt::Debug for LifoSlot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifoSlot")
+            .field("occupied", &self.0.is_occupied())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Default for LifoSlot<T> {
+    fn default() -> Self {
+        LifoSlot(lifo::LifoSlot::new())
+    }
+}
+
+impl<T: Send + 'static> LifoSlot<T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The owner queues `item` to run next; the item that was there comes
+    /// back (the worker moves it to its run queue).
+    pub fn push(&self, item: Box<T>) -> Option<Box<T>> {
+        self.0.push(item)
+    }
+    /// The owner, or a thief, takes the item.
+    pub fn take(&self) -> Option<Box<T>> {
+        self.0.take()
+    }
+    /// A racy look.
+    pub fn is_occupied(&self) -> bool {
+        self.0.is_occupied()
+    }
+}

@@ -47,6 +47,19 @@ impl SlotItem for crate::task::Notified {
     }
 }
 
+/// Boxes, for the loom model (`loom-tests/tests/lifo_steal.rs`).
+#[cfg(weft_loom)]
+impl<T: Send> SlotItem for Box<T> {
+    fn into_slot_ptr(self) -> *mut () {
+        Box::into_raw(self).cast()
+    }
+
+    unsafe fn from_slot_ptr(ptr: *mut ()) -> Self {
+        // SAFETY: from `Box::into_raw` in `into_slot_ptr`, claimed once.
+        unsafe { Box::from_raw(ptr.cast()) }
+    }
+}
+
 /// See the module doc.
 pub(crate) struct LifoSlot<T: SlotItem> {
     ptr: AtomicPtr<()>,
