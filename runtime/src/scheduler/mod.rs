@@ -7,6 +7,9 @@
 //!   next poll on that worker takes the LIFO slot first (message-passing
 //!   pairs run back to back, cache-warm), at most 3 times in a row, then the
 //!   LIFO task goes to the back of the queue so the queue is not starved.
+//!   While the worker is stuck in a poll the monitor has seen outlast a
+//!   sample, other workers take its LIFO task and its whole queue
+//!   (`lifo.rs`, `monitor.rs`).
 //! - Woken during its own poll (`yield_now`): into the worker's deferred
 //!   list, which moves to the back of the run queue once the queue and the
 //!   injector are empty, or every `event_interval` ticks. A yield thus lets
