@@ -415,3 +415,60 @@ fn a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_poll(driver: w
 }
 
 on_each_driver!(a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_poll);
+
+/// Every spawn function records its caller's location (`#[track_caller]`
+/// through to the task header), as the watchdog shows: `weft::spawn`,
+/// `Runtime::spawn`, `Handle::spawn`, `task::Builder::spawn` and
+/// `spawn_on`, `TaskGroup::spawn`.
+#[test]
+fn every_spawn_function_records_its_callers_location() {
+    const BLOCK: Duration = Duration::from_millis(40);
+    let seen = Arc::new(Mutex::new(Vec::<(weft::task::Id, u32)>::new()));
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .stuck_poll_threshold(Duration::from_millis(5))
+        .on_stuck_poll({
+            let seen = seen.clone();
+            move |stuck| {
+                assert!(stuck.spawn_location().file().ends_with("stuck.rs"));
+                let line = stuck.spawn_location().line();
+                seen.lock().unwrap().push((stuck.task_id(), line));
+            }
+        })
+        .build()
+        .unwrap();
+    fn block() -> weft::task::Id {
+        thread::sleep(BLOCK);
+        weft::task::id()
+    }
+    let mut expected = Vec::new();
+    let (h, line) = (rt.spawn(async { block() }), line!());
+    expected.push((block_on_bounded(&rt, h).unwrap(), line));
+    let (h, line) = (rt.handle().spawn(async { block() }), line!());
+    expected.push((block_on_bounded(&rt, h).unwrap(), line));
+    let builder = weft::task::Builder::new();
+    let (h, line) = (builder.spawn_on(async { block() }, rt.handle()), line!());
+    expected.push((block_on_bounded(&rt, h).unwrap(), line));
+    let inside = block_on_bounded(&rt, async {
+        let mut expected = Vec::new();
+        let (h, line) = (weft::spawn(async { block() }), line!());
+        expected.push((h.await.unwrap(), line));
+        let builder = weft::task::Builder::new();
+        let (h, line) = (builder.spawn(async { block() }), line!());
+        expected.push((h.await.unwrap(), line));
+        let mut group = weft::cancel::TaskGroup::new();
+        let line = line!() + 1;
+        group.spawn(async { block() });
+        let id = group.join_all().await.pop().unwrap().unwrap();
+        expected.push((id, line));
+        expected
+    });
+    expected.extend(inside);
+    // Each report is made while its poll runs; the last may trail its join.
+    assert!(eventually(|| seen.lock().unwrap().len() >= expected.len()));
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "(task id, spawn line) per spawn function");
+    assert_no_live_tasks(&rt);
+}
