@@ -4,7 +4,9 @@
 //! runs new work. See `scheduler/monitor.rs` and docs/ARCHITECTURE.md ("The
 //! monitor").
 //!
-//! These tests block workers on purpose, for hundreds of milliseconds each;
+//! These tests block workers on purpose, for hundreds of milliseconds each,
+//! one test at a time (the binary's network lock: the io test counts fds,
+//! and the timings need the cores);
 //! the bounds they assert are loose (tens of milliseconds where the
 //! mechanism takes well under one) so a loaded machine does not fail them.
 //! The latency figures are in `benches/benches/latency.rs`.
@@ -38,16 +40,23 @@ fn rendezvous(count: &AtomicUsize, n: usize) {
 }
 
 /// Task A wakes task B (B goes into A's worker's LIFO slot), then blocks
-/// that worker for 200 ms. B runs on the other worker within a few
-/// milliseconds: the monitor sees A's poll outlast a sample with a task
+/// that worker for 100 ms. B runs on the other worker, typically within a
+/// millisecond: the monitor sees A's poll outlast a sample with a task
 /// behind it, and the parked peer takes the LIFO slot. (Before the slot
-/// was stealable, and on tokio, B waited the whole 200 ms.)
+/// was stealable, and on tokio, B waited the whole block every time.)
+///
+/// Most tries, not all, must see it: on a machine with many more runnable
+/// threads than cores the peer itself can wait for a CPU for a whole
+/// block (docs/BENCHMARKS.md saw that in a few percent of the tries at
+/// load 10 on 2 cores). The figures are the `latency` bench's business.
 #[test]
 fn a_task_woken_into_a_blocked_workers_lifo_slot_runs_during_the_block() {
-    const BLOCK: Duration = Duration::from_millis(200);
-    const TRIES: usize = 5;
+    let _serial = common::net::serial();
+    const BLOCK: Duration = Duration::from_millis(100);
+    const TRIES: usize = 10;
     let rt = common::rt(2);
     let mut delays = Vec::new();
+    let mut during_block = 0;
     for _ in 0..TRIES {
         let (delay, during) = block_on_bounded(&rt, async {
             let (tx, rx) = weft::sync::oneshot::channel::<Instant>();
@@ -74,23 +83,25 @@ fn a_task_woken_into_a_blocked_workers_lifo_slot_runs_during_the_block() {
             a.await.unwrap();
             out
         });
-        assert!(
-            during,
-            "B ran only after A's 200 ms block ended ({delay:?} after the wake): it waited \
-             behind the stuck worker"
-        );
+        during_block += usize::from(during);
         delays.push(delay);
     }
     eprintln!("B's delay behind a blocked worker, {TRIES} tries: {delays:?}");
-    let worst = delays.iter().max().unwrap();
     assert!(
-        *worst < Duration::from_millis(100),
-        "B waited {worst:?} behind a blocked worker (the mechanism takes under 1 ms; 100 ms \
-         leaves room for a loaded machine)"
+        during_block * 2 >= TRIES,
+        "B ran during A's block in only {during_block} of {TRIES} tries (delays {delays:?}): \
+         it waited behind the stuck worker"
+    );
+    delays.sort();
+    let median = delays[TRIES / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "B's median delay behind a blocked worker was {median:?} (the mechanism takes under \
+         1 ms; 20 ms leaves room for a loaded machine)"
     );
     assert!(
-        rt.metrics().total_steals() >= TRIES as u64,
-        "the peer stole B each time"
+        rt.metrics().total_steals() >= during_block as u64,
+        "the peer stole B each time it ran during the block"
     );
     assert_no_live_tasks(&rt);
 }
@@ -99,6 +110,7 @@ fn a_task_woken_into_a_blocked_workers_lifo_slot_runs_during_the_block() {
 /// blocks it: every child runs during the block, none after.
 #[test]
 fn tasks_queued_on_a_stuck_worker_are_drained_by_the_others() {
+    let _serial = common::net::serial();
     const SPAWNED: usize = 50;
     const BLOCK: Duration = Duration::from_millis(300);
     let rt = common::rt(2);
@@ -143,6 +155,7 @@ fn tasks_queued_on_a_stuck_worker_are_drained_by_the_others() {
 /// retires once the stuck polls return.
 #[test]
 fn when_every_worker_is_stuck_a_relief_worker_runs_new_tasks_and_retires() {
+    let _serial = common::net::serial();
     const BLOCK: Duration = Duration::from_millis(600);
     let reports = Arc::new(Mutex::new(Vec::<StuckPoll>::new()));
     let rt = Builder::new_multi_thread()
@@ -213,6 +226,7 @@ fn when_every_worker_is_stuck_a_relief_worker_runs_new_tasks_and_retires() {
 /// worker's metric counts the stuck poll.
 #[test]
 fn the_hook_names_the_stuck_task_while_it_is_still_stuck() {
+    let _serial = common::net::serial();
     const THRESHOLD: Duration = Duration::from_millis(100);
     let blocking = Arc::new(AtomicBool::new(false));
     let started_at = Arc::new(Mutex::new(None::<Instant>));
@@ -291,6 +305,7 @@ fn the_hook_names_the_stuck_task_while_it_is_still_stuck() {
 /// is still reported (and counted).
 #[test]
 fn a_panicking_hook_does_not_stop_the_watchdog() {
+    let _serial = common::net::serial();
     common::quiet_expected_panics();
     let calls = Arc::new(AtomicUsize::new(0));
     let rt = Builder::new_multi_thread()
@@ -307,7 +322,7 @@ fn a_panicking_hook_does_not_stop_the_watchdog() {
         .unwrap();
     for _ in 0..2 {
         rt.block_on(async {
-            weft::spawn(async { thread::sleep(Duration::from_millis(100)) })
+            weft::spawn(async { thread::sleep(Duration::from_millis(200)) })
                 .await
                 .unwrap()
         });
@@ -319,6 +334,7 @@ fn a_panicking_hook_does_not_stop_the_watchdog() {
 /// The threshold is checked like the builder's other options.
 #[test]
 fn a_threshold_below_one_millisecond_is_refused_with_a_clear_error() {
+    let _serial = common::net::serial();
     for bad in [Duration::ZERO, Duration::from_micros(999)] {
         let err = Builder::new_multi_thread()
             .worker_threads(1)
@@ -422,11 +438,12 @@ on_each_driver!(a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_p
 /// `spawn_on`, `TaskGroup::spawn`.
 #[test]
 fn every_spawn_function_records_its_callers_location() {
-    const BLOCK: Duration = Duration::from_millis(40);
+    let _serial = common::net::serial();
+    const BLOCK: Duration = Duration::from_millis(200);
     let seen = Arc::new(Mutex::new(Vec::<(weft::task::Id, u32)>::new()));
     let rt = Builder::new_multi_thread()
         .worker_threads(2)
-        .stuck_poll_threshold(Duration::from_millis(5))
+        .stuck_poll_threshold(Duration::from_millis(20))
         .on_stuck_poll({
             let seen = seen.clone();
             move |stuck| {
