@@ -434,7 +434,9 @@ impl Sampler {
                 self.interval = (self.interval * 2).min(self.max_interval);
             }
         }
-        if self.interval > SHORT_INTERVAL {
+        // Written only when it changes: the workers read this line on
+        // every task put into an empty LIFO slot.
+        if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
             monitor.backed_off.store(true, Relaxed);
         }
         let wake_at = min_due(Some(now + self.interval), due).expect("some");
