@@ -37,9 +37,13 @@ pub(crate) struct Header {
 }
 
 // The header is what every holder touches (the state word first): one
-// cache line. The spawn location took the last 8 bytes.
+// cache line. The spawn location took the last 8 bytes; `links` has 7
+// bytes of padding after its flag for a small field.
 #[cfg(all(target_pointer_width = "64", not(weft_loom)))]
-const _: () = assert!(size_of::<Header>() <= 64);
+const _: () = assert!(
+    size_of::<Header>() <= 64,
+    "the task header outgrew one cache line"
+);
 
 impl Drop for Header {
     fn drop(&mut self) {
