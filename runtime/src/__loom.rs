@@ -5,7 +5,7 @@
 
 use std::{collections::VecDeque, future::Future};
 
-use crate::scheduler::{idle, park};
+use crate::scheduler::{idle, lifo, park};
 use crate::{
     facade::{lock, Arc, Mutex},
     task::{self, Id, JoinHandle, Notified, OwnedTasks, RawTask, Schedule, Task},
@@ -52,8 +52,13 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) =
-            task::new_task(future, self.clone(), Id::next(), false);
+        let (task, notified, join, _no_slot) = task::new_task(
+            future,
+            self.clone(),
+            Id::next(),
+            false,
+            std::panic::Location::caller(),
+        );
         if let Some(notified) = self.inner.owned.bind(task, notified) {
             self.schedule(notified);
         }
@@ -240,8 +245,13 @@ impl MockScheduler {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join, _no_slot) =
-            task::new_task(future, self.clone(), Id::next(), false);
+        let (task, notified, join, _no_slot) = task::new_task(
+            future,
+            self.clone(),
+            Id::next(),
+            false,
+            std::panic::Location::caller(),
+        );
         let raw = task.raw();
         let node = crate::cancel::node::Node::child(&parent.0, None, None, Some(raw));
         let (node, _) = raw.header().install_node(node);
@@ -256,3 +266,41 @@ impl MockScheduler {
 /// The signal registry's per-signal slot (see `signal/registry.rs`).
 #[cfg(weft_loom)]
 pub use crate::signal::SignalSlot;
+
+/// A worker's LIFO slot (see `scheduler/lifo.rs`), holding boxes instead
+/// of task notifications: the same code, every take a swap.
+pub struct LifoSlot<T: Send + 'static>(lifo::LifoSlot<Box<T>>);
+
+impl<T: Send + 'static> std::fmt::Debug for LifoSlot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifoSlot")
+            .field("occupied", &self.0.is_occupied())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Default for LifoSlot<T> {
+    fn default() -> Self {
+        LifoSlot(lifo::LifoSlot::new())
+    }
+}
+
+impl<T: Send + 'static> LifoSlot<T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The owner queues `item` to run next; the item that was there comes
+    /// back (the worker moves it to its run queue).
+    pub fn push(&self, item: Box<T>) -> Option<Box<T>> {
+        self.0.push(item)
+    }
+    /// The owner, or a thief, takes the item.
+    pub fn take(&self) -> Option<Box<T>> {
+        self.0.take()
+    }
+    /// A racy look.
+    pub fn is_occupied(&self) -> bool {
+        self.0.is_occupied()
+    }
+}

@@ -117,10 +117,8 @@ pub(crate) fn deadline_expired(task: Option<RawTask>, deadline: Instant) {
 }
 
 /// A poll has run longer than the stuck-poll threshold and is still
-/// running: WARN with the task's id, name, spawn location and how long.
-// Called by the stuck-poll watchdog (issue 17, point 2), which is built
-// beside this; until it is merged only the unit test below calls it.
-#[allow(dead_code)]
+/// running: WARN with the task's id, name, spawn location and how long
+/// (from the watchdog, `scheduler/monitor.rs`, beside the hook's report).
 pub(crate) fn stuck_poll(
     id: Id,
     name: Option<&str>,

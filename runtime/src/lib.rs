@@ -99,13 +99,21 @@ pub use crate::{
 ///
 /// # Panics
 /// Outside a weft runtime (see [`runtime::Handle::try_current`]).
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // Captured here: `#[track_caller]` does not reach into the closure.
+    let location = std::panic::Location::caller();
     context::with_current_handle(|handle| match handle {
-        Some(handle) => handle.spawn(future, task::Id::next()),
+        Some(handle) => handle.spawn_at(
+            future,
+            task::Id::next(),
+            &cancel::SpawnOptions::default(),
+            location,
+        ),
         None => panic!(
             "`weft::spawn` called outside a weft runtime: call it inside \
              `Runtime::block_on`, a spawned task, or after `Runtime::enter`"
@@ -117,6 +125,7 @@ where
 ///
 /// # Panics
 /// Outside a weft runtime.
+#[track_caller]
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,

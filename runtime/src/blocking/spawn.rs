@@ -63,6 +63,7 @@ impl Schedule for BlockingSchedule {
     }
 }
 
+#[track_caller]
 pub(crate) fn spawn_blocking<F, R>(pool: &BlockingPool, f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
@@ -70,8 +71,13 @@ where
 {
     let schedule = BlockingSchedule { pool: pool.clone() };
     // No node: a blocking task is not part of the cancellation tree.
-    let (task, notified, join, _no_slot) =
-        task::new_task(BlockingTask(Some(f)), schedule.clone(), Id::next(), false);
+    let (task, notified, join, _no_slot) = task::new_task(
+        BlockingTask(Some(f)),
+        schedule.clone(),
+        Id::next(),
+        false,
+        std::panic::Location::caller(),
+    );
     // No registry holds it.
     drop(task);
     schedule.schedule(notified);

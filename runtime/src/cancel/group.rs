@@ -193,6 +193,7 @@ impl<T: Send + 'static> TaskGroup<T> {
     ///
     /// # Panics
     /// Outside a weft runtime.
+    #[track_caller]
     pub fn spawn<F>(&mut self, future: F)
     where
         F: Future<Output = T> + Send + 'static,
@@ -244,10 +245,11 @@ impl<T: Send + 'static> TaskGroup<T> {
             parent: Some(self.node.clone()),
             ..SpawnOptions::default()
         };
+        let location = std::panic::Location::caller();
         let handle = context::with_current_handle(|handle| {
             handle
                 .expect("checked above")
-                .spawn_with(child, Id::next(), &opts)
+                .spawn_at(child, Id::next(), &opts, location)
         });
         entry.insert((self.next_seq, handle));
         self.next_seq += 1;

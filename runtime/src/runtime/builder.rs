@@ -36,6 +36,8 @@ pub struct Builder {
     pub(crate) dump_on_signal: Option<(crate::signal::unix::SignalKind, super::dump::DumpHook)>,
     pub(crate) histograms: bool,
     pub(crate) histogram_sample_interval: u32,
+    pub(crate) stuck_poll_threshold: Duration,
+    pub(crate) on_stuck_poll: Option<crate::scheduler::monitor::StuckHook>,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -68,6 +70,9 @@ pub enum BuildError {
     /// `histogram_sample_interval(0)`: use `histograms(false)` to turn
     /// the histograms off.
     ZeroHistogramSampleInterval,
+    /// `stuck_poll_threshold` of zero (every poll would be stuck) or below
+    /// 1 ms (finer than the monitor samples).
+    InvalidStuckPollThreshold(Duration),
     /// The io driver could not be set up: io_uring was asked for and is
     /// unavailable, `WEFT_IO` names no driver, or the OS refused a ring,
     /// an epoll instance or an eventfd.
@@ -75,6 +80,8 @@ pub enum BuildError {
 }
 
 const DEFAULT_HISTOGRAM_SAMPLE_INTERVAL: u32 = 128;
+const DEFAULT_STUCK_POLL_THRESHOLD: Duration = Duration::from_millis(10);
+const MIN_STUCK_POLL_THRESHOLD: Duration = Duration::from_millis(1);
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 
@@ -112,6 +119,11 @@ impl fmt::Display for BuildError {
             BuildError::ZeroHistogramSampleInterval => f.write_str(
                 "histogram_sample_interval must be at least 1, got 0 \
                  (use histograms(false) to turn the histograms off)",
+            ),
+            BuildError::InvalidStuckPollThreshold(d) => write!(
+                f,
+                "stuck_poll_threshold must be at least 1ms (the monitor samples every 250µs), \
+                 got {d:?}"
             ),
             BuildError::Io(err) => write!(f, "failed to set up the io driver: {err}"),
         }
@@ -160,6 +172,8 @@ impl Builder {
             dump_on_signal: None,
             histograms: true,
             histogram_sample_interval: DEFAULT_HISTOGRAM_SAMPLE_INTERVAL,
+            stuck_poll_threshold: DEFAULT_STUCK_POLL_THRESHOLD,
+            on_stuck_poll: None,
         }
     }
 
@@ -338,6 +352,50 @@ impl Builder {
         self
     }
 
+    /// How long one poll of a task may run before the runtime treats its
+    /// worker as stuck (default 10 ms, at least 1 ms).
+    ///
+    /// A monitor thread samples each worker's poll counter (the workers
+    /// read no clock for it). A poll that outlasts one sample (250 µs)
+    /// with tasks queued behind it on its worker (its LIFO slot or run
+    /// queue) has them taken by the other workers; a poll past this
+    /// threshold is reported while it still runs (see
+    /// [`on_stuck_poll`](Self::on_stuck_poll)), within 1.5 thresholds of
+    /// its start plus scheduling delay; and if every worker is stuck past
+    /// it, a relief worker starts (at most one per worker) and runs queued
+    /// tasks until one of the stuck polls returns. docs/ARCHITECTURE.md
+    /// ("The monitor") has the details, including what happens to io in
+    /// flight on a stuck worker.
+    pub fn stuck_poll_threshold(mut self, threshold: Duration) -> Builder {
+        self.stuck_poll_threshold = threshold;
+        self
+    }
+
+    /// Called (on the monitor thread) for every poll that runs longer than
+    /// [`stuck_poll_threshold`](Self::stuck_poll_threshold), once per poll,
+    /// while the poll is still running: the task's id, name, spawn location
+    /// and how long it has run so far. Replaces the default, a line on
+    /// stderr. Each worker's count of stuck polls is in
+    /// [`WorkerMetrics::stuck_polls`](super::WorkerMetrics::stuck_polls).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = weft::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .stuck_poll_threshold(Duration::from_millis(20))
+    ///     .on_stuck_poll(|stuck| eprintln!("{} at {}", stuck.task_id(), stuck.spawn_location()))
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), weft::runtime::BuildError>(())
+    /// ```
+    pub fn on_stuck_poll(
+        mut self,
+        hook: impl Fn(&super::StuckPoll) + Send + Sync + 'static,
+    ) -> Builder {
+        self.on_stuck_poll = Some(Arc::new(hook));
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -370,6 +428,11 @@ impl Builder {
         if self.idle_spin > MAX_IDLE_SPIN {
             return Err(BuildError::InvalidIdleSpin(self.idle_spin));
         }
+        if self.stuck_poll_threshold < MIN_STUCK_POLL_THRESHOLD {
+            return Err(BuildError::InvalidStuckPollThreshold(
+                self.stuck_poll_threshold,
+            ));
+        }
         if self.histogram_sample_interval == 0 {
             return Err(BuildError::ZeroHistogramSampleInterval);
         }
@@ -401,6 +464,7 @@ impl fmt::Debug for Builder {
             .field("idle_spin", &self.idle_spin)
             .field("histograms", &self.histograms)
             .field("histogram_sample_interval", &self.histogram_sample_interval)
+            .field("stuck_poll_threshold", &self.stuck_poll_threshold)
             .finish_non_exhaustive()
     }
 }

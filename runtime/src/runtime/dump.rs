@@ -43,6 +43,7 @@
 
 use std::{
     fmt,
+    panic::Location,
     sync::{atomic::Ordering::Relaxed, Arc as StdArc},
     task::Waker,
     time::{Duration, Instant},
@@ -246,7 +247,7 @@ impl fmt::Display for SyncOp {
 #[inline]
 pub(crate) fn awaiting(waker: &Waker, kind: Awaiting) {
     if let Some(header) = crate::task::waker::header_of(waker) {
-        header.awaiting.store(kind.code(), Relaxed);
+        header.awaiting().store(kind.code(), Relaxed);
     }
 }
 
@@ -263,8 +264,8 @@ pub(crate) fn awaiting_sync(waker: &Waker, op: SyncOp) {
 #[inline]
 pub(crate) fn awaiting_unless_known(waker: &Waker, kind: Awaiting) {
     if let Some(header) = crate::task::waker::header_of(waker) {
-        if header.awaiting.load(Relaxed) == Awaiting::Unknown.code() {
-            header.awaiting.store(kind.code(), Relaxed);
+        if header.awaiting().load(Relaxed) == Awaiting::Unknown.code() {
+            header.awaiting().store(kind.code(), Relaxed);
         }
     }
 }
@@ -309,6 +310,7 @@ pub struct TaskInfo {
     cancelled: Option<Cancelled>,
     coop_budget: Option<u8>,
     name: Option<StdArc<str>>,
+    spawned_at: &'static Location<'static>,
 }
 
 impl TaskInfo {
@@ -356,6 +358,12 @@ impl TaskInfo {
         self.cancelled.as_ref()
     }
 
+    /// Where the task was spawned (the caller of `weft::spawn`,
+    /// `task::Builder::spawn`, `TaskGroup::spawn`, ...).
+    pub fn spawn_location(&self) -> &'static Location<'static> {
+        self.spawned_at
+    }
+
     /// The cooperative budget left in the current poll: only for the task
     /// that took the dump (every other task's budget is refilled when its
     /// next poll starts, so it has none to report).
@@ -389,12 +397,21 @@ impl TaskInfo {
             deadline,
             cancelled,
             name,
+            self.spawned_at.to_string(),
         ]
     }
 }
 
 /// The column titles, in display order.
-const COLUMNS: [&str; 6] = ["ID", "STATE", "AWAITING", "DEADLINE", "CANCELLED", "NAME"];
+const COLUMNS: [&str; 7] = [
+    "ID",
+    "STATE",
+    "AWAITING",
+    "DEADLINE",
+    "CANCELLED",
+    "NAME",
+    "SPAWNED AT",
+];
 
 /// The live tasks of a runtime, from [`Handle::dump`](super::Handle::dump).
 ///
@@ -508,7 +525,7 @@ pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
         };
         let awaiting = match state {
             TaskState::Idle | TaskState::Scheduled => {
-                Awaiting::from_code(header.awaiting.load(Relaxed))
+                Awaiting::from_code(header.awaiting().load(Relaxed))
             }
             TaskState::Running | TaskState::Complete => Awaiting::Unknown,
         };
@@ -518,13 +535,14 @@ pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
             snapshot.is_cancelled(),
             awaiting,
             header.node().map(|node| (*node).clone()),
+            header.spawn_location(),
         ));
     });
     let now = Instant::now();
     let budget = coop::remaining();
     let mut tasks: Vec<TaskInfo> = raw
         .into_iter()
-        .map(|(id, state, aborted, awaiting, node)| {
+        .map(|(id, state, aborted, awaiting, node, spawned_at)| {
             let deadline = node.as_ref().and_then(|n| n.deadline());
             TaskInfo {
                 id,
@@ -536,6 +554,7 @@ pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
                 cancelled: node.as_ref().and_then(|n| n.cancelled()),
                 coop_budget: budget.filter(|_| Some(id) == current),
                 name: node.as_ref().and_then(|n| n.name().cloned()),
+                spawned_at,
             }
         })
         .collect();

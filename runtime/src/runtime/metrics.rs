@@ -40,6 +40,15 @@ pub struct RuntimeMetrics {
     /// and `schedule_latency` histograms (`Builder::histogram_sample_interval`);
     /// 0 when they are off (`Builder::histograms(false)`).
     pub histogram_sample_interval: u32,
+    /// Relief workers running now: started by the monitor while every
+    /// worker was stuck in a poll, they retire once one of those polls
+    /// returns (see `Builder::stuck_poll_threshold`).
+    pub relief_workers: usize,
+    /// Relief workers started since the runtime started.
+    pub relief_workers_started: u64,
+    /// Stuck polls reported on relief workers (those on the workers are in
+    /// [`WorkerMetrics::stuck_polls`]).
+    pub relief_stuck_polls: u64,
     /// One entry per worker.
     pub worker: Vec<WorkerMetrics>,
 }
@@ -96,6 +105,9 @@ pub struct WorkerMetrics {
     /// ready to the readiness event that ended the wait. Every operation
     /// or wait is counted (not sampled), also with histograms off.
     pub io_op_latency: HistogramSnapshot,
+    /// Polls on this worker that ran past `Builder::stuck_poll_threshold`
+    /// (each reported once, while it ran).
+    pub stuck_polls: u64,
 }
 
 impl RuntimeMetrics {
@@ -132,6 +144,11 @@ impl RuntimeMetrics {
         all
     }
 
+    /// Stuck polls reported, on the workers and on relief workers.
+    pub fn total_stuck_polls(&self) -> u64 {
+        self.worker.iter().map(|w| w.stuck_polls).sum::<u64>() + self.relief_stuck_polls
+    }
+
     /// Sum of `budget_forced_yields` over the workers.
     pub fn total_budget_forced_yields(&self) -> u64 {
         self.worker.iter().map(|w| w.budget_forced_yields).sum()
@@ -140,11 +157,15 @@ impl RuntimeMetrics {
 
 pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
     let blocking = shared.blocking.metrics();
+    let (relief_workers, relief_workers_started) = shared.monitor.relief_counts();
     let interval = shared.config.histogram_interval;
     // Every histogram counts `ticks`; the rate is measured once per
     // snapshot.
     let scale = ticks::nanos_per_tick();
     RuntimeMetrics {
+        relief_workers,
+        relief_workers_started,
+        relief_stuck_polls: shared.monitor.relief_stuck_polls(),
         histogram_sample_interval: interval,
         workers: shared.remotes.len(),
         alive_tasks: shared.owned.len(),
@@ -180,6 +201,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     poll_duration: r.metrics.poll_duration.snapshot(scale),
                     schedule_latency: r.metrics.schedule_latency.snapshot(scale),
                     io_op_latency: r.io.op_latency().snapshot(scale),
+                    stuck_polls: r.watch.stuck_polls(),
                 }
             })
             .collect(),

@@ -5,8 +5,9 @@
 //! 1. Set the shutdown flag and unpark every worker. Each worker finishes
 //!    its current poll, drops what is left in its LIFO slot and run queue,
 //!    and exits.
-//! 2. Wait for the workers to exit, up to the timeout; a worker still inside
-//!    a poll after that is detached (left running, not joined).
+//! 2. Wait for the workers (and relief workers, see `scheduler/monitor.rs`)
+//!    to exit, up to the timeout; a worker still inside a poll after that
+//!    is detached (left running, not joined). The monitor thread exits.
 //! 3. Drop every notification left in the injector and in the queues of
 //!    detached workers.
 //! 4. Close the task registry and cancel every task in it: futures are
@@ -22,6 +23,7 @@ mod builder;
 pub mod dump;
 pub(crate) mod histogram;
 mod metrics;
+mod stuck;
 pub(crate) mod ticks;
 
 use std::{
@@ -40,6 +42,7 @@ pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
     histogram::{HistogramBucket, HistogramSnapshot},
     metrics::{RuntimeMetrics, WorkerMetrics},
+    stuck::StuckPoll,
 };
 use crate::{
     blocking::{self, BlockingConfig, BlockingPool},
@@ -67,6 +70,8 @@ pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
     exited: StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    /// The stuck-poll monitor (`scheduler/monitor.rs`).
+    monitor: Option<thread::JoinHandle<()>>,
     done: bool,
 }
 
@@ -108,6 +113,7 @@ impl Runtime {
                 unparker: parker.unparker(),
                 metrics: Default::default(),
                 io: io.clone(),
+                watch: StdArc::new(scheduler::monitor::WorkerWatch::new()),
             })
             .collect();
         let blocking = BlockingPool::new(BlockingConfig {
@@ -139,6 +145,14 @@ impl Runtime {
                     0
                 },
             },
+            monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
+                threshold: builder.stuck_poll_threshold,
+                hook: builder.on_stuck_poll.clone(),
+                thread_name: builder.thread_name.clone(),
+                stack_size: builder.thread_stack_size,
+                on_thread_start: builder.on_thread_start.clone(),
+                on_thread_stop: builder.on_thread_stop.clone(),
+            }),
         };
         let handle = Handle {
             inner: scheduler::Handle {
@@ -150,6 +164,7 @@ impl Runtime {
             handle: handle.clone(),
             threads: Vec::with_capacity(workers),
             exited: exited.clone(),
+            monitor: None,
             done: false,
         };
         let (enabled_tx, enabled_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
@@ -216,6 +231,13 @@ impl Runtime {
                 return Err(BuildError::Io(err));
             }
         }
+        match scheduler::monitor::start(&handle.inner) {
+            Ok(join) => runtime.monitor = Some(join),
+            Err(err) => {
+                runtime.shutdown_inner(Some(Duration::from_secs(5)));
+                return Err(BuildError::SpawnThread(err));
+            }
+        }
         Ok(runtime)
     }
 
@@ -230,6 +252,7 @@ impl Runtime {
     }
 
     /// Spawns a task. It is a root of its own (it has no parent task).
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -239,6 +262,7 @@ impl Runtime {
     }
 
     /// Runs `f` on the blocking pool.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -309,6 +333,7 @@ impl Runtime {
         for remote in shared.remotes.iter() {
             remote.unparker.unpark();
         }
+        shared.monitor.wake();
         // 2.
         let total = self.threads.len();
         let mut all_exited = {
@@ -336,6 +361,12 @@ impl Runtime {
                 let _ = thread.join();
             }
         }
+        // The monitor leaves at once (unless a stuck-poll hook blocks);
+        // relief workers after their current poll.
+        if let Some(monitor) = self.monitor.take() {
+            let _ = monitor.join();
+        }
+        all_exited &= shared.monitor.wait_relief_exited(deadline);
         // 3.–5. on this thread, inside the runtime so destructors that spawn
         // see the closed registry.
         let _enter = context::enter(self.handle.inner.clone());
@@ -395,6 +426,7 @@ impl Handle {
     }
 
     /// See [`Runtime::spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -404,6 +436,7 @@ impl Handle {
     }
 
     /// See [`Runtime::spawn_blocking`].
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

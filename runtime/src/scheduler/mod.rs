@@ -7,6 +7,9 @@
 //!   next poll on that worker takes the LIFO slot first (message-passing
 //!   pairs run back to back, cache-warm), at most 3 times in a row, then the
 //!   LIFO task goes to the back of the queue so the queue is not starved.
+//!   While the worker is stuck in a poll the monitor has seen outlast a
+//!   sample, other workers take its LIFO task and its whole queue
+//!   (`lifo.rs`, `monitor.rs`).
 //! - Woken during its own poll (`yield_now`): into the worker's deferred
 //!   list, which moves to the back of the run queue once the queue and the
 //!   injector are empty, or every `event_interval` ticks. A yield thus lets
@@ -27,7 +30,9 @@
 //! timers. Shutdown: see `Runtime::shutdown_timeout`.
 
 pub(crate) mod idle;
+pub(crate) mod lifo;
 mod metrics;
+pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod worker;
 
@@ -73,6 +78,8 @@ pub(crate) struct Remote {
     pub(crate) unparker: Unparker,
     pub(crate) metrics: WorkerMetrics,
     pub(crate) io: crate::io::RemoteIo,
+    /// The worker's LIFO slot and poll counter (`monitor.rs`).
+    pub(crate) watch: std::sync::Arc<monitor::WorkerWatch>,
 }
 
 /// State shared by all workers and handles of one runtime.
@@ -87,6 +94,8 @@ pub(crate) struct Shared {
     /// The io driver every worker runs (never `Auto`).
     pub(crate) io_kind: crate::io::Driver,
     pub(crate) config: SchedConfig,
+    /// The stuck-poll monitor's state (`monitor.rs`).
+    pub(crate) monitor: monitor::Monitor,
 }
 
 /// A cheap, cloneable reference to a runtime's scheduler.
@@ -101,6 +110,7 @@ impl Handle {
     }
 
     /// Spawns a task onto this runtime, under the current scope.
+    #[track_caller]
     pub(crate) fn spawn<F>(&self, future: F, id: Id) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -110,6 +120,9 @@ impl Handle {
     }
 
     /// Spawns a task with tree options (deadline, name, parent, detached).
+    /// The task's spawn location is this function's caller's (callers up
+    /// to the user's code are `#[track_caller]`).
+    #[track_caller]
     pub(crate) fn spawn_with<F>(
         &self,
         future: F,
@@ -120,9 +133,25 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_at(future, id, opts, std::panic::Location::caller())
+    }
+
+    /// `spawn_with` for callers that captured the user's location before
+    /// a closure (`#[track_caller]` does not reach into closures).
+    pub(crate) fn spawn_at<F>(
+        &self,
+        future: F,
+        id: Id,
+        opts: &SpawnOptions,
+        location: &'static std::panic::Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
             let (task, notified, join, slot) =
-                task::new_task(future, TaskHandle::new(self), id, with_node);
+                task::new_task(future, TaskHandle::new(self), id, with_node, location);
             let raw = task.raw();
             ((task, notified, join), raw, slot)
         });
@@ -176,9 +205,14 @@ impl Shared {
         }
     }
 
-    /// True if any queue other workers can take from holds a task.
+    /// True if any queue other workers can take from holds a task (a
+    /// stalled worker's LIFO slot included; see `monitor.rs`).
     pub(crate) fn has_stealable_work(&self) -> bool {
-        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+        !self.injector.is_empty()
+            || self
+                .remotes
+                .iter()
+                .any(|r| !r.stealer.is_empty() || r.watch.has_stealable_lifo())
     }
 
     /// Fires due timers; `start` is the caller's own shard.

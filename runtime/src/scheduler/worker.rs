@@ -23,13 +23,19 @@ use crate::{
 /// in half of tokio's.
 const INJECTOR_BATCH: usize = 128;
 
+/// Batches a worker takes at once from a victim stuck in a poll (each up
+/// to half its queue, at most crossbeam's batch limit).
+const STALLED_DRAIN_BATCHES: usize = 64;
+
 /// A worker's own state. Lives on its thread's stack; other threads reach the
 /// worker only through `Remote`.
 pub(crate) struct WorkerCtx {
     index: usize,
     handle: Handle,
     local: Worker<Notified>,
-    lifo: Cell<Option<Notified>>,
+    /// The LIFO slot (stealable while this worker is stuck in a poll) and
+    /// the poll counter the monitor samples; also in `Remote::watch`.
+    watch: std::sync::Arc<super::monitor::WorkerWatch>,
     /// Tasks that yielded (or were woken during their own poll). They run
     /// after the local queue and the injector are empty, or every
     /// `event_interval` ticks, whichever comes first: a yield lets remote
@@ -115,9 +121,9 @@ impl WorkerCtx {
     ) -> Self {
         WorkerCtx {
             index,
+            watch: handle.shared.remotes[index].watch.clone(),
             handle,
             local,
-            lifo: Cell::new(None),
             deferred: Cell::new(Vec::new()),
             lifo_streak: Cell::new(0),
             tick: Cell::new(0),
@@ -203,8 +209,14 @@ impl WorkerCtx {
             self.deferred.set(deferred);
             return;
         } else {
-            match self.lifo.replace(Some(task)) {
-                None => return,
+            match self.watch.lifo().push(task) {
+                None => {
+                    // Nothing else queued behind the running poll yet:
+                    // the monitor must look soon in case it does not
+                    // return (and nobody else is told about this task).
+                    self.shared().monitor.lifo_filled();
+                    return;
+                }
                 Some(prev) => self.local.push(prev),
             }
         }
@@ -264,10 +276,12 @@ impl WorkerCtx {
         }
         self.metrics().polls.incr();
         self.cache_trimmed.set(false);
+        let seq = self.watch.begin_poll(&task);
         match task.header().take_woken_at() {
             0 => task.run(),
             woken_at => self.metrics().run_timed(task, woken_at),
         }
+        self.watch.end_poll(seq);
     }
 
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
@@ -277,7 +291,7 @@ impl WorkerCtx {
                 return Some(task);
             }
         }
-        if let Some(task) = self.lifo.take() {
+        if let Some(task) = self.watch.lifo().take() {
             let streak = self.lifo_streak.get();
             if streak < config.max_lifo_polls {
                 self.lifo_streak.set(streak + 1);
@@ -364,17 +378,26 @@ impl WorkerCtx {
                 }
                 self.metrics().steal_attempts.incr();
                 let before = self.local.len();
-                match shared.remotes[victim]
-                    .stealer
-                    .steal_batch_and_pop(&self.local)
-                {
+                let remote = &shared.remotes[victim];
+                match remote.stealer.steal_batch_and_pop(&self.local) {
                     Steal::Success(task) => {
+                        if remote.watch.is_stalled() {
+                            self.drain_stalled(remote);
+                        }
                         let taken = 1 + self.local.len().saturating_sub(before) as u64;
                         self.metrics().steals.add(taken);
                         return Some(task);
                     }
                     Steal::Retry => retry = true,
-                    Steal::Empty => {}
+                    Steal::Empty => {
+                        // A victim stuck in a poll: its LIFO task too.
+                        if remote.watch.is_stalled() {
+                            if let Some(task) = remote.watch.lifo().take() {
+                                self.metrics().steals.incr();
+                                return Some(task);
+                            }
+                        }
+                    }
                 }
             }
             if let Some(task) = self.pop_injector() {
@@ -385,6 +408,26 @@ impl WorkerCtx {
             }
         }
         None
+    }
+
+    /// Takes the rest of a stalled victim's queue and its LIFO task (the
+    /// monitor saw it stuck in a poll; see `monitor.rs`): nothing waits
+    /// behind a stuck worker. Peers may steal from us in turn, so make sure
+    /// one is awake if we now hold a backlog.
+    fn drain_stalled(&self, victim: &super::Remote) {
+        if let Some(task) = victim.watch.lifo().take() {
+            self.local.push(task);
+        }
+        // Bounded: a victim that keeps being fed is not drained forever.
+        for _ in 0..STALLED_DRAIN_BATCHES {
+            match victim.stealer.steal_batch(&self.local) {
+                Steal::Success(()) | Steal::Retry => {}
+                Steal::Empty => break,
+            }
+        }
+        if !self.local.is_empty() {
+            self.shared().notify_parked();
+        }
     }
 
     /// Before parking with io in flight, polls the driver a few times: a
@@ -474,10 +517,8 @@ impl WorkerCtx {
             if !had_io {
                 return false;
             }
-            // Did a completion schedule a task here? (The LIFO slot has no
-            // peek: take it and put it back.)
-            if let Some(task) = self.lifo.take() {
-                self.lifo.set(Some(task));
+            // Did a completion schedule a task here?
+            if self.watch.lifo().is_occupied() {
                 return true;
             }
             if !self.local.is_empty() || !self.shared().injector.is_empty() {
@@ -544,7 +585,7 @@ impl WorkerCtx {
         }
         loop {
             drop(self.deferred.take());
-            let task = self.lifo.take().or_else(|| self.local.pop());
+            let task = self.watch.lifo().take().or_else(|| self.local.pop());
             match task {
                 Some(task) => drop(task),
                 None => break,

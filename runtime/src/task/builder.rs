@@ -89,14 +89,16 @@ impl Builder {
     /// # Panics
     /// Outside a weft runtime.
     #[inline]
+    #[track_caller]
     pub fn spawn<F>(self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let opts = self.into_options();
+        let location = std::panic::Location::caller();
         context::with_current_handle(|handle| match handle {
-            Some(handle) => handle.spawn_with(future, Id::next(), &opts),
+            Some(handle) => handle.spawn_at(future, Id::next(), &opts, location),
             None => panic!(
                 "`task::Builder::spawn` called outside a weft runtime: call it inside \
                  `Runtime::block_on`, a spawned task, or after `Runtime::enter`"
@@ -105,6 +107,7 @@ impl Builder {
     }
 
     /// Spawns on `handle`'s runtime.
+    #[track_caller]
     pub fn spawn_on<F>(self, future: F, handle: &Handle) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

@@ -2,7 +2,7 @@
 //! output) and trailer (join waker), laid out so a `*mut Header` is also a
 //! pointer to the whole cell.
 
-use std::{alloc::Layout, future::Future, ptr::NonNull, task::Waker};
+use std::{alloc::Layout, future::Future, panic::Location, ptr::NonNull, task::Waker};
 
 use std::{marker::PhantomData, mem::ManuallyDrop, ops::Deref};
 
@@ -31,15 +31,23 @@ pub(crate) struct Header {
     /// spawn for tasks with a parent or a deadline; installed lazily (one
     /// CAS) for roots when first needed. Released when the cell is freed.
     pub(crate) node: AtomicPtr<Node>,
-    /// What the task waits for: an `Awaiting` code, stored (Relaxed) by
-    /// the await point that returned `Pending`, cleared before each poll;
-    /// read only by the task dump (`runtime/dump.rs`). A std atomic: a
-    /// hint no protocol depends on.
-    pub(crate) awaiting: std::sync::atomic::AtomicU8,
     /// The task's `tracing` span, set once before the task is shared.
     #[cfg(feature = "tracing")]
     pub(crate) span: std::sync::OnceLock<tracing::Span>,
+    /// Where the task was spawned (`#[track_caller]` on the spawn
+    /// functions). Immutable; read by the stuck-poll watchdog.
+    location: &'static Location<'static>,
 }
+
+// The header is what every holder touches (the state word first): one
+// cache line. The spawn location took the last 8 bytes; `links` holds the
+// schedule stamp and the await byte in its padding, with 2 bytes left.
+// (With the `tracing` feature the span makes it larger, by choice.)
+#[cfg(all(target_pointer_width = "64", not(weft_loom), not(feature = "tracing")))]
+const _: () = assert!(
+    size_of::<Header>() <= 64,
+    "the task header outgrew one cache line"
+);
 
 impl Drop for Header {
     fn drop(&mut self) {
@@ -90,6 +98,21 @@ impl Header {
             woken_at.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         stamp
+    }
+
+    /// What the task waits for: an `Awaiting` code, stored (Relaxed) by
+    /// the await point that returned `Pending`, cleared before each poll;
+    /// read only by the task dump (`runtime/dump.rs`). A std atomic in the
+    /// registry links' padding: a hint no protocol depends on.
+    #[inline]
+    pub(crate) fn awaiting(&self) -> &std::sync::atomic::AtomicU8 {
+        &self.links.awaiting
+    }
+
+    /// Where the task was spawned: the caller of `weft::spawn`,
+    /// `Handle::spawn`, `task::Builder::spawn`, `TaskGroup::spawn`, ...
+    pub(crate) fn spawn_location(&self) -> &'static Location<'static> {
+        self.location
     }
 
     pub(crate) fn node_ptr(&self) -> *const Node {
@@ -175,6 +198,7 @@ impl<F: Future, S> Cell<F, S> {
         id: Id,
         vtable: &'static Vtable,
         with_node: bool,
+        location: &'static Location<'static>,
     ) -> (NonNull<Self>, Option<NodeSlot>) {
         let block = with_node.then(Self::node_block).flatten();
         let layout = block
@@ -197,9 +221,9 @@ impl<F: Future, S> Cell<F, S> {
                     id,
                     links: Links::default(),
                     node: AtomicPtr::new(std::ptr::null_mut()),
-                    awaiting: std::sync::atomic::AtomicU8::new(0),
                     #[cfg(feature = "tracing")]
                     span: std::sync::OnceLock::new(),
+                    location,
                 },
                 core: Core {
                     scheduler,

@@ -57,7 +57,7 @@ where
                 // What the last poll waited for is over: the await point
                 // this poll stops at (if any) records its own.
                 self.header()
-                    .awaiting
+                    .awaiting()
                     .store(0, std::sync::atomic::Ordering::Relaxed);
                 let raw = self.raw();
                 // SAFETY: the waker borrows the poller's reference, which

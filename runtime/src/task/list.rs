@@ -33,6 +33,9 @@ pub(crate) struct Links {
     /// A 64-bit stamp in the header moved a task with a small future from
     /// the 128-byte block class to 144 (`--bench memory`).
     pub(crate) woken_at: AtomicU32,
+    /// Not a link either: what the task waits for (`Header::awaiting`),
+    /// in the same padding, so the header stays one cache line.
+    pub(crate) awaiting: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Links {
@@ -42,6 +45,7 @@ impl Default for Links {
             next: AtomicPtr::new(std::ptr::null_mut()),
             linked: StdAtomicBool::new(false),
             woken_at: AtomicU32::new(0),
+            awaiting: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }
@@ -198,6 +202,32 @@ impl OwnedTasks {
                 cursor = NonNull::new(task.header().links.next.load(Relaxed));
             }
         }
+    }
+
+    /// A new reference to the task whose header is at `ptr`, if a task
+    /// with that header and id `id` is still registered. The caller only
+    /// knows the pointer from a racy read (the stuck-poll monitor): the
+    /// walk compares addresses and touches only linked, live tasks, so a
+    /// stale pointer is never dereferenced. O(tasks in the shard); for rare
+    /// callers.
+    pub(crate) fn get_live(&self, id: u64, ptr: *const ()) -> Option<Task> {
+        let shard = lock(&self.shards[(id as usize) & self.mask].0);
+        let mut cursor = shard.head;
+        while let Some(header) = cursor {
+            if std::ptr::eq(header.as_ptr().cast::<()>(), ptr) {
+                // SAFETY: linked in this shard, so alive: the list holds a
+                // reference, and we hold the lock that unlinking takes.
+                let header = unsafe { header.as_ref() };
+                if header.id.as_u64() != id {
+                    return None;
+                }
+                header.state.ref_inc();
+                return Some(Task::from_raw(RawTask::from_raw(NonNull::from(header))));
+            }
+            // SAFETY: as above.
+            cursor = NonNull::new(unsafe { header.as_ref() }.links.next.load(Relaxed));
+        }
+        None
     }
 
     /// Tasks spawned and not yet finished.

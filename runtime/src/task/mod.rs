@@ -81,19 +81,20 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 /// tasks no registry tracks) and schedules `Notified`. With `with_node`,
 /// the task's block has room for its cancellation node, and the slot
 /// returned must be given the node before the task is shared (see
-/// `Cell::new`).
+/// `Cell::new`). `location` is where the user spawned it.
 pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
     id: Id,
     with_node: bool,
+    location: &'static std::panic::Location<'static>,
 ) -> (Task, Notified, JoinHandle<F::Output>, Option<NodeSlot>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let (raw, slot) = RawTask::new(future, scheduler, id, with_node);
+    let (raw, slot) = RawTask::new(future, scheduler, id, with_node, location);
     (
         Task::from_raw(raw),
         Notified::from_raw(raw),

@@ -58,13 +58,14 @@ impl RawTask {
         scheduler: S,
         id: Id,
         with_node: bool,
+        location: &'static std::panic::Location<'static>,
     ) -> (RawTask, Option<crate::cancel::NodeSlot>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let (ptr, slot) = Cell::new(future, scheduler, id, vtable::<F, S>(), with_node);
+        let (ptr, slot) = Cell::new(future, scheduler, id, vtable::<F, S>(), with_node, location);
         (RawTask { ptr: ptr.cast() }, slot)
     }
 
@@ -214,6 +215,11 @@ impl Notified {
     }
     pub(crate) fn header(&self) -> &Header {
         self.raw.header()
+    }
+
+    /// The task, without giving up this reference.
+    pub(crate) fn raw(&self) -> RawTask {
+        self.raw
     }
     pub(crate) fn into_raw(self) -> RawTask {
         let raw = self.raw;

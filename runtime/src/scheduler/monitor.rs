@@ -1,0 +1,641 @@
+//! The monitor: one thread per runtime that notices a worker stuck inside
+//! one poll, lets the other workers take the work queued behind it, reports
+//! the task that is stuck, and, if every worker is stuck, starts a relief
+//! worker (Go's `sysmon` with `retake`/`handoffp`).
+//!
+//! # What a worker publishes (its [`WorkerWatch`])
+//! - `poll_seq`: incremented at the start and at the end of every poll, so
+//!   it is odd exactly while the worker is inside a poll. Two plain stores
+//!   per poll on a line only the worker writes; no clock is read on the
+//!   worker's path.
+//! - `current` / `current_id`: the header and id of the task being polled,
+//!   stored (Release) before the odd `poll_seq`.
+//! - its LIFO slot (`lifo.rs`), which is stealable.
+//!
+//! # What the monitor does with it, each sample
+//! 1. A worker whose `poll_seq` is odd and equal to what the last sample
+//!    saw has been inside that one poll for at least the time since the
+//!    first sample that saw it (a lower bound; the monitor reads the clock,
+//!    the workers do not).
+//! 2. If such a worker has work behind it (its LIFO slot or its run queue),
+//!    the monitor marks it stalled (`stalled_seq = poll_seq`) and wakes a
+//!    parked worker. A searching worker takes a stalled victim's LIFO task
+//!    and keeps stealing from its queue until it is empty; the mark is
+//!    void as soon as `poll_seq` moves on (the poll returned), so the owner
+//!    never races a thief on the slot for longer than it takes to see that.
+//!    The slot itself is safe to race at any time (every take is a swap).
+//! 3. Past `Builder::stuck_poll_threshold` the poll is reported once,
+//!    while it is still running: task id, name, spawn location and time
+//!    so far go to the hook (`Builder::on_stuck_poll`, default: a line on
+//!    stderr), and the worker's `stuck_polls` counter goes up. The task is
+//!    reached through the task registry (`OwnedTasks::get_live`), which
+//!    proves the racy `current` pointer still names a live task before it
+//!    is touched.
+//! 4. If every worker is stuck past the threshold, and every relief worker
+//!    too, one more relief worker starts, up to one per worker
+//!    ([`RELIEF_CAP_PER_WORKER`]). A relief worker has no queue, LIFO slot
+//!    or io driver of its own: it runs tasks from the injector (where every
+//!    spawn and wake lands while no worker is free) and from the stuck
+//!    workers' LIFO slots and queues, and fires due timers. As soon as one
+//!    worker's stuck poll returns, every relief worker retires after its
+//!    current poll.
+//!
+//! # Sleeping
+//! The monitor sleeps [`SHORT_INTERVAL`] while some poll has outlasted a
+//! sample; after [`QUIET_SAMPLES`] samples that found none it doubles its
+//! sleep, up to half the threshold (so a stuck poll is reported within 1.5
+//! thresholds of its start, plus scheduling delay). While it sleeps longer
+//! than [`SHORT_INTERVAL`], the first task put into an empty LIFO slot wakes
+//! it (one relaxed load of a read-mostly flag on that path): that task may
+//! be stuck behind the poll that queued it, and the short interval is what
+//! bounds its wait. A runtime where nothing is queued behind a running poll
+//! costs the monitor one wakeup per half threshold.
+//!
+//! # Io on a stuck worker's ring
+//! See docs/ARCHITECTURE.md ("The monitor"): completions of operations
+//! submitted to a stuck worker's ring (or readiness on its epoll) are
+//! reaped only by that worker, so a task waiting on one waits until the
+//! stuck poll returns; wakes to that ring from elsewhere are not lost.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc as StdArc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use super::{
+    lifo::LifoSlot,
+    park::{Parker, Unparker},
+    Handle, Shared,
+};
+use crate::{
+    context,
+    facade::{
+        atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*},
+        lock, Arc, Condvar, Mutex,
+    },
+    runtime::StuckPoll,
+    task::Notified,
+};
+
+/// The hook a stuck poll is reported to.
+pub(crate) type StuckHook = StdArc<dyn Fn(&StuckPoll) + Send + Sync>;
+type ThreadHook = StdArc<dyn Fn() + Send + Sync>;
+
+/// The monitor's sleep while a poll has outlasted a sample. A task stuck
+/// in a LIFO slot waits one to two of these before a peer takes it.
+pub(crate) const SHORT_INTERVAL: Duration = Duration::from_micros(250);
+/// Samples without a long poll before the monitor doubles its sleep.
+const QUIET_SAMPLES: u32 = 4;
+/// Relief workers per worker, at most.
+pub(crate) const RELIEF_CAP_PER_WORKER: usize = 1;
+/// How long an idle relief worker sleeps between looks at the queues.
+const RELIEF_PARK: Duration = Duration::from_micros(200);
+
+/// What the monitor needs from the builder.
+pub(crate) struct MonitorConfig {
+    pub(crate) threshold: Duration,
+    pub(crate) hook: Option<StuckHook>,
+    pub(crate) thread_name: StdArc<dyn Fn() -> String + Send + Sync>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) on_thread_start: Option<ThreadHook>,
+    pub(crate) on_thread_stop: Option<ThreadHook>,
+}
+
+/// What one worker (or relief worker) shows the monitor and its peers.
+pub(crate) struct WorkerWatch {
+    hot: Hot,
+    cold: Cold,
+}
+
+/// Written by the owner on every poll.
+#[repr(align(128))]
+struct Hot {
+    lifo: LifoSlot<Notified>,
+    /// Odd while inside a poll. Written only by the owner.
+    poll_seq: AtomicU64,
+    /// The task being polled (its header), valid while `poll_seq` is odd.
+    current: AtomicPtr<()>,
+    current_id: AtomicU64,
+}
+
+/// Written by the monitor (rarely).
+#[repr(align(128))]
+struct Cold {
+    /// The `poll_seq` of a poll the monitor saw last with work behind it,
+    /// or past the threshold; 0 if none. Stale once `poll_seq` moved on.
+    stalled_seq: AtomicU64,
+    stuck_polls: AtomicU64,
+    /// Relief workers only: stop after the current poll.
+    retire: AtomicBool,
+}
+
+impl WorkerWatch {
+    pub(crate) fn new() -> WorkerWatch {
+        WorkerWatch {
+            hot: Hot {
+                lifo: LifoSlot::new(),
+                poll_seq: AtomicU64::new(0),
+                current: AtomicPtr::new(std::ptr::null_mut()),
+                current_id: AtomicU64::new(0),
+            },
+            cold: Cold {
+                stalled_seq: AtomicU64::new(0),
+                stuck_polls: AtomicU64::new(0),
+                retire: AtomicBool::new(false),
+            },
+        }
+    }
+
+    /// The worker's LIFO slot.
+    #[inline]
+    pub(crate) fn lifo(&self) -> &LifoSlot<Notified> {
+        &self.hot.lifo
+    }
+
+    /// The owner is about to poll `task`. Returns the poll's sequence
+    /// number for [`end_poll`](Self::end_poll).
+    #[inline]
+    pub(crate) fn begin_poll(&self, task: &Notified) -> u64 {
+        let raw = task.raw();
+        // Relaxed load: only this thread writes it.
+        let seq = self.hot.poll_seq.load(Relaxed) + 1;
+        self.hot.current_id.store(raw.id().as_u64(), Relaxed);
+        // Release: a monitor that reads this pointer (Acquire) then sees
+        // the end of the previous poll, so its re-check of `poll_seq`
+        // cannot mistake a newer task for the poll it sampled.
+        self.hot
+            .current
+            .store(raw.header_ptr().as_ptr().cast(), Release);
+        // Release: publishes `current` to the monitor's Acquire load.
+        self.hot.poll_seq.store(seq, Release);
+        seq
+    }
+
+    /// The owner's poll `seq` returned.
+    #[inline]
+    pub(crate) fn end_poll(&self, seq: u64) {
+        self.hot.poll_seq.store(seq + 1, Release);
+    }
+
+    /// True if the owner is inside a poll the monitor marked stalled: its
+    /// LIFO slot and whole queue are for the taking.
+    #[inline]
+    pub(crate) fn is_stalled(&self) -> bool {
+        // The cold line first: it is 0 unless a poll stalled, and nobody
+        // writes it on the hot path.
+        let stalled = self.cold.stalled_seq.load(Acquire);
+        stalled != 0 && self.hot.poll_seq.load(Acquire) == stalled
+    }
+
+    /// True if a stalled owner holds a task in its LIFO slot.
+    #[inline]
+    pub(crate) fn has_stealable_lifo(&self) -> bool {
+        self.is_stalled() && self.hot.lifo.is_occupied()
+    }
+
+    /// Polls of this worker reported as stuck.
+    pub(crate) fn stuck_polls(&self) -> u64 {
+        self.cold.stuck_polls.load(Relaxed)
+    }
+}
+
+impl std::fmt::Debug for WorkerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerWatch")
+            .field("poll_seq", &self.hot.poll_seq.load(Relaxed))
+            .field("stalled_seq", &self.cold.stalled_seq.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The monitor's state in `Shared`.
+pub(crate) struct Monitor {
+    config: MonitorConfig,
+    parker: Mutex<Option<Parker>>,
+    unparker: Unparker,
+    /// The monitor sleeps longer than [`SHORT_INTERVAL`]: the next task put
+    /// into an empty LIFO slot wakes it.
+    backed_off: AtomicBool,
+    /// Watches of the relief workers alive.
+    relief: Mutex<Vec<StdArc<WorkerWatch>>>,
+    relief_started: AtomicU64,
+    /// Stuck polls reported on relief workers.
+    relief_stuck_polls: AtomicU64,
+    /// Relief threads alive, for shutdown to wait on.
+    relief_alive: Mutex<usize>,
+    relief_exited: Condvar,
+    relief_next_index: AtomicUsize,
+}
+
+impl Monitor {
+    pub(crate) fn new(config: MonitorConfig) -> Monitor {
+        let parker = Parker::new();
+        Monitor {
+            config,
+            unparker: parker.unparker(),
+            parker: Mutex::new(Some(parker)),
+            backed_off: AtomicBool::new(false),
+            relief: Mutex::new(Vec::new()),
+            relief_started: AtomicU64::new(0),
+            relief_stuck_polls: AtomicU64::new(0),
+            relief_alive: Mutex::new(0),
+            relief_exited: Condvar::new(),
+            relief_next_index: AtomicUsize::new(0),
+        }
+    }
+
+    /// A task went into an empty LIFO slot: make sure the monitor samples
+    /// soon enough to free it if the poll that queued it does not return.
+    #[inline]
+    pub(crate) fn lifo_filled(&self) {
+        // Relaxed load: a stale `false` costs at most one long sleep; the
+        // swap makes one waker per back-off.
+        if self.backed_off.load(Relaxed) && self.backed_off.swap(false, Relaxed) {
+            self.unparker.unpark();
+        }
+    }
+
+    /// Wakes the monitor (shutdown).
+    pub(crate) fn wake(&self) {
+        self.unparker.unpark();
+    }
+
+    /// Relief workers alive now, and started since the runtime started.
+    pub(crate) fn relief_counts(&self) -> (usize, u64) {
+        (*lock(&self.relief_alive), self.relief_started.load(Relaxed))
+    }
+
+    pub(crate) fn relief_stuck_polls(&self) -> u64 {
+        self.relief_stuck_polls.load(Relaxed)
+    }
+
+    /// Waits until every relief worker has exited, at most until
+    /// `deadline`. True if none is left.
+    pub(crate) fn wait_relief_exited(&self, deadline: Option<Instant>) -> bool {
+        let mut alive = lock(&self.relief_alive);
+        while *alive > 0 {
+            alive = match deadline {
+                None => self
+                    .relief_exited
+                    .wait(alive)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.relief_exited
+                        .wait_timeout(alive, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+}
+
+/// Starts the monitor thread of `handle`'s runtime.
+pub(crate) fn start(handle: &Handle) -> std::io::Result<thread::JoinHandle<()>> {
+    let shared = handle.shared.clone();
+    let parker = lock(&shared.monitor.parker)
+        .take()
+        .expect("the monitor starts once");
+    thread::Builder::new()
+        .name("weft-monitor".to_owned())
+        .spawn(move || Sampler::new(&shared).run(&shared, parker))
+}
+
+/// What the monitor remembers of one worker between samples.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    seq: u64,
+    /// When a sample first saw `seq`.
+    seen_at: Option<Instant>,
+    /// The last `seq` reported as stuck.
+    reported: u64,
+}
+
+/// What one sample found on one worker.
+#[derive(Default)]
+struct Verdict {
+    /// Inside the same poll as at the last sample.
+    long: bool,
+    /// Inside one poll for at least the threshold.
+    stuck: bool,
+    /// When the poll will cross the threshold, if it has not yet.
+    due: Option<Instant>,
+}
+
+struct Sampler {
+    workers: Vec<Sample>,
+    relief: Vec<(StdArc<WorkerWatch>, Sample, usize)>,
+    interval: Duration,
+    max_interval: Duration,
+    quiet: u32,
+}
+
+impl Sampler {
+    fn new(shared: &Shared) -> Sampler {
+        Sampler {
+            workers: vec![Sample::default(); shared.remotes.len()],
+            relief: Vec::new(),
+            interval: SHORT_INTERVAL,
+            max_interval: (shared.monitor.config.threshold / 2).max(SHORT_INTERVAL),
+            quiet: 0,
+        }
+    }
+
+    fn run(&mut self, shared: &Arc<Shared>, parker: Parker) {
+        let monitor = &shared.monitor;
+        while !shared.shutdown.load(Acquire) {
+            let now = Instant::now();
+            let mut long = false;
+            let mut stuck = 0;
+            let mut due: Option<Instant> = None;
+            for (index, remote) in shared.remotes.iter().enumerate() {
+                let queued = !remote.stealer.is_empty();
+                let v = sample(
+                    shared,
+                    &remote.watch,
+                    &mut self.workers[index],
+                    now,
+                    queued,
+                    (index, false),
+                );
+                long |= v.long;
+                stuck += usize::from(v.stuck);
+                due = min_due(due, v.due);
+            }
+            let (relief_stuck, relief_due, relief_long) = self.sample_relief(shared, now);
+            long |= relief_long;
+            due = min_due(due, relief_due);
+            if stuck == shared.remotes.len() {
+                if relief_stuck == self.relief.len()
+                    && self.relief.len() < RELIEF_CAP_PER_WORKER * shared.remotes.len()
+                {
+                    start_relief(shared);
+                }
+            } else {
+                for (watch, _, _) in &self.relief {
+                    watch.cold.retire.store(true, Release);
+                }
+            }
+            self.sleep(monitor, &parker, now, long, due);
+        }
+        for watch in lock(&monitor.relief).iter() {
+            watch.cold.retire.store(true, Release);
+        }
+    }
+
+    /// Samples the relief workers: how many are stuck, the next due
+    /// report, and whether any poll outlasted a sample.
+    fn sample_relief(&mut self, shared: &Shared, now: Instant) -> (usize, Option<Instant>, bool) {
+        let alive = lock(&shared.monitor.relief).clone();
+        self.relief
+            .retain(|(w, _, _)| alive.iter().any(|a| StdArc::ptr_eq(a, w)));
+        for watch in alive {
+            if !self
+                .relief
+                .iter()
+                .any(|(w, _, _)| StdArc::ptr_eq(w, &watch))
+            {
+                let index = shared.monitor.relief_next_index.fetch_add(1, Relaxed);
+                self.relief.push((watch, Sample::default(), index));
+            }
+        }
+        let (mut stuck, mut due, mut long) = (0, None, false);
+        for (watch, s, index) in &mut self.relief {
+            let v = sample(shared, watch, s, now, false, (*index, true));
+            stuck += usize::from(v.stuck);
+            due = min_due(due, v.due);
+            long |= v.long;
+        }
+        (stuck, due, long)
+    }
+
+    fn sleep(
+        &mut self,
+        monitor: &Monitor,
+        parker: &Parker,
+        now: Instant,
+        long: bool,
+        due: Option<Instant>,
+    ) {
+        if long {
+            self.interval = SHORT_INTERVAL;
+            self.quiet = 0;
+        } else {
+            self.quiet += 1;
+            if self.quiet >= QUIET_SAMPLES {
+                self.quiet = 0;
+                self.interval = (self.interval * 2).min(self.max_interval);
+            }
+        }
+        // Written only when it changes: the workers read this line on
+        // every task put into an empty LIFO slot.
+        if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
+            monitor.backed_off.store(true, Relaxed);
+        }
+        let wake_at = min_due(Some(now + self.interval), due).expect("some");
+        parker.park(Some(wake_at));
+        if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
+            // Woken by `lifo_filled`.
+            self.interval = SHORT_INTERVAL;
+            self.quiet = 0;
+        }
+    }
+}
+
+fn min_due(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One look at one worker (see the module doc, steps 1-3). `queued`: its
+/// run queue holds tasks. `who`: its index, and whether it is a relief
+/// worker.
+fn sample(
+    shared: &Shared,
+    watch: &WorkerWatch,
+    s: &mut Sample,
+    now: Instant,
+    queued: bool,
+    who: (usize, bool),
+) -> Verdict {
+    let seq = watch.hot.poll_seq.load(Acquire);
+    let Some(seen_at) = s.seen_at.filter(|_| seq & 1 == 1 && seq == s.seq) else {
+        // Outside a poll, or in a poll that began since the last sample.
+        s.seq = seq;
+        s.seen_at = Some(now);
+        if watch.cold.stalled_seq.load(Relaxed) != 0 {
+            watch.cold.stalled_seq.store(0, Relaxed);
+        }
+        return Verdict::default();
+    };
+    let ran = now.saturating_duration_since(seen_at);
+    let threshold = shared.monitor.config.threshold;
+    let stuck = ran >= threshold;
+    let behind = queued || watch.hot.lifo.is_occupied();
+    if (behind || stuck) && watch.cold.stalled_seq.load(Relaxed) != seq {
+        // Release: pairs with `is_stalled`'s Acquire (nothing to publish
+        // but the mark itself; the tasks travel through the slot's swaps).
+        watch.cold.stalled_seq.store(seq, Release);
+    }
+    if behind {
+        // Someone must come and take it: a parked worker, unless one is
+        // searching already (it sees the mark in `has_stealable_work`).
+        shared.notify_parked();
+    }
+    if stuck && s.reported != seq {
+        s.reported = seq;
+        report(shared, watch, seq, ran, who);
+    }
+    Verdict {
+        long: true,
+        stuck,
+        due: (!stuck).then(|| seen_at + threshold),
+    }
+}
+
+/// Reports the stuck poll `seq` of `watch`'s worker, if it is still
+/// running and its task still registered.
+fn report(shared: &Shared, watch: &WorkerWatch, seq: u64, ran: Duration, who: (usize, bool)) {
+    let ptr = watch.hot.current.load(Acquire);
+    let id = watch.hot.current_id.load(Relaxed);
+    let Some(task) = shared.owned.get_live(id, ptr) else {
+        return;
+    };
+    // The task is alive (we hold a reference); is it still in that poll?
+    if watch.hot.poll_seq.load(Acquire) != seq {
+        return;
+    }
+    let raw = task.raw();
+    let header = raw.header();
+    let report = StuckPoll {
+        task_id: header.id,
+        task_name: header.node().and_then(|n| n.name().cloned()),
+        spawn_location: header.spawn_location(),
+        elapsed: ran,
+        worker: who.0,
+        relief: who.1,
+        threshold: shared.monitor.config.threshold,
+    };
+    if who.1 {
+        shared.monitor.relief_stuck_polls.fetch_add(1, Relaxed);
+    }
+    watch.cold.stuck_polls.fetch_add(1, Relaxed);
+    #[cfg(feature = "tracing")]
+    crate::instrument::stuck_poll(
+        report.task_id,
+        report.task_name.as_deref(),
+        Some(report.spawn_location),
+        report.elapsed,
+    );
+    let hook = shared.monitor.config.hook.clone();
+    // A panicking hook must not take the monitor down with it.
+    let _ = catch_unwind(AssertUnwindSafe(|| match hook {
+        Some(hook) => hook(&report),
+        None => eprintln!("weft: stuck poll: {report}"),
+    }));
+    // The reference goes after the hook: the task may be freed here.
+    drop(task);
+}
+
+/// Starts one relief worker (see the module doc, step 4).
+fn start_relief(shared: &Arc<Shared>) {
+    let monitor = &shared.monitor;
+    let watch = StdArc::new(WorkerWatch::new());
+    let handle = Handle {
+        shared: shared.clone(),
+    };
+    let mut builder = thread::Builder::new().name((monitor.config.thread_name)());
+    if let Some(size) = monitor.config.stack_size {
+        builder = builder.stack_size(size);
+    }
+    *lock(&monitor.relief_alive) += 1;
+    lock(&monitor.relief).push(watch.clone());
+    let on_start = monitor.config.on_thread_start.clone();
+    let on_stop = monitor.config.on_thread_stop.clone();
+    let spawned = builder.spawn(move || {
+        if let Some(start) = &on_start {
+            start();
+        }
+        run_relief(&handle, &watch);
+        let monitor = &handle.shared.monitor;
+        lock(&monitor.relief).retain(|w| !StdArc::ptr_eq(w, &watch));
+        if let Some(stop) = &on_stop {
+            stop();
+        }
+        *lock(&monitor.relief_alive) -= 1;
+        monitor.relief_exited.notify_all();
+    });
+    match spawned {
+        Ok(_) => {
+            monitor.relief_started.fetch_add(1, Relaxed);
+        }
+        Err(err) => {
+            lock(&monitor.relief).pop();
+            *lock(&monitor.relief_alive) -= 1;
+            eprintln!("weft: every worker is stuck and a relief worker could not start: {err}");
+        }
+    }
+}
+
+/// The body of a relief worker.
+fn run_relief(handle: &Handle, watch: &WorkerWatch) {
+    let _enter = context::enter(handle.clone());
+    let shared = &*handle.shared;
+    let parker = Parker::new();
+    while !shared.shutdown.load(Acquire) && !watch.cold.retire.load(Acquire) {
+        shared.fire_timers(0);
+        match take_relief_work(shared) {
+            Some(task) => {
+                let seq = watch.begin_poll(&task);
+                task.run();
+                watch.end_poll(seq);
+            }
+            None => {
+                let wake_at = min_due(
+                    Some(Instant::now() + RELIEF_PARK),
+                    shared.time.next_deadline(),
+                )
+                .expect("some");
+                parker.park(Some(wake_at));
+            }
+        }
+    }
+}
+
+/// A task for a relief worker: from the injector, else from a stalled
+/// worker's LIFO slot or queue.
+fn take_relief_work(shared: &Shared) -> Option<Notified> {
+    use crossbeam_deque::Steal;
+    loop {
+        match shared.injector.steal() {
+            Steal::Success(task) => return Some(task),
+            Steal::Retry => continue,
+            Steal::Empty => break,
+        }
+    }
+    for remote in shared.remotes.iter() {
+        if !remote.watch.is_stalled() {
+            continue;
+        }
+        if let Some(task) = remote.watch.lifo().take() {
+            return Some(task);
+        }
+        loop {
+            match remote.stealer.steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+    }
+    None
+}
