@@ -19,8 +19,9 @@ function), pairs weft with its rival inside each group, and
 Pairing, inside a criterion group (and inside a `BenchmarkId`'s function
 name when the id has a parameter): every function whose name starts with
 `weft` is a weft side; the rival is the first other function whose name
-starts with `tokio`, else the first other function. A group with no weft
-side or no rival is listed without a ratio and left out of the charts.
+starts with `tokio`, else the first other function (in `ALL_RIVALS` groups:
+every other function, a row each). A group with no weft side or no rival is
+listed without a ratio and left out of the charts.
 
 A group whose every function is a weft one is paired against its baseline
 when `BASELINES` names one (`spawn_deadline`: a deadline's cost against weft's
@@ -59,7 +60,7 @@ AREAS = [
      r"^(spawn_many_local|spawn_many_remote_idle|spawn_many_remote_busy|yield_many|ping_pong|chained_spawn|timers)$"),
     ("Cancellation", "cancellation", r"^(cancel_tree|spawn_deadline|timeout_10k|is_cancelled)"),
     ("Memory", "memory", r"^memory"),
-    ("Sync primitives", "sync", r"^(oneshot|mpsc|mutex|rwlock|semaphore|notify|watch|broadcast)"),
+    ("Sync primitives", "sync", r"^(oneshot|mpsc|mutex|contended_mutex|rwlock|semaphore|notify|watch|broadcast)"),
     ("Echo and io", "echo", r"^(tcp_echo|udp_ping_pong|lines)"),
     ("Breaker", "breaker", r"^breaker"),
     ("Limits and pipeline", "limits", r"^(rate|bulkhead|pipeline)"),
@@ -72,6 +73,9 @@ AREAS = [
 BASELINES = {
     "spawn_deadline": "weft_plain",
 }
+
+# Groups with several rivals and no obvious first one: weft against each.
+ALL_RIVALS = {"pool_get_put"}
 
 # Why a group has no rival, for the page.
 UNPAIRED = {}
@@ -133,6 +137,8 @@ def pair(sides, group=""):
     rival = rivals[0] if rivals else None
     if not weft:
         return [(None, n) for n in sorted(names)]
+    if group in ALL_RIVALS and len(rivals) > 1:
+        return [(w, r) for w in weft for r in rivals]
     return [(w, rival) for w in weft]
 
 
