@@ -220,7 +220,7 @@ pub(crate) async fn client_loop(
             Ok(Err(client::Error::BudgetSpent)) => stats.count(crate::HTTP_CUT),
             Ok(Err(e)) => {
                 stats.fail(format!(
-                    "an HTTP request (work {work} ms, {bytes} B, budget {budget:?}): {e}"
+                    "an HTTP request (work {work} ms, {bytes} B, budget {budget:?}): {e} ({e:?})"
                 ));
                 return;
             }
