@@ -19,8 +19,23 @@ function), pairs weft with its rival inside each group, and
 Pairing, inside a criterion group (and inside a `BenchmarkId`'s function
 name when the id has a parameter): every function whose name starts with
 `weft` is a weft side; the rival is the first other function whose name
-starts with `tokio`, else the first other function. A group with no weft
-side or no rival is listed without a ratio and left out of the charts.
+starts with `tokio`, else the first other function (in `ALL_RIVALS` groups:
+every other function, a row each). A group with no weft side or no rival is
+listed without a ratio and left out of the charts.
+
+A group whose every function is a weft one is paired against its baseline
+when `BASELINES` names one (`spawn_deadline`: a deadline's cost against weft's
+plain spawn; tokio has no deadline on spawn); any other group without a rival
+is listed with the reason from `UNPAIRED` (or "no rival function").
+
+Besides criterion's own files, the criterion directory may hold what
+`benches/scripts/run_all.sh` writes next to them:
+- `memory.txt`: the memory bench's output (it is not a criterion bench: it
+  measures resident memory in child processes and prints a table), reported
+  as the Memory area in bytes per idle task;
+- `weft-load.tsv` (bench, start, end, load average before, after, exit
+  code; tab-separated) and `weft-machine.txt` (one line): the heading then
+  names the machine and lists the load around each run.
 
 Only groups present in the criterion directory are reported: run the benches
 you want on the page first (`cargo bench -p weft-benches --bench NAME`).
@@ -45,13 +60,28 @@ AREAS = [
      r"^(spawn_many_local|spawn_many_remote_idle|spawn_many_remote_busy|yield_many|ping_pong|chained_spawn|timers)$"),
     ("Cancellation", "cancellation", r"^(cancel_tree|spawn_deadline|timeout_10k|is_cancelled)"),
     ("Memory", "memory", r"^memory"),
-    ("Sync primitives", "sync", r"^(oneshot|mpsc|mutex|rwlock|semaphore|notify|watch|broadcast)"),
+    ("Sync primitives", "sync", r"^(oneshot|mpsc|mutex|contended_mutex|rwlock|semaphore|notify|watch|broadcast)"),
     ("Echo and io", "echo", r"^(tcp_echo|udp_ping_pong|lines)"),
     ("Breaker", "breaker", r"^breaker"),
     ("Limits and pipeline", "limits", r"^(rate|bulkhead|pipeline)"),
     ("Pool", "pool", r"^(pool_get_put|slotmap)"),
     ("Other", "other", r""),
 ]
+
+
+# Groups with only weft functions: the function that is the baseline.
+BASELINES = {
+    "spawn_deadline": "weft_plain",
+}
+
+# Groups with several rivals and no obvious first one: weft against each.
+ALL_RIVALS = {"pool_get_put"}
+
+# Why a group has no rival, for the page.
+UNPAIRED = {}
+
+# Rows of the memory bench's table: (case, side) -> the weft row it pairs with.
+MEMORY_PAIRS = {"tokio/oneshot": "weft/oneshot"}
 
 
 class ReportError(Exception):
@@ -94,15 +124,21 @@ def read_runs(root):
     return runs
 
 
-def pair(sides):
+def pair(sides, group=""):
     """[(weft side, rival side or None)] for one group's sides."""
     names = list(sides)
     weft = sorted(n for n in names if n.startswith("weft"))
     others = [n for n in names if not n.startswith("weft")]
+    baseline = BASELINES.get(group)
+    if not others and baseline in weft:
+        weft.remove(baseline)
+        others = [baseline]
     rivals = sorted(n for n in others if n.startswith("tokio")) + sorted(n for n in others if not n.startswith("tokio"))
     rival = rivals[0] if rivals else None
     if not weft:
         return [(None, n) for n in sorted(names)]
+    if group in ALL_RIVALS and len(rivals) > 1:
+        return [(w, r) for w in weft for r in rivals]
     return [(w, rival) for w in weft]
 
 
@@ -119,16 +155,75 @@ def rows_by_area(runs):
     for (group, case), sides in sorted(runs.items()):
         title, stem = area_of(group)
         label = f"{group}/{case}" if case else group
-        for weft, rival in pair(sides):
+        for weft, rival in pair(sides, group):
             w = sides[weft][0] if weft else None
             r = sides[rival][0] if rival else None
             ratio = w / r if (w is not None and r) else None
             out.setdefault(title, (stem, []))[1].append({
                 "label": label, "weft": weft, "rival": rival,
-                "weft_ns": w, "rival_ns": r, "ratio": ratio,
+                "weft_ns": w, "rival_ns": r, "ratio": ratio, "unit": "ns",
+                "why": None if ratio is not None else UNPAIRED.get(group, "no rival function in the group"),
             })
     order = [a[0] for a in AREAS]
     return {k: out[k] for k in sorted(out, key=order.index)}
+
+
+def read_memory(root):
+    """Memory rows from the memory bench's table in `memory.txt`, or []."""
+    path = os.path.join(root, "memory.txt")
+    if not os.path.exists(path):
+        return []
+    cases = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 2 and "/" in cells[0] and cells[1].isdigit():
+                cases[cells[0]] = float(cells[1])
+    if not cases:
+        raise ReportError(f"{path}: no `| runtime/primitive | bytes | ...` rows")
+    rows = []
+    for rival, weft in MEMORY_PAIRS.items():
+        if weft in cases and rival in cases:
+            rows.append({
+                "label": f"memory/idle_task_{weft.split('/')[1]}", "weft": weft, "rival": rival,
+                "weft_ns": cases[weft], "rival_ns": cases[rival],
+                "ratio": cases[weft] / cases[rival], "unit": "B", "why": None,
+            })
+    for case, value in sorted(cases.items()):
+        if case not in MEMORY_PAIRS and case not in MEMORY_PAIRS.values():
+            rows.append({
+                "label": f"memory/idle_task ({case}, reference)", "weft": None, "rival": case,
+                "weft_ns": None, "rival_ns": value, "ratio": None, "unit": "B",
+                "why": "reference only: weft's tasks are not parked on a shared primitive in this bench",
+            })
+    return rows
+
+
+def read_conditions(root):
+    """(machine line or None, [load rows]) from the runner's files."""
+    machine = None
+    path = os.path.join(root, "weft-machine.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            machine = f.read().strip() or None
+    loads = []
+    path = os.path.join(root, "weft-load.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                cells = line.rstrip("\n").split("\t")
+                if len(cells) != 6:
+                    raise ReportError(f"{path}:{n}: expected 6 tab-separated fields, got {len(cells)}")
+                loads.append(dict(zip(("bench", "start", "end", "before", "after", "rc"), cells)))
+    return machine, loads
+
+
+def fmt_value(v, unit):
+    if v is None:
+        return "—"
+    if unit == "B":
+        return f"{v:.0f} B"
+    return fmt_time(v)
 
 
 def fmt_time(ns):
@@ -140,7 +235,7 @@ def fmt_time(ns):
     return f"{ns:.3g} ns"
 
 
-def tables(areas, generated, svg_rel):
+def tables(areas, generated, svg_rel, machine=None, loads=()):
     lines = [
         f"Generated {generated} by `python3 benches/scripts/report.py` from the",
         "criterion output in `target/criterion` (the median of each function's",
@@ -148,6 +243,16 @@ def tables(areas, generated, svg_rel):
         "weft). Only the groups run before generating are listed.",
         "",
     ]
+    if machine or loads:
+        lines.append(f"Measured on {machine or 'an unnamed machine'}, **while other builds and tests ran on it**:")
+        lines.append("the figures are noisier than on an idle machine; compare ratios, not absolute times.")
+        lines.append("Load average (1, 5, 15 min) around each run:")
+        lines.append("")
+        lines.append("| bench | UTC | load before | load after | exit |")
+        lines.append("|---|---|---|---|---|")
+        for l in loads:
+            lines.append(f"| {l['bench']} | {l['start']}–{l['end']} | {l['before']} | {l['after']} | {l['rc']} |")
+        lines.append("")
     for title, (stem, rows) in areas.items():
         lines.append(f"### {title}")
         lines.append("")
@@ -159,9 +264,14 @@ def tables(areas, generated, svg_rel):
         for r in rows:
             ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "—"
             lines.append(
-                f"| {r['label']} | {r['weft'] or '—'} | {fmt_time(r['weft_ns'])} | "
-                f"{r['rival'] or '—'} | {fmt_time(r['rival_ns'])} | {ratio} |")
+                f"| {r['label']} | {r['weft'] or '—'} | {fmt_value(r['weft_ns'], r.get('unit', 'ns'))} | "
+                f"{r['rival'] or '—'} | {fmt_value(r['rival_ns'], r.get('unit', 'ns'))} | {ratio} |")
         lines.append("")
+        why = [(r["label"], r["why"]) for r in rows if r.get("why")]
+        for label, reason in why:
+            lines.append(f"- {label}: no ratio ({reason}).")
+        if why:
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -211,6 +321,12 @@ def replace_block(doc_text, block):
 def generate(criterion, doc, svg_dir, generated=None):
     runs = read_runs(criterion)
     areas = rows_by_area(runs)
+    memory = read_memory(criterion)
+    if memory:
+        areas.setdefault("Memory", ("memory", []))[1].extend(memory)
+        order = [a[0] for a in AREAS]
+        areas = {k: areas[k] for k in sorted(areas, key=order.index)}
+    machine, loads = read_conditions(criterion)
     if generated is None:
         newest = max(m for sides in runs.values() for (_, m) in sides.values())
         generated = dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d")
@@ -225,7 +341,7 @@ def generate(criterion, doc, svg_dir, generated=None):
     svg_rel = os.path.relpath(svg_dir, os.path.dirname(os.path.abspath(doc)))
     with open(doc) as f:
         text = f.read()
-    text = replace_block(text, tables(areas, generated, svg_rel))
+    text = replace_block(text, tables(areas, generated, svg_rel, machine, loads))
     with open(doc, "w") as f:
         f.write(text)
     return areas, written
@@ -273,6 +389,50 @@ def self_test():
         widths = [float(b.get("width")) for b in bars]
         assert abs(widths[0] / widths[1] - ratios[0] / ratios[1]) < 0.01, (widths, ratios)
         assert bars[0].get("fill") == "#2e8b57" and bars[1].get("fill") == "#d2691e"
+        # The runner's files and a weft-only group with a baseline.
+        extra = os.path.join(tmp, "criterion")
+        shutil.copytree(os.path.join(fixture, "criterion"), extra)
+        for side, median in (("weft_plain", 100.0), ("weft_deadline", 130.0)):
+            d = os.path.join(extra, "spawn_deadline", side, "new")
+            os.makedirs(d)
+            with open(os.path.join(d, "benchmark.json"), "w") as f:
+                json.dump({"group_id": "spawn_deadline", "function_id": side, "value_str": None}, f)
+            with open(os.path.join(d, "estimates.json"), "w") as f:
+                json.dump({"median": {"point_estimate": median}}, f)
+        with open(os.path.join(extra, "memory.txt"), "w") as f:
+            f.write("memory per idle task\n\n| runtime / waiting primitive | bytes per idle task | future size (bytes) | runs |\n"
+                    "|---|---|---|---|\n| weft/oneshot | 128 | 32 | 128, 128, 128 |\n"
+                    "| tokio/oneshot | 512 | 32 | 512, 512, 512 |\n| tokio/notify | 448 | 88 | 448 |\n")
+        with open(os.path.join(extra, "weft-load.tsv"), "w") as f:
+            f.write("scheduler\t10:00:00\t10:01:40\t8.20 7.35 8.71\t11.27 8.54 8.99\t0\n")
+        with open(os.path.join(extra, "weft-machine.txt"), "w") as f:
+            f.write("Test CPU, 2 cores\n")
+        with open(doc, "w") as f:
+            f.write(f"{BEGIN}\n{END}\n")
+        areas, written = generate(extra, doc, svg_dir, generated="X")
+        with open(doc) as f:
+            got = f.read()
+        assert "Measured on Test CPU, 2 cores, **while other builds and tests ran on it**" in got, got
+        assert "| scheduler | 10:00:00–10:01:40 | 8.20 7.35 8.71 | 11.27 8.54 8.99 | 0 |" in got, got
+        mem = dict(areas)["Memory"][1]
+        assert [(r["weft"], r["rival"], r["ratio"]) for r in mem] == [
+            ("weft/oneshot", "tokio/oneshot", 0.25), (None, "tokio/notify", None)], mem
+        assert "| memory/idle_task_oneshot | weft/oneshot | 128 B | tokio/oneshot | 512 B | 0.25 |" in got, got
+        assert "reference only" in got
+        canc = dict(areas)["Cancellation"][1]
+        sd = [r for r in canc if r["label"] == "spawn_deadline"]
+        assert [(r["weft"], r["rival"], r["ratio"]) for r in sd] == [("weft_deadline", "weft_plain", 1.3)], sd
+        assert "memory.svg" in [os.path.basename(p) for p in written], written
+        with open(os.path.join(extra, "weft-load.tsv"), "a") as f:
+            f.write("broken line\n")
+        try:
+            generate(extra, doc, svg_dir)
+        except ReportError as e:
+            assert "6 tab-separated fields" in str(e), e
+        else:
+            raise AssertionError("a malformed load file was accepted")
+        with open(doc, "w") as f:
+            f.write(f"{BEGIN}\n{END}\n")
         # Failure paths: a clear error, not a traceback.
         for bad, message in (
             (os.path.join(tmp, "missing"), "no criterion output"),

@@ -12,25 +12,54 @@
 //! N` (default 2), `--max-rss-mb N` (default 512), `--seed N`.
 //!
 //! The workload, all at once:
-//! - an echo server, and 16 client loops that each pick per round: an echo
+//! - an echo server, and 12 client loops that each pick per round: an echo
 //!   of 1 B–16 KiB under a random deadline (1–40 ms, so some expire
 //!   mid-transfer), a connection reset with `SO_LINGER` 0 mid-transfer, an
 //!   echo in a task cancelled after a random delay, or one aborted;
-//! - timers: 100 tasks every 10 ms each sleeping 0–20 ms, half of them
-//!   under a shorter `timeout` that drops the sleep (about 10,000 timers/s);
+//! - timers: 80 tasks every 10 ms each sleeping 0–20 ms, half of them
+//!   under a shorter `timeout` that drops the sleep (about 8,000 timers/s);
 //! - `spawn_blocking` calls (1 ms of blocking work each, 8 at a time);
 //! - panicking tasks (their join handles must report the panic);
 //! - a `weft-resilience` breaker in front of a fake backend that turns
-//!   unhealthy for 1.5 s every 4 s.
+//!   unhealthy for 1.5 s every 4 s;
+//! - `weft::sync` (`soak_parts/sync.rs`): rounds of 3 producers and a
+//!   consumer over a bounded mpsc channel (capacity 8, 300 messages), sends
+//!   and receives under random 0–1.5 ms deadlines, sends through reserved
+//!   permits, a producer and sometimes the consumer cancelled mid-round;
+//!   rounds of 8 tasks incrementing counters behind a `Mutex`, an `RwLock`
+//!   and a `Semaphore(1)` (read, await while holding, write) or taking 1–3
+//!   permits of a `Semaphore(4)`, each wait under a random deadline, one
+//!   task cancelled and one aborted per round; Notify, oneshot, watch
+//!   (ping-pong) and broadcast (3 subscribers) round trips;
+//! - HTTP (`soak_parts/http.rs`): a `weft-hyper` server whose handler works
+//!   0–30 ms, 4 client loops on one pooled client, each request under a
+//!   deadline of 5–60 ms (504s and client-side cuts are expected outcomes,
+//!   counted), one in 16 dropping a 512 KiB response after its first frame;
+//! - a `weft-resilience` pipeline (`soak_parts/policy.rs`: timeout 40 ms →
+//!   retry ×3 → breaker → bulkhead of 3 slots and 4 queued) around a fake
+//!   backend failing 25 % of calls (90 % for 1 s of every 5 s), called by 6
+//!   tasks each under a 3–30 ms deadline.
 //!
 //! Checked every `--check-secs`: open fds (`/proc/self/fd`) and RSS below
-//! their bounds, alive tasks and io ops in flight bounded, the breaker's
-//! half-open probes within its permits, and progress: every part of the
-//! workload completed something since the last check (a stall is a
-//! violation). At shutdown: every loop ends, then alive tasks, io ops in
-//! flight and pending timers reach 0, the breaker has no probe in flight
-//! and closes once the backend is healthy, and, with the runtime dropped,
-//! the fd count is back at its baseline.
+//! their bounds, alive tasks and io ops in flight bounded, the breakers'
+//! half-open probes within their permits, running HTTP handlers bounded,
+//! the bulkhead within its slots and queue, and progress: every part of
+//! the workload completed something since the last check (a stall is a
+//! violation; cuts, rejections and 504s, which depend on timing, only have
+//! to happen over the run). Inside the workload, continuously: every mpsc
+//! message is received at most once, in order per producer, or dropped
+//! (returned by a failed send, dropped with a send future or with the
+//! channel), never lost — a consumer that ran to `Closed` received every
+//! accepted message and the channel got all its permits back; after each
+//! lock round each counter equals its completed increments and every
+//! permit is back; a read guard never sees a write; every policy attempt
+//! runs under the caller's deadline and no retry starts past it. At
+//! shutdown: every loop ends; the lock counters and the Semaphores, the
+//! bulkhead's slots and both breakers' probes are back; the HTTP server's
+//! graceful shutdown cuts nothing and no handler is left; then alive
+//! tasks, io ops in flight and pending timers reach 0, the breaker has no
+//! probe in flight and closes once the backend is healthy, and, with the
+//! runtime dropped, the fd count is back at its baseline.
 
 use std::{
     error::Error,
@@ -51,18 +80,22 @@ use weft::{
 };
 use weft_resilience::breaker::{Backoff, Breaker, CallError, Config, State};
 
-const CLIENTS: usize = 16;
+const CLIENTS: usize = 12;
 const BLOCKING_AT_ONCE: usize = 8;
-const TIMER_TASKS_PER_TICK: u64 = 100;
+const TIMER_TASKS_PER_TICK: u64 = 80;
 const HALF_OPEN_PERMITS: u32 = 2;
 /// In-flight bounds checked while running: far above what the workload
-/// keeps going (16 clients, 100 timer tasks per 10 ms), far below a leak
+/// keeps going (12 echo clients, 80 timer tasks per 10 ms, the sync, HTTP and
+/// policy loops: under 200 tasks), far below a leak
 /// that grows for a minute.
 const MAX_ALIVE_TASKS: usize = 20_000;
 const MAX_IO_OPS: usize = 2_000;
 const MAX_EXTRA_FDS: usize = 256;
 /// How long the shutdown may take to bring everything back to baseline.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
+
+#[path = "soak_parts/mod.rs"]
+mod soak_parts;
 
 fn main() {
     let args = match Args::parse() {
@@ -125,22 +158,21 @@ impl Args {
 
 // ------------------------------------------------------------------ stats
 
-/// What the workload has done; each counter must move between checks.
-#[derive(Default)]
+/// What the workload has done, one counter per part (indexes below).
 struct Stats {
-    echoes: AtomicU64,
-    deadlines: AtomicU64,
-    resets: AtomicU64,
-    cancels: AtomicU64,
-    aborts: AtomicU64,
-    timers: AtomicU64,
-    blocking: AtomicU64,
-    panics: AtomicU64,
-    breaker_calls: AtomicU64,
-    breaker_rejected: AtomicU64,
+    counters: [AtomicU64; PARTS.len()],
     /// A broken expectation inside the workload (wrong echo bytes, a
     /// panic not reported as one, ...): the first one is kept.
     failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            failure: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 impl Stats {
@@ -149,40 +181,81 @@ impl Stats {
         slot.get_or_insert(what);
     }
 
-    fn snapshot(&self) -> [u64; 10] {
-        [
-            &self.echoes,
-            &self.deadlines,
-            &self.resets,
-            &self.cancels,
-            &self.aborts,
-            &self.timers,
-            &self.blocking,
-            &self.panics,
-            &self.breaker_calls,
-            &self.breaker_rejected,
-        ]
-        .map(|c| c.load(Relaxed))
+    fn count(&self, part: usize) {
+        self.add(part, 1);
+    }
+
+    fn add(&self, part: usize, n: u64) {
+        self.counters[part].fetch_add(n, Relaxed);
+    }
+
+    fn snapshot(&self) -> [u64; PARTS.len()] {
+        std::array::from_fn(|i| self.counters[i].load(Relaxed))
     }
 }
 
-const PARTS: [&str; 10] = [
-    "echoes",
-    "deadlines",
-    "resets",
-    "cancels",
-    "aborts",
-    "timers",
-    "blocking",
-    "panics",
-    "breaker calls",
-    "breaker rejections",
+/// Each part: its name in the output, whether it must complete something
+/// in every check interval, and whether it must have happened at least
+/// once over the run. Rejections and cuts depend on timing and phases:
+/// they only need to happen over the whole run.
+const PARTS: [(&str, bool, bool); 26] = [
+    ("echoes", true, true),
+    ("deadlines", false, true),
+    ("resets", true, true),
+    ("cancels", true, true),
+    ("aborts", true, true),
+    ("timers", true, true),
+    ("blocking", true, true),
+    ("panics", true, true),
+    ("breaker calls", true, true),
+    ("breaker rejections", false, false),
+    // weft::sync
+    ("mpsc sent", true, true),
+    ("mpsc received", true, true),
+    ("mpsc dropped with channel", false, false),
+    ("sync waits cut", false, true),
+    ("lock increments", true, true),
+    ("lock waits cut", true, true),
+    ("round trips", true, true),
+    // HTTP
+    ("http 200", true, true),
+    ("http 504", false, true),
+    ("http client cut", false, true),
+    ("http dropped midway", false, true),
+    // policy pipeline
+    ("policy ok", true, true),
+    ("policy failed", false, true),
+    ("policy refused", false, false),
+    ("policy deadline", false, true),
+    ("policy retries", false, true),
 ];
 
-/// Parts that must complete something in every check interval. Rejections
-/// depend on the backend's phase, deadlines on timing: both only need to
-/// happen over the whole run.
-const MUST_MOVE: [bool; 10] = [true, false, true, true, true, true, true, true, true, false];
+const ECHOES: usize = 0;
+const DEADLINES: usize = 1;
+const RESETS: usize = 2;
+const CANCELS: usize = 3;
+const ABORTS: usize = 4;
+const TIMERS: usize = 5;
+const BLOCKING: usize = 6;
+const PANICS: usize = 7;
+const BREAKER_CALLS: usize = 8;
+const BREAKER_REJECTED: usize = 9;
+const SYNC_SENT: usize = 10;
+const SYNC_RECEIVED: usize = 11;
+const SYNC_DROPPED: usize = 12;
+const SYNC_CUT: usize = 13;
+const SYNC_INCREMENTS: usize = 14;
+const SYNC_LOCK_CUT: usize = 15;
+const SYNC_ROUND_TRIPS: usize = 16;
+const HTTP_OK: usize = 17;
+const HTTP_504: usize = 18;
+const HTTP_CUT: usize = 19;
+const HTTP_DROPPED: usize = 20;
+const POLICY_OK: usize = 21;
+const POLICY_FAILED: usize = 22;
+const POLICY_REFUSED: usize = 23;
+const POLICY_DEADLINE: usize = 24;
+const POLICY_RETRIES: usize = 25;
 
 /// A violated invariant.
 #[derive(Debug)]
@@ -338,13 +411,13 @@ async fn client(addr: std::net::SocketAddr, stats: Arc<Stats>, stop: Arc<AtomicB
             0..=5 => {
                 let deadline = Duration::from_millis(1 + rng.below(40));
                 match timeout(deadline, echo_once(addr, conn_seed, len)).await {
-                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
-                    Ok(Err(e)) if is_cancellation(&e) => stats.deadlines.fetch_add(1, Relaxed),
+                    Ok(Ok(())) => stats.count(ECHOES),
+                    Ok(Err(e)) if is_cancellation(&e) => stats.count(DEADLINES),
                     Ok(Err(e)) => {
                         stats.fail(format!("an echo of {len} bytes failed: {e}"));
                         return;
                     }
-                    Err(_elapsed) => stats.deadlines.fetch_add(1, Relaxed),
+                    Err(_elapsed) => stats.count(DEADLINES),
                 };
             }
             // A reset mid-transfer: write, then close with SO_LINGER 0.
@@ -360,7 +433,7 @@ async fn client(addr: std::net::SocketAddr, stats: Arc<Stats>, stop: Arc<AtomicB
                 }
                 set_linger_zero(&stream);
                 drop(stream);
-                stats.resets.fetch_add(1, Relaxed);
+                stats.count(RESETS);
             }
             // An echo in a task cancelled after a random delay.
             7 | 8 => {
@@ -368,13 +441,13 @@ async fn client(addr: std::net::SocketAddr, stats: Arc<Stats>, stop: Arc<AtomicB
                 let _ = sleep(Duration::from_micros(rng.below(3_000))).await;
                 task.cancel();
                 match task.await {
-                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
-                    Ok(Err(e)) if is_cancellation(&e) => stats.cancels.fetch_add(1, Relaxed),
+                    Ok(Ok(())) => stats.count(ECHOES),
+                    Ok(Err(e)) if is_cancellation(&e) => stats.count(CANCELS),
                     Ok(Err(e)) => {
                         stats.fail(format!("a cancelled echo failed otherwise: {e}"));
                         return;
                     }
-                    Err(e) if e.is_cancelled() => stats.cancels.fetch_add(1, Relaxed),
+                    Err(e) if e.is_cancelled() => stats.count(CANCELS),
                     Err(e) => {
                         stats.fail(format!("a cancelled echo task: {e}"));
                         return;
@@ -387,8 +460,8 @@ async fn client(addr: std::net::SocketAddr, stats: Arc<Stats>, stop: Arc<AtomicB
                 let _ = sleep(Duration::from_micros(rng.below(3_000))).await;
                 task.abort();
                 match task.await {
-                    Ok(Ok(())) => stats.echoes.fetch_add(1, Relaxed),
-                    Err(e) if e.is_cancelled() => stats.aborts.fetch_add(1, Relaxed),
+                    Ok(Ok(())) => stats.count(ECHOES),
+                    Err(e) if e.is_cancelled() => stats.count(ABORTS),
                     Ok(Err(e)) => {
                         stats.fail(format!("an echo later aborted failed first: {e}"));
                         return;
@@ -437,7 +510,7 @@ async fn timers(stats: Arc<Stats>, stop: Arc<AtomicBool>, seed: u64) {
                     } else {
                         let _ = sleep(d).await;
                     }
-                    stats.timers.fetch_add(1, Relaxed);
+                    stats.count(TIMERS);
                 })
             })
             .collect();
@@ -462,7 +535,7 @@ async fn blocking(stats: Arc<Stats>, stop: Arc<AtomicBool>) {
             .collect();
         for call in calls {
             match call.await {
-                Ok(_) => stats.blocking.fetch_add(1, Relaxed),
+                Ok(_) => stats.count(BLOCKING),
                 Err(e) => {
                     stats.fail(format!("a blocking call: {e}"));
                     return;
@@ -479,7 +552,7 @@ async fn panics(stats: Arc<Stats>, stop: Arc<AtomicBool>) {
             std::panic::panic_any(INTENDED_PANIC);
         });
         match task.await {
-            Err(e) if e.is_panic() => stats.panics.fetch_add(1, Relaxed),
+            Err(e) if e.is_panic() => stats.count(PANICS),
             other => {
                 stats.fail(format!("a panicking task ended with {other:?}"));
                 return;
@@ -523,10 +596,10 @@ async fn breaker_calls(
             })
             .await;
         match res {
-            Ok(()) | Err(CallError::Failed(_)) => stats.breaker_calls.fetch_add(1, Relaxed),
+            Ok(()) | Err(CallError::Failed(_)) => stats.count(BREAKER_CALLS),
             Err(CallError::Rejected(_)) => {
                 let _ = sleep(Duration::from_millis(1)).await;
-                stats.breaker_rejected.fetch_add(1, Relaxed)
+                stats.count(BREAKER_REJECTED)
             }
         };
     }
@@ -583,6 +656,43 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     loops.push(rt.spawn(timers(stats.clone(), stop.clone(), args.seed ^ 0x7173)));
     loops.push(rt.spawn(blocking(stats.clone(), stop.clone())));
     loops.push(rt.spawn(panics(stats.clone(), stop.clone())));
+    // weft::sync, HTTP and the policy pipeline.
+    let locks = Arc::new(soak_parts::sync::Locks::new());
+    loops.push(rt.spawn(soak_parts::sync::channels(
+        stats.clone(),
+        stop.clone(),
+        args.seed ^ 0x3c,
+    )));
+    loops.push(rt.spawn(soak_parts::sync::lock_loop(
+        locks.clone(),
+        stats.clone(),
+        stop.clone(),
+        args.seed ^ 0x10c5,
+    )));
+    loops.push(rt.spawn(soak_parts::sync::round_trips(
+        stats.clone(),
+        stop.clone(),
+        args.seed ^ 0x27,
+    )));
+    let mut http = rt.block_on(soak_parts::http::HttpPart::start())?;
+    for i in 0..soak_parts::http::CLIENTS {
+        loops.push(rt.spawn(soak_parts::http::client_loop(
+            http.client.clone(),
+            http.addr,
+            stats.clone(),
+            stop.clone(),
+            args.seed ^ (0x477 + i as u64),
+        )));
+    }
+    let policy = Arc::new(soak_parts::policy::PolicyPart::new(args.seed)?);
+    for i in 0..soak_parts::policy::CALLERS {
+        loops.push(rt.spawn(soak_parts::policy::caller(
+            policy.clone(),
+            stats.clone(),
+            stop.clone(),
+            args.seed ^ (0x9011c << i),
+        )));
+    }
     for i in 0..4 {
         loops.push(rt.spawn(breaker_calls(
             breaker.clone(),
@@ -610,18 +720,23 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             let rss = rss_bytes();
             peak_rss = peak_rss.max(rss);
             let now = stats.snapshot();
+            let handlers = http.handlers.load(Relaxed);
+            let bulkhead = policy.bulkhead.metrics();
             println!(
-                "{:>5.1} s  fds {fds:>4}  rss {:>4} MiB  tasks {:>5}  io ops {:>4}  timers {:>5}  breaker {:?}  | {}",
+                "{:>5.1} s  fds {fds:>4}  rss {:>4} MiB  tasks {:>5}  io ops {:>4}  timers {:>5}  breaker {:?}  http handlers {handlers:>2}  bulkhead {}/{}  policy breaker {:?}  | {}",
                 started.elapsed().as_secs_f64(),
                 rss >> 20,
                 m.alive_tasks,
                 m.io_ops_in_flight,
                 m.timers_pending,
                 bm.state,
+                bulkhead.in_flight,
+                bulkhead.waiting,
+                policy.breaker.state(),
                 PARTS
                     .iter()
                     .zip(now.iter().zip(last.iter()))
-                    .map(|(name, (n, l))| format!("{name} +{}", n - l))
+                    .map(|((name, ..), (n, l))| format!("{name} +{}", n - l))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -661,8 +776,15 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
                     bm.state
                 )));
             }
-            for (i, name) in PARTS.iter().enumerate() {
-                if MUST_MOVE[i] && now[i] == last[i] {
+            if handlers > soak_parts::http::MAX_HANDLERS {
+                return Err(violation(format!(
+                    "{handlers} HTTP handlers running, bound {}",
+                    soak_parts::http::MAX_HANDLERS
+                )));
+            }
+            policy.check_bounds().map_err(violation)?;
+            for (i, (name, must_move, _)) in PARTS.iter().enumerate() {
+                if *must_move && now[i] == last[i] {
                     return Err(violation(format!(
                         "no progress: {name} did not move in {} s",
                         args.check_secs
@@ -699,6 +821,26 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     if let Some(f) = stats.failure.lock().unwrap().clone() {
         return Err(violation(f));
     }
+    // Every lock task has ended: counters equal their increments, every
+    // permit is back; the same for the policy's bulkhead and breaker.
+    locks.check_settled().map_err(violation)?;
+    policy.check_settled().map_err(violation)?;
+    for (i, (name, _, must_happen)) in PARTS.iter().enumerate() {
+        if *must_happen && totals[i] == 0 {
+            return Err(violation(format!(
+                "{name} never happened in {} s",
+                args.secs
+            )));
+        }
+    }
+    // The HTTP server shuts down gracefully with nothing to cut; the
+    // pooled client's connections end with it.
+    let report = rt.block_on(http.shutdown()).map_err(violation)?;
+    println!(
+        "soak: HTTP server shut down: {} connections, {} requests, {} cut",
+        report.connections, report.requests, report.cut_requests
+    );
+    drop(http);
     server.cancel();
     match rt.block_on(server) {
         Ok(()) => {}
@@ -755,7 +897,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         PARTS
             .iter()
             .zip(totals)
-            .map(|(name, n)| format!("{name} {n}"))
+            .map(|((name, ..), n)| format!("{name} {n}"))
             .collect::<Vec<_>>()
             .join(", "),
         peak_rss >> 20,

@@ -1,7 +1,7 @@
 use std::{
     cell::Cell,
     future::Future,
-    pin::pin,
+    pin::{pin, Pin},
     task::{Context, Poll, Waker},
 };
 
@@ -226,6 +226,108 @@ fn the_caller_cancelled_during_backoff_stops() {
             remaining: Duration::from_millis(100)
         }
     );
+}
+
+/// A [`ManualEnv`] whose backoff sleeps end `lag` late, as a task woken
+/// late on a busy worker does.
+#[derive(Clone, Debug)]
+struct LateEnv {
+    inner: ManualEnv,
+    lag: Duration,
+}
+
+impl Env for LateEnv {
+    type Sleep = Pin<Box<dyn Future<Output = Result<(), Interrupted>> + Send>>;
+    type Scoped<F: Future> = <ManualEnv as Env>::Scoped<F>;
+    type Handle = <ManualEnv as Env>::Handle;
+    type Timeout<F: Future> = <ManualEnv as Env>::Timeout<F>;
+    type Attempt<F: Future> = <ManualEnv as Env>::Attempt<F>;
+
+    fn now(&self) -> Duration {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        let sleep = self.inner.sleep(duration);
+        let (clock, lag) = (self.inner.clock().clone(), self.lag);
+        Box::pin(async move {
+            sleep.await?;
+            // Woken on time, polled `lag` later.
+            clock.advance(lag);
+            Ok(())
+        })
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        self.inner.remaining()
+    }
+
+    fn check(&self) -> Result<(), Interrupted> {
+        self.inner.check()
+    }
+
+    fn scoped<F: Future>(&self, future: F) -> (Self::Scoped<F>, Self::Handle) {
+        self.inner.scoped(future)
+    }
+
+    fn attempt<F: Future>(&self, future: F) -> Self::Attempt<F> {
+        self.inner.attempt(future)
+    }
+
+    fn timeout<F: Future>(&self, after: Duration, future: F) -> Self::Timeout<F> {
+        self.inner.timeout(after, future)
+    }
+}
+
+/// Regression (found by the soak): a backoff sleep that ends late must not
+/// be followed by an attempt past the deadline, or one the expected attempt
+/// time no longer fits.
+#[test]
+fn a_backoff_that_ends_late_starts_no_attempt_past_the_deadline() {
+    // 100 ms deadline, 10 ms backoff, 10 ms expected attempt: the retry
+    // fits when it is decided at 0 ms. Woken 85 ms late, 5 ms are left;
+    // 95 ms late, the deadline has passed.
+    for (lag, want) in [
+        (85 * MS, Stop::Deadline { remaining: 5 * MS }),
+        (95 * MS, Stop::Interrupted(Interrupted::Deadline)),
+    ] {
+        let env = LateEnv {
+            inner: ManualEnv::new(),
+            lag,
+        };
+        env.inner.set_deadline(Some(100 * MS));
+        let retry = Retry::new(
+            config()
+                .max_attempts(5)
+                .expected_attempt(10 * MS)
+                .build()
+                .unwrap(),
+        );
+        let starts = std::cell::RefCell::new(Vec::new());
+        let out = block(retry.call(&env, |a| {
+            starts.borrow_mut().push((a.number, env.now()));
+            async { Err::<(), _>("fails") }
+        }));
+        assert_eq!(*starts.borrow(), [(1, Duration::ZERO)], "lag {lag:?}");
+        assert_eq!(out.unwrap_err().stop(), want, "lag {lag:?}");
+        assert_eq!(retry.metrics().retries, 0, "lag {lag:?}");
+    }
+    // Woken on time, the same call retries until its attempts are used up.
+    let env = LateEnv {
+        inner: ManualEnv::new(),
+        lag: Duration::ZERO,
+    };
+    env.inner.set_deadline(Some(100 * MS));
+    let retry = Retry::new(
+        config()
+            .max_attempts(3)
+            .expected_attempt(10 * MS)
+            .build()
+            .unwrap(),
+    );
+    let out = block(retry.call(&env, |_| async { Err::<(), _>("fails") }));
+    assert_eq!(out.unwrap_err().stop(), Stop::Exhausted);
+    assert_eq!(retry.metrics().retries, 2);
 }
 
 #[test]

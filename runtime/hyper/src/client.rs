@@ -241,7 +241,9 @@ where
         }
         weft::cancel::check().map_err(Error::Cancelled)?;
         let fut = self.inner.request(req);
-        until_cancelled(fut).await?.map_err(Error::Request)
+        until_cancelled(fut)
+            .await?
+            .map_err(|e| callers_or(e, Error::Request))
     }
 
     /// A GET of `uri`.
@@ -268,7 +270,20 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, Error> {
     until_cancelled(body.collect())
         .await?
         .map(|c| c.to_bytes())
-        .map_err(Error::Body)
+        .map_err(|e| callers_or(e, Error::Body))
+}
+
+/// An error that comes back while the caller's scope is cancelled is the
+/// caller's: [`Error::Cancelled`]. The request future is polled before the
+/// cancellation, and a connect it runs in the caller's task sees the
+/// deadline at the same wake-up and fails with it, which hyper reports as
+/// a connect error (the soak saw `client error (Connect)` for a request
+/// whose 6 ms budget ran out while connecting).
+fn callers_or<E>(error: E, otherwise: impl FnOnce(E) -> Error) -> Error {
+    match weft::cancel::check() {
+        Err(c) => Error::Cancelled(c),
+        Ok(()) => otherwise(error),
+    }
 }
 
 /// Runs `fut` until it completes or the current scope is cancelled (its

@@ -17,6 +17,7 @@ use std::{
     convert::Infallible,
     io::{self, Read, Write},
     net::SocketAddr,
+    os::fd::AsRawFd,
     sync::{
         atomic::{AtomicUsize, Ordering::SeqCst},
         Arc, Mutex,
@@ -133,6 +134,7 @@ on_each_driver!(
     server_answers_504_and_cancels_the_handler,
     client_refuses_a_spent_budget,
     client_request_ends_at_the_callers_deadline,
+    a_connect_cut_by_the_callers_deadline_is_cancelled,
     request_deadline_leaves_the_pooled_connection,
     graceful_shutdown_drains_in_flight_requests,
     graceful_shutdown_cuts_what_outlives_the_grace,
@@ -344,6 +346,48 @@ fn client_request_ends_at_the_callers_deadline(driver: Driver) {
     assert!(waited < Duration::from_millis(1500), "waited {waited:?}");
     let report = server.stop(&rt);
     assert!(report.cut_requests <= 1);
+    rt.finish();
+}
+
+/// Regression (found by the soak): a connect the caller's deadline cuts
+/// failed the request with `Error::Request(Connect)`, because the request
+/// future is polled before the cancellation and its connect saw the
+/// deadline first. It is the caller's deadline: `Error::Cancelled`.
+fn a_connect_cut_by_the_callers_deadline_is_cancelled(driver: Driver) {
+    let rt = NetRt::new(driver);
+    // A listener that never accepts, its queue full: the kernel drops the
+    // next SYN, so a connect to it waits until the caller's deadline.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a live listening socket; listening again only sets its
+    // backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        fillers.push(s);
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    let url: http::Uri = format!("http://{addr}/").parse().unwrap();
+    for _ in 0..3 {
+        let url = url.clone();
+        let started = Instant::now();
+        let res = rt.in_task(async move {
+            let client = Client::new();
+            weft::task::Builder::new()
+                .timeout(Duration::from_millis(50))
+                .spawn(async move { client.get(url).await.map(|r| r.status()) })
+                .await
+                .unwrap()
+        });
+        match res {
+            Err(Error::Cancelled(c)) => assert!(c.is_deadline(), "{c}"),
+            other => panic!("expected the caller's deadline, got {other:?}"),
+        }
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_millis(1500), "waited {waited:?}");
+    }
+    drop(fillers);
+    drop(listener);
     rt.finish();
 }
 
