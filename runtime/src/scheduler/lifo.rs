@@ -47,8 +47,9 @@ impl SlotItem for crate::task::Notified {
     }
 }
 
-/// Boxes, for the loom model (`loom-tests/tests/lifo_steal.rs`).
-#[cfg(weft_loom)]
+/// Boxes, for the loom model (`loom-tests/tests/lifo_steal.rs`; the
+/// `__loom` module that reaches it is also built for shuttle).
+#[cfg(any(weft_loom, weft_shuttle))]
 impl<T: Send> SlotItem for Box<T> {
     fn into_slot_ptr(self) -> *mut () {
         Box::into_raw(self).cast()

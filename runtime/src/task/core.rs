@@ -43,7 +43,12 @@ pub(crate) struct Header {
 // cache line. The spawn location took the last 8 bytes; `links` holds the
 // schedule stamp and the await byte in its padding, with 2 bytes left.
 // (With the `tracing` feature the span makes it larger, by choice.)
-#[cfg(all(target_pointer_width = "64", not(weft_loom), not(feature = "tracing")))]
+#[cfg(all(
+    target_pointer_width = "64",
+    not(weft_loom),
+    not(weft_shuttle),
+    not(feature = "tracing")
+))]
 const _: () = assert!(
     size_of::<Header>() <= 64,
     "the task header outgrew one cache line"
