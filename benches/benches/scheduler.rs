@@ -16,9 +16,10 @@
 //! at a time. Run with `cargo bench -p weft-benches --bench scheduler`;
 //! docs/BENCHMARKS.md holds the figures.
 //!
-//! The `histogram_cost` groups run the same workloads on weft only, with
-//! its latency histograms on (the default) and off, side by side: the
-//! cost of keeping them on (`-- histogram_cost` runs just those).
+//! The `observability_cost` groups run the same workloads on weft only,
+//! with its latency histograms and stuck-poll monitor on (the default) and
+//! both off, side by side: the cost of keeping them on
+//! (`-- observability_cost` runs just those).
 
 use std::{
     sync::{
@@ -53,10 +54,12 @@ fn build_weft() -> weft::Runtime {
         .unwrap()
 }
 
-fn build_weft_without_histograms() -> weft::Runtime {
+/// weft without its latency histograms and without its monitor.
+fn build_weft_unobserved() -> weft::Runtime {
     weft::runtime::Builder::new_multi_thread()
         .worker_threads(NUM_WORKERS)
         .histograms(false)
+        .monitor(false)
         .build()
         .unwrap()
 }
@@ -272,11 +275,7 @@ macro_rules! workloads {
 
 workloads!(on_weft, weft, build_weft);
 workloads!(on_tokio, tokio, build_tokio);
-workloads!(
-    on_weft_without_histograms,
-    weft,
-    build_weft_without_histograms
-);
+workloads!(on_weft_unobserved, weft, build_weft_unobserved);
 
 /// A group for one workload, sized so the whole bench stays under
 /// 5 minutes on 2 cores.
@@ -325,19 +324,19 @@ side_by_side!(
     timers,
 );
 
-/// Registers `histogram_cost/<workload>`: weft with histograms on, then
-/// off (the other way round when `weft_benches::swap_order` says so).
+/// Registers `observability_cost/<workload>`: weft with histograms and
+/// monitor on, then both off (the other way round when `weft_benches::swap_order` says so).
 macro_rules! histograms_on_and_off {
     ($($workload:ident),* $(,)?) => {
-        mod histogram_cost {
+        mod observability_cost {
             use super::*;
             $(
                 pub(crate) fn $workload(c: &mut Criterion) {
-                    let name = concat!("histogram_cost/", stringify!($workload));
+                    let name = concat!("observability_cost/", stringify!($workload));
                     let mut group = group(c, name);
                     let mut pair: [(&str, fn(&mut criterion::Bencher<'_>)); 2] = [
                         ("on", on_weft::$workload),
-                        ("off", on_weft_without_histograms::$workload),
+                        ("off", on_weft_unobserved::$workload),
                     ];
                     if weft_benches::swap_order() {
                         pair.reverse();
@@ -350,7 +349,7 @@ macro_rules! histograms_on_and_off {
             )*
         }
 
-        criterion_group!(histograms, $(histogram_cost::$workload),*);
+        criterion_group!(histograms, $(observability_cost::$workload),*);
     };
 }
 

@@ -331,6 +331,48 @@ fn a_panicking_hook_does_not_stop_the_watchdog() {
     assert_eq!(rt.metrics().total_stuck_polls(), 2);
 }
 
+/// `Builder::monitor(false)`: no monitor thread, so a poll far past the
+/// threshold is neither reported nor counted, and the runtime otherwise
+/// works as before (tasks run, nothing is left behind).
+#[test]
+fn with_the_monitor_off_nothing_watches_the_polls() {
+    let _serial = common::net::serial();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut builder = Builder::new_multi_thread();
+    builder = builder
+        .worker_threads(2)
+        .stuck_poll_threshold(Duration::from_millis(5))
+        .on_stuck_poll({
+            let calls = calls.clone();
+            move |_| {
+                calls.fetch_add(1, SeqCst);
+            }
+        })
+        .monitor(false);
+    assert!(format!("{builder:?}").contains("monitor: false"));
+    let rt = builder.build().unwrap();
+    let sum = block_on_bounded(&rt, async {
+        let blocker = weft::spawn(async { thread::sleep(Duration::from_millis(60)) });
+        let mut joins = Vec::new();
+        for i in 0..100u64 {
+            joins.push(weft::spawn(async move { i }));
+        }
+        let mut sum = 0;
+        for join in joins {
+            sum += join.await.unwrap();
+        }
+        blocker.await.unwrap();
+        sum
+    });
+    assert_eq!(sum, (0..100).sum::<u64>());
+    // Time enough for a monitor (had there been one) to report the 60 ms
+    // poll twelve thresholds over.
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(calls.load(SeqCst), 0, "a hook ran without a monitor");
+    assert_eq!(rt.metrics().total_stuck_polls(), 0);
+    assert_no_live_tasks(&rt);
+}
+
 /// The threshold is checked like the builder's other options.
 #[test]
 fn a_threshold_below_one_millisecond_is_refused_with_a_clear_error() {

@@ -1,14 +1,15 @@
-//! A small driver for measuring what weft's latency histograms cost with
-//! callgrind instruction counts (wall-clock figures come from the
-//! `histogram_cost` group of `--bench scheduler`). It runs the scheduler
-//! bench's workloads once each (and the cancel bench's spawns with a
-//! deadline and `timeout`), on one worker without idle spinning so the
-//! counts repeat, with the histograms on (the default sampling), on with
-//! every poll timed, or off:
+//! A small driver for measuring what weft's latency histograms and its
+//! stuck-poll monitor cost with callgrind instruction counts (wall-clock
+//! figures come from the `observability_cost` group of `--bench
+//! scheduler`). It runs the scheduler bench's workloads once each (and the
+//! cancel bench's spawns with a deadline and `timeout`), on one worker
+//! without idle spinning so the counts repeat, with the histograms on (the
+//! default sampling), on with every poll timed, off, or off with the
+//! monitor off too (`bare`):
 //!
 //! ```text
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-//!     target/release/histogram_cost on|every|off [WORKLOAD]
+//!     target/release/histogram_cost on|every|off|bare [WORKLOAD]
 //! ```
 //! It prints the polls it made and how many were timed.
 
@@ -169,8 +170,9 @@ fn main() {
         "on" => builder,
         "every" => builder.histogram_sample_interval(1),
         "off" => builder.histograms(false),
+        "bare" => builder.histograms(false).monitor(false),
         other => {
-            eprintln!("usage: histogram_cost on|every|off [WORKLOAD]; got {other:?}");
+            eprintln!("usage: histogram_cost on|every|off|bare [WORKLOAD]; got {other:?}");
             std::process::exit(2);
         }
     };

@@ -38,6 +38,7 @@ pub struct Builder {
     pub(crate) histogram_sample_interval: u32,
     pub(crate) stuck_poll_threshold: Duration,
     pub(crate) on_stuck_poll: Option<crate::scheduler::monitor::StuckHook>,
+    pub(crate) monitor: bool,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -174,6 +175,7 @@ impl Builder {
             histogram_sample_interval: DEFAULT_HISTOGRAM_SAMPLE_INTERVAL,
             stuck_poll_threshold: DEFAULT_STUCK_POLL_THRESHOLD,
             on_stuck_poll: None,
+            monitor: true,
         }
     }
 
@@ -396,6 +398,22 @@ impl Builder {
         self
     }
 
+    /// Whether the runtime runs its monitor thread (default: on).
+    ///
+    /// The monitor (Go's `sysmon`) is what lets other workers take the
+    /// tasks queued behind a poll that does not return, reports stuck
+    /// polls ([`on_stuck_poll`](Self::on_stuck_poll), the `stuck_polls`
+    /// metric) and starts relief workers when every worker is stuck. Off,
+    /// there is no monitor thread and workers skip the four stores per
+    /// poll that publish it what they run: a task woken behind a blocked
+    /// worker then waits for that worker, as on tokio, and nothing reports
+    /// it. Meant for measuring what the monitor costs (docs/BENCHMARKS.md:
+    /// within the noise) and for embedders that run their own watchdog.
+    pub fn monitor(mut self, on: bool) -> Builder {
+        self.monitor = on;
+        self
+    }
+
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = self
@@ -465,6 +483,7 @@ impl fmt::Debug for Builder {
             .field("histograms", &self.histograms)
             .field("histogram_sample_interval", &self.histogram_sample_interval)
             .field("stuck_poll_threshold", &self.stuck_poll_threshold)
+            .field("monitor", &self.monitor)
             .finish_non_exhaustive()
     }
 }

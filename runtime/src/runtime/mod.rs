@@ -144,6 +144,7 @@ impl Runtime {
                 } else {
                     0
                 },
+                monitor: builder.monitor,
             },
             monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
                 threshold: builder.stuck_poll_threshold,
@@ -231,11 +232,13 @@ impl Runtime {
                 return Err(BuildError::Io(err));
             }
         }
-        match scheduler::monitor::start(&handle.inner) {
-            Ok(join) => runtime.monitor = Some(join),
-            Err(err) => {
-                runtime.shutdown_inner(Some(Duration::from_secs(5)));
-                return Err(BuildError::SpawnThread(err));
+        if builder.monitor {
+            match scheduler::monitor::start(&handle.inner) {
+                Ok(join) => runtime.monitor = Some(join),
+                Err(err) => {
+                    runtime.shutdown_inner(Some(Duration::from_secs(5)));
+                    return Err(BuildError::SpawnThread(err));
+                }
             }
         }
         Ok(runtime)

@@ -70,6 +70,9 @@ pub(crate) struct SchedConfig {
     /// One schedule in this many is timed for the histograms; 0: off
     /// (`Builder::histograms`, `Builder::histogram_sample_interval`).
     pub(crate) histogram_interval: u32,
+    /// The stuck-poll monitor runs (`Builder::monitor`); when off, workers
+    /// do not publish their polls for it.
+    pub(crate) monitor: bool,
 }
 
 /// What other threads need to reach one worker.

@@ -276,12 +276,19 @@ impl WorkerCtx {
         }
         self.metrics().polls.incr();
         self.cache_trimmed.set(false);
-        let seq = self.watch.begin_poll(&task);
+        let watched = self.shared().config.monitor;
+        let seq = if watched {
+            self.watch.begin_poll(&task)
+        } else {
+            0
+        };
         match task.header().take_woken_at() {
             0 => task.run(),
             woken_at => self.metrics().run_timed(task, woken_at),
         }
-        self.watch.end_poll(seq);
+        if watched {
+            self.watch.end_poll(seq);
+        }
     }
 
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
