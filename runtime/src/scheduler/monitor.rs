@@ -8,8 +8,8 @@
 //!   it is odd exactly while the worker is inside a poll. Two plain stores
 //!   per poll on a line only the worker writes; no clock is read on the
 //!   worker's path.
-//! - `current` / `current_id`: the header and id of the task being polled,
-//!   stored (Release) before the odd `poll_seq`.
+//! - `current`: the header of the task being polled, stored (Release)
+//!   before the odd `poll_seq`.
 //! - its LIFO slot (`lifo.rs`), which is stealable.
 //!
 //! # What the monitor does with it, each sample
@@ -117,7 +117,6 @@ struct Hot {
     poll_seq: AtomicU64,
     /// The task being polled (its header), valid while `poll_seq` is odd.
     current: AtomicPtr<()>,
-    current_id: AtomicU64,
 }
 
 /// Written by the monitor (rarely).
@@ -138,7 +137,6 @@ impl WorkerWatch {
                 lifo: LifoSlot::new(),
                 poll_seq: AtomicU64::new(0),
                 current: AtomicPtr::new(std::ptr::null_mut()),
-                current_id: AtomicU64::new(0),
             },
             cold: Cold {
                 stalled_seq: AtomicU64::new(0),
@@ -161,7 +159,6 @@ impl WorkerWatch {
         let raw = task.raw();
         // Relaxed load: only this thread writes it.
         let seq = self.hot.poll_seq.load(Relaxed) + 1;
-        self.hot.current_id.store(raw.id().as_u64(), Relaxed);
         // Release: a monitor that reads this pointer (Acquire) then sees
         // the end of the previous poll, so its re-check of `poll_seq`
         // cannot mistake a newer task for the poll it sampled.
@@ -506,11 +503,12 @@ fn sample(
 /// running and its task still registered.
 fn report(shared: &Shared, watch: &WorkerWatch, seq: u64, ran: Duration, who: (usize, bool)) {
     let ptr = watch.hot.current.load(Acquire);
-    let id = watch.hot.current_id.load(Relaxed);
-    let Some(task) = shared.owned.get_live(id, ptr) else {
+    let Some(task) = shared.owned.get_live(ptr) else {
         return;
     };
     // The task is alive (we hold a reference); is it still in that poll?
+    // If so, `ptr` names the task of poll `seq`: `current` changes only at
+    // the start of a later poll, and `poll_seq` never goes back.
     if watch.hot.poll_seq.load(Acquire) != seq {
         return;
     }

@@ -36,6 +36,8 @@ pub(crate) struct WorkerCtx {
     /// The LIFO slot (stealable while this worker is stuck in a poll) and
     /// the poll counter the monitor samples; also in `Remote::watch`.
     watch: std::sync::Arc<super::monitor::WorkerWatch>,
+    /// `Builder::monitor`: publish each poll to the monitor.
+    watched: bool,
     /// Tasks that yielded (or were woken during their own poll). They run
     /// after the local queue and the injector are empty, or every
     /// `event_interval` ticks, whichever comes first: a yield lets remote
@@ -122,6 +124,7 @@ impl WorkerCtx {
         WorkerCtx {
             index,
             watch: handle.shared.remotes[index].watch.clone(),
+            watched: handle.shared.config.monitor,
             handle,
             local,
             deferred: Cell::new(Vec::new()),
@@ -276,7 +279,7 @@ impl WorkerCtx {
         }
         self.metrics().polls.incr();
         self.cache_trimmed.set(false);
-        let watched = self.shared().config.monitor;
+        let watched = self.watched;
         let seq = if watched {
             self.watch.begin_poll(&task)
         } else {

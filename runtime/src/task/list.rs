@@ -205,27 +205,29 @@ impl OwnedTasks {
     }
 
     /// A new reference to the task whose header is at `ptr`, if a task
-    /// with that header and id `id` is still registered. The caller only
-    /// knows the pointer from a racy read (the stuck-poll monitor): the
-    /// walk compares addresses and touches only linked, live tasks, so a
-    /// stale pointer is never dereferenced. O(tasks in the shard); for rare
-    /// callers.
-    pub(crate) fn get_live(&self, id: u64, ptr: *const ()) -> Option<Task> {
-        let shard = lock(&self.shards[(id as usize) & self.mask].0);
-        let mut cursor = shard.head;
-        while let Some(header) = cursor {
-            if std::ptr::eq(header.as_ptr().cast::<()>(), ptr) {
-                // SAFETY: linked in this shard, so alive: the list holds a
-                // reference, and we hold the lock that unlinking takes.
-                let header = unsafe { header.as_ref() };
-                if header.id.as_u64() != id {
-                    return None;
+    /// with that header is still registered. The caller only knows the
+    /// pointer from a racy read (the stuck-poll monitor, which then checks
+    /// that the poll it sampled is still running, so an address reused by
+    /// a newer task is not mistaken for it): the walk compares addresses
+    /// and touches only linked, live tasks, so a stale pointer is never
+    /// dereferenced. O(registered tasks), one shard lock at a time; for
+    /// rare callers.
+    pub(crate) fn get_live(&self, ptr: *const ()) -> Option<Task> {
+        for PaddedShard(shard) in self.shards.iter() {
+            let shard = lock(shard);
+            let mut cursor = shard.head;
+            while let Some(header) = cursor {
+                if std::ptr::eq(header.as_ptr().cast::<()>(), ptr) {
+                    // SAFETY: linked in this shard, so alive: the list
+                    // holds a reference, and we hold the lock that
+                    // unlinking takes.
+                    let header = unsafe { header.as_ref() };
+                    header.state.ref_inc();
+                    return Some(Task::from_raw(RawTask::from_raw(NonNull::from(header))));
                 }
-                header.state.ref_inc();
-                return Some(Task::from_raw(RawTask::from_raw(NonNull::from(header))));
+                // SAFETY: as above.
+                cursor = NonNull::new(unsafe { header.as_ref() }.links.next.load(Relaxed));
             }
-            // SAFETY: as above.
-            cursor = NonNull::new(unsafe { header.as_ref() }.links.next.load(Relaxed));
         }
         None
     }
