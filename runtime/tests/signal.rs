@@ -109,20 +109,29 @@ fn the_stream_yields_per_delivery() {
     let rt = rt(1);
     let kind = SignalKind::hangup();
     let mut hup = signal(kind).unwrap();
-    let task = rt.spawn(async move {
-        let mut n = 0;
-        while n < 3 {
-            hup.next()
-                .await
-                .expect("the stream goes on while not cancelled");
-            n += 1;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let task = rt.spawn({
+        let seen = seen.clone();
+        async move {
+            let mut n = 0;
+            while n < 3 {
+                hup.next()
+                    .await
+                    .expect("the stream goes on while not cancelled");
+                n += 1;
+                seen.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+            n
         }
-        n
     });
-    for _ in 0..3 {
+    for i in 1..=3 {
         raise(kind);
-        // Deliveries close together coalesce: wait for the listener.
-        std::thread::sleep(Duration::from_millis(20));
+        // Deliveries close together coalesce: the next signal goes only
+        // once the listener has taken this one.
+        assert!(
+            eventually(|| seen.load(std::sync::atomic::Ordering::SeqCst) == i),
+            "delivery {i} did not reach the stream"
+        );
     }
     assert_eq!(block_on_bounded(&rt, task).unwrap(), 3);
 }
