@@ -343,7 +343,8 @@ impl Notify {
                 let stale = unsafe { (*node.as_ptr()).value.calls } != calls;
                 // SAFETY: just unlinked under the lock; its future frees it
                 // only after taking the lock, or after seeing our store.
-                if let Some(w) = unsafe { finish_take(node.as_ptr(), if stale { ALL } else { ONE }) }
+                if let Some(w) =
+                    unsafe { finish_take(node.as_ptr(), if stale { ALL } else { ONE }) }
                 {
                     wakers.push(w);
                 }
@@ -653,12 +654,11 @@ impl Notified<'_> {
                 self.phase = Phase::Done;
                 return true;
             }
-            match self.notify.state.compare_exchange(
-                cur,
-                (cur & FLAGS) | LIST,
-                SeqCst,
-                SeqCst,
-            ) {
+            match self
+                .notify
+                .state
+                .compare_exchange(cur, (cur & FLAGS) | LIST, SeqCst, SeqCst)
+            {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
