@@ -341,11 +341,10 @@ impl Notify {
                     .expect("LIST is set only while the list is non-empty");
                 // SAFETY: a linked node is live; we hold the lock.
                 let stale = unsafe { (*node.as_ptr()).value.calls } != calls;
+                let how = if stale { ALL } else { ONE };
                 // SAFETY: just unlinked under the lock; its future frees it
                 // only after taking the lock, or after seeing our store.
-                if let Some(w) =
-                    unsafe { finish_take(node.as_ptr(), if stale { ALL } else { ONE }) }
-                {
+                if let Some(w) = unsafe { finish_take(node.as_ptr(), how) } {
                     wakers.push(w);
                 }
                 cur = if list.is_empty() {
@@ -980,12 +979,14 @@ mod tests {
         assert!(poll_once(a.as_mut()).is_pending());
         n.notify_waiters();
         assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(())));
-        let mut b = pin!(n.notified());
+        let mut b = Box::pin(n.notified());
         assert!(poll_once(b.as_mut()).is_pending());
         assert_eq!(b.phase, Phase::Slot, "EPOCH flipped with calls");
-        // A `notified()` created before a call and first polled after two
-        // calls (EPOCH back where it was) still sees them.
         drop(b);
+        assert_eq!(n.state.load(SeqCst) & !EPOCH, 0, "b left the slot");
+        // A `notified()` created before a call and first polled after two
+        // calls (EPOCH back where it was) still sees them: it enters the
+        // slot, then its second look at `calls` sends it out again.
         let mut c = pin!(n.notified());
         n.notify_waiters();
         n.notify_waiters();
