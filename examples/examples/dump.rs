@@ -100,9 +100,8 @@ async fn service() -> Result<(), String> {
 
     let ticker = Builder::new().name("ticker").spawn(async {
         let mut interval = weft::time::interval(Duration::from_secs(3600));
-        loop {
-            interval.tick().await;
-        }
+        // Ticks until its scope is cancelled (`tick` is an await point).
+        while interval.tick().await.is_ok() {}
     });
 
     let cache = Arc::new(Mutex::new(0u64));

@@ -259,9 +259,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
         println!("   timeout(20 ms, sleep(5 s)) -> {slow:?}");
         let mut interval = time::interval(Duration::from_millis(10));
-        let first = interval.tick().await;
+        let first = interval.tick().await.expect("not cancelled");
         for _ in 0..4 {
-            interval.tick().await;
+            interval.tick().await.expect("not cancelled");
         }
         println!(
             "   interval(10 ms): 5 ticks in {:.1} ms",

@@ -122,3 +122,100 @@ fn two_notify_ones_reach_two_linked_waiters() {
         );
     });
 }
+
+/// A waiter entering the slot with its first poll, racing a
+/// `notify_waiters` that must wake it (it was created before the call):
+/// the EPOCH flip and the slot take in one CAS, against the waiter's CAS
+/// into the slot and its second look at `calls`.
+#[test]
+fn notify_waiters_racing_a_waiter_entering_the_slot_wakes_it() {
+    loom::model(|| {
+        let n = leaked();
+        let waiter = n.notified();
+        let t = thread::spawn(move || block_on(waiter).unwrap());
+        n.notify_waiters();
+        t.join().unwrap();
+        assert!(
+            poll_noop(Box::pin(n.notified()).as_mut()).is_pending(),
+            "notify_waiters stores nothing"
+        );
+    });
+}
+
+/// Two `notify_waiters` (EPOCH back where it was) racing the first poll of
+/// a waiter created before both: it is still woken, not parked for good.
+#[test]
+fn two_notify_waiters_racing_a_waiter_entering_the_slot_wake_it() {
+    loom::model(|| {
+        let n = leaked();
+        let waiter = n.notified();
+        let t = thread::spawn(move || {
+            n.notify_waiters();
+            n.notify_waiters();
+        });
+        block_on(waiter).unwrap();
+        t.join().unwrap();
+    });
+}
+
+/// A waiter created while `notify_waiters` runs: woken by it only if
+/// created before it; if not woken it waits in a consistent place (the
+/// slot or the list), and the next `notify_one` reaches it, once.
+#[test]
+fn notify_waiters_racing_a_new_waiter_leaves_it_consistent() {
+    loom::model(|| {
+        let n = leaked();
+        let t = thread::spawn(move || n.notify_waiters());
+        let mut w = Box::pin(n.notified());
+        let woken = w.as_mut().enable();
+        t.join().unwrap();
+        if !woken && poll_noop(w.as_mut()).is_pending() {
+            n.notify_one();
+            assert_eq!(poll_noop(w.as_mut()), Poll::Ready(Ok(())));
+        }
+        drop(w);
+        assert!(
+            poll_noop(Box::pin(n.notified()).as_mut()).is_pending(),
+            "nothing was stored"
+        );
+    });
+}
+
+/// A slot waiter polled with a waker for the first time (it entered with
+/// `enable`, without one) moves to the front of the list while a
+/// `notify_one` takes the slot: either way it is woken, once.
+#[test]
+fn notify_one_racing_a_slot_waiter_changing_its_waker() {
+    loom::model(|| {
+        let n = leaked();
+        let mut w = Box::pin(n.notified());
+        assert!(!w.as_mut().enable());
+        let t = thread::spawn(move || block_on(w).unwrap());
+        n.notify_one();
+        t.join().unwrap();
+        assert!(
+            poll_noop(Box::pin(n.notified()).as_mut()).is_pending(),
+            "delivered once, not also stored"
+        );
+    });
+}
+
+/// `notify_one` racing the cancel of a slot waiter that a later waiter
+/// queues behind: the leaving waiter's poll after its scope is cancelled
+/// runs the same leave as this drop, so the notification reaches the list
+/// waiter or is passed on to it, exactly once.
+#[test]
+fn notify_one_racing_a_leaving_slot_waiter_with_a_list_waiter_behind() {
+    loom::model(|| {
+        let n = leaked();
+        let mut first = Box::pin(n.notified());
+        assert!(poll_noop(first.as_mut()).is_pending()); // the slot
+        let mut second = Box::pin(n.notified());
+        assert!(poll_noop(second.as_mut()).is_pending()); // the list
+        let leaver = thread::spawn(move || drop(first));
+        n.notify_one();
+        leaver.join().unwrap();
+        assert_eq!(poll_noop(second.as_mut()), Poll::Ready(Ok(())));
+        assert!(poll_noop(Box::pin(n.notified()).as_mut()).is_pending());
+    });
+}

@@ -391,16 +391,65 @@ fn interval_first_tick_is_immediate_and_ticks_follow_the_period() {
         assert_eq!(iv.missed_tick_behavior(), MissedTickBehavior::Burst);
         // Immediate: ready on its very first poll, without waiting.
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(iv.poll_tick(cx))).await;
-        let std::task::Poll::Ready(first) = first else {
+        let std::task::Poll::Ready(Ok(first)) = first else {
             panic!("the first tick is not ready on the first poll");
         };
         assert!(first >= created && first <= Instant::now());
         for k in 1..=4u32 {
-            let scheduled = iv.tick().await;
+            let scheduled = iv.tick().await.unwrap();
             assert_eq!(scheduled, first + period * k, "tick {k} is on the schedule");
             assert!(Instant::now() >= scheduled, "tick {k} came early");
         }
     });
+}
+
+/// `tick` is an await point, as `sleep`: in a cancelled scope (explicit
+/// cancel or past the task's deadline) it returns the cancellation at once
+/// and keeps doing so, takes no tick (the due tick is still there, on the
+/// original schedule, from a live scope), and a task looping on it ends.
+#[test]
+fn interval_tick_is_a_cancellation_point() {
+    let rt = rt(2);
+    let _in_rt = rt.enter();
+    // Explicit cancel, with a tick due (the first one is immediate).
+    let (scheduled, ticked_after) = block_on_bounded(&rt, async {
+        let start = Instant::now();
+        let mut iv = interval_at(start, 10 * MS);
+        let causes = weft::cancel::scope(async {
+            weft::cancel::current().expect("inside a scope").cancel();
+            let first = iv.tick().await.unwrap_err();
+            let again = iv.tick().await.unwrap_err();
+            (first.cause(), again.cause())
+        })
+        .await;
+        assert_eq!(
+            causes,
+            (weft::cancel::Cause::Explicit, weft::cancel::Cause::Explicit)
+        );
+        // Nothing was taken: the due tick is the one at `start`.
+        (start, iv.tick().await.unwrap())
+    });
+    assert_eq!(ticked_after, scheduled, "the cancelled ticks took nothing");
+
+    // Past the task's deadline: a task ticking every hour ends at its
+    // deadline with the deadline cause, not an hour later.
+    let began = Instant::now();
+    let ticker = weft::task::Builder::new().timeout(20 * MS).spawn(async {
+        let mut iv = interval(Duration::from_secs(3600));
+        let mut ticks = 0;
+        let err = loop {
+            match iv.tick().await {
+                Ok(_) => ticks += 1,
+                Err(e) => break e,
+            }
+        };
+        (ticks, err.is_deadline())
+    });
+    let (ticks, deadline) = block_on_bounded(&rt, ticker).unwrap();
+    assert_eq!(ticks, 1, "the immediate first tick, then the deadline");
+    assert!(deadline, "ended by the deadline");
+    assert!(began.elapsed() < LIMIT, "ended well before the next tick");
+    assert_eq!(timers_pending_once_tasks_are_gone(&rt), 0, "no timer left");
 }
 
 #[test]
@@ -434,17 +483,17 @@ async fn late_ticks(behavior: MissedTickBehavior, period: Duration, late: Durati
         let start = Instant::now() + 5 * MS;
         let mut iv = interval_at(start, period);
         iv.set_missed_tick_behavior(behavior);
-        assert_eq!(iv.tick().await, start);
+        assert_eq!(iv.tick().await.unwrap(), start);
         if Instant::now() >= start + period {
             // The first tick was already a missed one: try again.
             continue;
         }
         sleep_until(start + late).await.unwrap();
         let back = Instant::now();
-        let t1 = iv.tick().await;
+        let t1 = iv.tick().await.unwrap();
         let after_t1 = Instant::now();
-        let t2 = iv.tick().await;
-        let t3 = iv.tick().await;
+        let t2 = iv.tick().await.unwrap();
+        let t3 = iv.tick().await.unwrap();
         assert!(Instant::now() >= t3, "a tick completed before its instant");
         assert_eq!(
             t1,
@@ -526,10 +575,10 @@ fn interval_reset_restarts_from_now() {
     block_on_bounded(&rt, async {
         let period = 15 * MS;
         let mut iv = interval(period);
-        iv.tick().await;
+        iv.tick().await.unwrap();
         let before = Instant::now();
         iv.reset();
-        let next = iv.tick().await;
+        let next = iv.tick().await.unwrap();
         assert!(next >= before + period);
     });
 }
@@ -541,10 +590,10 @@ async fn many_intervals_tick_concurrently() {
             weft::spawn(async move {
                 let period = Duration::from_millis(2 + u64::from(i % 5));
                 let mut iv = interval(period);
-                let first = iv.tick().await;
+                let first = iv.tick().await.unwrap();
                 let mut last = first;
                 for _ in 0..5 {
-                    last = iv.tick().await;
+                    last = iv.tick().await.unwrap();
                     assert!(Instant::now() >= last);
                 }
                 assert_eq!(last, first + period * 5);

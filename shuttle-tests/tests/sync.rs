@@ -21,7 +21,7 @@ use shuttle_tests::check;
 use weft::{
     __loom::{CancelNode, MockScheduler},
     cancel::Cause,
-    sync::{error::AcquireError, mpsc, Semaphore},
+    sync::{error::AcquireError, mpsc, Notify, Semaphore},
     JoinHandle,
 };
 
@@ -280,4 +280,66 @@ fn many_waiters_some_cancelled_never_overdraw_nor_lose_permits() {
             assert_eq!(sched.alive(), 0);
         },
     );
+}
+
+/// The sync bench's `Notify` round trip on two threads (each wait enters
+/// the slot when nobody else waits), while a third thread keeps making
+/// waiters on the same `Notify`s that register, may move to the list (a
+/// poll with a waker they entered without) and leave (dropped, as a
+/// cancelled wait leaves): a notification a leaver was given is passed on
+/// (or, if its poll consumed it, given back by hand), so every round ends
+/// and nothing is left stored. (`notify_waiters` races are in the loom
+/// models: here its extra wake-ups would let one side run ahead and two
+/// permits coalesce, which is `Notify`'s contract, not a bug.)
+#[test]
+fn notify_round_trip_with_leaving_waiters() {
+    check("notify_round_trip_with_leaving_waiters", 2_000, || {
+        const ROUNDS: usize = 4;
+        let ping = Arc::new(Notify::new());
+        let pong = Arc::new(Notify::new());
+        let pinger = {
+            let (ping, pong) = (ping.clone(), pong.clone());
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    ping.notify_one();
+                    block_on(pong.notified()).unwrap();
+                }
+            })
+        };
+        let ponger = {
+            let (ping, pong) = (ping.clone(), pong.clone());
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    block_on(ping.notified()).unwrap();
+                    pong.notify_one();
+                }
+            })
+        };
+        let leaver = {
+            let (ping, pong) = (ping.clone(), pong.clone());
+            thread::spawn(move || {
+                for i in 0..3 {
+                    let n = if i % 2 == 0 { &ping } else { &pong };
+                    let mut f = Box::pin(n.notified());
+                    let consumed = f.as_mut().enable() || {
+                        thread::yield_now();
+                        noop_poll(&mut f).is_ready()
+                    };
+                    drop(f);
+                    if consumed {
+                        n.notify_one();
+                    }
+                }
+            })
+        };
+        pinger.join().unwrap();
+        ponger.join().unwrap();
+        leaver.join().unwrap();
+        for n in [&ping, &pong] {
+            assert!(
+                noop_poll(&mut Box::pin(n.notified())).is_pending(),
+                "every notification was consumed once, none left stored"
+            );
+        }
+    });
 }

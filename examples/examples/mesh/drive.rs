@@ -176,7 +176,9 @@ pub async fn showcase(mesh: Arc<Mesh>) {
             let per_tick = RATE_PER_SEC / 200;
             let mut id = 0u64;
             while start.elapsed() < end {
-                tick.tick().await;
+                if tick.tick().await.is_err() {
+                    break; // the load task was cancelled
+                }
                 for _ in 0..per_tick {
                     id += 1;
                     let (client, out) = (client.clone(), out.clone());
@@ -205,9 +207,9 @@ pub async fn showcase(mesh: Arc<Mesh>) {
     let mut phase = 0;
     let mut last = snapshot(&mesh, &out);
     let mut second = time::interval(Duration::from_secs(1));
-    second.tick().await;
+    second.tick().await.expect("the driver is not cancelled");
     for t in 1..=end.as_secs() {
-        second.tick().await;
+        second.tick().await.expect("the driver is not cancelled");
         let now = snapshot(&mesh, &out);
         let mut lat = std::mem::take(&mut *out.latencies_us.lock().unwrap());
         lat.sort_unstable();

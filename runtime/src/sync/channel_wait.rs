@@ -6,9 +6,16 @@
 //! 2. [`scope_cancelled`]: a cancelled scope (or one past its deadline)
 //!    ends the wait at once, before anything is taken from the channel;
 //! 3. tries the channel's fast path;
-//! 4. [`before_wait`]: makes sure the task has a cancellation node that
-//!    wakes it and arms the scope's deadline timer, then checks again;
+//! 4. [`before_wait`]: arms the scope's deadline timer and checks again;
 //! 5. registers its waker and returns `Pending`.
+//!
+//! No cancellation node is made for the wait (as for `sleep`, the socket
+//! waits and the locks: "Waking a cancelled waiter" in `semaphore.rs`): a
+//! task's node, whenever it is made (by `JoinHandle::cancel`, say), wakes
+//! the task; a `cancel::scope` wakes its future; and a `timeout` whose
+//! node was never made ends the wait by dropping it, which takes nothing
+//! from the channel. Making one here cost a node (from the runtime's block
+//! cache) and its link into the tree per wait under a `timeout`.
 
 use std::{
     future::Future,
@@ -31,12 +38,11 @@ pub(crate) fn scope_cancelled() -> Option<Cancelled> {
     cancel::poll_cancelled(None, false)
 }
 
-/// Step 4: the task is about to wait. Gives it a node the canceller can
-/// reach (and that wakes it), arms the deadline timer once, and returns the
-/// cancellation if the scope is (now) cancelled.
+/// Step 4: the task is about to wait. Arms the deadline timer once, and
+/// returns the cancellation if the scope is (now) cancelled. Makes no node
+/// (module docs).
 #[inline]
 pub(crate) fn before_wait() -> Option<Cancelled> {
-    cancel::with_current_scope(|_| ());
     cancel::poll_cancelled(None, true)
 }
 
@@ -180,4 +186,81 @@ pub(crate) fn wake_all(list: &mut WaitList<()>) {
             waker.wake();
         }
     });
+}
+
+#[cfg(all(test, not(weft_loom), not(weft_shuttle)))]
+mod tests {
+    use std::{
+        future::{poll_fn, Future},
+        pin::{pin, Pin},
+        task::Poll,
+        time::Duration,
+    };
+
+    use crate::{
+        sync::{broadcast, mpsc, oneshot, watch},
+        time::{timeout, Timeout},
+    };
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Polls `t` once: it must wait, without making its scope node (a
+    /// node, even from the runtime's block cache, per wait under a
+    /// `timeout`, and a link into the tree); then it completes.
+    async fn waits_without_a_node<F: Future>(what: &str, t: Pin<&mut Timeout<F>>) {
+        let mut t = t;
+        let first = poll_fn(|cx| Poll::Ready(t.as_mut().poll(cx).is_pending())).await;
+        assert!(first, "{what}: the wait did not wait");
+        assert!(
+            !t.has_node(),
+            "{what}: the wait made the timeout's scope node"
+        );
+    }
+
+    #[test]
+    fn channel_waits_under_a_timeout_make_no_scope_node() {
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, rx) = oneshot::channel::<u32>();
+            let mut t = pin!(timeout(LONG, rx));
+            waits_without_a_node("oneshot recv", t.as_mut()).await;
+            tx.send(1).unwrap();
+            assert_eq!(t.await, Ok(Ok(1)));
+
+            let (tx, mut rx) = mpsc::channel::<u32>(1);
+            {
+                let mut t = pin!(timeout(LONG, rx.recv()));
+                waits_without_a_node("mpsc recv", t.as_mut()).await;
+                tx.send(2).await.unwrap();
+                assert_eq!(t.await, Ok(Ok(2)));
+            }
+            let mut t = pin!(timeout(LONG, tx.send(3)));
+            assert_eq!(t.as_mut().await, Ok(Ok(())));
+            let mut t = pin!(timeout(LONG, tx.send(4)));
+            waits_without_a_node("mpsc send", t.as_mut()).await;
+            assert_eq!(rx.recv().await, Ok(3));
+            assert_eq!(t.await, Ok(Ok(())));
+
+            let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+            let mut t = pin!(timeout(LONG, rx.recv()));
+            waits_without_a_node("unbounded recv", t.as_mut()).await;
+            tx.send(5).unwrap();
+            assert_eq!(t.await, Ok(Ok(5)));
+
+            let (tx, mut rx) = watch::channel(0u32);
+            let mut t = pin!(timeout(LONG, rx.changed()));
+            waits_without_a_node("watch changed", t.as_mut()).await;
+            tx.send(6).unwrap();
+            assert!(t.await.unwrap().is_ok());
+
+            let (tx, mut rx) = broadcast::channel::<u32>(4);
+            let mut t = pin!(timeout(LONG, rx.recv()));
+            waits_without_a_node("broadcast recv", t.as_mut()).await;
+            tx.send(7).unwrap();
+            assert_eq!(t.await.unwrap().unwrap(), 7);
+        });
+    }
 }

@@ -5,7 +5,8 @@
 //! cancelled scope, or past its deadline, it returns the cancellation at
 //! once, and keeps doing so (level-triggered). Otherwise it links its waiter
 //! (stored in the future itself: no allocation per wait) into the
-//! primitive's intrusive wait list (`wait_list.rs`) and waits; the task's cancellation
+//! primitive's intrusive wait list (`wait_list.rs`; `Notify`'s first waiter
+//! waits in a lock-free slot instead) and waits; the task's cancellation
 //! node wakes the task if the scope is cancelled meanwhile. A waiter that
 //! leaves through cancellation unlinks itself and hands back anything it
 //! was given (a permit, a message, a notification) to the next waiter, so

@@ -128,6 +128,28 @@ impl<T> WaitList<T> {
         self.len += 1;
     }
 
+    /// Links `node` at the front (a waiter that was first already, moving
+    /// in from elsewhere, keeps its place).
+    ///
+    /// # Safety
+    /// As [`WaitList::push_back`].
+    pub(crate) unsafe fn push_front(&mut self, node: NonNull<Waiter<T>>) {
+        // SAFETY: as in `push_back`.
+        unsafe {
+            let n = &mut *node.as_ptr();
+            debug_assert!(!n.queued, "a waiter linked twice");
+            n.prev = None;
+            n.next = self.head;
+            n.queued = true;
+            match self.head {
+                Some(head) => (*head.as_ptr()).prev = Some(node),
+                None => self.tail = Some(node),
+            }
+        }
+        self.head = Some(node);
+        self.len += 1;
+    }
+
     /// The first waiter, still linked.
     pub(crate) fn front(&self) -> Option<NonNull<Waiter<T>>> {
         self.head
@@ -238,6 +260,9 @@ mod tests {
             list.push_back(pb);
             assert!(list.remove(pb));
             assert_eq!(list.front(), Some(pa));
+            list.push_front(pb);
+            assert_eq!(list.front(), Some(pb));
+            assert!(list.remove(pb));
             assert!(list.remove(pa));
             assert!(list.is_empty());
             list.push_back(pb);

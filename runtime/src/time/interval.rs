@@ -6,7 +6,10 @@ use std::{
 };
 
 use super::sleep::{sleep_until, Sleep};
-use crate::coop;
+use crate::{
+    cancel::{self, Cancelled},
+    coop,
+};
 
 /// Ticks every `period`, the first tick completing at once.
 ///
@@ -62,13 +65,26 @@ pub struct Interval {
 
 impl Interval {
     /// Waits for the next tick and returns the instant it was scheduled for.
-    pub async fn tick(&mut self) -> Instant {
+    ///
+    /// An await point, as [`sleep`](super::sleep): in a cancelled scope or
+    /// past the task's deadline it returns the cancellation at once, every
+    /// time it is called, and takes no tick (the schedule is as it was, so
+    /// a tick that was due is still due when called from a live scope). A
+    /// loop over `tick` ends on the error:
+    /// `while let Ok(at) = interval.tick().await { ... }`.
+    pub async fn tick(&mut self) -> Result<Instant, Cancelled> {
         poll_fn(|cx| self.poll_tick(cx)).await
     }
 
-    /// Polls for the next tick.
-    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+    /// Polls for the next tick (an await point: see [`Interval::tick`]).
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Result<Instant, Cancelled>> {
+        // Budget first, as `Sleep`: a loop that ignores the error still
+        // gives its worker back now and then.
         let restore = std::task::ready!(coop::poll_proceed(cx));
+        if let Some(cancelled) = cancel::poll_cancelled(None, true) {
+            restore.made_progress();
+            return Poll::Ready(Err(cancelled));
+        }
         if self.sleep.poll_elapsed(cx).is_pending() {
             crate::runtime::dump::awaiting(cx.waker(), crate::runtime::dump::Awaiting::Sleep);
             return Poll::Pending;
@@ -88,7 +104,7 @@ impl Interval {
             }
         };
         self.sleep.reset(next);
-        Poll::Ready(scheduled)
+        Poll::Ready(Ok(scheduled))
     }
 
     /// Restarts the schedule: the next tick is one period from now.

@@ -53,6 +53,13 @@ pub struct Timeout<F> {
 }
 
 impl<F> Timeout<F> {
+    /// Whether something inside made the timeout's scope node (tests of the
+    /// await points that must not).
+    #[cfg(test)]
+    pub(crate) fn has_node(&self) -> bool {
+        self.node.is_some()
+    }
+
     /// The deadline.
     pub fn deadline(&self) -> Instant {
         self.sleep.deadline()
