@@ -139,7 +139,12 @@ impl Histogram {
 ///     .worker_threads(1)
 ///     .histogram_sample_interval(1)
 ///     .build()?;
-/// rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+/// rt.block_on(async {
+///     // A poll is recorded just after it returns: by the time the one
+///     // worker has run the second task, the first one's poll is in.
+///     weft::spawn(async {}).await.unwrap();
+///     weft::spawn(async {}).await.unwrap();
+/// });
 /// let polls = rt.metrics().poll_duration();
 /// assert!(polls.count() >= 1);
 /// assert!(polls.percentile(50.0) <= polls.max());
