@@ -53,6 +53,9 @@ mod coop;
 mod facade;
 #[cfg(feature = "tracing")]
 mod instrument;
+// Under shuttle the workers never poll or wait in their drivers (see
+// `park_worker` in `scheduler/worker.rs`).
+#[cfg_attr(weft_shuttle, allow(dead_code))]
 pub mod io;
 mod macros;
 pub mod net;

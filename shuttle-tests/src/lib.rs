@@ -33,7 +33,7 @@ use shuttle::{
 
 /// Iterations per scheduler (random, then PCT) unless `WEFT_SHUTTLE_ITERS`
 /// says otherwise.
-fn iterations(default: usize) -> usize {
+pub fn iterations(default: usize) -> usize {
     std::env::var("WEFT_SHUTTLE_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
