@@ -142,6 +142,7 @@ fn assert_exercised(what: &str, total: &AtomicU64, iters: usize) {
     }
 }
 
+const SPAWN_ITERS: usize = 3000;
 const ROOTS: usize = 2;
 const CHILDREN: usize = 3;
 const OUTSIDE: usize = 4;
@@ -156,62 +157,70 @@ fn spawn_storm_from_tasks_and_from_outside() {
     const TASKS: usize = ROOTS * (1 + CHILDREN) + OUTSIDE;
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
-    let iters = iterations(1000);
-    check("spawn_storm_from_tasks_and_from_outside", 1000, move || {
-        let rt = runtime();
-        let ledger = Ledger::new(TASKS);
-        let outside = {
-            let handle: Handle = rt.handle().clone();
-            let ledger = ledger.clone();
-            thread::spawn(move || {
-                let base = ROOTS * (1 + CHILDREN);
-                let joins: Vec<_> = (0..OUTSIDE)
-                    .map(|i| handle.spawn(task(ledger.clone(), base + i, i % 2)))
-                    .collect();
-                let outs = handle.block_on(async move {
-                    let mut outs = Vec::new();
-                    for join in joins {
-                        outs.push(join.await.expect("the task completes"));
-                    }
-                    outs
-                });
-                assert_eq!(outs, (base..base + OUTSIDE).collect::<Vec<_>>());
-            })
-        };
-        rt.block_on({
-            let ledger = ledger.clone();
-            async move {
-                let roots: Vec<_> = (0..ROOTS)
-                    .map(|r| {
-                        let ledger = ledger.clone();
-                        let index = r * (1 + CHILDREN);
-                        weft::spawn(async move {
-                            let children: Vec<_> = (1..=CHILDREN)
-                                .map(|c| weft::spawn(task(ledger.clone(), index + c, c % 2)))
-                                .collect();
-                            let mut outs = Vec::new();
-                            for child in children {
-                                outs.push(child.await.expect("the child completes"));
-                            }
-                            assert_eq!(outs, (index + 1..=index + CHILDREN).collect::<Vec<_>>());
-                            task(ledger, index, 0).await
+    let iters = iterations(SPAWN_ITERS);
+    check(
+        "spawn_storm_from_tasks_and_from_outside",
+        SPAWN_ITERS,
+        move || {
+            let rt = runtime();
+            let ledger = Ledger::new(TASKS);
+            let outside = {
+                let handle: Handle = rt.handle().clone();
+                let ledger = ledger.clone();
+                thread::spawn(move || {
+                    let base = ROOTS * (1 + CHILDREN);
+                    let joins: Vec<_> = (0..OUTSIDE)
+                        .map(|i| handle.spawn(task(ledger.clone(), base + i, i % 2)))
+                        .collect();
+                    let outs = handle.block_on(async move {
+                        let mut outs = Vec::new();
+                        for join in joins {
+                            outs.push(join.await.expect("the task completes"));
+                        }
+                        outs
+                    });
+                    assert_eq!(outs, (base..base + OUTSIDE).collect::<Vec<_>>());
+                })
+            };
+            rt.block_on({
+                let ledger = ledger.clone();
+                async move {
+                    let roots: Vec<_> = (0..ROOTS)
+                        .map(|r| {
+                            let ledger = ledger.clone();
+                            let index = r * (1 + CHILDREN);
+                            weft::spawn(async move {
+                                let children: Vec<_> = (1..=CHILDREN)
+                                    .map(|c| weft::spawn(task(ledger.clone(), index + c, c % 2)))
+                                    .collect();
+                                let mut outs = Vec::new();
+                                for child in children {
+                                    outs.push(child.await.expect("the child completes"));
+                                }
+                                assert_eq!(
+                                    outs,
+                                    (index + 1..=index + CHILDREN).collect::<Vec<_>>()
+                                );
+                                task(ledger, index, 0).await
+                            })
                         })
-                    })
-                    .collect();
-                for (r, root) in roots.into_iter().enumerate() {
-                    assert_eq!(root.await.expect("the root completes"), r * (1 + CHILDREN));
+                        .collect();
+                    for (r, root) in roots.into_iter().enumerate() {
+                        assert_eq!(root.await.expect("the root completes"), r * (1 + CHILDREN));
+                    }
                 }
-            }
-        });
-        outside.join().expect("the outside spawner");
-        t.add(&shut_down(rt));
-        ledger.assert_each_ran_once();
-    });
+            });
+            outside.join().expect("the outside spawner");
+            t.add(&shut_down(rt));
+            ledger.assert_each_ran_once();
+        },
+    );
     assert_exercised("injector", &totals.injector_pops, iters);
     assert_exercised("LIFO slot", &totals.lifo_hits, iters);
     assert_exercised("park", &totals.parks, iters);
 }
 
+const STEAL_ITERS: usize = 3000;
 const FAN_OUT: usize = 12;
 
 /// Steal storm: one task spawns many children onto its own worker while
@@ -221,10 +230,10 @@ const FAN_OUT: usize = 12;
 fn steal_storm_one_task_fans_out_on_its_worker() {
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
-    let iters = iterations(1000);
+    let iters = iterations(STEAL_ITERS);
     check(
         "steal_storm_one_task_fans_out_on_its_worker",
-        1000,
+        STEAL_ITERS,
         move || {
             let rt = runtime();
             let ledger = Ledger::new(FAN_OUT + 1);
@@ -253,6 +262,7 @@ fn steal_storm_one_task_fans_out_on_its_worker() {
     assert_exercised("steal", &totals.steals, iters);
 }
 
+const PARK_ITERS: usize = 3000;
 const PAIRS: usize = 3;
 const ROUNDS: usize = 3;
 
@@ -267,74 +277,78 @@ fn park_storm_ping_pong_across_workers() {
     const TASKS: usize = 2 * PAIRS + RING + 1;
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
-    let iters = iterations(500);
-    check("park_storm_ping_pong_across_workers", 500, move || {
-        let rt = runtime();
-        let ledger = Ledger::new(TASKS);
-        let gate = Arc::new(Notify::new());
-        let opener = {
-            let gate = gate.clone();
-            thread::spawn(move || gate.notify_one())
-        };
-        rt.block_on({
-            let ledger = ledger.clone();
-            async move {
-                let mut joins = Vec::new();
-                for p in 0..PAIRS {
-                    let ping = Arc::new(Notify::new());
-                    let pong = Arc::new(Notify::new());
-                    let (a, b) = (2 * p, 2 * p + 1);
-                    let (ping2, pong2) = (ping.clone(), pong.clone());
-                    let l = ledger.clone();
-                    joins.push(weft::spawn(async move {
-                        for _ in 0..ROUNDS {
-                            ping.notify_one();
-                            pong.notified().await.expect("no cancel here");
-                        }
-                        task(l, a, 0).await
-                    }));
-                    let l = ledger.clone();
-                    joins.push(weft::spawn(async move {
-                        for _ in 0..ROUNDS {
-                            ping2.notified().await.expect("no cancel here");
-                            pong2.notify_one();
-                        }
-                        task(l, b, 0).await
-                    }));
+    let iters = iterations(PARK_ITERS);
+    check(
+        "park_storm_ping_pong_across_workers",
+        PARK_ITERS,
+        move || {
+            let rt = runtime();
+            let ledger = Ledger::new(TASKS);
+            let gate = Arc::new(Notify::new());
+            let opener = {
+                let gate = gate.clone();
+                thread::spawn(move || gate.notify_one())
+            };
+            rt.block_on({
+                let ledger = ledger.clone();
+                async move {
+                    let mut joins = Vec::new();
+                    for p in 0..PAIRS {
+                        let ping = Arc::new(Notify::new());
+                        let pong = Arc::new(Notify::new());
+                        let (a, b) = (2 * p, 2 * p + 1);
+                        let (ping2, pong2) = (ping.clone(), pong.clone());
+                        let l = ledger.clone();
+                        joins.push(weft::spawn(async move {
+                            for _ in 0..ROUNDS {
+                                ping.notify_one();
+                                pong.notified().await.expect("no cancel here");
+                            }
+                            task(l, a, 0).await
+                        }));
+                        let l = ledger.clone();
+                        joins.push(weft::spawn(async move {
+                            for _ in 0..ROUNDS {
+                                ping2.notified().await.expect("no cancel here");
+                                pong2.notify_one();
+                            }
+                            task(l, b, 0).await
+                        }));
+                    }
+                    // The ring: task i waits for i - 1's token, passes it on.
+                    let base = 2 * PAIRS;
+                    let (first_tx, mut rx) = oneshot::channel::<usize>();
+                    for i in 0..RING {
+                        let (tx, next_rx) = oneshot::channel::<usize>();
+                        let l = ledger.clone();
+                        joins.push(weft::spawn(async move {
+                            let token = rx.await.expect("the token comes");
+                            assert_eq!(token, i);
+                            tx.send(token + 1).expect("the next one waits");
+                            task(l, base + i, 0).await
+                        }));
+                        rx = next_rx;
+                    }
+                    first_tx.send(0).expect("the ring waits");
+                    let gated = {
+                        let l = ledger.clone();
+                        weft::spawn(async move {
+                            gate.notified().await.expect("no cancel here");
+                            task(l, base + RING, 0).await
+                        })
+                    };
+                    joins.push(gated);
+                    assert_eq!(rx.await.expect("the token comes round"), RING);
+                    for (i, join) in joins.into_iter().enumerate() {
+                        assert_eq!(join.await.expect("the task completes"), i);
+                    }
                 }
-                // The ring: task i waits for i - 1's token, passes it on.
-                let base = 2 * PAIRS;
-                let (first_tx, mut rx) = oneshot::channel::<usize>();
-                for i in 0..RING {
-                    let (tx, next_rx) = oneshot::channel::<usize>();
-                    let l = ledger.clone();
-                    joins.push(weft::spawn(async move {
-                        let token = rx.await.expect("the token comes");
-                        assert_eq!(token, i);
-                        tx.send(token + 1).expect("the next one waits");
-                        task(l, base + i, 0).await
-                    }));
-                    rx = next_rx;
-                }
-                first_tx.send(0).expect("the ring waits");
-                let gated = {
-                    let l = ledger.clone();
-                    weft::spawn(async move {
-                        gate.notified().await.expect("no cancel here");
-                        task(l, base + RING, 0).await
-                    })
-                };
-                joins.push(gated);
-                assert_eq!(rx.await.expect("the token comes round"), RING);
-                for (i, join) in joins.into_iter().enumerate() {
-                    assert_eq!(join.await.expect("the task completes"), i);
-                }
-            }
-        });
-        opener.join().expect("the opener");
-        t.add(&shut_down(rt));
-        ledger.assert_each_ran_once();
-    });
+            });
+            opener.join().expect("the opener");
+            t.add(&shut_down(rt));
+            ledger.assert_each_ran_once();
+        },
+    );
     assert_exercised("park", &totals.parks, iters);
 }
 
@@ -351,7 +365,7 @@ fn shutdown_with_tasks_waiting_running_and_arriving() {
     const TASKS: usize = WAITING + YIELDING + LATE;
     check(
         "shutdown_with_tasks_waiting_running_and_arriving",
-        1000,
+        2000,
         move || {
             let rt = runtime();
             let ledger = Ledger::new(TASKS);
@@ -401,6 +415,54 @@ fn shutdown_with_tasks_waiting_running_and_arriving() {
             }
             assert!(finished <= YIELDING + LATE, "a waiting task finished");
             assert_eq!(ledger.drops.load(Relaxed), TASKS, "futures dropped");
+        },
+    );
+}
+
+const BLOCKING: usize = 2;
+
+/// The blocking pool (its threads are model threads too, through the
+/// facade) next to the workers: tasks hand jobs to it and await them, and
+/// each job spawns a task back onto the runtime through a `Handle` (a
+/// remote spawn from a non-worker thread). Every job and task runs once,
+/// and the pool's threads have all exited after shutdown.
+#[test]
+fn blocking_jobs_spawn_back_onto_the_workers() {
+    const TASKS: usize = 2 * BLOCKING;
+    check(
+        "blocking_jobs_spawn_back_onto_the_workers",
+        1000,
+        move || {
+            let rt = runtime();
+            let ledger = Ledger::new(TASKS);
+            let handle = rt.handle().clone();
+            rt.block_on({
+                let ledger = ledger.clone();
+                async move {
+                    let jobs: Vec<_> = (0..BLOCKING)
+                        .map(|i| {
+                            let (ledger, handle) = (ledger.clone(), handle.clone());
+                            let guard = DropGuard(ledger.clone());
+                            weft::spawn(async move {
+                                let back = weft::spawn_blocking(move || {
+                                    let _guard = guard;
+                                    ledger.runs[BLOCKING + i].fetch_add(1, Relaxed);
+                                    handle.spawn(task(ledger, i, 1))
+                                })
+                                .await
+                                .expect("the job completes");
+                                back.await.expect("the task completes")
+                            })
+                        })
+                        .collect();
+                    for (i, job) in jobs.into_iter().enumerate() {
+                        assert_eq!(job.await.expect("the spawner completes"), i);
+                    }
+                }
+            });
+            let metrics = shut_down(rt);
+            assert_eq!(metrics.blocking_threads, 0, "blocking threads left");
+            ledger.assert_each_ran_once();
         },
     );
 }
