@@ -142,82 +142,84 @@ fn assert_exercised(what: &str, total: &AtomicU64, iters: usize) {
     }
 }
 
-const SPAWN_ITERS: usize = 3000;
-const ROOTS: usize = 2;
-const CHILDREN: usize = 3;
-const OUTSIDE: usize = 4;
-
-/// Spawn storm: the `block_on` thread spawns roots (remote: into the
-/// injector), each root spawns children from inside a task (local: LIFO
-/// slot and run queue) and awaits them, while another thread spawns
-/// through a `Handle` and waits for its tasks with its own `block_on`.
-/// Every task runs once, every `JoinHandle` yields its own task's output.
-#[test]
-fn spawn_storm_from_tasks_and_from_outside() {
-    const TASKS: usize = ROOTS * (1 + CHILDREN) + OUTSIDE;
+/// Spawn storm: the `block_on` thread spawns `roots` roots (remote: into
+/// the injector), each root spawns `children` children from inside a task
+/// (local: LIFO slot and run queue) and awaits them, while another thread
+/// spawns `outside` tasks through a `Handle` and waits for them with its
+/// own `block_on`. Every task runs once, every `JoinHandle` yields its own
+/// task's output.
+fn spawn_storm(name: &'static str, iters: usize, roots: usize, children: usize, outside: usize) {
+    let tasks = roots * (1 + children) + outside;
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
-    let iters = iterations(SPAWN_ITERS);
-    check(
-        "spawn_storm_from_tasks_and_from_outside",
-        SPAWN_ITERS,
-        move || {
-            let rt = runtime();
-            let ledger = Ledger::new(TASKS);
-            let outside = {
-                let handle: Handle = rt.handle().clone();
-                let ledger = ledger.clone();
-                thread::spawn(move || {
-                    let base = ROOTS * (1 + CHILDREN);
-                    let joins: Vec<_> = (0..OUTSIDE)
-                        .map(|i| handle.spawn(task(ledger.clone(), base + i, i % 2)))
-                        .collect();
-                    let outs = handle.block_on(async move {
-                        let mut outs = Vec::new();
-                        for join in joins {
-                            outs.push(join.await.expect("the task completes"));
-                        }
-                        outs
-                    });
-                    assert_eq!(outs, (base..base + OUTSIDE).collect::<Vec<_>>());
-                })
-            };
-            rt.block_on({
-                let ledger = ledger.clone();
-                async move {
-                    let roots: Vec<_> = (0..ROOTS)
-                        .map(|r| {
-                            let ledger = ledger.clone();
-                            let index = r * (1 + CHILDREN);
-                            weft::spawn(async move {
-                                let children: Vec<_> = (1..=CHILDREN)
-                                    .map(|c| weft::spawn(task(ledger.clone(), index + c, c % 2)))
-                                    .collect();
-                                let mut outs = Vec::new();
-                                for child in children {
-                                    outs.push(child.await.expect("the child completes"));
-                                }
-                                assert_eq!(
-                                    outs,
-                                    (index + 1..=index + CHILDREN).collect::<Vec<_>>()
-                                );
-                                task(ledger, index, 0).await
-                            })
-                        })
-                        .collect();
-                    for (r, root) in roots.into_iter().enumerate() {
-                        assert_eq!(root.await.expect("the root completes"), r * (1 + CHILDREN));
+    let ran = iterations(iters);
+    check(name, iters, move || {
+        let rt = runtime();
+        let ledger = Ledger::new(tasks);
+        let spawner = {
+            let handle: Handle = rt.handle().clone();
+            let ledger = ledger.clone();
+            thread::spawn(move || {
+                let base = roots * (1 + children);
+                let joins: Vec<_> = (0..outside)
+                    .map(|i| handle.spawn(task(ledger.clone(), base + i, i % 2)))
+                    .collect();
+                let outs = handle.block_on(async move {
+                    let mut outs = Vec::new();
+                    for join in joins {
+                        outs.push(join.await.expect("the task completes"));
                     }
+                    outs
+                });
+                assert_eq!(outs, (base..base + outside).collect::<Vec<_>>());
+            })
+        };
+        rt.block_on({
+            let ledger = ledger.clone();
+            async move {
+                let joins: Vec<_> = (0..roots)
+                    .map(|r| {
+                        let ledger = ledger.clone();
+                        let index = r * (1 + children);
+                        weft::spawn(async move {
+                            let kids: Vec<_> = (1..=children)
+                                .map(|c| weft::spawn(task(ledger.clone(), index + c, c % 2)))
+                                .collect();
+                            let mut outs = Vec::new();
+                            for kid in kids {
+                                outs.push(kid.await.expect("the child completes"));
+                            }
+                            assert_eq!(outs, (index + 1..=index + children).collect::<Vec<_>>());
+                            task(ledger, index, 0).await
+                        })
+                    })
+                    .collect();
+                for (r, join) in joins.into_iter().enumerate() {
+                    assert_eq!(join.await.expect("the root completes"), r * (1 + children));
                 }
-            });
-            outside.join().expect("the outside spawner");
-            t.add(&shut_down(rt));
-            ledger.assert_each_ran_once();
-        },
-    );
-    assert_exercised("injector", &totals.injector_pops, iters);
-    assert_exercised("LIFO slot", &totals.lifo_hits, iters);
-    assert_exercised("park", &totals.parks, iters);
+            }
+        });
+        spawner.join().expect("the outside spawner");
+        t.add(&shut_down(rt));
+        ledger.assert_each_ran_once();
+    });
+    assert_exercised("injector", &totals.injector_pops, ran);
+    assert_exercised("LIFO slot", &totals.lifo_hits, ran);
+    assert_exercised("park", &totals.parks, ran);
+    assert_exercised("steal", &totals.steals, ran);
+}
+
+/// 12 tasks, many schedules.
+#[test]
+fn spawn_storm_from_tasks_and_from_outside() {
+    spawn_storm("spawn_storm_from_tasks_and_from_outside", 3000, 2, 3, 4);
+}
+
+/// 40 tasks (3 roots of 8 children, 8 from outside), fewer schedules:
+/// queues long enough for batch steals and injector batches.
+#[test]
+fn spawn_storm_wide() {
+    spawn_storm("spawn_storm_wide", 1000, 3, 8, 8);
 }
 
 const STEAL_ITERS: usize = 3000;

@@ -413,7 +413,8 @@ fn is_finished(thread: &thread::JoinHandle<()>) -> bool {
 }
 
 /// shuttle's join handle cannot tell: a worker that did not report its
-/// exit in time is left detached (the shuttle tests shut down untimed).
+/// exit in time is left detached (the shuttle tests' deadlines are far
+/// beyond any run, so none is).
 #[cfg(weft_shuttle)]
 fn is_finished(_thread: &thread::JoinHandle<()>) -> bool {
     false
