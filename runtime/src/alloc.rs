@@ -39,7 +39,8 @@
 //!   free. An idle trim empties the central lists too.
 //! - The per-thread part shares nothing: no atomics, no locks. Under
 //!   `cfg(weft_loom)` it is plain `alloc`/`dealloc`, so loom sees every
-//!   allocation.
+//!   allocation; so it is under `cfg(weft_shuttle)`, where every model
+//!   thread runs on one OS thread and would share one thread's cache.
 //! - Under `cfg(weft_sanitize)` (the sanitizer runs of `.ci/sanitizers`)
 //!   every block goes straight to malloc and back, so AddressSanitizer
 //!   sees a use after free of a task cell or node (a cached block would be
@@ -55,7 +56,7 @@ use std::{
 /// The largest block size cached.
 pub(crate) const MAX_SIZE: usize = 1024;
 /// What one size class may keep per thread, in bytes.
-#[cfg_attr(weft_loom, allow(dead_code))]
+#[cfg_attr(any(weft_loom, weft_shuttle), allow(dead_code))]
 const CLASS_BYTES: usize = 1024 * 1024;
 /// What [`trim`] leaves in each class, in bytes.
 pub(crate) const TRIM_KEEP: usize = 64 * 1024;
@@ -67,7 +68,7 @@ const LINE: usize = 64;
 /// The classes of alignment 16: `0..SMALL_CLASSES`.
 const SMALL_CLASSES: usize = class_of(MAX_SIZE) + 1;
 /// All classes: the line classes follow the small ones.
-#[cfg_attr(weft_loom, allow(dead_code))]
+#[cfg_attr(any(weft_loom, weft_shuttle), allow(dead_code))]
 const CLASSES: usize = SMALL_CLASSES + MAX_SIZE / LINE;
 
 /// The size class of a request of `size` bytes.
@@ -152,7 +153,7 @@ pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
 }
 
 /// Returns free blocks of `class` to malloc.
-#[cfg(not(weft_loom))]
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 fn free_blocks(class: usize, blocks: impl IntoIterator<Item = NonNull<u8>>) {
     for ptr in blocks {
         // SAFETY: cached blocks (thread or central) were allocated with
@@ -172,7 +173,7 @@ pub(crate) fn trim() {
     cache::trim(TRIM_KEEP)
 }
 
-#[cfg(not(weft_loom))]
+#[cfg(not(any(weft_loom, weft_shuttle)))]
 mod cache {
     use std::{cell::RefCell, ptr::NonNull};
 
@@ -330,7 +331,7 @@ mod cache {
     }
 }
 
-#[cfg(weft_loom)]
+#[cfg(any(weft_loom, weft_shuttle))]
 mod cache {
     use std::ptr::NonNull;
 
@@ -349,7 +350,7 @@ mod cache {
     pub(super) fn trim(_keep: usize) {}
 }
 
-#[cfg(all(test, not(weft_loom), not(weft_sanitize)))]
+#[cfg(all(test, not(weft_loom), not(weft_shuttle), not(weft_sanitize)))]
 mod tests {
     use super::*;
 

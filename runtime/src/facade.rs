@@ -10,7 +10,10 @@
 //! (randomized schedules for models too large for loom, `shuttle-tests/`).
 //! shuttle's types follow `std`'s API (`const` constructors, `Arc` is
 //! `std`'s), so everywhere else the code takes its `std` path under that
-//! cfg; only `UnsafeCell` stays the `std` wrapper (shuttle has none).
+//! cfg; only `UnsafeCell` stays the `std` wrapper (shuttle has none). The
+//! runtime's own thread plumbing (`runtime/mod.rs`, module `threads`) and
+//! the worker's park (`WorkerCtx::park_worker`) switch too, so a whole
+//! `Runtime` runs on model threads (docs/VERIFICATION.md).
 
 #[cfg(weft_loom)]
 pub(crate) use loom::{

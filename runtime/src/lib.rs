@@ -53,6 +53,9 @@ mod coop;
 mod facade;
 #[cfg(feature = "tracing")]
 mod instrument;
+// Under shuttle the workers never wait in their drivers nor wake them
+// (see `park_worker` in `scheduler/worker.rs`).
+#[cfg_attr(weft_shuttle, allow(dead_code))]
 pub mod io;
 mod macros;
 pub mod net;

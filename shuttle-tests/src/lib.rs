@@ -3,7 +3,9 @@
 //! exhaustive search: several producers and a cancelled receiver, a
 //! semaphore with many waiters, a cancel tree with many children, the
 //! idle/park protocol with three workers, the io park protocol with many
-//! wakers. The tests live in `tests/`; each
+//! wakers, and the real scheduler (a `Runtime` whose three workers are
+//! model threads; docs/VERIFICATION.md says what is replaced to make that
+//! possible). The tests live in `tests/`; each
 //! file is compiled only under `--cfg weft_shuttle`, where weft's facade
 //! (`runtime/src/facade.rs`) resolves to shuttle's primitives and its
 //! per-thread context to shuttle's thread-locals, so the tests run the real
@@ -33,7 +35,7 @@ use shuttle::{
 
 /// Iterations per scheduler (random, then PCT) unless `WEFT_SHUTTLE_ITERS`
 /// says otherwise.
-fn iterations(default: usize) -> usize {
+pub fn iterations(default: usize) -> usize {
     std::env::var("WEFT_SHUTTLE_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -4,7 +4,9 @@
 //! and two pushes. Each worker runs the real `Idle` transitions and
 //! `Parker`; its run queue is a queue other workers steal from, as the
 //! scheduler's are. A lost wakeup leaves work undone with every worker
-//! parked: shuttle reports the deadlock.
+//! parked: shuttle reports the deadlock. `scheduler.rs` runs the real
+//! worker loop around the same protocol with fewer schedules per second;
+//! this model reaches more of them.
 //!
 //! Run: `RUSTFLAGS="--cfg weft_shuttle" CARGO_TARGET_DIR=target-shuttle
 //! cargo test -p shuttle-tests --release --test park`

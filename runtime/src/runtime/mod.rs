@@ -26,18 +26,37 @@ mod metrics;
 mod stuck;
 pub(crate) mod ticks;
 
+/// What the runtime starts and joins its worker threads with: `std`'s, or
+/// under `--cfg weft_shuttle` shuttle's, so the workers are model threads
+/// and the real scheduler runs under randomized schedules
+/// (`shuttle-tests/tests/scheduler.rs`, docs/VERIFICATION.md). Not the
+/// facade: under loom the runtime is compiled but never started, and
+/// loom has no channel.
+mod threads {
+    #[cfg(weft_shuttle)]
+    pub(super) use shuttle::{
+        sync::{mpsc, Condvar, Mutex},
+        thread,
+    };
+    #[cfg(not(weft_shuttle))]
+    pub(super) use std::{
+        sync::{mpsc, Condvar, Mutex},
+        thread,
+    };
+}
+
 use std::{
     fmt,
     future::Future,
     pin::pin,
     sync::Arc as StdArc,
     task::{Context, Poll, Wake, Waker},
-    thread,
     time::{Duration, Instant},
 };
 
 use crossbeam_deque::{Injector, Worker};
 
+use self::threads::{mpsc, thread, Condvar, Mutex};
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
     histogram::{HistogramBucket, HistogramSnapshot},
@@ -69,9 +88,9 @@ use crate::{
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
-    exited: StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    exited: StdArc<(Mutex<usize>, Condvar)>,
     /// The stuck-poll monitor (`scheduler/monitor.rs`).
-    monitor: Option<thread::JoinHandle<()>>,
+    monitor: Option<std::thread::JoinHandle<()>>,
     done: bool,
 }
 
@@ -94,16 +113,16 @@ impl Runtime {
         }
         let locals: Vec<Worker<crate::task::Notified>> =
             (0..workers).map(|_| Worker::new_fifo()).collect();
-        let io = crate::io::build(builder.io_driver, builder.io_ring_entries, workers)
+        // Under shuttle: epoll drivers, which stay idle (no socket is
+        // registered, so the run loop never polls or waits in them; see
+        // `park_worker` in `scheduler/worker.rs`).
+        #[cfg(weft_shuttle)]
+        let io_driver = crate::io::Driver::Epoll;
+        #[cfg(not(weft_shuttle))]
+        let io_driver = builder.io_driver;
+        let io = crate::io::build(io_driver, builder.io_ring_entries, workers)
             .map_err(BuildError::Io)?;
-        let parkers: Vec<Parker> = io
-            .remotes
-            .iter()
-            .map(|remote| {
-                let remote = remote.clone();
-                Parker::with_wake_hook(StdArc::new(move || remote.wake()))
-            })
-            .collect();
+        let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
         let remotes = locals
             .iter()
             .zip(&parkers)
@@ -160,7 +179,7 @@ impl Runtime {
                 shared: Arc::new(shared),
             },
         };
-        let exited = StdArc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+        let exited = StdArc::new((Mutex::new(0usize), Condvar::new()));
         let mut runtime = Runtime {
             handle: handle.clone(),
             threads: Vec::with_capacity(workers),
@@ -168,7 +187,7 @@ impl Runtime {
             monitor: None,
             done: false,
         };
-        let (enabled_tx, enabled_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (enabled_tx, enabled_rx) = mpsc::channel::<std::io::Result<()>>();
         let workers_io = io.workers;
         for (index, ((local, parker), mut io)) in
             locals.into_iter().zip(parkers).zip(workers_io).enumerate()
@@ -184,7 +203,7 @@ impl Runtime {
             let enabled_tx = enabled_tx.clone();
             let spawned = thread.spawn(move || {
                 struct Exit(
-                    StdArc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+                    StdArc<(Mutex<usize>, Condvar)>,
                     Option<StdArc<dyn Fn() + Send + Sync>>,
                 );
                 impl Drop for Exit {
@@ -232,7 +251,12 @@ impl Runtime {
                 return Err(BuildError::Io(err));
             }
         }
-        if builder.monitor {
+        // Under shuttle there is no monitor thread, whatever the builder
+        // says: it samples the workers by the wall clock, which would make
+        // a schedule's steps depend on the machine (and it is a std
+        // thread). The workers still publish their polls for it; nothing
+        // is ever marked stalled.
+        if builder.monitor && !cfg!(weft_shuttle) {
             match scheduler::monitor::start(&handle.inner) {
                 Ok(join) => runtime.monitor = Some(join),
                 Err(err) => {
@@ -360,7 +384,7 @@ impl Runtime {
             *exited == total
         };
         for thread in self.threads.drain(..) {
-            if all_exited || thread.is_finished() {
+            if all_exited || is_finished(&thread) {
                 let _ = thread.join();
             }
         }
@@ -381,6 +405,33 @@ impl Runtime {
         shared.drain_queues();
         all_exited
     }
+}
+
+#[cfg(not(weft_shuttle))]
+fn is_finished(thread: &thread::JoinHandle<()>) -> bool {
+    thread.is_finished()
+}
+
+/// shuttle's join handle cannot tell: a worker that did not report its
+/// exit in time is left detached (the shuttle tests' deadlines are far
+/// beyond any run, so none is).
+#[cfg(weft_shuttle)]
+fn is_finished(_thread: &thread::JoinHandle<()>) -> bool {
+    false
+}
+
+/// A worker's parker: an unpark of the parked worker wakes its io driver.
+#[cfg(not(weft_shuttle))]
+fn worker_parker(remote: &crate::io::RemoteIo) -> Parker {
+    let remote = remote.clone();
+    Parker::with_wake_hook(StdArc::new(move || remote.wake()))
+}
+
+/// Under shuttle a worker parks on its parker's condvar instead (a model
+/// thread must not block in a syscall), so an unpark signals that.
+#[cfg(weft_shuttle)]
+fn worker_parker(_remote: &crate::io::RemoteIo) -> Parker {
+    Parker::new()
 }
 
 // Compile-time checks: the runtime and its handles cross threads.

@@ -340,6 +340,10 @@ pub(crate) mod deferred_notify {
         pushes: Cell<usize>,
     }
 
+    // Per model thread under shuttle (see `context`).
+    #[cfg(weft_shuttle)]
+    use shuttle::thread_local;
+
     thread_local! {
         static BATCH: Batch = const {
             Batch {

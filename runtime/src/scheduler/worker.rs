@@ -508,7 +508,8 @@ impl WorkerCtx {
         loop {
             // Give the CPU to a thread that wants it (the one about to
             // hand us work, often) rather than burn it.
-            std::thread::yield_now();
+            // (The facade's: under shuttle another model thread runs.)
+            crate::facade::thread::yield_now();
             if shared.shutdown.load(Acquire) {
                 return false;
             }
@@ -566,10 +567,7 @@ impl WorkerCtx {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let mut io_woke = false;
-            self.parker.park_with(deadline, |deadline| {
-                io_woke = self.with_io(|| self.io.borrow_mut().park(deadline))
-            });
+            let io_woke = self.park_worker(deadline);
             let parked_for = parked_at.elapsed();
             self.last_park_short.set(io_woke && parked_for < SHORT_PARK);
             if trim_at.is_some() && parked_for >= crate::alloc::IDLE_TRIM_AFTER {
@@ -585,6 +583,30 @@ impl WorkerCtx {
             self.searching.set(true);
         }
         shared.time.process(self.index, Instant::now());
+    }
+
+    /// Blocks in the io driver until an unpark, io, or `deadline`. True if
+    /// io ended the wait.
+    #[cfg(not(weft_shuttle))]
+    #[inline]
+    fn park_worker(&self, deadline: Option<Instant>) -> bool {
+        let mut io_woke = false;
+        self.parker.park_with(deadline, |deadline| {
+            io_woke = self.with_io(|| self.io.borrow_mut().park(deadline))
+        });
+        io_woke
+    }
+
+    /// Under shuttle the worker parks on its parker's condvar (a model
+    /// thread must not block in a syscall; `Runtime::start` gave it a
+    /// parker without a wake hook). Its io driver is idle: no socket is
+    /// registered under the shuttle tests, so the run loop's `poll` finds
+    /// nothing and no io spin starts. docs/VERIFICATION.md says what this
+    /// leaves out.
+    #[cfg(weft_shuttle)]
+    fn park_worker(&self, deadline: Option<Instant>) -> bool {
+        self.parker.park(deadline);
+        false
     }
 
     /// Drops everything still queued here (shutdown). Destructors may wake
