@@ -49,7 +49,10 @@ fn the_loser_sees_cancelled_and_is_dropped_before_the_call_returns() {
     let hedge = Hedge::new(
         HedgeConfig::builder()
             .max_attempts(2)
-            .delay(HedgeDelay::Fixed(Duration::from_millis(30)))
+            // Long enough for the first attempt to be in its read when
+            // the hedge goes out, even on a loaded machine (at 30 ms it
+            // was sometimes still connecting).
+            .delay(HedgeDelay::Fixed(Duration::from_millis(300)))
             .build()
             .unwrap(),
     );
