@@ -511,9 +511,15 @@ impl Adaptive {
             return;
         };
         let next = algorithm.on_sample(rtt, permit.in_flight, dropped);
+        // Only the lock's holder writes the limit, so a load and a store
+        // (made only when the limit moved) replace a swap: a steady limit,
+        // read by every admission, is not written by every sample.
+        let before = self.limit.load(Relaxed);
+        if before != next {
+            self.limit.store(next, Relaxed);
+        }
         drop(algorithm);
         self.samples.fetch_add(1, Relaxed);
-        let before = self.limit.swap(next, Relaxed);
         if before != next {
             emit(
                 &self.listeners.0,
