@@ -30,6 +30,7 @@
 use std::time::Duration;
 
 use super::CachePadded;
+use crate::divisor::Divisor;
 use crate::sync::atomic::{
     fence, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
@@ -233,40 +234,6 @@ const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const SLOW_FAILURES: usize = 3;
 
-/// Division by a constant through a precomputed reciprocal: a multiply, a
-/// subtract and one correction instead of a 64-bit `div` (tens of cycles,
-/// twice per recorded call: the epoch and its bucket).
-#[derive(Debug, Clone, Copy)]
-struct Divisor {
-    d: u64,
-    /// `floor(2^64 / d)`, saturated for `d = 1`.
-    m: u64,
-}
-
-impl Divisor {
-    fn new(d: u64) -> Divisor {
-        let d = d.max(1);
-        Divisor {
-            d,
-            m: u64::try_from((1u128 << 64) / u128::from(d)).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// `(n / d, n % d)`, exact: the estimate `n·m / 2^64` is the quotient
-    /// or one less (the reciprocal is short by under one part in 2^64 per
-    /// unit of `n`), and the remainder says which.
-    #[inline]
-    fn div_rem(self, n: u64) -> (u64, u64) {
-        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
-        let r = n - q * self.d;
-        if r >= self.d {
-            (q + 1, r - self.d)
-        } else {
-            (q, r)
-        }
-    }
-}
-
 /// Counters of padding (128 bytes) before and after each stripe's array
 /// (none under loom, where lines do not exist and every atomic is tracked).
 #[cfg(not(weft_loom))]
@@ -344,7 +311,7 @@ impl TimeWindow {
     fn counts_at(&self, epoch: u64) -> Counts {
         let mut fields = [0u64; 4];
         for stripe in self.stripes.iter() {
-            for back in 0..self.buckets.d.min(epoch + 1) {
+            for back in 0..self.buckets.divisor().min(epoch + 1) {
                 let epoch = epoch - back;
                 for (which, field) in fields.iter_mut().enumerate() {
                     let word = stripe.0[self.index(epoch, which)].load(Relaxed);
@@ -569,37 +536,6 @@ mod tests {
         );
         window.clear();
         assert_eq!(window.counts(), Counts::default());
-    }
-
-    #[test]
-    fn the_reciprocal_divides_exactly() {
-        for d in [
-            1,
-            2,
-            3,
-            7,
-            10,
-            1_000_000,
-            16_666_667,
-            1 << 40,
-            u64::MAX / 3,
-            u64::MAX,
-        ] {
-            let div = Divisor::new(d);
-            for n in [
-                0,
-                1,
-                d - 1,
-                d,
-                d.saturating_add(1),
-                2 * d.min(u64::MAX / 2),
-                123_456_789_012_345,
-                u64::MAX - 1,
-                u64::MAX,
-            ] {
-                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
-            }
-        }
     }
 
     #[test]
