@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::{
-    collections::HashSet,
-    sync::{mpsc, Arc},
-    thread,
-};
+use std::{collections::HashSet, sync::mpsc, thread};
 
 use common::{assert_no_live_tasks, block_on_bounded, rt, DropCounter, Flag, Gate, LIMIT};
 use weft::{runtime::Handle, task};
