@@ -262,3 +262,44 @@ fn time_window_failures_in_two_stripes_trip_once() {
         assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
     });
 }
+
+#[test]
+fn a_success_skipping_a_clean_window_never_hides_a_failure() {
+    loom::model(|| {
+        // A window full of successes: a success may skip the cursor (a load
+        // of the total, no write), racing a failure that takes a slot.
+        let (breaker, _, transitions) = breaker(
+            Config::builder()
+                .count_window(2)
+                .minimum_calls(2)
+                .failure_rate_threshold(50.0),
+        );
+        for _ in 0..2 {
+            breaker.acquire().expect("closed").success();
+        }
+        let threads: Vec<_> = [true, false]
+            .into_iter()
+            .map(|fail| {
+                let breaker = Arc::clone(&breaker);
+                thread::spawn(move || {
+                    if let Ok(permit) = breaker.acquire() {
+                        if fail {
+                            permit.failure();
+                        } else {
+                            permit.success();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        // Whatever the order, the last two calls are one failure and one
+        // success: 50 %, which trips, once; the total matches the slots.
+        assert_eq!(breaker.state(), State::Open, "the failure was seen");
+        assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
+        let counts = breaker.metrics().counts;
+        assert_eq!((counts.calls, counts.failures), (2, 1), "{counts:?}");
+    });
+}

@@ -50,9 +50,9 @@ pub struct SystemClock {
 
 #[derive(Debug, Clone, Copy)]
 enum Origin {
-    /// The coarse clock's reading at creation.
+    /// The coarse clock's reading at creation, in nanoseconds.
     #[cfg(target_os = "linux")]
-    Coarse(Duration),
+    Coarse(u64),
     Precise(Instant),
 }
 
@@ -63,7 +63,7 @@ impl SystemClock {
         #[cfg(target_os = "linux")]
         {
             SystemClock {
-                origin: Origin::Coarse(coarse_now()),
+                origin: Origin::Coarse(nanos_of(coarse_now())),
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -157,10 +157,35 @@ impl Clock for SystemClock {
     fn now(&self) -> Duration {
         match self.origin {
             #[cfg(target_os = "linux")]
-            Origin::Coarse(origin) => coarse_now().saturating_sub(origin),
+            Origin::Coarse(origin) => {
+                Duration::from_nanos(nanos_of(coarse_now()).saturating_sub(origin))
+            }
             Origin::Precise(origin) => origin.elapsed(),
         }
     }
+}
+
+impl SystemClock {
+    /// [`now`](Clock::now) in nanoseconds: the coarse reading minus the
+    /// origin as integers (no `Duration` normalised on the way), for the
+    /// hot paths that time calls.
+    #[inline(always)]
+    fn nanos(&self) -> u64 {
+        match self.origin {
+            #[cfg(target_os = "linux")]
+            Origin::Coarse(origin) => nanos_of(coarse_now()).saturating_sub(origin),
+            Origin::Precise(origin) => nanos_of(origin.elapsed()),
+        }
+    }
+}
+
+/// `duration` in nanoseconds, saturated (584 years fit).
+#[inline(always)]
+pub(crate) fn nanos_of(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 /// The clock a breaker or limiter reads: the default [`SystemClock`] held by value, so
@@ -195,7 +220,10 @@ impl ClockSource {
     /// Now in nanoseconds since the clock's origin (584 years fit).
     #[inline]
     pub(crate) fn nanos(&self) -> u64 {
-        u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX)
+        match self {
+            ClockSource::System(clock) => clock.nanos(),
+            ClockSource::Custom(clock) => nanos_of(clock.now()),
+        }
     }
 }
 

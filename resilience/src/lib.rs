@@ -25,6 +25,7 @@ pub mod breaker;
 pub mod caller;
 pub mod chaos;
 pub mod clock;
+mod divisor;
 pub mod env;
 pub mod fallback;
 pub mod hedge;

@@ -115,9 +115,12 @@ use self::{
     state::{PhaseWord, StateWord},
     window::Recorder,
 };
-use crate::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64,
-    Ordering::{AcqRel, Acquire, Relaxed, Release},
+use crate::{
+    clock::nanos_of,
+    sync::atomic::{
+        AtomicBool, AtomicU32, AtomicU64,
+        Ordering::{AcqRel, Acquire, Relaxed, Release},
+    },
 };
 
 /// Keeps a hot atomic on its own cache line(s), so writers of the window do
@@ -152,6 +155,9 @@ pub struct Breaker<C = ErrorsFail> {
     config: Config,
     classifier: C,
     times_calls: bool,
+    /// The slow-call duration in nanoseconds, `None` if slowness is not a
+    /// criterion: judging a call compares two integers.
+    slow_nanos: Option<u64>,
 }
 
 /// What a manual state change did.
@@ -193,6 +199,9 @@ impl<C> Breaker<C> {
             window: CachePadded(Recorder::new(config.window)),
             suspect: CachePadded(AtomicBool::new(false)),
             times_calls: config.times_calls() || !config.listeners.is_empty(),
+            slow_nanos: config
+                .times_calls()
+                .then(|| nanos_of(config.slow_call_duration)),
             name,
             config,
             classifier,
@@ -236,6 +245,13 @@ impl<C> Breaker<C> {
         self.config.clock.now()
     }
 
+    /// Now in nanoseconds on the breaker's clock: what the hot paths time
+    /// calls with (integers, no `Duration` normalised per reading).
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.config.clock.nanos()
+    }
+
     /// Asks to make a call. `Ok` holds a permit to report the outcome with;
     /// `Err` says why not and when to try again.
     #[inline]
@@ -261,7 +277,7 @@ impl<C> Breaker<C> {
         loop {
             match word.state() {
                 State::Closed | State::MetricsOnly => {
-                    let started = self.times_calls.then(|| self.now());
+                    let started = self.times_calls.then(|| self.now_nanos());
                     return Ok(Ticket::new(word.generation(), started));
                 }
                 State::Disabled => return Ok(Ticket::new(word.generation(), None)),
@@ -284,7 +300,7 @@ impl<C> Breaker<C> {
                         Ok(()) => {
                             self.publish_phase(next, now);
                             self.emit_transition(word, next, Cause::OpenElapsed);
-                            return Ok(Ticket::new(next.generation(), Some(now)));
+                            return Ok(Ticket::new(next.generation(), Some(nanos_of(now))));
                         }
                         Err(actual) => word = actual,
                     }
@@ -316,7 +332,7 @@ impl<C> Breaker<C> {
                         return Err(self.reject(RejectReason::HalfOpenFull, None));
                     }
                     match self.cas(word, next) {
-                        Ok(()) => return Ok(Ticket::new(word.generation(), Some(now))),
+                        Ok(()) => return Ok(Ticket::new(word.generation(), Some(nanos_of(now)))),
                         Err(actual) => word = actual,
                     }
                 }
@@ -402,8 +418,12 @@ impl<C> Breaker<C> {
         });
     }
 
-    fn is_slow(&self, elapsed: Option<Duration>) -> bool {
-        self.config.times_calls() && elapsed.is_some_and(|e| e >= self.config.slow_call_duration)
+    /// Whether a call that took `elapsed` nanoseconds was slow.
+    #[inline]
+    fn is_slow(&self, elapsed: Option<u64>) -> bool {
+        self.slow_nanos
+            .zip(elapsed)
+            .is_some_and(|(slow, elapsed)| elapsed >= slow)
     }
 
     fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
@@ -413,13 +433,14 @@ impl<C> Breaker<C> {
             Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
-        let now = (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now());
+        let now =
+            (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now_nanos());
         let elapsed = ticket
             .started()
             .zip(now)
             .map(|(started, now)| now.saturating_sub(started));
         let outcome = Outcome::new(failed, cut || self.is_slow(elapsed));
-        let now = || now.unwrap_or_else(|| self.now());
+        let now = || now.unwrap_or_else(|| self.now_nanos());
         // A success can only trip the breaker if the window may hold a
         // failure or a slow call (every criterion needs one); otherwise the
         // striped time window is not summed (module docs, "Windows").
@@ -436,7 +457,10 @@ impl<C> Breaker<C> {
             }
             0
         };
-        self.emit(EventKind::Recorded { outcome, elapsed });
+        if !self.config.listeners.is_empty() {
+            let elapsed = elapsed.map(Duration::from_nanos);
+            self.emit(EventKind::Recorded { outcome, elapsed });
+        }
         if word.state() != State::Closed {
             return; // MetricsOnly never trips
         }
@@ -457,7 +481,7 @@ impl<C> Breaker<C> {
         if let Some(cause) = self.judge(&counts, consecutive) {
             let next = word.next(State::Open);
             if self.cas(word, next).is_ok() {
-                self.after_open(word, next, cause, now());
+                self.after_open(word, next, cause, Duration::from_nanos(now()));
             }
         }
     }
@@ -484,7 +508,9 @@ impl<C> Breaker<C> {
 
     fn settle_probe(&self, mut word: StateWord, ticket: Ticket, verdict: Verdict) {
         let now = self.now();
-        let elapsed = ticket.started().map(|started| now.saturating_sub(started));
+        let elapsed = ticket
+            .started()
+            .map(|started| nanos_of(now).saturating_sub(started));
         let outcome = match self.deadline_verdict(verdict) {
             Verdict::Ignore => None,
             Verdict::Success => Some(Outcome::new(false, self.is_slow(elapsed))),
@@ -526,6 +552,7 @@ impl<C> Breaker<C> {
                 Err(actual) => word = actual,
             }
         };
+        let elapsed = elapsed.map(Duration::from_nanos);
         match outcome {
             Some(outcome) => self.emit(EventKind::Recorded { outcome, elapsed }),
             None => self.emit(EventKind::Ignored),
@@ -675,7 +702,7 @@ impl<C> Breaker<C> {
     /// A snapshot of the breaker's state and window.
     pub fn metrics(&self) -> Metrics {
         let word = self.word();
-        let counts = self.window.0.counts(|| self.now());
+        let counts = self.window.0.counts(|| self.now_nanos());
         Metrics {
             state: word.state(),
             generation: word.generation(),

@@ -9,15 +9,15 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 use super::{Breaker, Classify, Verdict};
 
 /// What a permit remembers: its generation and, if the breaker times calls,
-/// when it was issued.
+/// when it was issued (nanoseconds on the breaker's clock).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
     generation: u32,
-    started: Option<Duration>,
+    started: Option<u64>,
 }
 
 impl Ticket {
-    pub(crate) fn new(generation: u32, started: Option<Duration>) -> Ticket {
+    pub(crate) fn new(generation: u32, started: Option<u64>) -> Ticket {
         Ticket {
             generation,
             started,
@@ -28,7 +28,7 @@ impl Ticket {
         self.generation
     }
 
-    pub(crate) fn started(self) -> Option<Duration> {
+    pub(crate) fn started(self) -> Option<u64> {
         self.started
     }
 }
@@ -95,7 +95,7 @@ impl<'a, C> Permit<'a, C> {
 
     #[cfg(test)]
     pub(crate) fn ticket_started(&self) -> Option<Duration> {
-        self.ticket.started
+        self.ticket.started.map(Duration::from_nanos)
     }
 
     fn settle(self, verdict: Verdict) {

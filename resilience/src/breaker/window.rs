@@ -12,7 +12,9 @@
 //!   and a packed total (four 16-bit fields: calls, failures, slow calls,
 //!   slow failures) is adjusted by the difference. The total is always the
 //!   sum of the slots once the writers are done; a reader racing a writer may
-//!   see a field one off (or transiently negative, read as zero).
+//!   see a field one off (or transiently negative, read as zero). A success
+//!   recorded while every slot holds a success changes nothing and takes no
+//!   slot: a healthy window is only read, never written.
 //! * [`TimeWindow`] — the last `span`, in buckets of `span / buckets`. Each
 //!   counter of a bucket carries the epoch (time / bucket length) it counts
 //!   for in its high 32 bits; a writer in a new epoch restarts the counter
@@ -28,6 +30,7 @@
 use std::time::Duration;
 
 use super::CachePadded;
+use crate::divisor::Divisor;
 use crate::sync::atomic::{
     fence, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
@@ -156,7 +159,11 @@ pub(crate) struct CountWindow {
     /// transfer.
     cursor: CachePadded<AtomicU64>,
     slots: Box<[AtomicU8]>,
+    /// The slot count as a divisor (a multiply, not a `div`, per record).
+    slots_len: Divisor,
     total: AtomicU64,
+    /// `total` when every slot holds a success (read-only).
+    clean: u64,
 }
 
 impl CountWindow {
@@ -164,7 +171,9 @@ impl CountWindow {
         CountWindow {
             cursor: CachePadded(AtomicU64::new(0)),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            slots_len: Divisor::new(u64::from(size)),
             total: AtomicU64::new(0),
+            clean: packed(Outcome::Success.code()) * u64::from(size),
         }
     }
 
@@ -172,7 +181,23 @@ impl CountWindow {
     /// replaces an equal outcome leaves every rate as it was).
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome) -> Option<Counts> {
-        let index = (self.cursor.0.fetch_add(1, Relaxed) % self.slots.len() as u64) as usize;
+        // The steady state of a healthy service: every slot holds a success.
+        // A success then replaces a success wherever the cursor points, so
+        // the window reads the same whether or not the call takes a slot:
+        // it takes none, and a healthy window costs a plain load of a line
+        // nobody writes — no write at all, where the cursor's fetch_add was
+        // a read-modify-write of one line shared by every recording thread.
+        // A record racing this load (a failure swapped into a slot, its
+        // total not yet updated) is ordered after the skipped success,
+        // which is as valid an order as any (loom:
+        // `a_success_skipping_a_clean_window_never_hides_a_failure`).
+        if outcome == Outcome::Success && self.total.load(Relaxed) == self.clean {
+            return None;
+        }
+        let index = self
+            .slots_len
+            .div_rem(self.cursor.0.fetch_add(1, Relaxed))
+            .1 as usize;
         let slot = &self.slots[index];
         let code = outcome.code();
         // The steady state of a healthy service: the slot already says
@@ -208,40 +233,6 @@ const CALLS: usize = 0;
 const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const SLOW_FAILURES: usize = 3;
-
-/// Division by a constant through a precomputed reciprocal: a multiply, a
-/// subtract and one correction instead of a 64-bit `div` (tens of cycles,
-/// twice per recorded call: the epoch and its bucket).
-#[derive(Debug, Clone, Copy)]
-struct Divisor {
-    d: u64,
-    /// `floor(2^64 / d)`, saturated for `d = 1`.
-    m: u64,
-}
-
-impl Divisor {
-    fn new(d: u64) -> Divisor {
-        let d = d.max(1);
-        Divisor {
-            d,
-            m: u64::try_from((1u128 << 64) / u128::from(d)).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// `(n / d, n % d)`, exact: the estimate `n·m / 2^64` is the quotient
-    /// or one less (the reciprocal is short by under one part in 2^64 per
-    /// unit of `n`), and the remainder says which.
-    #[inline]
-    fn div_rem(self, n: u64) -> (u64, u64) {
-        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
-        let r = n - q * self.d;
-        if r >= self.d {
-            (q + 1, r - self.d)
-        } else {
-            (q, r)
-        }
-    }
-}
 
 /// Counters of padding (128 bytes) before and after each stripe's array
 /// (none under loom, where lines do not exist and every atomic is tracked).
@@ -282,13 +273,10 @@ impl TimeWindow {
         }
     }
 
+    /// The bucket epoch of `now` (nanoseconds on the breaker's clock).
     #[inline]
-    fn epoch(&self, now: Duration) -> u64 {
-        let nanos = now
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(now.subsec_nanos()));
-        self.bucket_nanos.div_rem(nanos).0
+    fn epoch(&self, now: u64) -> u64 {
+        self.bucket_nanos.div_rem(now).0
     }
 
     #[inline]
@@ -300,7 +288,7 @@ impl TimeWindow {
     /// (a success) one read-modify-write of a line no other thread writes
     /// (unless more threads than stripes share it).
     #[inline]
-    pub(crate) fn record(&self, outcome: Outcome, now: Duration) {
+    pub(crate) fn record(&self, outcome: Outcome, now: u64) {
         let epoch = self.epoch(now);
         let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)].0;
         bump(&stripe[self.index(epoch, CALLS)], epoch);
@@ -316,14 +304,14 @@ impl TimeWindow {
     }
 
     /// The sum over every stripe: read only when a decision is due.
-    pub(crate) fn counts(&self, now: Duration) -> Counts {
+    pub(crate) fn counts(&self, now: u64) -> Counts {
         self.counts_at(self.epoch(now))
     }
 
     fn counts_at(&self, epoch: u64) -> Counts {
         let mut fields = [0u64; 4];
         for stripe in self.stripes.iter() {
-            for back in 0..self.buckets.d.min(epoch + 1) {
+            for back in 0..self.buckets.divisor().min(epoch + 1) {
                 let epoch = epoch - back;
                 for (which, field) in fields.iter_mut().enumerate() {
                     let word = stripe.0[self.index(epoch, which)].load(Relaxed);
@@ -462,7 +450,7 @@ impl Recorder {
     pub(crate) fn record(
         &self,
         outcome: Outcome,
-        now: impl FnOnce() -> Duration,
+        now: impl FnOnce() -> u64,
         judge: bool,
     ) -> Option<Counts> {
         match self {
@@ -486,7 +474,7 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn counts(&self, now: impl FnOnce() -> Duration) -> Counts {
+    pub(crate) fn counts(&self, now: impl FnOnce() -> u64) -> Counts {
         match self {
             Recorder::Count(window) => window.counts(),
             Recorder::Time(window) => window.counts(now()),
@@ -551,40 +539,9 @@ mod tests {
     }
 
     #[test]
-    fn the_reciprocal_divides_exactly() {
-        for d in [
-            1,
-            2,
-            3,
-            7,
-            10,
-            1_000_000,
-            16_666_667,
-            1 << 40,
-            u64::MAX / 3,
-            u64::MAX,
-        ] {
-            let div = Divisor::new(d);
-            for n in [
-                0,
-                1,
-                d - 1,
-                d,
-                d.saturating_add(1),
-                2 * d.min(u64::MAX / 2),
-                123_456_789_012_345,
-                u64::MAX - 1,
-                u64::MAX,
-            ] {
-                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
-            }
-        }
-    }
-
-    #[test]
     fn time_window_drops_stale_buckets() {
         let window = TimeWindow::new(Duration::from_secs(3), 3);
-        let s = Duration::from_secs;
+        let s = |secs: u64| secs * 1_000_000_000;
         window.record(Outcome::Failure, s(0));
         window.record(Outcome::Success, s(1));
         assert_eq!(window.counts(s(2)).calls, 2);
@@ -600,7 +557,7 @@ mod tests {
     #[test]
     fn time_window_drops_a_call_older_than_the_bucket_it_lands_in() {
         let window = TimeWindow::new(Duration::from_secs(2), 2);
-        let s = Duration::from_secs;
+        let s = |secs: u64| secs * 1_000_000_000;
         window.record(Outcome::Success, s(2));
         window.record(Outcome::Failure, s(0)); // a late clock reading
         assert_eq!(window.counts(s(2)).calls, 1);

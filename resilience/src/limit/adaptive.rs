@@ -481,7 +481,7 @@ impl Adaptive {
                 Ok(_) => {
                     return Ok(AdaptivePermit {
                         limiter: self,
-                        started: self.clock.now(),
+                        started: self.clock.nanos(),
                         in_flight: in_flight + 1,
                         settled: false,
                     })
@@ -505,15 +505,21 @@ impl Adaptive {
     fn settle(&self, permit: &AdaptivePermit<'_>, sample: Option<bool>) {
         self.in_flight.fetch_sub(1, Relaxed);
         let Some(dropped) = sample else { return };
-        let rtt = self.clock.now().saturating_sub(permit.started);
+        let rtt = Duration::from_nanos(self.clock.nanos().saturating_sub(permit.started));
         // A sample being applied elsewhere: skip this one (module docs).
         let Ok(mut algorithm) = self.algorithm.try_lock() else {
             return;
         };
         let next = algorithm.on_sample(rtt, permit.in_flight, dropped);
+        // Only the lock's holder writes the limit, so a load and a store
+        // (made only when the limit moved) replace a swap: a steady limit,
+        // read by every admission, is not written by every sample.
+        let before = self.limit.load(Relaxed);
+        if before != next {
+            self.limit.store(next, Relaxed);
+        }
         drop(algorithm);
         self.samples.fetch_add(1, Relaxed);
-        let before = self.limit.swap(next, Relaxed);
         if before != next {
             emit(
                 &self.listeners.0,
@@ -551,7 +557,8 @@ impl fmt::Debug for Adaptive {
 #[must_use = "a permit reports the call's latency; dropping it records nothing"]
 pub struct AdaptivePermit<'a> {
     limiter: &'a Adaptive,
-    started: Duration,
+    /// When the call was admitted, in nanoseconds on the limiter's clock.
+    started: u64,
     in_flight: u32,
     settled: bool,
 }

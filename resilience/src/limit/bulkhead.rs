@@ -346,6 +346,13 @@ impl Bulkhead {
         }
     }
 
+    /// Whether a full bulkhead queues callers (a wait queue was configured).
+    #[cfg(feature = "weft")]
+    #[inline]
+    pub(crate) fn queues(&self) -> bool {
+        self.max_waiting > 0
+    }
+
     /// A snapshot.
     pub fn metrics(&self) -> BulkheadMetrics {
         let free = self.slots.free();

@@ -109,7 +109,7 @@ impl Admission for Bulkhead {
     #[inline]
     fn acquire(&self) -> BulkheadAcquire<'_> {
         #[cfg(feature = "weft")]
-        if self.metrics().max_waiting > 0 {
+        if self.queues() {
             return BulkheadAcquire::Queued(Box::pin(Bulkhead::acquire(self)));
         }
         BulkheadAcquire::Now(Some(self.try_acquire().map_err(bulkhead_reason)))

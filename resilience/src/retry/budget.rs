@@ -36,7 +36,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use super::RetryConfigError;
 use crate::{
-    clock::{Clock, SystemClock},
+    clock::{Clock, ClockSource},
+    divisor::Divisor,
     sync::atomic::{AtomicU64, Ordering},
 };
 
@@ -49,9 +50,13 @@ pub struct RetryBudget {
     ratio_milli: u64,
     /// Retries always allowed over one window (the floor × window).
     floor: u64,
-    bucket_nanos: u64,
+    /// The bucket length in nanoseconds, and the bucket count, as divisors:
+    /// every call divides by both (a multiply each, not a `div`).
+    bucket_nanos: Divisor,
+    bucket_count: Divisor,
     buckets: Box<[Bucket]>,
-    clock: Arc<dyn Clock>,
+    /// The default clock held by value (inlined reads), or the builder's.
+    clock: ClockSource,
     refused: AtomicU64,
 }
 
@@ -132,7 +137,7 @@ impl RetryBudget {
 
     /// The window's length.
     pub fn window(&self) -> Duration {
-        Duration::from_nanos(self.bucket_nanos * self.buckets.len() as u64)
+        Duration::from_nanos(self.bucket_nanos.divisor() * self.buckets.len() as u64)
     }
 
     fn allowed(&self, calls: u64) -> u64 {
@@ -141,14 +146,13 @@ impl RetryBudget {
 
     #[inline]
     fn epoch(&self) -> u32 {
-        let nanos = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
         // Truncated: only differences of recent epochs matter (wrapping).
-        (nanos / self.bucket_nanos) as u32
+        self.bucket_nanos.div_rem(self.clock.nanos()).0 as u32
     }
 
     #[inline]
     fn bucket(&self, epoch: u32) -> &Bucket {
-        &self.buckets[epoch as usize % self.buckets.len()]
+        &self.buckets[self.bucket_count.div_rem(u64::from(epoch)).1 as usize]
     }
 
     fn sums(&self, epoch: u32) -> (u64, u64) {
@@ -268,9 +272,12 @@ impl RetryBudgetBuilder {
         Ok(RetryBudget {
             ratio_milli: (self.ratio * 1000.0).round() as u64,
             floor,
-            bucket_nanos,
+            bucket_nanos: Divisor::new(bucket_nanos),
+            bucket_count: Divisor::new(u64::from(self.buckets)),
             buckets: (0..self.buckets).map(|_| Bucket::new()).collect(),
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+            clock: self
+                .clock
+                .map_or_else(ClockSource::default, ClockSource::Custom),
             refused: AtomicU64::new(0),
         })
     }
