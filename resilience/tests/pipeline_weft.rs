@@ -119,6 +119,55 @@ fn a_caller_that_hangs_up_trips_nothing() {
     assert_eq!(pipeline.retry().unwrap().metrics().retries, 0);
 }
 
+/// Without a retry layer the breaker is the first to look at the caller's
+/// scope: a caller cancelled (or past its deadline) before the call is
+/// reported as interrupted, never as an open circuit, and the operation
+/// never runs.
+#[test]
+fn an_ended_caller_without_retry_is_interrupted_not_refused_by_the_breaker() {
+    let rt = runtime();
+    let pipeline = Arc::new(Pipeline::new("leaf", WeftEnv::new()).with_breaker(breaker()));
+    let ran = Arc::new(AtomicU32::new(0));
+    let (p, r) = (pipeline.clone(), ran.clone());
+    let (cancelled, past_deadline) = rt.block_on(async move {
+        let (p1, r1) = (p.clone(), r.clone());
+        let scope = weft::cancel::scope(async move {
+            p1.call(|_| async {
+                r1.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, weft::cancel::Cancelled>(())
+            })
+            .await
+        });
+        scope.handle().cancel();
+        let cancelled = scope.await;
+        let late = weft::task::Builder::new()
+            .timeout(Duration::from_millis(5))
+            .spawn(async move {
+                // Level-triggered: the sleep ends at the deadline, and the
+                // call then starts in a scope past it.
+                let _ = weft::time::sleep(Duration::from_secs(5)).await;
+                p.call(|_| async {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, weft::cancel::Cancelled>(())
+                })
+                .await
+            });
+        (cancelled, late.await)
+    });
+    assert_eq!(
+        cancelled,
+        Err(PolicyError::Interrupted(Interrupted::Cancelled))
+    );
+    assert_eq!(
+        past_deadline.expect("the task ran to its end"),
+        Err(PolicyError::Interrupted(Interrupted::Deadline))
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the operation never ran");
+    let b = pipeline.breaker().unwrap().metrics();
+    assert_eq!(b.state, State::Closed);
+    assert_eq!((b.counts.calls, b.counts.failures), (0, 0));
+}
+
 #[test]
 fn a_failing_endpoint_opens_its_own_breaker_only() {
     let rt = runtime();

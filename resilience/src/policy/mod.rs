@@ -61,7 +61,8 @@ pub use self::{
     set::PolicySet,
 };
 use crate::{
-    breaker::{Breaker, Classify, ErrorsFail, Verdict as BreakerVerdict},
+    breaker::{Breaker, Classify, ErrorsFail, RejectReason, Verdict as BreakerVerdict},
+    caller::CallerEnd,
     env::{Env, Interrupted},
     fallback::{Fallback, FallbackAction},
     hedge::Hedge,
@@ -515,6 +516,17 @@ where
         let breaker = match &self.breaker {
             Some(breaker) => match breaker.acquire() {
                 Ok(permit) => Some(permit),
+                // The breaker refuses a caller whose own scope has ended
+                // before it looks at its state: that is the caller's
+                // interruption, not an open circuit.
+                Err(rejected) if rejected.reason() == RejectReason::Cancelled => {
+                    return Err(PolicyError::Interrupted(
+                        match crate::caller::check_scope() {
+                            Err(CallerEnd::DeadlineExceeded) => Interrupted::Deadline,
+                            _ => Interrupted::Cancelled,
+                        },
+                    ));
+                }
                 Err(rejected) => {
                     return Err(PolicyError::refused(
                         Layer::Breaker,
