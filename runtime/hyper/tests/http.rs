@@ -164,9 +164,15 @@ fn hello_keep_alive_and_clean_shutdown(driver: Driver) {
         }
     });
     let report = server.stop(&rt);
-    assert_eq!(
-        report.connections, 1,
-        "20 requests over one pooled connection"
+    // Keep-alive reuse: one connection normally. hyper-util's pool puts a
+    // connection back only once its task has seen the response end, and
+    // races a checkout with a new connect, so on a loaded machine a request
+    // can go out on a second connection (seen in CI); without pooling it
+    // would be 20.
+    assert!(
+        (1..=3).contains(&report.connections),
+        "20 requests over {} connections: the pool did not reuse them",
+        report.connections
     );
     assert_eq!(report.requests, 20);
     assert_eq!((report.cut_connections, report.cut_requests), (0, 0));
