@@ -9,7 +9,10 @@
 //!
 //! Flags: `--secs N` (default 60), `--driver uring|epoll|auto` (default
 //! auto; `WEFT_IO` decides then), `--workers N` (default 4), `--check-secs
-//! N` (default 2), `--max-rss-mb N` (default 512), `--seed N`.
+//! N` (default 2), `--max-rss-mb N` (default 512), `--seed N`,
+//! `--heap-classes` (print the live allocations per size class at every
+//! check, as changes since the first), `--leak-per-echo BYTES` (leak that
+//! much per completed echo: the shutdown heap check must then fail).
 //!
 //! The workload, all at once:
 //! - an echo server, and 12 client loops that each pick per round: an echo
@@ -59,7 +62,13 @@
 //! graceful shutdown cuts nothing and no handler is left; then alive
 //! tasks, io ops in flight and pending timers reach 0, the breaker has no
 //! probe in flight and closes once the backend is healthy, and, with the
-//! runtime dropped, the fd count is back at its baseline.
+//! runtime dropped, the fd count is back at its baseline and the live heap
+//! within `HEAP_TOLERANCE` (1 MiB) of where it was before the runtime.
+//!
+//! The heap is counted by the global allocator in `soak_parts/heap.rs`:
+//! each check line prints the live heap (bytes and allocations) beside
+//! RSS, the workers' block-cache bytes and glibc's own totals, so RSS
+//! growth can be told apart as live data or allocator free space.
 
 use std::{
     error::Error,
@@ -93,20 +102,42 @@ const MAX_IO_OPS: usize = 2_000;
 const MAX_EXTRA_FDS: usize = 256;
 /// How long the shutdown may take to bring everything back to baseline.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
+/// Longer than weft's idle trim delay (1 s, `alloc::IDLE_TRIM_AFTER`).
+const IDLE_TRIM_WAIT: Duration = Duration::from_millis(1_500);
+/// How far above its pre-runtime baseline the live heap may be once the
+/// runtime and every workload object are dropped. What legitimately stays:
+/// weft's block cache on the main thread (task cells `block_on` freed; at
+/// most 1 MiB per size class, in practice a few dozen blocks), lazily
+/// initialised statics, and central-list batches the idle trim did not
+/// reach. Measured (docs/VERIFICATION.md, 2026-12-03): +55 KiB after 60 s,
+/// +32 KiB after 300 s with weft's cache bypassed; +609 KiB after 300 s
+/// when the central lists were not trimmed first. A leak of one allocation
+/// per echo, timer task, mpsc message or blocking call (each well above
+/// 100,000 in the 60 s CI run) or of 64 bytes per HTTP request (16,000)
+/// goes past 1 MiB.
+const HEAP_TOLERANCE: usize = 1 << 20;
 
 #[path = "soak_parts/mod.rs"]
 mod soak_parts;
+
+#[global_allocator]
+static HEAP: soak_parts::heap::Counting = soak_parts::heap::Counting;
 
 fn main() {
     let args = match Args::parse() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("soak: {e}\nusage: soak [--secs N] [--driver uring|epoll|auto] [--workers N] [--check-secs N] [--max-rss-mb N] [--seed N]");
+            eprintln!("soak: {e}\nusage: soak [--secs N] [--driver uring|epoll|auto] [--workers N] [--check-secs N] [--max-rss-mb N] [--seed N] [--heap-classes] [--leak-per-echo BYTES]");
             std::process::exit(2);
         }
     };
     install_panic_hook();
-    match run(&args) {
+    soak_parts::heap::set_leak_per_echo(args.leak_per_echo);
+    // The live heap before the runtime and the workload exist (stdout's
+    // buffer is allocated by this first line, so it is in the baseline).
+    println!("soak: starting");
+    let heap_before = soak_parts::heap::snapshot();
+    match run(&args).and_then(|()| heap_back(&heap_before)) {
         Ok(()) => println!("soak: OK"),
         Err(e) => {
             eprintln!("soak: VIOLATION: {e}");
@@ -124,6 +155,11 @@ struct Args {
     check_secs: u64,
     max_rss_mb: u64,
     seed: u64,
+    /// Print, at every check, how the live allocations per size class
+    /// changed since the first check.
+    heap_classes: bool,
+    /// Bytes leaked per completed echo, to see the heap check fail.
+    leak_per_echo: usize,
 }
 
 impl Args {
@@ -135,6 +171,8 @@ impl Args {
             check_secs: 2,
             max_rss_mb: 512,
             seed: 0x5eed,
+            heap_classes: false,
+            leak_per_echo: 0,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -146,6 +184,8 @@ impl Args {
                 "--check-secs" => args.check_secs = value()?.parse()?,
                 "--max-rss-mb" => args.max_rss_mb = value()?.parse()?,
                 "--seed" => args.seed = value()?.parse()?,
+                "--heap-classes" => args.heap_classes = true,
+                "--leak-per-echo" => args.leak_per_echo = value()?.parse()?,
                 other => return Err(format!("unknown flag {other}").into()),
             }
         }
@@ -393,6 +433,7 @@ async fn echo_once(addr: std::net::SocketAddr, seed: u64, len: usize) -> io::Res
         }
         got += n;
     }
+    soak_parts::heap::leak_if_asked();
     Ok(())
 }
 
@@ -708,6 +749,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let max_rss = args.max_rss_mb * 1024 * 1024;
     let mut last = stats.snapshot();
     let mut peak_rss = 0;
+    let mut first_heap = None;
     let result = (|| -> Result<(), Box<dyn Error>> {
         while Instant::now() < end {
             std::thread::sleep(Duration::from_secs(args.check_secs).min(end - Instant::now()));
@@ -722,10 +764,18 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             let now = stats.snapshot();
             let handlers = http.handlers.load(Relaxed);
             let bulkhead = policy.bulkhead.metrics();
+            let heap = soak_parts::heap::snapshot();
+            let malloc = soak_parts::heap::malloc_info();
+            let cached: u64 = m.worker.iter().map(|w| w.alloc_cache_bytes).sum();
             println!(
-                "{:>5.1} s  fds {fds:>4}  rss {:>4} MiB  tasks {:>5}  io ops {:>4}  timers {:>5}  breaker {:?}  http handlers {handlers:>2}  bulkhead {}/{}  policy breaker {:?}  | {}",
+                "{:>5.1} s  fds {fds:>4}  rss {:>4} MiB  heap live {:>6.2} MiB / {:>6} allocs (weft cache {:>5} KiB)  malloc {:>5.1} MiB, {:>5.1} free  tasks {:>5}  io ops {:>4}  timers {:>5}  breaker {:?}  http handlers {handlers:>2}  bulkhead {}/{}  policy breaker {:?}  | {}",
                 started.elapsed().as_secs_f64(),
                 rss >> 20,
+                mib(heap.bytes),
+                heap.allocs,
+                cached >> 10,
+                mib(malloc.from_os),
+                mib(malloc.free),
                 m.alive_tasks,
                 m.io_ops_in_flight,
                 m.timers_pending,
@@ -781,6 +831,13 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
                     "{handlers} HTTP handlers running, bound {}",
                     soak_parts::http::MAX_HANDLERS
                 )));
+            }
+            if args.heap_classes {
+                let first = first_heap.get_or_insert_with(|| heap.clone());
+                println!(
+                    "        heap by size class since the first check: {}",
+                    heap.class_changes(first)
+                );
             }
             policy.check_bounds().map_err(violation)?;
             for (i, (name, must_move, _)) in PARTS.iter().enumerate() {
@@ -884,6 +941,19 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             m.alive_tasks, m.io_ops_in_flight, m.timers_pending
         )));
     }
+    // Idle now: a worker parked for 1 s with more than 64 KiB in its block
+    // cache gives it back and empties the cache's central lists (see
+    // runtime/src/alloc.rs), which outlive the runtime; the workers' own
+    // caches go with their threads when the runtime is dropped. So the
+    // heap check in `main` sees only what the main thread's cache keeps.
+    std::thread::sleep(IDLE_TRIM_WAIT);
+    let h = soak_parts::heap::snapshot();
+    println!(
+        "soak: idle after the workload: live heap {:.2} MiB / {} allocs, {} KiB in the workers' block caches",
+        mib(h.bytes),
+        h.allocs,
+        rt.metrics().worker.iter().map(|w| w.alloc_cache_bytes).sum::<u64>() >> 10
+    );
     drop(rt);
     if !wait_until(Duration::from_secs(5), || fd_count() <= fds_before) {
         return Err(violation(format!(
@@ -903,6 +973,37 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         peak_rss >> 20,
         fd_count()
     );
+    Ok(())
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// With the runtime dropped and every workload object gone, the live heap
+/// must be back within [`HEAP_TOLERANCE`] of what it was before: a leak of
+/// anything (not only the objects the runtime counts) fails the soak.
+fn heap_back(before: &soak_parts::heap::Heap) -> Result<(), Box<dyn Error>> {
+    let after = soak_parts::heap::snapshot();
+    let grew = after.bytes.saturating_sub(before.bytes);
+    println!(
+        "soak: live heap {:.3} MiB / {} allocs after shutdown, {:.3} MiB / {} before the runtime (+{} KiB, +{} allocs); by size class: {}",
+        mib(after.bytes),
+        after.allocs,
+        mib(before.bytes),
+        before.allocs,
+        grew >> 10,
+        after.allocs as isize - before.allocs as isize,
+        after.class_changes(before)
+    );
+    if grew > HEAP_TOLERANCE {
+        return Err(violation(format!(
+            "the live heap is {} KiB above its baseline after shutdown (tolerance {} KiB): a leak; by size class: {}",
+            grew >> 10,
+            HEAP_TOLERANCE >> 10,
+            after.class_changes(before)
+        )));
+    }
     Ok(())
 }
 
