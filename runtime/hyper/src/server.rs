@@ -26,7 +26,10 @@
 //!    [`ShutdownReport`] says how many connections and requests were cut.
 //! 4. `serve` returns once every connection task has ended (bounded by
 //!    `grace` again: a handler that ignores its cancellation is counted in
-//!    `still_running`, not waited for).
+//!    `still_running`, not waited for), and every handler task too: one cut
+//!    at its deadline (answered 504) or with its connection is cancelled
+//!    and left to end at its next await point, so it can outlive its
+//!    connection for a moment (bounded by `grace` once more).
 
 use std::{
     convert::Infallible,
@@ -191,7 +194,9 @@ pub struct ShutdownReport {
     /// Requests in flight when the grace period ended, cancelled.
     pub cut_requests: usize,
     /// Connection tasks that had not ended `grace` after they were
-    /// cancelled (a handler that ignores cancellation); not waited for.
+    /// cancelled, and handler tasks that had not ended `grace` after the
+    /// connections did (a handler that ignores cancellation); not waited
+    /// for.
     pub still_running: usize,
 }
 
@@ -254,6 +259,11 @@ struct Shared<H> {
     stats: Stats,
     shutdown: Arc<Signal>,
     conns: Arc<Tracker>,
+    /// Handler tasks (requests with a deadline) alive: a handler cut at its
+    /// deadline or with its connection is cancelled, not awaited, so it
+    /// can outlive its connection for a moment; `serve` waits for these
+    /// too before it returns.
+    handlers: Arc<Tracker>,
 }
 
 /// What a connection's requests share: cloned per request (its count is
@@ -298,6 +308,7 @@ impl Server {
             stats: Stats::default(),
             shutdown: Arc::new(Signal::default()),
             conns: Arc::new(Tracker::default()),
+            handlers: Arc::new(Tracker::default()),
         });
         let accepting = weft::cancel::scope(accept_loop(listener, shared.clone(), shutdown));
         let connections: CancelHandle = accepting.handle();
@@ -322,6 +333,14 @@ impl Server {
             {
                 report.still_running = shared.conns.live();
             }
+        }
+        // Handlers cut at their deadline or with their connection were
+        // cancelled, not awaited: they end at their next await point.
+        if weft::time::timeout(grace, shared.handlers.zero())
+            .await
+            .is_err()
+        {
+            report.still_running += shared.handlers.live();
         }
         report.connections = shared.stats.connections.load(Relaxed);
         report.requests = shared.stats.requests();
@@ -607,10 +626,15 @@ where
     if deadline <= Instant::now() {
         return plain(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n");
     }
+    let handler = (shared.handler)(req);
+    let running = shared.handlers.enter();
     let mut task = weft::task::Builder::new()
         .name("http request")
         .deadline(deadline)
-        .spawn((shared.handler)(req));
+        .spawn(async move {
+            let _running = running;
+            handler.await
+        });
     let mut timer = pin!(weft::time::sleep_until(deadline));
     enum Outcome<T> {
         Done(T),

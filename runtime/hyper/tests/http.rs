@@ -132,6 +132,7 @@ on_each_driver!(
     hello_keep_alive_and_clean_shutdown,
     deadline_reaches_the_handler_and_a_second_hop,
     server_answers_504_and_cancels_the_handler,
+    serve_waits_for_a_handler_cut_at_its_deadline,
     client_refuses_a_spent_budget,
     client_request_ends_at_the_callers_deadline,
     a_connect_cut_by_the_callers_deadline_is_cancelled,
@@ -293,6 +294,49 @@ fn server_answers_504_and_cancels_the_handler(driver: Driver) {
         "the handler's subtree was cancelled"
     );
     server.stop(&rt);
+    rt.finish();
+}
+
+/// A handler cut at its deadline (answered 504) is cancelled, not awaited,
+/// by its connection; `serve` still returns only once it has ended, so
+/// nothing the server started outlives it.
+fn serve_waits_for_a_handler_cut_at_its_deadline(driver: Driver) {
+    let rt = NetRt::new(driver);
+    let ended = Arc::new(AtomicUsize::new(0));
+    let e = ended.clone();
+    let server = start(
+        &rt,
+        Builder::new(),
+        handler(move |_req| {
+            let e = e.clone();
+            async move {
+                let slept = weft::time::sleep(Duration::from_secs(10)).await;
+                // Clean-up after the cut that takes a while (synchronous,
+                // so the handler outlives its 504 and its connection).
+                std::thread::sleep(Duration::from_millis(150));
+                e.fetch_add(1, SeqCst);
+                slept?;
+                Ok(text("late"))
+            }
+        }),
+    );
+    let url = server.url("/");
+    let status = rt.in_task(async move {
+        let client = Client::new();
+        let req = Request::get(url)
+            .header("grpc-timeout", "30m")
+            .body(Full::default())
+            .unwrap();
+        client.request(req).await.unwrap().status()
+    });
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    let report = server.stop(&rt);
+    assert_eq!(
+        ended.load(SeqCst),
+        1,
+        "serve returned while the cut handler was still running"
+    );
+    assert_eq!(report.still_running, 0);
     rt.finish();
 }
 
