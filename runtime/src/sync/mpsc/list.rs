@@ -73,13 +73,17 @@ impl<T> Block<T> {
     }
 }
 
-/// The senders' end.
+/// The senders' end. On a cache line (pair) of its own, apart from the
+/// receiver's [`Head`]: a sender's claim and a pop on two workers would
+/// otherwise bounce one line per message.
+#[repr(align(128))]
 pub(super) struct Tail<T> {
     index: AtomicUsize,
     block: AtomicPtr<Block<T>>,
 }
 
-/// The popper's end, owned by the receiver.
+/// The popper's end, owned by the receiver; padded like [`Tail`].
+#[repr(align(128))]
 pub(super) struct Head<T> {
     index: usize,
     block: *mut Block<T>,
