@@ -110,6 +110,8 @@ const JOINER_CANCELLED: &str = "the code joining the task group was cancelled";
 /// ```
 pub struct TaskGroup<T> {
     node: NodeArc,
+    /// The scope the group was made in (its node's parent), if any.
+    creator: Option<NodeArc>,
     /// Handles not yet joined or reaped, with their spawn number.
     handles: Slab<(u64, JoinHandle<T>)>,
     next_seq: u64,
@@ -151,12 +153,13 @@ impl Drop for Finished {
 impl<T: Send + 'static> TaskGroup<T> {
     /// A group under the current scope (a root outside any task).
     pub fn new() -> TaskGroup<T> {
-        let node = with_current_scope(|parent| match parent {
-            Some(parent) => Node::child(parent, None, None, None),
-            None => Node::root(None, None, None),
+        let (node, creator) = with_current_scope(|parent| match parent {
+            Some(parent) => (Node::child(parent, None, None, None), Some(parent.clone())),
+            None => (Node::root(None, None, None), None),
         });
         TaskGroup {
             node,
+            creator,
             handles: Slab::new(),
             next_seq: 0,
             ready: Vec::new(),
@@ -356,12 +359,20 @@ impl<T: Send + 'static> TaskGroup<T> {
             return;
         }
         with_current_scope(|_| ());
-        if poll_cancelled(None, true).is_some() {
-            // A no-op when the group is below the cancelled scope (the
-            // tree already cancelled it, with the first cause).
-            self.node
-                .cancel(Cause::Explicit, Some(StdArc::from(JOINER_CANCELLED)));
+        if poll_cancelled(None, true).is_none() {
+            return;
         }
+        // When the group is below the cancelled scope, the tree's walk
+        // cancels it, maybe not yet (the canceller may be on another
+        // thread, between the two nodes): cancel it as that walk would, so
+        // the children see the cause the tree gives them whichever of the
+        // two comes first.
+        match self.creator.as_ref().and_then(|c| c.cancelled()) {
+            Some(above) => self.node.cancel_below(&above),
+            None => self
+                .node
+                .cancel(Cause::Explicit, Some(StdArc::from(JOINER_CANCELLED))),
+        };
     }
 
     /// Waits for every child, returning their results in spawn order.

@@ -376,14 +376,31 @@ impl Node {
     /// already cancelled (the first cause stays).
     pub(crate) fn cancel(&self, cause: Cause, reason: Option<StdArc<str>>) -> bool {
         let code = cause.code();
+        self.cancel_encoded(code, code, reason)
+    }
+
+    /// Cancels this node and its subtree as its parent's cancellation
+    /// (`above`) would when it reached it: cause `Parent`, the same origin
+    /// and reason. For code that sees an ancestor cancelled before the
+    /// tree's walk has got here, and must not race it with a cause of its
+    /// own (the first cancel wins).
+    pub(crate) fn cancel_below(&self, above: &Cancelled) -> bool {
+        self.cancel_encoded(
+            Cause::Parent.code(),
+            above.origin.code(),
+            above.reason.clone(),
+        )
+    }
+
+    fn cancel_encoded(&self, code: usize, origin: usize, reason: Option<StdArc<str>>) -> bool {
         let mut wakers = Vec::new();
-        let flipped = self.flip(encode(code, code), &reason, &mut wakers);
+        let flipped = self.flip(encode(code, origin), &reason, &mut wakers);
         wake_all(&mut wakers);
         let Some(prev) = flipped else {
             return false;
         };
         if prev & HAS_CHILDREN != 0 {
-            let below = encode(Cause::Parent.code(), code);
+            let below = encode(Cause::Parent.code(), origin);
             let mut stack = Vec::new();
             // Wakes in bulk: from a user thread they check for parked
             // workers once per batch, not per task.
@@ -937,5 +954,39 @@ mod layout_tests {
         for node in &nodes {
             assert_eq!((NodeArc::as_ptr(node) as usize - 8) % 64, 0);
         }
+    }
+}
+
+#[cfg(all(test, not(weft_loom)))]
+mod tests {
+    use super::*;
+
+    fn parts(c: Option<Cancelled>) -> (Cause, Cause, Option<String>) {
+        let c = c.expect("cancelled");
+        (c.cause(), c.origin(), c.reason().map(str::to_owned))
+    }
+
+    /// A node cancelled ahead of its parent's walk gets what the walk would
+    /// have given it, and so does its subtree; the walk then changes
+    /// nothing (the first cancel wins).
+    #[test]
+    fn cancel_below_gives_what_the_parents_walk_would() {
+        let top = Node::root(None, None, None);
+        let mid = Node::child(&top, None, None, None);
+        let low = Node::child(&mid, None, None, None);
+        let above = Cancelled {
+            cause: Cause::Explicit,
+            origin: Cause::Deadline,
+            reason: Some(StdArc::from("stop")),
+        };
+        assert!(mid.cancel_below(&above));
+        assert!(!mid.cancel_below(&above), "the first cancel wins");
+        let expected = (Cause::Parent, Cause::Deadline, Some("stop".to_owned()));
+        assert_eq!(parts(mid.cancelled()), expected);
+        assert_eq!(parts(low.cancelled()), expected);
+        assert!(top.cancelled().is_none(), "nothing above is touched");
+        assert!(top.cancel(Cause::Explicit, Some(StdArc::from("later"))));
+        assert_eq!(parts(mid.cancelled()), expected);
+        assert_eq!(parts(low.cancelled()), expected);
     }
 }
