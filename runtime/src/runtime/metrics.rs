@@ -186,7 +186,9 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
             .map(|r| {
                 let (io_submissions, io_completions, io_enters) = r.io.counters();
                 WorkerMetrics {
-                    polls: r.metrics.polls.get(),
+                    // One of the two counts, the other is 0: the
+                    // monitor's poll counter when it is on.
+                    polls: r.metrics.polls.get() + r.watch.polls(),
                     steals: r.metrics.steals.get(),
                     steal_attempts: r.metrics.steal_attempts.get(),
                     parks: r.metrics.parks.get(),

@@ -72,18 +72,29 @@ impl ScheduleSampler {
 /// poll's start and end, and two histogram updates) costs them 6–31% more
 /// instructions plus the reads; see docs/BENCHMARKS.md for what the
 /// default of one in 128 costs.
+///
+/// The countdown alone is on the path of every schedule (a load, a
+/// decrement, a store): the interval is read only when it runs out, and
+/// with the histograms off the countdown restarts from `u32::MAX`.
 #[inline]
 pub(crate) fn sample_schedule(config: &SchedConfig, sampler: &ScheduleSampler, task: &Notified) {
-    let interval = config.histogram_interval;
-    if interval == 0 {
-        return;
-    }
     let left = sampler.0.get();
     if left > 1 {
         sampler.0.set(left - 1);
     } else {
-        sampler.0.set(interval);
-        task.header().set_woken_at(ticks::stamp());
+        restart_sampler(config, sampler, task);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn restart_sampler(config: &SchedConfig, sampler: &ScheduleSampler, task: &Notified) {
+    match config.histogram_interval {
+        0 => sampler.0.set(u32::MAX),
+        interval => {
+            sampler.0.set(interval);
+            task.header().set_woken_at(ticks::stamp());
+        }
     }
 }
 

@@ -176,6 +176,12 @@ impl WorkerWatch {
         self.hot.poll_seq.store(seq + 1, Release);
     }
 
+    /// Polls begun under this watch (its owner counts no others with the
+    /// monitor on).
+    pub(crate) fn polls(&self) -> u64 {
+        self.hot.poll_seq.load(Relaxed).div_ceil(2)
+    }
+
     /// True if the owner is inside a poll the monitor marked stalled: its
     /// LIFO slot and whole queue are for the taking.
     #[inline]

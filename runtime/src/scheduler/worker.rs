@@ -277,12 +277,14 @@ impl WorkerCtx {
             // The last searcher found work: more may be coming, wake a peer.
             self.shared().notify_parked();
         }
-        self.metrics().polls.incr();
         self.cache_trimmed.set(false);
         let watched = self.watched;
+        // With the monitor on, its poll counter is the polls metric too
+        // (`WorkerWatch::polls`): one counter per poll, not two.
         let seq = if watched {
             self.watch.begin_poll(&task)
         } else {
+            self.metrics().polls.incr();
             0
         };
         match task.header().take_woken_at() {
