@@ -12,6 +12,14 @@ use crate::{
 
 struct Context {
     handle: RefCell<Option<Handle>>,
+}
+
+/// The per-thread state read on hot paths (every cancellation check, every
+/// poll): nothing in it needs dropping, so its thread-local has no
+/// destructor to register and an access is a plain TLS address (the
+/// `Context` above, which holds a `Handle`, pays a liveness check per
+/// access).
+struct Hot {
     /// Set for the lifetime of a worker thread.
     worker: Cell<*const WorkerCtx>,
     /// The task being polled.
@@ -36,6 +44,10 @@ thread_local! {
     static CONTEXT: Context = const {
         Context {
             handle: RefCell::new(None),
+        }
+    };
+    static HOT: Hot = const {
+        Hot {
             worker: Cell::new(std::ptr::null()),
             task: Cell::new(None),
             scope: Cell::new(std::ptr::null()),
@@ -82,10 +94,10 @@ pub(crate) fn set_worker<R>(worker: &WorkerCtx, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = CONTEXT.try_with(|c| c.worker.set(std::ptr::null()));
+            let _ = HOT.try_with(|c| c.worker.set(std::ptr::null()));
         }
     }
-    CONTEXT.with(|c| c.worker.set(worker));
+    HOT.with(|c| c.worker.set(worker));
     let _reset = Reset;
     f()
 }
@@ -93,9 +105,7 @@ pub(crate) fn set_worker<R>(worker: &WorkerCtx, f: impl FnOnce() -> R) -> R {
 /// Runs `f` with the current worker, if this thread is one.
 #[inline]
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
-    let ptr = CONTEXT
-        .try_with(|c| c.worker.get())
-        .unwrap_or(std::ptr::null());
+    let ptr = HOT.try_with(|c| c.worker.get()).unwrap_or(std::ptr::null());
     // SAFETY: the pointer is set by `set_worker` for the duration of the
     // worker's run loop and cleared before the `WorkerCtx` is dropped; it is
     // only read on that same thread.
@@ -108,13 +118,13 @@ pub(crate) fn with_task<R>(task: RawTask, scope: *const Node, f: impl FnOnce() -
     struct Reset(Option<RawTask>, *const Node);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = CONTEXT.try_with(|c| {
+            let _ = HOT.try_with(|c| {
                 c.task.set(self.0);
                 c.scope.set(self.1);
             });
         }
     }
-    let _reset = CONTEXT.with(|c| Reset(c.task.replace(Some(task)), c.scope.replace(scope)));
+    let _reset = HOT.with(|c| Reset(c.task.replace(Some(task)), c.scope.replace(scope)));
     f()
 }
 
@@ -123,10 +133,10 @@ pub(crate) fn with_scope<R>(scope: &NodeArc, f: impl FnOnce() -> R) -> R {
     struct Reset(*const Node);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = CONTEXT.try_with(|c| c.scope.set(self.0));
+            let _ = HOT.try_with(|c| c.scope.set(self.0));
         }
     }
-    let _reset = Reset(CONTEXT.with(|c| c.scope.replace(NodeArc::as_ptr(scope))));
+    let _reset = Reset(HOT.with(|c| c.scope.replace(NodeArc::as_ptr(scope))));
     f()
 }
 
@@ -137,13 +147,13 @@ pub(crate) fn with_pending<R>(pending: &PendingScope, f: impl FnOnce() -> R) -> 
     struct Reset(*const Node, *const PendingScope);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let _ = CONTEXT.try_with(|c| {
+            let _ = HOT.try_with(|c| {
                 c.scope.set(self.0);
                 c.pending.set(self.1);
             });
         }
     }
-    let _reset = CONTEXT.with(|c| {
+    let _reset = HOT.with(|c| {
         let prev = c.pending.replace(pending);
         pending.set_prev(prev);
         Reset(c.scope.get(), prev)
@@ -153,33 +163,30 @@ pub(crate) fn with_pending<R>(pending: &PendingScope, f: impl FnOnce() -> R) -> 
 
 #[inline]
 pub(crate) fn current_pending() -> *const PendingScope {
-    CONTEXT
-        .try_with(|c| c.pending.get())
+    HOT.try_with(|c| c.pending.get())
         .unwrap_or(std::ptr::null())
 }
 
 pub(crate) fn set_pending(pending: *const PendingScope) {
-    let _ = CONTEXT.try_with(|c| c.pending.set(pending));
+    let _ = HOT.try_with(|c| c.pending.set(pending));
 }
 
 /// The task being polled on this thread.
 #[inline]
 pub(crate) fn current_task() -> Option<RawTask> {
-    CONTEXT.try_with(|c| c.task.get()).ok().flatten()
+    HOT.try_with(|c| c.task.get()).ok().flatten()
 }
 
 /// The current scope's pointer (null: none).
 #[inline]
 pub(crate) fn current_scope_ptr() -> *const Node {
-    CONTEXT
-        .try_with(|c| c.scope.get())
-        .unwrap_or(std::ptr::null())
+    HOT.try_with(|c| c.scope.get()).unwrap_or(std::ptr::null())
 }
 
 /// Makes `scope` the current scope for the rest of this poll (a task's node
 /// created lazily during the poll).
 pub(crate) fn set_scope(scope: *const Node) {
-    let _ = CONTEXT.try_with(|c| c.scope.set(scope));
+    let _ = HOT.try_with(|c| c.scope.set(scope));
 }
 
 /// The id of the task being polled.
@@ -194,7 +201,7 @@ pub fn id() -> Id {
 /// thread is being torn down).
 #[inline]
 pub(crate) fn with_schedule_sampler(f: impl FnOnce(&ScheduleSampler)) {
-    let _ = CONTEXT.try_with(|c| f(&c.schedule_sampler));
+    let _ = HOT.try_with(|c| f(&c.schedule_sampler));
 }
 
 /// The id of the task being polled, or `None` outside a task.

@@ -431,7 +431,14 @@ where
     {
         self.fallback.on_call();
         match self.timeout {
-            Some(after) => match self.env.timeout(after, self.guarded(op)).await {
+            // Pinned here and lent to the timeout: the attempts' future is
+            // most of this call's state (hundreds of bytes), and handing it
+            // to the timeout by value copied it once more per call.
+            Some(after) => match self
+                .env
+                .timeout(after, std::pin::pin!(self.guarded(op)))
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(timed_out) => {
                     bump(&self.counters.refused[Layer::Timeout.index()]);
