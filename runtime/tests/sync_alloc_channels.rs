@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use common::{block_on_bounded, rt};
+use common::{block_on_bounded, unmonitored_rt};
 use weft::{
     sync::{mpsc, oneshot},
     task::Builder,
@@ -71,7 +71,7 @@ enum Mode {
 const LONG: Duration = Duration::from_secs(60);
 
 fn allocations_for(mode: Mode) -> (usize, u64) {
-    let rt = rt(2);
+    let rt = unmonitored_rt(2);
     // Warm the runtime up (worker queues, thread-locals).
     block_on_bounded(&rt, async {
         for _ in 0..100 {
@@ -126,7 +126,7 @@ const ONESHOT_BUDGET: usize = ONESHOTS as usize + (ONESHOTS as usize).div_ceil(3
 /// of the time: the count of those that did is returned). Returns
 /// (allocations, sum of the values, receives that waited).
 fn oneshot_allocations_under_timeout() -> (usize, u64, u64) {
-    let rt = rt(2);
+    let rt = unmonitored_rt(2);
     block_on_bounded(&rt, async {
         for _ in 0..100 {
             weft::spawn(async {}).await.unwrap();

@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use common::{block_on_bounded, rt};
+use common::{block_on_bounded, unmonitored_rt};
 use weft::sync::{Mutex, Notify, Semaphore};
 
 struct Counting;
@@ -112,7 +112,7 @@ async fn materialize_the_tasks_node() {
 /// parallel.
 #[test]
 fn waits_on_mutex_semaphore_and_notify_allocate_nothing() {
-    let rt = rt(2);
+    let rt = unmonitored_rt(2);
 
     // Mutex: 8 tasks contending, yielding while they hold the lock.
     let m = Arc::new(Mutex::new(0u64));

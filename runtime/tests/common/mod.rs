@@ -48,6 +48,18 @@ pub(crate) fn rt(workers: usize) -> Runtime {
         .expect("building a runtime with valid settings")
 }
 
+/// [`rt`] with the stuck-poll monitor off, for tests that count
+/// allocations: a stuck-poll report allocates (its log line), and on a
+/// loaded machine a test's poll can outlast the threshold, which says
+/// nothing about the allocations under test.
+pub(crate) fn unmonitored_rt(workers: usize) -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(workers)
+        .monitor(false)
+        .build()
+        .expect("building a runtime with valid settings")
+}
+
 /// Runs `future` on `rt` and fails the test if it takes longer than [`LIMIT`].
 pub(crate) fn block_on_bounded<F: Future>(rt: &Runtime, future: F) -> F::Output {
     block_on_within(rt, LIMIT, future)
