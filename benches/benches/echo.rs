@@ -16,6 +16,13 @@
 //!   `ROUNDS_PER_ITER` round trips on every connection (`iter_custom`), so
 //!   criterion reports the time per batch, and its throughput line is
 //!   requests per second.
+//! - `tcp_echo_skewed/64B_32c_4heavy`: the 64 B echo over 32 connections
+//!   of which 4 (one per client thread) carry requests marked heavy, for
+//!   which every server spins 100 µs before answering: a skewed load where
+//!   work stealing should beat thread-per-core (see `tcp_echo_skewed`).
+//!   Its summary measures three fresh sets of connections, since where the
+//!   kernel's `SO_REUSEPORT` puts the heavy ones decides monoio's balance,
+//!   and adds a table of ratios to monoio.
 //! - `udp_ping_pong`: two connected UDP sockets in one runtime; a task on
 //!   one answers every datagram, a task on the other sends 64 B and waits
 //!   for the answer, `UDP_ROUND_TRIPS` times per iteration.
@@ -60,7 +67,7 @@ use std::{
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use weft_benches::{
-    echo_load::{process_cpu, Batch, Histogram, LoadClient},
+    echo_load::{process_cpu, Batch, Histogram, LoadClient, HEAVY},
     server_stats::{self, CountingAlloc, ThreadStats},
 };
 
@@ -77,6 +84,12 @@ const SERVER_BUF: usize = 4096;
 /// Message sizes and connection counts of `tcp_echo`.
 const SIZES: [usize; 2] = [64, 4096];
 const CONNS: [usize; 2] = [32, 256];
+/// The skewed workload ([`tcp_echo_skewed`]): connections, heavy ones,
+/// the work per heavy request, fresh sets of connections measured.
+const SKEW_CONNS: usize = 32;
+const SKEW_HEAVY: usize = 4;
+const SKEW_WORK: Duration = Duration::from_micros(100);
+const SKEW_PLACEMENTS: usize = 3;
 /// Round trips each connection does per criterion iteration.
 const ROUNDS_PER_ITER: u64 = 8;
 /// Round trips per iteration of `udp_ping_pong`, and the datagram size.
@@ -298,6 +311,7 @@ async fn monoio_echo(mut stream: monoio::net::TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+        heavy_work(buf.first());
         let (written, b) = stream.write_all(buf).await;
         buf = b;
         if written.is_err() {
@@ -319,6 +333,7 @@ async fn weft_echo(stream: weft::net::TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+        heavy_work(buf.first());
         let (written, b) = stream.write_all(buf).await;
         buf = b;
         if written.is_err() {
@@ -338,8 +353,20 @@ async fn tokio_echo(mut stream: tokio::net::TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        heavy_work(buf.first());
         if stream.write_all(&buf[..n]).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The extra work a request on a heavy connection costs the server (see
+/// [`tcp_echo_skewed`]): `SKEW_WORK` of CPU, spinning, in the task.
+fn heavy_work(first: Option<&u8>) {
+    if first == Some(&HEAVY) {
+        let start = Instant::now();
+        while start.elapsed() < SKEW_WORK {
+            std::hint::spin_loop();
         }
     }
 }
@@ -399,6 +426,71 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
                 summary.add_syscalls(&format!("tcp_echo {workload}"), perf.finish());
             }
         }
+    }
+}
+
+/// A skewed load, where work stealing should beat thread-per-core: 64 B
+/// echo over `SKEW_CONNS` connections, of which the first `SKEW_HEAVY`
+/// (one per client thread) make the server spin `SKEW_WORK` per request.
+/// A thread-per-core server (monoio) keeps each connection on the thread
+/// whose `SO_REUSEPORT` listener the kernel gave it, so the heavy ones may
+/// share a thread while the other idles; a work-stealing one spreads the
+/// work. Where the kernel puts them changes per set of connections, so
+/// after the criterion group (one set) the summary measures
+/// `SKEW_PLACEMENTS` fresh sets, each a workload row of its own.
+fn tcp_echo_skewed(c: &mut Criterion, summary: &mut Summary) {
+    let workload = format!("64B_{SKEW_CONNS}c_{SKEW_HEAVY}heavy");
+    let connect = |addr| {
+        LoadClient::connect_skewed(addr, SKEW_CONNS, CLIENT_THREADS, 64, SKEW_HEAVY).unwrap()
+    };
+    let servers: Vec<(Server, OnceCell<(SocketAddr, Rt)>)> = SERVERS
+        .into_iter()
+        .map(|server| (server, OnceCell::new()))
+        .collect();
+    let start = |server| {
+        let rt = build(server);
+        (start_echo_server(&rt), rt)
+    };
+    {
+        // The criterion group's clients, closed before the placements' own.
+        let clients: Vec<OnceCell<LoadClient>> = servers.iter().map(|_| OnceCell::new()).collect();
+        let mut group = group(c, &format!("tcp_echo_skewed/{workload}"));
+        group.throughput(Throughput::Elements(SKEW_CONNS as u64 * ROUNDS_PER_ITER));
+        for ((server, started), client) in servers.iter().zip(&clients) {
+            group.bench_function(server.name(), |b| {
+                let (addr, _) = started.get_or_init(|| start(*server));
+                let client = client.get_or_init(|| connect(*addr));
+                b.iter_custom(|iters| client.run(iters * ROUNDS_PER_ITER).wall)
+            });
+        }
+        group.finish();
+    }
+    let placements = if bench_mode() { SKEW_PLACEMENTS } else { 1 };
+    for placement in 1..=placements {
+        let clients: Vec<(Server, LoadClient)> = servers
+            .iter()
+            .filter_map(|(server, started)| Some((*server, connect(started.get()?.0))))
+            .collect();
+        let mut loads: Vec<(Server, Load<'_>)> = clients
+            .iter()
+            .map(|(server, client)| {
+                let server = *server;
+                let load = Box::new(move |rounds| server.measure(client, rounds)) as Load<'_>;
+                (server, load)
+            })
+            .collect();
+        let stats_before: Vec<ThreadStats> = loads
+            .iter()
+            .map(|(server, _)| ThreadStats::read(server.thread_prefix()))
+            .collect();
+        let mut measured = interleaved(&mut loads, 1);
+        for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
+            total.server_threads = ThreadStats::read(server.thread_prefix()).since(before);
+        }
+        summary.add(
+            &format!("tcp_echo_skewed {workload} set {placement}"),
+            measured,
+        );
     }
 }
 
@@ -736,6 +828,36 @@ impl Summary {
                 t.per_request(t.allocations),
             );
         }
+        let skewed: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.workload.starts_with("tcp_echo_skewed") && r.server != Server::Monoio)
+            .collect();
+        if !skewed.is_empty() {
+            println!();
+            println!("Skewed load, weft and tokio against monoio (thread-per-core):");
+            println!();
+            println!("| workload | server | req/s ÷ monoio | p99 ÷ monoio |");
+            println!("|---|---|---:|---:|");
+            for row in skewed {
+                let Some(monoio) = self
+                    .rows
+                    .iter()
+                    .find(|r| r.workload == row.workload && r.server == Server::Monoio)
+                else {
+                    continue;
+                };
+                let (t, m) = (&row.total, &monoio.total);
+                println!(
+                    "| {} | {} | {:.2} | {:.2} |",
+                    row.workload,
+                    row.server.name(),
+                    t.requests_per_sec() / m.requests_per_sec(),
+                    t.latencies.quantile(0.99).as_secs_f64()
+                        / m.latencies.quantile(0.99).as_secs_f64(),
+                );
+            }
+        }
         if self.rows.iter().any(|r| !r.perf.is_empty()) {
             println!();
             println!("Per request, counted by perf on the server's threads (ECHO_PERF=1):");
@@ -919,6 +1041,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut summary = Summary::default();
     tcp_echo(&mut c, &mut summary);
+    tcp_echo_skewed(&mut c, &mut summary);
     udp_ping_pong(&mut c, &mut summary);
     c.final_summary();
     if !summary.rows.is_empty() {

@@ -238,13 +238,28 @@ impl LoadClient {
         threads: usize,
         size: usize,
     ) -> io::Result<LoadClient> {
-        assert!(conns > 0 && threads > 0 && size > 0);
+        LoadClient::connect_skewed(addr, conns, threads, size, 0)
+    }
+
+    /// [`connect`](Self::connect), with the requests of the first `heavy`
+    /// connections starting with [`HEAVY`] (the others never do): a server
+    /// that does extra work for those makes a skewed load. The heavy
+    /// connections are spread over the client threads like the others
+    /// (connection `i` belongs to thread `i % threads`).
+    pub fn connect_skewed(
+        addr: SocketAddr,
+        conns: usize,
+        threads: usize,
+        size: usize,
+        heavy: usize,
+    ) -> io::Result<LoadClient> {
+        assert!(conns > 0 && threads > 0 && size > 0 && heavy <= conns);
         let threads = threads.min(conns);
-        let mut shares: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut shares: Vec<Vec<(TcpStream, bool)>> = (0..threads).map(|_| Vec::new()).collect();
         for i in 0..conns {
             let stream = TcpStream::connect(addr)?;
             stream.set_nodelay(true)?;
-            shares[i % threads].push(stream);
+            shares[i % threads].push((stream, i < heavy));
         }
         let threads = shares
             .into_iter()
@@ -310,14 +325,24 @@ impl Drop for LoadClient {
     }
 }
 
+/// The first byte of a request on a heavy connection
+/// ([`LoadClient::connect_skewed`]); other requests start with 0.
+pub const HEAVY: u8 = 0xFF;
+
 fn client_thread(
-    mut streams: Vec<TcpStream>,
+    streams: Vec<(TcpStream, bool)>,
     size: usize,
     rounds: &mpsc::Receiver<u64>,
     reports: &mpsc::Sender<io::Result<ThreadReport>>,
 ) {
     exclude_this_thread();
-    let request: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut heavy = plain.clone();
+    heavy[0] = HEAVY;
+    let (mut streams, requests): (Vec<TcpStream>, Vec<&[u8]>) = streams
+        .into_iter()
+        .map(|(stream, is_heavy)| (stream, if is_heavy { &heavy[..] } else { &plain[..] }))
+        .unzip();
     let mut reply = vec![0; size];
     let mut sent = vec![Instant::now(); streams.len()];
     while let Ok(n) = rounds.recv() {
@@ -325,14 +350,14 @@ fn client_thread(
         let mut latencies = Histogram::default();
         let result = (|| {
             for _ in 0..n {
-                for (stream, sent) in streams.iter_mut().zip(&mut sent) {
+                for ((stream, sent), request) in streams.iter_mut().zip(&mut sent).zip(&requests) {
                     *sent = Instant::now();
-                    stream.write_all(&request)?;
+                    stream.write_all(request)?;
                 }
-                for (stream, sent) in streams.iter_mut().zip(&sent) {
+                for ((stream, sent), request) in streams.iter_mut().zip(&sent).zip(&requests) {
                     stream.read_exact(&mut reply)?;
                     latencies.record(sent.elapsed().as_nanos() as u64);
-                    if reply != request {
+                    if reply != *request {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "the reply differs from the request",
