@@ -13,9 +13,11 @@
 //! framing").
 
 mod buf;
+mod buf_ring;
 pub mod buffered;
 pub(crate) mod epoll;
 mod owned;
+pub(crate) mod pool;
 pub(crate) mod uring;
 
 use std::{
@@ -28,10 +30,12 @@ use std::{
     time::Instant,
 };
 
+pub(crate) use self::pool::{BufRing, HeapPool, PoolConfig, RecvPools};
 pub use self::{
     buf::{IoBuf, IoBufMut, Slice},
     buffered::{BufReader, BufWriter},
     owned::{AsyncReadOwned, AsyncWriteOwned},
+    pool::RecvBuf,
 };
 use crate::{context, scheduler::Handle};
 
@@ -115,7 +119,12 @@ pub(crate) struct Built {
 /// Chooses and creates the drivers. `choice` comes from the builder; when it
 /// is `Auto`, `WEFT_IO` decides, and `auto` falls back to epoll when io_uring
 /// is missing, refused or incomplete.
-pub(crate) fn build(choice: Driver, entries: u32, workers: usize) -> io::Result<Built> {
+pub(crate) fn build(
+    choice: Driver,
+    entries: u32,
+    workers: usize,
+    pools: PoolConfig,
+) -> io::Result<Built> {
     let choice = match choice {
         Driver::Auto => match std::env::var("WEFT_IO") {
             Ok(v) => v
@@ -145,12 +154,12 @@ pub(crate) fn build(choice: Driver, entries: u32, workers: usize) -> io::Result<
     for _ in 0..workers {
         match features {
             Some(features) => {
-                let (driver, remote) = uring::Driver::new(entries, features)?;
+                let (driver, remote) = uring::Driver::new(entries, features, pools)?;
                 built.workers.push(WorkerIo::Uring(driver));
                 built.remotes.push(RemoteIo::Uring(remote));
             }
             None => {
-                let (driver, remote) = epoll::Driver::new()?;
+                let (driver, remote) = epoll::Driver::new(pools)?;
                 built.workers.push(WorkerIo::Epoll(driver));
                 built.remotes.push(RemoteIo::Epoll(remote));
             }
@@ -240,6 +249,14 @@ impl RemoteIo {
         }
     }
 
+    /// This worker's pooled-receive buffers.
+    pub(crate) fn recv_pools(&self) -> &RecvPools {
+        match self {
+            RemoteIo::Uring(r) => &r.recv,
+            RemoteIo::Epoll(r) => &r.recv,
+        }
+    }
+
     pub(crate) fn counters(&self) -> (u64, u64, u64) {
         match self {
             RemoteIo::Uring(r) => (
@@ -315,6 +332,18 @@ pub(crate) fn cancel(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Completa
     if done != Some(true) {
         owner.post_cancel(target.take().expect("not cancelled yet"));
     }
+}
+
+/// The heap pool a pooled receive on this thread takes from: the calling
+/// worker's, or one picked round-robin from other threads.
+pub(crate) fn local_heap_pool() -> io::Result<Arc<HeapPool>> {
+    let handle = current_handle()?;
+    let remotes = &handle.shared.remotes;
+    let index = context::with_worker(|w| match w {
+        Some(w) if w.belongs_to(&handle.shared) => w.index(),
+        _ => NEXT_REMOTE.fetch_add(1, Relaxed) % remotes.len(),
+    });
+    Ok(remotes[index].io.recv_pools().heap.clone())
 }
 
 /// Registers `fd` with an epoll driver of the current runtime: the calling
