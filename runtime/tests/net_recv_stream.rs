@@ -43,6 +43,7 @@ on_each_driver!(
     buffers_dropped_on_another_thread_go_back,
     a_consumer_holding_every_buffer_still_gets_every_byte,
     a_stream_polled_off_the_workers_works,
+    dropping_the_runtime_with_streams_armed_closes_everything,
 );
 
 /// Receives until the end of the stream; checks the bytes against pattern
@@ -469,6 +470,55 @@ fn a_stream_polled_off_the_workers_works(driver: Driver) {
         wait_buffers_back().await;
     });
     t.finish();
+}
+
+fn dropping_the_runtime_with_streams_armed_closes_everything(driver: Driver) {
+    let t = NetRt::new(driver);
+    let (results_tx, results) = std::sync::mpsc::channel();
+    let (peers, servers) = t.in_task(async {
+        let mut peers = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..8 {
+            let (client, server) = std_client_pair().await;
+            peers.push(client);
+            servers.push(server);
+        }
+        (peers, servers)
+    });
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for (i, server) in servers.into_iter().enumerate() {
+        let (results_tx, started) = (results_tx.clone(), started.clone());
+        t.rt.spawn(async move {
+            let mut stream = server.recv_stream();
+            // Half of them hold a chunk while they wait.
+            let held = if i % 2 == 0 {
+                Some(stream.recv().await.map(|b| b.map(|b| b.len())))
+            } else {
+                None
+            };
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let res = stream.recv().await.map(|b| b.map(|b| b.len()));
+            let _ = results_tx.send((held, res));
+        });
+    }
+    drop(results_tx);
+    let mut peers = peers;
+    for (i, peer) in peers.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            std::io::Write::write_all(peer, b"x").unwrap();
+        }
+    }
+    assert!(
+        common::eventually(|| started.load(std::sync::atomic::Ordering::SeqCst) == 8),
+        "every task waits in its stream"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    t.finish_by_dropping(peers.len());
+    // A wait ended by shutdown ended with the cancellation, never data.
+    for (_, res) in results.try_iter() {
+        let err = res.expect_err("a receive ended by shutdown");
+        assert_eq!(cancelled_of(&err).cause(), Cause::Shutdown, "{err:?}");
+    }
 }
 
 #[test]

@@ -180,6 +180,11 @@ impl BufRing {
         usize::from(self.count).saturating_sub(self.out.load(Relaxed))
     }
 
+    /// How many buffers the ring has.
+    pub(crate) fn count(&self) -> usize {
+        usize::from(self.count)
+    }
+
     /// The start of buffer `bid`.
     pub(crate) fn buffer(&self, bid: u16) -> *mut u8 {
         debug_assert!(bid < self.count);

@@ -167,12 +167,12 @@ impl Completable for RecvQueue {
 
 /// Arms a multishot receive on `fd` in the calling worker's ring, if this
 /// thread is a worker with an io_uring that has a buffer ring with at
-/// least `min_available` free buffers. `None` otherwise (the caller falls
+/// least `min_available` free buffers (or all of them, in a smaller ring). `None` otherwise (the caller falls
 /// back to single-shot receives).
 pub(crate) fn arm(fd: RawFd, min_available: usize) -> Option<(Arc<RecvQueue>, Arc<Remote>)> {
     crate::io::with_local_uring(|d| {
         let ring = d.buf_ring()?;
-        if ring.available() < min_available.max(1) {
+        if ring.available() < min_available.clamp(1, ring.count()) {
             return None;
         }
         let queue = Arc::new(RecvQueue {
