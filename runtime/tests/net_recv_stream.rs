@@ -44,6 +44,7 @@ on_each_driver!(
     a_consumer_holding_every_buffer_still_gets_every_byte,
     a_stream_polled_off_the_workers_works,
     dropping_the_runtime_with_streams_armed_closes_everything,
+    a_unix_stream_receives_pooled_too,
 );
 
 /// Receives until the end of the stream; checks the bytes against pattern
@@ -519,6 +520,30 @@ fn dropping_the_runtime_with_streams_armed_closes_everything(driver: Driver) {
         let err = res.expect_err("a receive ended by shutdown");
         assert_eq!(cancelled_of(&err).cause(), Cause::Shutdown, "{err:?}");
     }
+}
+
+fn a_unix_stream_receives_pooled_too(driver: Driver) {
+    let t = NetRt::new(driver);
+    let uring = t.rt.io_driver() == Driver::Uring;
+    t.in_task(async move {
+        let (a, b) = weft::net::UnixStream::pair().unwrap();
+        let writer = weft::spawn(async move {
+            for chunk in pattern(11, 30_000).chunks(3000) {
+                a.write_all(chunk.to_vec()).await.0.unwrap();
+            }
+            a.shutdown(Shutdown::Write).unwrap();
+            a
+        });
+        let mut stream = b.recv_stream();
+        let (n, ring) = drain(&mut stream, 11, 30_000).await;
+        assert_eq!(n, 30_000);
+        assert_eq!(ring > 0, uring, "ring buffers exactly under io_uring");
+        drop(stream);
+        drop(writer.await.unwrap());
+        wait_io_idle().await;
+        wait_buffers_back().await;
+    });
+    t.finish();
 }
 
 #[test]

@@ -174,6 +174,10 @@ impl super::uring::OpData for HeapBuf {}
 /// working, with heap buffers, see
 /// [`RecvStream`](crate::net::RecvStream)). Copy the bytes out
 /// (`to_vec()`) to keep them longer.
+///
+/// It is an [`IoBuf`](super::IoBuf): `write_all(buf)` sends the chunk
+/// without a copy (an echo), and the buffer goes back to its pool when
+/// the write hands it back and it is dropped.
 pub struct RecvBuf {
     inner: Inner,
     len: usize,
@@ -225,6 +229,23 @@ impl Deref for RecvBuf {
             }
             Inner::Heap(buf) => &buf.as_slice()[..self.len],
         }
+    }
+}
+
+// SAFETY: the bytes live in the ring's allocation or the heap buffer's
+// box, neither of which moves with the `RecvBuf`; all `len` bytes were
+// written by the kernel; nobody writes them while the buffer is out of
+// its pool (the ring gets it back only when this value drops, which an
+// operation lending it does only after its completion).
+unsafe impl super::IoBuf for RecvBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+    fn bytes_total(&self) -> usize {
+        self.len
     }
 }
 

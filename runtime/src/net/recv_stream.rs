@@ -55,8 +55,9 @@ static MULTISHOT_REJECTED: AtomicBool = AtomicBool::new(false);
 
 /// A stream of received chunks of a connection, each in a pooled buffer
 /// ([`RecvBuf`]), for servers that read many connections: from
-/// [`TcpStream::recv_stream`](super::TcpStream::recv_stream) or
-/// [`OwnedReadHalf::recv_stream`](super::OwnedReadHalf::recv_stream).
+/// [`TcpStream::recv_stream`](super::TcpStream::recv_stream),
+/// [`OwnedReadHalf::recv_stream`](super::OwnedReadHalf::recv_stream) or
+/// [`UnixStream::recv_stream`](super::UnixStream::recv_stream).
 ///
 /// Under io_uring one multishot receive (`IORING_RECV_MULTISHOT`) stays
 /// armed per stream and the kernel picks a buffer from the polling
@@ -108,7 +109,7 @@ enum State {
 }
 
 impl RecvStream {
-    pub(super) fn new(sock: Arc<Socket>) -> RecvStream {
+    pub(crate) fn new(sock: Arc<Socket>) -> RecvStream {
         RecvStream {
             sock,
             state: State::Idle,
