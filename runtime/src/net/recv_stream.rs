@@ -97,6 +97,8 @@ pub struct RecvStream {
     eof: bool,
     /// Under epoll: the buffer the next `recv` reads into.
     spare: Option<HeapBuf>,
+    /// The queue of the last multishot, reused by the next one.
+    spent: Option<Arc<RecvQueue>>,
 }
 
 enum State {
@@ -104,6 +106,9 @@ enum State {
     Multishot {
         queue: Arc<RecvQueue>,
         owner: Arc<Remote>,
+        /// Polled on another worker with nothing queued: the multishot was
+        /// asked to end so that the stream re-arms where its task runs now.
+        moving: bool,
     },
     Single(Cancellable<HeapBuf>),
 }
@@ -115,6 +120,7 @@ impl RecvStream {
             state: State::Idle,
             eof: false,
             spare: None,
+            spent: None,
         }
     }
 
@@ -163,7 +169,11 @@ impl RecvStream {
         // one end and one fallback.
         for _ in 0..4 {
             match &self.state {
-                State::Multishot { queue, .. } => match queue.poll_next(cx) {
+                State::Multishot {
+                    queue,
+                    owner,
+                    moving,
+                } => match queue.poll_next(cx) {
                     Poll::Ready(Ok(item)) => {
                         restore.made_progress();
                         return Poll::Ready(match item {
@@ -175,18 +185,31 @@ impl RecvStream {
                             Recvd::Error(e) if e == -libc::EINVAL => {
                                 // This kernel has no multishot receive.
                                 MULTISHOT_REJECTED.store(true, Relaxed);
-                                self.state = State::Idle;
+                                self.retire_multishot();
                                 return self.poll_uring_single(cx);
                             }
                             Recvd::Error(e) => Err(io::Error::from_raw_os_error(-e)),
                         });
                     }
                     Poll::Ready(Err(Ended::RingEmpty)) => {
-                        self.state = State::Idle;
+                        self.retire_multishot();
                         return self.poll_uring_single(cx);
                     }
-                    Poll::Ready(Err(Ended::Done)) => self.state = State::Idle,
+                    Poll::Ready(Err(Ended::Done)) => self.retire_multishot(),
                     Poll::Pending => {
+                        if !*moving && stolen_from(owner) {
+                            // The task was stolen: end the multishot on its
+                            // old ring (what it still delivers is queued and
+                            // comes first) and re-arm on this worker's once
+                            // it ended, so the connection follows the task.
+                            multishot::cancel_to_move(owner, queue);
+                            let (queue, owner) = (queue.clone(), owner.clone());
+                            self.state = State::Multishot {
+                                queue,
+                                owner,
+                                moving: true,
+                            };
+                        }
                         // Waiting in user space (a multishot has no kernel
                         // timeout): the scope's deadline timer must be able
                         // to end the wait.
@@ -201,10 +224,16 @@ impl RecvStream {
                     let armed = if MULTISHOT_REJECTED.load(Relaxed) {
                         None
                     } else {
-                        multishot::arm(self.sock.fd(), REARM_MIN_AVAILABLE)
+                        multishot::arm(self.sock.fd(), REARM_MIN_AVAILABLE, &mut self.spent)
                     };
                     match armed {
-                        Some((queue, owner)) => self.state = State::Multishot { queue, owner },
+                        Some((queue, owner)) => {
+                            self.state = State::Multishot {
+                                queue,
+                                owner,
+                                moving: false,
+                            }
+                        }
                         None => return self.poll_uring_single(cx),
                     }
                 }
@@ -212,6 +241,13 @@ impl RecvStream {
             }
         }
         unreachable!("a pooled receive's state machine made no progress")
+    }
+
+    /// The multishot ended: back to `Idle`, keeping its queue for reuse.
+    fn retire_multishot(&mut self) {
+        if let State::Multishot { queue, .. } = std::mem::replace(&mut self.state, State::Idle) {
+            self.spent = Some(queue);
+        }
     }
 
     /// Starts a single-shot receive into a heap buffer and polls it.
@@ -239,6 +275,12 @@ impl RecvStream {
             Err((e, _)) => Poll::Ready(Err(e)),
         }
     }
+}
+
+/// True if this thread is a worker whose ring is not `owner`: the task
+/// polling a stream armed on `owner` was stolen.
+fn stolen_from(owner: &Arc<Remote>) -> bool {
+    crate::io::with_local_uring(|d| !Arc::ptr_eq(d.remote(), owner)).unwrap_or(false)
 }
 
 /// Re-arm a multishot only when the ring has at least this many free
@@ -294,7 +336,7 @@ fn poll_epoll(
 
 impl Drop for RecvStream {
     fn drop(&mut self) {
-        if let State::Multishot { queue, owner } = &self.state {
+        if let State::Multishot { queue, owner, .. } = &self.state {
             multishot::cancel(owner, queue);
         }
         // A `Single` op cancels itself as it drops (its heap buffer goes

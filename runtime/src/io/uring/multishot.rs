@@ -169,22 +169,43 @@ impl Completable for RecvQueue {
 /// thread is a worker with an io_uring that has a buffer ring with at
 /// least `min_available` free buffers (or all of them, in a smaller ring). `None` otherwise (the caller falls
 /// back to single-shot receives).
-pub(crate) fn arm(fd: RawFd, min_available: usize) -> Option<(Arc<RecvQueue>, Arc<Remote>)> {
+///
+/// `spent` is the stream's previous queue, reused (no allocation) if
+/// nothing else holds it any more (its multishot ended and the ring let go).
+pub(crate) fn arm(
+    fd: RawFd,
+    min_available: usize,
+    spent: &mut Option<Arc<RecvQueue>>,
+) -> Option<(Arc<RecvQueue>, Arc<Remote>)> {
     crate::io::with_local_uring(|d| {
         let ring = d.buf_ring()?;
         if ring.available() < min_available.clamp(1, ring.count()) {
             return None;
         }
-        let queue = Arc::new(RecvQueue {
-            state: Mutex::new(RecvState {
-                ready: VecDeque::new(),
-                waker: None,
-                ended: None,
-                abandoned: false,
+        let queue = match spent.take() {
+            Some(mut queue) if Arc::strong_count(&queue) == 1 && Arc::weak_count(&queue) == 0 => {
+                let q = Arc::get_mut(&mut queue).expect("checked above");
+                let state = q.state.get_mut().unwrap_or_else(|e| e.into_inner());
+                debug_assert!(state.ready.is_empty() && state.ended.is_some());
+                state.ready.clear(); // keeps its capacity
+                state.waker = None;
+                state.ended = None;
+                state.abandoned = false;
+                q.slot = SlotState::default();
+                q.ring = ring;
+                queue
+            }
+            _ => Arc::new(RecvQueue {
+                state: Mutex::new(RecvState {
+                    ready: VecDeque::new(),
+                    waker: None,
+                    ended: None,
+                    abandoned: false,
+                }),
+                slot: SlotState::default(),
+                ring,
             }),
-            slot: SlotState::default(),
-            ring,
-        });
+        };
         let entry = opcode::RecvMulti::new(types::Fd(fd), BGID).build();
         d.push(Submission {
             entry,
@@ -194,6 +215,14 @@ pub(crate) fn arm(fd: RawFd, min_available: usize) -> Option<(Arc<RecvQueue>, Ar
         Some((queue, d.remote().clone()))
     })
     .flatten()
+}
+
+/// Asks the owning ring to end a stream's multishot receive that the
+/// stream keeps: what it delivers until the cancel lands stays queued, and
+/// its last completion (`ECANCELED`) ends it (`Ended::Done`), after which
+/// the stream arms a new one where it runs.
+pub(crate) fn cancel_to_move(owner: &Arc<Remote>, queue: &Arc<RecvQueue>) {
+    crate::io::cancel(owner, queue.clone());
 }
 
 /// Ends a stream's multishot receive: gives back what it queued (and what
