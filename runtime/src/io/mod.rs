@@ -346,6 +346,24 @@ pub(crate) fn local_heap_pool() -> io::Result<Arc<HeapPool>> {
     Ok(remotes[index].io.recv_pools().heap.clone())
 }
 
+/// Cancels an operation without waking its owner: on the owner's own
+/// worker at once, from elsewhere at the owner's next pass over its
+/// mailbox (see `uring::Remote::post_cancel_quiet`).
+pub(crate) fn cancel_quiet(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Completable>) {
+    let mut target = Some(target);
+    let done = with_local_uring(|d| {
+        if Arc::ptr_eq(d.remote(), owner) {
+            d.cancel(target.as_ref().expect("cancelled once"));
+            true
+        } else {
+            false
+        }
+    });
+    if done != Some(true) {
+        owner.post_cancel_quiet(target.take().expect("not cancelled yet"));
+    }
+}
+
 /// Registers `fd` with an epoll driver of the current runtime: the calling
 /// worker's, or one picked round-robin from other threads.
 pub(crate) fn register_epoll(fd: std::os::fd::RawFd) -> io::Result<epoll::Registration> {

@@ -315,6 +315,16 @@ impl Remote {
         self.wake_eventfd();
     }
 
+    /// Posts a cancellation that may wait for the owner's next pass over
+    /// its mailbox (every `event_interval` ticks while it runs, around
+    /// every park): no eventfd write. For cancels nothing waits on
+    /// urgently (a stream moving to another worker keeps receiving
+    /// through the op meanwhile, and the op's next completion wakes the
+    /// owner anyway).
+    pub(crate) fn post_cancel_quiet(&self, target: Arc<dyn Completable>) {
+        self.mailbox.push(Request::Cancel(target));
+    }
+
     /// True if an entry naming `fd` pushed before now may not have reached
     /// the kernel: queued in the submission queue or still in the mailbox.
     /// The mailbox is read first: an entry the owner has taken out of it is

@@ -220,9 +220,11 @@ pub(crate) fn arm(
 /// Asks the owning ring to end a stream's multishot receive that the
 /// stream keeps: what it delivers until the cancel lands stays queued, and
 /// its last completion (`ECANCELED`) ends it (`Ended::Done`), after which
-/// the stream arms a new one where it runs.
+/// the stream arms a new one where it runs. The owner is not woken for it
+/// (no eventfd write): until it takes the cancel from its mailbox the
+/// multishot goes on delivering, so nothing waits on it but the move.
 pub(crate) fn cancel_to_move(owner: &Arc<Remote>, queue: &Arc<RecvQueue>) {
-    crate::io::cancel(owner, queue.clone());
+    crate::io::cancel_quiet(owner, queue.clone());
 }
 
 /// Ends a stream's multishot receive: gives back what it queued (and what
