@@ -266,3 +266,66 @@ fn try_recv_multishot() -> io::Result<bool> {
     drop(bufs);
     Ok(ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tail the kernel would read, and entry `index`'s (addr, len, bid).
+    fn shared_state(ring: &BufRing, index: usize) -> (u16, u64, u32, u16) {
+        // SAFETY: reads of live entries of a ring no operation uses.
+        unsafe {
+            let base = ring.entries.as_ptr();
+            let tail = AtomicU16::from_ptr(std::ptr::addr_of_mut!((*base).resv)).load(Acquire);
+            let e = base.add(index);
+            (tail, (*e).addr, (*e).len, (*e).bid)
+        }
+    }
+
+    #[test]
+    fn buffers_are_published_at_the_tail_and_given_back_there() {
+        let Ok(ring) = IoUring::builder().build(4) else {
+            return; // no io_uring here
+        };
+        let stats = Arc::new(PoolStats::default());
+        let Ok(bufs) = BufRing::register(&ring, 4, 16, stats.clone()) else {
+            return; // no buffer rings here (before 5.19)
+        };
+        // All four in the ring, in order; the tail says so.
+        for index in 0..4 {
+            let (tail, addr, len, bid) = shared_state(&bufs, index);
+            assert_eq!(tail, 4);
+            assert_eq!(bid as usize, index);
+            assert_eq!(len, 16);
+            assert_eq!(addr, bufs.buffer(bid) as u64);
+        }
+        assert_eq!(bufs.available(), 4);
+        // The kernel hands out 2, then 0; they come back in another order.
+        bufs.take(2);
+        bufs.take(0);
+        assert_eq!(bufs.available(), 2);
+        assert_eq!(stats.out.load(Relaxed), 2);
+        bufs.give_back(0);
+        bufs.give_back(2);
+        assert_eq!(stats.out.load(Relaxed), 0);
+        assert_eq!(bufs.available(), 4);
+        // Published at the tail (index 4 & 3 = 0, then 1), tail moved on.
+        assert_eq!(shared_state(&bufs, 0).3, 0);
+        assert_eq!(shared_state(&bufs, 1).3, 2);
+        assert_eq!(shared_state(&bufs, 1).0, 6);
+        // Buffers do not overlap.
+        assert_eq!(bufs.buffer(1) as usize - bufs.buffer(0) as usize, 16);
+        drop(ring);
+    }
+
+    #[test]
+    fn the_probe_finds_multishot_receive_where_a_ring_takes_it() {
+        // This kernel either runs a multishot receive into a ring buffer
+        // or refuses one of the steps; the probe must say which, without
+        // hanging or leaking (it runs at every runtime start).
+        let found = probe_recv_multishot();
+        let direct = try_recv_multishot().unwrap_or(false);
+        let forced_off = std::env::var_os("WEFT_IO_RECV_MULTISHOT").is_some_and(|v| v == "off");
+        assert_eq!(found, direct && !forced_off);
+    }
+}
