@@ -223,7 +223,7 @@ fn a_deadline_ends_a_wait_and_loses_nothing(driver: Driver) {
                 // Level-triggered: at once, again.
                 let again = Instant::now();
                 let err2 = stream.recv().await.expect_err("still past the deadline");
-                assert!(again.elapsed() < Duration::from_millis(20));
+                assert!(again.elapsed() < Duration::from_millis(500), "at once");
                 assert_eq!(err2.kind(), io::ErrorKind::TimedOut);
                 (first, err, (stream, server))
             })
@@ -282,7 +282,7 @@ fn an_explicit_cancel_is_level_triggered_and_loses_nothing(driver: Driver) {
         assert_eq!(cancelled_of(&err).cause(), Cause::Explicit);
         let err = second.expect_err("level-triggered, even with data ready");
         assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err:?}");
-        assert!(took < Duration::from_millis(20), "at once, took {took:?}");
+        assert!(took < Duration::from_millis(500), "at once, took {took:?}");
         // Here, in a live scope, the bytes are all there.
         let mut got = Vec::new();
         while got.len() < 4 {

@@ -185,12 +185,16 @@ pub(crate) fn arm(
         let queue = match spent.take() {
             Some(mut queue) if Arc::strong_count(&queue) == 1 && Arc::weak_count(&queue) == 0 => {
                 let q = Arc::get_mut(&mut queue).expect("checked above");
-                let state = q.state.get_mut().unwrap_or_else(|e| e.into_inner());
+                // Unique, so the lock is free (`lock` rather than `get_mut`:
+                // the loom and shuttle mutexes of the facade have no
+                // `get_mut`).
+                let mut state = lock(&q.state);
                 debug_assert!(state.ready.is_empty() && state.ended.is_some());
                 state.ready.clear(); // keeps its capacity
                 state.waker = None;
                 state.ended = None;
                 state.abandoned = false;
+                drop(state);
                 q.slot = SlotState::default();
                 q.ring = ring;
                 queue
