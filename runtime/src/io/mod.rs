@@ -10,7 +10,10 @@
 //! [`IoBufMut`] with [`Slice`] (part of a buffer lent to an op), the stream
 //! traits [`AsyncReadOwned`] and [`AsyncWriteOwned`], and the buffered
 //! [`BufReader`] and [`BufWriter`] built on them (docs/IO.md, "Buffers and
-//! framing").
+//! framing"), and [`RecvBuf`], the pooled buffer a
+//! [`RecvStream`](crate::net::RecvStream) yields (`pool.rs`, with the
+//! io_uring provided buffer ring in `buf_ring.rs` and the multishot
+//! receive in `uring/multishot.rs`; docs/IO.md, "Pooled receive").
 
 mod buf;
 mod buf_ring;
