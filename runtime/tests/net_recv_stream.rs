@@ -45,6 +45,7 @@ on_each_driver!(
     a_stream_polled_off_the_workers_works,
     dropping_the_runtime_with_streams_armed_closes_everything,
     a_unix_stream_receives_pooled_too,
+    a_stream_polled_on_another_worker_keeps_every_byte_in_order,
 );
 
 /// Receives until the end of the stream; checks the bytes against pattern
@@ -540,6 +541,84 @@ fn a_unix_stream_receives_pooled_too(driver: Driver) {
         assert_eq!(ring > 0, uring, "ring buffers exactly under io_uring");
         drop(stream);
         drop(writer.await.unwrap());
+        wait_io_idle().await;
+        wait_buffers_back().await;
+    });
+    t.finish();
+}
+
+/// The name of the worker thread running the caller.
+fn worker_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_owned()
+}
+
+/// A stream armed on one worker, then polled by a task on the other one
+/// (what a steal does): under io_uring the stream asks the old ring to end
+/// its multishot and re-arms where it is polled after that; chunks the old
+/// one still delivers come first. Every byte arrives once, in order, and
+/// nothing is left behind.
+fn a_stream_polled_on_another_worker_keeps_every_byte_in_order(driver: Driver) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let t = NetRt::with(driver, |b| {
+        b.thread_name_fn(|| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("recv-move-{n}")
+        })
+    });
+    let (client, server, mut stream, armed_on) = t.in_task(async {
+        let (client, server) = tcp_pair().await;
+        let mut stream = server.recv_stream();
+        client.write_all(pattern(5, 100)).await.0.unwrap();
+        let mut got = 0;
+        while got < 100 {
+            let buf = stream.recv().await.unwrap().unwrap();
+            check_pattern(5, got, &buf);
+            got += buf.len();
+        }
+        (client, server, stream, worker_name())
+    });
+    let client = std::sync::Arc::new(client);
+    let mut moved = false;
+    let mut offset = 100;
+    for _round in 0..200 {
+        let client = client.clone();
+        let (s, n, on) = t
+            .block_on(t.rt.spawn(async move {
+                let on = worker_name();
+                // Bytes written after the first poll here, so the receive
+                // waits on this worker first (the move), then gets them.
+                let writer = weft::spawn(async move {
+                    sleep(Duration::from_millis(2)).await.unwrap();
+                    client
+                        .write_all(pattern(5, offset + 300)[offset..].to_vec())
+                        .await
+                        .0
+                        .unwrap();
+                });
+                let mut got = 0;
+                while got < 300 {
+                    let buf = stream.recv().await.unwrap().unwrap();
+                    check_pattern(5, offset + got, &buf);
+                    got += buf.len();
+                }
+                writer.await.unwrap();
+                (stream, got, on)
+            }))
+            .unwrap();
+        stream = s;
+        offset += n;
+        if on != armed_on {
+            moved = true;
+            if offset >= 1000 {
+                break;
+            }
+        }
+    }
+    assert!(moved, "no task ran on the other worker in 200 tries");
+    t.block_on(async move {
+        drop(stream);
+        drop(server);
+        drop(client);
         wait_io_idle().await;
         wait_buffers_back().await;
     });
