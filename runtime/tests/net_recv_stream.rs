@@ -6,8 +6,9 @@
 //! and loses nothing; a stream dropped mid-wait or with chunks queued lets
 //! go of its op, its buffers, its task and its fds; a consumer that holds
 //! every buffer of a small ring (io_uring: `ENOBUFS`) still gets every
-//! byte; a stream polled off the workers; and the single-shot fallback
-//! forced with `WEFT_IO_RECV_MULTISHOT=off`.
+//! byte; a stream polled off the workers, or moved to the other worker;
+//! a Unix stream; and the single-shot fallback forced with
+//! `WEFT_IO_RECV_MULTISHOT=off`.
 mod common;
 
 use std::{
