@@ -240,7 +240,10 @@ impl RecvStream {
                 State::Single(_) => return self.poll_uring(cx),
             }
         }
-        unreachable!("a pooled receive's state machine made no progress")
+        // Not reached (three passes at most: an end, an arm, a wait); should
+        // it be, poll again rather than fail the read.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// The multishot ended: back to `Idle`, keeping its queue for reuse.
