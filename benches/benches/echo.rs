@@ -9,7 +9,10 @@
 //!   connections. The server accepts and spawns one task per connection,
 //!   which reads into a 4 KiB buffer and writes back what it read (weft:
 //!   `TcpStream::read` / `write_all` with an owned `Vec<u8>`; tokio:
-//!   `AsyncReadExt::read` / `AsyncWriteExt::write_all`). The load comes from
+//!   `AsyncReadExt::read` / `AsyncWriteExt::write_all`). `weft_pooled` is
+//!   weft on io_uring reading with `recv_stream` instead (a multishot
+//!   receive into the worker's provided buffer ring of 4 KiB buffers) and
+//!   writing each chunk back from its pooled buffer. The load comes from
 //!   `weft_benches::echo_load`: 4 OS threads on blocking `std` sockets, each
 //!   driving a quarter of the connections in rounds (one request in flight
 //!   per connection). One criterion iteration is a batch of
@@ -108,14 +111,18 @@ const MEASURE: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Server {
     WeftUring,
+    /// weft on io_uring with pooled receive (`recv_stream`: a multishot
+    /// receive into the worker's provided buffer ring); TCP echo only.
+    WeftPooled,
     WeftEpoll,
     Tokio,
     /// monoio (io_uring, thread-per-core): TCP echo only.
     Monoio,
 }
 
-const SERVERS: [Server; 4] = [
+const SERVERS: [Server; 5] = [
     Server::WeftUring,
+    Server::WeftPooled,
     Server::WeftEpoll,
     Server::Tokio,
     Server::Monoio,
@@ -125,6 +132,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::WeftUring => "weft_uring",
+            Server::WeftPooled => "weft_pooled",
             Server::WeftEpoll => "weft_epoll",
             Server::Tokio => "tokio",
             Server::Monoio => "monoio",
@@ -136,6 +144,7 @@ impl Server {
     fn thread_prefix(self) -> &'static str {
         match self {
             Server::WeftUring => "srv-wuring",
+            Server::WeftPooled => "srv-wpool",
             Server::WeftEpoll => "srv-wepoll",
             Server::Tokio => "srv-tokio",
             Server::Monoio => "srv-monoio",
@@ -144,7 +153,7 @@ impl Server {
 
     fn weft_driver(self) -> Option<weft::io::Driver> {
         match self {
-            Server::WeftUring => Some(weft::io::Driver::Uring),
+            Server::WeftUring | Server::WeftPooled => Some(weft::io::Driver::Uring),
             Server::WeftEpoll => Some(weft::io::Driver::Epoll),
             Server::Tokio | Server::Monoio => None,
         }
@@ -202,17 +211,22 @@ fn build(server: Server) -> Rt {
 // ---------------------------------------------------------------- TCP echo
 
 /// Binds a listener on a free loopback port and spawns the accept loop.
-fn start_echo_server(rt: &Rt) -> SocketAddr {
+fn start_echo_server(rt: &Rt, server: Server) -> SocketAddr {
     match rt {
         Rt::Weft(rt) => {
             let listener = rt
                 .block_on(weft::net::TcpListener::bind("127.0.0.1:0"))
                 .unwrap();
             let addr = listener.local_addr().unwrap();
+            let pooled = server == Server::WeftPooled;
             rt.spawn(async move {
                 // Ends with an error when the runtime shuts down.
                 while let Ok((stream, _)) = listener.accept().await {
-                    weft::spawn(weft_echo(stream));
+                    if pooled {
+                        weft::spawn(weft_pooled_echo(stream));
+                    } else {
+                        weft::spawn(weft_echo(stream));
+                    }
                 }
             });
             addr
@@ -343,6 +357,22 @@ async fn weft_echo(stream: weft::net::TcpStream) {
     }
 }
 
+/// The echo on pooled receive: each chunk the multishot receive delivers
+/// is written back from its ring buffer (no copy), which goes back to the
+/// ring when the write returns it and it is dropped.
+async fn weft_pooled_echo(stream: weft::net::TcpStream) {
+    stream.set_nodelay(true).unwrap();
+    let mut chunks = stream.recv_stream();
+    while let Ok(Some(chunk)) = chunks.recv().await {
+        heavy_work(chunk.first());
+        let (written, chunk) = stream.write_all(chunk).await;
+        drop(chunk);
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
 async fn tokio_echo(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -385,7 +415,7 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
                 .collect();
             let start = |server| {
                 let rt = build(server);
-                let addr = start_echo_server(&rt);
+                let addr = start_echo_server(&rt, server);
                 let client = LoadClient::connect(addr, conns, CLIENT_THREADS, size).unwrap();
                 (client, rt)
             };
@@ -449,7 +479,7 @@ fn tcp_echo_skewed(c: &mut Criterion, summary: &mut Summary) {
         .collect();
     let start = |server| {
         let rt = build(server);
-        (start_echo_server(&rt), rt)
+        (start_echo_server(&rt, server), rt)
     };
     {
         // The criterion group's clients, closed before the placements' own.
@@ -634,7 +664,7 @@ fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
     // its runtime.
     let servers: Vec<(Server, OnceCell<UdpPair>)> = SERVERS
         .into_iter()
-        .filter(|server| *server != Server::Monoio)
+        .filter(|server| !matches!(server, Server::Monoio | Server::WeftPooled))
         .map(|server| (server, OnceCell::new()))
         .collect();
     let start = |server| {

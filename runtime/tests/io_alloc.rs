@@ -3,7 +3,9 @@
 //! allocator counts what the runtime's worker threads allocate over 2,000
 //! round trips after a warm-up. Under io_uring every read and write is an
 //! op whose cell comes from the worker's pool (docs/IO.md, "Op cells");
-//! under epoll an op is a syscall retried on readiness. Both drivers.
+//! under epoll an op is a syscall retried on readiness. Both drivers, and
+//! the same echo reading with pooled receive (`recv_stream`: chunks in
+//! buffers from the worker's ring or free list, written back as they are).
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -56,8 +58,9 @@ const WARM_UP: usize = 500;
 const MEASURED: u64 = 2_000;
 const MESSAGE: usize = 64;
 
-/// Allocations of the worker threads per round trip of a 64-byte echo.
-fn allocations_per_round_trip(driver: Driver) -> Option<f64> {
+/// Allocations of the worker threads per round trip of a 64-byte echo;
+/// `pooled`: the server reads with `recv_stream`.
+fn allocations_per_round_trip(driver: Driver, pooled: bool) -> Option<f64> {
     let rt = weft::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .io_driver(driver)
@@ -75,6 +78,15 @@ fn allocations_per_round_trip(driver: Driver) -> Option<f64> {
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
+        if pooled {
+            let mut chunks = stream.recv_stream();
+            while let Ok(Some(chunk)) = chunks.recv().await {
+                if stream.write_all(chunk).await.0.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         let mut buf = Vec::with_capacity(4096);
         loop {
             let (read, b) = stream.read(buf).await;
@@ -118,17 +130,23 @@ fn allocations_per_round_trip(driver: Driver) -> Option<f64> {
 
 #[test]
 fn echo_round_trips_allocate_nothing_on_either_driver() {
-    for driver in [Driver::Uring, Driver::Epoll] {
-        let Some(per_request) = allocations_per_round_trip(driver) else {
+    for (driver, pooled) in [
+        (Driver::Uring, false),
+        (Driver::Epoll, false),
+        (Driver::Uring, true),
+        (Driver::Epoll, true),
+    ] {
+        let Some(per_request) = allocations_per_round_trip(driver, pooled) else {
             eprintln!("io_uring unavailable: skipped");
             continue;
         };
+        eprintln!("{driver} (pooled: {pooled}): {per_request} allocations per round trip");
         // Not exactly zero: a timer wheel slot or a queue block now and
         // then is fine; an allocation per operation (2 per round trip) is
         // what this catches.
         assert!(
             per_request < 0.05,
-            "{driver}: {per_request} allocations per round trip"
+            "{driver} (pooled: {pooled}): {per_request} allocations per round trip"
         );
     }
 }

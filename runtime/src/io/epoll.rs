@@ -23,6 +23,7 @@ use std::{
 use mio::{unix::SourceFd, Events, Interest, Registry, Token};
 use slab::Slab;
 
+use super::pool::{HeapPool, PoolConfig, RecvPools};
 use crate::{
     facade::{lock, Mutex},
     runtime::{histogram::Histogram, ticks},
@@ -212,6 +213,8 @@ pub(crate) struct Remote {
     /// `ScheduledIo::waiting_since`), in `runtime::ticks`; written by the
     /// owner in `turn`.
     pub(crate) wait_time: Histogram,
+    /// This worker's pooled-receive buffers (see `io::pool`).
+    pub(crate) recv: RecvPools,
 }
 
 impl Remote {
@@ -261,6 +264,12 @@ impl Registration {
     pub(crate) fn io(&self) -> &ScheduledIo {
         &self.io
     }
+
+    /// The heap pool of the worker this socket is registered with, which a
+    /// pooled receive on it takes buffers from.
+    pub(crate) fn heap_pool(&self) -> &Arc<HeapPool> {
+        &self.remote.recv.heap
+    }
 }
 
 impl Drop for Registration {
@@ -281,7 +290,7 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new() -> io::Result<(Driver, Arc<Remote>)> {
+    pub(crate) fn new(pools: PoolConfig) -> io::Result<(Driver, Arc<Remote>)> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let remote = Arc::new(Remote {
@@ -292,6 +301,7 @@ impl Driver {
             events: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             wait_time: Histogram::new(),
+            recv: RecvPools::new(pools),
         });
         Ok((
             Driver {

@@ -10,12 +10,17 @@
 //! [`IoBufMut`] with [`Slice`] (part of a buffer lent to an op), the stream
 //! traits [`AsyncReadOwned`] and [`AsyncWriteOwned`], and the buffered
 //! [`BufReader`] and [`BufWriter`] built on them (docs/IO.md, "Buffers and
-//! framing").
+//! framing"), and [`RecvBuf`], the pooled buffer a
+//! [`RecvStream`](crate::net::RecvStream) yields (`pool.rs`, with the
+//! io_uring provided buffer ring in `buf_ring.rs` and the multishot
+//! receive in `uring/multishot.rs`; docs/IO.md, "Pooled receive").
 
 mod buf;
+mod buf_ring;
 pub mod buffered;
 pub(crate) mod epoll;
 mod owned;
+pub(crate) mod pool;
 pub(crate) mod uring;
 
 use std::{
@@ -28,10 +33,12 @@ use std::{
     time::Instant,
 };
 
+pub(crate) use self::pool::{BufRing, HeapPool, PoolConfig, RecvPools};
 pub use self::{
     buf::{IoBuf, IoBufMut, Slice},
     buffered::{BufReader, BufWriter},
     owned::{AsyncReadOwned, AsyncWriteOwned},
+    pool::RecvBuf,
 };
 use crate::{context, scheduler::Handle};
 
@@ -115,7 +122,12 @@ pub(crate) struct Built {
 /// Chooses and creates the drivers. `choice` comes from the builder; when it
 /// is `Auto`, `WEFT_IO` decides, and `auto` falls back to epoll when io_uring
 /// is missing, refused or incomplete.
-pub(crate) fn build(choice: Driver, entries: u32, workers: usize) -> io::Result<Built> {
+pub(crate) fn build(
+    choice: Driver,
+    entries: u32,
+    workers: usize,
+    pools: PoolConfig,
+) -> io::Result<Built> {
     let choice = match choice {
         Driver::Auto => match std::env::var("WEFT_IO") {
             Ok(v) => v
@@ -145,12 +157,12 @@ pub(crate) fn build(choice: Driver, entries: u32, workers: usize) -> io::Result<
     for _ in 0..workers {
         match features {
             Some(features) => {
-                let (driver, remote) = uring::Driver::new(entries, features)?;
+                let (driver, remote) = uring::Driver::new(entries, features, pools)?;
                 built.workers.push(WorkerIo::Uring(driver));
                 built.remotes.push(RemoteIo::Uring(remote));
             }
             None => {
-                let (driver, remote) = epoll::Driver::new()?;
+                let (driver, remote) = epoll::Driver::new(pools)?;
                 built.workers.push(WorkerIo::Epoll(driver));
                 built.remotes.push(RemoteIo::Epoll(remote));
             }
@@ -240,6 +252,14 @@ impl RemoteIo {
         }
     }
 
+    /// This worker's pooled-receive buffers.
+    pub(crate) fn recv_pools(&self) -> &RecvPools {
+        match self {
+            RemoteIo::Uring(r) => &r.recv,
+            RemoteIo::Epoll(r) => &r.recv,
+        }
+    }
+
     pub(crate) fn counters(&self) -> (u64, u64, u64) {
         match self {
             RemoteIo::Uring(r) => (
@@ -314,6 +334,36 @@ pub(crate) fn cancel(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Completa
     });
     if done != Some(true) {
         owner.post_cancel(target.take().expect("not cancelled yet"));
+    }
+}
+
+/// The heap pool a pooled receive on this thread takes from: the calling
+/// worker's, or one picked round-robin from other threads.
+pub(crate) fn local_heap_pool() -> io::Result<Arc<HeapPool>> {
+    let handle = current_handle()?;
+    let remotes = &handle.shared.remotes;
+    let index = context::with_worker(|w| match w {
+        Some(w) if w.belongs_to(&handle.shared) => w.index(),
+        _ => NEXT_REMOTE.fetch_add(1, Relaxed) % remotes.len(),
+    });
+    Ok(remotes[index].io.recv_pools().heap.clone())
+}
+
+/// Cancels an operation without waking its owner: on the owner's own
+/// worker at once, from elsewhere at the owner's next pass over its
+/// mailbox (see `uring::Remote::post_cancel_quiet`).
+pub(crate) fn cancel_quiet(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Completable>) {
+    let mut target = Some(target);
+    let done = with_local_uring(|d| {
+        if Arc::ptr_eq(d.remote(), owner) {
+            d.cancel(target.as_ref().expect("cancelled once"));
+            true
+        } else {
+            false
+        }
+    });
+    if done != Some(true) {
+        owner.post_cancel_quiet(target.take().expect("not cancelled yet"));
     }
 }
 

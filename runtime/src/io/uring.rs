@@ -37,11 +37,14 @@ use crossbeam_deque::{Injector, Steal};
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
+use super::pool::{BufRing, PoolConfig, RecvPools};
 use crate::{
     cancel::{self, Cancelled, Cause},
     facade::{lock, Mutex},
     runtime::{histogram::Histogram, ticks},
 };
+
+pub(crate) mod multishot;
 
 /// `user_data` of the eventfd read kept armed in every ring.
 const TOKEN_EVENTFD: u64 = u64::MAX;
@@ -56,6 +59,8 @@ const MSG_TAG: u64 = 1 << 63;
 /// `user_data` of entries whose completion carries nothing to act on
 /// (link timeouts, cancellations).
 const TOKEN_IGNORE: u64 = u64::MAX - 2;
+/// `IORING_CQE_F_MORE` (the crate keeps its `sys` module private).
+const CQE_F_MORE: u32 = 1 << 1;
 
 /// Receives skip the first, usually futile, attempt and arm their poll at
 /// once (`IORING_RECVSEND_POLL_FIRST`): in request/response traffic the
@@ -76,6 +81,9 @@ pub(crate) fn recv_ioprio() -> u16 {
 pub(crate) struct Features {
     pub(crate) msg_ring: bool,
     pub(crate) flags: SetupFlags,
+    /// Multishot receive with a provided buffer ring works here (see
+    /// `buf_ring::probe_recv_multishot`).
+    pub(crate) recv_multishot: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +147,12 @@ pub(crate) fn probe() -> io::Result<Features> {
     .skip(from)
     .find(|f| build_ring(*f, 8).is_ok())
     .unwrap_or(SetupFlags::Plain);
-    Ok(Features { msg_ring, flags })
+    let recv_multishot = super::buf_ring::probe_recv_multishot();
+    Ok(Features {
+        msg_ring,
+        flags,
+        recv_multishot,
+    })
 }
 
 fn build_ring(flags: SetupFlags, entries: u32) -> io::Result<IoUring> {
@@ -167,6 +180,12 @@ pub(crate) trait Completable: Send + Sync {
     /// A completion arrived; `more` is set when more will follow
     /// (multishot). Called on the owning worker.
     fn complete(&self, res: i32, more: bool);
+    /// A completion arrived with the CQE's flags (`IORING_CQE_F_MORE`, a
+    /// selected buffer): what the driver calls. Operations that need no
+    /// flag but `MORE` keep the default.
+    fn complete_cqe(&self, res: i32, flags: u32) {
+        self.complete(res, cqueue::more(flags));
+    }
     /// Where the driver keeps its `user_data` and the done flag.
     fn slot(&self) -> &SlotState;
 
@@ -239,6 +258,8 @@ pub(crate) struct Remote {
     /// Submission to completion of every single-shot operation, in
     /// `runtime::ticks` (written by the owner in `reap`).
     pub(crate) op_latency: Histogram,
+    /// This worker's pooled-receive buffers (see `io::pool`).
+    pub(crate) recv: RecvPools,
 }
 
 impl Remote {
@@ -294,6 +315,16 @@ impl Remote {
         self.wake_eventfd();
     }
 
+    /// Posts a cancellation that may wait for the owner's next pass over
+    /// its mailbox (every `event_interval` ticks while it runs, around
+    /// every park): no eventfd write. For cancels nothing waits on
+    /// urgently (a stream moving to another worker keeps receiving
+    /// through the op meanwhile, and the op's next completion wakes the
+    /// owner anyway).
+    pub(crate) fn post_cancel_quiet(&self, target: Arc<dyn Completable>) {
+        self.mailbox.push(Request::Cancel(target));
+    }
+
     /// True if an entry naming `fd` pushed before now may not have reached
     /// the kernel: queued in the submission queue or still in the mailbox.
     /// The mailbox is read first: an entry the owner has taken out of it is
@@ -324,6 +355,11 @@ pub(crate) struct Driver {
     /// `runtime::ticks`; 0 once a multishot op has completed once (its
     /// later completions are not timed).
     pushed_at: Vec<u64>,
+    /// Multishot receives may be armed here: the probe found them, and
+    /// registering the buffer ring has not failed.
+    recv_multishot: bool,
+    /// The provided buffer ring, registered at the first multishot receive.
+    buf_ring: Option<Arc<BufRing>>,
 }
 
 /// The most finished op cells a driver keeps per operation type.
@@ -364,7 +400,11 @@ impl CellPool {
 }
 
 impl Driver {
-    pub(crate) fn new(entries: u32, features: Features) -> io::Result<(Driver, Arc<Remote>)> {
+    pub(crate) fn new(
+        entries: u32,
+        features: Features,
+        pools: PoolConfig,
+    ) -> io::Result<(Driver, Arc<Remote>)> {
         let ring = build_ring(features.flags, entries)?;
         // SAFETY: plain syscall; the fd is checked below.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -384,6 +424,7 @@ impl Driver {
             completions: AtomicU64::new(0),
             enters: AtomicU64::new(0),
             op_latency: Histogram::new(),
+            recv: RecvPools::new(pools),
         });
         let driver = Driver {
             ring,
@@ -398,6 +439,8 @@ impl Driver {
             queued_fds: 0,
             cells: CellPool::default(),
             pushed_at: Vec::with_capacity(entries as usize),
+            recv_multishot: features.recv_multishot,
+            buf_ring: None,
         };
         Ok((driver, remote))
     }
@@ -411,6 +454,32 @@ impl Driver {
 
     pub(crate) fn remote(&self) -> &Arc<Remote> {
         &self.remote
+    }
+
+    /// This ring's provided buffer ring, registered on first use (on the
+    /// worker thread: with SINGLE_ISSUER only the submitter may register).
+    /// `None` where multishot receive is unavailable or registering failed
+    /// (then never tried again on this ring).
+    pub(crate) fn buf_ring(&mut self) -> Option<Arc<BufRing>> {
+        if !self.recv_multishot || !self.enabled {
+            return None;
+        }
+        if self.buf_ring.is_none() {
+            let config = self.remote.recv.config;
+            match BufRing::register(
+                &self.ring,
+                config.count,
+                config.size,
+                self.remote.recv.stats.clone(),
+            ) {
+                Ok(ring) => self.buf_ring = Some(ring),
+                Err(_) => {
+                    self.recv_multishot = false;
+                    return None;
+                }
+            }
+        }
+        self.buf_ring.clone()
     }
 
     /// Queues one operation (and its link timeout) in the submission queue.
@@ -653,7 +722,7 @@ impl Driver {
                     }
                     _ => {
                         let more = cqueue::more(flags);
-                        if self.ops.deliver(user_data, res, more) {
+                        if self.ops.deliver_cqe(user_data, res, flags) {
                             delivered += 1;
                             // Timed once, at the first completion: a
                             // multishot op's first result ends its stamp
@@ -705,8 +774,21 @@ impl Drop for Driver {
             self.enter(Some(Instant::now() + Duration::from_millis(50)), true);
             self.reap();
         }
+        let leaked = !self.ops.is_empty();
         for target in self.ops.drain() {
             std::mem::forget(target);
+        }
+        // The buffer ring: freed with its last reference (buffers user code
+        // still holds keep it). An op leaked above keeps its queue and with
+        // it the ring's memory, which the kernel may still write.
+        if let Some(ring) = self.buf_ring.take() {
+            if !leaked {
+                let _ = self
+                    .ring
+                    .submitter()
+                    .unregister_buf_ring(super::buf_ring::BGID);
+            }
+            drop(ring);
         }
         self.publish_in_flight();
         self.remote.closed.store(true, Release);
@@ -765,9 +847,12 @@ impl OpTable {
         live.then_some(user_data)
     }
 
-    /// Delivers a completion; false if `user_data` names no live entry
-    /// (stale). The entry leaves unless more completions follow (`more`).
-    pub(crate) fn deliver(&mut self, user_data: u64, res: i32, more: bool) -> bool {
+    /// Delivers a completion with its CQE flags (multishot receives read
+    /// the selected buffer from them); false if `user_data` names no live
+    /// entry (stale). The entry leaves unless more completions follow
+    /// (`IORING_CQE_F_MORE`).
+    pub(crate) fn deliver_cqe(&mut self, user_data: u64, res: i32, flags: u32) -> bool {
+        let more = cqueue::more(flags);
         let key = (user_data & 0xffff_ffff) as usize;
         let generation = (user_data >> 32) as u32;
         let Some((g, target)) = self.ops.get(key) else {
@@ -782,7 +867,7 @@ impl OpTable {
         } else {
             self.ops.remove(key).1
         };
-        target.complete(res, more);
+        target.complete_cqe(res, flags);
         true
     }
 

@@ -67,6 +67,7 @@ macro_rules! owned_io {
 mod addr;
 mod compat;
 mod dns;
+mod recv_stream;
 mod socket;
 mod sys;
 mod tcp;
@@ -75,6 +76,7 @@ pub mod unix;
 
 pub use self::{
     dns::{lookup_host, HostPort},
+    recv_stream::RecvStream,
     socket::TcpSocket,
     tcp::{
         OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpListener, TcpStream, WriteHalf,

@@ -80,7 +80,7 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn cvt_size(rc: isize) -> io::Result<usize> {
+pub(super) fn cvt_size(rc: isize) -> io::Result<usize> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -156,7 +156,7 @@ async fn poll_epoll<R>(
 }
 
 /// One poll of a readiness-driven operation, as a weft await point.
-fn poll_epoll_once<R>(
+pub(super) fn poll_epoll_once<R>(
     reg: &Registration,
     cx: &mut Context<'_>,
     dir: Direction,
@@ -229,6 +229,14 @@ impl Socket {
 
     pub(crate) fn is_uring(&self) -> bool {
         matches!(self.kind, Kind::Uring)
+    }
+
+    /// The epoll registration (`None` for an io_uring socket).
+    pub(super) fn registration(&self) -> Option<&Registration> {
+        match &self.kind {
+            Kind::Epoll(reg) => Some(reg),
+            Kind::Uring => None,
+        }
     }
 
     /// socket2's view of the socket, for set-up and options.

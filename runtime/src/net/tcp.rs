@@ -319,6 +319,18 @@ impl TcpStream {
         self.sock.send(buf).await
     }
 
+    /// A stream of the bytes this connection receives, in chunks held in
+    /// buffers the runtime pools (an io_uring multishot receive into the
+    /// worker's provided buffer ring, or readiness-driven receives into
+    /// pooled heap buffers under epoll). For servers that read many
+    /// connections: an idle connection holds no buffer. See
+    /// [`RecvStream`](super::RecvStream) and docs/IO.md, "Pooled receive".
+    /// The stream keeps the socket open; writes go on through the
+    /// `TcpStream`.
+    pub fn recv_stream(&self) -> super::RecvStream {
+        super::RecvStream::new(self.sock.clone())
+    }
+
     /// Writes all of `buf`'s initialised bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
         self.sock.send_all(buf).await
@@ -466,6 +478,12 @@ impl OwnedReadHalf {
     /// Reads into `buf`; see [`TcpStream::read`].
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         self.sock.recv(buf).await
+    }
+
+    /// A stream of received chunks in pooled buffers; see
+    /// [`TcpStream::recv_stream`].
+    pub fn recv_stream(&self) -> super::RecvStream {
+        super::RecvStream::new(self.sock.clone())
     }
 
     /// The remote address.

@@ -29,6 +29,9 @@ pub struct Builder {
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) io_driver: crate::io::Driver,
     pub(crate) io_ring_entries: u32,
+    /// Buffers per worker for pooled receives (`recv_buffers`): count and
+    /// size, checked by `build`.
+    pub(crate) recv_buffers: (usize, usize),
     /// `None`: adaptive (see `io_spin`).
     pub(crate) io_spin: Option<u32>,
     pub(crate) idle_spin: Duration,
@@ -64,6 +67,14 @@ pub enum BuildError {
     SpawnThread(io::Error),
     /// `io_ring_entries` outside 1..=32768.
     InvalidRingEntries(u32),
+    /// `recv_buffers` with a count that is not a power of two in
+    /// 1..=32768, or a size outside 1..=16 MiB.
+    InvalidRecvBuffers {
+        /// The count asked for.
+        count: usize,
+        /// The size asked for.
+        size: usize,
+    },
     /// `io_spin` above 100,000.
     InvalidIoSpin(u32),
     /// `idle_spin` above 10 ms.
@@ -111,6 +122,11 @@ impl fmt::Display for BuildError {
             BuildError::InvalidRingEntries(n) => {
                 write!(f, "io_ring_entries must be in 1..=32768, got {n}")
             }
+            BuildError::InvalidRecvBuffers { count, size } => write!(
+                f,
+                "recv_buffers needs a power-of-two count in 1..=32768 and a size in \
+                 1..=16777216, got {count} buffers of {size} bytes"
+            ),
             BuildError::InvalidIoSpin(n) => {
                 write!(f, "io_spin must be at most 100000, got {n}")
             }
@@ -164,6 +180,10 @@ impl Builder {
             blocking_keep_alive: Duration::from_secs(10),
             io_driver: crate::io::Driver::Auto,
             io_ring_entries: 256,
+            recv_buffers: (
+                crate::io::pool::DEFAULT_RECV_BUFFERS as usize,
+                crate::io::pool::DEFAULT_RECV_BUFFER_SIZE as usize,
+            ),
             // `WEFT_IO_SPIN=<polls>` fixes the count; unset (or anything
             // else, such as `adaptive`): the adaptive default.
             io_spin: std::env::var("WEFT_IO_SPIN")
@@ -256,6 +276,32 @@ impl Builder {
     pub fn io_ring_entries(mut self, entries: u32) -> Builder {
         self.io_ring_entries = entries;
         self
+    }
+
+    /// Buffers each worker keeps for pooled receives
+    /// ([`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)):
+    /// `count` buffers of `size` bytes (default 256 of 4 KiB). Under
+    /// io_uring they form the worker's provided buffer ring (registered at
+    /// the first pooled receive; the memory is allocated then, `count *
+    /// size` bytes); under epoll, and for io_uring's fallback, they bound
+    /// the free list of heap buffers kept for reuse. Each chunk a pooled
+    /// receive yields is at most `size` bytes. `count` must be a power of
+    /// two, at most 32768; `size` at most 16 MiB. See docs/IO.md, "Pooled
+    /// receive".
+    pub fn recv_buffers(mut self, count: usize, size: usize) -> Builder {
+        self.recv_buffers = (count, size);
+        self
+    }
+
+    /// The pool settings, checked.
+    pub(crate) fn recv_pool_config(&self) -> Result<crate::io::PoolConfig, BuildError> {
+        let (count, size) = self.recv_buffers;
+        match (u16::try_from(count), u32::try_from(size)) {
+            (Ok(c), Ok(s)) if c.is_power_of_two() && c <= 32768 && (1..=1 << 24).contains(&s) => {
+                Ok(crate::io::PoolConfig { count: c, size: s })
+            }
+            _ => Err(BuildError::InvalidRecvBuffers { count, size }),
+        }
     }
 
     /// A fixed number of times a worker that ran out of tasks, with io in
@@ -440,6 +486,7 @@ impl Builder {
         if self.io_ring_entries == 0 || self.io_ring_entries > 32768 {
             return Err(BuildError::InvalidRingEntries(self.io_ring_entries));
         }
+        self.recv_pool_config()?;
         if let Some(polls @ 100_001..) = self.io_spin {
             return Err(BuildError::InvalidIoSpin(polls));
         }
@@ -478,6 +525,7 @@ impl fmt::Debug for Builder {
             .field("blocking_keep_alive", &self.blocking_keep_alive)
             .field("io_driver", &self.io_driver)
             .field("io_ring_entries", &self.io_ring_entries)
+            .field("recv_buffers", &self.recv_buffers)
             .field("io_spin", &self.io_spin)
             .field("idle_spin", &self.idle_spin)
             .field("histograms", &self.histograms)

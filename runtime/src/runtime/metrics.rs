@@ -1,3 +1,5 @@
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::{histogram::HistogramSnapshot, ticks};
 use crate::scheduler::Shared;
 
@@ -36,6 +38,14 @@ pub struct RuntimeMetrics {
     pub io_ops_in_flight: usize,
     /// Sockets registered with the epoll drivers (0 under io_uring).
     pub io_registered_sockets: usize,
+    /// Pooled receive buffers out of the workers' pools: held by user code
+    /// as `RecvBuf`s, or queued in a `RecvStream` for it (docs/IO.md,
+    /// "Pooled receive"). Back to 0 once they are all dropped.
+    pub recv_buffers_out: usize,
+    /// Times an io_uring multishot receive ended because its worker's
+    /// provided buffer ring was empty (`ENOBUFS`; the stream went on with
+    /// heap buffers). Always 0 under epoll.
+    pub recv_ring_exhausted: u64,
     /// One task schedule in this many is sampled for the `poll_duration`
     /// and `schedule_latency` histograms (`Builder::histogram_sample_interval`);
     /// 0 when they are off (`Builder::histograms(false)`).
@@ -180,6 +190,16 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
         io_driver: shared.io_kind,
         io_ops_in_flight: shared.remotes.iter().map(|r| r.io.in_flight()).sum(),
         io_registered_sockets: shared.remotes.iter().map(|r| r.io.registered()).sum(),
+        recv_buffers_out: shared
+            .remotes
+            .iter()
+            .map(|r| r.io.recv_pools().stats.out.load(Relaxed))
+            .sum(),
+        recv_ring_exhausted: shared
+            .remotes
+            .iter()
+            .map(|r| r.io.recv_pools().stats.ring_exhausted.load(Relaxed))
+            .sum(),
         worker: shared
             .remotes
             .iter()

@@ -120,8 +120,13 @@ impl Runtime {
         let io_driver = crate::io::Driver::Epoll;
         #[cfg(not(weft_shuttle))]
         let io_driver = builder.io_driver;
-        let io = crate::io::build(io_driver, builder.io_ring_entries, workers)
-            .map_err(BuildError::Io)?;
+        let io = crate::io::build(
+            io_driver,
+            builder.io_ring_entries,
+            workers,
+            builder.recv_pool_config()?,
+        )
+        .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
         let remotes = locals
             .iter()

@@ -134,6 +134,12 @@ impl UnixStream {
         self.sock.recv(buf).await
     }
 
+    /// A stream of received chunks in pooled buffers; see
+    /// [`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream).
+    pub fn recv_stream(&self) -> crate::net::RecvStream {
+        crate::net::RecvStream::new(self.sock.clone())
+    }
+
     /// Writes some of `buf`'s initialised bytes; returns how many.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
         self.sock.send(buf).await
