@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run --release -p weft-examples --example echo
 //! cargo run --release -p weft-examples --example echo -- --driver epoll --conns 256 --size 4096
+//! cargo run --release -p weft-examples --example echo -- --pooled
 //! cargo run --release -p weft-examples --example echo -- --server 127.0.0.1:7000
 //! cargo run --release -p weft-examples --example echo -- --client 127.0.0.1:7000 --secs 10
 //! ```
@@ -16,7 +17,11 @@
 //! client), `--conns N` (default 32), `--size BYTES` (default 64), `--secs S`
 //! (default 3; a lone server runs until killed unless given), `--driver
 //! uring|epoll|auto` (default auto: io_uring where the kernel allows it, else
-//! epoll; the `WEFT_IO` environment variable decides when this is auto).
+//! epoll; the `WEFT_IO` environment variable decides when this is auto),
+//! `--pooled` (the server reads with `TcpStream::recv_stream`: under
+//! io_uring one multishot receive per connection into the worker's
+//! provided buffer ring, writing each chunk back from its pooled buffer;
+//! under epoll the same api over readiness).
 
 use std::{
     error::Error,
@@ -66,9 +71,12 @@ fn runtime(driver: Driver) -> Result<weft::Runtime, Box<dyn Error>> {
 }
 
 /// Accepts connections for ever, one task each.
-async fn serve(listener: TcpListener) {
+async fn serve(listener: TcpListener, pooled: bool) {
     loop {
         match listener.accept().await {
+            Ok((stream, _peer)) if pooled => {
+                weft::spawn(echo_pooled(stream));
+            }
             Ok((stream, _peer)) => {
                 weft::spawn(echo(stream));
             }
@@ -112,6 +120,31 @@ async fn echo(stream: WeftStream) {
     }
 }
 
+/// [`echo`] with pooled receive: the runtime owns the receive buffers and
+/// hands over each chunk the kernel filled (a `RecvBuf`, which goes back to
+/// the pool when dropped); the chunk is written back as it is, no copy.
+async fn echo_pooled(stream: WeftStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("set_nodelay: {e}");
+    }
+    let mut chunks = stream.recv_stream();
+    loop {
+        let chunk = match chunks.recv().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return, // the peer closed its side
+            Err(e) => {
+                eprintln!("recv: {e}");
+                return;
+            }
+        };
+        let (written, _chunk) = stream.write_all(chunk).await;
+        if let Err(e) = written {
+            eprintln!("write: {e}");
+            return;
+        }
+    }
+}
+
 /// Only the server: prints its CPU use once a second.
 fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
     let rt = runtime(args.driver)?;
@@ -121,7 +154,7 @@ fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
         listener.local_addr()?,
         rt.io_driver()
     );
-    rt.spawn(serve(listener));
+    rt.spawn(serve(listener, args.pooled));
     let started = Instant::now();
     let mut last = (started, process_cpu());
     while args.secs.is_none_or(|secs| started.elapsed() < secs) {
@@ -140,11 +173,12 @@ fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
     let rt = runtime(args.driver)?;
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    rt.spawn(serve(listener));
+    rt.spawn(serve(listener, args.pooled));
     println!(
-        "weft echo server on {addr} (io driver: {}); client: {} connections × {} B, \
+        "weft echo server on {addr} (io driver: {}{}); client: {} connections × {} B, \
          {} threads, {:?}",
         rt.io_driver(),
+        if args.pooled { ", pooled receive" } else { "" },
         args.conns,
         args.size,
         CLIENT_THREADS.min(args.conns),
@@ -297,6 +331,7 @@ struct Args {
     size: usize,
     secs: Option<Duration>,
     driver: Driver,
+    pooled: bool,
 }
 
 impl Args {
@@ -308,6 +343,7 @@ impl Args {
             size: 64,
             secs: None,
             driver: Driver::Auto,
+            pooled: false,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -319,10 +355,11 @@ impl Args {
                 "--size" => args.size = value()?.parse()?,
                 "--secs" => args.secs = Some(Duration::from_secs_f64(value()?.parse()?)),
                 "--driver" => args.driver = value()?.parse()?,
+                "--pooled" => args.pooled = true,
                 "-h" | "--help" => {
                     println!(
                         "echo [--server ADDR | --client ADDR] [--conns N] [--size BYTES] \
-                         [--secs S] [--driver uring|epoll|auto]"
+                         [--secs S] [--driver uring|epoll|auto] [--pooled]"
                     );
                     std::process::exit(0);
                 }
