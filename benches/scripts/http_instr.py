@@ -29,12 +29,13 @@ connections and closing them cancel out.
         [--conns 50,256] [--small 4000] [--large 20000] [--modes callgrind,perf]
         [--repeat 1] [--annotate DIR] [--timer on|off]
 
+valgrind and perf are installed from the Debian packages if missing.
 `--annotate DIR` keeps the callgrind output of the large runs in DIR for
 `callgrind_annotate --inclusive=yes DIR/<server>-<conns>.cg`.
 Prints one line per measurement and a table of ratios to tokio; `uptime`
 before and after. Raw figures go to target/http-instr.json.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -118,7 +119,18 @@ def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def ensure_tools(modes):
+    """valgrind and perf from the Debian packages if missing (as root)."""
+    needed = {"callgrind": ("valgrind", "valgrind"), "perf": ("perf", "linux-perf")}
+    missing = [pkg for mode, (exe, pkg) in needed.items() if mode in modes and not shutil.which(exe)]
+    if missing:
+        print("installing", " ".join(missing), "from the Debian packages", flush=True)
+        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y"] + missing, check=True, stdout=subprocess.DEVNULL)
+
+
 def main():
+    ensure_tools(args.modes.split(","))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "weft-benches",
                     "--bin", "http_hello", "--bin", "http_load"], check=True, cwd=ROOT)
     servers = args.servers.split(",")
