@@ -304,3 +304,59 @@ impl<T: Send + 'static> LifoSlot<T> {
         self.0.is_occupied()
     }
 }
+
+/// The timer shards (`time/driver.rs`) with one shard, for the model of a
+/// registered timer's lock-free "not fired yet" answer.
+pub struct TimeDriver(crate::time::driver::TimeDriver);
+
+/// A registration and what its owner last saw of it.
+#[derive(Debug)]
+pub struct Timer {
+    reg: crate::time::driver::Registration,
+    seen: crate::time::driver::Seen,
+}
+
+impl std::fmt::Debug for TimeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeDriver").finish_non_exhaustive()
+    }
+}
+
+impl Default for TimeDriver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimeDriver {
+    /// One shard, its clock origin now.
+    pub fn new() -> Self {
+        TimeDriver(crate::time::driver::TimeDriver::new(1))
+    }
+
+    fn at_ms(&self, ms: u64) -> std::time::Instant {
+        self.0.origin() + std::time::Duration::from_millis(ms)
+    }
+
+    /// Registers a timer `ms` after the origin; `None`: already due.
+    pub fn register(&self, ms: u64, waker: &std::task::Waker) -> Option<Timer> {
+        self.0
+            .register(0, self.at_ms(ms), waker)
+            .map(|(reg, seen)| Timer { reg, seen })
+    }
+
+    /// `Sleep`'s question: true once the timer fired.
+    pub fn poll_fired(&self, timer: &mut Timer, waker: &std::task::Waker) -> bool {
+        self.0.poll_fired(timer.reg, &mut timer.seen, waker)
+    }
+
+    /// Fires what is due `ms` after the origin; returns how many fired.
+    pub fn process(&self, ms: u64) -> usize {
+        self.0.process(0, self.at_ms(ms))
+    }
+
+    /// Drops a registration.
+    pub fn deregister(&self, timer: Timer) {
+        self.0.deregister(timer.reg);
+    }
+}

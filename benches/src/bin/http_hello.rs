@@ -13,8 +13,22 @@
 //! `weft-compat` is the set-up before weft-hyper: `TokioIo` over weft's
 //! tokio-io traits and a hand-written timer (io_uring).
 //! Prints `listening <addr>` once it accepts, then serves until killed.
+//!
+//! `--requests N` bounds it for an instruction count
+//! (`benches/scripts/http_instr.py` runs it under callgrind): once it has
+//! answered `N` requests and every connection has closed (the load client,
+//! `http_load --requests N`, closes its connections after its last
+//! response), it prints `served N` to stderr and exits, so everything it
+//! executed belongs to accepting, serving and closing the client's
+//! connections. `weft-serve` ends through its graceful shutdown instead
+//! (the shutdown future completes at the `N`th request).
 
-use std::{convert::Infallible, error::Error, net::SocketAddr};
+use std::{
+    convert::Infallible,
+    error::Error,
+    net::SocketAddr,
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst},
+};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -24,8 +38,43 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 const WORKERS: usize = 2;
 const HELLO: &[u8] = b"Hello, World!";
 
+/// Requests answered so far (counted only with `--requests`).
+static SERVED: AtomicU64 = AtomicU64::new(0);
+/// Connections accepted and not yet closed (bare loops, with `--requests`).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Told once `--requests` have been answered (ends `weft-serve`).
+static ALL_SERVED: weft::sync::Notify = weft::sync::Notify::const_new();
+/// `--requests`: exit after this many requests once no connection is open.
+static LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
+
 async fn hello<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let limit = LIMIT.load(SeqCst);
+    if limit != u64::MAX && SERVED.fetch_add(1, SeqCst) + 1 == limit {
+        ALL_SERVED.notify_one();
+    }
     Ok(Response::new(Full::new(Bytes::from_static(HELLO))))
+}
+
+/// Counts a connection of a bare loop in [`LIVE`] while it lives.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, SeqCst);
+        Live
+    }
+}
+
+impl Drop for Live {
+    /// The last connection to close after `--requests N` were served ends
+    /// the process (the bare loops never return from their accept loop).
+    fn drop(&mut self) {
+        let limit = LIMIT.load(SeqCst);
+        if LIVE.fetch_sub(1, SeqCst) == 1 && limit != u64::MAX && SERVED.load(SeqCst) >= limit {
+            eprintln!("served {}", SERVED.load(SeqCst));
+            std::process::exit(0);
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -41,6 +90,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--addr" => addr = value.parse()?,
             "--timer" => timer = value == "on",
             "--http2" => http2 = value == "on",
+            "--requests" => LIMIT.store(value.parse()?, SeqCst),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -77,19 +127,27 @@ fn weft_server(
                 })
                 .http2(http2)
                 .build();
-            server
-                .serve(
-                    listener,
-                    hello::<weft_hyper::server::Body>,
-                    std::future::pending(),
-                )
+            let limit = LIMIT.load(SeqCst);
+            let shutdown = async move {
+                if limit == u64::MAX {
+                    std::future::pending::<()>().await;
+                }
+                let _ = ALL_SERVED.notified().await;
+            };
+            let report = server
+                .serve(listener, hello::<weft_hyper::server::Body>, shutdown)
                 .await?;
+            if limit != u64::MAX {
+                eprintln!("served {} ({report})", SERVED.load(SeqCst));
+            }
             return Ok(());
         }
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
+            let live = Live::new();
             weft::spawn(async move {
+                let _live = live;
                 let mut builder = http1::Builder::new();
                 if timer {
                     builder.timer(weft_hyper::WeftTimer);
@@ -138,7 +196,9 @@ fn weft_compat_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
+            let live = Live::new();
             weft::spawn(async move {
+                let _live = live;
                 let mut builder = http1::Builder::new();
                 if timer {
                     builder.timer(NaiveTimer);
@@ -165,7 +225,9 @@ fn tokio_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
+            let live = Live::new();
             tokio::spawn(async move {
+                let _live = live;
                 let mut builder = http1::Builder::new();
                 if timer {
                     builder.timer(hyper_util::rt::TokioTimer::new());

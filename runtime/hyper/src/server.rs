@@ -429,7 +429,7 @@ where
         started,
         in_flight: AtomicUsize::new(0),
         requests: AtomicU64::new(0),
-        last_done_us: AtomicU64::new(0),
+        last_done: AtomicU64::new(0),
     });
     let key = shared.stats.live().insert(idle.clone());
     let _registered = Unregister {
@@ -558,8 +558,10 @@ struct Idle {
     requests: AtomicU64,
     /// Requests of this connection in flight.
     in_flight: AtomicUsize,
-    /// When the last request ended, in µs since `started` (0: none yet).
-    last_done_us: AtomicU64,
+    /// When the last request ended, in ns of `weft::time::coarse_now()`
+    /// (0: none yet). The coarse clock: a precise read per request cost
+    /// more than the rest of this bookkeeping (BENCHMARKS.md, "HTTP").
+    last_done: AtomicU64,
 }
 
 impl Idle {
@@ -568,8 +570,22 @@ impl Idle {
         if self.in_flight.load(Relaxed) > 0 {
             return None;
         }
-        let last = self.started + Duration::from_micros(self.last_done_us.load(Relaxed));
-        Some(last + t)
+        let last = self.last_done.load(Relaxed);
+        if last == 0 {
+            return Some(self.started + t);
+        }
+        // The stamp lags the true end of the last request by at most the
+        // coarse clock's lag and the reading of now by no less than zero,
+        // so `ago` overstates the idle time by at most that lag. Adding two
+        // ticks (the lag `weft::time` allows for) means the connection is
+        // never closed before it has been idle for `t`.
+        let ago = weft::time::coarse_now().saturating_sub(Duration::from_nanos(last));
+        let now = Instant::now();
+        let last = now
+            .checked_sub(ago)
+            .unwrap_or(self.started)
+            .max(self.started);
+        Some(last + 2 * weft::time::coarse_resolution() + t)
     }
 }
 
@@ -581,8 +597,8 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let since = self.idle.started.elapsed().as_micros() as u64;
-        self.idle.last_done_us.store(since, Relaxed);
+        let now = weft::time::coarse_now().as_nanos() as u64;
+        self.idle.last_done.store(now.max(1), Relaxed);
         self.idle.in_flight.fetch_sub(1, Relaxed);
     }
 }
@@ -614,7 +630,7 @@ where
     E: Into<BoxError> + Send + 'static,
 {
     let config = &shared.config;
-    let deadline = match admit(req.headers(), config, Instant::now()) {
+    let deadline = match admit(req.headers(), config, Instant::now) {
         Ok(deadline) => deadline,
         Err((status, msg)) => return plain(status, msg),
     };
@@ -689,29 +705,39 @@ where
 /// deadline the request runs under (`None`: no deadline), or the status and
 /// message that answer it at once (413 for a declared body over the limit,
 /// 400 for a deadline header that does not parse, 504 for a budget of 0).
+///
+/// `now` is read only when there is a deadline to compute (a request with
+/// neither the header nor a default deadline costs no clock read).
 fn admit(
     headers: &HeaderMap,
     config: &Builder,
-    now: Instant,
+    now: impl FnOnce() -> Instant,
 ) -> Result<Option<Instant>, (StatusCode, &'static str)> {
     if let Some(len) = content_length(headers) {
         if len > config.max_body_size as u64 {
             return Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"));
         }
     }
-    let deadline = match headers.get(&config.deadline_header) {
-        Some(value) => Some(
-            parse_budget(value, config.max_deadline, now)
-                .map_err(|msg| (StatusCode::BAD_REQUEST, msg))?,
-        ),
-        None => config
-            .default_deadline
-            .map(|d| now + d.min(config.max_deadline)),
+    let (deadline, now) = match (
+        headers.get(&config.deadline_header),
+        config.default_deadline,
+    ) {
+        (Some(value), _) => {
+            let now = now();
+            let deadline = parse_budget(value, config.max_deadline, now)
+                .map_err(|msg| (StatusCode::BAD_REQUEST, msg))?;
+            (deadline, now)
+        }
+        (None, Some(d)) => {
+            let now = now();
+            (now + d.min(config.max_deadline), now)
+        }
+        (None, None) => return Ok(None),
     };
-    match deadline {
-        Some(d) if d <= now => Err((StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n")),
-        _ => Ok(deadline),
+    if deadline <= now {
+        return Err((StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n"));
     }
+    Ok(Some(deadline))
 }
 
 /// [`admit`], for the fuzz target `http_head` (`fuzz/`).
@@ -722,7 +748,7 @@ pub fn __fuzz_admit(
     config: &Builder,
     now: Instant,
 ) -> Result<Option<Instant>, (StatusCode, &'static str)> {
-    admit(headers, config, now)
+    admit(headers, config, || now)
 }
 
 /// The deadline a `grpc-timeout`-format header asks for, clamped to `max`.

@@ -668,7 +668,7 @@ impl Node {
         let waker = Waker::from(StdArc::new(DeadlineWaker(this.clone())));
         let (shard, _) = handle.timer_shard();
         match handle.time().register(shard, deadline, &waker) {
-            Some(reg) => {
+            Some((reg, _)) => {
                 inner.timer = Some((handle.clone(), reg));
                 true
             }

@@ -76,6 +76,24 @@ pub(crate) fn recv_ioprio() -> u16 {
     }
 }
 
+/// `WEFT_IO_PARK_SLICE_US=<µs>`: the longest one blocking `io_uring_enter`
+/// of a parking worker may wait before it returns (and the worker parks
+/// again). For running under valgrind only: valgrind 3.19–3.20 treats
+/// `io_uring_enter` as a syscall that does not block, so a worker parked in
+/// it keeps valgrind's one-thread-at-a-time lock and every other thread of
+/// the process stops with it (KDE bug 463859). A slice, with a yield
+/// before each, lets the others run between slices (`benches/scripts/http_instr.py`). Unset: no cap.
+fn park_slice() -> Option<Duration> {
+    static SLICE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *SLICE.get_or_init(|| {
+        std::env::var("WEFT_IO_PARK_SLICE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|us| *us > 0)
+            .map(Duration::from_micros)
+    })
+}
+
 /// What the kernel offers, found out once at start-up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Features {
@@ -668,6 +686,16 @@ impl Driver {
                 )
             }
         } else {
+            let deadline = match park_slice() {
+                None => deadline,
+                Some(slice) => {
+                    // valgrind hands its lock over at a yield; without it
+                    // the parker would take it back for slice after slice.
+                    std::thread::yield_now();
+                    let cap = Instant::now() + slice;
+                    Some(deadline.map_or(cap, |d| d.min(cap)))
+                }
+            };
             match deadline {
                 None => self.ring.submit_and_wait(1),
                 Some(deadline) => {

@@ -22,7 +22,7 @@ use std::{
 };
 
 use super::{
-    sys::Socket,
+    sys::{RecvOwned, Socket},
     tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf},
     unix::{self, UnixStream},
 };
@@ -48,7 +48,7 @@ pub(crate) struct WriteCompat {
 
 #[derive(Default)]
 struct ReadState {
-    read: Option<OpFuture>,
+    read: Option<RecvOwned>,
     /// Bytes read but not yet handed out: `rbuf[rpos..]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -109,11 +109,10 @@ impl ReadCompat {
             let mut v = std::mem::take(&mut st.rbuf);
             v.clear();
             v.reserve(len.max(READ_CHUNK));
-            let sock = sock.clone();
-            st.read = Some(Box::pin(async move { sock.recv(v).await }));
+            st.read = Some(sock.recv_owned(v));
         }
         let fut = st.read.as_mut().expect("set above");
-        let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+        let (res, v) = std::task::ready!(Pin::new(fut).poll(cx));
         st.read = None;
         st.rbuf = v;
         st.rpos = 0;

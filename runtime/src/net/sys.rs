@@ -378,12 +378,7 @@ impl Socket {
                     Ok(t) => t,
                     Err(c) => return (Err(c.into()), buf),
                 };
-                let op = Op::submit(BufData(buf), timeout, |d| {
-                    let total = d.0.bytes_total().min(u32::MAX as usize) as u32;
-                    opcode::Recv::new(Fd(fd), d.0.stable_mut_ptr(), total)
-                        .ioprio(uring::recv_ioprio())
-                        .build()
-                });
+                let op = Op::submit(BufData(buf), timeout, |d| recv_entry(fd, d));
                 let (res, BufData(mut buf)) = match op {
                     Ok(op) => Cancellable::new(op, IoOp::Read).await,
                     Err((e, BufData(buf))) => return (Err(e), buf),
@@ -728,6 +723,71 @@ impl Socket {
 }
 
 /// A uring result as an `io::Result` of a count.
+/// The submission of a receive into `d`'s whole buffer.
+fn recv_entry<B: IoBufMut>(fd: RawFd, d: &mut BufData<B>) -> io_uring::squeue::Entry {
+    let total = d.0.bytes_total().min(u32::MAX as usize) as u32;
+    opcode::Recv::new(Fd(fd), d.0.stable_mut_ptr(), total)
+        .ioprio(uring::recv_ioprio())
+        .build()
+}
+
+/// Why a receive was not submitted, and its buffer back.
+type NotSubmitted = (io::Error, Vec<u8>);
+
+/// [`Socket::recv`] into a `Vec` on an io_uring socket, as a named future
+/// that holds the socket: the compat read traits keep it in their state
+/// across polls, where the `async fn` (which borrows the socket) had to be
+/// boxed, one allocation per read.
+pub(crate) struct RecvOwned {
+    /// The op, or why it was not submitted (taken by the poll that reports it).
+    op: Result<Cancellable<BufData<Vec<u8>>>, Option<NotSubmitted>>,
+    /// Keeps the socket, and so its fd, open while the op may be in flight
+    /// (declared after `op`: dropped after it, as the boxed future did).
+    _sock: std::sync::Arc<Socket>,
+}
+
+impl Socket {
+    /// Starts [`Socket::recv`] of a stream socket into `buf` (io_uring
+    /// only): the scope check and the submission happen now, in the caller's
+    /// poll, as on the first poll of `recv`.
+    pub(crate) fn recv_owned(self: &std::sync::Arc<Self>, buf: Vec<u8>) -> RecvOwned {
+        debug_assert!(self.is_uring());
+        let fd = self.fd();
+        let op = match uring::prelude() {
+            Err(c) => Err(Some((c.into(), buf))),
+            Ok(timeout) => Op::submit(BufData(buf), timeout, |d| recv_entry(fd, d))
+                .map(|op| Cancellable::new(op, IoOp::Read))
+                .map_err(|(e, BufData(buf))| Some((e, buf))),
+        };
+        RecvOwned {
+            op,
+            _sock: self.clone(),
+        }
+    }
+}
+
+impl std::future::Future for RecvOwned {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.op {
+            Err(failed) => {
+                let (e, buf) = failed.take().expect("RecvOwned polled after it completed");
+                Poll::Ready((Err(e), buf))
+            }
+            Ok(op) => {
+                let (res, BufData(mut buf)) = std::task::ready!(std::pin::Pin::new(op).poll(cx));
+                let res = finish(res);
+                if let Ok(n) = res {
+                    // SAFETY: the kernel wrote `n` bytes at the start.
+                    unsafe { buf.set_init(n) };
+                }
+                Poll::Ready((res, buf))
+            }
+        }
+    }
+}
+
 fn finish(res: Result<i32, cancel::Cancelled>) -> io::Result<usize> {
     match res {
         Ok(res) => uring::check(res).map(|n| n as usize),

@@ -206,6 +206,39 @@ pub(crate) fn certainly_before(deadline: Instant) -> bool {
     now_at_least().is_some_and(|now| now < deadline)
 }
 
+/// [`certainly_before`] in integers, for a caller that already has its
+/// deadline as nanoseconds since an `origin` of its own (the timer wheel):
+/// the coarse reading plus a shift fixed once, instead of two `Instant`
+/// additions per question.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CoarseFrame {
+    /// `now_at_least()` in ns since `origin` is the coarse reading plus
+    /// this: `(base.instant - origin) + base.behind - base.coarse`.
+    shift: i128,
+}
+
+impl CoarseFrame {
+    /// The frame for `origin`, or `None` without a usable coarse clock.
+    pub(crate) fn new(origin: Instant) -> Option<CoarseFrame> {
+        let base = base()?;
+        let base_since_origin = match base.instant.checked_duration_since(origin) {
+            Some(d) => d.as_nanos() as i128,
+            None => -(origin.duration_since(base.instant).as_nanos() as i128),
+        };
+        Some(CoarseFrame {
+            shift: base_since_origin + i128::from(base.behind) - i128::from(base.coarse),
+        })
+    }
+
+    /// True if `deadline_ns` (ns since the frame's origin) is certainly
+    /// still ahead; false means "maybe not". As [`certainly_before`].
+    #[inline]
+    pub(crate) fn certainly_before(&self, deadline_ns: u64) -> bool {
+        read(libc::CLOCK_MONOTONIC_COARSE)
+            .is_some_and(|coarse| i128::from(coarse) + self.shift < i128::from(deadline_ns))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +299,34 @@ mod tests {
         let after = Instant::now();
         assert!(deadline >= before + d && deadline <= after + d);
         assert_eq!(deadline_after(Duration::MAX), None);
+    }
+
+    /// The integer frame answers as `certainly_before` does, up to the
+    /// nanoseconds the two computations round differently.
+    #[test]
+    fn the_frame_agrees_with_certainly_before() {
+        let origin = Instant::now() - Duration::from_millis(50);
+        let Some(frame) = CoarseFrame::new(origin) else {
+            return;
+        };
+        let ns = |i: Instant| i.duration_since(origin).as_nanos() as u64;
+        let now = Instant::now();
+        assert!(!frame.certainly_before(ns(now)), "now is not ahead");
+        assert!(!frame.certainly_before(ns(now - Duration::from_millis(10))));
+        assert!(frame.certainly_before(ns(now + Duration::from_secs(1))));
+        for ms in [0u64, 1, 5, 9, 20, 100] {
+            let d = Instant::now() + Duration::from_millis(ms);
+            let (a, b) = (certainly_before(d), frame.certainly_before(ns(d)));
+            if a != b {
+                // Only a deadline within a few µs of the bound may differ.
+                let bound = now_at_least().unwrap();
+                let gap = if d > bound { d - bound } else { bound - d };
+                assert!(gap < Duration::from_micros(50), "{ms} ms: {a} vs {b}");
+            }
+        }
+        // An origin after the clock's base (the wheel is made after it).
+        let later = CoarseFrame::new(Instant::now()).unwrap();
+        assert!(!later.certainly_before(0));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   expiry cached in an atomic. Workers fire due shards every
 //!   `event_interval` ticks and whenever they wake from parking; a parking
 //!   worker sleeps until the earliest expiry of any shard.
+//!   Each shard counts the `process` calls that fired one of its timers,
+//!   so a registered timer polled again with the same waker answers "not
+//!   yet" from that count, without the lock (protocol in `driver.rs`,
+//!   loom model `loom-tests/tests/timer_poll.rs`).
 //! - `sleep`, `timeout`, `interval`: the futures. A timer is registered on its
 //!   first `Pending` poll, in the shard of the polling worker, and removed when
 //!   the future is dropped.

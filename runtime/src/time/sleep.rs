@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::driver::Registration;
+use super::driver::{Registration, Seen};
 use crate::{
     cancel::{self, Cancelled},
     context, coop,
@@ -69,6 +69,9 @@ pub struct Sleep {
 struct Armed {
     handle: Handle,
     reg: Registration,
+    /// What the last look at the entry under the lock saw (lets a poll
+    /// with the same waker skip the lock while nothing fired).
+    seen: Seen,
     /// The deadline the entry was made for: never later than the sleep's
     /// (a [`reset`](Sleep::reset) to a later deadline keeps the entry, and
     /// when it fires early the sleep registers again).
@@ -115,8 +118,12 @@ impl Sleep {
         if self.done {
             return Poll::Ready(());
         }
-        if let Some(armed) = &self.timer {
-            if !armed.handle.time().poll_fired(armed.reg, cx.waker()) {
+        if let Some(armed) = &mut self.timer {
+            if !armed
+                .handle
+                .time()
+                .poll_fired(armed.reg, &mut armed.seen, cx.waker())
+            {
                 return Poll::Pending;
             }
             let early = armed.deadline < self.deadline;
@@ -128,37 +135,71 @@ impl Sleep {
             // Fired for a deadline a `reset` has since moved later:
             // register again below.
         }
-        // The coarse clock first: for a far deadline it settles the
-        // question without the dearer precise read.
-        if super::clock::certainly_before(self.deadline) || Instant::now() < self.deadline {
-            // The task was woken during this poll (it yielded, say) and
-            // will poll us again: register the timer then, if it is still
-            // needed. A `timeout` around code that yields once and finishes
-            // then never touches the wheel.
-            if crate::task::waker::will_be_polled_again(cx.waker()) {
+        let armed = context::with_current_handle(|handle| match handle {
+            Some(handle) => self.arm(handle, cx),
+            None if Instant::now() < self.deadline => panic!(
+                "a weft timer was polled outside a weft runtime: \
+                 call it inside `Runtime::block_on` or a spawned task"
+            ),
+            None => Arm::Due,
+        });
+        match armed {
+            Arm::Armed(armed) => {
+                self.timer = Some(armed);
                 return Poll::Pending;
             }
-            let handle = context::current_handle().expect(
-                "a weft timer was polled outside a weft runtime: \
-                 call it inside `Runtime::block_on` or a spawned task",
-            );
-            let (shard, on_worker) = handle.timer_shard();
-            if let Some(reg) = handle.time().register(shard, self.deadline, cx.waker()) {
+            Arm::Later => return Poll::Pending,
+            Arm::Due => {}
+        }
+        self.done = true;
+        Poll::Ready(())
+    }
+}
+
+/// What a poll of an unregistered sleep found.
+enum Arm {
+    /// Registered: the sleep keeps the entry.
+    Armed(Armed),
+    /// Still ahead, but the task will be polled again anyway: register then.
+    Later,
+    /// The deadline has passed.
+    Due,
+}
+
+impl Sleep {
+    /// Registers the timer unless its deadline has passed.
+    fn arm(&self, handle: &Handle, cx: &mut Context<'_>) -> Arm {
+        let time = handle.time();
+        let at = time.at(self.deadline);
+        // The coarse clock first: for a far deadline it settles the
+        // question without the dearer precise read.
+        if !(time.certainly_before(at) || Instant::now() < self.deadline) {
+            return Arm::Due;
+        }
+        // The task was woken during this poll (it yielded, say) and will
+        // poll us again: register the timer then, if it is still needed. A
+        // `timeout` around code that yields once and finishes then never
+        // touches the wheel.
+        if crate::task::waker::will_be_polled_again(cx.waker()) {
+            return Arm::Later;
+        }
+        let (shard, on_worker) = handle.timer_shard();
+        match time.register_at(shard, at, cx.waker()) {
+            Some((reg, seen)) => {
                 if !on_worker {
                     // The shard's worker may be parked with a later timeout:
                     // have it recompute.
                     handle.unpark_worker(shard);
                 }
-                self.timer = Some(Armed {
-                    handle,
+                Arm::Armed(Armed {
+                    handle: handle.clone(),
                     reg,
+                    seen,
                     deadline: self.deadline,
-                });
-                return Poll::Pending;
+                })
             }
+            None => Arm::Due,
         }
-        self.done = true;
-        Poll::Ready(())
     }
 }
 
