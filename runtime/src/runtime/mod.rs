@@ -22,6 +22,7 @@
 mod builder;
 pub mod dump;
 pub(crate) mod histogram;
+mod local;
 mod metrics;
 mod stuck;
 pub(crate) mod ticks;
@@ -60,6 +61,7 @@ use self::threads::{mpsc, thread, Condvar, Mutex};
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
     histogram::{HistogramBucket, HistogramSnapshot},
+    local::LocalRuntime,
     metrics::{RuntimeMetrics, WorkerMetrics},
     stuck::StuckPoll,
 };
@@ -107,6 +109,25 @@ impl Runtime {
     }
 
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
+        Runtime::start_flavor(builder, workers, None)
+    }
+
+    /// A current-thread runtime: one worker, run by `block_on` callers
+    /// (`scheduler/current_thread.rs`); with `local`, bound to this thread.
+    pub(crate) fn start_current_thread(
+        builder: &Builder,
+        local: bool,
+    ) -> Result<Runtime, BuildError> {
+        Runtime::start_flavor(builder, 1, Some(local))
+    }
+
+    /// `current_thread`: `None` for worker threads, `Some(local)` for a
+    /// current-thread runtime.
+    fn start_flavor(
+        builder: &Builder,
+        workers: usize,
+        current_thread: Option<bool>,
+    ) -> Result<Runtime, BuildError> {
         if builder.histograms {
             // The rate of the histograms' clock is measured from here.
             ticks::init();
@@ -120,7 +141,10 @@ impl Runtime {
         let io_driver = crate::io::Driver::Epoll;
         #[cfg(not(weft_shuttle))]
         let io_driver = builder.io_driver;
-        let io = crate::io::build(io_driver, builder.io_ring_entries, workers)
+        // A current-thread ring is driven by whichever thread is in
+        // `block_on`, unless the runtime is bound to one (local).
+        let single_issuer = current_thread != Some(false);
+        let io = crate::io::build(io_driver, builder.io_ring_entries, workers, single_issuer)
             .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
         let remotes = locals
@@ -163,7 +187,10 @@ impl Runtime {
                 } else {
                     0
                 },
-                monitor: builder.monitor,
+                // No monitor on a current-thread runtime: it has no other
+                // worker to hand a stuck worker's tasks to, and relief
+                // workers would run them on other threads.
+                monitor: builder.monitor && current_thread.is_none(),
             },
             monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
                 threshold: builder.stuck_poll_threshold,
@@ -172,6 +199,11 @@ impl Runtime {
                 stack_size: builder.thread_stack_size,
                 on_thread_start: builder.on_thread_start.clone(),
                 on_thread_stop: builder.on_thread_stop.clone(),
+            }),
+            core: current_thread.map(|local| {
+                scheduler::current_thread::CoreSlot::new(
+                    local.then(|| std::thread::current().id()),
+                )
             }),
         };
         let handle = Handle {
@@ -187,8 +219,33 @@ impl Runtime {
             monitor: None,
             done: false,
         };
-        let (enabled_tx, enabled_rx) = mpsc::channel::<std::io::Result<()>>();
         let workers_io = io.workers;
+        if current_thread.is_some() {
+            let (local, parker, mut io) = locals
+                .into_iter()
+                .zip(parkers)
+                .zip(workers_io)
+                .map(|((local, parker), io)| (local, parker, io))
+                .next()
+                .expect("one worker");
+            // Enabled here: without SINGLE_ISSUER any thread may then
+            // submit; with it (local), this thread is the runtime's own.
+            if let Err(err) = io.enable() {
+                // No core to wait for: nothing has run, nothing to stop.
+                runtime.done = true;
+                return Err(BuildError::Io(err));
+            }
+            let core = scheduler::worker::WorkerCtx::new(0, handle.inner.clone(), local, parker, io);
+            handle
+                .inner
+                .shared
+                .core
+                .as_ref()
+                .expect("a current-thread runtime has a core slot")
+                .put_initial(Box::new(core));
+            return Ok(runtime);
+        }
+        let (enabled_tx, enabled_rx) = mpsc::channel::<std::io::Result<()>>();
         for (index, ((local, parker), mut io)) in
             locals.into_iter().zip(parkers).zip(workers_io).enumerate()
         {
@@ -361,7 +418,17 @@ impl Runtime {
             remote.unparker.unpark();
         }
         shared.monitor.wake();
-        // 2.
+        // 2. (a current-thread runtime: its core, once `block_on` lets go)
+        let core_back = match &shared.core {
+            Some(slot) => match slot.close(deadline) {
+                Some(core) => {
+                    core.shut_down_core();
+                    true
+                }
+                None => false,
+            },
+            None => true,
+        };
         let total = self.threads.len();
         let mut all_exited = {
             let (count, cv) = &*self.exited;
@@ -381,7 +448,7 @@ impl Runtime {
                     }
                 }
             }
-            *exited == total
+            *exited == total && core_back
         };
         for thread in self.threads.drain(..) {
             if all_exited || is_finished(&thread) {
@@ -508,6 +575,9 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _guard = context::enter_block_on();
         let _enter = self.enter();
+        if let Some(slot) = &self.inner.shared.core {
+            return scheduler::current_thread::block_on(&self.inner, slot, future);
+        }
         let parker = Parker::new();
         let waker = Waker::from(StdArc::new(ThreadWaker(parker.unparker())));
         let mut cx = Context::from_waker(&waker);

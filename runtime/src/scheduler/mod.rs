@@ -29,6 +29,7 @@
 //! Every `event_interval` ticks and after each park the worker fires due
 //! timers. Shutdown: see `Runtime::shutdown_timeout`.
 
+pub(crate) mod current_thread;
 pub(crate) mod idle;
 pub(crate) mod lifo;
 mod metrics;
@@ -99,6 +100,9 @@ pub(crate) struct Shared {
     pub(crate) config: SchedConfig,
     /// The stuck-poll monitor's state (`monitor.rs`).
     pub(crate) monitor: monitor::Monitor,
+    /// A current-thread runtime's core while no `block_on` drives it
+    /// (`current_thread.rs`); `None` on the multi-thread runtime.
+    pub(crate) core: Option<current_thread::CoreSlot>,
 }
 
 /// A cheap, cloneable reference to a runtime's scheduler.
@@ -155,6 +159,53 @@ impl Handle {
         let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
             let (task, notified, join, slot) =
                 task::new_task(future, TaskHandle::new(self), id, with_node, location);
+            let raw = task.raw();
+            ((task, notified, join), raw, slot)
+        });
+        #[cfg(feature = "tracing")]
+        crate::instrument::attach_span(task.raw(), opts);
+        if let Some(notified) = self.shared.owned.bind(task, notified) {
+            self.schedule(notified);
+        }
+        join
+    }
+
+    /// Spawns a `!Send` task on this local runtime (`spawn_local`).
+    ///
+    /// # Panics
+    /// Unless this is a `LocalRuntime` and the caller is on its thread.
+    pub(crate) fn spawn_local_at<F>(
+        &self,
+        future: F,
+        id: Id,
+        opts: &SpawnOptions,
+        location: &'static std::panic::Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let owner = self.shared.core.as_ref().and_then(|slot| slot.owner());
+        assert!(
+            owner.is_some(),
+            "`spawn_local` called on a runtime that is not a LocalRuntime: `!Send` tasks \
+             need a runtime bound to one thread \
+             (`Builder::new_current_thread().build_local()`); use `spawn` here"
+        );
+        assert!(
+            owner == Some(std::thread::current().id()),
+            "`spawn_local` called on a LocalRuntime from a thread other than the one that \
+             built it"
+        );
+        let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
+            // SAFETY: checked above: this runtime is a LocalRuntime and we
+            // are on its thread. Its core runs only there (`block_on`
+            // asserts it) and it is shut down only there (a `LocalRuntime`
+            // is `!Send`), so the future is polled and dropped on this
+            // thread; see `scheduler/current_thread.rs`, step 5.
+            let (task, notified, join, slot) = unsafe {
+                task::new_local_task(future, TaskHandle::new(self), id, with_node, location)
+            };
             let raw = task.raw();
             ((task, notified, join), raw, slot)
         });

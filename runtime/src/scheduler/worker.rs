@@ -272,6 +272,43 @@ impl WorkerCtx {
         self.drain();
     }
 
+    /// One round of a current-thread core (`current_thread.rs`): a tick
+    /// of [`run`](Self::run) without stealing (there is no one to steal
+    /// from), and no park while `woken` is set (the `block_on` future
+    /// waits for its poll). False at shutdown, with the queues drained.
+    /// Kept next to `run` so the two loops change together.
+    pub(crate) fn run_round(&self, woken: &std::sync::atomic::AtomicBool) -> bool {
+        let config = self.shared().config;
+        if self.shared().shutdown.load(Acquire) {
+            self.drain();
+            return false;
+        }
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % config.event_interval == 0 {
+            let _ = self.with_io(|| self.io.borrow_mut().poll());
+            self.shared().fire_timers(self.index);
+            self.flush_deferred();
+        }
+        match self.next_local_task(tick) {
+            Some(task) => self.run_task(task),
+            None => {
+                // `Acquire` pairs with the waker's `Release`; a wake after
+                // this load leaves the parker a token (or wakes the driver).
+                if !woken.load(Acquire) && !self.spin_on_io() && !woken.load(Acquire) {
+                    self.park()
+                }
+            }
+        }
+        true
+    }
+
+    /// Drops a current-thread core at shutdown: what is still queued
+    /// first (a `block_on` may have returned with tasks ready).
+    pub(crate) fn shut_down_core(self: Box<Self>) {
+        self.drain();
+    }
+
     fn run_task(&self, task: Notified) {
         if self.searching.replace(false) && self.shared().idle.transition_from_searching() {
             // The last searcher found work: more may be coming, wake a peer.
