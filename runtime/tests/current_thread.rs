@@ -20,8 +20,8 @@ use std::{
 };
 
 use common::{
-    assert_no_live_tasks, block_on_bounded, net, panic_message, quiet_expected_panics,
-    DropCounter, LIMIT,
+    assert_no_live_tasks, block_on_bounded, net, panic_message, quiet_expected_panics, DropCounter,
+    LIMIT,
 };
 use weft::{
     cancel::Cause,
@@ -94,7 +94,8 @@ fn tasks_spawned_outside_block_on_wait_for_the_next_one() {
     assert!(!ran.load(SeqCst), "a task ran with nobody inside block_on");
     assert!(!task.is_finished());
     assert_eq!(rt.metrics().alive_tasks, 2);
-    let (ran_on, seven) = block_on_bounded(&rt, async { (task.await.unwrap(), remote.await.unwrap()) });
+    let (ran_on, seven) =
+        block_on_bounded(&rt, async { (task.await.unwrap(), remote.await.unwrap()) });
     assert!(ran.load(SeqCst));
     assert_eq!(ran_on, thread::current().id());
     assert_eq!(seven, 7);
@@ -320,11 +321,15 @@ fn two_threads_in_block_on_hand_the_runtime_over() {
             })
         })
     };
-    let a_id = a_in_rx.recv_timeout(LIMIT).expect("thread A entered block_on");
+    let a_id = a_in_rx
+        .recv_timeout(LIMIT)
+        .expect("thread A entered block_on");
     // B's first task runs while A drives: on A's thread.
     let first = handle.spawn(async { thread::current().id() });
     let b_first = handle.block_on(async {
-        weft::time::timeout(LIMIT, first).await.expect("within the limit")
+        weft::time::timeout(LIMIT, first)
+            .await
+            .expect("within the limit")
     });
     assert_eq!(b_first.unwrap(), a_id, "A drove the runtime");
     // Now B waits on a task that finishes only after A has left.
@@ -340,7 +345,9 @@ fn two_threads_in_block_on_hand_the_runtime_over() {
         }
     });
     let b_second = rt.block_on(async {
-        weft::time::timeout(LIMIT, second).await.expect("within the limit")
+        weft::time::timeout(LIMIT, second)
+            .await
+            .expect("within the limit")
     });
     release.join().unwrap();
     a.join().expect("thread A's block_on returned");
@@ -484,7 +491,9 @@ pub(crate) fn echo_round_trips(rt: &Runtime, clients: usize, rounds: usize) {
                     let got = net::read_exact(&stream, 64).await;
                     assert_eq!(got, msg);
                 }
-                stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
             }));
         }
         for done in clients_done {

@@ -201,9 +201,7 @@ impl Runtime {
                 on_thread_stop: builder.on_thread_stop.clone(),
             }),
             core: current_thread.map(|local| {
-                scheduler::current_thread::CoreSlot::new(
-                    local.then(|| std::thread::current().id()),
-                )
+                scheduler::current_thread::CoreSlot::new(local.then(|| std::thread::current().id()))
             }),
         };
         let handle = Handle {
@@ -235,7 +233,8 @@ impl Runtime {
                 runtime.done = true;
                 return Err(BuildError::Io(err));
             }
-            let core = scheduler::worker::WorkerCtx::new(0, handle.inner.clone(), local, parker, io);
+            let core =
+                scheduler::worker::WorkerCtx::new(0, handle.inner.clone(), local, parker, io);
             handle
                 .inner
                 .shared
