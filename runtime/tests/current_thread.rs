@@ -429,11 +429,9 @@ fn wakes_from_other_threads_reach_the_parked_core() {
 
 // TCP echo over loopback on each io driver, a server task per connection.
 
-net::on_each_driver!(tcp_echo);
+net::on_each_driver!(tcp_echo, io_from_block_on_on_other_threads_in_turn);
 
-fn tcp_echo(driver: Driver) {
-    let _serial = net::serial();
-    let fds_before = net::fd_count();
+fn ct_on(driver: Driver) -> Runtime {
     let mut builder = Builder::new_current_thread();
     if driver != Driver::Auto {
         builder = builder.io_driver(driver);
@@ -442,7 +440,48 @@ fn tcp_echo(driver: Driver) {
     if driver != Driver::Auto {
         assert_eq!(rt.io_driver(), driver);
     }
+    rt
+}
+
+fn tcp_echo(driver: Driver) {
+    let _serial = net::serial();
+    let fds_before = net::fd_count();
+    let rt = ct_on(driver);
     echo_round_trips(&rt, 8, 20);
+    net::assert_io_idle(&rt);
+    assert_no_live_tasks(&rt);
+    drop(rt);
+    net::assert_fds_at_most(fds_before, "after the runtime was dropped");
+}
+
+/// The core (and its io_uring ring or epoll) moves between threads with
+/// `block_on`: io works on each, and io left in flight by one `block_on`
+/// (a listener's accept) completes under the next one, on another thread.
+fn io_from_block_on_on_other_threads_in_turn(driver: Driver) {
+    let _serial = net::serial();
+    let fds_before = net::fd_count();
+    let rt = Arc::new(ct_on(driver));
+    let (listener, addr) = rt.block_on(async {
+        let listener = TcpListener::bind(net::LOOPBACK).await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    });
+    // Accept in flight (submitted or registered), nobody in block_on.
+    let accepted = rt.spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        net::read_exact(&stream, 5).await
+    });
+    let client = std::net::TcpStream::connect(addr).expect("std connect");
+    std::io::Write::write_all(&mut &client, b"hello").unwrap();
+    for round in 0..3 {
+        let rt = rt.clone();
+        thread::spawn(move || echo_round_trips(&rt, 2, 5))
+            .join()
+            .unwrap_or_else(|_| panic!("round {round} on a fresh thread failed"));
+    }
+    let got = block_on_bounded(&rt, accepted).expect("the accepting task");
+    assert_eq!(got, b"hello");
+    drop(client);
     net::assert_io_idle(&rt);
     assert_no_live_tasks(&rt);
     drop(rt);
