@@ -1,5 +1,7 @@
-//! The runtime: builds the scheduler, starts the worker threads, runs
-//! `block_on`, and shuts everything down.
+//! The runtime: builds the scheduler, starts the worker threads (or, for
+//! the current-thread flavour, parks its one worker's core for `block_on`
+//! to run; `scheduler/current_thread.rs`), runs `block_on`, and shuts
+//! everything down.
 //!
 //! # Shutdown (`Runtime::shutdown_timeout`, also on drop without a limit)
 //! 1. Set the shutdown flag and unpark every worker. Each worker finishes
@@ -8,6 +10,9 @@
 //! 2. Wait for the workers (and relief workers, see `scheduler/monitor.rs`)
 //!    to exit, up to the timeout; a worker still inside a poll after that
 //!    is detached (left running, not joined). The monitor thread exits.
+//!    A current-thread runtime has no worker threads: the wait is for the
+//!    thread inside `block_on` (if any) to hand the core back, which is
+//!    then dropped here (a core kept past the timeout stays with it).
 //! 3. Drop every notification left in the injector and in the queues of
 //!    detached workers.
 //! 4. Close the task registry and cancel every task in it: futures are
@@ -325,11 +330,15 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the current thread, driving it while
-    /// the workers run everything it spawns.
+    /// the workers run everything it spawns. On a current-thread runtime
+    /// ([`Builder::new_current_thread`]) this thread is the worker: it runs
+    /// the tasks, io and timers until `future` is done (see there for two
+    /// threads calling `block_on` at once).
     ///
     /// # Panics
-    /// When called from a worker thread or inside another `block_on`: that
-    /// would block a thread the runtime needs to make progress.
+    /// When called from a worker thread (a task) or inside another
+    /// `block_on`: that would block a thread the runtime needs to make
+    /// progress.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.handle.block_on(future)
     }
