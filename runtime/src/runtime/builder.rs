@@ -49,6 +49,8 @@ pub(crate) enum Flavor {
     MultiThread,
     /// No worker thread: the thread inside `block_on` is the only worker.
     CurrentThread,
+    /// Worker threads that keep each task where it was spawned.
+    ThreadPerCore,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -237,6 +239,56 @@ impl Builder {
     pub fn new_current_thread() -> Builder {
         Builder {
             flavor: Flavor::CurrentThread,
+            monitor: false,
+            idle_spin: Duration::ZERO,
+            ..Builder::new_multi_thread()
+        }
+    }
+
+    /// A thread-per-core runtime: worker threads as on
+    /// [`new_multi_thread`](Self::new_multi_thread) (`worker_threads`, by
+    /// default one per CPU), but each task stays on the worker that
+    /// spawned it, as on monoio or glommio. A task spawned from outside
+    /// the workers (`Runtime::spawn`, a `Handle` on another thread) gets a
+    /// worker round-robin. Wakes from anywhere go to the task's own
+    /// worker (its inbox), never to a shared queue, and workers never
+    /// steal: a connection's task, its io (that worker's ring or epoll)
+    /// and its wakes stay on one thread and one cache. The price is
+    /// balance: a busy worker's tasks wait even while another worker is
+    /// idle, so use it where load spreads evenly by itself (one listener
+    /// per worker with `SO_REUSEPORT`, many similar connections).
+    ///
+    /// [`spawn_local`](crate::task::spawn_local) works inside its tasks:
+    /// the `!Send` task stays on the caller's worker and is dropped there
+    /// at shutdown.
+    ///
+    /// A flavour rather than a `stealing(false)` switch on the
+    /// multi-thread builder: it changes where spawns go and what
+    /// `spawn_local` may do, and it turns off the monitor (whose relief
+    /// workers and draining of stuck workers move tasks), so it is a
+    /// different contract, not a tuning knob. `monitor(true)` and
+    /// `idle_spin` are ignored (nobody steals, so nobody spins for work).
+    ///
+    /// ```
+    /// let rt = weft::runtime::Builder::new_thread_per_core()
+    ///     .worker_threads(2)
+    ///     .build()?;
+    /// let same = rt.block_on(async {
+    ///     weft::spawn(async {
+    ///         let here = std::thread::current().id();
+    ///         weft::spawn(async move { std::thread::current().id() == here })
+    ///             .await
+    ///             .unwrap()
+    ///     })
+    ///     .await
+    ///     .unwrap()
+    /// });
+    /// assert!(same, "a child stays on its parent's worker");
+    /// # Ok::<(), weft::runtime::BuildError>(())
+    /// ```
+    pub fn new_thread_per_core() -> Builder {
+        Builder {
+            flavor: Flavor::ThreadPerCore,
             monitor: false,
             idle_spin: Duration::ZERO,
             ..Builder::new_multi_thread()
@@ -498,7 +550,7 @@ impl Builder {
     fn build_flavor(&mut self, local: bool) -> Result<Runtime, BuildError> {
         let workers = match self.flavor {
             Flavor::CurrentThread => 1,
-            Flavor::MultiThread => self
+            Flavor::MultiThread | Flavor::ThreadPerCore => self
                 .worker_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         };
@@ -538,7 +590,7 @@ impl Builder {
             return Err(BuildError::ZeroHistogramSampleInterval);
         }
         let runtime = match self.flavor {
-            Flavor::MultiThread => Runtime::start(self, workers)?,
+            Flavor::MultiThread | Flavor::ThreadPerCore => Runtime::start(self, workers)?,
             Flavor::CurrentThread => Runtime::start_current_thread(self, local)?,
         };
         if let Some((signal, hook)) = &self.dump_on_signal {

@@ -133,6 +133,7 @@ impl Runtime {
         workers: usize,
         current_thread: Option<bool>,
     ) -> Result<Runtime, BuildError> {
+        let pinned = builder.flavor == builder::Flavor::ThreadPerCore;
         if builder.histograms {
             // The rate of the histograms' clock is measured from here.
             ticks::init();
@@ -162,6 +163,8 @@ impl Runtime {
                 metrics: Default::default(),
                 io: io.clone(),
                 watch: StdArc::new(scheduler::monitor::WorkerWatch::new()),
+                inbox: Injector::new(),
+                local_owned: OwnedTasks::new(1),
             })
             .collect();
         let blocking = BlockingPool::new(BlockingConfig {
@@ -195,7 +198,9 @@ impl Runtime {
                 // No monitor on a current-thread runtime: it has no other
                 // worker to hand a stuck worker's tasks to, and relief
                 // workers would run them on other threads.
-                monitor: builder.monitor && current_thread.is_none(),
+                // Nor on a thread-per-core one: it would move tasks.
+                monitor: builder.monitor && current_thread.is_none() && !pinned,
+                pinned,
             },
             monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
                 threshold: builder.stuck_poll_threshold,
@@ -205,6 +210,7 @@ impl Runtime {
                 on_thread_start: builder.on_thread_start.clone(),
                 on_thread_stop: builder.on_thread_stop.clone(),
             }),
+            next_home: std::sync::atomic::AtomicUsize::new(0),
             core: current_thread.map(|local| {
                 scheduler::current_thread::CoreSlot::new(local.then(|| std::thread::current().id()))
             }),
@@ -317,7 +323,7 @@ impl Runtime {
         // a schedule's steps depend on the machine (and it is a std
         // thread). The workers still publish their polls for it; nothing
         // is ever marked stalled.
-        if builder.monitor && !cfg!(weft_shuttle) {
+        if handle.inner.shared.config.monitor && !cfg!(weft_shuttle) {
             match scheduler::monitor::start(&handle.inner) {
                 Ok(join) => runtime.monitor = Some(join),
                 Err(err) => {
