@@ -41,14 +41,13 @@
 //! The slot is a plain `std` mutex and condvar, held for a few loads and
 //! stores around a hand-over (never while tasks run); the flavour is not
 //! run under loom or shuttle, whose models start the multi-thread runtime.
+//! The lock-free part, the `block_on` future's wake flag against the
+//! parker, is [`WakeFlag`], on the facade, with a loom model.
 
 use std::{
     future::Future,
     pin::{pin, Pin},
-    sync::{
-        atomic::{AtomicBool, Ordering::*},
-        Arc as StdArc, Condvar, Mutex,
-    },
+    sync::{Arc as StdArc, Condvar, Mutex},
     task::{Context, Poll, Wake, Waker},
     thread::ThreadId,
     time::Instant,
@@ -59,7 +58,10 @@ use super::{
     worker::WorkerCtx,
     Handle,
 };
-use crate::{context, coop};
+use crate::{
+    context, coop,
+    facade::atomic::{AtomicBool, Ordering::*},
+};
 
 /// Where a current-thread runtime's core waits between `block_on`s.
 pub(crate) struct CoreSlot {
@@ -171,11 +173,44 @@ impl CoreSlot {
     }
 }
 
+/// A `block_on` future's wake flag (step 1): its waker sets it, then
+/// unparks whoever may be waiting for it; the driving loop takes it before
+/// each poll and looks at it before parking. The parker's state word
+/// orders the rest: a park that began before the unpark is woken, one that
+/// begins after it finds the token, and either way the next `take` sees
+/// the flag. loom-checked (`loom-tests/tests/block_on_flag.rs`).
+pub(crate) struct WakeFlag(AtomicBool);
+
+impl WakeFlag {
+    /// Set: the future's first poll needs no wake.
+    pub(crate) fn new() -> WakeFlag {
+        WakeFlag(AtomicBool::new(true))
+    }
+
+    /// Sets the flag and unparks `unparkers`. Release: what the waker did
+    /// before is seen by the poll whose `take` finds the flag.
+    pub(crate) fn wake(&self, unparkers: &[&Unparker]) {
+        self.0.store(true, Release);
+        for unparker in unparkers {
+            unparker.unpark();
+        }
+    }
+
+    /// Clears the flag; true if it was set (then poll). Acquire: pairs
+    /// with `wake`.
+    pub(crate) fn take(&self) -> bool {
+        self.0.swap(false, Acquire)
+    }
+
+    /// True if set (do not park).
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Acquire)
+    }
+}
+
 /// The waker of a `block_on` future on a current-thread runtime.
 struct BlockOnSignal {
-    /// Set by a wake, cleared before each poll (Release/Acquire: what the
-    /// waker published before waking is seen by the poll).
-    woken: AtomicBool,
+    woken: WakeFlag,
     /// The `block_on` thread's own parker, for waits without the core.
     thread: Unparker,
     /// The core's parker (its io driver), for waits with it.
@@ -187,11 +222,9 @@ impl Wake for BlockOnSignal {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &StdArc<Self>) {
-        self.woken.store(true, Release);
         // Whichever way the thread waits (with the core or without), it
         // returns; the other unpark leaves a token, at most one spare round.
-        self.core.unpark();
-        self.thread.unpark();
+        self.woken.wake(&[&self.core, &self.thread]);
     }
 }
 
@@ -206,7 +239,7 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, slot: &CoreSlot, future: F) -
     }
     let parker = Parker::new();
     let signal = StdArc::new(BlockOnSignal {
-        woken: AtomicBool::new(true),
+        woken: WakeFlag::new(),
         thread: parker.unparker(),
         core: handle.shared.remotes[0].unparker.clone(),
     });
@@ -239,7 +272,7 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, slot: &CoreSlot, future: F) -
             }
             Err(_closed) => {}
         }
-        if signal.woken.swap(false, Acquire) {
+        if signal.woken.take() {
             if let Poll::Ready(out) = coop::with_budget(|| future.as_mut().poll(&mut cx)) {
                 slot.forget_waiter(&signal);
                 return out;
@@ -268,11 +301,11 @@ impl Drop for PutBack<'_> {
 fn run_until<F: Future>(
     core: &WorkerCtx,
     mut future: Pin<&mut F>,
-    woken: &AtomicBool,
+    woken: &WakeFlag,
     cx: &mut Context<'_>,
 ) -> Option<F::Output> {
     loop {
-        if woken.swap(false, Acquire) {
+        if woken.take() {
             if let Poll::Ready(out) = coop::with_budget(|| future.as_mut().poll(cx)) {
                 return Some(out);
             }
