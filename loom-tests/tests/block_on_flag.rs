@@ -9,8 +9,8 @@
 
 use loom::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
-        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc, Condvar, Mutex,
     },
     thread,
 };
@@ -50,15 +50,20 @@ fn a_wake_from_another_thread_reaches_a_parked_core() {
     });
 }
 
-/// The core parked in its io driver (`park_with`; the hook stands for the
-/// driver's wake), and the waker unparking the thread's own parker too.
+/// The core parked in its io driver (`park_with`), whose wait is an
+/// eventfd that keeps its count until read (a mutex and condvar here; the
+/// hook is the driver's wake), and the waker unparking the thread's own
+/// parker too.
 #[test]
 fn a_wake_reaches_a_core_parked_in_its_driver() {
     loom::model(|| {
-        let woken = Arc::new(AtomicBool::new(false));
+        let eventfd = Arc::new((Mutex::new(false), Condvar::new()));
         let parker = {
-            let woken = woken.clone();
-            Parker::with_wake_hook(move || woken.store(true, Relaxed))
+            let eventfd = eventfd.clone();
+            Parker::with_wake_hook(move || {
+                *eventfd.0.lock().unwrap() = true;
+                eventfd.1.notify_one();
+            })
         };
         let thread_parker = Parker::new();
         let (core, own) = (parker.unparker(), thread_parker.unparker());
@@ -70,10 +75,11 @@ fn a_wake_reaches_a_core_parked_in_its_driver() {
         };
         drive(&flag, &data, 1, || {
             parker.park_with(|| {
-                // The driver's wait: returns once the hook ran.
-                while !woken.swap(false, Relaxed) {
-                    thread::yield_now();
+                let mut count = eventfd.0.lock().unwrap();
+                while !*count {
+                    count = eventfd.1.wait(count).unwrap();
                 }
+                *count = false;
             })
         });
         t.join().unwrap();

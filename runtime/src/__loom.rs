@@ -185,6 +185,7 @@ impl Unparker {
 
 /// A current-thread `block_on` future's wake flag (see
 /// `scheduler/current_thread.rs`).
+#[derive(Debug)]
 pub struct BlockOnFlag(crate::scheduler::current_thread::WakeFlag);
 
 impl Default for BlockOnFlag {

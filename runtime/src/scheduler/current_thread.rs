@@ -179,6 +179,7 @@ impl CoreSlot {
 /// orders the rest: a park that began before the unpark is woken, one that
 /// begins after it finds the token, and either way the next `take` sees
 /// the flag. loom-checked (`loom-tests/tests/block_on_flag.rs`).
+#[derive(Debug)]
 pub(crate) struct WakeFlag(AtomicBool);
 
 impl WakeFlag {
@@ -190,7 +191,13 @@ impl WakeFlag {
     /// Sets the flag and unparks `unparkers`. Release: what the waker did
     /// before is seen by the poll whose `take` finds the flag.
     pub(crate) fn wake(&self, unparkers: &[&Unparker]) {
-        self.0.store(true, Release);
+        // A swap where a store would do under the memory model: with a
+        // plain store, loom let the loop's take after the unpark read the
+        // value of its take before the store (and park for ever), which
+        // the C++ model forbids (the unpark orders the store before that
+        // take). An RMW is always the newest value in loom too; the cost
+        // is an `xchg` on a path that does SeqCst swaps to unpark anyway.
+        self.0.swap(true, Release);
         for unparker in unparkers {
             unparker.unpark();
         }
