@@ -8,6 +8,8 @@
 //! ```text
 //! cargo run --release -p weft-examples --example echo
 //! cargo run --release -p weft-examples --example echo -- --driver epoll --conns 256 --size 4096
+//! cargo run --release -p weft-examples --example echo -- --flavor current --driver epoll
+//! cargo run --release -p weft-examples --example echo -- --flavor per-core
 //! cargo run --release -p weft-examples --example echo -- --server 127.0.0.1:7000
 //! cargo run --release -p weft-examples --example echo -- --client 127.0.0.1:7000 --secs 10
 //! ```
@@ -16,7 +18,10 @@
 //! client), `--conns N` (default 32), `--size BYTES` (default 64), `--secs S`
 //! (default 3; a lone server runs until killed unless given), `--driver
 //! uring|epoll|auto` (default auto: io_uring where the kernel allows it, else
-//! epoll; the `WEFT_IO` environment variable decides when this is auto).
+//! epoll; the `WEFT_IO` environment variable decides when this is auto),
+//! `--flavor multi|current|per-core` (default multi: work-stealing workers;
+//! `current`: one thread, the server's own `block_on`; `per-core`:
+//! thread-per-core workers, one `SO_REUSEPORT` listener each).
 
 use std::{
     error::Error,
@@ -59,10 +64,65 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 // ------------------------------------------------------------------ server
 
-fn runtime(driver: Driver) -> Result<weft::Runtime, Box<dyn Error>> {
-    Ok(weft::runtime::Builder::new_multi_thread()
-        .io_driver(driver)
-        .build()?)
+/// Which runtime serves (`--flavor`).
+#[derive(Clone, Copy, Debug)]
+enum Flavor {
+    /// Work-stealing workers (`Builder::new_multi_thread`).
+    Multi,
+    /// One thread, the one inside `block_on` (`Builder::new_current_thread`).
+    Current,
+    /// Workers that keep their tasks (`Builder::new_thread_per_core`), one
+    /// `SO_REUSEPORT` listener each.
+    PerCore,
+}
+
+/// A running server: its address, its io driver, and its runtime (dropped
+/// by the caller at the end; a current-thread runtime stays with the
+/// thread whose `block_on` runs it, until the process exits).
+type Server = (SocketAddr, Driver, Option<weft::Runtime>);
+
+/// Starts the server on `addr`.
+fn start_server(args: &Args, addr: &str) -> Result<Server, Box<dyn Error>> {
+    let builder = match args.flavor {
+        Flavor::Multi => weft::runtime::Builder::new_multi_thread(),
+        Flavor::Current => weft::runtime::Builder::new_current_thread(),
+        Flavor::PerCore => weft::runtime::Builder::new_thread_per_core(),
+    };
+    let rt = builder.io_driver(args.driver).build()?;
+    let driver = rt.io_driver();
+    match args.flavor {
+        Flavor::Multi => {
+            let listener = rt.block_on(TcpListener::bind(addr))?;
+            let local = listener.local_addr()?;
+            rt.spawn(serve(listener));
+            Ok((local, driver, Some(rt)))
+        }
+        Flavor::Current => {
+            let listener = rt.block_on(TcpListener::bind(addr))?;
+            let local = listener.local_addr()?;
+            // The runtime runs only inside `block_on`: give it a thread.
+            thread::spawn(move || rt.block_on(serve(listener)));
+            Ok((local, driver, None))
+        }
+        Flavor::PerCore => {
+            // One listener per worker on one port: the kernel spreads the
+            // connections, and each worker's accept loop keeps its own
+            // (spawned from outside, the loops land on the workers in turn).
+            let workers = rt.metrics().workers;
+            let _enter = rt.enter();
+            let mut local: SocketAddr = addr.parse()?;
+            for _ in 0..workers {
+                let socket = weft::net::TcpSocket::new_v4()?;
+                socket.set_reuseport(true)?;
+                socket.bind(local)?;
+                let listener = socket.listen(1024)?;
+                local = listener.local_addr()?;
+                rt.spawn(serve(listener));
+            }
+            drop(_enter);
+            Ok((local, driver, Some(rt)))
+        }
+    }
 }
 
 /// Accepts connections for ever, one task each.
@@ -114,14 +174,11 @@ async fn echo(stream: WeftStream) {
 
 /// Only the server: prints its CPU use once a second.
 fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
-    let rt = runtime(args.driver)?;
-    let listener = rt.block_on(TcpListener::bind(addr))?;
+    let (local, driver, _rt) = start_server(args, addr)?;
     println!(
-        "echo server on {} (io driver: {})",
-        listener.local_addr()?,
-        rt.io_driver()
+        "echo server on {local} (io driver: {driver}, runtime: {:?})",
+        args.flavor
     );
-    rt.spawn(serve(listener));
     let started = Instant::now();
     let mut last = (started, process_cpu());
     while args.secs.is_none_or(|secs| started.elapsed() < secs) {
@@ -137,14 +194,11 @@ fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
 /// Server and client in one process; the server's CPU time is the process's
 /// minus the client threads'.
 fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
-    let rt = runtime(args.driver)?;
-    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    rt.spawn(serve(listener));
+    let (addr, driver, _rt) = start_server(args, "127.0.0.1:0")?;
     println!(
-        "weft echo server on {addr} (io driver: {}); client: {} connections × {} B, \
-         {} threads, {:?}",
-        rt.io_driver(),
+        "weft echo server on {addr} (io driver: {driver}, runtime: {:?}); client: {} \
+         connections × {} B, {} threads, {:?}",
+        args.flavor,
         args.conns,
         args.size,
         CLIENT_THREADS.min(args.conns),
@@ -297,6 +351,7 @@ struct Args {
     size: usize,
     secs: Option<Duration>,
     driver: Driver,
+    flavor: Flavor,
 }
 
 impl Args {
@@ -308,6 +363,7 @@ impl Args {
             size: 64,
             secs: None,
             driver: Driver::Auto,
+            flavor: Flavor::Multi,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -319,10 +375,23 @@ impl Args {
                 "--size" => args.size = value()?.parse()?,
                 "--secs" => args.secs = Some(Duration::from_secs_f64(value()?.parse()?)),
                 "--driver" => args.driver = value()?.parse()?,
+                "--flavor" => {
+                    args.flavor = match value()?.as_str() {
+                        "multi" => Flavor::Multi,
+                        "current" => Flavor::Current,
+                        "per-core" => Flavor::PerCore,
+                        other => {
+                            return Err(format!(
+                                "unknown flavor {other:?}: multi, current or per-core"
+                            )
+                            .into())
+                        }
+                    }
+                }
                 "-h" | "--help" => {
                     println!(
                         "echo [--server ADDR | --client ADDR] [--conns N] [--size BYTES] \
-                         [--secs S] [--driver uring|epoll|auto]"
+                         [--secs S] [--driver uring|epoll|auto] [--flavor multi|current|per-core]"
                     );
                     std::process::exit(0);
                 }

@@ -268,6 +268,10 @@ impl Builder {
     /// workers and draining of stuck workers move tasks), so it is a
     /// different contract, not a tuning knob. `monitor(true)` and
     /// `idle_spin` are ignored (nobody steals, so nobody spins for work).
+    /// Workers park outside the stealing runtime's idle accounting, so the
+    /// `parked_workers` and `searching_workers` metrics stay 0 (each
+    /// worker's `parks` still counts); `injector_depth` counts the tasks
+    /// waiting in the workers' inboxes.
     ///
     /// ```
     /// let rt = weft::runtime::Builder::new_thread_per_core()
