@@ -541,3 +541,12 @@ pub(crate) fn echo_round_trips(rt: &Runtime, clients: usize, rounds: usize) {
         server.await.unwrap();
     });
 }
+
+/// `#[weft::test(flavor = "current_thread")]`, as tokio's attribute.
+#[weft::test(flavor = "current_thread")]
+async fn the_test_attribute_builds_a_current_thread_runtime() {
+    let here = thread::current().id();
+    let there = weft::spawn(async { thread::current().id() }).await.unwrap();
+    assert_eq!(there, here);
+    assert_eq!(weft::runtime::Handle::current().metrics().workers, 1);
+}

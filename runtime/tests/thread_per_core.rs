@@ -390,3 +390,19 @@ fn tcp_echo(driver: Driver) {
     drop(rt);
     net::assert_fds_at_most(fds_before, "after the runtime was dropped");
 }
+
+/// `#[weft::test(flavor = "thread_per_core")]`.
+#[weft::test(flavor = "thread_per_core", worker_threads = 3)]
+async fn the_test_attribute_builds_a_thread_per_core_runtime() {
+    let (home, child) = weft::spawn(async {
+        let home = thread::current().id();
+        let child = weft::spawn(async { thread::current().id() }).await.unwrap();
+        (home, child)
+    })
+    .await
+    .unwrap();
+    assert_eq!(home, child);
+    let metrics = weft::runtime::Handle::current().metrics();
+    assert_eq!(metrics.workers, 3);
+    assert_eq!(metrics.worker.iter().map(|w| w.steals).sum::<u64>(), 0);
+}
