@@ -8,6 +8,8 @@
 //! ```text
 //! cargo run --release -p weft-examples --example echo
 //! cargo run --release -p weft-examples --example echo -- --driver epoll --conns 256 --size 4096
+//! cargo run --release -p weft-examples --example echo -- --flavor current --driver epoll
+//! cargo run --release -p weft-examples --example echo -- --flavor per-core
 //! cargo run --release -p weft-examples --example echo -- --pooled
 //! cargo run --release -p weft-examples --example echo -- --server 127.0.0.1:7000
 //! cargo run --release -p weft-examples --example echo -- --client 127.0.0.1:7000 --secs 10
@@ -18,10 +20,13 @@
 //! (default 3; a lone server runs until killed unless given), `--driver
 //! uring|epoll|auto` (default auto: io_uring where the kernel allows it, else
 //! epoll; the `WEFT_IO` environment variable decides when this is auto),
-//! `--pooled` (the server reads with `TcpStream::recv_stream`: under
-//! io_uring one multishot receive per connection into the worker's
-//! provided buffer ring, writing each chunk back from its pooled buffer;
-//! under epoll the same api over readiness).
+//! `--flavor multi|current|per-core` (default multi: work-stealing workers;
+//! `current`: one thread, the server's own `block_on`; `per-core`:
+//! thread-per-core workers, one `SO_REUSEPORT` listener each), `--pooled`
+//! (the server reads with `TcpStream::recv_stream`: under io_uring one
+//! multishot receive per connection into the worker's provided buffer
+//! ring, writing each chunk back from its pooled buffer; under epoll the
+//! same api over readiness).
 
 use std::{
     error::Error,
@@ -64,10 +69,66 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 // ------------------------------------------------------------------ server
 
-fn runtime(driver: Driver) -> Result<weft::Runtime, Box<dyn Error>> {
-    Ok(weft::runtime::Builder::new_multi_thread()
-        .io_driver(driver)
-        .build()?)
+/// Which runtime serves (`--flavor`).
+#[derive(Clone, Copy, Debug)]
+enum Flavor {
+    /// Work-stealing workers (`Builder::new_multi_thread`).
+    Multi,
+    /// One thread, the one inside `block_on` (`Builder::new_current_thread`).
+    Current,
+    /// Workers that keep their tasks (`Builder::new_thread_per_core`), one
+    /// `SO_REUSEPORT` listener each.
+    PerCore,
+}
+
+/// A running server: its address, its io driver, and its runtime (dropped
+/// by the caller at the end; a current-thread runtime stays with the
+/// thread whose `block_on` runs it, until the process exits).
+type Server = (SocketAddr, Driver, Option<weft::Runtime>);
+
+/// Starts the server on `addr`.
+fn start_server(args: &Args, addr: &str) -> Result<Server, Box<dyn Error>> {
+    let builder = match args.flavor {
+        Flavor::Multi => weft::runtime::Builder::new_multi_thread(),
+        Flavor::Current => weft::runtime::Builder::new_current_thread(),
+        Flavor::PerCore => weft::runtime::Builder::new_thread_per_core(),
+    };
+    let rt = builder.io_driver(args.driver).build()?;
+    let driver = rt.io_driver();
+    match args.flavor {
+        Flavor::Multi => {
+            let listener = rt.block_on(TcpListener::bind(addr))?;
+            let local = listener.local_addr()?;
+            rt.spawn(serve(listener, args.pooled));
+            Ok((local, driver, Some(rt)))
+        }
+        Flavor::Current => {
+            let listener = rt.block_on(TcpListener::bind(addr))?;
+            let local = listener.local_addr()?;
+            // The runtime runs only inside `block_on`: give it a thread.
+            let pooled = args.pooled;
+            thread::spawn(move || rt.block_on(serve(listener, pooled)));
+            Ok((local, driver, None))
+        }
+        Flavor::PerCore => {
+            // One listener per worker on one port: the kernel spreads the
+            // connections, and each worker's accept loop keeps its own
+            // (spawned from outside, the loops land on the workers in turn).
+            let workers = rt.metrics().workers;
+            let _enter = rt.enter();
+            let mut local: SocketAddr = addr.parse()?;
+            for _ in 0..workers {
+                let socket = weft::net::TcpSocket::new_v4()?;
+                socket.set_reuseport(true)?;
+                socket.bind(local)?;
+                let listener = socket.listen(1024)?;
+                local = listener.local_addr()?;
+                rt.spawn(serve(listener, args.pooled));
+            }
+            drop(_enter);
+            Ok((local, driver, Some(rt)))
+        }
+    }
 }
 
 /// Accepts connections for ever, one task each.
@@ -84,6 +145,31 @@ async fn serve(listener: TcpListener, pooled: bool) {
                 eprintln!("accept: {e}");
                 return;
             }
+        }
+    }
+}
+
+/// [`echo`] with pooled receive: the runtime owns the receive buffers and
+/// hands over each chunk the kernel filled (a `RecvBuf`, which goes back to
+/// the pool when dropped); the chunk is written back as it is, no copy.
+async fn echo_pooled(stream: WeftStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("set_nodelay: {e}");
+    }
+    let mut chunks = stream.recv_stream();
+    loop {
+        let chunk = match chunks.recv().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return, // the peer closed its side
+            Err(e) => {
+                eprintln!("recv: {e}");
+                return;
+            }
+        };
+        let (written, _chunk) = stream.write_all(chunk).await;
+        if let Err(e) = written {
+            eprintln!("write: {e}");
+            return;
         }
     }
 }
@@ -120,41 +206,13 @@ async fn echo(stream: WeftStream) {
     }
 }
 
-/// [`echo`] with pooled receive: the runtime owns the receive buffers and
-/// hands over each chunk the kernel filled (a `RecvBuf`, which goes back to
-/// the pool when dropped); the chunk is written back as it is, no copy.
-async fn echo_pooled(stream: WeftStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        eprintln!("set_nodelay: {e}");
-    }
-    let mut chunks = stream.recv_stream();
-    loop {
-        let chunk = match chunks.recv().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return, // the peer closed its side
-            Err(e) => {
-                eprintln!("recv: {e}");
-                return;
-            }
-        };
-        let (written, _chunk) = stream.write_all(chunk).await;
-        if let Err(e) = written {
-            eprintln!("write: {e}");
-            return;
-        }
-    }
-}
-
 /// Only the server: prints its CPU use once a second.
 fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
-    let rt = runtime(args.driver)?;
-    let listener = rt.block_on(TcpListener::bind(addr))?;
+    let (local, driver, _rt) = start_server(args, addr)?;
     println!(
-        "echo server on {} (io driver: {})",
-        listener.local_addr()?,
-        rt.io_driver()
+        "echo server on {local} (io driver: {driver}, runtime: {:?})",
+        args.flavor
     );
-    rt.spawn(serve(listener, args.pooled));
     let started = Instant::now();
     let mut last = (started, process_cpu());
     while args.secs.is_none_or(|secs| started.elapsed() < secs) {
@@ -170,14 +228,11 @@ fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
 /// Server and client in one process; the server's CPU time is the process's
 /// minus the client threads'.
 fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
-    let rt = runtime(args.driver)?;
-    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    rt.spawn(serve(listener, args.pooled));
+    let (addr, driver, _rt) = start_server(args, "127.0.0.1:0")?;
     println!(
-        "weft echo server on {addr} (io driver: {}{}); client: {} connections × {} B, \
-         {} threads, {:?}",
-        rt.io_driver(),
+        "weft echo server on {addr} (io driver: {driver}, runtime: {:?}{}); client: {} \
+         connections × {} B, {} threads, {:?}",
+        args.flavor,
         if args.pooled { ", pooled receive" } else { "" },
         args.conns,
         args.size,
@@ -331,6 +386,7 @@ struct Args {
     size: usize,
     secs: Option<Duration>,
     driver: Driver,
+    flavor: Flavor,
     pooled: bool,
 }
 
@@ -343,6 +399,7 @@ impl Args {
             size: 64,
             secs: None,
             driver: Driver::Auto,
+            flavor: Flavor::Multi,
             pooled: false,
         };
         let mut argv = std::env::args().skip(1);
@@ -355,11 +412,24 @@ impl Args {
                 "--size" => args.size = value()?.parse()?,
                 "--secs" => args.secs = Some(Duration::from_secs_f64(value()?.parse()?)),
                 "--driver" => args.driver = value()?.parse()?,
+                "--flavor" => {
+                    args.flavor = match value()?.as_str() {
+                        "multi" => Flavor::Multi,
+                        "current" => Flavor::Current,
+                        "per-core" => Flavor::PerCore,
+                        other => {
+                            return Err(format!(
+                                "unknown flavor {other:?}: multi, current or per-core"
+                            )
+                            .into())
+                        }
+                    }
+                }
                 "--pooled" => args.pooled = true,
                 "-h" | "--help" => {
                     println!(
                         "echo [--server ADDR | --client ADDR] [--conns N] [--size BYTES] \
-                         [--secs S] [--driver uring|epoll|auto] [--pooled]"
+                         [--secs S] [--driver uring|epoll|auto] [--flavor multi|current|per-core] [--pooled]"
                     );
                     std::process::exit(0);
                 }

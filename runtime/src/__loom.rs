@@ -183,6 +183,37 @@ impl Unparker {
     }
 }
 
+/// A current-thread `block_on` future's wake flag (see
+/// `scheduler/current_thread.rs`).
+#[derive(Debug)]
+pub struct BlockOnFlag(crate::scheduler::current_thread::WakeFlag);
+
+impl Default for BlockOnFlag {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockOnFlag {
+    /// Set, as for the first poll.
+    pub fn new() -> BlockOnFlag {
+        BlockOnFlag(crate::scheduler::current_thread::WakeFlag::new())
+    }
+    /// The waker: sets the flag, unparks each of `unparkers`.
+    pub fn wake(&self, unparkers: &[&Unparker]) {
+        let inner: Vec<&park::Unparker> = unparkers.iter().map(|u| &u.0).collect();
+        self.0.wake(&inner)
+    }
+    /// Before a poll: clears it, true if it was set.
+    pub fn take(&self) -> bool {
+        self.0.take()
+    }
+    /// Before a park: true if set.
+    pub fn is_set(&self) -> bool {
+        self.0.is_set()
+    }
+}
+
 /// A node of the cancellation tree (see `cancel/node.rs`).
 #[derive(Debug, Clone)]
 pub struct CancelNode(crate::cancel::NodeArc);

@@ -226,9 +226,12 @@ thread_local! {
 /// # Panics
 /// On a worker thread, or when this thread is already inside `block_on`.
 pub(crate) fn enter_block_on() -> BlockOnGuard {
+    // A current-thread runtime's `block_on` future is polled on the worker
+    // (the thread is both): nesting there is reported as nesting below.
+    let nested_in_future = current_task().is_none() && IN_BLOCK_ON.with(|b| b.get());
     with_worker(|w| {
         assert!(
-            w.is_none(),
+            w.is_none() || nested_in_future,
             "`block_on` called on a weft worker thread: it would block a thread the \
              runtime needs; `.await` the future instead, or use `spawn_blocking`"
         )

@@ -27,7 +27,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `task/` | the task cell, its state word, `JoinHandle`, `task::Builder` (names, deadlines, detached roots) |
-//! | `scheduler/` | workers, run queues, the stealable LIFO slot, stealing, parking; the monitor (stuck workers drained, relief workers, the stuck-poll watchdog) |
+//! | `scheduler/` | workers, run queues, the stealable LIFO slot, stealing, parking; the monitor (stuck workers drained, relief workers, the stuck-poll watchdog); the current-thread and thread-per-core flavours |
 //! | `coop` | the per-poll budget, `yield_now`, `consume_budget` |
 //! | [`time`] | per-worker timing wheels; `sleep`, `timeout`, `interval`, the coarse clock |
 //! | [`cancel`] | the cancellation tree: scopes, `shield`, `TaskGroup`, `cancellable`, `current`, the `grpc-timeout` codec (`wire`) |
@@ -37,7 +37,7 @@
 //! | [`signal`] | `ctrl_c`, `unix::signal` |
 //! | `macros` | [`select!`] (tokio's syntax); [`join!`] and [`try_join!`] are futures-util's |
 //! | `blocking/` | the `spawn_blocking` pool |
-//! | [`runtime`] | `Builder`, `Runtime`, `Handle`, metrics and latency histograms, the task dump, stuck-poll reports, shutdown |
+//! | [`runtime`] | `Builder` (multi-thread, current-thread, thread-per-core), `Runtime`, `LocalRuntime`, `Handle`, metrics and latency histograms, the task dump, stuck-poll reports, shutdown |
 //! | `instrument` | `tracing` spans and events (feature `tracing`) |
 //! | `facade` | `std`, `loom` or `shuttle` primitives for the concurrent code (`cfg(weft_loom)`, `cfg(weft_shuttle)`) |
 //!

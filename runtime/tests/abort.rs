@@ -30,7 +30,10 @@ fn occupy_the_worker(rt: &Runtime) -> (mpsc::Sender<()>, weft::JoinHandle<()>) {
 
 #[test]
 fn abort_before_the_first_poll_drops_the_future_unpolled() {
-    let rt = rt(1);
+    // The worker is blocked on purpose: with the monitor on, a relief
+    // worker would run the queued task once the block passed 10 ms (a
+    // loaded machine can take that long to reach the abort).
+    let rt = common::unmonitored_rt(1);
     let (release, blocker) = occupy_the_worker(&rt);
     let polled = Flag::new();
     let drops = DropCounter::new();

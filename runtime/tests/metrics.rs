@@ -136,7 +136,10 @@ fn steals_happen_when_one_worker_has_all_the_work() {
 
 #[test]
 fn injector_and_local_queue_depths_show_queued_tasks() {
-    let rt = rt(1);
+    // The worker is blocked on purpose: with the monitor on, a loaded
+    // machine that takes more than its 10 ms threshold to reach the reads
+    // below has the queues drained by a relief worker.
+    let rt = common::unmonitored_rt(1);
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let blocked = Flag::new();
     let blocker = {

@@ -44,7 +44,12 @@ const WORKERS: usize = 3;
 /// not replay); with it off a worker that finds nothing parks at once,
 /// the path every idle spin ends in too.
 fn runtime() -> Runtime {
-    Builder::new_multi_thread()
+    build(Builder::new_multi_thread())
+}
+
+/// `runtime()` on another flavour's builder.
+fn build(builder: Builder) -> Runtime {
+    builder
         .worker_threads(WORKERS)
         .idle_spin(Duration::ZERO)
         .build()
@@ -149,12 +154,30 @@ fn assert_exercised(what: &str, total: &AtomicU64, iters: usize) {
 /// own `block_on`. Every task runs once, every `JoinHandle` yields its own
 /// task's output.
 fn spawn_storm(name: &'static str, iters: usize, roots: usize, children: usize, outside: usize) {
+    spawn_storm_on(name, iters, roots, children, outside, false)
+}
+
+/// `spawn_storm` on the multi-thread runtime or (`per_core`) the
+/// thread-per-core one, where nothing may be stolen and remote spawns and
+/// wakes go through each worker's inbox (counted as injector pops).
+fn spawn_storm_on(
+    name: &'static str,
+    iters: usize,
+    roots: usize,
+    children: usize,
+    outside: usize,
+    per_core: bool,
+) {
     let tasks = roots * (1 + children) + outside;
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
     let ran = iterations(iters);
     check(name, iters, move || {
-        let rt = runtime();
+        let rt = if per_core {
+            build(Builder::new_thread_per_core())
+        } else {
+            runtime()
+        };
         let ledger = Ledger::new(tasks);
         let spawner = {
             let handle: Handle = rt.handle().clone();
@@ -206,7 +229,24 @@ fn spawn_storm(name: &'static str, iters: usize, roots: usize, children: usize, 
     assert_exercised("injector", &totals.injector_pops, ran);
     assert_exercised("LIFO slot", &totals.lifo_hits, ran);
     assert_exercised("park", &totals.parks, ran);
-    assert_exercised("steal", &totals.steals, ran);
+    if per_core {
+        assert_eq!(
+            totals.steals.load(Relaxed),
+            0,
+            "a thread-per-core task moved"
+        );
+    } else {
+        assert_exercised("steal", &totals.steals, ran);
+    }
+}
+
+/// The thread-per-core flavour (`scheduler/pinned.rs`): roots and outside
+/// spawns land on the workers round-robin through their inboxes (push,
+/// then unpark: a lost wakeup is a shuttle deadlock), children stay on
+/// their root's worker, nothing is stolen.
+#[test]
+fn spawn_storm_thread_per_core() {
+    spawn_storm_on("spawn_storm_thread_per_core", 2000, 2, 3, 4, true);
 }
 
 /// 12 tasks, many schedules.

@@ -2,7 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::{Expr, ExprLit, ItemFn, Lit, LitInt};
+use syn::{Expr, ExprLit, ItemFn, Lit, LitInt, LitStr};
 
 /// Which attribute is being expanded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +28,37 @@ impl Kind {
     }
 }
 
+/// The runtime flavours the attributes can build (tokio's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    MultiThread,
+    CurrentThread,
+    ThreadPerCore,
+}
+
+impl Flavor {
+    fn builder(self, span: Span) -> TokenStream {
+        match self {
+            Flavor::MultiThread => {
+                quote_spanned!(span=> ::weft::runtime::Builder::new_multi_thread())
+            }
+            Flavor::CurrentThread => {
+                quote_spanned!(span=> ::weft::runtime::Builder::new_current_thread())
+            }
+            Flavor::ThreadPerCore => {
+                quote_spanned!(span=> ::weft::runtime::Builder::new_thread_per_core())
+            }
+        }
+    }
+}
+
 /// The parsed attribute arguments.
 #[derive(Debug, Default)]
 struct Args {
     /// The value and the span of the literal it came from.
     worker_threads: Option<(usize, Span)>,
+    /// As above.
+    flavor: Option<(Flavor, Span)>,
 }
 
 /// Expands `#[weft::main(args)]` / `#[weft::test(args)]` applied to `item`.
@@ -53,9 +79,25 @@ pub(crate) fn expand(
         block,
     } = item;
 
+    let (flavor, flavor_span) = args
+        .flavor
+        .unwrap_or((Flavor::MultiThread, Span::call_site()));
+    if flavor == Flavor::CurrentThread {
+        if let Some((_, span)) = args.worker_threads {
+            return Err(syn::Error::new(
+                span,
+                "`worker_threads` is not allowed with `flavor = \"current_thread\"`: \
+                 its only worker is the thread that runs the function",
+            ));
+        }
+    }
+    let builder = flavor.builder(flavor_span);
     let worker_threads = args
         .worker_threads
         .or_else(|| {
+            if flavor == Flavor::CurrentThread {
+                return None;
+            }
             kind.default_worker_threads()
                 .map(|n| (n, Span::call_site()))
         })
@@ -72,7 +114,7 @@ pub(crate) fn expand(
         #test_attr
         #(#attrs)*
         #vis #sig {
-            ::weft::runtime::Builder::new_multi_thread()
+            #builder
                 #worker_threads
                 .build()
                 .expect("failed to build the weft runtime")
@@ -84,18 +126,41 @@ pub(crate) fn expand(
 fn parse_args(args: TokenStream) -> Result<Args, syn::Error> {
     let mut parsed = Args::default();
     let parser = syn::meta::parser(|meta| {
-        if !meta.path.is_ident("worker_threads") {
-            return Err(meta.error(format_args!(
-                "unknown argument `{}`; the only argument is `worker_threads = N`",
-                path_to_string(&meta.path),
-            )));
+        if meta.path.is_ident("worker_threads") {
+            if parsed.worker_threads.is_some() {
+                return Err(meta.error("`worker_threads` is given more than once"));
+            }
+            let value: Expr = meta.value()?.parse()?;
+            parsed.worker_threads = Some(parse_worker_threads(&value)?);
+            return Ok(());
         }
-        if parsed.worker_threads.is_some() {
-            return Err(meta.error("`worker_threads` is given more than once"));
+        if meta.path.is_ident("flavor") {
+            if parsed.flavor.is_some() {
+                return Err(meta.error("`flavor` is given more than once"));
+            }
+            let value: LitStr = meta.value()?.parse()?;
+            let flavor = match value.value().as_str() {
+                "multi_thread" => Flavor::MultiThread,
+                "current_thread" => Flavor::CurrentThread,
+                "thread_per_core" => Flavor::ThreadPerCore,
+                other => {
+                    return Err(syn::Error::new(
+                        value.span(),
+                        format_args!(
+                            "unknown flavor `{other}`; expected `multi_thread`, \
+                             `current_thread` or `thread_per_core`"
+                        ),
+                    ))
+                }
+            };
+            parsed.flavor = Some((flavor, value.span()));
+            return Ok(());
         }
-        let value: Expr = meta.value()?.parse()?;
-        parsed.worker_threads = Some(parse_worker_threads(&value)?);
-        Ok(())
+        Err(meta.error(format_args!(
+            "unknown argument `{}`; the arguments are `worker_threads = N` and \
+             `flavor = \"multi_thread\" | \"current_thread\" | \"thread_per_core\"`",
+            path_to_string(&meta.path),
+        )))
     });
     syn::parse::Parser::parse2(parser, args)?;
     Ok(parsed)

@@ -22,7 +22,8 @@
 //! ```
 //!
 //! Each attribute removes `async` from the function and wraps its body in a
-//! multi-threaded runtime that is built, used for one `block_on`, and dropped:
+//! runtime (multi-threaded unless `flavor` says otherwise) that is built,
+//! used for one `block_on`, and dropped:
 //!
 //! ```text
 //! fn main() -> R {
@@ -39,10 +40,14 @@
 //! `worker_threads` is given, uses 2 workers so that tests exercise the
 //! multi-threaded scheduler without each one starting a thread per core.
 //!
-//! The only argument is `worker_threads = N`, with `N` a non-zero integer
-//! literal. Misuse is a compile error pointing at the offending token: a
+//! The arguments are `worker_threads = N`, with `N` a non-zero integer
+//! literal, and `flavor = "multi_thread"` (the default), `"current_thread"`
+//! (`Builder::new_current_thread`: the function's thread runs everything;
+//! `worker_threads` is then an error) or `"thread_per_core"`
+//! (`Builder::new_thread_per_core`). Misuse is a compile error pointing at the offending token: a
 //! function without `async`, parameters, generics on `main`, an unknown or
-//! repeated argument, or a value that is zero or not an integer literal.
+//! repeated argument, a value that is zero or not an integer literal, an
+//! unknown flavor, or `worker_threads` with `"current_thread"`.
 
 mod expand;
 
@@ -50,18 +55,21 @@ use proc_macro::TokenStream;
 
 use crate::expand::{expand, Kind};
 
-/// Runs `async fn main` on a multi-threaded weft runtime.
+/// Runs `async fn main` on a weft runtime (multi-threaded by default).
 ///
-/// Accepts `worker_threads = N`; without it the runtime picks its default
+/// Accepts `worker_threads = N` and `flavor = "..."`; without
+/// `worker_threads` the runtime picks its default
 /// (one worker per core). See the crate docs for the expansion.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_or_error(Kind::Main, args, item)
 }
 
-/// Runs an `async fn` test on a multi-threaded weft runtime with 2 workers.
+/// Runs an `async fn` test on a weft runtime (by default multi-threaded,
+/// with 2 workers).
 ///
-/// Accepts `worker_threads = N`. Adds `#[test]`; see the crate docs.
+/// Accepts `worker_threads = N` and `flavor = "..."`. Adds `#[test]`; see
+/// the crate docs.
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_or_error(Kind::Test, args, item)

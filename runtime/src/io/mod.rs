@@ -121,12 +121,16 @@ pub(crate) struct Built {
 
 /// Chooses and creates the drivers. `choice` comes from the builder; when it
 /// is `Auto`, `WEFT_IO` decides, and `auto` falls back to epoll when io_uring
-/// is missing, refused or incomplete.
+/// is missing, refused or incomplete. Without `single_issuer`, rings are
+/// set up without `SINGLE_ISSUER` (and so without `DEFER_TASKRUN`): a
+/// current-thread runtime's ring is driven by whichever thread is inside
+/// `block_on`.
 pub(crate) fn build(
     choice: Driver,
     entries: u32,
     workers: usize,
     pools: PoolConfig,
+    single_issuer: bool,
 ) -> io::Result<Built> {
     let choice = match choice {
         Driver::Auto => match std::env::var("WEFT_IO") {
@@ -144,7 +148,14 @@ pub(crate) fn build(
                 io::Error::new(e.kind(), format!("io_uring is not usable here: {e}"))
             })?),
             Driver::Auto => uring::probe().ok(),
-        };
+        }
+        .map(|features| {
+            if single_issuer {
+                features
+            } else {
+                features.without_single_issuer()
+            }
+        });
     let mut built = Built {
         kind: if features.is_some() {
             Driver::Uring

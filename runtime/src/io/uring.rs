@@ -104,6 +104,21 @@ pub(crate) struct Features {
     pub(crate) recv_multishot: bool,
 }
 
+impl Features {
+    /// The same, with rings any thread may submit to: `COOP_TASKRUN`
+    /// where `SINGLE_ISSUER` + `DEFER_TASKRUN` were found (the kernel
+    /// that has those has it too, 5.19 < 6.1).
+    pub(crate) fn without_single_issuer(self) -> Features {
+        Features {
+            flags: match self.flags {
+                SetupFlags::SingleIssuerDeferTaskrun => SetupFlags::CoopTaskrun,
+                other => other,
+            },
+            ..self
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SetupFlags {
     SingleIssuerDeferTaskrun,

@@ -42,6 +42,18 @@ pub struct Builder {
     pub(crate) stuck_poll_threshold: Duration,
     pub(crate) on_stuck_poll: Option<crate::scheduler::monitor::StuckHook>,
     pub(crate) monitor: bool,
+    pub(crate) flavor: Flavor,
+}
+
+/// Which scheduler a [`Builder`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// Worker threads that steal from each other.
+    MultiThread,
+    /// No worker thread: the thread inside `block_on` is the only worker.
+    CurrentThread,
+    /// Worker threads that keep each task where it was spawned.
+    ThreadPerCore,
 }
 
 /// Why a [`Builder`] could not build a runtime.
@@ -85,6 +97,9 @@ pub enum BuildError {
     /// `stuck_poll_threshold` of zero (every poll would be stuck) or below
     /// 1 ms (finer than the monitor samples).
     InvalidStuckPollThreshold(Duration),
+    /// [`Builder::build_local`] on a builder from `new_multi_thread`: only a
+    /// current-thread runtime can keep `!Send` tasks on one thread.
+    LocalNeedsCurrentThread,
     /// The io driver could not be set up: io_uring was asked for and is
     /// unavailable, `WEFT_IO` names no driver, or the OS refused a ring,
     /// an epoll instance or an eventfd.
@@ -142,6 +157,9 @@ impl fmt::Display for BuildError {
                 "stuck_poll_threshold must be at least 1ms (the monitor samples every 250µs), \
                  got {d:?}"
             ),
+            BuildError::LocalNeedsCurrentThread => f.write_str(
+                "build_local needs a current-thread builder (Builder::new_current_thread)",
+            ),
             BuildError::Io(err) => write!(f, "failed to set up the io driver: {err}"),
         }
     }
@@ -196,6 +214,108 @@ impl Builder {
             stuck_poll_threshold: DEFAULT_STUCK_POLL_THRESHOLD,
             on_stuck_poll: None,
             monitor: true,
+            flavor: Flavor::MultiThread,
+        }
+    }
+
+    /// A runtime with no worker threads: the thread that calls
+    /// [`Runtime::block_on`] runs the tasks, the io driver and the timers
+    /// while it is inside `block_on` (tokio's `current_thread`). For
+    /// embedding (a library that needs a runtime of its own without
+    /// starting threads), tests, and programs that want one core.
+    ///
+    /// - Tasks spawned while no thread is inside `block_on` (with
+    ///   [`Runtime::spawn`], or from other threads through a [`Handle`])
+    ///   wait, queued, until the next `block_on`; a wake from another
+    ///   thread likewise waits. Timers keep their deadlines, and fire late
+    ///   if nobody is inside `block_on` when they are due.
+    /// - `block_on` called on two threads at once: one of them drives the
+    ///   runtime; the other polls only its own future (woken as usual) and
+    ///   takes over the runtime when the first returns, if its own future
+    ///   is not done by then. Either thread may be the one that drives.
+    /// - `spawn_blocking` has its own threads, as on the multi-thread
+    ///   runtime, and both io drivers work as there (the io_uring ring is
+    ///   created without `SINGLE_ISSUER`, as `block_on` may run on any
+    ///   thread; [`build_local`](Self::build_local) keeps it).
+    /// - There is no stuck-poll monitor: a poll that blocks blocks every
+    ///   task, as on tokio's current-thread runtime; `monitor(true)`,
+    ///   `worker_threads` and `idle_spin` are ignored (there is nothing to
+    ///   relieve, count or steal from).
+    /// - For `!Send` tasks ([`crate::task::spawn_local`]) build a
+    ///   [`LocalRuntime`](super::LocalRuntime) with
+    ///   [`build_local`](Self::build_local).
+    ///
+    /// [`Handle`]: super::Handle
+    ///
+    /// ```
+    /// let rt = weft::runtime::Builder::new_current_thread().build()?;
+    /// let here = std::thread::current().id();
+    /// let ran_on = rt.block_on(async {
+    ///     weft::spawn(async { std::thread::current().id() }).await.unwrap()
+    /// });
+    /// assert_eq!(ran_on, here);
+    /// # Ok::<(), weft::runtime::BuildError>(())
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        Builder {
+            flavor: Flavor::CurrentThread,
+            monitor: false,
+            idle_spin: Duration::ZERO,
+            ..Builder::new_multi_thread()
+        }
+    }
+
+    /// A thread-per-core runtime: worker threads as on
+    /// [`new_multi_thread`](Self::new_multi_thread) (`worker_threads`, by
+    /// default one per CPU), but each task stays on the worker that
+    /// spawned it, as on monoio or glommio. A task spawned from outside
+    /// the workers (`Runtime::spawn`, a `Handle` on another thread) gets a
+    /// worker round-robin. Wakes from anywhere go to the task's own
+    /// worker (its inbox), never to a shared queue, and workers never
+    /// steal: a connection's task, its io (that worker's ring or epoll)
+    /// and its wakes stay on one thread and one cache. The price is
+    /// balance: a busy worker's tasks wait even while another worker is
+    /// idle, so use it where load spreads evenly by itself (one listener
+    /// per worker with `SO_REUSEPORT`, many similar connections).
+    ///
+    /// [`spawn_local`](crate::task::spawn_local) works inside its tasks:
+    /// the `!Send` task stays on the caller's worker and is dropped there
+    /// at shutdown.
+    ///
+    /// A flavour rather than a `stealing(false)` switch on the
+    /// multi-thread builder: it changes where spawns go and what
+    /// `spawn_local` may do, and it turns off the monitor (whose relief
+    /// workers and draining of stuck workers move tasks), so it is a
+    /// different contract, not a tuning knob. `monitor(true)` and
+    /// `idle_spin` are ignored (nobody steals, so nobody spins for work).
+    /// Workers park outside the stealing runtime's idle accounting, so the
+    /// `parked_workers` and `searching_workers` metrics stay 0 (each
+    /// worker's `parks` still counts); `injector_depth` counts the tasks
+    /// waiting in the workers' inboxes.
+    ///
+    /// ```
+    /// let rt = weft::runtime::Builder::new_thread_per_core()
+    ///     .worker_threads(2)
+    ///     .build()?;
+    /// let same = rt.block_on(async {
+    ///     weft::spawn(async {
+    ///         let here = std::thread::current().id();
+    ///         weft::spawn(async move { std::thread::current().id() == here })
+    ///             .await
+    ///             .unwrap()
+    ///     })
+    ///     .await
+    ///     .unwrap()
+    /// });
+    /// assert!(same, "a child stays on its parent's worker");
+    /// # Ok::<(), weft::runtime::BuildError>(())
+    /// ```
+    pub fn new_thread_per_core() -> Builder {
+        Builder {
+            flavor: Flavor::ThreadPerCore,
+            monitor: false,
+            idle_spin: Duration::ZERO,
+            ..Builder::new_multi_thread()
         }
     }
 
@@ -462,9 +582,28 @@ impl Builder {
 
     /// Validates the configuration and starts the worker threads.
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
-        let workers = self
-            .worker_threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        self.build_flavor(false)
+    }
+
+    /// Builds a [`LocalRuntime`](super::LocalRuntime): a current-thread
+    /// runtime bound to the calling thread, on which
+    /// [`spawn_local`](crate::task::spawn_local) runs `!Send` futures.
+    /// Fails with [`BuildError::LocalNeedsCurrentThread`] on a builder from
+    /// [`new_multi_thread`](Self::new_multi_thread).
+    pub fn build_local(&mut self) -> Result<super::LocalRuntime, BuildError> {
+        if self.flavor != Flavor::CurrentThread {
+            return Err(BuildError::LocalNeedsCurrentThread);
+        }
+        Ok(super::LocalRuntime::new(self.build_flavor(true)?))
+    }
+
+    fn build_flavor(&mut self, local: bool) -> Result<Runtime, BuildError> {
+        let workers = match self.flavor {
+            Flavor::CurrentThread => 1,
+            Flavor::MultiThread | Flavor::ThreadPerCore => self
+                .worker_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
         if workers == 0 {
             return Err(BuildError::ZeroWorkerThreads);
         }
@@ -501,7 +640,10 @@ impl Builder {
         if self.histogram_sample_interval == 0 {
             return Err(BuildError::ZeroHistogramSampleInterval);
         }
-        let runtime = Runtime::start(self, workers)?;
+        let runtime = match self.flavor {
+            Flavor::MultiThread | Flavor::ThreadPerCore => Runtime::start(self, workers)?,
+            Flavor::CurrentThread => Runtime::start_current_thread(self, local)?,
+        };
         if let Some((signal, hook)) = &self.dump_on_signal {
             super::dump::dump_on_signal(&runtime, *signal, hook.clone()).map_err(BuildError::Io)?;
         }
@@ -532,6 +674,7 @@ impl fmt::Debug for Builder {
             .field("histogram_sample_interval", &self.histogram_sample_interval)
             .field("stuck_poll_threshold", &self.stuck_poll_threshold)
             .field("monitor", &self.monitor)
+            .field("flavor", &self.flavor)
             .finish_non_exhaustive()
     }
 }

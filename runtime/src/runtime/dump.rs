@@ -511,7 +511,9 @@ pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
     // cancellation (which may take the node's lock) is read afterwards.
     let mut raw = Vec::with_capacity(shared.owned.len());
     let current = context::current_task().map(|t| t.id());
-    shared.owned.for_each(|task| {
+    // The shared registry, then each thread-per-core worker's own
+    // (`spawn_local` tasks; empty on other flavours).
+    let mut visit = |task: crate::task::RawTask| {
         let header = task.header();
         let snapshot = header.state.load();
         let state = if snapshot.is_complete() {
@@ -537,7 +539,11 @@ pub(crate) fn take(shared: &crate::scheduler::Shared) -> TaskDump {
             header.node().map(|node| (*node).clone()),
             header.spawn_location(),
         ));
-    });
+    };
+    shared.owned.for_each(&mut visit);
+    for remote in shared.remotes.iter() {
+        remote.local_owned.for_each(&mut visit);
+    }
     let now = Instant::now();
     let budget = coop::remaining();
     let mut tasks: Vec<TaskInfo> = raw

@@ -178,8 +178,14 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
         relief_stuck_polls: shared.monitor.relief_stuck_polls(),
         histogram_sample_interval: interval,
         workers: shared.remotes.len(),
-        alive_tasks: shared.owned.len(),
-        injector_depth: shared.injector.len(),
+        alive_tasks: shared.owned.len()
+            + shared
+                .remotes
+                .iter()
+                .map(|r| r.local_owned.len())
+                .sum::<usize>(),
+        injector_depth: shared.injector.len()
+            + shared.remotes.iter().map(|r| r.inbox.len()).sum::<usize>(),
         parked_workers: shared.idle.num_parked(),
         searching_workers: shared.idle.num_searching(),
         timers_pending: shared.time.pending_count(),

@@ -1,5 +1,7 @@
-//! The runtime: builds the scheduler, starts the worker threads, runs
-//! `block_on`, and shuts everything down.
+//! The runtime: builds the scheduler, starts the worker threads (or, for
+//! the current-thread flavour, parks its one worker's core for `block_on`
+//! to run; `scheduler/current_thread.rs`), runs `block_on`, and shuts
+//! everything down.
 //!
 //! # Shutdown (`Runtime::shutdown_timeout`, also on drop without a limit)
 //! 1. Set the shutdown flag and unpark every worker. Each worker finishes
@@ -8,6 +10,9 @@
 //! 2. Wait for the workers (and relief workers, see `scheduler/monitor.rs`)
 //!    to exit, up to the timeout; a worker still inside a poll after that
 //!    is detached (left running, not joined). The monitor thread exits.
+//!    A current-thread runtime has no worker threads: the wait is for the
+//!    thread inside `block_on` (if any) to hand the core back, which is
+//!    then dropped here (a core kept past the timeout stays with it).
 //! 3. Drop every notification left in the injector and in the queues of
 //!    detached workers.
 //! 4. Close the task registry and cancel every task in it: futures are
@@ -22,6 +27,7 @@
 mod builder;
 pub mod dump;
 pub(crate) mod histogram;
+mod local;
 mod metrics;
 mod stuck;
 pub(crate) mod ticks;
@@ -60,6 +66,7 @@ use self::threads::{mpsc, thread, Condvar, Mutex};
 pub use self::{
     builder::{BuildError, Builder, MAX_WORKER_THREADS},
     histogram::{HistogramBucket, HistogramSnapshot},
+    local::LocalRuntime,
     metrics::{RuntimeMetrics, WorkerMetrics},
     stuck::StuckPoll,
 };
@@ -107,6 +114,26 @@ impl Runtime {
     }
 
     pub(crate) fn start(builder: &Builder, workers: usize) -> Result<Runtime, BuildError> {
+        Runtime::start_flavor(builder, workers, None)
+    }
+
+    /// A current-thread runtime: one worker, run by `block_on` callers
+    /// (`scheduler/current_thread.rs`); with `local`, bound to this thread.
+    pub(crate) fn start_current_thread(
+        builder: &Builder,
+        local: bool,
+    ) -> Result<Runtime, BuildError> {
+        Runtime::start_flavor(builder, 1, Some(local))
+    }
+
+    /// `current_thread`: `None` for worker threads, `Some(local)` for a
+    /// current-thread runtime.
+    fn start_flavor(
+        builder: &Builder,
+        workers: usize,
+        current_thread: Option<bool>,
+    ) -> Result<Runtime, BuildError> {
+        let pinned = builder.flavor == builder::Flavor::ThreadPerCore;
         if builder.histograms {
             // The rate of the histograms' clock is measured from here.
             ticks::init();
@@ -120,11 +147,15 @@ impl Runtime {
         let io_driver = crate::io::Driver::Epoll;
         #[cfg(not(weft_shuttle))]
         let io_driver = builder.io_driver;
+        // A current-thread ring is driven by whichever thread is in
+        // `block_on`, unless the runtime is bound to one (local).
+        let single_issuer = current_thread != Some(false);
         let io = crate::io::build(
             io_driver,
             builder.io_ring_entries,
             workers,
             builder.recv_pool_config()?,
+            single_issuer,
         )
         .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
@@ -138,6 +169,8 @@ impl Runtime {
                 metrics: Default::default(),
                 io: io.clone(),
                 watch: StdArc::new(scheduler::monitor::WorkerWatch::new()),
+                inbox: Injector::new(),
+                local_owned: OwnedTasks::new(1),
             })
             .collect();
         let blocking = BlockingPool::new(BlockingConfig {
@@ -168,7 +201,12 @@ impl Runtime {
                 } else {
                     0
                 },
-                monitor: builder.monitor,
+                // No monitor on a current-thread runtime: it has no other
+                // worker to hand a stuck worker's tasks to, and relief
+                // workers would run them on other threads.
+                // Nor on a thread-per-core one: it would move tasks.
+                monitor: builder.monitor && current_thread.is_none() && !pinned,
+                pinned,
             },
             monitor: scheduler::monitor::Monitor::new(scheduler::monitor::MonitorConfig {
                 threshold: builder.stuck_poll_threshold,
@@ -177,6 +215,10 @@ impl Runtime {
                 stack_size: builder.thread_stack_size,
                 on_thread_start: builder.on_thread_start.clone(),
                 on_thread_stop: builder.on_thread_stop.clone(),
+            }),
+            next_home: std::sync::atomic::AtomicUsize::new(0),
+            core: current_thread.map(|local| {
+                scheduler::current_thread::CoreSlot::new(local.then(|| std::thread::current().id()))
             }),
         };
         let handle = Handle {
@@ -192,8 +234,34 @@ impl Runtime {
             monitor: None,
             done: false,
         };
-        let (enabled_tx, enabled_rx) = mpsc::channel::<std::io::Result<()>>();
         let workers_io = io.workers;
+        if current_thread.is_some() {
+            let (local, parker, mut io) = locals
+                .into_iter()
+                .zip(parkers)
+                .zip(workers_io)
+                .map(|((local, parker), io)| (local, parker, io))
+                .next()
+                .expect("one worker");
+            // Enabled here: without SINGLE_ISSUER any thread may then
+            // submit; with it (local), this thread is the runtime's own.
+            if let Err(err) = io.enable() {
+                // No core to wait for: nothing has run, nothing to stop.
+                runtime.done = true;
+                return Err(BuildError::Io(err));
+            }
+            let core =
+                scheduler::worker::WorkerCtx::new(0, handle.inner.clone(), local, parker, io);
+            handle
+                .inner
+                .shared
+                .core
+                .as_ref()
+                .expect("a current-thread runtime has a core slot")
+                .put_initial(Box::new(core));
+            return Ok(runtime);
+        }
+        let (enabled_tx, enabled_rx) = mpsc::channel::<std::io::Result<()>>();
         for (index, ((local, parker), mut io)) in
             locals.into_iter().zip(parkers).zip(workers_io).enumerate()
         {
@@ -261,7 +329,7 @@ impl Runtime {
         // a schedule's steps depend on the machine (and it is a std
         // thread). The workers still publish their polls for it; nothing
         // is ever marked stalled.
-        if builder.monitor && !cfg!(weft_shuttle) {
+        if handle.inner.shared.config.monitor && !cfg!(weft_shuttle) {
             match scheduler::monitor::start(&handle.inner) {
                 Ok(join) => runtime.monitor = Some(join),
                 Err(err) => {
@@ -274,11 +342,15 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the current thread, driving it while
-    /// the workers run everything it spawns.
+    /// the workers run everything it spawns. On a current-thread runtime
+    /// ([`Builder::new_current_thread`]) this thread is the worker: it runs
+    /// the tasks, io and timers until `future` is done (see there for two
+    /// threads calling `block_on` at once).
     ///
     /// # Panics
-    /// When called from a worker thread or inside another `block_on`: that
-    /// would block a thread the runtime needs to make progress.
+    /// When called from a worker thread (a task) or inside another
+    /// `block_on`: that would block a thread the runtime needs to make
+    /// progress.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.handle.block_on(future)
     }
@@ -366,7 +438,17 @@ impl Runtime {
             remote.unparker.unpark();
         }
         shared.monitor.wake();
-        // 2.
+        // 2. (a current-thread runtime: its core, once `block_on` lets go)
+        let core_back = match &shared.core {
+            Some(slot) => match slot.close(deadline) {
+                Some(core) => {
+                    core.shut_down_core();
+                    true
+                }
+                None => false,
+            },
+            None => true,
+        };
         let total = self.threads.len();
         let mut all_exited = {
             let (count, cv) = &*self.exited;
@@ -386,7 +468,7 @@ impl Runtime {
                     }
                 }
             }
-            *exited == total
+            *exited == total && core_back
         };
         for thread in self.threads.drain(..) {
             if all_exited || is_finished(&thread) {
@@ -513,6 +595,9 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _guard = context::enter_block_on();
         let _enter = self.enter();
+        if let Some(slot) = &self.inner.shared.core {
+            return scheduler::current_thread::block_on(&self.inner, slot, future);
+        }
         let parker = Parker::new();
         let waker = Waker::from(StdArc::new(ThreadWaker(parker.unparker())));
         let mut cx = Context::from_waker(&waker);

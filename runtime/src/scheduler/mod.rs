@@ -29,11 +29,13 @@
 //! Every `event_interval` ticks and after each park the worker fires due
 //! timers. Shutdown: see `Runtime::shutdown_timeout`.
 
+pub(crate) mod current_thread;
 pub(crate) mod idle;
 pub(crate) mod lifo;
 mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod park;
+pub(crate) mod pinned;
 pub(crate) mod worker;
 
 use std::{future::Future, time::Instant};
@@ -73,6 +75,8 @@ pub(crate) struct SchedConfig {
     /// The stuck-poll monitor runs (`Builder::monitor`); when off, workers
     /// do not publish their polls for it.
     pub(crate) monitor: bool,
+    /// Thread-per-core: tasks stay on their home worker (`pinned.rs`).
+    pub(crate) pinned: bool,
 }
 
 /// What other threads need to reach one worker.
@@ -83,6 +87,10 @@ pub(crate) struct Remote {
     pub(crate) io: crate::io::RemoteIo,
     /// The worker's LIFO slot and poll counter (`monitor.rs`).
     pub(crate) watch: std::sync::Arc<monitor::WorkerWatch>,
+    /// Thread-per-core: tasks of this home woken elsewhere (`pinned.rs`).
+    pub(crate) inbox: Injector<Notified>,
+    /// Thread-per-core: this worker's `spawn_local` tasks (`pinned.rs`).
+    pub(crate) local_owned: OwnedTasks,
 }
 
 /// State shared by all workers and handles of one runtime.
@@ -99,6 +107,12 @@ pub(crate) struct Shared {
     pub(crate) config: SchedConfig,
     /// The stuck-poll monitor's state (`monitor.rs`).
     pub(crate) monitor: monitor::Monitor,
+    /// A current-thread runtime's core while no `block_on` drives it
+    /// (`current_thread.rs`); `None` on the multi-thread runtime.
+    pub(crate) core: Option<current_thread::CoreSlot>,
+    /// Thread-per-core: the home of the next task spawned from outside
+    /// the workers (`pinned.rs`).
+    pub(crate) next_home: std::sync::atomic::AtomicUsize,
 }
 
 /// A cheap, cloneable reference to a runtime's scheduler.
@@ -152,9 +166,73 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        if self.shared.config.pinned {
+            return self.spawn_pinned_at(future, id, opts, location);
+        }
         let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
             let (task, notified, join, slot) =
                 task::new_task(future, TaskHandle::new(self), id, with_node, location);
+            let raw = task.raw();
+            ((task, notified, join), raw, slot)
+        });
+        #[cfg(feature = "tracing")]
+        crate::instrument::attach_span(task.raw(), opts);
+        if let Some(notified) = self.shared.owned.bind(task, notified) {
+            self.schedule(notified);
+        }
+        join
+    }
+
+    /// Spawns a `!Send` task (`spawn_local`): on this `LocalRuntime`, or
+    /// on the calling worker of this thread-per-core runtime.
+    ///
+    /// # Panics
+    /// Anywhere else: a runtime of another flavour, another thread.
+    pub(crate) fn spawn_local_at<F>(
+        &self,
+        future: F,
+        id: Id,
+        opts: &SpawnOptions,
+        location: &'static std::panic::Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        if self.shared.config.pinned {
+            let home = context::with_worker(|w| match w {
+                Some(w) if w.belongs_to(&self.shared) => Some(w.index()),
+                _ => None,
+            });
+            let home = home.expect(
+                "`spawn_local` called on a thread-per-core runtime off its workers: call it \
+                 inside one of its tasks, whose worker the new task then stays on",
+            );
+            // SAFETY: `home` is the calling thread's worker, just checked.
+            return unsafe { self.spawn_pinned_local_at(future, home, id, opts, location) };
+        }
+        let owner = self.shared.core.as_ref().and_then(|slot| slot.owner());
+        assert!(
+            owner.is_some(),
+            "`spawn_local` called on a runtime that is not a LocalRuntime or a thread-per-core \
+             runtime: `!Send` tasks need a runtime that keeps them on one thread \
+             (`Builder::new_current_thread().build_local()`, \
+             `Builder::new_thread_per_core()`); use `spawn` here"
+        );
+        assert!(
+            owner == Some(std::thread::current().id()),
+            "`spawn_local` called on a LocalRuntime from a thread other than the one that \
+             built it"
+        );
+        let (task, notified, join) = cancel::spawn_in_tree(opts, |with_node| {
+            // SAFETY: checked above: this runtime is a LocalRuntime and we
+            // are on its thread. Its core runs only there (`block_on`
+            // asserts it) and it is shut down only there (a `LocalRuntime`
+            // is `!Send`), so the future is polled and dropped on this
+            // thread; see `scheduler/current_thread.rs`, step 5.
+            let (task, notified, join, slot) = unsafe {
+                task::new_local_task(future, TaskHandle::new(self), id, with_node, location)
+            };
             let raw = task.raw();
             ((task, notified, join), raw, slot)
         });
@@ -239,6 +317,13 @@ impl Shared {
             }
         }
         for remote in self.remotes.iter() {
+            loop {
+                match remote.inbox.steal() {
+                    crossbeam_deque::Steal::Success(task) => drop(task),
+                    crossbeam_deque::Steal::Retry => continue,
+                    crossbeam_deque::Steal::Empty => break,
+                }
+            }
             loop {
                 match remote.stealer.steal() {
                     crossbeam_deque::Steal::Success(task) => drop(task),

@@ -272,6 +272,47 @@ impl WorkerCtx {
         self.drain();
     }
 
+    /// One round of a current-thread core (`current_thread.rs`): a tick
+    /// of [`run`](Self::run) without stealing (there is no one to steal
+    /// from), and no park while `woken` is set (the `block_on` future
+    /// waits for its poll). False at shutdown, with the queues drained.
+    /// Kept next to `run` so the two loops change together.
+    pub(crate) fn run_round(&self, woken: &super::current_thread::WakeFlag) -> bool {
+        let config = self.shared().config;
+        if self.shared().shutdown.load(Acquire) {
+            self.drain();
+            return false;
+        }
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % config.event_interval == 0 {
+            let _ = self.with_io(|| self.io.borrow_mut().poll());
+            self.shared().fire_timers(self.index);
+            self.flush_deferred();
+        }
+        match self.next_local_task(tick) {
+            Some(task) => self.run_task(task),
+            None => {
+                // A wake after this look leaves the parker a token (or
+                // wakes the driver): see `WakeFlag`.
+                if !woken.is_set() && !self.spin_on_io() && !woken.is_set() {
+                    self.park()
+                }
+            }
+        }
+        true
+    }
+
+    /// Drops a current-thread core at shutdown: what is still queued
+    /// first (a `block_on` may have returned with tasks ready).
+    pub(crate) fn shut_down_core(self: Box<Self>) {
+        self.drain();
+    }
+
+    // Inlined into each loop (`run`, `run_pinned`, `run_round`): with three
+    // callers LLVM stopped inlining it into `run`, which cost yield_many 7%
+    // more instructions (callgrind).
+    #[inline(always)]
     fn run_task(&self, task: Notified) {
         if self.searching.replace(false) && self.shared().idle.transition_from_searching() {
             // The last searcher found work: more may be coming, wake a peer.
@@ -296,6 +337,8 @@ impl WorkerCtx {
         }
     }
 
+    // As `run_task`.
+    #[inline(always)]
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
         let config = self.shared().config;
         if tick % config.global_queue_interval == 0 {
@@ -557,6 +600,19 @@ impl WorkerCtx {
             shared.notify_parked();
         }
         self.metrics().parks.incr();
+        self.sleep();
+        if !shared.idle.unpark_self(self.index) {
+            // Picked by a notifier, which counted us as searching.
+            self.searching.set(true);
+        }
+        shared.time.process(self.index, Instant::now());
+    }
+
+    /// The blocking part of a park: in the io driver until an unpark, io,
+    /// the next timer or the allocation cache's trim time.
+    #[inline]
+    fn sleep(&self) {
+        let shared = self.shared();
         if !shared.shutdown.load(Acquire) {
             let parked_at = Instant::now();
             // Blocks a burst left in the allocation cache go back to malloc
@@ -580,11 +636,6 @@ impl WorkerCtx {
                     .set(crate::alloc::cached_bytes() as u64);
             }
         }
-        if !shared.idle.unpark_self(self.index) {
-            // Picked by a notifier, which counted us as searching.
-            self.searching.set(true);
-        }
-        shared.time.process(self.index, Instant::now());
     }
 
     /// Blocks in the io driver until an unpark, io, or `deadline`. True if
@@ -609,6 +660,101 @@ impl WorkerCtx {
     fn park_worker(&self, deadline: Option<Instant>) -> bool {
         self.parker.park(deadline);
         false
+    }
+
+    /// The run loop of a thread-per-core worker (`pinned.rs`): `run`'s
+    /// ticks with the worker's inbox in the injector's place, no stealing,
+    /// and parks outside the idle accounting. At the end, the worker's own
+    /// `spawn_local` tasks are shut down here, on their thread.
+    pub(crate) fn run_pinned(&self) {
+        let config = self.shared().config;
+        loop {
+            if self.shared().shutdown.load(Acquire) {
+                break;
+            }
+            let tick = self.tick.get().wrapping_add(1);
+            self.tick.set(tick);
+            if tick % config.event_interval == 0 {
+                let _ = self.with_io(|| self.io.borrow_mut().poll());
+                self.shared().fire_timers(self.index);
+                self.flush_deferred();
+            }
+            match self.next_pinned_task(tick) {
+                Some(task) => self.run_task(task),
+                None => {
+                    if !self.spin_on_io() {
+                        self.park_pinned()
+                    }
+                }
+            }
+        }
+        self.drain();
+        let remote = &self.shared().remotes[self.index];
+        remote.local_owned.close_and_shutdown_all();
+        // Destructors may have woken more of them.
+        self.drain();
+        loop {
+            match remote.inbox.steal() {
+                Steal::Success(task) => drop(task),
+                Steal::Retry => {}
+                Steal::Empty => break,
+            }
+        }
+    }
+
+    /// `next_local_task` with the worker's inbox for the injector.
+    fn next_pinned_task(&self, tick: u32) -> Option<Notified> {
+        let config = self.shared().config;
+        if tick % config.global_queue_interval == 0 {
+            if let Some(task) = self.pop_inbox() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.watch.lifo().take() {
+            let streak = self.lifo_streak.get();
+            if streak < config.max_lifo_polls {
+                self.lifo_streak.set(streak + 1);
+                self.metrics().lifo_hits.incr();
+                return Some(task);
+            }
+            self.local.push(task);
+        }
+        self.lifo_streak.set(0);
+        self.local
+            .pop()
+            .or_else(|| self.pop_inbox())
+            .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten())
+    }
+
+    /// Takes a batch from this worker's inbox (all of it, up to
+    /// [`INJECTOR_BATCH`]: nobody else takes from it).
+    fn pop_inbox(&self) -> Option<Notified> {
+        let inbox = &self.shared().remotes[self.index].inbox;
+        if inbox.is_empty() {
+            return None;
+        }
+        loop {
+            match inbox.steal_batch_with_limit_and_pop(&self.local, INJECTOR_BATCH) {
+                Steal::Success(task) => {
+                    self.metrics()
+                        .injector_pops
+                        .add(1 + self.local.len() as u64);
+                    return Some(task);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// A thread-per-core worker's park: no idle accounting (nobody looks
+    /// for it to steal); wakes come as unparks from `Shared::schedule_to`,
+    /// and the inbox was empty when the caller looked, so the parker's
+    /// token covers a push since.
+    fn park_pinned(&self) {
+        self.metrics().parks.incr();
+        self.sleep();
+        self.shared().time.process(self.index, Instant::now());
     }
 
     /// Drops everything still queued here (shutdown). Destructors may wake
@@ -638,5 +784,9 @@ pub(crate) fn run_worker(
 ) {
     let _enter = context::enter(handle.clone());
     let ctx = WorkerCtx::new(index, handle, local, parker, io);
-    context::set_worker(&ctx, || ctx.run());
+    if ctx.shared().config.pinned {
+        context::set_worker(&ctx, || ctx.run_pinned());
+    } else {
+        context::set_worker(&ctx, || ctx.run());
+    }
 }

@@ -103,4 +103,78 @@ where
     )
 }
 
+/// [`new_task`] for a future that need not be `Send` (`spawn_local`).
+///
+/// # Safety
+/// The future (and the output, unless the `JoinHandle` takes it) must only
+/// be polled and dropped on one thread: the caller schedules the task on a
+/// runtime whose only worker runs on that thread and whose shutdown runs
+/// there (a `LocalRuntime`; see `scheduler/current_thread.rs`). The
+/// `JoinHandle` is `Send` only if the output is.
+pub(crate) unsafe fn new_local_task<F, S>(
+    future: F,
+    scheduler: S,
+    id: Id,
+    with_node: bool,
+    location: &'static std::panic::Location<'static>,
+) -> (Task, Notified, JoinHandle<F::Output>, Option<NodeSlot>)
+where
+    F: Future + 'static,
+    F::Output: 'static,
+    S: Schedule,
+{
+    let (raw, slot) = RawTask::new(future, scheduler, id, with_node, location);
+    (
+        Task::from_raw(raw),
+        Notified::from_raw(raw),
+        JoinHandle::new(raw),
+        slot,
+    )
+}
+
 pub use crate::{spawn, spawn_blocking};
+
+/// Spawns a future that need not be `Send` onto the current
+/// [`LocalRuntime`](crate::runtime::LocalRuntime): it runs on this thread,
+/// during the runtime's `block_on`. The task is a child of the current
+/// task, as with [`spawn`].
+///
+/// Valid inside a `LocalRuntime` (its `block_on`, its tasks, or after its
+/// `enter`), where its thread is the only one that polls and drops tasks.
+///
+/// # Panics
+/// Outside a runtime, on a runtime that is not a `LocalRuntime` (a
+/// multi-thread or a `Send` current-thread [`Runtime`](crate::runtime::Runtime),
+/// whose tasks may be polled or dropped on another thread), or on a
+/// thread other than the `LocalRuntime`'s (after `Handle::enter` there).
+///
+/// ```
+/// use std::rc::Rc;
+/// let rt = weft::runtime::Builder::new_current_thread().build_local()?;
+/// let n = rt.block_on(async {
+///     let rc = Rc::new(20);
+///     weft::task::spawn_local(async move { *rc + 1 }).await.unwrap()
+/// });
+/// assert_eq!(n, 21);
+/// # Ok::<(), weft::runtime::BuildError>(())
+/// ```
+#[track_caller]
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let location = std::panic::Location::caller();
+    crate::context::with_current_handle(|handle| match handle {
+        Some(handle) => handle.spawn_local_at(
+            future,
+            Id::next(),
+            &crate::cancel::SpawnOptions::default(),
+            location,
+        ),
+        None => panic!(
+            "`weft::task::spawn_local` called outside a weft runtime: call it inside \
+             `LocalRuntime::block_on` or one of its tasks"
+        ),
+    })
+}

@@ -24,8 +24,8 @@ pub(crate) struct Vtable {
 
 pub(crate) fn vtable<F, S>() -> &'static Vtable
 where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F: Future + 'static,
+    F::Output: 'static,
     S: Schedule,
 {
     &Vtable {
@@ -46,8 +46,9 @@ pub(crate) struct RawTask {
 }
 
 // SAFETY: a task's shared parts are the atomic state word and cells whose
-// access is arbitrated by it; the future and output are `Send` (enforced at
-// spawn).
+// access is arbitrated by it; the future and output are `Send` (enforced by
+// `new_task`), except for local tasks, which `new_local_task`'s contract
+// keeps on one thread (only the handle to the task crosses threads).
 unsafe impl Send for RawTask {}
 // SAFETY: as above.
 unsafe impl Sync for RawTask {}
@@ -61,8 +62,8 @@ impl RawTask {
         location: &'static std::panic::Location<'static>,
     ) -> (RawTask, Option<crate::cancel::NodeSlot>)
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future + 'static,
+        F::Output: 'static,
         S: Schedule,
     {
         let (ptr, slot) = Cell::new(future, scheduler, id, vtable::<F, S>(), with_node, location);

@@ -186,16 +186,76 @@ fn missing_value_is_an_error() {
 
 #[test]
 fn unknown_argument_is_an_error_on_its_name() {
-    let (msg, at) = expand_err(
-        Kind::Main,
-        "flavor = \"current_thread\"",
-        "async fn main() {}",
-    );
+    let (msg, at) = expand_err(Kind::Main, "workers = 2", "async fn main() {}");
     assert_eq!(
         msg,
-        "unknown argument `flavor`; the only argument is `worker_threads = N`"
+        "unknown argument `workers`; the arguments are `worker_threads = N` and \
+         `flavor = \"multi_thread\" | \"current_thread\" | \"thread_per_core\"`"
     );
-    assert_eq!(at, "flavor");
+    assert_eq!(at, "workers");
+}
+
+#[test]
+fn flavors_pick_the_builder() {
+    for (flavor, builder, workers) in [
+        (
+            "multi_thread",
+            "new_multi_thread()",
+            Some(".worker_threads(2)"),
+        ),
+        ("current_thread", "new_current_thread()", None),
+        (
+            "thread_per_core",
+            "new_thread_per_core()",
+            Some(".worker_threads(2)"),
+        ),
+    ] {
+        let f = expand_ok(
+            Kind::Test,
+            &format!("flavor = \"{flavor}\""),
+            "async fn t() {}",
+        );
+        let body = compact(&f.block);
+        assert!(
+            body.starts_with(&format!("{{::weft::runtime::Builder::{builder}")),
+            "{body}"
+        );
+        match workers {
+            Some(w) => assert!(body.contains(w), "{body}"),
+            None => assert!(!body.contains("worker_threads"), "{body}"),
+        }
+    }
+    let f = expand_ok(
+        Kind::Main,
+        "flavor = \"thread_per_core\", worker_threads = 3",
+        "async fn main() {}",
+    );
+    assert!(compact(&f.block).contains(".worker_threads(3)"));
+}
+
+#[test]
+fn bad_flavors_are_errors_on_their_value() {
+    let (msg, at) = expand_err(Kind::Main, "flavor = \"local\"", "async fn main() {}");
+    assert_eq!(
+        msg,
+        "unknown flavor `local`; expected `multi_thread`, `current_thread` or `thread_per_core`"
+    );
+    assert_eq!(at, "\"local\"");
+    let (msg, at) = expand_err(
+        Kind::Test,
+        "flavor = \"current_thread\", worker_threads = 2",
+        "async fn t() {}",
+    );
+    assert!(msg.starts_with("`worker_threads` is not allowed"), "{msg}");
+    assert_eq!(at, "2");
+    let (msg, _) = expand_err(
+        Kind::Test,
+        "flavor = \"current_thread\", flavor = \"multi_thread\"",
+        "async fn t() {}",
+    );
+    assert_eq!(msg, "`flavor` is given more than once");
+    let (msg, _) = expand_err(Kind::Test, "flavor = current_thread", "async fn t() {}");
+    assert!(msg.contains("expected string literal"), "{msg}");
 }
 
 #[test]
