@@ -12,7 +12,9 @@
 //!   `AsyncReadExt::read` / `AsyncWriteExt::write_all`). `weft_pooled` is
 //!   weft on io_uring reading with `recv_stream` instead (a multishot
 //!   receive into the worker's provided buffer ring of 4 KiB buffers) and
-//!   writing each chunk back from its pooled buffer. The load comes from
+//!   writing each chunk back from its pooled buffer; `weft_per_core` is
+//!   weft's thread-per-core flavour on io_uring (no stealing; one
+//!   `SO_REUSEPORT` listener per worker, like monoio). The load comes from
 //!   `weft_benches::echo_load`: 4 OS threads on blocking `std` sockets, each
 //!   driving a quarter of the connections in rounds (one request in flight
 //!   per connection). One criterion iteration is a batch of
@@ -115,15 +117,20 @@ enum Server {
     /// receive into the worker's provided buffer ring); TCP echo only.
     WeftPooled,
     WeftEpoll,
+    /// weft's thread-per-core flavour on io_uring (tasks stay on the worker
+    /// that spawned them, no stealing), one `SO_REUSEPORT` listener per
+    /// worker as monoio has; TCP echo only.
+    WeftPerCore,
     Tokio,
     /// monoio (io_uring, thread-per-core): TCP echo only.
     Monoio,
 }
 
-const SERVERS: [Server; 5] = [
+const SERVERS: [Server; 6] = [
     Server::WeftUring,
     Server::WeftPooled,
     Server::WeftEpoll,
+    Server::WeftPerCore,
     Server::Tokio,
     Server::Monoio,
 ];
@@ -134,6 +141,7 @@ impl Server {
             Server::WeftUring => "weft_uring",
             Server::WeftPooled => "weft_pooled",
             Server::WeftEpoll => "weft_epoll",
+            Server::WeftPerCore => "weft_per_core",
             Server::Tokio => "tokio",
             Server::Monoio => "monoio",
         }
@@ -146,6 +154,7 @@ impl Server {
             Server::WeftUring => "srv-wuring",
             Server::WeftPooled => "srv-wpool",
             Server::WeftEpoll => "srv-wepoll",
+            Server::WeftPerCore => "srv-wpcore",
             Server::Tokio => "srv-tokio",
             Server::Monoio => "srv-monoio",
         }
@@ -153,7 +162,9 @@ impl Server {
 
     fn weft_driver(self) -> Option<weft::io::Driver> {
         match self {
-            Server::WeftUring | Server::WeftPooled => Some(weft::io::Driver::Uring),
+            Server::WeftUring | Server::WeftPooled | Server::WeftPerCore => {
+                Some(weft::io::Driver::Uring)
+            }
             Server::WeftEpoll => Some(weft::io::Driver::Epoll),
             Server::Tokio | Server::Monoio => None,
         }
@@ -183,7 +194,12 @@ fn build(server: Server) -> Rt {
     }
     match server.weft_driver() {
         Some(driver) => {
-            let rt = weft::runtime::Builder::new_multi_thread()
+            let builder = if server == Server::WeftPerCore {
+                weft::runtime::Builder::new_thread_per_core()
+            } else {
+                weft::runtime::Builder::new_multi_thread()
+            };
+            let rt = builder
                 .worker_threads(NUM_WORKERS)
                 .thread_name(server.thread_prefix())
                 .io_driver(driver)
@@ -213,6 +229,27 @@ fn build(server: Server) -> Rt {
 /// Binds a listener on a free loopback port and spawns the accept loop.
 fn start_echo_server(rt: &Rt, server: Server) -> SocketAddr {
     match rt {
+        Rt::Weft(rt) if server == Server::WeftPerCore => {
+            // One listener per worker on one port, as monoio's: the kernel
+            // spreads the connections, and each worker's accept loop keeps
+            // its own (spawned from outside, the loops land on the workers
+            // in turn).
+            let _enter = rt.enter();
+            let mut addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            for _ in 0..NUM_WORKERS {
+                let socket = weft::net::TcpSocket::new_v4().unwrap();
+                socket.set_reuseport(true).unwrap();
+                socket.bind(addr).unwrap();
+                let listener = socket.listen(1024).unwrap();
+                addr = listener.local_addr().unwrap();
+                rt.spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        weft::spawn(weft_echo(stream));
+                    }
+                });
+            }
+            addr
+        }
         Rt::Weft(rt) => {
             let listener = rt
                 .block_on(weft::net::TcpListener::bind("127.0.0.1:0"))
@@ -664,7 +701,12 @@ fn udp_ping_pong(c: &mut Criterion, summary: &mut Summary) {
     // its runtime.
     let servers: Vec<(Server, OnceCell<UdpPair>)> = SERVERS
         .into_iter()
-        .filter(|server| !matches!(server, Server::Monoio | Server::WeftPooled))
+        .filter(|server| {
+            !matches!(
+                server,
+                Server::Monoio | Server::WeftPooled | Server::WeftPerCore
+            )
+        })
         .map(|server| (server, OnceCell::new()))
         .collect();
     let start = |server| {
