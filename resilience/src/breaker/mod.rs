@@ -266,6 +266,15 @@ impl<C> Breaker<C> {
             .map(|ticket| OwnedPermit::new(StdArc::clone(self), ticket))
     }
 
+    /// [`acquire`](Self::acquire) for a caller that has just checked its
+    /// scope (`caller::check_scope`) on this thread with no await point
+    /// since: the pipeline checks once for all its layers.
+    #[inline]
+    pub(crate) fn acquire_in_live_scope(&self) -> Result<Permit<'_, C>, Rejected> {
+        self.admit_in_live_scope()
+            .map(|ticket| Permit::new(self, ticket))
+    }
+
     #[inline]
     fn admit(&self) -> Result<Ticket, Rejected> {
         // A cancelled caller takes nothing (above all not a half-open
@@ -273,6 +282,11 @@ impl<C> Breaker<C> {
         if crate::caller::check_scope().is_err() {
             return Err(Rejected::new(RejectReason::Cancelled, None));
         }
+        self.admit_in_live_scope()
+    }
+
+    #[inline]
+    fn admit_in_live_scope(&self) -> Result<Ticket, Rejected> {
         let mut word = self.word();
         loop {
             match word.state() {

@@ -466,6 +466,13 @@ impl Adaptive {
     #[inline]
     pub fn try_acquire(&self) -> Result<AdaptivePermit<'_>, AdaptiveError> {
         check_scope().map_err(AdaptiveError::Cancelled)?;
+        self.try_acquire_in_live_scope()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a caller that has just
+    /// checked its scope (the pipeline, once for all its layers).
+    #[inline(always)]
+    pub(crate) fn try_acquire_in_live_scope(&self) -> Result<AdaptivePermit<'_>, AdaptiveError> {
         let limit = self.limit.load(Relaxed);
         let mut in_flight = self.in_flight.load(Relaxed);
         loop {

@@ -50,6 +50,25 @@ pub trait Admission {
     /// limiter's reservation) as the limiter's rules say.
     fn acquire(&self) -> Self::Acquire<'_>;
 
+    /// [`acquire`](Admission::acquire) when the pipeline has just checked
+    /// the caller's scope ([`crate::caller::check_scope`]) on this thread,
+    /// with no await point since: a limiter whose `acquire` starts with
+    /// that check may skip it (one check per attempt instead of one per
+    /// layer). The default calls `acquire`.
+    #[inline]
+    fn acquire_in_live_scope(&self) -> Self::Acquire<'_> {
+        self.acquire()
+    }
+
+    /// Whether [`acquire`](Admission::acquire) may wait (return `Pending`)
+    /// as this limiter is configured. The pipeline checks the caller's
+    /// scope again after such a layer before skipping the next layer's
+    /// check. The default says yes (always safe).
+    #[inline]
+    fn may_wait(&self) -> bool {
+        true
+    }
+
     /// Reports how an admitted call went. The default drops the permit.
     fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
         let _ = (permit, verdict);
@@ -72,6 +91,11 @@ impl Admission for Unlimited {
     fn acquire(&self) -> Ready<Result<(), Reason>> {
         ready(Ok(()))
     }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
+    }
 }
 
 impl<A: Admission> Admission for std::sync::Arc<A> {
@@ -91,6 +115,16 @@ impl<A: Admission> Admission for std::sync::Arc<A> {
     #[inline]
     fn acquire(&self) -> A::Acquire<'_> {
         (**self).acquire()
+    }
+
+    #[inline]
+    fn acquire_in_live_scope(&self) -> A::Acquire<'_> {
+        (**self).acquire_in_live_scope()
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        (**self).may_wait()
     }
 
     #[inline]

@@ -32,6 +32,13 @@ fn caller(end: CallerEnd) -> Reason {
     })
 }
 
+fn adaptive_reason(e: AdaptiveError) -> Reason {
+    match e {
+        AdaptiveError::OverLimit { limit } => Reason::OverLimit { limit },
+        AdaptiveError::Cancelled(end) => caller(end),
+    }
+}
+
 impl Admission for Adaptive {
     type Permit<'a> = AdaptivePermit<'a>;
     type Acquire<'a> = Ready<Result<AdaptivePermit<'a>, Reason>>;
@@ -42,10 +49,17 @@ impl Admission for Adaptive {
 
     #[inline]
     fn acquire(&self) -> Self::Acquire<'_> {
-        ready(self.try_acquire().map_err(|e| match e {
-            AdaptiveError::OverLimit { limit } => Reason::OverLimit { limit },
-            AdaptiveError::Cancelled(end) => caller(end),
-        }))
+        ready(self.try_acquire().map_err(adaptive_reason))
+    }
+
+    #[inline]
+    fn acquire_in_live_scope(&self) -> Self::Acquire<'_> {
+        ready(self.try_acquire_in_live_scope().map_err(adaptive_reason))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
     }
 
     #[inline]
@@ -114,6 +128,26 @@ impl Admission for Bulkhead {
         }
         BulkheadAcquire::Now(Some(self.try_acquire().map_err(bulkhead_reason)))
     }
+
+    #[inline]
+    fn acquire_in_live_scope(&self) -> BulkheadAcquire<'_> {
+        // The queue's wait is an await point: it checks for itself.
+        #[cfg(feature = "weft")]
+        if self.queues() {
+            return BulkheadAcquire::Queued(Box::pin(Bulkhead::acquire(self)));
+        }
+        BulkheadAcquire::Now(Some(
+            self.try_acquire_in_live_scope().map_err(bulkhead_reason),
+        ))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        #[cfg(feature = "weft")]
+        return self.queues();
+        #[cfg(not(feature = "weft"))]
+        false
+    }
 }
 
 impl Admission for Gcra {
@@ -134,5 +168,10 @@ impl Admission for Gcra {
             RateError::DeadlineTooSoon { remaining, .. } => Reason::DeadlineTooClose { remaining },
             _ => Reason::RateExceeded { retry_after: None },
         }))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
     }
 }

@@ -61,7 +61,7 @@ pub use self::{
     set::PolicySet,
 };
 use crate::{
-    breaker::{Breaker, Classify, ErrorsFail, RejectReason, Verdict as BreakerVerdict},
+    breaker::{Breaker, Classify, ErrorsFail, Verdict as BreakerVerdict},
     caller::CallerEnd,
     env::{Env, Interrupted},
     fallback::{Fallback, FallbackAction},
@@ -520,20 +520,18 @@ where
         Fut: Future<Output = Result<T, E>>,
         C: Classify<T, E>,
     {
+        // One check of the caller's scope for every layer below (each
+        // would make it first): a cancelled caller takes no half-open probe
+        // and no permit, and is reported as interrupted, never as a refusal.
+        if let Err(end) = crate::caller::check_scope() {
+            return Err(PolicyError::Interrupted(match end {
+                CallerEnd::DeadlineExceeded => Interrupted::Deadline,
+                CallerEnd::Cancelled => Interrupted::Cancelled,
+            }));
+        }
         let breaker = match &self.breaker {
-            Some(breaker) => match breaker.acquire() {
+            Some(breaker) => match breaker.acquire_in_live_scope() {
                 Ok(permit) => Some(permit),
-                // The breaker refuses a caller whose own scope has ended
-                // before it looks at its state: that is the caller's
-                // interruption, not an open circuit.
-                Err(rejected) if rejected.reason() == RejectReason::Cancelled => {
-                    return Err(PolicyError::Interrupted(
-                        match crate::caller::check_scope() {
-                            Err(CallerEnd::DeadlineExceeded) => Interrupted::Deadline,
-                            _ => Interrupted::Cancelled,
-                        },
-                    ));
-                }
                 Err(rejected) => {
                     return Err(PolicyError::refused(
                         Layer::Breaker,
@@ -545,21 +543,30 @@ where
             },
             None => None,
         };
+        // The check stays good while nothing waits: after a layer whose
+        // admission may wait (a queue, a reservation) the next one checks
+        // again.
         let limit = self
             .limit
-            .acquire()
+            .acquire_in_live_scope()
             .await
             .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
-        let bulkhead = self
-            .bulkhead
-            .acquire()
-            .await
-            .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
-        let rate = self
-            .rate
-            .acquire()
-            .await
-            .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
+        let live = !self.limit.may_wait();
+        let bulkhead = if live {
+            self.bulkhead.acquire_in_live_scope()
+        } else {
+            self.bulkhead.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
+        let live = live && !self.bulkhead.may_wait();
+        let rate = if live {
+            self.rate.acquire_in_live_scope()
+        } else {
+            self.rate.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
         let outcome = call.await;
         // The caller's own end says nothing about the downstream: a
         // cancelled caller's call is ignored everywhere; one its deadline
