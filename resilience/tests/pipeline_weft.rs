@@ -324,3 +324,39 @@ fn a_caller_cancelled_while_a_layer_waits_takes_nothing_below_it() {
     let b = pipeline.breaker().unwrap().metrics();
     assert_eq!((b.counts.calls, b.counts.failures), (0, 0), "ignored");
 }
+
+/// On the default system clock the pipeline's layers share one clock
+/// reading at admission and one at the verdict: the verdict's is taken
+/// after the call, so a call that took longer than the slow-call threshold
+/// is slow (and a quick one is not).
+#[test]
+fn shared_clock_readings_time_the_call_from_admission_to_verdict() {
+    let rt = runtime();
+    let breaker = Arc::new(Breaker::new(
+        "leaf",
+        Config::builder()
+            .count_window(10)
+            .minimum_calls(10)
+            .slow_call_threshold(100.0, Duration::from_millis(40))
+            .build()
+            .unwrap(),
+    ));
+    let limit = Arc::new(weft_resilience::limit::Adaptive::builder().build().unwrap());
+    let pipeline = Pipeline::new("leaf", WeftEnv::new())
+        .with_breaker(breaker.clone())
+        .with_limit(limit.clone());
+    rt.block_on(async {
+        for took in [Duration::from_millis(80), Duration::ZERO] {
+            let out = pipeline
+                .call(|_| async move {
+                    weft::time::sleep(took).await?;
+                    Ok::<_, weft::cancel::Cancelled>(())
+                })
+                .await;
+            assert_eq!(out, Ok(()));
+        }
+    });
+    let counts = breaker.metrics().counts;
+    assert_eq!((counts.calls, counts.slow_calls), (2, 1));
+    assert_eq!(limit.metrics().samples, 2);
+}

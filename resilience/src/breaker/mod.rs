@@ -116,7 +116,7 @@ use self::{
     window::Recorder,
 };
 use crate::{
-    clock::nanos_of,
+    clock::{nanos_of, SharedNow},
     sync::atomic::{
         AtomicBool, AtomicU32, AtomicU64,
         Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -268,10 +268,11 @@ impl<C> Breaker<C> {
 
     /// [`acquire`](Self::acquire) for a caller that has just checked its
     /// scope (`caller::check_scope`) on this thread with no await point
-    /// since: the pipeline checks once for all its layers.
+    /// since: the pipeline checks once for all its layers. A timed call
+    /// starts at the call's shared clock reading (`SharedNow`).
     #[inline]
-    pub(crate) fn acquire_in_live_scope(&self) -> Result<Permit<'_, C>, Rejected> {
-        self.admit_in_live_scope()
+    pub(crate) fn acquire_in_live_scope(&self, now: &SharedNow) -> Result<Permit<'_, C>, Rejected> {
+        self.admit_in_live_scope(Some(now))
             .map(|ticket| Permit::new(self, ticket))
     }
 
@@ -282,16 +283,25 @@ impl<C> Breaker<C> {
         if crate::caller::check_scope().is_err() {
             return Err(Rejected::new(RejectReason::Cancelled, None));
         }
-        self.admit_in_live_scope()
+        self.admit_in_live_scope(None)
+    }
+
+    /// Now on the breaker's clock, from `shared` if given.
+    #[inline(always)]
+    fn nanos_with(&self, shared: Option<&SharedNow>) -> u64 {
+        match shared {
+            Some(shared) => self.config.clock.nanos_shared(shared),
+            None => self.now_nanos(),
+        }
     }
 
     #[inline]
-    fn admit_in_live_scope(&self) -> Result<Ticket, Rejected> {
+    fn admit_in_live_scope(&self, shared: Option<&SharedNow>) -> Result<Ticket, Rejected> {
         let mut word = self.word();
         loop {
             match word.state() {
                 State::Closed | State::MetricsOnly => {
-                    let started = self.times_calls.then(|| self.now_nanos());
+                    let started = self.times_calls.then(|| self.nanos_with(shared));
                     return Ok(Ticket::new(word.generation(), started));
                 }
                 State::Disabled => return Ok(Ticket::new(word.generation(), None)),
@@ -401,13 +411,20 @@ impl<C> Breaker<C> {
 
     /// Applies a verdict for `ticket`. Called exactly once per permit.
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
+        self.settle_with(ticket, verdict, None);
+    }
+
+    /// [`settle`](Self::settle), a closed breaker timing the call from
+    /// `shared` if given.
+    #[inline]
+    pub(crate) fn settle_with(&self, ticket: Ticket, verdict: Verdict, shared: Option<&SharedNow>) {
         let word = self.word();
         if word.generation() != ticket.generation() {
             self.emit_stale(ticket, word);
             return;
         }
         match word.state() {
-            State::Closed | State::MetricsOnly => self.settle_closed(word, ticket, verdict),
+            State::Closed | State::MetricsOnly => self.settle_closed(word, ticket, verdict, shared),
             State::HalfOpen => self.settle_probe(word, ticket, verdict),
             // Disabled records nothing; Open and ForcedOpen issue no permits.
             State::Disabled | State::Open | State::ForcedOpen => {}
@@ -440,15 +457,21 @@ impl<C> Breaker<C> {
             .is_some_and(|(slow, elapsed)| elapsed >= slow)
     }
 
-    fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
+    fn settle_closed(
+        &self,
+        word: StateWord,
+        ticket: Ticket,
+        verdict: Verdict,
+        shared: Option<&SharedNow>,
+    ) {
         let (failed, cut) = match self.deadline_verdict(verdict) {
             Verdict::Success => (false, false),
             Verdict::Failure => (true, false),
             Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
-        let now =
-            (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now_nanos());
+        let now = (ticket.started().is_some() || self.window.0.needs_time())
+            .then(|| self.nanos_with(shared));
         let elapsed = ticket
             .started()
             .zip(now)

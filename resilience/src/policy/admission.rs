@@ -8,6 +8,7 @@
 use std::future::{ready, Future, Ready};
 
 use super::{Layer, Reason};
+use crate::clock::SharedNow;
 
 /// How an admitted call went, for the limiter that admitted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +55,12 @@ pub trait Admission {
     /// the caller's scope ([`crate::caller::check_scope`]) on this thread,
     /// with no await point since: a limiter whose `acquire` starts with
     /// that check may skip it (one check per attempt instead of one per
-    /// layer). The default calls `acquire`.
+    /// layer). `now` is the call's shared clock reading ([`SharedNow`]):
+    /// a limiter that times calls on the default system clock may take its
+    /// start from it. The default calls `acquire`.
     #[inline]
-    fn acquire_in_live_scope(&self) -> Self::Acquire<'_> {
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> Self::Acquire<'_> {
+        let _ = now;
         self.acquire()
     }
 
@@ -72,6 +76,16 @@ pub trait Admission {
     /// Reports how an admitted call went. The default drops the permit.
     fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
         let _ = (permit, verdict);
+    }
+
+    /// [`settle`](Admission::settle) with the call's shared clock reading
+    /// at its end ([`SharedNow`]), as in
+    /// [`acquire_in_live_scope`](Admission::acquire_in_live_scope). The
+    /// default calls `settle`.
+    #[inline]
+    fn settle_at(&self, permit: Self::Permit<'_>, verdict: Verdict, now: &SharedNow) {
+        let _ = now;
+        self.settle(permit, verdict)
     }
 }
 
@@ -118,8 +132,8 @@ impl<A: Admission> Admission for std::sync::Arc<A> {
     }
 
     #[inline]
-    fn acquire_in_live_scope(&self) -> A::Acquire<'_> {
-        (**self).acquire_in_live_scope()
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> A::Acquire<'_> {
+        (**self).acquire_in_live_scope(now)
     }
 
     #[inline]
@@ -130,5 +144,10 @@ impl<A: Admission> Admission for std::sync::Arc<A> {
     #[inline]
     fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
         (**self).settle(permit, verdict)
+    }
+
+    #[inline]
+    fn settle_at(&self, permit: Self::Permit<'_>, verdict: Verdict, now: &SharedNow) {
+        (**self).settle_at(permit, verdict, now)
     }
 }

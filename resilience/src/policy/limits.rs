@@ -18,6 +18,7 @@ use std::{
 use super::{Admission, Layer, Reason, Verdict};
 use crate::{
     caller::CallerEnd,
+    clock::SharedNow,
     env::Interrupted,
     limit::{
         Adaptive, AdaptiveError, AdaptivePermit, Bulkhead, BulkheadError, BulkheadPermit, Gcra,
@@ -53,8 +54,8 @@ impl Admission for Adaptive {
     }
 
     #[inline]
-    fn acquire_in_live_scope(&self) -> Self::Acquire<'_> {
-        ready(self.try_acquire_in_live_scope().map_err(adaptive_reason))
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> Self::Acquire<'_> {
+        ready(self.try_acquire_in_live_scope(now).map_err(adaptive_reason))
     }
 
     #[inline]
@@ -69,6 +70,18 @@ impl Admission for Adaptive {
             Verdict::Failure => permit.dropped(),
             Verdict::Ignored => permit.ignore(),
         }
+    }
+
+    #[inline]
+    fn settle_at(&self, permit: AdaptivePermit<'_>, verdict: Verdict, now: &SharedNow) {
+        permit.settle_at(
+            match verdict {
+                Verdict::Success | Verdict::Slow => Some(false),
+                Verdict::Failure => Some(true),
+                Verdict::Ignored => None,
+            },
+            now,
+        );
     }
 }
 
@@ -130,7 +143,7 @@ impl Admission for Bulkhead {
     }
 
     #[inline]
-    fn acquire_in_live_scope(&self) -> BulkheadAcquire<'_> {
+    fn acquire_in_live_scope(&self, _now: &SharedNow) -> BulkheadAcquire<'_> {
         // The queue's wait is an await point: it checks for itself.
         #[cfg(feature = "weft")]
         if self.queues() {

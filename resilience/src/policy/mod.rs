@@ -63,6 +63,7 @@ pub use self::{
 use crate::{
     breaker::{Breaker, Classify, ErrorsFail, Verdict as BreakerVerdict},
     caller::CallerEnd,
+    clock::SharedNow,
     env::{Env, Interrupted},
     fallback::{Fallback, FallbackAction},
     hedge::Hedge,
@@ -529,8 +530,11 @@ where
                 CallerEnd::Cancelled => Interrupted::Cancelled,
             }));
         }
+        // One reading of the coarse clock for the layers that time the call
+        // on the default system clock (a custom clock reads itself).
+        let started = SharedNow::new();
         let breaker = match &self.breaker {
-            Some(breaker) => match breaker.acquire_in_live_scope() {
+            Some(breaker) => match breaker.acquire_in_live_scope(&started) {
                 Ok(permit) => Some(permit),
                 Err(rejected) => {
                     return Err(PolicyError::refused(
@@ -548,12 +552,12 @@ where
         // again.
         let limit = self
             .limit
-            .acquire_in_live_scope()
+            .acquire_in_live_scope(&started)
             .await
             .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
         let live = !self.limit.may_wait();
         let bulkhead = if live {
-            self.bulkhead.acquire_in_live_scope()
+            self.bulkhead.acquire_in_live_scope(&started)
         } else {
             self.bulkhead.acquire()
         }
@@ -561,7 +565,7 @@ where
         .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
         let live = live && !self.bulkhead.may_wait();
         let rate = if live {
-            self.rate.acquire_in_live_scope()
+            self.rate.acquire_in_live_scope(&started)
         } else {
             self.rate.acquire()
         }
@@ -589,16 +593,24 @@ where
             (None, None) if outcome.is_ok() => Verdict::Success,
             (None, None) => Verdict::Failure,
         };
-        self.rate.settle(rate, verdict);
-        self.bulkhead.settle(bulkhead, verdict);
-        self.limit.settle(limit, verdict);
+        let ended = SharedNow::new();
+        self.rate.settle_at(rate, verdict, &ended);
+        self.bulkhead.settle_at(bulkhead, verdict, &ended);
+        self.limit.settle_at(limit, verdict, &ended);
         if let Some(permit) = breaker {
-            match (verdict, judged) {
-                (Verdict::Slow, Some(BreakerVerdict::DeadlineExceeded)) => permit.record(&outcome),
-                (Verdict::Success, _) => permit.success(),
-                (Verdict::Failure, _) => permit.failure(),
-                _ => permit.ignore(),
-            }
+            permit.settle_at(
+                match (verdict, judged) {
+                    // The classifier's own verdict: the breaker applies
+                    // its deadline rule to it.
+                    (Verdict::Slow, Some(BreakerVerdict::DeadlineExceeded)) => {
+                        BreakerVerdict::DeadlineExceeded
+                    }
+                    (Verdict::Success, _) => BreakerVerdict::Success,
+                    (Verdict::Failure, _) => BreakerVerdict::Failure,
+                    _ => BreakerVerdict::Ignore,
+                },
+                &ended,
+            );
         }
         match (outcome, interrupted) {
             (Ok(value), _) => Ok(value),
