@@ -410,13 +410,17 @@ impl<C> Breaker<C> {
     }
 
     /// Applies a verdict for `ticket`. Called exactly once per permit.
+    // Out of line with `settle_with` and `settle_closed` inlined into it,
+    // as before the shared reading existed (otherwise `settle_closed` was
+    // left out of line: 5 instructions more per call).
+    #[inline(never)]
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
         self.settle_with(ticket, verdict, None);
     }
 
     /// [`settle`](Self::settle), a closed breaker timing the call from
     /// `shared` if given.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn settle_with(&self, ticket: Ticket, verdict: Verdict, shared: Option<&SharedNow>) {
         let word = self.word();
         if word.generation() != ticket.generation() {
@@ -457,6 +461,7 @@ impl<C> Breaker<C> {
             .is_some_and(|(slow, elapsed)| elapsed >= slow)
     }
 
+    #[inline(always)]
     fn settle_closed(
         &self,
         word: StateWord,

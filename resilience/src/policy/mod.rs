@@ -521,41 +521,48 @@ where
         Fut: Future<Output = Result<T, E>>,
         C: Classify<T, E>,
     {
-        // One check of the caller's scope for every layer below (each
-        // would make it first): a cancelled caller takes no half-open probe
-        // and no permit, and is reported as interrupted, never as a refusal.
-        if let Err(end) = crate::caller::check_scope() {
-            return Err(PolicyError::Interrupted(match end {
-                CallerEnd::DeadlineExceeded => Interrupted::Deadline,
-                CallerEnd::Cancelled => Interrupted::Cancelled,
-            }));
-        }
         // One reading of the coarse clock for the layers that time the call
         // on the default system clock (a custom clock reads itself).
         let started = SharedNow::new();
         let breaker = match &self.breaker {
-            Some(breaker) => match breaker.acquire_in_live_scope(&started) {
-                Ok(permit) => Some(permit),
-                Err(rejected) => {
-                    return Err(PolicyError::refused(
-                        Layer::Breaker,
-                        Reason::BreakerOpen {
-                            retry_after: rejected.retry_after(),
-                        },
-                    ))
+            Some(breaker) => {
+                // The breaker's scope check, made here once for it and the
+                // layers below (each would make it first): a cancelled
+                // caller takes no half-open probe and no permit, and is
+                // reported as interrupted, never as a refusal.
+                if let Err(end) = crate::caller::check_scope() {
+                    return Err(PolicyError::Interrupted(match end {
+                        CallerEnd::DeadlineExceeded => Interrupted::Deadline,
+                        CallerEnd::Cancelled => Interrupted::Cancelled,
+                    }));
                 }
-            },
+                match breaker.acquire_in_live_scope(&started) {
+                    Ok(permit) => Some(permit),
+                    Err(rejected) => {
+                        return Err(PolicyError::refused(
+                            Layer::Breaker,
+                            Reason::BreakerOpen {
+                                retry_after: rejected.retry_after(),
+                            },
+                        ))
+                    }
+                }
+            }
             None => None,
         };
         // The check stays good while nothing waits: after a layer whose
         // admission may wait (a queue, a reservation) the next one checks
-        // again.
-        let limit = self
-            .limit
-            .acquire_in_live_scope(&started)
-            .await
-            .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
-        let live = !self.limit.may_wait();
+        // again. Without a breaker every layer checks for itself, as
+        // `Admission::acquire` says.
+        let live = self.breaker.is_some();
+        let limit = if live {
+            self.limit.acquire_in_live_scope(&started)
+        } else {
+            self.limit.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
+        let live = live && !self.limit.may_wait();
         let bulkhead = if live {
             self.bulkhead.acquire_in_live_scope(&started)
         } else {

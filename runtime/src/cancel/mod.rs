@@ -353,6 +353,7 @@ pub fn current() -> Option<CancelHandle> {
 
 /// `Err` if the current scope is cancelled or its deadline has passed: a
 /// checkpoint for loops that never reach an await point.
+#[inline]
 pub fn check() -> Result<(), Cancelled> {
     match poll_cancelled(None, false) {
         Some(c) => Err(c),
