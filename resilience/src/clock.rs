@@ -63,7 +63,7 @@ impl SystemClock {
         #[cfg(target_os = "linux")]
         {
             SystemClock {
-                origin: Origin::Coarse(nanos_of(coarse_now())),
+                origin: Origin::Coarse(coarse_nanos()),
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -92,11 +92,18 @@ impl SystemClock {
 }
 
 /// Reads `CLOCK_MONOTONIC_COARSE` through the runtime, so a process has one
-/// coarse clock reader, not two (`weft::time::coarse_now`).
+/// coarse clock reader, not two (`weft::time::coarse_now_nanos`).
 #[cfg(all(target_os = "linux", feature = "weft"))]
-#[inline]
-fn coarse_now() -> Duration {
-    weft::time::coarse_now()
+#[inline(always)]
+fn coarse_nanos() -> u64 {
+    weft::time::coarse_now_nanos()
+}
+
+/// Reads `CLOCK_MONOTONIC_COARSE` in nanoseconds.
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
+#[inline(always)]
+fn coarse_nanos() -> u64 {
+    nanos_of(coarse_now())
 }
 
 /// The resolution of the runtime's coarse clock.
@@ -157,9 +164,7 @@ impl Clock for SystemClock {
     fn now(&self) -> Duration {
         match self.origin {
             #[cfg(target_os = "linux")]
-            Origin::Coarse(origin) => {
-                Duration::from_nanos(nanos_of(coarse_now()).saturating_sub(origin))
-            }
+            Origin::Coarse(origin) => Duration::from_nanos(coarse_nanos().saturating_sub(origin)),
             Origin::Precise(origin) => origin.elapsed(),
         }
     }
@@ -173,7 +178,7 @@ impl SystemClock {
     fn nanos(&self) -> u64 {
         match self.origin {
             #[cfg(target_os = "linux")]
-            Origin::Coarse(origin) => nanos_of(coarse_now()).saturating_sub(origin),
+            Origin::Coarse(origin) => coarse_nanos().saturating_sub(origin),
             Origin::Precise(origin) => nanos_of(origin.elapsed()),
         }
     }
@@ -207,7 +212,7 @@ impl SharedNow {
         match self.raw.get() {
             Some(raw) => raw,
             None => {
-                let raw = nanos_of(coarse_now());
+                let raw = coarse_nanos();
                 self.raw.set(Some(raw));
                 raw
             }
