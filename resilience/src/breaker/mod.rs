@@ -297,7 +297,22 @@ impl<C> Breaker<C> {
 
     #[inline]
     fn admit_in_live_scope(&self, shared: Option<&SharedNow>) -> Result<Ticket, Rejected> {
-        let mut word = self.word();
+        let word = self.word();
+        // The closed path inline, the rest (open, half-open: a loop of
+        // CASes) out of line, so a caller's closed admission is small.
+        if let State::Closed | State::MetricsOnly = word.state() {
+            let started = self.times_calls.then(|| self.nanos_with(shared));
+            return Ok(Ticket::new(word.generation(), started));
+        }
+        self.admit_other(word, shared)
+    }
+
+    #[inline(never)]
+    fn admit_other(
+        &self,
+        mut word: StateWord,
+        shared: Option<&SharedNow>,
+    ) -> Result<Ticket, Rejected> {
         loop {
             match word.state() {
                 State::Closed | State::MetricsOnly => {
