@@ -425,10 +425,7 @@ impl<C> Breaker<C> {
     }
 
     /// Applies a verdict for `ticket`. Called exactly once per permit.
-    // Out of line with `settle_with` and `settle_closed` inlined into it,
-    // as before the shared reading existed (otherwise `settle_closed` was
-    // left out of line: 5 instructions more per call).
-    #[inline(never)]
+    #[inline]
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
         self.settle_with(ticket, verdict, None);
     }
