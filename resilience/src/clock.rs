@@ -63,7 +63,7 @@ impl SystemClock {
         #[cfg(target_os = "linux")]
         {
             SystemClock {
-                origin: Origin::Coarse(nanos_of(coarse_now())),
+                origin: Origin::Coarse(coarse_nanos()),
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -92,11 +92,18 @@ impl SystemClock {
 }
 
 /// Reads `CLOCK_MONOTONIC_COARSE` through the runtime, so a process has one
-/// coarse clock reader, not two (`weft::time::coarse_now`).
+/// coarse clock reader, not two (`weft::time::coarse_now_nanos`).
 #[cfg(all(target_os = "linux", feature = "weft"))]
-#[inline]
-fn coarse_now() -> Duration {
-    weft::time::coarse_now()
+#[inline(always)]
+fn coarse_nanos() -> u64 {
+    weft::time::coarse_now_nanos()
+}
+
+/// Reads `CLOCK_MONOTONIC_COARSE` in nanoseconds.
+#[cfg(all(target_os = "linux", not(feature = "weft")))]
+#[inline(always)]
+fn coarse_nanos() -> u64 {
+    nanos_of(coarse_now())
 }
 
 /// The resolution of the runtime's coarse clock.
@@ -157,9 +164,7 @@ impl Clock for SystemClock {
     fn now(&self) -> Duration {
         match self.origin {
             #[cfg(target_os = "linux")]
-            Origin::Coarse(origin) => {
-                Duration::from_nanos(nanos_of(coarse_now()).saturating_sub(origin))
-            }
+            Origin::Coarse(origin) => Duration::from_nanos(coarse_nanos().saturating_sub(origin)),
             Origin::Precise(origin) => origin.elapsed(),
         }
     }
@@ -173,7 +178,56 @@ impl SystemClock {
     fn nanos(&self) -> u64 {
         match self.origin {
             #[cfg(target_os = "linux")]
-            Origin::Coarse(origin) => nanos_of(coarse_now()).saturating_sub(origin),
+            Origin::Coarse(origin) => coarse_nanos().saturating_sub(origin),
+            Origin::Precise(origin) => nanos_of(origin.elapsed()),
+        }
+    }
+}
+
+/// One reading of the system's coarse clock for the layers of one pipeline
+/// call: the first layer on the default [`SystemClock`] that needs the time
+/// reads the clock, the others reuse that reading (each against its own
+/// origin). A layer with a custom [`Clock`] ignores it and reads its own:
+/// simulated time stays exact. Made only by the pipeline; a limiter
+/// implementing [`Admission`](crate::policy::Admission) may ignore it.
+#[derive(Debug, Default)]
+pub struct SharedNow {
+    /// The absolute coarse reading, once taken.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    raw: std::cell::Cell<Option<u64>>,
+}
+
+impl SharedNow {
+    /// Nothing read yet.
+    #[inline]
+    pub(crate) fn new() -> SharedNow {
+        SharedNow::default()
+    }
+
+    /// The coarse clock's reading in nanoseconds (its own origin), read on
+    /// the first call.
+    #[cfg(target_os = "linux")]
+    #[inline(always)]
+    fn raw(&self) -> u64 {
+        match self.raw.get() {
+            Some(raw) => raw,
+            None => {
+                let raw = coarse_nanos();
+                self.raw.set(Some(raw));
+                raw
+            }
+        }
+    }
+}
+
+impl SystemClock {
+    /// [`nanos`](SystemClock::nanos) from the shared reading.
+    #[inline(always)]
+    fn nanos_shared(&self, shared: &SharedNow) -> u64 {
+        let _ = shared;
+        match self.origin {
+            #[cfg(target_os = "linux")]
+            Origin::Coarse(origin) => shared.raw().saturating_sub(origin),
             Origin::Precise(origin) => nanos_of(origin.elapsed()),
         }
     }
@@ -222,6 +276,16 @@ impl ClockSource {
     pub(crate) fn nanos(&self) -> u64 {
         match self {
             ClockSource::System(clock) => clock.nanos(),
+            ClockSource::Custom(clock) => nanos_of(clock.now()),
+        }
+    }
+
+    /// [`nanos`](Self::nanos), from `shared` when this is the system
+    /// clock; a custom clock is read itself (see [`SharedNow`]).
+    #[inline(always)]
+    pub(crate) fn nanos_shared(&self, shared: &SharedNow) -> u64 {
+        match self {
+            ClockSource::System(clock) => clock.nanos_shared(shared),
             ClockSource::Custom(clock) => nanos_of(clock.now()),
         }
     }
@@ -328,5 +392,40 @@ mod tests {
                 "{a:?} {b:?}"
             );
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_shared_reading_is_taken_once_and_read_against_each_clock_s_origin() {
+        let early = ClockSource::System(SystemClock::new());
+        std::thread::sleep(Duration::from_millis(30));
+        let late = ClockSource::System(SystemClock::new());
+        let shared = SharedNow::new();
+        let (e, l) = (early.nanos_shared(&shared), late.nanos_shared(&shared));
+        // The same instant, each against its own origin: the earlier clock
+        // is ahead by the 30 ms between the origins (give or take a tick).
+        let tick = nanos_of(SystemClock::new().resolution());
+        let apart = e - l;
+        assert!(
+            apart + tick >= 30_000_000 && apart < 30_000_000 + 1_000_000_000,
+            "{e} {l}"
+        );
+        // Read once: later readers get the same instant, however late.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(early.nanos_shared(&shared), e);
+        assert!(early.nanos() >= e + 30_000_000 - tick);
+    }
+
+    #[test]
+    fn a_custom_clock_ignores_the_shared_reading() {
+        let manual = ManualClock::new();
+        let custom = ClockSource::Custom(Arc::new(manual.clone()));
+        let system = ClockSource::System(SystemClock::new());
+        let shared = SharedNow::new();
+        let _ = system.nanos_shared(&shared);
+        manual.advance(Duration::from_millis(7));
+        assert_eq!(custom.nanos_shared(&shared), 7_000_000);
+        manual.advance(Duration::from_millis(5));
+        assert_eq!(custom.nanos_shared(&shared), 12_000_000, "read again");
     }
 }

@@ -4,17 +4,21 @@
 #![cfg(feature = "weft")]
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc,
     },
+    task::Poll,
     time::Duration,
 };
 
 use weft_resilience::{
     breaker::{Breaker, Config, State},
     env::{Interrupted, WeftEnv},
-    policy::{Layer, OnCallErrors, Pipeline, PolicyError, PolicySet, Reason},
+    limit::Bulkhead,
+    policy::{Admission, Layer, OnCallErrors, Pipeline, PolicyError, PolicySet, Reason},
     retry::{Backoff, Retry, RetryConfig},
 };
 
@@ -258,4 +262,101 @@ fn a_full_bulkhead_names_itself_and_a_cancelled_waiter_leaks_nothing() {
     let m = pipeline.bulkhead().metrics();
     assert_eq!((m.in_flight, m.waiting), (0, 0), "nothing leaked");
     assert_eq!(pipeline.metrics().refused_by(Layer::Bulkhead), 1);
+}
+
+/// A limit layer whose admission waits once, and cancels its caller's
+/// scope while it does (a caller hanging up during a queue wait).
+struct CancelsWhileWaiting;
+
+impl Admission for CancelsWhileWaiting {
+    type Permit<'a> = ();
+    type Acquire<'a> = Pin<Box<dyn Future<Output = Result<(), Reason>> + Send + 'a>>;
+
+    fn layer(&self) -> Layer {
+        Layer::Limit
+    }
+
+    fn acquire(&self) -> Self::Acquire<'_> {
+        let mut waited = false;
+        Box::pin(std::future::poll_fn(move |cx| {
+            if waited {
+                return Poll::Ready(Ok(()));
+            }
+            waited = true;
+            weft::cancel::current().expect("in a task").cancel();
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }))
+    }
+}
+
+/// The pipeline checks the caller's scope once for the layers below the
+/// breaker, and again after a layer whose admission may wait: a caller
+/// cancelled during that wait takes no bulkhead slot, its operation never
+/// runs, and it is reported as interrupted.
+#[test]
+fn a_caller_cancelled_while_a_layer_waits_takes_nothing_below_it() {
+    let rt = runtime();
+    let bulkhead = Arc::new(Bulkhead::builder().max_concurrent(4).build().unwrap());
+    let pipeline = Arc::new(
+        Pipeline::new("leaf", WeftEnv::new())
+            .with_breaker(breaker())
+            .with_limit(CancelsWhileWaiting)
+            .with_bulkhead(bulkhead.clone()),
+    );
+    let ran = Arc::new(AtomicU32::new(0));
+    let (p, r) = (pipeline.clone(), ran.clone());
+    let out = rt.block_on(async move {
+        weft::cancel::scope(async move {
+            p.call(|_| async {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, weft::cancel::Cancelled>(())
+            })
+            .await
+        })
+        .await
+    });
+    assert_eq!(out, Err(PolicyError::Interrupted(Interrupted::Cancelled)));
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the operation never ran");
+    let m = bulkhead.metrics();
+    assert_eq!((m.in_flight, m.available, m.rejected), (0, 4, 0));
+    assert_eq!(pipeline.metrics().interrupted, 1);
+    let b = pipeline.breaker().unwrap().metrics();
+    assert_eq!((b.counts.calls, b.counts.failures), (0, 0), "ignored");
+}
+
+/// On the default system clock the pipeline's layers share one clock
+/// reading at admission and one at the verdict: the verdict's is taken
+/// after the call, so a call that took longer than the slow-call threshold
+/// is slow (and a quick one is not).
+#[test]
+fn shared_clock_readings_time_the_call_from_admission_to_verdict() {
+    let rt = runtime();
+    let breaker = Arc::new(Breaker::new(
+        "leaf",
+        Config::builder()
+            .count_window(10)
+            .minimum_calls(10)
+            .slow_call_threshold(100.0, Duration::from_millis(40))
+            .build()
+            .unwrap(),
+    ));
+    let limit = Arc::new(weft_resilience::limit::Adaptive::builder().build().unwrap());
+    let pipeline = Pipeline::new("leaf", WeftEnv::new())
+        .with_breaker(breaker.clone())
+        .with_limit(limit.clone());
+    rt.block_on(async {
+        for took in [Duration::from_millis(80), Duration::ZERO] {
+            let out = pipeline
+                .call(|_| async move {
+                    weft::time::sleep(took).await?;
+                    Ok::<_, weft::cancel::Cancelled>(())
+                })
+                .await;
+            assert_eq!(out, Ok(()));
+        }
+    });
+    let counts = breaker.metrics().counts;
+    assert_eq!((counts.calls, counts.slow_calls), (2, 1));
+    assert_eq!(limit.metrics().samples, 2);
 }

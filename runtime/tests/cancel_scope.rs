@@ -1,7 +1,8 @@
 //! Scopes inside a task: level-triggered await points after cancellation,
 //! leaving a cancelled `scope`, `timeout` as a scope whose deadline spawned
-//! tasks inherit, `shield`, `detached`, and a long-lived scope that does not
-//! accumulate finished children.
+//! tasks inherit, `shield`, `detached`, a long-lived scope that does not
+//! accumulate finished children, and `lazy_scope` (made only when needed,
+//! no deadline of its own).
 
 mod common;
 
@@ -13,7 +14,10 @@ use std::{
 
 use common::{assert_no_live_tasks, block_on_bounded, rt, Flag, LIMIT};
 use weft::{
-    cancel::{cancelled, deadline, is_cancelled, remaining, scope, shield, CancelHandle, Cause},
+    cancel::{
+        cancelled, deadline, is_cancelled, lazy_scope, remaining, scope, shield, CancelHandle,
+        Cause,
+    },
     runtime::Runtime,
     task::Builder,
     time::{sleep, timeout, Elapsed},
@@ -371,5 +375,75 @@ fn a_long_lived_scope_keeps_its_child_count_bounded() {
     });
     assert!(max_seen <= 2 * BATCH, "child_count grew to {max_seen}");
     assert_eq!(at_end, 0, "finished children detached from the scope");
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn a_lazy_scope_nobody_asks_for_is_never_made_and_sees_the_enclosing_scope() {
+    let rt = rt(2);
+    let d = Duration::from_secs(30);
+    let (outer, inner, made) = in_task(&rt, async move {
+        timeout(d, async {
+            let outer = deadline();
+            let mut lazy = std::pin::pin!(lazy_scope(async {
+                sleep(Duration::from_millis(1))
+                    .await
+                    .expect("not cancelled");
+                (deadline(), remaining().is_some())
+            }));
+            let inner = std::future::poll_fn(|cx| lazy.as_mut().poll(cx)).await;
+            (outer, inner, lazy.is_materialized())
+        })
+        .await
+        .expect("finished before the deadline")
+    });
+    assert!(!made, "nothing inside asked for the scope");
+    assert!(outer.is_some());
+    assert_eq!(inner, (outer, true), "the enclosing timeout's deadline");
+    // Without any deadline around it, none inside either.
+    let none = in_task(&rt, lazy_scope(async { (deadline(), remaining()) }));
+    assert_eq!(none, (None, None));
+    // The enclosing cancellation applies inside (level-triggered).
+    let cut = in_task(&rt, async {
+        weft::cancel::current().expect("in a task").cancel();
+        lazy_scope(sleep(LONG)).await
+    });
+    let c = cut.expect_err("the task's cancellation reaches inside");
+    assert_eq!(c.origin(), Cause::Explicit);
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
+fn a_lazy_scope_made_by_a_spawn_cancels_its_children_but_not_the_rest() {
+    let rt = rt(2);
+    let (tx, rx) = mpsc::channel();
+    let (made, outside) = in_task(&rt, async move {
+        let mut lazy = std::pin::pin!(lazy_scope(async move {
+            let tx = tx.clone();
+            let (started_tx, started_rx) = weft::sync::oneshot::channel();
+            let child = weft::spawn(async move {
+                let _ = started_tx.send(deadline());
+                let _ = tx.send(sleep(LONG).await);
+            });
+            let child_deadline = started_rx.await.expect("the child started");
+            assert_eq!(child_deadline, None, "a lazy scope has no deadline");
+            weft::cancel::current()
+                .expect("in a task")
+                .cancel_with("attempt abandoned");
+            child.await
+        }));
+        let joined = std::future::poll_fn(|cx| lazy.as_mut().poll(cx)).await;
+        let made = lazy.is_materialized();
+        assert!(joined.is_err(), "the join is cut by the lazy scope's end");
+        // Our own scope is untouched.
+        assert!(!is_cancelled());
+        let sibling = weft::spawn(async { sleep(Duration::from_millis(5)).await });
+        (made, sibling.await.unwrap())
+    });
+    assert!(made, "the spawn made the scope");
+    assert!(outside.is_ok(), "a task spawned outside is not cancelled");
+    let c = rx.recv_timeout(LIMIT).unwrap().unwrap_err();
+    assert_eq!(c.cause(), Cause::Parent);
+    assert_eq!(c.origin(), Cause::Explicit);
     assert_no_live_tasks(&rt);
 }

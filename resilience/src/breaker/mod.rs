@@ -116,7 +116,7 @@ use self::{
     window::Recorder,
 };
 use crate::{
-    clock::nanos_of,
+    clock::{nanos_of, SharedNow},
     sync::atomic::{
         AtomicBool, AtomicU32, AtomicU64,
         Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -266,6 +266,16 @@ impl<C> Breaker<C> {
             .map(|ticket| OwnedPermit::new(StdArc::clone(self), ticket))
     }
 
+    /// [`acquire`](Self::acquire) for a caller that has just checked its
+    /// scope (`caller::check_scope`) on this thread with no await point
+    /// since: the pipeline checks once for all its layers. A timed call
+    /// starts at the call's shared clock reading (`SharedNow`).
+    #[inline]
+    pub(crate) fn acquire_in_live_scope(&self, now: &SharedNow) -> Result<Permit<'_, C>, Rejected> {
+        self.admit_in_live_scope(Some(now))
+            .map(|ticket| Permit::new(self, ticket))
+    }
+
     #[inline]
     fn admit(&self) -> Result<Ticket, Rejected> {
         // A cancelled caller takes nothing (above all not a half-open
@@ -273,11 +283,40 @@ impl<C> Breaker<C> {
         if crate::caller::check_scope().is_err() {
             return Err(Rejected::new(RejectReason::Cancelled, None));
         }
-        let mut word = self.word();
+        self.admit_in_live_scope(None)
+    }
+
+    /// Now on the breaker's clock, from `shared` if given.
+    #[inline(always)]
+    fn nanos_with(&self, shared: Option<&SharedNow>) -> u64 {
+        match shared {
+            Some(shared) => self.config.clock.nanos_shared(shared),
+            None => self.now_nanos(),
+        }
+    }
+
+    #[inline]
+    fn admit_in_live_scope(&self, shared: Option<&SharedNow>) -> Result<Ticket, Rejected> {
+        let word = self.word();
+        // The closed path inline, the rest (open, half-open: a loop of
+        // CASes) out of line, so a caller's closed admission is small.
+        if let State::Closed | State::MetricsOnly = word.state() {
+            let started = self.times_calls.then(|| self.nanos_with(shared));
+            return Ok(Ticket::new(word.generation(), started));
+        }
+        self.admit_other(word, shared)
+    }
+
+    #[inline(never)]
+    fn admit_other(
+        &self,
+        mut word: StateWord,
+        shared: Option<&SharedNow>,
+    ) -> Result<Ticket, Rejected> {
         loop {
             match word.state() {
                 State::Closed | State::MetricsOnly => {
-                    let started = self.times_calls.then(|| self.now_nanos());
+                    let started = self.times_calls.then(|| self.nanos_with(shared));
                     return Ok(Ticket::new(word.generation(), started));
                 }
                 State::Disabled => return Ok(Ticket::new(word.generation(), None)),
@@ -386,14 +425,22 @@ impl<C> Breaker<C> {
     }
 
     /// Applies a verdict for `ticket`. Called exactly once per permit.
+    #[inline]
     pub(crate) fn settle(&self, ticket: Ticket, verdict: Verdict) {
+        self.settle_with(ticket, verdict, None);
+    }
+
+    /// [`settle`](Self::settle), a closed breaker timing the call from
+    /// `shared` if given.
+    #[inline(always)]
+    pub(crate) fn settle_with(&self, ticket: Ticket, verdict: Verdict, shared: Option<&SharedNow>) {
         let word = self.word();
         if word.generation() != ticket.generation() {
             self.emit_stale(ticket, word);
             return;
         }
         match word.state() {
-            State::Closed | State::MetricsOnly => self.settle_closed(word, ticket, verdict),
+            State::Closed | State::MetricsOnly => self.settle_closed(word, ticket, verdict, shared),
             State::HalfOpen => self.settle_probe(word, ticket, verdict),
             // Disabled records nothing; Open and ForcedOpen issue no permits.
             State::Disabled | State::Open | State::ForcedOpen => {}
@@ -426,15 +473,22 @@ impl<C> Breaker<C> {
             .is_some_and(|(slow, elapsed)| elapsed >= slow)
     }
 
-    fn settle_closed(&self, word: StateWord, ticket: Ticket, verdict: Verdict) {
+    #[inline(always)]
+    fn settle_closed(
+        &self,
+        word: StateWord,
+        ticket: Ticket,
+        verdict: Verdict,
+        shared: Option<&SharedNow>,
+    ) {
         let (failed, cut) = match self.deadline_verdict(verdict) {
             Verdict::Success => (false, false),
             Verdict::Failure => (true, false),
             Verdict::DeadlineExceeded => (false, true),
             Verdict::Ignore => return self.emit(EventKind::Ignored),
         };
-        let now =
-            (ticket.started().is_some() || self.window.0.needs_time()).then(|| self.now_nanos());
+        let now = (ticket.started().is_some() || self.window.0.needs_time())
+            .then(|| self.nanos_with(shared));
         let elapsed = ticket
             .started()
             .zip(now)

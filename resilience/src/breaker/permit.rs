@@ -7,6 +7,7 @@
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use super::{Breaker, Classify, Verdict};
+use crate::clock::SharedNow;
 
 /// What a permit remembers: its generation and, if the breaker times calls,
 /// when it was issued (nanoseconds on the breaker's clock).
@@ -104,6 +105,16 @@ impl<'a, C> Permit<'a, C> {
         // owns nothing that needs dropping (a reference and plain data).
         std::mem::forget(self);
         breaker.settle(ticket, verdict);
+    }
+
+    /// Reports `verdict`, timing the call from the pipeline's shared clock
+    /// reading at its end.
+    #[inline]
+    pub(crate) fn settle_at(self, verdict: Verdict, now: &SharedNow) {
+        let (breaker, ticket) = (self.breaker, self.ticket);
+        // As in `settle`.
+        std::mem::forget(self);
+        breaker.settle_with(ticket, verdict, Some(now));
     }
 }
 

@@ -4,7 +4,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use weft::cancel::{CancelHandle, Cancelled, Cause, Scope};
@@ -18,9 +18,6 @@ use crate::clock::{Clock, SystemClock};
 #[derive(Debug, Clone, Copy)]
 pub struct WeftEnv {
     clock: SystemClock,
-    /// The deadline of an attempt's lazy scope: 30 years away, so the
-    /// scope never ends by itself (an enclosing deadline still applies).
-    far: Instant,
 }
 
 impl WeftEnv {
@@ -28,7 +25,6 @@ impl WeftEnv {
     pub fn new() -> WeftEnv {
         WeftEnv {
             clock: SystemClock::new(),
-            far: Instant::now() + Duration::from_secs(30 * 365 * 86_400),
         }
     }
 }
@@ -87,10 +83,10 @@ impl Env for WeftEnv {
 
     #[inline]
     fn attempt<F: Future>(&self, future: F) -> WeftAttempt<F> {
-        // A timeout is weft's lazy scope: its node is made only when the
-        // code inside needs one.
+        // weft's lazy scope: its node is made only when the code inside
+        // needs one (a spawn, `current()`); no deadline, so no timer.
         WeftAttempt {
-            inner: weft::time::timeout_at(self.far, future),
+            inner: weft::cancel::lazy_scope(future),
         }
     }
 
@@ -154,11 +150,12 @@ impl<F: Future> Future for WeftTimeout<F> {
     }
 }
 
-/// A retry attempt in weft's lazy scope (a timeout 30 years away).
+/// A retry attempt in weft's lazy scope ([`weft::cancel::lazy_scope`]): a
+/// child scope made only if the attempt spawns or asks for its scope.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct WeftAttempt<F> {
-    inner: weft::time::Timeout<F>,
+    inner: weft::cancel::LazyScope<F>,
 }
 
 impl<F: Future> Future for WeftAttempt<F> {
@@ -168,12 +165,6 @@ impl<F: Future> Future for WeftAttempt<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // SAFETY: `inner` is structurally pinned (never moved out of the
         // pinned `WeftAttempt`).
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.inner) };
-        match inner.poll(cx) {
-            Poll::Ready(Ok(out)) => Poll::Ready(out),
-            // The scope's own deadline is 30 years away: this arm is the
-            // year 2056's problem; until then the attempt simply waits.
-            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
-        }
+        unsafe { self.map_unchecked_mut(|s| &mut s.inner) }.poll(cx)
     }
 }

@@ -33,7 +33,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use super::{emit, CachePadded, ConfigError, EventKind, Listener, Listeners, Refusal};
 use crate::{
     caller::{caller_end, check_scope, CallerEnd},
-    clock::{Clock, ClockSource},
+    clock::{Clock, ClockSource, SharedNow},
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
         Mutex,
@@ -466,6 +466,17 @@ impl Adaptive {
     #[inline]
     pub fn try_acquire(&self) -> Result<AdaptivePermit<'_>, AdaptiveError> {
         check_scope().map_err(AdaptiveError::Cancelled)?;
+        self.try_acquire_in_live_scope(&SharedNow::new())
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a caller that has just
+    /// checked its scope (the pipeline, once for all its layers), timed
+    /// from the call's shared clock reading.
+    #[inline(always)]
+    pub(crate) fn try_acquire_in_live_scope(
+        &self,
+        now: &SharedNow,
+    ) -> Result<AdaptivePermit<'_>, AdaptiveError> {
         let limit = self.limit.load(Relaxed);
         let mut in_flight = self.in_flight.load(Relaxed);
         loop {
@@ -481,7 +492,7 @@ impl Adaptive {
                 Ok(_) => {
                     return Ok(AdaptivePermit {
                         limiter: self,
-                        started: self.clock.nanos(),
+                        started: self.clock.nanos_shared(now),
                         in_flight: in_flight + 1,
                         settled: false,
                     })
@@ -503,9 +514,14 @@ impl Adaptive {
     }
 
     fn settle(&self, permit: &AdaptivePermit<'_>, sample: Option<bool>) {
+        self.settle_at(permit, sample, &SharedNow::new());
+    }
+
+    #[inline]
+    fn settle_at(&self, permit: &AdaptivePermit<'_>, sample: Option<bool>, now: &SharedNow) {
         self.in_flight.fetch_sub(1, Relaxed);
         let Some(dropped) = sample else { return };
-        let rtt = Duration::from_nanos(self.clock.nanos().saturating_sub(permit.started));
+        let rtt = Duration::from_nanos(self.clock.nanos_shared(now).saturating_sub(permit.started));
         // A sample being applied elsewhere: skip this one (module docs).
         let Ok(mut algorithm) = self.algorithm.try_lock() else {
             return;
@@ -581,6 +597,14 @@ impl AdaptivePermit<'_> {
     pub fn ignore(mut self) {
         self.settled = true;
         self.limiter.settle(&self, None);
+    }
+
+    /// Settles with `sample` (`Some(dropped)`, or `None`: ignored) timed
+    /// from the call's shared clock reading (the pipeline).
+    #[inline]
+    pub(crate) fn settle_at(mut self, sample: Option<bool>, now: &SharedNow) {
+        self.settled = true;
+        self.limiter.settle_at(&self, sample, now);
     }
 
     /// `Ok` is a success; an error reporting the caller's cancellation is

@@ -247,6 +247,13 @@ impl Bulkhead {
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadError> {
         check_scope()?;
+        self.try_acquire_in_live_scope()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a caller that has just
+    /// checked its scope (the pipeline, once for all its layers).
+    #[inline(always)]
+    pub(crate) fn try_acquire_in_live_scope(&self) -> Result<BulkheadPermit<'_>, BulkheadError> {
         match self.slots.try_take() {
             Some(slot) => Ok(BulkheadPermit { _slot: slot }),
             None => Err(self.refuse(BulkheadError::Full)),

@@ -8,6 +8,7 @@
 use std::future::{ready, Future, Ready};
 
 use super::{Layer, Reason};
+use crate::clock::SharedNow;
 
 /// How an admitted call went, for the limiter that admitted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +51,41 @@ pub trait Admission {
     /// limiter's reservation) as the limiter's rules say.
     fn acquire(&self) -> Self::Acquire<'_>;
 
+    /// [`acquire`](Admission::acquire) when the pipeline has just checked
+    /// the caller's scope ([`crate::caller::check_scope`]) on this thread,
+    /// with no await point since: a limiter whose `acquire` starts with
+    /// that check may skip it (one check per attempt instead of one per
+    /// layer). `now` is the call's shared clock reading ([`SharedNow`]):
+    /// a limiter that times calls on the default system clock may take its
+    /// start from it. The default calls `acquire`.
+    #[inline]
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> Self::Acquire<'_> {
+        let _ = now;
+        self.acquire()
+    }
+
+    /// Whether [`acquire`](Admission::acquire) may wait (return `Pending`)
+    /// as this limiter is configured. The pipeline checks the caller's
+    /// scope again after such a layer before skipping the next layer's
+    /// check. The default says yes (always safe).
+    #[inline]
+    fn may_wait(&self) -> bool {
+        true
+    }
+
     /// Reports how an admitted call went. The default drops the permit.
     fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
         let _ = (permit, verdict);
+    }
+
+    /// [`settle`](Admission::settle) with the call's shared clock reading
+    /// at its end ([`SharedNow`]), as in
+    /// [`acquire_in_live_scope`](Admission::acquire_in_live_scope). The
+    /// default calls `settle`.
+    #[inline]
+    fn settle_at(&self, permit: Self::Permit<'_>, verdict: Verdict, now: &SharedNow) {
+        let _ = now;
+        self.settle(permit, verdict)
     }
 }
 
@@ -71,6 +104,11 @@ impl Admission for Unlimited {
     #[inline]
     fn acquire(&self) -> Ready<Result<(), Reason>> {
         ready(Ok(()))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
     }
 }
 
@@ -94,7 +132,22 @@ impl<A: Admission> Admission for std::sync::Arc<A> {
     }
 
     #[inline]
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> A::Acquire<'_> {
+        (**self).acquire_in_live_scope(now)
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        (**self).may_wait()
+    }
+
+    #[inline]
     fn settle(&self, permit: Self::Permit<'_>, verdict: Verdict) {
         (**self).settle(permit, verdict)
+    }
+
+    #[inline]
+    fn settle_at(&self, permit: Self::Permit<'_>, verdict: Verdict, now: &SharedNow) {
+        (**self).settle_at(permit, verdict, now)
     }
 }

@@ -18,6 +18,7 @@ use std::{
 use super::{Admission, Layer, Reason, Verdict};
 use crate::{
     caller::CallerEnd,
+    clock::SharedNow,
     env::Interrupted,
     limit::{
         Adaptive, AdaptiveError, AdaptivePermit, Bulkhead, BulkheadError, BulkheadPermit, Gcra,
@@ -32,6 +33,13 @@ fn caller(end: CallerEnd) -> Reason {
     })
 }
 
+fn adaptive_reason(e: AdaptiveError) -> Reason {
+    match e {
+        AdaptiveError::OverLimit { limit } => Reason::OverLimit { limit },
+        AdaptiveError::Cancelled(end) => caller(end),
+    }
+}
+
 impl Admission for Adaptive {
     type Permit<'a> = AdaptivePermit<'a>;
     type Acquire<'a> = Ready<Result<AdaptivePermit<'a>, Reason>>;
@@ -42,10 +50,17 @@ impl Admission for Adaptive {
 
     #[inline]
     fn acquire(&self) -> Self::Acquire<'_> {
-        ready(self.try_acquire().map_err(|e| match e {
-            AdaptiveError::OverLimit { limit } => Reason::OverLimit { limit },
-            AdaptiveError::Cancelled(end) => caller(end),
-        }))
+        ready(self.try_acquire().map_err(adaptive_reason))
+    }
+
+    #[inline]
+    fn acquire_in_live_scope(&self, now: &SharedNow) -> Self::Acquire<'_> {
+        ready(self.try_acquire_in_live_scope(now).map_err(adaptive_reason))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
     }
 
     #[inline]
@@ -55,6 +70,18 @@ impl Admission for Adaptive {
             Verdict::Failure => permit.dropped(),
             Verdict::Ignored => permit.ignore(),
         }
+    }
+
+    #[inline]
+    fn settle_at(&self, permit: AdaptivePermit<'_>, verdict: Verdict, now: &SharedNow) {
+        permit.settle_at(
+            match verdict {
+                Verdict::Success | Verdict::Slow => Some(false),
+                Verdict::Failure => Some(true),
+                Verdict::Ignored => None,
+            },
+            now,
+        );
     }
 }
 
@@ -114,6 +141,26 @@ impl Admission for Bulkhead {
         }
         BulkheadAcquire::Now(Some(self.try_acquire().map_err(bulkhead_reason)))
     }
+
+    #[inline]
+    fn acquire_in_live_scope(&self, _now: &SharedNow) -> BulkheadAcquire<'_> {
+        // The queue's wait is an await point: it checks for itself.
+        #[cfg(feature = "weft")]
+        if self.queues() {
+            return BulkheadAcquire::Queued(Box::pin(Bulkhead::acquire(self)));
+        }
+        BulkheadAcquire::Now(Some(
+            self.try_acquire_in_live_scope().map_err(bulkhead_reason),
+        ))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        #[cfg(feature = "weft")]
+        return self.queues();
+        #[cfg(not(feature = "weft"))]
+        false
+    }
 }
 
 impl Admission for Gcra {
@@ -134,5 +181,10 @@ impl Admission for Gcra {
             RateError::DeadlineTooSoon { remaining, .. } => Reason::DeadlineTooClose { remaining },
             _ => Reason::RateExceeded { retry_after: None },
         }))
+    }
+
+    #[inline]
+    fn may_wait(&self) -> bool {
+        false
     }
 }

@@ -61,8 +61,9 @@ pub use self::{
     set::PolicySet,
 };
 use crate::{
-    breaker::{Breaker, Classify, ErrorsFail, RejectReason, Verdict as BreakerVerdict},
+    breaker::{Breaker, Classify, ErrorsFail, Verdict as BreakerVerdict},
     caller::CallerEnd,
+    clock::SharedNow,
     env::{Env, Interrupted},
     fallback::{Fallback, FallbackAction},
     hedge::Hedge,
@@ -520,46 +521,63 @@ where
         Fut: Future<Output = Result<T, E>>,
         C: Classify<T, E>,
     {
+        // One reading of the coarse clock for the layers that time the call
+        // on the default system clock (a custom clock reads itself).
+        let started = SharedNow::new();
         let breaker = match &self.breaker {
-            Some(breaker) => match breaker.acquire() {
-                Ok(permit) => Some(permit),
-                // The breaker refuses a caller whose own scope has ended
-                // before it looks at its state: that is the caller's
-                // interruption, not an open circuit.
-                Err(rejected) if rejected.reason() == RejectReason::Cancelled => {
-                    return Err(PolicyError::Interrupted(
-                        match crate::caller::check_scope() {
-                            Err(CallerEnd::DeadlineExceeded) => Interrupted::Deadline,
-                            _ => Interrupted::Cancelled,
-                        },
-                    ));
+            Some(breaker) => {
+                // The breaker's scope check, made here once for it and the
+                // layers below (each would make it first): a cancelled
+                // caller takes no half-open probe and no permit, and is
+                // reported as interrupted, never as a refusal.
+                if let Err(end) = crate::caller::check_scope() {
+                    return Err(PolicyError::Interrupted(match end {
+                        CallerEnd::DeadlineExceeded => Interrupted::Deadline,
+                        CallerEnd::Cancelled => Interrupted::Cancelled,
+                    }));
                 }
-                Err(rejected) => {
-                    return Err(PolicyError::refused(
-                        Layer::Breaker,
-                        Reason::BreakerOpen {
-                            retry_after: rejected.retry_after(),
-                        },
-                    ))
+                match breaker.acquire_in_live_scope(&started) {
+                    Ok(permit) => Some(permit),
+                    Err(rejected) => {
+                        return Err(PolicyError::refused(
+                            Layer::Breaker,
+                            Reason::BreakerOpen {
+                                retry_after: rejected.retry_after(),
+                            },
+                        ))
+                    }
                 }
-            },
+            }
             None => None,
         };
-        let limit = self
-            .limit
-            .acquire()
-            .await
-            .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
-        let bulkhead = self
-            .bulkhead
-            .acquire()
-            .await
-            .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
-        let rate = self
-            .rate
-            .acquire()
-            .await
-            .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
+        // The check stays good while nothing waits: after a layer whose
+        // admission may wait (a queue, a reservation) the next one checks
+        // again. Without a breaker every layer checks for itself, as
+        // `Admission::acquire` says.
+        let live = self.breaker.is_some();
+        let limit = if live {
+            self.limit.acquire_in_live_scope(&started)
+        } else {
+            self.limit.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
+        let live = live && !self.limit.may_wait();
+        let bulkhead = if live {
+            self.bulkhead.acquire_in_live_scope(&started)
+        } else {
+            self.bulkhead.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
+        let live = live && !self.bulkhead.may_wait();
+        let rate = if live {
+            self.rate.acquire_in_live_scope(&started)
+        } else {
+            self.rate.acquire()
+        }
+        .await
+        .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
         let outcome = call.await;
         // The caller's own end says nothing about the downstream: a
         // cancelled caller's call is ignored everywhere; one its deadline
@@ -582,16 +600,24 @@ where
             (None, None) if outcome.is_ok() => Verdict::Success,
             (None, None) => Verdict::Failure,
         };
-        self.rate.settle(rate, verdict);
-        self.bulkhead.settle(bulkhead, verdict);
-        self.limit.settle(limit, verdict);
+        let ended = SharedNow::new();
+        self.rate.settle_at(rate, verdict, &ended);
+        self.bulkhead.settle_at(bulkhead, verdict, &ended);
+        self.limit.settle_at(limit, verdict, &ended);
         if let Some(permit) = breaker {
-            match (verdict, judged) {
-                (Verdict::Slow, Some(BreakerVerdict::DeadlineExceeded)) => permit.record(&outcome),
-                (Verdict::Success, _) => permit.success(),
-                (Verdict::Failure, _) => permit.failure(),
-                _ => permit.ignore(),
-            }
+            permit.settle_at(
+                match (verdict, judged) {
+                    // The classifier's own verdict: the breaker applies
+                    // its deadline rule to it.
+                    (Verdict::Slow, Some(BreakerVerdict::DeadlineExceeded)) => {
+                        BreakerVerdict::DeadlineExceeded
+                    }
+                    (Verdict::Success, _) => BreakerVerdict::Success,
+                    (Verdict::Failure, _) => BreakerVerdict::Failure,
+                    _ => BreakerVerdict::Ignore,
+                },
+                &ended,
+            );
         }
         match (outcome, interrupted) {
             (Ok(value), _) => Ok(value),

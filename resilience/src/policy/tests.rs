@@ -297,3 +297,40 @@ fn errors_name_their_layer() {
     assert_eq!(e, PolicyError::Interrupted(Interrupted::Deadline));
     assert_eq!(PolicyError::Call("503").to_string(), "call failed: 503");
 }
+
+/// The pipeline shares one system-clock reading between its layers; a
+/// breaker on a custom clock still reads that clock at admission and at
+/// the verdict, so calls the manual clock made slow are slow.
+#[test]
+fn a_breaker_on_a_custom_clock_times_calls_on_it_not_on_the_shared_reading() {
+    let env = ManualEnv::new();
+    let breaker = Arc::new(Breaker::new(
+        "leaf",
+        Config::builder()
+            .count_window(10)
+            .minimum_calls(10)
+            .slow_call_threshold(100.0, 10 * MS)
+            .clock(Arc::new(env.clock().clone()))
+            .build()
+            .unwrap(),
+    ));
+    let p = Pipeline::new("leaf", env.clone())
+        .with_breaker(breaker)
+        .with_limit(crate::limit::Adaptive::builder().build().unwrap());
+    for took in [20 * MS, MS, 30 * MS] {
+        let clock = env.clock().clone();
+        assert_eq!(
+            block(p.call(move |_| {
+                let clock = clock.clone();
+                async move {
+                    clock.advance(took);
+                    Ok::<_, ()>(())
+                }
+            })),
+            Ok(())
+        );
+    }
+    let counts = p.breaker().unwrap().metrics().counts;
+    assert_eq!((counts.calls, counts.slow_calls), (3, 2));
+    assert_eq!(p.limit().metrics().samples, 3);
+}

@@ -62,7 +62,7 @@ pub use self::{
     cancellable::{cancellable, Cancellable, CancellableExt},
     error::{Cancelled, Cause},
     group::{Outcome, TaskGroup},
-    scope::{scope, shield, CancelHandle, Scope, Shield},
+    scope::{lazy_scope, scope, shield, CancelHandle, LazyScope, Scope, Shield},
 };
 use crate::{context, scheduler::Handle, task::RawTask};
 
@@ -104,9 +104,10 @@ pub(crate) fn with_current_scope<R>(f: impl FnOnce(Option<&NodeArc>) -> R) -> R 
 /// creates the node then, under the right parent, and from then on the
 /// timeout is an ordinary scope. Await points in a timeout whose node was
 /// never created see the enclosing scope; the timeout's deadline still ends
-/// them, by dropping the future.
+/// them, by dropping the future. A [`lazy_scope`] is the same without a
+/// deadline.
 pub(crate) struct PendingScope {
-    deadline: Instant,
+    deadline: Option<Instant>,
     /// The pending scope this one is nested in (a `*const PendingScope` as
     /// an address, so the `Timeout` stays `Send`); valid during the poll.
     prev: std::cell::Cell<usize>,
@@ -122,7 +123,7 @@ impl std::fmt::Debug for PendingScope {
 }
 
 impl PendingScope {
-    pub(crate) fn new(deadline: Instant) -> PendingScope {
+    pub(crate) fn new(deadline: Option<Instant>) -> PendingScope {
         PendingScope {
             deadline,
             prev: std::cell::Cell::new(0),
@@ -145,10 +146,10 @@ impl PendingScope {
         context::set_pending(self.prev.get() as *const PendingScope);
         let task = context::current_task();
         let node = with_current_scope(|parent| match parent {
-            Some(parent) => Node::child(parent, Some(self.deadline), None, None),
-            None => Node::root(Some(self.deadline), None, None),
+            Some(parent) => Node::child(parent, self.deadline, None, None),
+            None => Node::root(self.deadline, None, None),
         });
-        if node.deadline() == Some(self.deadline) {
+        if self.deadline.is_some() && node.deadline() == self.deadline {
             // The timeout's own timer fires this deadline.
             node.assume_armed();
         }
@@ -161,14 +162,20 @@ impl PendingScope {
         node
     }
 
-    fn deadline_chain(&self) -> Instant {
+    /// The earliest deadline of this pending scope and those it is nested
+    /// in (`None`: none of them has one).
+    fn deadline_chain(&self) -> Option<Instant> {
         let prev = self.prev.get() as *const PendingScope;
         if prev.is_null() {
             return self.deadline;
         }
         // SAFETY: as in `with_current_scope`: enclosing pending scopes are
         // being polled further up this thread's stack.
-        self.deadline.min(unsafe { &*prev }.deadline_chain())
+        let outer = unsafe { &*prev }.deadline_chain();
+        match (self.deadline, outer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -346,6 +353,7 @@ pub fn current() -> Option<CancelHandle> {
 
 /// `Err` if the current scope is cancelled or its deadline has passed: a
 /// checkpoint for loops that never reach an await point.
+#[inline]
 pub fn check() -> Result<(), Cancelled> {
     match poll_cancelled(None, false) {
         Some(c) => Err(c),
@@ -368,8 +376,10 @@ pub fn deadline() -> Option<Instant> {
         return scope;
     }
     // SAFETY: as in `with_current_scope`.
-    let pending = unsafe { &*pending }.deadline_chain();
-    Some(scope.map_or(pending, |s| s.min(pending)))
+    match (scope, unsafe { &*pending }.deadline_chain()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The deadline of the current scope's node, without enclosing timeouts

@@ -1,6 +1,7 @@
-//! Scopes inside a task: `scope` (cancellable from outside), `shield`
+//! Scopes inside a task: `scope` (cancellable from outside), `lazy_scope`
+//! (a child scope made only if something inside needs it), `shield`
 //! (ignores outer cancellation, bounded by its own deadline). `timeout`
-//! (in `time/`) is the third kind.
+//! (in `time/`) is the fourth kind.
 
 use std::{
     fmt,
@@ -11,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{node::Node, with_current_scope, Cause};
+use super::{node::Node, with_current_scope, Cause, PendingScope};
 use crate::cancel::NodeArc;
 use crate::{
     context,
@@ -110,6 +111,97 @@ impl<F> Drop for Scope<F> {
 impl<F> fmt::Debug for Scope<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope").field("node", &self.node).finish()
+    }
+}
+
+/// Runs `future` in a child scope of the current one that is created only
+/// when something inside needs it: a spawn (the task becomes the scope's
+/// child), [`current`](super::current), a nested [`scope`] or `TaskGroup`.
+/// Until then it costs a pointer swap per poll and no allocation, and await
+/// points inside see the enclosing scope (so the enclosing cancellation and
+/// deadline apply exactly as outside). Once made, the scope has no deadline
+/// of its own and ends with the future: code inside can cancel it (through
+/// `current()`) without cancelling the rest of the task.
+///
+/// It is [`timeout`](crate::time::timeout)'s lazy scope without the
+/// deadline, hence without the timer: for work that wants its spawns grouped
+/// under one node (a retry's attempt) but is rarely cancelled on its own.
+/// To cancel it from outside, use [`scope`], which has a handle.
+///
+/// ```
+/// # let rt = weft::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+/// # rt.block_on(rt.spawn(async {
+/// let inner = weft::cancel::lazy_scope(async {
+///     // Asking for the scope makes it: cancelling it stays inside.
+///     let me = weft::cancel::current().expect("in a task");
+///     me.cancel();
+///     weft::cancel::check().is_err()
+/// })
+/// .await;
+/// assert!(inner);
+/// assert!(weft::cancel::check().is_ok());
+/// # })).unwrap();
+/// ```
+pub fn lazy_scope<F: Future>(future: F) -> LazyScope<F> {
+    LazyScope {
+        future,
+        node: None,
+        pending: PendingScope::new(None),
+    }
+}
+
+/// The future returned by [`lazy_scope`].
+pub struct LazyScope<F> {
+    future: F,
+    /// The scope, once something inside needed it.
+    node: Option<NodeArc>,
+    pending: PendingScope,
+}
+
+impl<F> LazyScope<F> {
+    /// Whether something inside made the scope's node.
+    pub fn is_materialized(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+impl<F: Future> Future for LazyScope<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned (never moved out while
+        // pinned); `node` and `pending` are never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        match &this.node {
+            Some(node) => {
+                node.set_waiter(cx.waker());
+                context::with_scope(node, || future.poll(cx))
+            }
+            None => {
+                let polled = context::with_pending(&this.pending, || future.poll(cx));
+                this.node = this.pending.take_node();
+                polled
+            }
+        }
+    }
+}
+
+impl<F> Drop for LazyScope<F> {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.finish();
+        }
+    }
+}
+
+impl<F> fmt::Debug for LazyScope<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyScope")
+            .field("materialized", &self.node.is_some())
+            .finish()
     }
 }
 

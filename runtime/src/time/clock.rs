@@ -185,6 +185,18 @@ pub fn coarse_now() -> Duration {
     }
 }
 
+/// [`coarse_now`] in nanoseconds, without building a `Duration` (its
+/// division by 10⁹ and the multiplication back cost a hot path that times
+/// calls in integers a dozen instructions per reading). Saturates after
+/// 584 years of uptime.
+#[inline]
+pub fn coarse_now_nanos() -> u64 {
+    match read(libc::CLOCK_MONOTONIC_COARSE) {
+        Some(nanos) => nanos,
+        None => u64::try_from(precise_fallback().as_nanos()).unwrap_or(u64::MAX),
+    }
+}
+
 #[cold]
 fn precise_fallback() -> Duration {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -242,6 +254,16 @@ impl CoarseFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarse_nanos_read_the_same_clock_as_coarse_now() {
+        for _ in 0..1000 {
+            let a = coarse_now();
+            let n = coarse_now_nanos();
+            let b = coarse_now();
+            assert!(a.as_nanos() <= u128::from(n) && u128::from(n) <= b.as_nanos());
+        }
+    }
 
     #[test]
     fn the_coarse_estimate_brackets_the_precise_clock() {

@@ -31,7 +31,7 @@ mod sleep;
 mod timeout;
 mod wheel;
 
-pub use self::clock::{coarse_now, coarse_resolution};
+pub use self::clock::{coarse_now, coarse_now_nanos, coarse_resolution};
 pub(crate) use self::{clock::certainly_before, sleep::timeout_deadline_after};
 pub use self::{
     interval::{interval, interval_at, Interval, MissedTickBehavior},

@@ -39,7 +39,7 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
         future,
         sleep: sleep_until(deadline),
         node: None,
-        pending: PendingScope::new(deadline),
+        pending: PendingScope::new(Some(deadline)),
     }
 }
 
