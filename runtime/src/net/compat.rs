@@ -22,12 +22,10 @@ use std::{
 };
 
 use super::{
-    sys::{RecvOwned, Socket},
+    sys::{RecvOwned, SendOwned, Socket},
     tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf},
     unix::{self, UnixStream},
 };
-
-type OpFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Send>>;
 
 /// The in-flight state of the read trait methods of one stream or read
 /// half. Allocated on first use, so streams driven by the native api carry
@@ -56,7 +54,7 @@ struct ReadState {
 
 #[derive(Default)]
 struct WriteState {
-    write: Option<OpFuture>,
+    write: Option<SendOwned>,
     wspare: Vec<u8>,
 }
 
@@ -160,11 +158,10 @@ impl WriteCompat {
             let mut v = std::mem::take(&mut st.wspare);
             v.clear();
             v.extend_from_slice(buf);
-            let sock = sock.clone();
-            st.write = Some(Box::pin(async move { sock.send(v).await }));
+            st.write = Some(sock.send_owned(v));
         }
         let fut = st.write.as_mut().expect("set above");
-        let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+        let (res, v) = std::task::ready!(Pin::new(fut).poll(cx));
         st.write = None;
         st.wspare = v;
         Poll::Ready(res)
@@ -176,7 +173,7 @@ impl WriteCompat {
         }
         let st = self.state();
         if let Some(fut) = st.write.as_mut() {
-            let (res, v) = std::task::ready!(fut.as_mut().poll(cx));
+            let (res, v) = std::task::ready!(Pin::new(fut).poll(cx));
             st.write = None;
             st.wspare = v;
             res?;

@@ -67,6 +67,7 @@ macro_rules! owned_io {
 mod addr;
 mod compat;
 mod dns;
+mod op;
 mod recv_stream;
 mod socket;
 mod sys;

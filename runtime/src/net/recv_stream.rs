@@ -33,7 +33,10 @@ use std::{
 
 use io_uring::{opcode, types::Fd};
 
-use super::sys::{cvt_size, poll_epoll_once, Socket};
+use super::{
+    op::cvt_size,
+    sys::{poll_epoll_once, Socket},
+};
 use crate::{
     cancel, coop,
     io::{
