@@ -1,5 +1,5 @@
-//! The io_uring driver's op table and op cells (`runtime/src/io/uring.rs`:
-//! `OpTable`, `OpCell`) under any sequence of submits, completions,
+//! The io_uring driver's op table and op cells (`runtime/src/io/uring/`:
+//! `OpTable` in `table.rs`, `OpCell` in `op.rs`) under any sequence of submits, completions,
 //! stale and duplicate completions, polls and future drops, with the kernel
 //! replaced by a model that completes operations when the input says.
 //! Checked after every step and at the end:

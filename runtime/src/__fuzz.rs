@@ -1,7 +1,7 @@
 //! Internals exposed to the fuzz targets in `fuzz/` (only under
 //! `--cfg fuzzing`, which `.ci/fuzz` sets): the io_uring driver's op table
 //! and op cells, driven by a mock completion source instead of a ring.
-//! Everything here is the real code the driver runs (`io/uring.rs`:
+//! Everything here is the real code the driver runs (`io/uring/`:
 //! `OpTable`, `OpCell::prepare`, `poll_take`, `abandon`); only the kernel is
 //! replaced by the fuzz target, which decides when each operation completes.
 

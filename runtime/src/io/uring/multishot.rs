@@ -28,11 +28,17 @@ use std::{
 
 use io_uring::{cqueue, opcode, types};
 
-use super::{Completable, Remote, SlotState, Submission};
+use super::{
+    driver::{Remote, Submission},
+    table::{Completable, SlotState},
+};
 use crate::{
     facade::{lock, Mutex},
     io::{buf_ring::BGID, pool::RecvBuf, BufRing},
 };
+
+/// `IORING_CQE_F_MORE` (the crate keeps its `sys` module private).
+const CQE_F_MORE: u32 = 1 << 1;
 
 /// What an armed multishot receive delivered.
 pub(crate) enum Recvd {
@@ -109,7 +115,7 @@ impl Completable for RecvQueue {
     fn complete(&self, res: i32, more: bool) {
         // Every completion of a multishot receive comes through
         // `complete_cqe`, which sees the buffer id; this path carries none.
-        self.complete_cqe(res, if more { super::CQE_F_MORE } else { 0 });
+        self.complete_cqe(res, if more { CQE_F_MORE } else { 0 });
     }
 
     fn complete_cqe(&self, res: i32, flags: u32) {

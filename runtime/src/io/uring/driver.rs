@@ -1,0 +1,669 @@
+//! A ring's two sides: the [`Driver`], owned by its worker, which pushes
+//! entries, enters the kernel and reaps completions; and the [`Remote`],
+//! shared, through which other threads reach it.
+//!
+//! The owner alone touches the ring. Another thread posts a [`Request`] to
+//! the remote's mailbox (a submission, a cancellation, or a closed socket's
+//! fd to let go of once what may name it is submitted) and writes its
+//! eventfd, whose read the owner keeps armed while it parks; a worker with
+//! a ring of its own sends a `MSG_RING` instead. The owner drains the
+//! mailbox at every park and every `event_interval` ticks.
+//!
+//! `user_data` values above the generation range are tokens (the eventfd
+//! read, a `MSG_RING` arriving or sent, entries whose completion carries
+//! nothing), checked before the op table (`table.rs`) sees a completion.
+
+use std::{
+    any::{Any, TypeId},
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crossbeam_deque::{Injector, Steal};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use super::{
+    close::{entry_fd, fd_bit},
+    probe::{build_ring, Features, SetupFlags},
+    table::{Completable, OpTable},
+};
+use crate::{
+    io::pool::{BufRing, PoolConfig, RecvPools},
+    runtime::{histogram::Histogram, ticks},
+};
+
+/// `user_data` of the eventfd read kept armed in every ring.
+const TOKEN_EVENTFD: u64 = u64::MAX;
+/// `IORING_ENTER_GETEVENTS` (the crate keeps its `sys` module private).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `user_data` of a wakeup sent by another worker with `MSG_RING`.
+const TOKEN_MSG: u64 = u64::MAX - 1;
+/// Tag of a `MSG_RING` wake sent from this ring: the rest of `user_data` is
+/// the key of its target in `Driver::msgs`. Op `user_data` never has the top
+/// bit (generations are 31 bits); the tokens all do, and are checked first.
+const MSG_TAG: u64 = 1 << 63;
+/// `user_data` of entries whose completion carries nothing to act on
+/// (link timeouts, cancellations).
+const TOKEN_IGNORE: u64 = u64::MAX - 2;
+
+/// `WEFT_IO_PARK_SLICE_US=<µs>`: the longest one blocking `io_uring_enter`
+/// of a parking worker may wait before it returns (and the worker parks
+/// again). For running under valgrind only: valgrind 3.19–3.20 treats
+/// `io_uring_enter` as a syscall that does not block, so a worker parked in
+/// it keeps valgrind's one-thread-at-a-time lock and every other thread of
+/// the process stops with it (KDE bug 463859). A slice, with a yield
+/// before each, lets the others run between slices (`benches/scripts/http_instr.py`). Unset: no cap.
+fn park_slice() -> Option<Duration> {
+    static SLICE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *SLICE.get_or_init(|| {
+        std::env::var("WEFT_IO_PARK_SLICE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|us| *us > 0)
+            .map(Duration::from_micros)
+    })
+}
+
+/// What another thread posts to a ring's owner.
+pub(super) enum Request {
+    Submit(Submission),
+    Cancel(Arc<dyn Completable>),
+    /// A closed socket's fd (see [`close_socket`](super::close_socket)):
+    /// the owner submits what
+    /// its queue holds, then lets go of it.
+    Release(#[allow(dead_code)] Arc<OwnedFd>),
+}
+
+/// An entry and the cell that owns its resources.
+pub(crate) struct Submission {
+    pub(super) entry: squeue::Entry,
+    pub(super) target: Arc<dyn Completable>,
+    /// Where the link timeout's duration lives (inside `target`), if the op
+    /// is linked to one.
+    pub(super) timeout: Option<*const types::Timespec>,
+}
+
+// SAFETY: the entry holds addresses into buffers owned by `target`, and the
+// timespec pointer points into `target` too; the `Arc` keeps them alive on
+// whichever thread the submission travels to, and nothing is accessed
+// through them except by the kernel.
+unsafe impl Send for Submission {}
+
+/// The shared side of one worker's ring.
+pub(crate) struct Remote {
+    pub(super) mailbox: Injector<Request>,
+    eventfd: OwnedFd,
+    ring_fd: AtomicU64,
+    in_flight: AtomicUsize,
+    /// Set when the driver is gone: nothing it owned completes any more.
+    closed: AtomicBool,
+    /// The fds named by entries in the submission queue that the kernel has
+    /// not taken yet, as a 64-bit filter (bit `fd % 64`; `u64::MAX` while
+    /// the owner moves mailbox entries into the queue). Set by the owner
+    /// after each push and each enter; read by
+    /// [`close_socket`](super::close_socket).
+    queued_fds: AtomicU64,
+    pub(crate) submissions: AtomicU64,
+    pub(crate) completions: AtomicU64,
+    pub(crate) enters: AtomicU64,
+    /// Submission to completion of every single-shot operation, in
+    /// `runtime::ticks` (written by the owner in `reap`).
+    pub(crate) op_latency: Histogram,
+    /// This worker's pooled-receive buffers (see `io::pool`).
+    pub(crate) recv: RecvPools,
+}
+
+impl Remote {
+    /// Wakes the owner if it is blocked in its ring. Called by the parker
+    /// after it saw the worker parked. A worker with a ring of its own sends
+    /// a `MSG_RING` (no eventfd round trip on the target); anyone else
+    /// writes the eventfd.
+    pub(crate) fn wake(self: &Arc<Self>) {
+        let sent = crate::io::with_local_uring(|d| d.try_msg_ring(self)).unwrap_or(false);
+        if !sent {
+            self.wake_eventfd();
+        }
+    }
+
+    /// Wakes the owner through its eventfd, parked or not (a running owner
+    /// sees a spurious completion and drains its mailbox on its next tick).
+    pub(crate) fn wake_eventfd(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. The
+        // fd is blocking (a read of a non-blocking file through the ring
+        // fails with EAGAIN instead of waiting on some kernels); a write
+        // would block only with the counter near 2^64, which one read per
+        // park keeps from happening. The result carries nothing to act on.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+
+    /// Operations this ring still owns, cancelled ones included.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// True once the driver is gone (the runtime shut down): whatever it
+    /// owned was completed or left to the kernel, and waits for it are over.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+
+    /// Posts a submission from a thread that does not own the ring.
+    pub(crate) fn post_submit(&self, submission: Submission) {
+        self.mailbox.push(Request::Submit(submission));
+        self.wake_eventfd();
+    }
+
+    /// Posts a cancellation from a thread that does not own the ring.
+    pub(crate) fn post_cancel(&self, target: Arc<dyn Completable>) {
+        self.mailbox.push(Request::Cancel(target));
+        self.wake_eventfd();
+    }
+
+    /// Posts a cancellation that may wait for the owner's next pass over
+    /// its mailbox (every `event_interval` ticks while it runs, around
+    /// every park): no eventfd write. For cancels nothing waits on
+    /// urgently (a stream moving to another worker keeps receiving
+    /// through the op meanwhile, and the op's next completion wakes the
+    /// owner anyway).
+    pub(crate) fn post_cancel_quiet(&self, target: Arc<dyn Completable>) {
+        self.mailbox.push(Request::Cancel(target));
+    }
+
+    /// True if an entry naming `fd` pushed before now may not have reached
+    /// the kernel: queued in the submission queue or still in the mailbox.
+    /// The mailbox is read first: an entry the owner has taken out of it is
+    /// in the filter (see `drain_mailbox`).
+    pub(super) fn may_hold_unsubmitted(&self, fd: RawFd) -> bool {
+        !self.mailbox.is_empty() || self.queued_fds.load(Acquire) & fd_bit(fd) != 0
+    }
+}
+
+/// The owning side: lives on its worker thread.
+pub(crate) struct Driver {
+    ring: IoUring,
+    ops: OpTable,
+    remote: Arc<Remote>,
+    eventfd_armed: bool,
+    eventfd_buf: Box<u64>,
+    msg_ring: bool,
+    /// Targets of `MSG_RING` wakes whose completion has not arrived.
+    msgs: Slab<Arc<Remote>>,
+    defer_taskrun: bool,
+    enabled: bool,
+    /// The filter of fds named in the submission queue (see
+    /// `Remote::queued_fds`).
+    queued_fds: u64,
+    /// Cells of finished operations, reused by the next ones of their type.
+    pub(super) cells: CellPool,
+    /// When each op in `ops` (by slab key) was pushed, in
+    /// `runtime::ticks`; 0 once a multishot op has completed once (its
+    /// later completions are not timed).
+    pushed_at: Vec<u64>,
+    /// Multishot receives may be armed here: the probe found them, and
+    /// registering the buffer ring has not failed.
+    recv_multishot: bool,
+    /// The provided buffer ring, registered at the first multishot receive.
+    buf_ring: Option<Arc<BufRing>>,
+}
+
+/// The most finished op cells a driver keeps per operation type.
+const CELL_POOL_MAX: usize = 256;
+
+/// Op cells whose operation is over, per cell type: an op started on a
+/// worker takes one instead of allocating, and a future that took its
+/// result on a worker gives its cell back, so steady-state io allocates
+/// nothing per operation. Only unique cells (no other reference, no data)
+/// go in. The types are few (one per kind of operation and buffer type), so
+/// a linear scan finds the list.
+#[derive(Default)]
+pub(super) struct CellPool {
+    kinds: Vec<(TypeId, Vec<Arc<dyn Any + Send + Sync>>)>,
+}
+
+impl CellPool {
+    pub(super) fn take<C: Any + Send + Sync>(&mut self) -> Option<Arc<C>> {
+        let id = TypeId::of::<C>();
+        let (_, cells) = self.kinds.iter_mut().find(|(kind, _)| *kind == id)?;
+        cells.pop()?.downcast::<C>().ok()
+    }
+
+    pub(super) fn put<C: Any + Send + Sync>(&mut self, cell: Arc<C>) {
+        let id = TypeId::of::<C>();
+        let index = match self.kinds.iter().position(|(kind, _)| *kind == id) {
+            Some(index) => index,
+            None => {
+                self.kinds.push((id, Vec::new()));
+                self.kinds.len() - 1
+            }
+        };
+        let cells = &mut self.kinds[index].1;
+        if cells.len() < CELL_POOL_MAX {
+            cells.push(cell);
+        }
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(
+        entries: u32,
+        features: Features,
+        pools: PoolConfig,
+    ) -> io::Result<(Driver, Arc<Remote>)> {
+        let ring = build_ring(features.flags, entries)?;
+        // SAFETY: plain syscall; the fd is checked below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `efd` is a fresh fd we own.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let remote = Arc::new(Remote {
+            mailbox: Injector::new(),
+            eventfd,
+            ring_fd: AtomicU64::new(ring.as_raw_fd() as u64),
+            in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            queued_fds: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            completions: AtomicU64::new(0),
+            enters: AtomicU64::new(0),
+            op_latency: Histogram::new(),
+            recv: RecvPools::new(pools),
+        });
+        let driver = Driver {
+            ring,
+            ops: OpTable::with_capacity(entries as usize, 0),
+            remote: remote.clone(),
+            eventfd_armed: false,
+            eventfd_buf: Box::new(0),
+            msg_ring: features.msg_ring,
+            msgs: Slab::new(),
+            defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
+            enabled: false,
+            queued_fds: 0,
+            cells: CellPool::default(),
+            pushed_at: Vec::with_capacity(entries as usize),
+            recv_multishot: features.recv_multishot,
+            buf_ring: None,
+        };
+        Ok((driver, remote))
+    }
+
+    /// Enables the ring on the calling thread, its only submitter from now on.
+    pub(crate) fn enable(&mut self) -> io::Result<()> {
+        self.ring.submitter().register_enable_rings()?;
+        self.enabled = true;
+        Ok(())
+    }
+
+    pub(crate) fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// This ring's provided buffer ring, registered on first use (on the
+    /// worker thread: with SINGLE_ISSUER only the submitter may register).
+    /// `None` where multishot receive is unavailable or registering failed
+    /// (then never tried again on this ring).
+    pub(crate) fn buf_ring(&mut self) -> Option<Arc<BufRing>> {
+        if !self.recv_multishot || !self.enabled {
+            return None;
+        }
+        if self.buf_ring.is_none() {
+            let config = self.remote.recv.config;
+            match BufRing::register(
+                &self.ring,
+                config.count,
+                config.size,
+                self.remote.recv.stats.clone(),
+            ) {
+                Ok(ring) => self.buf_ring = Some(ring),
+                Err(_) => {
+                    self.recv_multishot = false;
+                    return None;
+                }
+            }
+        }
+        self.buf_ring.clone()
+    }
+
+    /// Queues one operation (and its link timeout) in the submission queue.
+    pub(crate) fn push(&mut self, sub: Submission) {
+        let Some(user_data) = self.ops.register(&sub.target) else {
+            return;
+        };
+        let key = (user_data & 0xffff_ffff) as usize;
+        if key >= self.pushed_at.len() {
+            self.pushed_at.resize(key + 1, 0);
+        }
+        self.pushed_at[key] = ticks::now();
+        let mut entry = sub.entry.user_data(user_data);
+        if let Some(ts) = sub.timeout {
+            entry = entry.flags(squeue::Flags::IO_LINK);
+            let link = opcode::LinkTimeout::new(ts).build().user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry, link]);
+        } else {
+            self.push_entries(&[entry]);
+        }
+        self.remote.submissions.fetch_add(1, Relaxed);
+        self.publish_in_flight();
+    }
+
+    fn push_entries(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            // SAFETY: every address in the entries points into an `OpCell`
+            // (or a `Box` of this driver) that the slab keeps alive until
+            // the completion arrives.
+            let pushed = unsafe { self.ring.submission().push_multiple(entries) };
+            if pushed.is_ok() {
+                for entry in entries {
+                    self.queued_fds |= fd_bit(entry_fd(entry));
+                }
+                self.publish_queued();
+                return;
+            }
+            // Full: hand the queue to the kernel now and retry.
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() == Some(libc::EBUSY) {
+                    self.reap();
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to cancel `target` (its future was dropped).
+    pub(crate) fn cancel(&mut self, target: &Arc<dyn Completable>) {
+        if let Some(user_data) = self.ops.to_cancel(target) {
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry]);
+        }
+    }
+
+    /// Sends a wakeup to another ring through this one. False when not
+    /// possible (no MSG_RING, or this driver is mid-reap). The target is kept
+    /// until the send's own completion: if the message could not be
+    /// delivered (a full or disabled target ring), the eventfd wakes it.
+    pub(crate) fn try_msg_ring(&mut self, target: &Arc<Remote>) -> bool {
+        if !self.msg_ring || !self.enabled {
+            return false;
+        }
+        let key = self.msgs.insert(target.clone());
+        let fd = target.ring_fd.load(Relaxed) as RawFd;
+        let entry = opcode::MsgRingData::new(types::Fd(fd), 0, TOKEN_MSG, None)
+            .build()
+            .user_data(MSG_TAG | key as u64);
+        self.push_entries(&[entry]);
+        if self.ring.submit().is_ok() {
+            return true;
+        }
+        // Not submitted now; it will be with the next enter, and its
+        // completion still releases the target. Wake by eventfd meanwhile.
+        false
+    }
+
+    fn arm_eventfd(&mut self) {
+        if self.eventfd_armed {
+            return;
+        }
+        let entry = opcode::Read::new(
+            types::Fd(self.remote.eventfd.as_raw_fd()),
+            (&mut *self.eventfd_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(TOKEN_EVENTFD);
+        self.push_entries(&[entry]);
+        self.eventfd_armed = true;
+    }
+
+    /// Takes what other threads posted.
+    fn drain_mailbox(&mut self) {
+        if self.remote.mailbox.is_empty() {
+            return;
+        }
+        // Entries taken out of the mailbox are in neither it nor the
+        // filter until pushed: say "any fd" meanwhile.
+        self.remote.queued_fds.store(u64::MAX, Release);
+        let mut released = Vec::new();
+        loop {
+            match self.remote.mailbox.steal() {
+                Steal::Success(Request::Submit(sub)) => self.push(sub),
+                Steal::Success(Request::Cancel(target)) => self.cancel(&target),
+                Steal::Success(Request::Release(fd)) => released.push(fd),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        if !released.is_empty() {
+            // Everything posted before the release is in the queue now:
+            // hand it to the kernel (which resolves each entry's fd) before
+            // the fd may close.
+            self.submit_queued();
+            drop(released);
+        }
+        self.publish_queued();
+    }
+
+    /// Hands the submission queue to the kernel now, if it holds anything.
+    pub(crate) fn submit_queued(&mut self) {
+        if !self.ring.submission().is_empty() {
+            self.enter(None, false);
+        }
+    }
+
+    fn publish_queued(&mut self) {
+        if self.ring.submission().is_empty() {
+            self.queued_fds = 0;
+        }
+        self.remote.queued_fds.store(self.queued_fds, Release);
+    }
+
+    /// Operations this ring owns now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True if the worker should enter the kernel on its periodic tick.
+    pub(crate) fn has_work(&mut self) -> bool {
+        !self.ops.is_empty()
+            || !self.ring.submission().is_empty()
+            || !self.remote.mailbox.is_empty()
+    }
+
+    /// Submits what is queued and reaps what completed, without blocking.
+    pub(crate) fn poll(&mut self) {
+        self.drain_mailbox();
+        self.enter(None, false);
+        self.reap();
+    }
+
+    /// Blocks until a completion, a wakeup, or `deadline`.
+    /// True if operations completed (not just a wakeup or the timeout).
+    pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
+        self.drain_mailbox();
+        self.arm_eventfd();
+        self.enter(deadline, true);
+        let delivered = self.reap();
+        self.drain_mailbox();
+        // Submit what the mailbox brought; completions come next time.
+        if !self.ring.submission().is_empty() {
+            self.enter(None, false);
+        }
+        delivered > 0
+    }
+
+    fn enter(&mut self, deadline: Option<Instant>, wait: bool) {
+        self.remote.enters.fetch_add(1, Relaxed);
+        let res = if !wait {
+            // GETEVENTS with min_complete 0: submit, and run deferred task
+            // work so completions become visible, without blocking.
+            let to_submit = self.ring.submission().len() as u32;
+            if to_submit == 0 && !self.defer_taskrun && !self.ring.completion().is_empty() {
+                return;
+            }
+            // SAFETY: a plain enter with no argument struct.
+            unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    to_submit,
+                    0,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
+            }
+        } else {
+            let deadline = match park_slice() {
+                None => deadline,
+                Some(slice) => {
+                    // valgrind hands its lock over at a yield; without it
+                    // the parker would take it back for slice after slice.
+                    std::thread::yield_now();
+                    let cap = Instant::now() + slice;
+                    Some(deadline.map_or(cap, |d| d.min(cap)))
+                }
+            };
+            match deadline {
+                None => self.ring.submit_and_wait(1),
+                Some(deadline) => {
+                    let timeout = deadline.saturating_duration_since(Instant::now());
+                    if timeout.is_zero() {
+                        return self.enter(None, false);
+                    }
+                    let ts = timespec(timeout);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            }
+        };
+        self.publish_queued();
+        if let Err(err) = res {
+            match err.raw_os_error() {
+                // Timeout, signal, or completion queue full: all fine, the
+                // caller reaps and loops.
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                _ => panic!("io_uring_enter failed: {err}"),
+            }
+        }
+    }
+
+    /// Delivers every completion in the queue.
+    /// Returns how many operation completions it delivered.
+    fn reap(&mut self) -> u64 {
+        let mut delivered = 0u64;
+        // One clock read per reap, taken at the first completion.
+        let mut now = 0;
+        loop {
+            let mut batch = [(0u64, 0i32, 0u32); 32];
+            let mut n = 0;
+            for cqe in self.ring.completion().take(batch.len()) {
+                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            for &(user_data, res, flags) in &batch[..n] {
+                match user_data {
+                    TOKEN_EVENTFD => self.eventfd_armed = false,
+                    TOKEN_MSG | TOKEN_IGNORE => {}
+                    ud if ud & MSG_TAG != 0 => {
+                        let key = (ud & !MSG_TAG) as usize;
+                        if let Some(target) = self.msgs.try_remove(key) {
+                            if res < 0 {
+                                target.wake_eventfd();
+                            }
+                        }
+                    }
+                    _ => {
+                        let more = cqueue::more(flags);
+                        if self.ops.deliver_cqe(user_data, res, flags) {
+                            delivered += 1;
+                            // Timed once, at the first completion: a
+                            // multishot op's first result ends its stamp
+                            // and is not counted (it measures the wait for
+                            // a peer, not an operation).
+                            let key = (user_data & 0xffff_ffff) as usize;
+                            let pushed_at = std::mem::take(&mut self.pushed_at[key]);
+                            if pushed_at != 0 && !more {
+                                if now == 0 {
+                                    now = ticks::now();
+                                }
+                                self.remote.op_latency.record(now.saturating_sub(pushed_at));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if delivered > 0 {
+            self.remote.completions.fetch_add(delivered, Relaxed);
+            self.publish_in_flight();
+        }
+        delivered
+    }
+
+    fn publish_in_flight(&self) {
+        self.remote.in_flight.store(self.ops.len(), Relaxed);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        // The kernel may still write into buffers the cells own: cancel
+        // everything and wait (bounded) for the completions before the cells
+        // can be freed. Whatever does not complete in time is leaked rather
+        // than freed under the kernel.
+        self.drain_mailbox();
+        for user_data in self.ops.user_data() {
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(TOKEN_IGNORE);
+            self.push_entries(&[entry]);
+        }
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while !self.ops.is_empty() && Instant::now() < give_up {
+            self.enter(Some(Instant::now() + Duration::from_millis(50)), true);
+            self.reap();
+        }
+        let leaked = !self.ops.is_empty();
+        for target in self.ops.drain() {
+            std::mem::forget(target);
+        }
+        // The buffer ring: freed with its last reference (buffers user code
+        // still holds keep it). An op leaked above keeps its queue and with
+        // it the ring's memory, which the kernel may still write.
+        if let Some(ring) = self.buf_ring.take() {
+            if !leaked {
+                let _ = self
+                    .ring
+                    .submitter()
+                    .unregister_buf_ring(crate::io::buf_ring::BGID);
+            }
+            drop(ring);
+        }
+        self.publish_in_flight();
+        self.remote.closed.store(true, Release);
+    }
+}
+
+pub(super) fn timespec(d: Duration) -> types::Timespec {
+    types::Timespec::new()
+        .sec(d.as_secs())
+        .nsec(d.subsec_nanos())
+}

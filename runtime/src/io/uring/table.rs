@@ -1,0 +1,153 @@
+//! The operations a ring owns, by `user_data` ([`OpTable`]), and what the
+//! driver needs of each ([`Completable`]: deliver a completion, keep its
+//! `user_data` and done flag in a [`SlotState`]). Single-shot ops
+//! (`op.rs`) and the multishot queues (`accept.rs`, `multishot.rs`)
+//! implement it; the fuzz target `io_op_table` drives the table without a
+//! ring.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering::*},
+    Arc,
+};
+
+use io_uring::cqueue;
+use slab::Slab;
+
+/// One in-flight operation as the driver sees it.
+pub(crate) trait Completable: Send + Sync {
+    /// A completion arrived; `more` is set when more will follow
+    /// (multishot). Called on the owning worker.
+    fn complete(&self, res: i32, more: bool);
+    /// A completion arrived with the CQE's flags (`IORING_CQE_F_MORE`, a
+    /// selected buffer): what the driver calls. Operations that need no
+    /// flag but `MORE` keep the default.
+    fn complete_cqe(&self, res: i32, flags: u32) {
+        self.complete(res, cqueue::more(flags));
+    }
+    /// Where the driver keeps its `user_data` and the done flag.
+    fn slot(&self) -> &SlotState;
+
+    /// The `user_data` the driver gave it (0 before it was submitted).
+    fn user_data(&self) -> u64 {
+        self.slot().user_data.load(Acquire)
+    }
+    fn set_user_data(&self, user_data: u64) {
+        self.slot().user_data.store(user_data, Release);
+    }
+    /// True once the final completion was delivered.
+    fn is_done(&self) -> bool {
+        self.slot().done.load(Acquire)
+    }
+}
+
+/// The driver's bookkeeping inside every operation.
+#[derive(Default)]
+pub(crate) struct SlotState {
+    user_data: AtomicU64,
+    pub(super) done: AtomicBool,
+}
+
+impl SlotState {
+    pub(super) fn set_done(&self, done: bool) {
+        self.done.store(done, Release);
+    }
+}
+
+/// The operations a ring owns, by `user_data`: the slab key in the low 32
+/// bits, a 31-bit generation above it (the top bit stays clear for the
+/// tokens). A completion is delivered only to the entry its `user_data`
+/// names now: one for a slot that was freed (and maybe reused by a later
+/// operation, with another generation) is stale and dropped. An entry
+/// leaves at its final completion, so no operation completes twice, and
+/// holds its cell (with the buffers the kernel may write) until then, even
+/// after its future is gone.
+pub(crate) struct OpTable {
+    ops: Slab<(u32, Arc<dyn Completable>)>,
+    generation: u32,
+}
+
+impl OpTable {
+    /// An empty table whose first operation gets generation
+    /// `generation + 1`.
+    pub(crate) fn with_capacity(capacity: usize, generation: u32) -> OpTable {
+        OpTable {
+            ops: Slab::with_capacity(capacity),
+            generation: generation & 0x7fff_ffff,
+        }
+    }
+
+    /// Registers `target` and gives it its `user_data`; `None` if it is
+    /// already done (nothing to submit).
+    pub(crate) fn register(&mut self, target: &Arc<dyn Completable>) -> Option<u64> {
+        if target.is_done() {
+            return None;
+        }
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let key = self.ops.insert((generation, target.clone()));
+        let user_data = (u64::from(generation) << 32) | key as u64;
+        target.set_user_data(user_data);
+        Some(user_data)
+    }
+
+    /// The `user_data` to name in an `ASYNC_CANCEL` for `target`, if it is
+    /// still this table's and not done.
+    pub(crate) fn to_cancel(&self, target: &Arc<dyn Completable>) -> Option<u64> {
+        if target.is_done() {
+            return None;
+        }
+        let user_data = target.user_data();
+        let key = (user_data & 0xffff_ffff) as usize;
+        let live = self
+            .ops
+            .get(key)
+            .is_some_and(|(g, _)| u64::from(*g) == user_data >> 32);
+        live.then_some(user_data)
+    }
+
+    /// Delivers a completion with its CQE flags (multishot receives read
+    /// the selected buffer from them); false if `user_data` names no live
+    /// entry (stale). The entry leaves unless more completions follow
+    /// (`IORING_CQE_F_MORE`).
+    pub(crate) fn deliver_cqe(&mut self, user_data: u64, res: i32, flags: u32) -> bool {
+        let more = cqueue::more(flags);
+        let key = (user_data & 0xffff_ffff) as usize;
+        let generation = (user_data >> 32) as u32;
+        let Some((g, target)) = self.ops.get(key) else {
+            return false;
+        };
+        if *g != generation {
+            // Stale: the slot was freed and reused.
+            return false;
+        }
+        let target = if more {
+            target.clone()
+        } else {
+            self.ops.remove(key).1
+        };
+        target.complete_cqe(res, flags);
+        true
+    }
+
+    /// Entries in the table (cancelled ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The `user_data` of every entry.
+    pub(crate) fn user_data(&self) -> Vec<u64> {
+        self.ops
+            .iter()
+            .map(|(key, (g, _))| (u64::from(*g) << 32) | key as u64)
+            .collect()
+    }
+
+    /// Takes every entry out (the driver's drop).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Arc<dyn Completable>> + '_ {
+        self.ops.drain().map(|(_, target)| target)
+    }
+}
