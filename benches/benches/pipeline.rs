@@ -9,7 +9,7 @@
 
 use std::{
     convert::Infallible,
-    future::{ready, Future, Ready},
+    future::{ready, Future},
     hint::black_box,
     pin::pin,
     sync::Arc,
@@ -18,94 +18,15 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tower::{
-    retry::budget::{Budget as _, TpsBudget},
-    Service, ServiceBuilder, ServiceExt as _,
-};
+use tower::ServiceExt as _;
 use weft_resilience::{
-    breaker::{Breaker, Config},
     env::{ManualEnv, WeftEnv},
-    limit::{Adaptive, Bulkhead},
-    policy::{OnCallErrors, Pipeline},
+    policy::Pipeline,
     retry::{Backoff, Retry, RetryBudget, RetryConfig},
 };
 
-/// The downstream: answers at once.
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-/// tower's retry policy: up to 3 attempts, drawing on a `TpsBudget`.
-#[derive(Clone)]
-struct Attempts {
-    left: usize,
-    budget: Arc<TpsBudget>,
-}
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Ready<()>> {
-        match result {
-            Ok(_) => {
-                self.budget.deposit();
-                None
-            }
-            Err(_) if self.left > 0 && self.budget.withdraw() => {
-                self.left -= 1;
-                Some(ready(()))
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-/// failsafe-rs's breaker as a tower layer.
-#[derive(Clone)]
-struct FailsafeService<S, B> {
-    inner: S,
-    breaker: B,
-}
-
-impl<S, B> Service<u64> for FailsafeService<S, B>
-where
-    S: Service<u64>,
-    B: failsafe::futures::CircuitBreaker,
-{
-    type Response = S::Response;
-    type Error = failsafe::Error<S::Error>;
-    type Future = failsafe::futures::ResponseFuture<
-        S::Future,
-        B::FailurePolicy,
-        B::Instrument,
-        failsafe::Any,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        self.breaker.call(self.inner.call(req))
-    }
-}
+#[path = "common/stacks.rs"]
+mod stacks;
 
 fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline/ready_future");
@@ -121,26 +42,7 @@ fn pipeline(c: &mut Criterion) {
         ("weft_pipeline", Duration::from_secs(1)),
         ("weft_pipeline_5s_timeout", Duration::from_secs(5)),
     ] {
-        let budget = Arc::new(RetryBudget::builder().build().expect("valid"));
-        let weft_stack = Pipeline::new("leaf", WeftEnv::new())
-            .with_timeout(timeout)
-            .with_retry(Retry::with_predicate(
-                RetryConfig::builder()
-                    .max_attempts(3)
-                    .backoff(Backoff::default())
-                    .budget(budget)
-                    .build()
-                    .expect("valid"),
-                OnCallErrors,
-            ))
-            .with_breaker(Arc::new(Breaker::new("leaf", Config::default())))
-            .with_limit(Adaptive::builder().build().expect("valid"))
-            .with_bulkhead(
-                Bulkhead::builder()
-                    .max_concurrent(1 << 20)
-                    .build()
-                    .expect("valid"),
-            );
+        let weft_stack = stacks::weft_stack(timeout);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 weft_rt.block_on(async {
@@ -174,19 +76,7 @@ fn pipeline(c: &mut Criterion) {
         .expect("a tokio runtime");
     let tower_stack = {
         let _guard = tokio_rt.enter();
-        ServiceBuilder::new()
-            .timeout(Duration::from_secs(1))
-            .retry(Attempts {
-                left: 2,
-                budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
-            })
-            .layer_fn(|inner| FailsafeService {
-                inner,
-                breaker: failsafe::Config::new().build(),
-            })
-            .concurrency_limit(1 << 20)
-            .concurrency_limit(1 << 20)
-            .service(Echo)
+        stacks::tower_stack()
     };
     group.bench_function("tower_failsafe", |b| {
         b.iter_custom(|iters| {

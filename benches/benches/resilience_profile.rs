@@ -25,22 +25,18 @@
 
 use std::{
     convert::Infallible,
-    future::{ready, Ready},
+    future::ready,
     hint::black_box,
-    sync::Arc,
-    task::{Context, Poll},
     thread,
     time::{Duration, Instant},
 };
 
 use failsafe::CircuitBreaker as _;
-use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tower::ServiceExt as _;
 use weft_resilience::{
     breaker::{Breaker, Config},
     env::WeftEnv,
-    limit::{Adaptive, Bulkhead},
-    policy::{OnCallErrors, Pipeline},
-    retry::{Backoff, Retry, RetryBudget, RetryConfig},
+    policy::Pipeline,
 };
 
 fn ok() -> Result<u64, ()> {
@@ -63,80 +59,8 @@ fn breaker(config: Config) -> Breaker {
     Breaker::new("profiled", config)
 }
 
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-#[derive(Clone)]
-struct Attempts {
-    left: usize,
-    budget: Arc<tower::retry::budget::TpsBudget>,
-}
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Ready<()>> {
-        use tower::retry::budget::Budget as _;
-        match result {
-            Ok(_) => {
-                self.budget.deposit();
-                None
-            }
-            Err(_) if self.left > 0 && self.budget.withdraw() => {
-                self.left -= 1;
-                Some(ready(()))
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-#[derive(Clone)]
-struct FailsafeService<S, B> {
-    inner: S,
-    breaker: B,
-}
-
-impl<S, B> Service<u64> for FailsafeService<S, B>
-where
-    S: Service<u64>,
-    B: failsafe::futures::CircuitBreaker,
-{
-    type Response = S::Response;
-    type Error = failsafe::Error<S::Error>;
-    type Future = failsafe::futures::ResponseFuture<
-        S::Future,
-        B::FailurePolicy,
-        B::Instrument,
-        failsafe::Any,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        self.breaker.call(self.inner.call(req))
-    }
-}
+#[path = "common/stacks.rs"]
+mod stacks;
 
 fn weft_pipeline(timeout: Option<Duration>, calls: u64) {
     let rt = weft::runtime::Builder::new_multi_thread()
@@ -153,26 +77,7 @@ fn weft_pipeline(timeout: Option<Duration>, calls: u64) {
         });
         return;
     }
-    let budget = Arc::new(RetryBudget::builder().build().expect("valid"));
-    let stack = Pipeline::new("leaf", WeftEnv::new())
-        .with_timeout(timeout.expect("checked"))
-        .with_retry(Retry::with_predicate(
-            RetryConfig::builder()
-                .max_attempts(3)
-                .backoff(Backoff::default())
-                .budget(budget)
-                .build()
-                .expect("valid"),
-            OnCallErrors,
-        ))
-        .with_breaker(Arc::new(Breaker::new("leaf", Config::default())))
-        .with_limit(Adaptive::builder().build().expect("valid"))
-        .with_bulkhead(
-            Bulkhead::builder()
-                .max_concurrent(1 << 20)
-                .build()
-                .expect("valid"),
-        );
+    let stack = stacks::weft_stack(timeout.expect("checked"));
     eprintln!(
         "the pipeline's call future: {} bytes",
         std::mem::size_of_val(&stack.call(|_| ready(Ok::<u64, Infallible>(0))))
@@ -192,23 +97,7 @@ fn tower_failsafe(calls: u64) {
         .expect("a tokio runtime");
     let stack = {
         let _guard = rt.enter();
-        ServiceBuilder::new()
-            .timeout(Duration::from_secs(1))
-            .retry(Attempts {
-                left: 2,
-                budget: Arc::new(tower::retry::budget::TpsBudget::new(
-                    Duration::from_secs(10),
-                    10,
-                    0.2,
-                )),
-            })
-            .layer_fn(|inner| FailsafeService {
-                inner,
-                breaker: failsafe::Config::new().build(),
-            })
-            .concurrency_limit(1 << 20)
-            .concurrency_limit(1 << 20)
-            .service(Echo)
+        stacks::tower_stack()
     };
     rt.block_on(async {
         for i in 0..calls {
