@@ -340,9 +340,22 @@ impl WorkerCtx {
     // As `run_task`.
     #[inline(always)]
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
+        self.next_task_from(tick, Self::pop_injector)
+    }
+
+    /// The next task to run: every `global_queue_interval` ticks `shared`
+    /// (the injector, or a pinned worker's inbox) first, then the LIFO slot
+    /// (at most `max_lifo_polls` times in a row), the run queue, `shared`,
+    /// and the deferred (yielded) tasks. One body for both run loops.
+    #[inline(always)]
+    fn next_task_from(
+        &self,
+        tick: u32,
+        shared: impl Fn(&Self) -> Option<Notified>,
+    ) -> Option<Notified> {
         let config = self.shared().config;
         if tick % config.global_queue_interval == 0 {
-            if let Some(task) = self.pop_injector() {
+            if let Some(task) = shared(self) {
                 return Some(task);
             }
         }
@@ -359,7 +372,7 @@ impl WorkerCtx {
         self.lifo_streak.set(0);
         self.local
             .pop()
-            .or_else(|| self.pop_injector())
+            .or_else(|| shared(self))
             .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten())
     }
 
@@ -704,26 +717,7 @@ impl WorkerCtx {
 
     /// `next_local_task` with the worker's inbox for the injector.
     fn next_pinned_task(&self, tick: u32) -> Option<Notified> {
-        let config = self.shared().config;
-        if tick % config.global_queue_interval == 0 {
-            if let Some(task) = self.pop_inbox() {
-                return Some(task);
-            }
-        }
-        if let Some(task) = self.watch.lifo().take() {
-            let streak = self.lifo_streak.get();
-            if streak < config.max_lifo_polls {
-                self.lifo_streak.set(streak + 1);
-                self.metrics().lifo_hits.incr();
-                return Some(task);
-            }
-            self.local.push(task);
-        }
-        self.lifo_streak.set(0);
-        self.local
-            .pop()
-            .or_else(|| self.pop_inbox())
-            .or_else(|| self.flush_deferred().then(|| self.local.pop()).flatten())
+        self.next_task_from(tick, Self::pop_inbox)
     }
 
     /// Takes a batch from this worker's inbox (all of it, up to
