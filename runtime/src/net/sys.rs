@@ -1,11 +1,13 @@
-//! A socket on either driver, and its operations.
+//! A socket on either driver, and the future that runs its operations.
 //!
 //! Under io_uring a socket is a plain blocking fd (the ring never blocks on
 //! it) and every operation is a submitted op; under epoll the fd is
 //! non-blocking and registered with a worker's poll, and operations are
-//! syscalls retried on readiness. Both are weft await points: they spend
-//! coop budget and end with the scope's cancellation (see `io::uring::
-//! Cancellable` and `poll_epoll`).
+//! syscalls retried on readiness. The operations themselves are types in
+//! `net/op.rs`; [`Run`] is the one place that picks the driver. Both
+//! drivers' waits are weft await points: they spend coop budget and end
+//! with the scope's cancellation (see `io::uring::Cancellable` and
+//! `poll_epoll_once`).
 
 use std::{
     io,
