@@ -336,6 +336,79 @@ impl<T: Send + 'static> LifoSlot<T> {
     }
 }
 
+/// A worker's run queue (`scheduler/queue.rs`) holding any `Send` items:
+/// the same code, with 4 slots under loom. The owner's end.
+pub struct RunQueue<T>(crate::scheduler::queue::Local<T>);
+
+/// The thieves' end of a [`RunQueue`].
+pub struct RunQueueStealer<T>(crate::scheduler::queue::Stealer<T>);
+
+/// Slots in a run queue (4 under loom).
+pub const RUN_QUEUE_CAPACITY: usize = crate::scheduler::queue::CAPACITY;
+
+/// A new, empty run queue.
+pub fn run_queue<T>() -> (RunQueue<T>, RunQueueStealer<T>) {
+    let (local, stealer) = crate::scheduler::queue::new();
+    (RunQueue(local), RunQueueStealer(stealer))
+}
+
+impl<T> std::fmt::Debug for RunQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunQueue").finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for RunQueueStealer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunQueueStealer").finish_non_exhaustive()
+    }
+}
+
+impl<T> RunQueue<T> {
+    /// The owner queues `item`; a full queue hands its oldest half and
+    /// `item` to `overflow`.
+    pub fn push(&self, item: T, overflow: impl FnMut(T)) {
+        self.0.push(item, overflow)
+    }
+    /// The owner takes the oldest item.
+    pub fn pop(&self) -> Option<T> {
+        self.0.pop()
+    }
+    /// Items queued.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// True if nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T> Clone for RunQueueStealer<T> {
+    fn clone(&self) -> Self {
+        RunQueueStealer(self.0.clone())
+    }
+}
+
+impl<T> RunQueueStealer<T> {
+    /// Steals half into `dst` (the thief's own queue), returning one.
+    pub fn steal_into(&self, dst: &RunQueue<T>) -> Option<T> {
+        self.0.steal_into(&dst.0)
+    }
+    /// Steals the oldest item.
+    pub fn steal_one(&self) -> Option<T> {
+        self.0.steal_one()
+    }
+    /// A racy count.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// A racy look.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The timer shards (`time/driver.rs`) with one shard, for the model of a
 /// registered timer's lock-free "not fired yet" answer.
 pub struct TimeDriver(crate::time::driver::TimeDriver);

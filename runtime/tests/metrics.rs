@@ -339,3 +339,42 @@ fn idle_workers_give_their_allocation_cache_back() {
     let woke = parks(&rt) - before;
     assert!(woke <= 2, "idle workers parked {woke} more times in 2.5 s");
 }
+
+/// A burst larger than a worker's run queue (a ring of 256): half the ring
+/// goes to the injector at a time, counted, and every task still runs once.
+#[test]
+fn a_burst_past_the_run_queue_overflows_to_the_injector_and_every_task_runs() {
+    const BURST: usize = 1_000;
+    let rt = rt(1);
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = ran.clone();
+    block_on_bounded(&rt, async move {
+        // Spawned from the worker, so the burst goes to its own queue.
+        weft::spawn(async move {
+            let joins: Vec<_> = (0..BURST)
+                .map(|_| {
+                    let r = r.clone();
+                    weft::spawn(async move {
+                        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    })
+                })
+                .collect();
+            for join in joins {
+                join.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(ran.load(std::sync::atomic::Ordering::Relaxed), BURST);
+    let m = rt.metrics();
+    let overflowed = m.worker[0].local_queue_overflows;
+    // 1,000 pushes into 256 slots: at least 5 overflows of 129 tasks.
+    assert!(overflowed >= 5 * 129, "overflowed {overflowed}");
+    assert!(
+        m.worker[0].injector_pops >= overflowed,
+        "the overflowed tasks came back through the injector"
+    );
+    assert_eq!(m.worker[0].local_queue_depth, 0);
+    assert_no_live_tasks(&rt);
+}

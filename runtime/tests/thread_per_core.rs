@@ -84,6 +84,40 @@ fn tasks_stay_on_the_worker_that_spawned_them() {
     assert_no_live_tasks(&rt);
 }
 
+/// A burst larger than the run queue (a ring of 256) overflows into the
+/// worker's own inbox, never the shared injector: the tasks stay home.
+#[test]
+fn a_burst_past_the_run_queue_stays_on_its_worker() {
+    const BURST: usize = 1_000;
+    let rt = tpc(2);
+    let (home, homes) = block_on_bounded(&rt, async {
+        weft::spawn(async {
+            let home = thread::current().id();
+            let joins: Vec<_> = (0..BURST)
+                .map(|_| weft::spawn(async { thread::current().id() }))
+                .collect();
+            let mut homes = Vec::new();
+            for join in joins {
+                homes.push(join.await.unwrap());
+            }
+            (home, homes)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(homes.len(), BURST);
+    assert!(homes.iter().all(|h| *h == home), "a task left its worker");
+    let overflowed: u64 = rt
+        .metrics()
+        .worker
+        .iter()
+        .map(|w| w.local_queue_overflows)
+        .sum();
+    assert!(overflowed >= 129, "the burst overflowed: {overflowed}");
+    assert_eq!(total_steals(&rt), 0);
+    assert_no_live_tasks(&rt);
+}
+
 /// A wake from a std thread, and from a task on the other worker, brings
 /// the task back to its own worker.
 #[test]

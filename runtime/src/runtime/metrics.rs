@@ -79,6 +79,11 @@ pub struct WorkerMetrics {
     pub lifo_hits: u64,
     /// Tasks taken from the injector.
     pub injector_pops: u64,
+    /// Tasks this worker moved to the injector because its run queue (a
+    /// fixed ring of 256) was full: half the ring at a time, as Go's
+    /// `runqputslow` and tokio do. Steady growth means bursts larger than
+    /// the ring.
+    pub local_queue_overflows: u64,
     /// Polls ended because a task spent its whole coop budget.
     pub budget_forced_yields: u64,
     /// Tasks in the worker's run queue now.
@@ -220,6 +225,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     parks: r.metrics.parks.get(),
                     lifo_hits: r.metrics.lifo_hits.get(),
                     injector_pops: r.metrics.injector_pops.get(),
+                    local_queue_overflows: r.metrics.local_queue_overflows.get(),
                     budget_forced_yields: r.metrics.budget_forced_yields.get(),
                     local_queue_depth: r.stealer.len(),
                     io_submissions,

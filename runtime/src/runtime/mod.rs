@@ -60,7 +60,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_deque::{Injector, Worker};
+use crossbeam_deque::Injector;
 
 use self::threads::{mpsc, thread, Condvar, Mutex};
 pub use self::{
@@ -138,8 +138,9 @@ impl Runtime {
             // The rate of the histograms' clock is measured from here.
             ticks::init();
         }
-        let locals: Vec<Worker<crate::task::Notified>> =
-            (0..workers).map(|_| Worker::new_fifo()).collect();
+        let (locals, stealers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| scheduler::queue::new::<crate::task::Notified>())
+            .unzip();
         // Under shuttle: epoll drivers, which stay idle (no socket is
         // registered, so the run loop never polls or waits in them; see
         // `park_worker` in `scheduler/worker.rs`).
@@ -159,12 +160,12 @@ impl Runtime {
         )
         .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
-        let remotes = locals
-            .iter()
+        let remotes = stealers
+            .into_iter()
             .zip(&parkers)
             .zip(&io.remotes)
-            .map(|((local, parker), io)| Remote {
-                stealer: local.stealer(),
+            .map(|((stealer, parker), io)| Remote {
+                stealer,
                 unparker: parker.unparker(),
                 metrics: Default::default(),
                 io: io.clone(),

@@ -36,11 +36,14 @@ mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod pinned;
+pub(crate) mod queue;
 pub(crate) mod worker;
 
 use std::{future::Future, time::Instant};
 
-use crossbeam_deque::{Injector, Stealer};
+use crossbeam_deque::Injector;
+
+use self::queue::Stealer;
 
 pub(crate) use self::metrics::{ScheduleSampler, WorkerMetrics};
 use self::{idle::Idle, park::Unparker};
@@ -324,12 +327,8 @@ impl Shared {
                     crossbeam_deque::Steal::Empty => break,
                 }
             }
-            loop {
-                match remote.stealer.steal() {
-                    crossbeam_deque::Steal::Success(task) => drop(task),
-                    crossbeam_deque::Steal::Retry => continue,
-                    crossbeam_deque::Steal::Empty => break,
-                }
+            while let Some(task) = remote.stealer.steal_one() {
+                drop(task);
             }
         }
     }

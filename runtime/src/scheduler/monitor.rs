@@ -633,12 +633,8 @@ fn take_relief_work(shared: &Shared) -> Option<Notified> {
         if let Some(task) = remote.watch.lifo().take() {
             return Some(task);
         }
-        loop {
-            match remote.stealer.steal() {
-                Steal::Success(task) => return Some(task),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
+        if let Some(task) = remote.stealer.steal_one() {
+            return Some(task);
         }
     }
     None

@@ -5,9 +5,9 @@ use std::{
     time::Instant,
 };
 
-use crossbeam_deque::{Steal, Worker};
+use crossbeam_deque::{Injector, Steal};
 
-use super::{metrics, park::Parker, Handle, ScheduleSampler, Shared, WorkerMetrics};
+use super::{metrics, park::Parker, queue::Local, Handle, ScheduleSampler, Shared, WorkerMetrics};
 use crate::{
     context,
     facade::{atomic::Ordering::*, Arc},
@@ -23,8 +23,8 @@ use crate::{
 /// in half of tokio's.
 const INJECTOR_BATCH: usize = 128;
 
-/// Batches a worker takes at once from a victim stuck in a poll (each up
-/// to half its queue, at most crossbeam's batch limit).
+/// Batches a worker takes at once from a victim stuck in a poll (each
+/// half of what is left in its queue).
 const STALLED_DRAIN_BATCHES: usize = 64;
 
 /// A worker's own state. Lives on its thread's stack; other threads reach the
@@ -32,7 +32,7 @@ const STALLED_DRAIN_BATCHES: usize = 64;
 pub(crate) struct WorkerCtx {
     index: usize,
     handle: Handle,
-    local: Worker<Notified>,
+    local: Local<Notified>,
     /// The LIFO slot (stealable while this worker is stuck in a poll) and
     /// the poll counter the monitor samples; also in `Remote::watch`.
     watch: std::sync::Arc<super::monitor::WorkerWatch>,
@@ -117,7 +117,7 @@ impl WorkerCtx {
     pub(crate) fn new(
         index: usize,
         handle: Handle,
-        local: Worker<Notified>,
+        local: Local<Notified>,
         parker: Parker,
         io: WorkerIo,
     ) -> Self {
@@ -220,7 +220,7 @@ impl WorkerCtx {
                     self.shared().monitor.lifo_filled();
                     return;
                 }
-                Some(prev) => self.local.push(prev),
+                Some(prev) => self.push_local(prev),
             }
         }
         if self.in_driver.get() {
@@ -367,7 +367,7 @@ impl WorkerCtx {
                 return Some(task);
             }
             // Starvation guard: the LIFO task waits its turn at the back.
-            self.local.push(task);
+            self.push_local(task);
         }
         self.lifo_streak.set(0);
         self.local
@@ -385,12 +385,55 @@ impl WorkerCtx {
             return false;
         }
         for task in deferred.drain(..) {
-            self.local.push(task);
+            self.push_local(task);
         }
         // Keep the allocation for the next round of yields.
         self.deferred.set(deferred);
         self.shared().notify_parked();
         true
+    }
+
+    /// Queues `task` at the back of the run queue. A full queue moves half
+    /// of itself to the shared queue (the injector; a thread-per-core
+    /// worker's own inbox, so its tasks stay pinned) and wakes a peer to
+    /// take it.
+    #[inline]
+    fn push_local(&self, task: Notified) {
+        let mut overflowed = 0;
+        let shared = self.shared();
+        let target = if shared.config.pinned {
+            &shared.remotes[self.index].inbox
+        } else {
+            &shared.injector
+        };
+        self.local.push(task, |task| {
+            overflowed += 1;
+            target.push(task);
+        });
+        if overflowed > 0 {
+            self.metrics().local_queue_overflows.add(overflowed);
+            if !shared.config.pinned {
+                shared.notify_parked();
+            }
+        }
+    }
+
+    /// Takes up to `limit` tasks from `queue` (the injector, or this
+    /// worker's inbox): the first to run now, the others into the run
+    /// queue as far as it has room.
+    fn pull_batch(&self, queue: &Injector<Notified>, limit: usize) -> Option<Notified> {
+        let first = take_one(queue)?;
+        let n = limit.min(self.local.remaining() + 1);
+        let mut taken = 1;
+        while taken < n {
+            match take_one(queue) {
+                Some(task) => self.push_local(task),
+                None => break,
+            }
+            taken += 1;
+        }
+        self.metrics().injector_pops.add(taken as u64);
+        Some(first)
     }
 
     fn pop_injector(&self) -> Option<Notified> {
@@ -399,22 +442,7 @@ impl WorkerCtx {
             return None;
         }
         let fair_share = shared.injector.len() / shared.remotes.len() + 1;
-        let limit = fair_share.min(INJECTOR_BATCH);
-        loop {
-            match shared
-                .injector
-                .steal_batch_with_limit_and_pop(&self.local, limit)
-            {
-                Steal::Success(task) => {
-                    self.metrics()
-                        .injector_pops
-                        .add(1 + self.local.len() as u64);
-                    return Some(task);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
-        }
+        self.pull_batch(&shared.injector, fair_share.min(INJECTOR_BATCH))
     }
 
     fn next_random(&self) -> u64 {
@@ -436,46 +464,36 @@ impl WorkerCtx {
             self.searching.set(true);
         }
         let n = shared.remotes.len();
-        for _attempt in 0..3 {
-            let start = (self.next_random() % n as u64) as usize;
-            let mut retry = false;
-            for i in 0..n {
-                let victim = (start + i) % n;
-                if victim == self.index {
-                    continue;
-                }
-                self.metrics().steal_attempts.incr();
-                let before = self.local.len();
-                let remote = &shared.remotes[victim];
-                match remote.stealer.steal_batch_and_pop(&self.local) {
-                    Steal::Success(task) => {
-                        if remote.watch.is_stalled() {
-                            self.drain_stalled(remote);
-                        }
-                        let taken = 1 + self.local.len().saturating_sub(before) as u64;
-                        self.metrics().steals.add(taken);
-                        return Some(task);
+        let start = (self.next_random() % n as u64) as usize;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            self.metrics().steal_attempts.incr();
+            let before = self.local.len();
+            let remote = &shared.remotes[victim];
+            match remote.stealer.steal_into(&self.local) {
+                Some(task) => {
+                    if remote.watch.is_stalled() {
+                        self.drain_stalled(remote);
                     }
-                    Steal::Retry => retry = true,
-                    Steal::Empty => {
-                        // A victim stuck in a poll: its LIFO task too.
-                        if remote.watch.is_stalled() {
-                            if let Some(task) = remote.watch.lifo().take() {
-                                self.metrics().steals.incr();
-                                return Some(task);
-                            }
+                    let taken = 1 + self.local.len().saturating_sub(before) as u64;
+                    self.metrics().steals.add(taken);
+                    return Some(task);
+                }
+                None => {
+                    // A victim stuck in a poll: its LIFO task too.
+                    if remote.watch.is_stalled() {
+                        if let Some(task) = remote.watch.lifo().take() {
+                            self.metrics().steals.incr();
+                            return Some(task);
                         }
                     }
                 }
-            }
-            if let Some(task) = self.pop_injector() {
-                return Some(task);
-            }
-            if !retry {
-                break;
             }
         }
-        None
+        self.pop_injector()
     }
 
     /// Takes the rest of a stalled victim's queue and its LIFO task (the
@@ -484,13 +502,13 @@ impl WorkerCtx {
     /// one is awake if we now hold a backlog.
     fn drain_stalled(&self, victim: &super::Remote) {
         if let Some(task) = victim.watch.lifo().take() {
-            self.local.push(task);
+            self.push_local(task);
         }
         // Bounded: a victim that keeps being fed is not drained forever.
         for _ in 0..STALLED_DRAIN_BATCHES {
-            match victim.stealer.steal_batch(&self.local) {
-                Steal::Success(()) | Steal::Retry => {}
-                Steal::Empty => break,
+            match victim.stealer.steal_into(&self.local) {
+                Some(task) => self.push_local(task),
+                None => break,
             }
         }
         if !self.local.is_empty() {
@@ -706,12 +724,8 @@ impl WorkerCtx {
         remote.local_owned.close_and_shutdown_all();
         // Destructors may have woken more of them.
         self.drain();
-        loop {
-            match remote.inbox.steal() {
-                Steal::Success(task) => drop(task),
-                Steal::Retry => {}
-                Steal::Empty => break,
-            }
+        while let Some(task) = take_one(&remote.inbox) {
+            drop(task);
         }
     }
 
@@ -727,18 +741,7 @@ impl WorkerCtx {
         if inbox.is_empty() {
             return None;
         }
-        loop {
-            match inbox.steal_batch_with_limit_and_pop(&self.local, INJECTOR_BATCH) {
-                Steal::Success(task) => {
-                    self.metrics()
-                        .injector_pops
-                        .add(1 + self.local.len() as u64);
-                    return Some(task);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
-        }
+        self.pull_batch(inbox, INJECTOR_BATCH)
     }
 
     /// A thread-per-core worker's park: no idle accounting (nobody looks
@@ -772,7 +775,7 @@ impl WorkerCtx {
 pub(crate) fn run_worker(
     handle: Handle,
     index: usize,
-    local: Worker<Notified>,
+    local: Local<Notified>,
     parker: Parker,
     io: WorkerIo,
 ) {
@@ -782,5 +785,16 @@ pub(crate) fn run_worker(
         context::set_worker(&ctx, || ctx.run_pinned());
     } else {
         context::set_worker(&ctx, || ctx.run());
+    }
+}
+
+/// One task from a shared queue (the injector or an inbox), if any.
+fn take_one(queue: &Injector<Notified>) -> Option<Notified> {
+    loop {
+        match queue.steal() {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => {}
+        }
     }
 }
