@@ -64,7 +64,8 @@ fn unpack(head: u64) -> (u32, u32) {
 struct Inner<T> {
     head: AtomicU64,
     tail: AtomicU32,
-    buffer: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// A fixed-size array, so indexing by `pos & MASK` needs no bounds check.
+    buffer: Box<[UnsafeCell<MaybeUninit<T>>; CAPACITY]>,
 }
 
 /// The owner's end (one per worker; not `Sync`, not `Clone`).
@@ -89,9 +90,12 @@ impl<T> Clone for Stealer<T> {
 
 /// A new, empty queue.
 pub(crate) fn new<T>() -> (Local<T>, Stealer<T>) {
-    let buffer = (0..CAPACITY)
+    let buffer: Box<[_]> = (0..CAPACITY)
         .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
         .collect();
+    let Ok(buffer) = buffer.try_into() else {
+        unreachable!("CAPACITY slots were made")
+    };
     let inner = Arc::new(Inner {
         head: AtomicU64::new(0),
         tail: AtomicU32::new(0),
@@ -195,6 +199,24 @@ impl<T> Local<T> {
         let (steal, _) = unpack(self.inner.head.load(Acquire));
         let tail = self.inner.tail.load(Relaxed);
         CAPACITY - tail.wrapping_sub(steal) as usize
+    }
+
+    /// Queues `item` at the back if the ring has room; gives it back if
+    /// not (the caller then takes [`push`](Self::push)'s slow path).
+    #[inline(always)]
+    pub(crate) fn try_push(&self, item: T) -> Result<(), T> {
+        let inner = &*self.inner;
+        let (steal, _) = unpack(inner.head.load(Acquire));
+        // Relaxed: only this thread writes `tail`.
+        let tail = inner.tail.load(Relaxed);
+        if (tail.wrapping_sub(steal) as usize) < CAPACITY {
+            // SAFETY: we are the owner, and `tail - steal < CAPACITY`.
+            unsafe { inner.write(tail, item) };
+            inner.tail.store(tail.wrapping_add(1), Release);
+            Ok(())
+        } else {
+            Err(item)
+        }
     }
 
     /// Queues `item` at the back. If the ring is full, its oldest half and
