@@ -179,6 +179,23 @@ pub(crate) fn build(
             }
         }
     }
+    // Each ring's spare op cells go to the next ring (see
+    // `uring::Remote::shelve`).
+    let rings: Vec<_> = built
+        .remotes
+        .iter()
+        .filter_map(|r| match r {
+            RemoteIo::Uring(remote) => Some(remote.clone()),
+            RemoteIo::Epoll(_) => None,
+        })
+        .collect();
+    if rings.len() > 1 {
+        for (i, worker) in built.workers.iter_mut().enumerate() {
+            if let WorkerIo::Uring(driver) = worker {
+                driver.set_spill(rings[(i + 1) % rings.len()].clone());
+            }
+        }
+    }
     Ok(built)
 }
 

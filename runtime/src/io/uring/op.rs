@@ -157,12 +157,15 @@ impl<T: OpData> OpCell<T> {
 /// is a worker with a ring and nothing else holds the cell (the ring let go
 /// of it when the completion arrived; a completion still being delivered on
 /// another worker holds it a moment longer, and then it is simply freed).
-fn recycle<T: OpData>(cell: Arc<OpCell<T>>) {
+///
+/// When this worker's pool is full the cell goes to another ring's shelf
+/// (see `Driver::recycle_cell`).
+fn recycle<T: OpData>(cell: Arc<OpCell<T>>, owner: &Arc<Remote>) {
     if Arc::strong_count(&cell) != 1 {
         return;
     }
     let mut cell = Some(cell);
-    crate::io::with_local_uring(|d| d.cells.put(cell.take().expect("put once")));
+    crate::io::with_local_uring(|d| d.recycle_cell(cell.take().expect("put once"), owner));
 }
 
 /// A submitted operation. Resolves to the raw result (negative errno on
@@ -186,7 +189,7 @@ impl<T: OpData> Op<T> {
         // On a worker with a ring: a pooled cell and the push, in one borrow.
         let local = crate::io::with_local_uring(|d| {
             let (data, build) = args.take().expect("submitted once");
-            let (cell, sub) = OpCell::prepare(d.cells.take(), data, timeout, build);
+            let (cell, sub) = OpCell::prepare(d.take_cell(), data, timeout, build);
             d.push(sub);
             Op {
                 cell: Some(cell),
@@ -225,7 +228,7 @@ impl<T: OpData> Op<T> {
     pub(crate) fn poll_complete(&mut self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
         let cell = self.cell.as_ref().expect("Op polled after completion");
         let ready = std::task::ready!(cell.poll_take(cx));
-        recycle(self.cell.take().expect("checked above"));
+        recycle(self.cell.take().expect("checked above"), &self.owner);
         Poll::Ready(ready)
     }
 }
