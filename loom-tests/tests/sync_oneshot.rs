@@ -93,10 +93,9 @@ fn send_racing_a_cancelled_receive_neither_loses_nor_doubles_the_value() {
             Ok(_) => unreachable!(),
             Err(oneshot::RecvError::Cancelled(c)) => {
                 assert_eq!(c.origin(), Cause::Explicit);
-                let (n, value) = rx
-                    .try_recv()
-                    .ok()
-                    .expect("a cancelled receive took nothing");
+                let Ok((n, value)) = rx.try_recv() else {
+                    panic!("a cancelled receive took nothing");
+                };
                 assert_eq!(n, 7);
                 drop(value);
             }
