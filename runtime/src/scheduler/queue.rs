@@ -205,8 +205,15 @@ impl<T> Local<T> {
     /// not (the caller then takes [`push`](Self::push)'s slow path).
     #[inline(always)]
     pub(crate) fn try_push(&self, item: T) -> Result<(), T> {
+        let (steal, _) = unpack(self.inner.head.load(Acquire));
+        self.push_if_room(steal, item)
+    }
+
+    /// Writes `item` at `tail` if the ring has room past `steal` (read
+    /// from `head` by the caller).
+    #[inline(always)]
+    fn push_if_room(&self, steal: u32, item: T) -> Result<(), T> {
         let inner = &*self.inner;
-        let (steal, _) = unpack(inner.head.load(Acquire));
         // Relaxed: only this thread writes `tail`.
         let tail = inner.tail.load(Relaxed);
         if (tail.wrapping_sub(steal) as usize) < CAPACITY {
@@ -222,19 +229,15 @@ impl<T> Local<T> {
     /// Queues `item` at the back. If the ring is full, its oldest half and
     /// `item` go to `overflow` instead (or `item` alone while a thief is
     /// copying out the front).
-    pub(crate) fn push(&self, item: T, mut overflow: impl FnMut(T)) {
+    pub(crate) fn push(&self, mut item: T, mut overflow: impl FnMut(T)) {
         let inner = &*self.inner;
         loop {
             let head = inner.head.load(Acquire);
             let (steal, real) = unpack(head);
-            // Relaxed: only this thread writes `tail`.
-            let tail = inner.tail.load(Relaxed);
-            if (tail.wrapping_sub(steal) as usize) < CAPACITY {
-                // SAFETY: we are the owner, and `tail - steal < CAPACITY`.
-                unsafe { inner.write(tail, item) };
-                inner.tail.store(tail.wrapping_add(1), Release);
-                return;
-            }
+            item = match self.push_if_room(steal, item) {
+                Ok(()) => return,
+                Err(item) => item,
+            };
             if steal != real {
                 // A thief holds the front; it will free room soon.
                 overflow(item);
