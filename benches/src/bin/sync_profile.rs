@@ -11,6 +11,9 @@
 //!                      ROUNDS round trips)
 //!             oneshot (the ping_pong of the sync_channels bench, ROUNDS
 //!                      rounds)
+//!             mpsc1 / mpsc4 (the sync_channels bench's mpsc workload:
+//!                      ROUNDS messages from 1 or 4 producers; weft or
+//!                      tokio only)
 //! ```
 //!
 //! WORKERS defaults to 2, as in the benches. ITERATIONS (default 1) runs
@@ -137,13 +140,80 @@ macro_rules! oneshot_ping_pong {
     };
 }
 
+macro_rules! mpsc_n_to_1 {
+    ($name:ident, $producers:expr, $rt:ident, $sync:ident :: $sub:ident, $ok:expr) => {
+        /// The sync_channels bench's mpsc workload: `rounds` messages
+        /// through a bounded(1024) channel from the producers to one
+        /// consumer, all spawned from `block_on` as the bench does.
+        fn $name(rt: &Rt, rounds: usize) {
+            let producers: u64 = $producers;
+            let body = async move {
+                let (tx, mut rx) = $sync::$sub::mpsc::channel::<u64>(1024);
+                for p in 0..producers {
+                    let tx = tx.clone();
+                    ::$rt::spawn(async move {
+                        let per = rounds as u64 / producers;
+                        for i in 0..per {
+                            if tx.send(p * per + i).await.is_err() {
+                                panic!("receiver gone");
+                            }
+                        }
+                    });
+                }
+                drop(tx);
+                let consumer = ::$rt::spawn(async move {
+                    let mut n = 0u64;
+                    while let Some(v) = $ok(rx.recv().await) {
+                        n += 1;
+                        std::hint::black_box(v);
+                    }
+                    n
+                });
+                let per = rounds as u64 / producers;
+                assert_eq!(consumer.await.unwrap(), per * producers);
+            };
+            match rt {
+                Rt::Weft(rt) => rt.block_on(body),
+                Rt::Tokio(rt) => rt.block_on(body),
+            }
+        }
+    };
+}
+
+mpsc_n_to_1!(mpsc1_weft, 1, weft, weft::sync, Result::ok);
+mpsc_n_to_1!(mpsc4_weft, 4, weft, weft::sync, Result::ok);
+mpsc_n_to_1!(mpsc1_tokio, 1, tokio, tokio::sync, std::convert::identity);
+mpsc_n_to_1!(mpsc4_tokio, 4, tokio, tokio::sync, std::convert::identity);
+
 oneshot_ping_pong!(oneshot_weft, weft::sync::oneshot::channel);
 oneshot_ping_pong!(oneshot_tokio, tokio::sync::oneshot::channel);
+
+/// Per-worker scheduler counters of a weft runtime (empty for tokio).
+fn per_worker(rt: &Rt) -> Vec<[u64; 6]> {
+    match rt {
+        Rt::Weft(rt) => rt
+            .metrics()
+            .worker
+            .iter()
+            .map(|w| {
+                [
+                    w.polls,
+                    w.steals,
+                    w.parks,
+                    w.lifo_hits,
+                    w.injector_pops,
+                    w.budget_forced_yields,
+                ]
+            })
+            .collect(),
+        Rt::Tokio(_) => Vec::new(),
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: sync_profile weft|tokio|tokio_on_weft notify|oneshot ROUNDS [WORKERS [ITERATIONS]]";
+        "usage: sync_profile weft|tokio|tokio_on_weft notify|oneshot|mpsc1|mpsc4 ROUNDS [WORKERS [ITERATIONS]]";
     if args.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -155,10 +225,18 @@ fn main() {
     let (rt, weft_sync) = match args[0].as_str() {
         "weft" | "tokio_on_weft" => (
             Rt::Weft(
-                weft::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .build()
-                    .unwrap(),
+                {
+                    let mut builder =
+                        weft::runtime::Builder::new_multi_thread().worker_threads(workers);
+                    if let Ok(us) = std::env::var("SYNC_PROFILE_IDLE_SPIN_US") {
+                        let us = us.parse().expect("SYNC_PROFILE_IDLE_SPIN_US is a number");
+                        builder = builder.idle_spin(std::time::Duration::from_micros(us));
+                    }
+                    if std::env::var_os("SYNC_PROFILE_NO_MONITOR").is_some() {
+                        builder = builder.monitor(false);
+                    }
+                    builder.build().unwrap()
+                },
             ),
             args[0] == "weft",
         ),
@@ -182,6 +260,10 @@ fn main() {
         ("notify", false) => notify_tokio,
         ("oneshot", true) => oneshot_weft,
         ("oneshot", false) => oneshot_tokio,
+        ("mpsc1", true) => mpsc1_weft,
+        ("mpsc1", false) if matches!(rt, Rt::Tokio(_)) => mpsc1_tokio,
+        ("mpsc4", true) => mpsc4_weft,
+        ("mpsc4", false) if matches!(rt, Rt::Tokio(_)) => mpsc4_tokio,
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
@@ -193,11 +275,29 @@ fn main() {
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = std::time::Instant::now();
+        let before = per_worker(&rt);
         run(&rt, rounds);
         times.push(start.elapsed());
+        if std::env::var_os("SYNC_PROFILE_WORKERS").is_some() {
+            let after = per_worker(&rt);
+            let delta: Vec<[u64; 6]> = after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| std::array::from_fn(|i| a[i] - b[i]))
+                .collect();
+            println!(
+                "{:?}: per worker [polls, steals, parks, lifo_hits, injector_pops, forced_yields] {delta:?}",
+                times.last().unwrap()
+            );
+        }
     }
     if iterations > 1 {
         times.sort();
-        println!("median per iteration: {:?}", times[times.len() / 2]);
+        println!(
+            "median per iteration: {:?} (min {:?}, max {:?})",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
     }
 }

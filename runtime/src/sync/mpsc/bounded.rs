@@ -73,6 +73,12 @@ pub(super) enum TryAcquireError {
     NoPermits,
 }
 
+/// On a cache line pair of its own: every send and every receive writes
+/// `state`, and the channel's fields that senders only read (the
+/// receiver's wake state, the close flag) would otherwise be invalidated by
+/// each of those writes (mpsc 4→1 took 90 ms instead of 70 with them on one
+/// line).
+#[repr(align(128))]
 pub(super) struct Semaphore {
     state: AtomicUsize,
     waiters: Mutex<WaitList<Grant>>,
