@@ -12,8 +12,7 @@
 //!             oneshot (the ping_pong of the sync_channels bench, ROUNDS
 //!                      rounds)
 //!             mpsc1 / mpsc4 (the sync_channels bench's mpsc workload:
-//!                      ROUNDS messages from 1 or 4 producers; weft or
-//!                      tokio only)
+//!                      ROUNDS messages from 1 or 4 producers)
 //! ```
 //!
 //! WORKERS defaults to 2, as in the benches. ITERATIONS (default 1) runs
@@ -184,6 +183,8 @@ mpsc_n_to_1!(mpsc1_weft, 1, weft, weft::sync, Result::ok);
 mpsc_n_to_1!(mpsc4_weft, 4, weft, weft::sync, Result::ok);
 mpsc_n_to_1!(mpsc1_tokio, 1, tokio, tokio::sync, std::convert::identity);
 mpsc_n_to_1!(mpsc4_tokio, 4, tokio, tokio::sync, std::convert::identity);
+mpsc_n_to_1!(mpsc1_tokio_on_weft, 1, weft, tokio::sync, std::convert::identity);
+mpsc_n_to_1!(mpsc4_tokio_on_weft, 4, weft, tokio::sync, std::convert::identity);
 
 oneshot_ping_pong!(oneshot_weft, weft::sync::oneshot::channel);
 oneshot_ping_pong!(oneshot_tokio, tokio::sync::oneshot::channel);
@@ -262,8 +263,10 @@ fn main() {
         ("oneshot", false) => oneshot_tokio,
         ("mpsc1", true) => mpsc1_weft,
         ("mpsc1", false) if matches!(rt, Rt::Tokio(_)) => mpsc1_tokio,
+        ("mpsc1", false) => mpsc1_tokio_on_weft,
         ("mpsc4", true) => mpsc4_weft,
         ("mpsc4", false) if matches!(rt, Rt::Tokio(_)) => mpsc4_tokio,
+        ("mpsc4", false) => mpsc4_tokio_on_weft,
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
