@@ -36,6 +36,15 @@ use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 
 const WORKERS: usize = 2;
+
+/// Worker threads: `HTTP_HELLO_WORKERS` if set (for experiments), else
+/// [`WORKERS`], as in the bench.
+fn workers() -> usize {
+    std::env::var("HTTP_HELLO_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(WORKERS)
+}
 const HELLO: &[u8] = b"Hello, World!";
 
 /// Requests answered so far (counted only with `--requests`).
@@ -112,7 +121,7 @@ fn weft_server(
     http2: bool,
 ) -> Result<(), Box<dyn Error>> {
     let rt = weft::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers())
         .io_driver(driver)
         .build()?;
     rt.block_on(async move {
@@ -187,7 +196,7 @@ fn weft_compat_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error
         }
     }
     let rt = weft::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers())
         .io_driver(weft::io::Driver::Uring)
         .build()?;
     rt.block_on(async move {
@@ -216,7 +225,7 @@ fn weft_compat_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error
 
 fn tokio_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers())
         .enable_all()
         .build()?;
     rt.block_on(async move {

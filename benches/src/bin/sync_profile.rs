@@ -183,8 +183,20 @@ mpsc_n_to_1!(mpsc1_weft, 1, weft, weft::sync, Result::ok);
 mpsc_n_to_1!(mpsc4_weft, 4, weft, weft::sync, Result::ok);
 mpsc_n_to_1!(mpsc1_tokio, 1, tokio, tokio::sync, std::convert::identity);
 mpsc_n_to_1!(mpsc4_tokio, 4, tokio, tokio::sync, std::convert::identity);
-mpsc_n_to_1!(mpsc1_tokio_on_weft, 1, weft, tokio::sync, std::convert::identity);
-mpsc_n_to_1!(mpsc4_tokio_on_weft, 4, weft, tokio::sync, std::convert::identity);
+mpsc_n_to_1!(
+    mpsc1_tokio_on_weft,
+    1,
+    weft,
+    tokio::sync,
+    std::convert::identity
+);
+mpsc_n_to_1!(
+    mpsc4_tokio_on_weft,
+    4,
+    weft,
+    tokio::sync,
+    std::convert::identity
+);
 
 oneshot_ping_pong!(oneshot_weft, weft::sync::oneshot::channel);
 oneshot_ping_pong!(oneshot_tokio, tokio::sync::oneshot::channel);
@@ -225,20 +237,18 @@ fn main() {
         .map_or(2, |w| w.parse().expect("WORKERS is a number"));
     let (rt, weft_sync) = match args[0].as_str() {
         "weft" | "tokio_on_weft" => (
-            Rt::Weft(
-                {
-                    let mut builder =
-                        weft::runtime::Builder::new_multi_thread().worker_threads(workers);
-                    if let Ok(us) = std::env::var("SYNC_PROFILE_IDLE_SPIN_US") {
-                        let us = us.parse().expect("SYNC_PROFILE_IDLE_SPIN_US is a number");
-                        builder = builder.idle_spin(std::time::Duration::from_micros(us));
-                    }
-                    if std::env::var_os("SYNC_PROFILE_NO_MONITOR").is_some() {
-                        builder = builder.monitor(false);
-                    }
-                    builder.build().unwrap()
-                },
-            ),
+            Rt::Weft({
+                let mut builder =
+                    weft::runtime::Builder::new_multi_thread().worker_threads(workers);
+                if let Ok(us) = std::env::var("SYNC_PROFILE_IDLE_SPIN_US") {
+                    let us = us.parse().expect("SYNC_PROFILE_IDLE_SPIN_US is a number");
+                    builder = builder.idle_spin(std::time::Duration::from_micros(us));
+                }
+                if std::env::var_os("SYNC_PROFILE_NO_MONITOR").is_some() {
+                    builder = builder.monitor(false);
+                }
+                builder.build().unwrap()
+            }),
             args[0] == "weft",
         ),
         "tokio" => (

@@ -84,6 +84,11 @@ pub struct WorkerMetrics {
     /// `runqputslow` and tokio do. Steady growth means bursts larger than
     /// the ring.
     pub local_queue_overflows: u64,
+    /// Tasks this worker handed to an awake peer right after its own io
+    /// woke it from a park (io consolidation: a lightly loaded runtime
+    /// gathers its connections on fewer rings, so fewer workers wake per
+    /// request; see docs/ARCHITECTURE.md).
+    pub io_handoffs: u64,
     /// Polls ended because a task spent its whole coop budget.
     pub budget_forced_yields: u64,
     /// Tasks in the worker's run queue now.
@@ -226,6 +231,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     lifo_hits: r.metrics.lifo_hits.get(),
                     injector_pops: r.metrics.injector_pops.get(),
                     local_queue_overflows: r.metrics.local_queue_overflows.get(),
+                    io_handoffs: r.metrics.io_handoffs.get(),
                     budget_forced_yields: r.metrics.budget_forced_yields.get(),
                     local_queue_depth: r.stealer.len(),
                     io_submissions,

@@ -171,6 +171,8 @@ impl Runtime {
                 io: io.clone(),
                 watch: StdArc::new(scheduler::monitor::WorkerWatch::new()),
                 inbox: Injector::new(),
+                handed: crate::scheduler::Handed::new(),
+                parked: std::sync::atomic::AtomicBool::new(false),
                 local_owned: OwnedTasks::new(1),
             })
             .collect();

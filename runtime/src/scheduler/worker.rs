@@ -121,6 +121,17 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 /// that is awake and searching still steals whatever is queued.
 const AFFINITY_BACKLOG: usize = 16;
 
+/// Io consolidation: a worker that its own io woke from a park with at most
+/// this many tasks to run hands them to an awake peer whose run queue is
+/// no longer than this, instead of running them itself. Their next
+/// operations then go to the peer's ring, so this worker stops being woken
+/// for them. Under a light load the connections gather on the awake
+/// workers, as they do on a runtime with one shared epoll (where the worker
+/// that polls runs what it finds), and a request costs no context switch
+/// on a second worker; under a heavy load the peer's queue is longer than
+/// this, nothing is handed, and stealing spreads the work as before.
+const HANDOFF_MAX: usize = 8;
+
 impl WorkerCtx {
     pub(crate) fn new(
         index: usize,
@@ -349,7 +360,20 @@ impl WorkerCtx {
     // As `run_task`.
     #[inline(always)]
     fn next_local_task(&self, tick: u32) -> Option<Notified> {
-        self.next_task_from(tick, Self::pop_injector)
+        self.next_task_from(tick, Self::pop_shared)
+    }
+
+    /// The queues peers feed: the tasks handed here (see
+    /// `hand_off_io_wakes`), then the injector.
+    fn pop_shared(&self) -> Option<Notified> {
+        let mut first = None;
+        self.shared().remotes[self.index]
+            .handed
+            .take_all(|task| match first {
+                None => first = Some(task),
+                Some(_) => self.push_local(task),
+            });
+        first.or_else(|| self.pop_injector())
     }
 
     /// The next task to run: every `global_queue_interval` ticks `shared`
@@ -520,9 +544,15 @@ impl WorkerCtx {
                     return Some(task);
                 }
                 None => {
-                    // A victim stuck in a poll: its LIFO task too.
+                    // A victim stuck in a poll: its LIFO task and the
+                    // tasks handed to it too.
                     if remote.watch.is_stalled() {
-                        if let Some(task) = remote.watch.lifo().take() {
+                        let mut first = remote.watch.lifo().take();
+                        remote.handed.take_all(|task| match first {
+                            None => first = Some(task),
+                            Some(_) => self.push_local(task),
+                        });
+                        if let Some(task) = first {
                             self.metrics().steals.incr();
                             return Some(task);
                         }
@@ -548,6 +578,7 @@ impl WorkerCtx {
                 None => break,
             }
         }
+        victim.handed.take_all(|task| self.push_local(task));
         if !self.local.is_empty() {
             self.shared().notify_parked();
         }
@@ -668,19 +699,72 @@ impl WorkerCtx {
             shared.notify_parked();
         }
         self.metrics().parks.incr();
-        self.sleep();
+        let remote = &shared.remotes[self.index];
+        remote.parked.store(true, Relaxed);
+        let io_woke = self.sleep();
+        remote.parked.store(false, Relaxed);
         if !shared.idle.unpark_self(self.index) {
             // Picked by a notifier, which counted us as searching.
             self.searching.set(true);
         }
+        if io_woke {
+            self.hand_off_io_wakes();
+        }
         shared.time.process(self.index, Instant::now());
+    }
+
+    /// Io consolidation (see [`HANDOFF_MAX`]): right after this worker's
+    /// own io woke it from a park, hands the few tasks that io woke to an
+    /// awake peer with a short queue (its inbox, then an unpark: the peer
+    /// may be on its way to a park, and the unpark's token brings it back
+    /// to look). The flags read here are hints; a wrong guess costs one
+    /// hop, never a lost task.
+    fn hand_off_io_wakes(&self) {
+        let shared = self.shared();
+        let n = shared.remotes.len();
+        if n < 2 || shared.config.pinned {
+            return;
+        }
+        let queued = self.local.len() + usize::from(self.watch.lifo().is_occupied());
+        if queued == 0 || queued > HANDOFF_MAX {
+            return;
+        }
+        // A peer with a lower index (every worker hands in the same
+        // direction, so the connections gather on the first workers
+        // instead of trading places) whose queue is short and which is not
+        // stuck in a poll: an awake one if there is one, else a parked one
+        // (one wake moves the connection for good; its later requests wake
+        // only the peer).
+        let fits = |i: &usize| {
+            let r = &shared.remotes[*i];
+            r.stealer.len() <= HANDOFF_MAX && !r.watch.is_stalled()
+        };
+        let Some(peer) = (0..self.index)
+            .filter(fits)
+            .find(|&i| !shared.remotes[i].parked.load(Relaxed))
+            .or_else(|| (0..self.index).find(fits))
+        else {
+            return;
+        };
+        let remote = &shared.remotes[peer];
+        // Nothing else pushes to our queue or LIFO slot meanwhile (only
+        // this thread does), so `queued` counts what the closure yields.
+        if !remote.handed.push_all(queued, || {
+            self.watch.lifo().take().or_else(|| self.local.pop())
+        }) {
+            return;
+        }
+        self.metrics().io_handoffs.add(queued as u64);
+        remote.unparker.unpark();
     }
 
     /// The blocking part of a park: in the io driver until an unpark, io,
     /// the next timer or the allocation cache's trim time.
+    /// True if the worker's own io ended the park.
     #[inline]
-    fn sleep(&self) {
+    fn sleep(&self) -> bool {
         let shared = self.shared();
+        let mut io_woke = false;
         if !shared.shutdown.load(Acquire) {
             let parked_at = Instant::now();
             // Blocks a burst left in the allocation cache go back to malloc
@@ -693,7 +777,7 @@ impl WorkerCtx {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let io_woke = self.park_worker(deadline);
+            io_woke = self.park_worker(deadline);
             let parked_for = parked_at.elapsed();
             self.last_park_short.set(io_woke && parked_for < SHORT_PARK);
             if trim_at.is_some() && parked_for >= crate::alloc::IDLE_TRIM_AFTER {
@@ -704,6 +788,7 @@ impl WorkerCtx {
                     .set(crate::alloc::cached_bytes() as u64);
             }
         }
+        io_woke
     }
 
     /// Blocks in the io driver until an unpark, io, or `deadline`. True if
