@@ -151,6 +151,19 @@ impl Handed {
         true
     }
 
+    /// Takes one handed task (a relief worker, which has no queue to put
+    /// the rest in).
+    pub(crate) fn pop(&self) -> Option<Notified> {
+        if self.len.load(crate::facade::atomic::Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut tasks = crate::facade::lock(&self.tasks);
+        let task = tasks.pop();
+        self.len
+            .store(tasks.len(), crate::facade::atomic::Ordering::Release);
+        task
+    }
+
     /// Takes every handed task into `sink` (empty: no lock taken).
     pub(crate) fn take_all(&self, mut sink: impl FnMut(Notified)) -> usize {
         if self.len.load(crate::facade::atomic::Ordering::Acquire) == 0 {

@@ -616,7 +616,7 @@ fn run_relief(handle: &Handle, watch: &WorkerWatch) {
 }
 
 /// A task for a relief worker: from the injector, else from a stalled
-/// worker's LIFO slot or queue.
+/// worker's LIFO slot, queue or hand-off list.
 fn take_relief_work(shared: &Shared) -> Option<Notified> {
     use crossbeam_deque::Steal;
     loop {
@@ -634,6 +634,9 @@ fn take_relief_work(shared: &Shared) -> Option<Notified> {
             return Some(task);
         }
         if let Some(task) = remote.stealer.steal_one() {
+            return Some(task);
+        }
+        if let Some(task) = remote.handed.pop() {
             return Some(task);
         }
     }
