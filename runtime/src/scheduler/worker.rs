@@ -122,10 +122,10 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 const AFFINITY_BACKLOG: usize = 16;
 
 /// Io consolidation: a worker that its own io woke from a park with at most
-/// this many tasks to run hands them to an awake peer whose run queue is
-/// no longer than this, instead of running them itself. Their next
-/// operations then go to the peer's ring, so this worker stops being woken
-/// for them. Under a light load the connections gather on the awake
+/// this many tasks to run hands them to a lower-indexed peer whose run
+/// queue is no longer than this, instead of running them itself. Their
+/// next operations then go to the peer's ring, so this worker stops being
+/// woken for them. Under a light load the connections gather on the first
 /// workers, as they do on a runtime with one shared epoll (where the worker
 /// that polls runs what it finds), and a request costs no context switch
 /// on a second worker; under a heavy load the peer's queue is longer than
@@ -714,11 +714,11 @@ impl WorkerCtx {
     }
 
     /// Io consolidation (see [`HANDOFF_MAX`]): right after this worker's
-    /// own io woke it from a park, hands the few tasks that io woke to an
-    /// awake peer with a short queue (its inbox, then an unpark: the peer
-    /// may be on its way to a park, and the unpark's token brings it back
-    /// to look). The flags read here are hints; a wrong guess costs one
-    /// hop, never a lost task.
+    /// own io woke it from a park, hands the few tasks that io woke to a
+    /// lower-indexed peer with a short queue (its `handed` list, then an
+    /// unpark: the peer may be parked or on its way to a park, and the
+    /// unpark's token brings it back to look). The flags and lengths read
+    /// here are hints; a wrong guess costs one hop, never a lost task.
     fn hand_off_io_wakes(&self) {
         let shared = self.shared();
         let n = shared.remotes.len();
