@@ -264,6 +264,39 @@ fn time_window_failures_in_two_stripes_trip_once() {
 }
 
 #[test]
+fn a_failure_in_the_shared_stripe_is_summed_with_the_owned_ones() {
+    loom::model(|| {
+        // Under loom a time window has two owned stripes: the main thread
+        // takes the first, the first spawned thread to record the second,
+        // and the other records into the shared stripe by CAS (plain
+        // stores elsewhere). The later of the two failures must see the
+        // other's, whichever stripe each landed in.
+        let (breaker, _, transitions) = breaker(
+            Config::builder()
+                .time_window(Duration::from_secs(2), 2)
+                .minimum_calls(3)
+                .failure_rate_threshold(60.0),
+        );
+        breaker.acquire().expect("closed").success();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let breaker = Arc::clone(&breaker);
+                thread::spawn(move || {
+                    if let Ok(permit) = breaker.acquire() {
+                        permit.failure();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        assert_eq!(breaker.state(), State::Open, "2 of 3 calls failed");
+        assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
+    });
+}
+
+#[test]
 fn a_success_skipping_a_clean_window_never_hides_a_failure() {
     loom::model(|| {
         // A window full of successes: a success may skip the cursor (a load

@@ -34,4 +34,5 @@ pub mod policy;
 pub mod pool;
 pub mod retry;
 mod rng;
+mod striped;
 mod sync;

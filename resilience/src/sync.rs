@@ -78,3 +78,54 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// A lock that is only ever tried, never waited for: whoever finds it held
+/// skips the work (the adaptive limiter's samples). Cheaper than a
+/// `Mutex::try_lock` on x86 by a locked instruction: releasing is a plain
+/// `Release` store, where a mutex swaps its state to learn whether to wake
+/// a waiter, and a held lock is seen by a load, without a CAS.
+pub(crate) struct TryLock<T> {
+    locked: atomic::AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through `try_with`, which holds the
+// flag: one thread at a time, like a `Mutex<T>`, which is `Sync` for
+// `T: Send`.
+unsafe impl<T: Send> Sync for TryLock<T> {}
+
+impl<T> TryLock<T> {
+    pub(crate) fn new(value: T) -> TryLock<T> {
+        TryLock {
+            locked: atomic::AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` on the value if nobody holds the lock; `None` if somebody
+    /// does. The lock is released when `f` returns or unwinds.
+    #[inline]
+    pub(crate) fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        use atomic::Ordering::{Acquire, Relaxed, Release};
+        struct Unlock<'a>(&'a atomic::AtomicBool);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                // Release: the holder's writes happen before the next
+                // holder's Acquire.
+                self.0.store(false, Release);
+            }
+        }
+        if self.locked.load(Relaxed)
+            || self
+                .locked
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let _unlock = Unlock(&self.locked);
+        // SAFETY: the flag is ours until `_unlock` drops, after `f` returns:
+        // no other reference to the value exists meanwhile.
+        Some(self.value.with_mut(|value| f(unsafe { &mut *value })))
+    }
+}

@@ -254,7 +254,7 @@ impl<C> Breaker<C> {
 
     /// Asks to make a call. `Ok` holds a permit to report the outcome with;
     /// `Err` says why not and when to try again.
-    #[inline]
+    #[inline(always)]
     pub fn acquire(&self) -> Result<Permit<'_, C>, Rejected> {
         self.admit().map(|ticket| Permit::new(self, ticket))
     }

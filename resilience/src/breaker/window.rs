@@ -20,17 +20,22 @@
 //!   for in its high 32 bits; a writer in a new epoch restarts the counter
 //!   by CAS, and a reader adds only counters whose epoch is inside the
 //!   window, so a stale bucket is never counted. The buckets are **striped**
-//!   (LongAdder-style): each stripe is a full bucket array on lines of its
-//!   own, a thread records into the stripe of its thread number, so a
-//!   success is one read-modify-write of a line no other thread writes, and
-//!   the stripes are summed only when a decision is due (see
-//!   `Breaker::settle_closed`: after a failure or a slow call, or while the
-//!   window may hold one).
+//!   (LongAdder-style, but owned): each stripe is a full bucket array on
+//!   lines of its own, owned by the live thread whose registry id (the one
+//!   the pools' shards use) is its index, and written only by that thread,
+//!   with a plain load and store: a success costs no read-modify-write at
+//!   all. Threads whose id is past the stripe count share one last stripe,
+//!   which they bump by CAS. The stripes are summed only when a decision is
+//!   due (see `Breaker::settle_closed`: after a failure or a slow call, or
+//!   while the window may hold one). Clearing the window writes no counter
+//!   (an owner's load and store would undo it): it moves every later
+//!   reading a whole window forward (`shift`), past every counter's tag.
 
 use std::time::Duration;
 
 use super::CachePadded;
 use crate::divisor::Divisor;
+use crate::striped::Row;
 use crate::sync::atomic::{
     fence, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
@@ -246,8 +251,13 @@ const PAD: usize = 0;
 pub(crate) struct TimeWindow {
     bucket_nanos: Divisor,
     buckets: Divisor,
+    /// Epochs added to every reading: `clear` adds a whole window, so every
+    /// counter written before it falls out of the window. Read-mostly (one
+    /// write per clear, i.e. per close of the breaker).
+    shift: AtomicU64,
     /// One bucket array per stripe: `buckets × 4` counters, epoch tag (high
-    /// 32 bits) | count (low 32). A thread records into its own stripe.
+    /// 32 bits) | count (low 32). Stripe `i < owned` is written only by the
+    /// thread with registry id `i`; the last one is shared by the rest.
     stripes: Box<[CachePadded<Box<[AtomicU64]>>]>,
 }
 
@@ -257,11 +267,12 @@ impl TimeWindow {
         TimeWindow {
             bucket_nanos: Divisor::new(bucket_nanos),
             buckets: Divisor::new(u64::from(buckets)),
+            shift: AtomicU64::new(0),
             // Each stripe's counters sit between two 128-byte pads, so no
             // line of one stripe is shared with another's (the arrays are
             // separate allocations, which the allocator may place side by
-            // side).
-            stripes: (0..stripe_count())
+            // side). One more stripe than owners: the shared one.
+            stripes: (0..=crate::striped::stripe_count())
                 .map(|_| {
                     CachePadded(
                         (0..buckets as usize * 4 + 2 * PAD)
@@ -273,10 +284,11 @@ impl TimeWindow {
         }
     }
 
-    /// The bucket epoch of `now` (nanoseconds on the breaker's clock).
+    /// The bucket epoch of `now` (nanoseconds on the breaker's clock), moved
+    /// on by every clear.
     #[inline]
     fn epoch(&self, now: u64) -> u64 {
-        self.bucket_nanos.div_rem(now).0
+        self.bucket_nanos.div_rem(now).0 + self.shift.load(Relaxed)
     }
 
     #[inline]
@@ -284,13 +296,35 @@ impl TimeWindow {
         PAD + self.buckets.div_rem(epoch).1 as usize * 4 + which
     }
 
-    /// Records one call in the calling thread's stripe: on the steady path
-    /// (a success) one read-modify-write of a line no other thread writes
-    /// (unless more threads than stripes share it).
+    /// Stripes owned by one thread each (the last stripe is shared).
+    #[inline]
+    fn owned(&self) -> usize {
+        self.stripes.len() - 1
+    }
+
+    /// Records one call. On the steady path (a success, on a thread that
+    /// owns a stripe) a load and a store of a line no other thread writes.
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome, now: u64) {
         let epoch = self.epoch(now);
-        let stripe = &self.stripes[stripe_index() & (self.stripes.len() - 1)].0;
+        match crate::striped::row(self.owned()) {
+            // The id is this thread's while it lives, and ids are unique
+            // among live threads: nobody else writes this stripe.
+            Row::Owned(id) => self.record_into(&self.stripes[id].0, outcome, epoch, bump_owned),
+            Row::Shared => {
+                self.record_into(&self.stripes[self.owned()].0, outcome, epoch, bump_shared)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn record_into(
+        &self,
+        stripe: &[AtomicU64],
+        outcome: Outcome,
+        epoch: u64,
+        bump: fn(&AtomicU64, u64),
+    ) {
         bump(&stripe[self.index(epoch, CALLS)], epoch);
         if outcome.is_failure() {
             bump(&stripe[self.index(epoch, FAILURES)], epoch);
@@ -330,89 +364,57 @@ impl TimeWindow {
         }
     }
 
+    /// Empties the window without writing a counter: every later reading
+    /// lands a whole window (plus one epoch) past every tag written so far,
+    /// so the sums skip those counters and the next write to each restarts
+    /// it. A record racing the clear lands before it or after it, as with
+    /// any clear. (A write made with a reading from before the clear into a
+    /// counter already restarted after it is at least a window behind, and
+    /// dropped as a lost race.)
     pub(crate) fn clear(&self) {
-        for stripe in self.stripes.iter() {
-            for counter in &stripe.0[PAD..stripe.0.len() - PAD] {
-                counter.store(0, Relaxed);
-            }
-        }
+        self.shift.fetch_add(self.buckets.divisor() + 1, Relaxed);
     }
-}
-
-/// How many stripes a time window has: the machine's parallelism rounded up
-/// to a power of two, at most 16 (2 under loom, so models stay small).
-fn stripe_count() -> usize {
-    #[cfg(weft_loom)]
-    {
-        2
-    }
-    #[cfg(not(weft_loom))]
-    {
-        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *COUNT.get_or_init(|| {
-            std::thread::available_parallelism()
-                .map_or(4, |n| n.get())
-                .clamp(1, 16)
-                .next_power_of_two()
-        })
-    }
-}
-
-/// The calling thread's stripe number (threads are numbered in the order
-/// they first record; the window masks it to its stripe count). Not part of
-/// any protocol, so std's atomic even under loom.
-#[inline]
-fn stripe_index() -> usize {
-    use std::{
-        cell::Cell,
-        sync::atomic::{AtomicUsize, Ordering},
-    };
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // Under loom, a thread-local per modelled thread, so the model's
-    // threads record into different stripes.
-    #[cfg(weft_loom)]
-    loom::thread_local! {
-        static INDEX: Cell<usize> = Cell::new(usize::MAX);
-    }
-    #[cfg(not(weft_loom))]
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
-            index.set(i);
-        }
-        i
-    })
 }
 
 /// How many epochs ahead of a writer a counter may be for the writer to
 /// conclude that it lost a race to a newer one (rather than that the counter
-/// is older than 2^32 epochs and its tag wrapped).
+/// is older than 2^32 epochs and its tag wrapped). Above every window's
+/// bucket count plus one (`MAX_BUCKETS`), so a reading from before a clear
+/// that meets a counter written after it is dropped, not counted.
 const RACE_HORIZON: u32 = 1 << 16;
 
-/// Adds one to `counter` for `epoch`, restarting it if it counts for an
-/// older epoch. A counter already in a newer epoch means this call is at
-/// least a whole window old (its clock reading lost a race); it is dropped.
-#[inline]
-fn bump(counter: &AtomicU64, epoch: u64) {
+/// The value `current` becomes when one call of `epoch` is added to it:
+/// plus one in the same epoch, restarted at one from an older epoch, `None`
+/// if the counter is saturated (4 billion calls in one bucket) or already in
+/// a newer epoch (this call is at least a whole window old: its clock
+/// reading lost a race; it is dropped).
+#[inline(always)]
+fn bumped(current: u64, epoch: u64) -> Option<u64> {
     let tag = epoch as u32;
+    let current_tag = (current >> 32) as u32;
+    if current_tag == tag {
+        let count = current & u64::from(u32::MAX);
+        (count != u64::from(u32::MAX)).then_some(current + 1)
+    } else if current != 0 && current_tag.wrapping_sub(tag) < RACE_HORIZON {
+        None
+    } else {
+        Some((u64::from(tag) << 32) | 1)
+    }
+}
+
+/// Adds one call of `epoch` to a counter only the calling thread writes: a
+/// load and a store, exact because no other thread writes it.
+#[inline(always)]
+fn bump_owned(counter: &AtomicU64, epoch: u64) {
+    if let Some(next) = bumped(counter.load(Relaxed), epoch) {
+        counter.store(next, Relaxed);
+    }
+}
+
+/// Adds one call of `epoch` to a counter of the shared stripe, by CAS.
+fn bump_shared(counter: &AtomicU64, epoch: u64) {
     let mut current = counter.load(Relaxed);
-    loop {
-        let current_tag = (current >> 32) as u32;
-        let next = if current_tag == tag {
-            let count = current & u64::from(u32::MAX);
-            if count == u64::from(u32::MAX) {
-                return; // saturated: 4 billion calls in one bucket
-            }
-            current + 1
-        } else if current != 0 && current_tag.wrapping_sub(tag) < RACE_HORIZON {
-            return;
-        } else {
-            (u64::from(tag) << 32) | 1
-        };
+    while let Some(next) = bumped(current, epoch) {
         match counter.compare_exchange_weak(current, next, Relaxed, Relaxed) {
             Ok(_) => return,
             Err(actual) => current = actual,
@@ -552,6 +554,62 @@ mod tests {
         window.record(Outcome::Success, s(6));
         assert_eq!(window.counts(s(6)).failures, 0);
         assert_eq!(window.counts(s(6)).calls, 1);
+    }
+
+    #[test]
+    fn a_cleared_time_window_counts_only_later_calls_even_in_the_same_bucket() {
+        let window = TimeWindow::new(Duration::from_secs(10), 10);
+        let ms = |ms: u64| ms * 1_000_000;
+        window.record(Outcome::Failure, ms(100));
+        window.record(Outcome::SlowSuccess, ms(1_100));
+        window.clear();
+        assert_eq!(window.counts(ms(1_200)), Counts::default());
+        window.record(Outcome::Success, ms(1_300)); // the bucket of the slow call
+        window.record(Outcome::Failure, ms(2_000));
+        assert_eq!(
+            window.counts(ms(2_100)),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow_calls: 0,
+                slow_failures: 0
+            }
+        );
+        // A second clear, and a call in the bucket of the first.
+        window.clear();
+        window.record(Outcome::Failure, ms(2_200));
+        assert_eq!(window.counts(ms(2_300)).calls, 1);
+    }
+
+    #[test]
+    fn more_recording_threads_than_stripes_lose_no_call() {
+        // Every thread alive at once, so ids are not reused: the first
+        // `stripe_count()` own a stripe, the rest share the last one.
+        let threads = crate::striped::stripe_count() * 2 + 3;
+        let window = TimeWindow::new(Duration::from_secs(60), 60);
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (window, barrier) = (&window, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    for i in 0..2_000u64 {
+                        let outcome = if (i + t as u64) % 4 == 0 {
+                            Outcome::SlowFailure
+                        } else {
+                            Outcome::Success
+                        };
+                        window.record(outcome, 1_000_000_000);
+                    }
+                    barrier.wait();
+                });
+            }
+        });
+        let counts = window.counts(1_000_000_000);
+        assert_eq!(counts.calls, threads as u64 * 2_000);
+        assert_eq!(counts.failures, threads as u64 * 500);
+        assert_eq!(counts.slow_calls, counts.failures);
+        assert_eq!(counts.slow_failures, counts.failures);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   returns the new limit; that is stored in `limit` for the next
 //!   admissions.
 //! * The algorithm's state (averages, floating-point limit) sits behind a
-//!   mutex that settlement only **try-locks**: a sample that finds another
+//!   lock that settlement only **tries** (`sync::TryLock`: a flag, never
+//!   waited for, released by a plain store): a sample that finds another
 //!   being applied is skipped. Under load samples are plentiful and the
 //!   algorithms are statistical, so a skipped sample loses nothing, and no
 //!   settling caller ever blocks. `in_flight` and `limit` are the lock-free
@@ -36,7 +37,7 @@ use crate::{
     clock::{Clock, ClockSource, SharedNow},
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
-        Mutex,
+        TryLock,
     },
 };
 
@@ -437,7 +438,7 @@ impl std::error::Error for AdaptiveError {}
 pub struct Adaptive {
     in_flight: CachePadded<AtomicU32>,
     limit: CachePadded<AtomicU32>,
-    algorithm: Mutex<Box<dyn Algorithm>>,
+    algorithm: TryLock<Box<dyn Algorithm>>,
     shed: CachePadded<AtomicU64>,
     samples: AtomicU64,
     clock: ClockSource,
@@ -523,19 +524,23 @@ impl Adaptive {
         let Some(dropped) = sample else { return };
         let rtt = Duration::from_nanos(self.clock.nanos_shared(now).saturating_sub(permit.started));
         // A sample being applied elsewhere: skip this one (module docs).
-        let Ok(mut algorithm) = self.algorithm.try_lock() else {
+        let Some((before, next)) = self.algorithm.try_with(|algorithm| {
+            let next = algorithm.on_sample(rtt, permit.in_flight, dropped);
+            // Only the lock's holder writes the limit, so a load and a
+            // store (made only when the limit moved) replace a swap: a
+            // steady limit, read by every admission, is not written by
+            // every sample. The sample count too is written only under the
+            // lock: a load and a store, not a locked instruction.
+            let before = self.limit.load(Relaxed);
+            if before != next {
+                self.limit.store(next, Relaxed);
+            }
+            self.samples
+                .store(self.samples.load(Relaxed).wrapping_add(1), Relaxed);
+            (before, next)
+        }) else {
             return;
         };
-        let next = algorithm.on_sample(rtt, permit.in_flight, dropped);
-        // Only the lock's holder writes the limit, so a load and a store
-        // (made only when the limit moved) replace a swap: a steady limit,
-        // read by every admission, is not written by every sample.
-        let before = self.limit.load(Relaxed);
-        if before != next {
-            self.limit.store(next, Relaxed);
-        }
-        drop(algorithm);
-        self.samples.fetch_add(1, Relaxed);
         if before != next {
             emit(
                 &self.listeners.0,
@@ -702,7 +707,7 @@ impl AdaptiveBuilder {
         Ok(Adaptive {
             in_flight: CachePadded(AtomicU32::new(0)),
             limit: CachePadded(AtomicU32::new(initial)),
-            algorithm: Mutex::new(self.algorithm),
+            algorithm: TryLock::new(self.algorithm),
             shed: CachePadded(AtomicU64::new(0)),
             samples: AtomicU64::new(0),
             clock: self.clock,

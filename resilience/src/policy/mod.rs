@@ -47,10 +47,7 @@ pub mod tower;
 use std::{
     fmt,
     future::{ready, Future, Ready},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -68,6 +65,7 @@ use crate::{
     fallback::{Fallback, FallbackAction},
     hedge::Hedge,
     retry::{Attempt, Retry, RetryError, RetryOn, Stop},
+    striped::StripedCounters,
 };
 
 /// Retries only the call's own errors ([`PolicyError::Call`]), never a
@@ -173,15 +171,16 @@ pub struct Pipeline<
     counters: Counters,
 }
 
-#[derive(Default)]
-struct Counters {
-    // Calls are the sum of the outcomes (plus those in flight), so they
-    // are not counted separately: one atomic less per call.
-    ok: AtomicU64,
-    failed: AtomicU64,
-    interrupted: AtomicU64,
-    refused: [AtomicU64; Layer::ALL.len()],
-}
+/// The outcome counters, striped by owning thread (`crate::striped`: a
+/// plain load and store per call, no locked instruction). Calls are the sum
+/// of the outcomes (plus those in flight), so they are not counted
+/// separately.
+type Counters = StripedCounters<{ REFUSED + Layer::ALL.len() }>;
+const OK: usize = 0;
+const FAILED: usize = 1;
+const INTERRUPTED: usize = 2;
+/// `REFUSED + layer.index()` counts the refusals of `layer`.
+const REFUSED: usize = 3;
 
 /// A snapshot of a pipeline's outcomes, counted below the fallback: a
 /// refusal the fallback answered still counts as a refusal.
@@ -220,7 +219,7 @@ impl<En: Env> Pipeline<En> {
             limit: Unlimited,
             bulkhead: Unlimited,
             rate: Unlimited,
-            counters: Counters::default(),
+            counters: Counters::new(),
         }
     }
 }
@@ -395,9 +394,8 @@ impl<En, L, B, R, C, P, Fb> Pipeline<En, L, B, R, C, P, Fb> {
     /// The counters now.
     pub fn metrics(&self) -> PipelineMetrics {
         let c = &self.counters;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let refused: [u64; Layer::ALL.len()] = std::array::from_fn(|i| r(&c.refused[i]));
-        let (ok, failed, interrupted) = (r(&c.ok), r(&c.failed), r(&c.interrupted));
+        let refused: [u64; Layer::ALL.len()] = std::array::from_fn(|i| c.get(REFUSED + i));
+        let (ok, failed, interrupted) = (c.get(OK), c.get(FAILED), c.get(INTERRUPTED));
         PipelineMetrics {
             calls: ok + failed + interrupted + refused.iter().sum::<u64>(),
             ok,
@@ -406,11 +404,6 @@ impl<En, L, B, R, C, P, Fb> Pipeline<En, L, B, R, C, P, Fb> {
             refused,
         }
     }
-}
-
-fn bump(counter: &AtomicU64) {
-    // Relaxed: statistics, read in snapshots only.
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl<En, L, B, R, C, P, Fb> Pipeline<En, L, B, R, C, P, Fb>
@@ -442,7 +435,7 @@ where
             {
                 Ok(outcome) => outcome,
                 Err(timed_out) => {
-                    bump(&self.counters.refused[Layer::Timeout.index()]);
+                    self.counters.bump(REFUSED + Layer::Timeout.index());
                     Err(PolicyError::refused(
                         Layer::Timeout,
                         Reason::TimedOut {
@@ -475,10 +468,10 @@ where
 
     fn count<T, E>(&self, outcome: &Result<T, PolicyError<E>>) {
         match outcome {
-            Ok(_) => bump(&self.counters.ok),
-            Err(PolicyError::Call(_)) => bump(&self.counters.failed),
-            Err(PolicyError::Interrupted(_)) => bump(&self.counters.interrupted),
-            Err(PolicyError::Refused { layer, .. }) => bump(&self.counters.refused[layer.index()]),
+            Ok(_) => self.counters.bump(OK),
+            Err(PolicyError::Call(_)) => self.counters.bump(FAILED),
+            Err(PolicyError::Interrupted(_)) => self.counters.bump(INTERRUPTED),
+            Err(PolicyError::Refused { layer, .. }) => self.counters.bump(REFUSED + layer.index()),
         }
     }
 

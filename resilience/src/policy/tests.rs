@@ -1,7 +1,10 @@
 use std::{
     future::Future,
     pin::pin,
-    sync::{atomic::AtomicU32, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex,
+    },
     task::{Context, Poll, Waker},
 };
 

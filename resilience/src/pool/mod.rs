@@ -64,6 +64,12 @@ mod slot_map;
 mod slot_word;
 mod sync_ext;
 
+/// The calling thread's id in the process-wide registry the pools' shards
+/// use (unique among live threads, dense, reused after a thread exits): the
+/// breaker's time window gives each id below its stripe count a stripe of
+/// its own on the same terms.
+pub(crate) use shard::{current_id as thread_id, raw_id as thread_id_hint};
+
 pub use config::ConfigError;
 pub use object_pool::{Clear, NoReset, Pool, PoolBuilder, PoolMetrics, Pooled, Reset};
 pub use slot_map::{Full, Key, Ref, SlotMap, SlotMapBuilder, SlotMapMetrics};

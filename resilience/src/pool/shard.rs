@@ -110,7 +110,7 @@ std::thread_local! {
 /// `u32`).
 #[cfg(not(weft_loom))]
 #[inline]
-fn current_id() -> Option<u32> {
+pub(crate) fn current_id() -> Option<u32> {
     match CACHED_ID.with(std::cell::Cell::get) {
         UNREGISTERED => register(),
         EXITED => None,
@@ -129,7 +129,7 @@ fn register() -> Option<u32> {
 /// This thread's id, or `None` while the thread is being torn down.
 #[cfg(weft_loom)]
 #[inline]
-fn current_id() -> Option<u32> {
+pub(crate) fn current_id() -> Option<u32> {
     REGISTRATION.try_with(|r| r.id).ok()
 }
 
@@ -140,14 +140,14 @@ fn current_id() -> Option<u32> {
 /// miss falls back to [`Shards::here`], which registers.
 #[cfg(not(weft_loom))]
 #[inline(always)]
-fn raw_id() -> u32 {
+pub(crate) fn raw_id() -> u32 {
     CACHED_ID.with(std::cell::Cell::get)
 }
 
 /// Under loom there is no cache: the registered id, or `OVERFLOW` (no shard).
 #[cfg(weft_loom)]
 #[inline]
-fn raw_id() -> u32 {
+pub(crate) fn raw_id() -> u32 {
     current_id().unwrap_or(OVERFLOW)
 }
 

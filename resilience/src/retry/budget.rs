@@ -13,8 +13,12 @@
 //! adds to the newer count, which is at most one bucket late. A reader sums
 //! the words whose epoch lies in the last `buckets` epochs, so a stale bucket
 //! is never counted even if no call ever rotates it. No lock, no allocation
-//! per call; a call costs one clock read and one `fetch_add` on the
-//! steady path.
+//! per call; a call costs one clock read and one plain load and store on
+//! the steady path: the calls are striped by owning thread
+//! (`crate::striped`), each live thread below the stripe count writing a
+//! row of the calls only it writes (the same tag rules, without the
+//! atomic read-modify-write), the others sharing one last row by
+//! `fetch_add`/CAS; a sum adds every row.
 //!
 //! A retry *withdraws* first (adds itself to the retries), then sums the
 //! window and checks `retries ≤ max(floor × window, ratio × calls)`; if the
@@ -38,6 +42,8 @@ use super::RetryConfigError;
 use crate::{
     clock::{Clock, ClockSource},
     divisor::Divisor,
+    limit::CachePadded,
+    striped::{self, Row},
     sync::atomic::{AtomicU64, Ordering},
 };
 
@@ -55,20 +61,24 @@ pub struct RetryBudget {
     bucket_nanos: Divisor,
     bucket_count: Divisor,
     buckets: Box<[Bucket]>,
+    /// The calls per bucket, striped by owning thread (`crate::striped`):
+    /// `stripe_count()` rows written only by their owner with a plain load
+    /// and store, then one shared row written by `fetch_add`/CAS. Every
+    /// call deposits, so this is the per-call write; retries, rare, stay
+    /// in one shared word per bucket (a withdrawal must see every other).
+    calls: Box<[CachePadded<Box<[AtomicU64]>>]>,
     /// The default clock held by value (inlined reads), or the builder's.
     clock: ClockSource,
     refused: AtomicU64,
 }
 
 struct Bucket {
-    calls: AtomicU64,
     retries: AtomicU64,
 }
 
 impl Bucket {
     fn new() -> Bucket {
         Bucket {
-            calls: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
     }
@@ -106,7 +116,13 @@ impl RetryBudget {
     #[inline]
     pub fn deposit(&self) {
         let epoch = self.epoch();
-        add(&self.bucket(epoch).calls, epoch);
+        let index = self.index(epoch);
+        let owned = self.calls.len() - 1;
+        match striped::row(owned) {
+            // Nobody else writes this thread's row.
+            Row::Owned(id) => add_owned(&self.calls[id].0[index], epoch),
+            Row::Shared => add(&self.calls[owned].0[index], epoch),
+        }
     }
 
     /// Takes one retry from the budget: `true` if it may go ahead.
@@ -151,8 +167,13 @@ impl RetryBudget {
     }
 
     #[inline]
+    fn index(&self, epoch: u32) -> usize {
+        self.bucket_count.div_rem(u64::from(epoch)).1 as usize
+    }
+
+    #[inline]
     fn bucket(&self, epoch: u32) -> &Bucket {
-        &self.buckets[self.bucket_count.div_rem(u64::from(epoch)).1 as usize]
+        &self.buckets[self.index(epoch)]
     }
 
     fn sums(&self, epoch: u32) -> (u64, u64) {
@@ -167,14 +188,20 @@ impl RetryBudget {
                 0
             }
         };
-        self.buckets.iter().fold((0, 0), |(c, r), b| {
-            // Relaxed: the sums are statistics; decisions tolerate a count
-            // that is a few calls stale.
-            (
-                c + in_window(b.calls.load(Ordering::Relaxed)),
-                r + in_window(b.retries.load(Ordering::Relaxed)),
-            )
-        })
+        // Relaxed: the sums are statistics; decisions tolerate a count that
+        // is a few calls stale.
+        let calls = self
+            .calls
+            .iter()
+            .flat_map(|row| row.0.iter())
+            .map(|word| in_window(word.load(Ordering::Relaxed)))
+            .sum();
+        let retries = self
+            .buckets
+            .iter()
+            .map(|b| in_window(b.retries.load(Ordering::Relaxed)))
+            .sum();
+        (calls, retries)
     }
 }
 
@@ -195,6 +222,19 @@ fn add(word: &AtomicU64, epoch: u32) {
             Err(now) => cur = now,
         }
     }
+}
+
+/// [`add`] for a word only the calling thread writes: a load and a store.
+#[inline]
+fn add_owned(word: &AtomicU64, epoch: u32) {
+    let cur = word.load(Ordering::Relaxed);
+    let tag = (cur >> 32) as u32;
+    let next = if tag == epoch || (tag.wrapping_sub(epoch) as i32) > 0 {
+        cur + 1
+    } else {
+        (u64::from(epoch) << 32) | 1
+    };
+    word.store(next, Ordering::Relaxed);
 }
 
 /// Takes one back out, if the word is still in `epoch` (a word that moved
@@ -275,6 +315,9 @@ impl RetryBudgetBuilder {
             bucket_nanos: Divisor::new(bucket_nanos),
             bucket_count: Divisor::new(u64::from(self.buckets)),
             buckets: (0..self.buckets).map(|_| Bucket::new()).collect(),
+            calls: (0..=striped::stripe_count())
+                .map(|_| CachePadded((0..self.buckets).map(|_| AtomicU64::new(0)).collect()))
+                .collect(),
             clock: self
                 .clock
                 .map_or_else(ClockSource::default, ClockSource::Custom),

@@ -43,15 +43,7 @@ mod backoff;
 mod budget;
 mod predicate;
 
-use std::{
-    fmt,
-    future::Future,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 pub use self::{
     backoff::{Backoff, Jitter},
@@ -61,6 +53,7 @@ pub use self::{
 use crate::{
     env::{Env, Interrupted},
     rng::Rng,
+    striped::StripedCounters,
 };
 
 /// A retry policy. Cheap to share by reference; holds its counters.
@@ -351,24 +344,19 @@ pub struct RetryMetrics {
     pub exhausted: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    calls: AtomicU64,
-    // Attempts are `calls + retries` (minus calls never started), so they
-    // are not counted separately: one atomic less per call.
-    not_started: AtomicU64,
-    retries: AtomicU64,
-    recovered: AtomicU64,
-    budget_stops: AtomicU64,
-    deadline_stops: AtomicU64,
-    interrupted: AtomicU64,
-    exhausted: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    // Relaxed: statistics, read in snapshots only.
-    counter.fetch_add(1, Ordering::Relaxed);
-}
+/// The counters, striped by owning thread (`crate::striped`: a plain load
+/// and store per call, no locked instruction). Attempts are `calls +
+/// retries` (minus calls never started), so they are not counted
+/// separately.
+type Counters = StripedCounters<8>;
+const CALLS: usize = 0;
+const NOT_STARTED: usize = 1;
+const RETRIES: usize = 2;
+const RECOVERED: usize = 3;
+const BUDGET_STOPS: usize = 4;
+const DEADLINE_STOPS: usize = 5;
+const INTERRUPTED: usize = 6;
+const EXHAUSTED: usize = 7;
 
 impl Retry<OnErrors> {
     /// A policy retrying every `Err`.
@@ -384,7 +372,7 @@ impl<P> Retry<P> {
             rng: Rng::new(config.seed),
             config,
             predicate,
-            counters: Counters::default(),
+            counters: Counters::new(),
         }
     }
 
@@ -401,16 +389,20 @@ impl<P> Retry<P> {
     /// The counters now.
     pub fn metrics(&self) -> RetryMetrics {
         let c = &self.counters;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // `not_started` before `calls`: a call is counted before it can be
+        // counted as not started, so a snapshot taken while calls run never
+        // has more calls not started than calls.
+        let not_started = c.get(NOT_STARTED);
+        let calls = c.get(CALLS);
         RetryMetrics {
-            calls: r(&c.calls),
-            attempts: r(&c.calls) - r(&c.not_started) + r(&c.retries),
-            retries: r(&c.retries),
-            recovered: r(&c.recovered),
-            budget_stops: r(&c.budget_stops),
-            deadline_stops: r(&c.deadline_stops),
-            interrupted: r(&c.interrupted),
-            exhausted: r(&c.exhausted),
+            calls,
+            attempts: calls - not_started.min(calls) + c.get(RETRIES),
+            retries: c.get(RETRIES),
+            recovered: c.get(RECOVERED),
+            budget_stops: c.get(BUDGET_STOPS),
+            deadline_stops: c.get(DEADLINE_STOPS),
+            interrupted: c.get(INTERRUPTED),
+            exhausted: c.get(EXHAUSTED),
         }
     }
 
@@ -424,13 +416,13 @@ impl<P> Retry<P> {
         Fut: Future<Output = Result<T, E>>,
         P: RetryOn<T, E>,
     {
-        bump(&self.counters.calls);
+        self.counters.bump(CALLS);
         if let Some(budget) = &self.config.budget {
             budget.deposit();
         }
         if let Err(why) = env.check() {
-            bump(&self.counters.interrupted);
-            bump(&self.counters.not_started);
+            self.counters.bump(INTERRUPTED);
+            self.counters.bump(NOT_STARTED);
             return Err(RetryError::NotStarted(Stop::Interrupted(why)));
         }
         // The deadline is read only when there is an expected attempt time
@@ -441,8 +433,8 @@ impl<P> Retry<P> {
             .and_then(|expected| Some((env.remaining()?, expected)))
         {
             if left < expected {
-                bump(&self.counters.deadline_stops);
-                bump(&self.counters.not_started);
+                self.counters.bump(DEADLINE_STOPS);
+                self.counters.bump(NOT_STARTED);
                 return Err(RetryError::NotStarted(Stop::Deadline { remaining: left }));
             }
         }
@@ -452,7 +444,7 @@ impl<P> Retry<P> {
             let outcome = env.attempt(op(Attempt::new(attempt, false))).await;
             if !self.predicate.should_retry(&outcome) {
                 if attempt > 1 && outcome.is_ok() {
-                    bump(&self.counters.recovered);
+                    self.counters.bump(RECOVERED);
                 }
                 return outcome.map_err(|error| RetryError::Failed {
                     error,
@@ -468,7 +460,7 @@ impl<P> Retry<P> {
                 Ok(()) => match env.sleep(delay).await {
                     Ok(()) => self.after_backoff(env),
                     Err(why) => {
-                        bump(&self.counters.interrupted);
+                        self.counters.bump(INTERRUPTED);
                         Some(Stop::Interrupted(why))
                     }
                 },
@@ -483,7 +475,7 @@ impl<P> Retry<P> {
             }
             previous = delay;
             attempt += 1;
-            bump(&self.counters.retries);
+            self.counters.bump(RETRIES);
         }
     }
 
@@ -494,12 +486,12 @@ impl<P> Retry<P> {
     /// close for the expected attempt time.
     fn after_backoff<En: Env>(&self, env: &En) -> Option<Stop> {
         if let Err(why) = env.check() {
-            bump(&self.counters.interrupted);
+            self.counters.bump(INTERRUPTED);
             return Some(Stop::Interrupted(why));
         }
         let left = env.remaining()?;
         if left.is_zero() || left < self.config.expected_attempt.unwrap_or_default() {
-            bump(&self.counters.deadline_stops);
+            self.counters.bump(DEADLINE_STOPS);
             return Some(Stop::Deadline { remaining: left });
         }
         None
@@ -508,11 +500,11 @@ impl<P> Retry<P> {
     /// Whether retry `attempt + 1` may start after `delay` (rules 1–4).
     fn next<En: Env>(&self, env: &En, attempt: u32, delay: Duration) -> Result<(), Stop> {
         if let Err(why) = env.check() {
-            bump(&self.counters.interrupted);
+            self.counters.bump(INTERRUPTED);
             return Err(Stop::Interrupted(why));
         }
         if attempt >= self.config.max_attempts {
-            bump(&self.counters.exhausted);
+            self.counters.bump(EXHAUSTED);
             return Err(Stop::Exhausted);
         }
         if let Some(left) = env.remaining() {
@@ -520,13 +512,13 @@ impl<P> Retry<P> {
             // An attempt that fits exactly may start; one that would start
             // at the deadline may not.
             if needed > left || delay >= left {
-                bump(&self.counters.deadline_stops);
+                self.counters.bump(DEADLINE_STOPS);
                 return Err(Stop::Deadline { remaining: left });
             }
         }
         if let Some(budget) = &self.config.budget {
             if !budget.try_withdraw() {
-                bump(&self.counters.budget_stops);
+                self.counters.bump(BUDGET_STOPS);
                 return Err(Stop::Budget);
             }
         }
