@@ -64,6 +64,27 @@ pub trait Admission {
         self.acquire()
     }
 
+    /// Admits or refuses at once, with no await point, if this limiter can
+    /// decide without waiting; `None` means "await
+    /// [`acquire_in_live_scope`](Admission::acquire_in_live_scope)". The
+    /// pipeline tries this first, so a layer that never waits costs its
+    /// admission and nothing of an `async` step (a future built, stored in
+    /// the call's state, polled and moved out). Same contract as
+    /// `acquire_in_live_scope`. The default says `None` (always correct).
+    #[inline]
+    fn try_admit_in_live_scope(&self, now: &SharedNow) -> Option<Result<Self::Permit<'_>, Reason>> {
+        let _ = now;
+        None
+    }
+
+    /// [`try_admit_in_live_scope`](Admission::try_admit_in_live_scope) for a
+    /// caller that has not checked its scope: as `acquire`, at once or
+    /// `None`. The default says `None`.
+    #[inline]
+    fn try_admit(&self) -> Option<Result<Self::Permit<'_>, Reason>> {
+        None
+    }
+
     /// Whether [`acquire`](Admission::acquire) may wait (return `Pending`)
     /// as this limiter is configured. The pipeline checks the caller's
     /// scope again after such a layer before skipping the next layer's
@@ -107,6 +128,16 @@ impl Admission for Unlimited {
     }
 
     #[inline]
+    fn try_admit_in_live_scope(&self, _now: &SharedNow) -> Option<Result<(), Reason>> {
+        Some(Ok(()))
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Option<Result<(), Reason>> {
+        Some(Ok(()))
+    }
+
+    #[inline]
     fn may_wait(&self) -> bool {
         false
     }
@@ -134,6 +165,16 @@ impl<A: Admission> Admission for std::sync::Arc<A> {
     #[inline]
     fn acquire_in_live_scope(&self, now: &SharedNow) -> A::Acquire<'_> {
         (**self).acquire_in_live_scope(now)
+    }
+
+    #[inline]
+    fn try_admit_in_live_scope(&self, now: &SharedNow) -> Option<Result<Self::Permit<'_>, Reason>> {
+        (**self).try_admit_in_live_scope(now)
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Option<Result<Self::Permit<'_>, Reason>> {
+        (**self).try_admit()
     }
 
     #[inline]

@@ -59,6 +59,19 @@ impl Admission for Adaptive {
     }
 
     #[inline]
+    fn try_admit_in_live_scope(
+        &self,
+        now: &SharedNow,
+    ) -> Option<Result<AdaptivePermit<'_>, Reason>> {
+        Some(self.try_acquire_in_live_scope(now).map_err(adaptive_reason))
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Option<Result<AdaptivePermit<'_>, Reason>> {
+        Some(self.try_acquire().map_err(adaptive_reason))
+    }
+
+    #[inline]
     fn may_wait(&self) -> bool {
         false
     }
@@ -155,6 +168,25 @@ impl Admission for Bulkhead {
     }
 
     #[inline]
+    fn try_admit_in_live_scope(
+        &self,
+        _now: &SharedNow,
+    ) -> Option<Result<BulkheadPermit<'_>, Reason>> {
+        if self.may_wait() {
+            return None;
+        }
+        Some(self.try_acquire_in_live_scope().map_err(bulkhead_reason))
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Option<Result<BulkheadPermit<'_>, Reason>> {
+        if self.may_wait() {
+            return None;
+        }
+        Some(self.try_acquire().map_err(bulkhead_reason))
+    }
+
+    #[inline]
     fn may_wait(&self) -> bool {
         #[cfg(feature = "weft")]
         return self.queues();
@@ -173,18 +205,32 @@ impl Admission for Gcra {
 
     #[inline]
     fn acquire(&self) -> Self::Acquire<'_> {
-        ready(self.try_acquire().map_err(|e| match e {
-            RateError::Exhausted { retry_after } => Reason::RateExceeded {
-                retry_after: Some(retry_after),
-            },
-            RateError::WaitTooLong { .. } => Reason::WaitTooLong,
-            RateError::DeadlineTooSoon { remaining, .. } => Reason::DeadlineTooClose { remaining },
-            _ => Reason::RateExceeded { retry_after: None },
-        }))
+        ready(self.try_acquire().map_err(rate_reason))
+    }
+
+    #[inline]
+    fn try_admit_in_live_scope(&self, _now: &SharedNow) -> Option<Result<(), Reason>> {
+        Some(self.try_acquire().map_err(rate_reason))
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Option<Result<(), Reason>> {
+        Some(self.try_acquire().map_err(rate_reason))
     }
 
     #[inline]
     fn may_wait(&self) -> bool {
         false
+    }
+}
+
+fn rate_reason(error: RateError) -> Reason {
+    match error {
+        RateError::Exhausted { retry_after } => Reason::RateExceeded {
+            retry_after: Some(retry_after),
+        },
+        RateError::WaitTooLong { .. } => Reason::WaitTooLong,
+        RateError::DeadlineTooSoon { remaining, .. } => Reason::DeadlineTooClose { remaining },
+        _ => Reason::RateExceeded { retry_after: None },
     }
 }

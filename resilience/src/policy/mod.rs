@@ -547,29 +547,40 @@ where
         // admission may wait (a queue, a reservation) the next one checks
         // again. Without a breaker every layer checks for itself, as
         // `Admission::acquire` says.
+        // Each layer that can decide at once does so with no await point
+        // (`Admission::try_admit*`); the others are awaited.
         let live = self.breaker.is_some();
-        let limit = if live {
-            self.limit.acquire_in_live_scope(&started)
+        let limit = match if live {
+            self.limit.try_admit_in_live_scope(&started)
         } else {
-            self.limit.acquire()
+            self.limit.try_admit()
+        } {
+            Some(admitted) => admitted,
+            None if live => self.limit.acquire_in_live_scope(&started).await,
+            None => self.limit.acquire().await,
         }
-        .await
         .map_err(|r| PolicyError::refused(self.limit.layer(), r))?;
         let live = live && !self.limit.may_wait();
-        let bulkhead = if live {
-            self.bulkhead.acquire_in_live_scope(&started)
+        let bulkhead = match if live {
+            self.bulkhead.try_admit_in_live_scope(&started)
         } else {
-            self.bulkhead.acquire()
+            self.bulkhead.try_admit()
+        } {
+            Some(admitted) => admitted,
+            None if live => self.bulkhead.acquire_in_live_scope(&started).await,
+            None => self.bulkhead.acquire().await,
         }
-        .await
         .map_err(|r| PolicyError::refused(self.bulkhead.layer(), r))?;
         let live = live && !self.bulkhead.may_wait();
-        let rate = if live {
-            self.rate.acquire_in_live_scope(&started)
+        let rate = match if live {
+            self.rate.try_admit_in_live_scope(&started)
         } else {
-            self.rate.acquire()
+            self.rate.try_admit()
+        } {
+            Some(admitted) => admitted,
+            None if live => self.rate.acquire_in_live_scope(&started).await,
+            None => self.rate.acquire().await,
         }
-        .await
         .map_err(|r| PolicyError::refused(self.rate.layer(), r))?;
         let outcome = call.await;
         // The caller's own end says nothing about the downstream: a

@@ -306,11 +306,13 @@ impl Semaphore {
     }
 
     /// Takes a permit if one is available and nobody waits.
+    #[inline]
     pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
 
     /// Takes `n` permits if they are available and nobody waits.
+    #[inline]
     pub fn try_acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         self.try_acquire_raw(n as usize)?;
         Ok(SemaphorePermit {
@@ -397,6 +399,7 @@ impl Semaphore {
     }
 
     /// The fast path: one CAS taking `n` permits.
+    #[inline]
     pub(crate) fn try_acquire_raw(&self, n: usize) -> Result<(), TryAcquireError> {
         // Acquire (here and on a failed CAS): seeing CLOSED must show what
         // preceded the close (a `OnceCell`'s value; loom found this).
@@ -423,6 +426,7 @@ impl Semaphore {
 
     /// Returns `n` permits: to the word with one CAS if nobody waits,
     /// otherwise to the waiters under the lock.
+    #[inline]
     pub(crate) fn release(&self, n: usize) {
         if n == 0 {
             return;
@@ -445,14 +449,12 @@ impl Semaphore {
         }
     }
 
+    #[inline]
     fn checked_add(&self, cur: usize, n: usize) -> usize {
         let total = (cur >> SHIFT).checked_add(n);
         match total {
             Some(t) if t <= Self::MAX_PERMITS => cur + (n << SHIFT),
-            _ => panic!(
-                "adding {n} permits would overflow the semaphore's maximum of {}",
-                Self::MAX_PERMITS
-            ),
+            _ => overflow(n),
         }
     }
 
@@ -727,7 +729,19 @@ impl<'a> SemaphorePermit<'a> {
     }
 }
 
+/// The panic of a release past [`Semaphore::MAX_PERMITS`], out of line so
+/// the inlined release stays small.
+#[cold]
+#[inline(never)]
+fn overflow(n: usize) -> ! {
+    panic!(
+        "adding {n} permits would overflow the semaphore's maximum of {}",
+        Semaphore::MAX_PERMITS
+    )
+}
+
 impl Drop for SemaphorePermit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.sem.release(self.permits as usize);
     }
