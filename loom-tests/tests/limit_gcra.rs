@@ -85,3 +85,39 @@ fn a_cancelled_reservation_racing_an_acquire_loses_nothing() {
         assert_eq!(limiter.metrics().available, 1, "the burst refills");
     });
 }
+
+#[test]
+fn leased_admissions_conserve_tokens() {
+    loom::model(|| {
+        // Two owned rows under loom, leases of up to 3 tokens: with a burst
+        // of 10 the margin is 6, so a first admission takes a lease of 3
+        // and, once the credit is low, admissions go one CAS at a time.
+        // Three calls on each of two threads (one of them the main thread,
+        // which owns a row too) are all admitted; whatever the
+        // interleaving, the tokens taken plus those still leased are
+        // exactly the calls, and a new reading gives the leases back.
+        let clock = ManualClock::new();
+        let limiter = Arc::new(
+            Gcra::builder()
+                .rate(1, Duration::from_secs(1))
+                .burst(10)
+                .lease(3)
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .expect("valid"),
+        );
+        let other = Arc::clone(&limiter);
+        let t = thread::spawn(move || (0..3).all(|_| other.try_acquire().is_ok()));
+        let mine = (0..3).all(|_| limiter.try_acquire().is_ok());
+        let theirs = t.join().expect("thread");
+        assert!(mine && theirs, "six calls fit a burst of ten");
+        assert_eq!(limiter.metrics().available, 4, "ten less the six calls");
+        // At a new reading the main thread's stale lease goes back as it
+        // takes its token; the other thread's waits for its next call, so
+        // at most its lease (3) is held back, never more.
+        clock.advance(Duration::from_nanos(1));
+        limiter.try_acquire().expect("credit");
+        let available = limiter.metrics().available;
+        assert!((0..=3).contains(&available), "{available}");
+    });
+}

@@ -271,6 +271,15 @@ impl fmt::Debug for ClockSource {
 }
 
 impl ClockSource {
+    /// Whether readings stand still between ticks (the default coarse
+    /// system clock): many calls then share one reading.
+    pub(crate) fn is_coarse(&self) -> bool {
+        match self {
+            ClockSource::System(clock) => clock.resolution() > Duration::from_nanos(1),
+            ClockSource::Custom(_) => false,
+        }
+    }
+
     /// Now in nanoseconds since the clock's origin (584 years fit).
     #[inline]
     pub(crate) fn nanos(&self) -> u64 {

@@ -45,6 +45,8 @@ pub enum ConfigError {
     QueueTooLarge(u64),
     /// A zero maximum wait (use no waiting instead).
     ZeroMaxWait,
+    /// A rate limiter lease of zero tokens (1 turns leasing off).
+    ZeroLease,
     /// A warm-up cold factor not above 1 (or not finite).
     ColdFactor(f64),
     /// A factor (backoff ratio, smoothing, tolerance) outside its range.
@@ -73,6 +75,9 @@ impl fmt::Display for ConfigError {
                 "{tokens} tokens per {period:?} is more than one per nanosecond"
             ),
             ConfigError::ZeroBurst => f.write_str("burst must be at least 1"),
+            ConfigError::ZeroLease => {
+                f.write_str("a lease must be at least 1 token (1 turns leasing off)")
+            }
             ConfigError::BurstTooLarge(b) => {
                 write!(f, "burst {b} times the interval overflows 2^64 ns")
             }

@@ -33,7 +33,26 @@
 //!    its time gives its `n·T` back (`tat −= n·T`, saturating): tokens never
 //!    used return to the pool, so the rate still holds; callers that
 //!    reserved after it are not moved, they just find credit earlier.
-//! 5. With the `weft` feature, [`Gcra::acquire`] is a weft await point that
+//! 5. **Leases.** On a clock that stands still between ticks (the default
+//!    coarse clock), many calls share one reading, and at one reading `n`
+//!    admissions in a row are the same as one admission of `n` tokens
+//!    (each moves `tat` by `T` from `max(tat, now)`). So a thread that
+//!    owns a stripe row (`crate::striped`) takes up to `lease − 1` tokens
+//!    beyond its request in the same CAS, and hands them to its own later
+//!    calls with a plain load and store for as long as the clock reads the
+//!    same; its first call at a new reading gives what is left back
+//!    (`tat −= left·T`, as a cancelled reservation does) before taking
+//!    anew. A lease is taken only from credit beyond a margin of
+//!    `rows × lease` tokens, so near exhaustion every admission is one CAS
+//!    again, exactly as without leases: the limiter never admits more than
+//!    the rate and burst allow (leased tokens were conforming when taken,
+//!    and are spent at the same reading), and holds back at most `lease − 1`
+//!    tokens per row, only while more than the margin is free. Under
+//!    contention this turns a transfer of `tat`'s line between cores per
+//!    call into one per `lease` calls (loom model: leased admissions
+//!    conserve tokens). [`GcraBuilder::lease`] sets the size; 1 turns it
+//!    off, the default on a clock of nanosecond resolution.
+//! 6. With the `weft` feature, [`Gcra::acquire`] is a weft await point that
 //!    refuses at once a wait that cannot end before the scope's deadline
 //!    (taking nothing), sleeps on weft's timer, and on cancellation gives the
 //!    reservation back.
@@ -50,8 +69,22 @@ use super::{emit, nanos, CachePadded, ConfigError, EventKind, Listener, Listener
 use crate::{
     caller::{check_scope, CallerEnd},
     clock::{Clock, ClockSource},
+    striped::{self, Row},
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
+
+/// Tokens a lease holds at most by default on a coarse clock.
+const DEFAULT_LEASE: u32 = 16;
+
+/// A thread's lease (module docs, "Leases"): tokens taken from `tat` beyond
+/// a request, at one clock reading, that only the row's owner hands out.
+#[derive(Debug, Default)]
+struct Lease {
+    /// The clock reading the tokens were taken at.
+    at: AtomicU64,
+    /// Tokens left.
+    left: AtomicU64,
+}
 
 /// Why a rate limiter did not admit a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +271,12 @@ impl Params {
 pub struct Gcra {
     tat: CachePadded<AtomicU64>,
     params: Params,
+    /// Most tokens per lease (1: no leases, and `leases` is empty).
+    lease: u32,
+    /// Credit left alone by leases: `leases.len() × lease` tokens.
+    lease_margin: u64,
+    /// One lease per owned stripe row; written only by the row's owner.
+    leases: Box<[CachePadded<Lease>]>,
     clock: ClockSource,
     rejected: CachePadded<AtomicU64>,
     name: Arc<str>,
@@ -251,6 +290,7 @@ impl Gcra {
             tokens: 100,
             period: Duration::from_secs(1),
             burst: 1,
+            lease: None,
             clock: ClockSource::default(),
             name: Arc::from("gcra"),
             listeners: Listeners::default(),
@@ -273,6 +313,11 @@ impl Gcra {
     pub fn try_acquire_n(&self, n: u32) -> Result<(), RateError> {
         if let Err(end) = check_scope() {
             return Err(RateError::Cancelled(end));
+        }
+        if !self.leases.is_empty() {
+            if let Row::Owned(row) = striped::row(self.leases.len()) {
+                return self.take_leased(&self.leases[row].0, n);
+            }
         }
         match self.take(n, 0, |wait| RateError::Exhausted { retry_after: wait })? {
             (_, 0) => Ok(()),
@@ -341,6 +386,68 @@ impl Gcra {
         }
     }
 
+    /// An admission by a thread that owns `lease`: from the lease while the
+    /// clock reads what it read when the lease was taken, else renewed.
+    #[inline]
+    fn take_leased(&self, lease: &Lease, n: u32) -> Result<(), RateError> {
+        self.params.check_capacity(n)?;
+        let now = self.clock.nanos();
+        // Relaxed: only this thread writes the lease.
+        let left = lease.left.load(Relaxed);
+        if left >= u64::from(n) && lease.at.load(Relaxed) == now {
+            lease.left.store(left - u64::from(n), Relaxed);
+            return Ok(());
+        }
+        self.renew(lease, n, now)
+    }
+
+    /// Gives back what is left of the lease, then admits `n` tokens plus
+    /// up to `lease − 1` more for the lease, from credit beyond the margin,
+    /// in one CAS.
+    #[inline(never)]
+    fn renew(&self, lease: &Lease, n: u32, now: u64) -> Result<(), RateError> {
+        let left = lease.left.load(Relaxed);
+        if left != 0 {
+            lease.left.store(0, Relaxed);
+            self.give_back(left * self.params.interval);
+        }
+        let mut tat = self.tat.load(Relaxed);
+        loop {
+            match self.params.judge(tat, now, n, 0) {
+                Judged::Admit { tat: next, .. } => {
+                    let spare = u64::from(self.params.available(next, now));
+                    let extra = spare
+                        .saturating_sub(self.lease_margin)
+                        .min(u64::from(self.lease) - 1);
+                    let next = next + extra * self.params.interval;
+                    match self.tat.compare_exchange_weak(tat, next, Relaxed, Relaxed) {
+                        Ok(_) => {
+                            lease.at.store(now, Relaxed);
+                            lease.left.store(extra, Relaxed);
+                            return Ok(());
+                        }
+                        Err(actual) => tat = actual,
+                    }
+                }
+                Judged::Refuse { wait } => {
+                    return Err(self.refuse(RateError::Exhausted {
+                        retry_after: Duration::from_nanos(wait),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Tokens held in leases taken at the reading `now` (the rest are
+    /// stale: their owners give them back on their next call).
+    fn leased_at(&self, now: u64) -> u64 {
+        self.leases
+            .iter()
+            .filter(|lease| lease.0.at.load(Relaxed) == now)
+            .map(|lease| lease.0.left.load(Relaxed))
+            .sum()
+    }
+
     #[cold]
     fn refuse(&self, error: RateError) -> RateError {
         // Relaxed: a statistic.
@@ -386,8 +493,15 @@ impl Gcra {
         let now = self.clock.nanos();
         let tat = self.tat.load(Relaxed);
         let next = self.params.judge(tat, now, 1, 0);
+        // Tokens leased at this reading are as good as free: their owner
+        // hands them out at once.
+        let leased = u32::try_from(self.leased_at(now)).unwrap_or(u32::MAX);
         GcraMetrics {
-            available: self.params.available(tat, now),
+            available: self
+                .params
+                .available(tat, now)
+                .saturating_add(leased)
+                .min(self.params.burst),
             burst: self.params.burst,
             interval: Duration::from_nanos(self.params.interval),
             retry_after: match next {
@@ -490,6 +604,7 @@ pub struct GcraBuilder {
     tokens: u64,
     period: Duration,
     burst: u32,
+    lease: Option<u32>,
     clock: ClockSource,
     name: Arc<str>,
     listeners: Listeners,
@@ -515,6 +630,15 @@ impl GcraBuilder {
         self
     }
 
+    /// Tokens a thread may take at once for its own later calls at the
+    /// same clock reading (module docs, "Leases"); 1 turns leases off.
+    /// Default: 16 on the default coarse clock, 1 on any other (a clock
+    /// that moves every nanosecond would only hand leases back).
+    pub fn lease(mut self, tokens: u32) -> Self {
+        self.lease = Some(tokens);
+        self
+    }
+
     /// The name events carry.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
@@ -530,9 +654,23 @@ impl GcraBuilder {
     /// Validates and builds the limiter, full (a burst available at once).
     pub fn build(self) -> Result<Gcra, ConfigError> {
         let params = Params::new(self.tokens, self.period, self.burst)?;
+        let lease = match self.lease {
+            Some(0) => return Err(ConfigError::ZeroLease),
+            Some(lease) => lease,
+            None if self.clock.is_coarse() => DEFAULT_LEASE,
+            None => 1,
+        };
+        let rows = if lease > 1 {
+            striped::stripe_count()
+        } else {
+            0
+        };
         Ok(Gcra {
             tat: CachePadded(AtomicU64::new(0)),
             params,
+            lease,
+            lease_margin: rows as u64 * u64::from(lease),
+            leases: (0..rows).map(|_| CachePadded(Lease::default())).collect(),
             clock: self.clock,
             rejected: CachePadded(AtomicU64::new(0)),
             name: self.name,
@@ -564,6 +702,83 @@ mod tests {
         assert_eq!(p.available(tat, 0), 0);
         assert_eq!(p.available(tat, t), 1);
         assert!(matches!(p.judge(tat, 0, 1, t), Judged::Admit { wait, .. } if wait == t));
+    }
+
+    fn leasing(burst: u32, lease: u32, clock: &crate::clock::ManualClock) -> Gcra {
+        Gcra::builder()
+            .rate(1, Duration::from_secs(1))
+            .burst(burst)
+            .lease(lease)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .expect("valid")
+    }
+
+    #[test]
+    fn a_lease_admits_exactly_the_burst_at_one_reading() {
+        let clock = crate::clock::ManualClock::new();
+        let limiter = leasing(1_000, 16, &clock);
+        for i in 0..1_000 {
+            assert!(limiter.try_acquire().is_ok(), "call {i}");
+            assert_eq!(limiter.metrics().available, 999 - i, "after call {i}");
+        }
+        assert!(matches!(
+            limiter.try_acquire(),
+            Err(RateError::Exhausted { .. })
+        ));
+        assert_eq!(limiter.metrics().rejected, 1);
+        // One token a second: a second later exactly one more.
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.try_acquire().is_ok());
+        assert!(limiter.try_acquire().is_err());
+    }
+
+    #[test]
+    fn a_stale_lease_goes_back_and_a_lease_leaves_the_margin_alone() {
+        let clock = crate::clock::ManualClock::new();
+        let limiter = leasing(100, 16, &clock);
+        limiter.try_acquire().expect("credit");
+        let leased = limiter.leased_at(0);
+        assert!(
+            leased == 0 || leased == 15,
+            "a lease is all or nothing here: {leased}"
+        );
+        assert_eq!(limiter.metrics().available, 99);
+        // A new reading: the lease taken at the old one goes back whole.
+        clock.advance(Duration::from_nanos(1));
+        limiter.try_acquire().expect("credit");
+        assert_eq!(limiter.leased_at(0), 0, "the old lease was returned");
+        assert_eq!(limiter.metrics().available, 98);
+        // Near exhaustion (credit under the margin) no lease is taken: the
+        // last tokens go one CAS at a time to whoever asks.
+        let limiter = leasing(8, 16, &clock);
+        limiter.try_acquire().expect("credit");
+        assert_eq!(limiter.leased_at(clock.now().as_nanos() as u64), 0);
+    }
+
+    #[test]
+    fn leases_across_threads_admit_every_token_once() {
+        let clock = crate::clock::ManualClock::new();
+        let threads = striped::stripe_count() + 3; // some share the CAS row
+        let calls = 2_000;
+        let limiter = leasing(u32::try_from(threads * calls).unwrap(), 16, &clock);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for i in 0..calls {
+                        assert!(limiter.try_acquire().is_ok(), "call {i}");
+                    }
+                });
+            }
+        });
+        let m = limiter.metrics();
+        assert_eq!(m.available, 0, "every token taken, none held back");
+        assert_eq!(m.rejected, 0);
+        assert!(limiter.try_acquire().is_err(), "and not one more");
+        assert_eq!(
+            Gcra::builder().lease(0).build().unwrap_err(),
+            ConfigError::ZeroLease
+        );
     }
 
     #[test]
