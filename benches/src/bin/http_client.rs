@@ -2,8 +2,9 @@
 //! GETs one after another through one shared pooled client, for `--secs`
 //! seconds, against a hello server at `--addr` (run as a separate process
 //! by `benches/scripts/http.py`). `weft` is `weft_hyper::Client` (each
-//! request inside a task with a 5 s deadline, so it also encodes and sends
-//! `grpc-timeout`); `tokio` is hyper-util's legacy client with its
+//! request inside `weft::time::timeout(5 s)`, a scope with that deadline,
+//! so it also encodes and sends `grpc-timeout`); `tokio` is hyper-util's
+//! legacy client (each request inside `tokio::time::timeout(5 s)`) with its
 //! `HttpConnector`, `TokioExecutor` and `TokioTimer`. 2 worker threads each.
 //!
 //! `--http2 on`: both speak HTTP/2 with prior knowledge (one multiplexed
@@ -65,16 +66,16 @@ fn main() -> Result<(), Box<dyn Error>> {
                             (client.clone(), uri.clone(), done.clone(), count.clone());
                         weft::spawn(async move {
                             while !done.load(Relaxed) {
-                                let res = weft::task::Builder::new()
-                                    .timeout(Duration::from_secs(5))
-                                    .spawn({
-                                        let (client, uri) = (client.clone(), uri.clone());
-                                        async move {
-                                            let res = client.get(uri).await?;
-                                            weft_hyper::client::read_body(res.into_body()).await
-                                        }
-                                    })
-                                    .await;
+                                // The same shape as the tokio side: a
+                                // timeout around the request in the
+                                // connection's task. weft's timeout is a
+                                // scope with that deadline, so the client
+                                // also encodes and sends `grpc-timeout`.
+                                let res = weft::time::timeout(Duration::from_secs(5), async {
+                                    let res = client.get(uri.clone()).await?;
+                                    weft_hyper::client::read_body(res.into_body()).await
+                                })
+                                .await;
                                 if matches!(res, Ok(Ok(_))) {
                                     count.fetch_add(1, Relaxed);
                                 }
