@@ -16,7 +16,9 @@
 //! running counters is.
 //!
 //! The breaker's time window stripes its buckets on the same terms
-//! (`breaker/window.rs`).
+//! (`breaker/window.rs`). loom model: `loom-tests/tests/striped_counters.rs`
+//! (two owned rows and two threads sharing the last: every call counted
+//! once; it fails if the shared row is bumped with a load and a store).
 
 use std::fmt;
 
