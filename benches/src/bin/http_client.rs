@@ -55,10 +55,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     // One second of warm-up (connections, pool), then the measurement.
     let (requests, cpu) = match runtime.as_str() {
         "weft" => {
-            let rt = weft::runtime::Builder::new_multi_thread()
-                .worker_threads(WORKERS)
-                .build()?;
-            rt.block_on(async {
+            // HTTP_CLIENT_FLAVOR=per_core: the thread-per-core flavour (no
+            // stealing), to see what stealing costs this client.
+            let builder = match std::env::var("HTTP_CLIENT_FLAVOR").as_deref() {
+                Ok("per_core") => weft::runtime::Builder::new_thread_per_core(),
+                _ => weft::runtime::Builder::new_multi_thread(),
+            };
+            let rt = builder.worker_threads(WORKERS).build()?;
+            let out = rt.block_on(async {
                 let client = weft_hyper::Client::builder().http2_only(http2).build();
                 let tasks: Vec<_> = (0..conns)
                     .map(|_| {
@@ -92,7 +96,21 @@ fn main() -> Result<(), Box<dyn Error>> {
                     let _ = t.await;
                 }
                 out
-            })
+            });
+            // HTTP_CLIENT_METRICS=1: weft's per-worker counters over the
+            // whole run (warm-up included), per request measured.
+            if std::env::var_os("HTTP_CLIENT_METRICS").is_some() {
+                let per = |n: u64| n as f64 / out.0.max(1) as f64;
+                for (i, w) in rt.metrics().worker.iter().enumerate() {
+                    eprintln!(
+                        "worker {i}: per request: polls {:.2} parks {:.3} steals {:.3} lifo hits {:.2} injector pops {:.3} io handoffs {:.3} io enters {:.3} submissions {:.2} completions {:.2}",
+                        per(w.polls), per(w.parks), per(w.steals), per(w.lifo_hits),
+                        per(w.injector_pops), per(w.io_handoffs), per(w.io_enters),
+                        per(w.io_submissions), per(w.io_completions)
+                    );
+                }
+            }
+            out
         }
         "tokio" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
