@@ -137,3 +137,54 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// One thread: a limiter with leases decides every acquire exactly as
+    /// one without (same admissions, same `retry_after`), and reports the
+    /// same available tokens right after each admission (a lease's tokens
+    /// count as available at its own reading). Leases only change which
+    /// compare-and-swap takes the tokens, never how many conform.
+    #[test]
+    fn leases_decide_as_the_plain_gcra_on_one_thread(
+        (tokens, period_ms, burst) in (1u64..50, 1u64..2000, 1u32..300),
+        lease in 2u32..20,
+        ops in prop::collection::vec(
+            prop_oneof![
+                1 => (0u64..300).prop_map(Op::Advance),
+                4 => (1u32..=4).prop_map(Op::TryAcquire),
+            ],
+            1..200,
+        ),
+    ) {
+        let build = |clock: &ManualClock, lease: u32| {
+            Gcra::builder()
+                .rate(tokens, Duration::from_millis(period_ms))
+                .burst(burst)
+                .lease(lease)
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .expect("valid")
+        };
+        let (plain_clock, leased_clock) = (ManualClock::new(), ManualClock::new());
+        let plain = build(&plain_clock, 1);
+        let leased = build(&leased_clock, lease);
+        for op in ops {
+            match op {
+                Op::Advance(ms) => {
+                    plain_clock.advance(Duration::from_millis(ms));
+                    leased_clock.advance(Duration::from_millis(ms));
+                }
+                Op::TryAcquire(n) => {
+                    let (p, l) = (plain.try_acquire_n(n), leased.try_acquire_n(n));
+                    prop_assert_eq!(p, l);
+                    if p.is_ok() {
+                        prop_assert_eq!(plain.metrics().available, leased.metrics().available);
+                    }
+                }
+                Op::Reserve(..) | Op::CancelOldest => unreachable!("not generated here"),
+            }
+        }
+    }
+}
