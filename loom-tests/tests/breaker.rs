@@ -55,6 +55,24 @@ fn trip_and_wait(breaker: &Breaker, clock: &ManualClock) {
     clock.advance(S);
 }
 
+/// Two threads each acquire and report a failure; returns once both are
+/// joined.
+fn fail_on_two_threads(breaker: &Arc<Breaker>) {
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let breaker = Arc::clone(breaker);
+            thread::spawn(move || {
+                if let Ok(permit) = breaker.acquire() {
+                    permit.failure();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+}
+
 #[test]
 fn concurrent_failures_trip_once_per_generation() {
     loom::model(|| {
@@ -65,19 +83,7 @@ fn concurrent_failures_trip_once_per_generation() {
                 .minimum_calls(1)
                 .consecutive_failures(1),
         );
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let breaker = Arc::clone(&breaker);
-                thread::spawn(move || {
-                    if let Ok(permit) = breaker.acquire() {
-                        permit.failure();
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("thread");
-        }
+        fail_on_two_threads(&breaker);
         assert_eq!(breaker.state(), State::Open);
         assert_eq!(breaker.generation(), 1, "one trip, one generation");
         assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
@@ -241,19 +247,7 @@ fn time_window_failures_in_two_stripes_trip_once() {
                 .minimum_calls(2)
                 .failure_rate_threshold(50.0),
         );
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let breaker = Arc::clone(&breaker);
-                thread::spawn(move || {
-                    if let Ok(permit) = breaker.acquire() {
-                        permit.failure();
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("thread");
-        }
+        fail_on_two_threads(&breaker);
         assert_eq!(
             breaker.state(),
             State::Open,
@@ -278,19 +272,7 @@ fn a_failure_in_the_shared_stripe_is_summed_with_the_owned_ones() {
                 .failure_rate_threshold(60.0),
         );
         breaker.acquire().expect("closed").success();
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let breaker = Arc::clone(&breaker);
-                thread::spawn(move || {
-                    if let Ok(permit) = breaker.acquire() {
-                        permit.failure();
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("thread");
-        }
+        fail_on_two_threads(&breaker);
         assert_eq!(breaker.state(), State::Open, "2 of 3 calls failed");
         assert_eq!(transitions.load(SeqCst), 1, "exactly one winner");
     });

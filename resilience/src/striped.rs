@@ -48,6 +48,13 @@ pub(crate) fn stripe_count() -> usize {
     }
 }
 
+/// `stripe_count()` owned rows and then the shared one, each made by
+/// `make` and on cache lines of its own: the layout every striped structure
+/// here indexes with [`row`] (owned row `i`, shared row `len − 1`).
+pub(crate) fn rows<T>(mut make: impl FnMut() -> T) -> Box<[CachePadded<T>]> {
+    (0..=stripe_count()).map(|_| CachePadded(make())).collect()
+}
+
 /// Where the calling thread counts: its own row, or the shared one.
 pub(crate) enum Row {
     /// The thread owns row `.0`: plain loads and stores.
@@ -94,9 +101,7 @@ pub(crate) struct StripedCounters<const N: usize> {
 impl<const N: usize> StripedCounters<N> {
     pub(crate) fn new() -> Self {
         StripedCounters {
-            rows: (0..=stripe_count())
-                .map(|_| CachePadded(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            rows: rows(|| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 
@@ -126,27 +131,35 @@ impl<const N: usize> fmt::Debug for StripedCounters<N> {
     }
 }
 
+/// Runs `body(t)` on `threads` threads that are all alive at once (so no
+/// registry id is reused among them: the first `stripe_count()` own a row,
+/// the rest share the last one), for the tests of every striped structure.
+#[cfg(all(test, not(weft_loom)))]
+pub(crate) fn on_threads_at_once(threads: usize, body: impl Fn(usize) + Sync) {
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (body, barrier) = (&body, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                body(t);
+                barrier.wait();
+            });
+        }
+    });
+}
+
 #[cfg(all(test, not(weft_loom)))]
 mod tests {
     use super::*;
 
     #[test]
     fn more_counting_threads_than_rows_lose_no_count() {
-        // Every thread alive at once, so no id is reused: the first
-        // `stripe_count()` own a row, the rest share the last one.
         let threads = stripe_count() * 2 + 3;
         let counters = StripedCounters::<3>::new();
-        let barrier = std::sync::Barrier::new(threads);
-        std::thread::scope(|scope| {
-            for t in 0..threads {
-                let (counters, barrier) = (&counters, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    for i in 0..5_000 {
-                        counters.bump((t + i) % 3);
-                    }
-                    barrier.wait();
-                });
+        on_threads_at_once(threads, |t| {
+            for i in 0..5_000 {
+                counters.bump((t + i) % 3);
             }
         });
         for which in 0..3 {

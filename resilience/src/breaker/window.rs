@@ -258,7 +258,7 @@ pub(crate) struct TimeWindow {
     /// One bucket array per stripe: `buckets × 4` counters, epoch tag (high
     /// 32 bits) | count (low 32). Stripe `i < owned` is written only by the
     /// thread with registry id `i`; the last one is shared by the rest.
-    stripes: Box<[CachePadded<Box<[AtomicU64]>>]>,
+    stripes: Box<[crate::limit::CachePadded<Box<[AtomicU64]>>]>,
 }
 
 impl TimeWindow {
@@ -272,15 +272,11 @@ impl TimeWindow {
             // line of one stripe is shared with another's (the arrays are
             // separate allocations, which the allocator may place side by
             // side). One more stripe than owners: the shared one.
-            stripes: (0..=crate::striped::stripe_count())
-                .map(|_| {
-                    CachePadded(
-                        (0..buckets as usize * 4 + 2 * PAD)
-                            .map(|_| AtomicU64::new(0))
-                            .collect(),
-                    )
-                })
-                .collect(),
+            stripes: crate::striped::rows(|| {
+                (0..buckets as usize * 4 + 2 * PAD)
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            }),
         }
     }
 
@@ -583,26 +579,16 @@ mod tests {
 
     #[test]
     fn more_recording_threads_than_stripes_lose_no_call() {
-        // Every thread alive at once, so ids are not reused: the first
-        // `stripe_count()` own a stripe, the rest share the last one.
         let threads = crate::striped::stripe_count() * 2 + 3;
         let window = TimeWindow::new(Duration::from_secs(60), 60);
-        let barrier = std::sync::Barrier::new(threads);
-        std::thread::scope(|scope| {
-            for t in 0..threads {
-                let (window, barrier) = (&window, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    for i in 0..2_000u64 {
-                        let outcome = if (i + t as u64) % 4 == 0 {
-                            Outcome::SlowFailure
-                        } else {
-                            Outcome::Success
-                        };
-                        window.record(outcome, 1_000_000_000);
-                    }
-                    barrier.wait();
-                });
+        crate::striped::on_threads_at_once(threads, |t| {
+            for i in 0..2_000u64 {
+                let outcome = if (i + t as u64) % 4 == 0 {
+                    Outcome::SlowFailure
+                } else {
+                    Outcome::Success
+                };
+                window.record(outcome, 1_000_000_000);
             }
         });
         let counts = window.counts(1_000_000_000);

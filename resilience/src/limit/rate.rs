@@ -320,9 +320,9 @@ impl Gcra {
             }
         }
         match self.take(n, 0, |wait| RateError::Exhausted { retry_after: wait })? {
-            (_, 0) => Ok(()),
+            0 => Ok(()),
             // `take` admits with a wait only up to `max_wait`, here 0.
-            (_, wait) => unreachable!("admitted with a wait of {wait} ns and no wait allowed"),
+            wait => unreachable!("admitted with a wait of {wait} ns and no wait allowed"),
         }
     }
 
@@ -350,7 +350,7 @@ impl Gcra {
         max_wait: Duration,
         refusal: impl FnOnce(Duration) -> RateError,
     ) -> Result<Reservation<'_>, RateError> {
-        let (_, wait) = self.take(n, nanos(max_wait), refusal)?;
+        let wait = self.take(n, nanos(max_wait), refusal)?;
         Ok(Reservation {
             limiter: self,
             cost: self.params.interval * u64::from(n),
@@ -359,23 +359,41 @@ impl Gcra {
         })
     }
 
-    /// The CAS loop: admits `n` tokens with a wait of at most `max_wait`
-    /// ns; returns the new `tat` and the wait.
+    /// Admits `n` tokens now with a wait of at most `max_wait` ns; returns
+    /// the wait.
     #[inline]
     fn take(
         &self,
         n: u32,
         max_wait: u64,
         refusal: impl FnOnce(Duration) -> RateError,
-    ) -> Result<(u64, u64), RateError> {
+    ) -> Result<u64, RateError> {
         self.params.check_capacity(n)?;
         let now = self.clock.nanos();
+        Ok(self.admit_at(now, n, max_wait, refusal, |_| 0)?.1)
+    }
+
+    /// The CAS loop at the reading `now`: admits `n` tokens plus `extra`
+    /// more (as many as `extra(next)` says, given the `tat` the admission
+    /// alone would leave) with a wait of at most `max_wait` ns; returns the
+    /// extra tokens taken and the wait.
+    #[inline(always)]
+    fn admit_at(
+        &self,
+        now: u64,
+        n: u32,
+        max_wait: u64,
+        refusal: impl FnOnce(Duration) -> RateError,
+        extra: impl Fn(u64) -> u64,
+    ) -> Result<(u64, u64), RateError> {
         let mut tat = self.tat.load(Relaxed);
         loop {
             match self.params.judge(tat, now, n, max_wait) {
                 Judged::Admit { tat: next, wait } => {
+                    let extra = extra(next);
+                    let next = next + extra * self.params.interval;
                     match self.tat.compare_exchange_weak(tat, next, Relaxed, Relaxed) {
-                        Ok(_) => return Ok((next, wait)),
+                        Ok(_) => return Ok((extra, wait)),
                         Err(actual) => tat = actual,
                     }
                 }
@@ -411,31 +429,20 @@ impl Gcra {
             lease.left.store(0, Relaxed);
             self.give_back(left * self.params.interval);
         }
-        let mut tat = self.tat.load(Relaxed);
-        loop {
-            match self.params.judge(tat, now, n, 0) {
-                Judged::Admit { tat: next, .. } => {
-                    let spare = u64::from(self.params.available(next, now));
-                    let extra = spare
-                        .saturating_sub(self.lease_margin)
-                        .min(u64::from(self.lease) - 1);
-                    let next = next + extra * self.params.interval;
-                    match self.tat.compare_exchange_weak(tat, next, Relaxed, Relaxed) {
-                        Ok(_) => {
-                            lease.at.store(now, Relaxed);
-                            lease.left.store(extra, Relaxed);
-                            return Ok(());
-                        }
-                        Err(actual) => tat = actual,
-                    }
-                }
-                Judged::Refuse { wait } => {
-                    return Err(self.refuse(RateError::Exhausted {
-                        retry_after: Duration::from_nanos(wait),
-                    }));
-                }
-            }
-        }
+        let (extra, _) = self.admit_at(
+            now,
+            n,
+            0,
+            |wait| RateError::Exhausted { retry_after: wait },
+            |next| {
+                u64::from(self.params.available(next, now))
+                    .saturating_sub(self.lease_margin)
+                    .min(u64::from(self.lease) - 1)
+            },
+        )?;
+        lease.at.store(now, Relaxed);
+        lease.left.store(extra, Relaxed);
+        Ok(())
     }
 
     /// Tokens held in leases taken at the reading `now` (the rest are

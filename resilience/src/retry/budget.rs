@@ -42,7 +42,6 @@ use super::RetryConfigError;
 use crate::{
     clock::{Clock, ClockSource},
     divisor::Divisor,
-    limit::CachePadded,
     striped::{self, Row},
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -66,7 +65,7 @@ pub struct RetryBudget {
     /// and store, then one shared row written by `fetch_add`/CAS. Every
     /// call deposits, so this is the per-call write; retries, rare, stay
     /// in one shared word per bucket (a withdrawal must see every other).
-    calls: Box<[CachePadded<Box<[AtomicU64]>>]>,
+    calls: Box<[crate::limit::CachePadded<Box<[AtomicU64]>>]>,
     /// The default clock held by value (inlined reads), or the builder's.
     clock: ClockSource,
     refused: AtomicU64,
@@ -210,9 +209,8 @@ impl RetryBudget {
 fn add(word: &AtomicU64, epoch: u32) {
     let mut cur = word.load(Ordering::Relaxed);
     loop {
-        let tag = (cur >> 32) as u32;
         // The word's epoch is ours or newer: count in it.
-        if tag == epoch || (tag.wrapping_sub(epoch) as i32) > 0 {
+        if counts_for(cur, epoch) {
             word.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -224,12 +222,19 @@ fn add(word: &AtomicU64, epoch: u32) {
     }
 }
 
+/// Whether a writer in `epoch` adds to `word` as it is: the word counts for
+/// that epoch or a newer one (else the writer restarts it).
+#[inline(always)]
+fn counts_for(word: u64, epoch: u32) -> bool {
+    let tag = (word >> 32) as u32;
+    tag == epoch || (tag.wrapping_sub(epoch) as i32) > 0
+}
+
 /// [`add`] for a word only the calling thread writes: a load and a store.
 #[inline]
 fn add_owned(word: &AtomicU64, epoch: u32) {
     let cur = word.load(Ordering::Relaxed);
-    let tag = (cur >> 32) as u32;
-    let next = if tag == epoch || (tag.wrapping_sub(epoch) as i32) > 0 {
+    let next = if counts_for(cur, epoch) {
         cur + 1
     } else {
         (u64::from(epoch) << 32) | 1
@@ -315,9 +320,7 @@ impl RetryBudgetBuilder {
             bucket_nanos: Divisor::new(bucket_nanos),
             bucket_count: Divisor::new(u64::from(self.buckets)),
             buckets: (0..self.buckets).map(|_| Bucket::new()).collect(),
-            calls: (0..=striped::stripe_count())
-                .map(|_| CachePadded((0..self.buckets).map(|_| AtomicU64::new(0)).collect()))
-                .collect(),
+            calls: striped::rows(|| (0..self.buckets).map(|_| AtomicU64::new(0)).collect()),
             clock: self
                 .clock
                 .map_or_else(ClockSource::default, ClockSource::Custom),
