@@ -36,8 +36,9 @@ fn pipeline(c: &mut Criterion) {
         .worker_threads(1)
         .build()
         .expect("a weft runtime");
-    // The timeout: 1 s (weft reads the precise clock for its deadline) and
-    // 5 s (at 2 s and more weft measures on the coarse clock).
+    // The timeout: 1 s (weft's deadline from the TSC scaled from a
+    // per-thread `Instant` anchor) and 5 s (at 2 s and more weft measures
+    // on the coarse clock).
     for (name, timeout) in [
         ("weft_pipeline", Duration::from_secs(1)),
         ("weft_pipeline_5s_timeout", Duration::from_secs(5)),

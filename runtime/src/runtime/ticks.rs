@@ -141,20 +141,20 @@ pub(crate) fn nanos_per_tick() -> f64 {
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     unreachable!("the TSC source is only chosen on x86_64")
 }
 
 /// CPUID leaf 0x8000_0007, EDX bit 8: the TSC runs at a constant rate in
 /// every P-, C- and T-state.
 #[cfg(target_arch = "x86_64")]
-fn invariant_tsc() -> bool {
+pub(crate) fn invariant_tsc() -> bool {
     use core::arch::x86_64::__cpuid;
     // Leaf 0x8000_0000 reports the highest extended leaf, checked before
     // reading 0x8000_0007.
@@ -166,7 +166,7 @@ fn invariant_tsc() -> bool {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn invariant_tsc() -> bool {
+pub(crate) fn invariant_tsc() -> bool {
     false
 }
 

@@ -33,8 +33,10 @@
 //!   `task::Builder::timeout`, `cancel::shield`) of at least
 //!   [`COARSE_MIN`] come from the coarse clock. Such a deadline is never
 //!   earlier than `now + d` (while ticks are at most one late), and at
-//!   most `3 × res + spread` later (≈ 12 ms with 4 ms ticks, 0.6% of 2 s). Shorter timeouts and `sleep` keep the
-//!   precise clock.
+//!   most `3 × res + spread` later (≈ 12 ms with 4 ms ticks, 0.6% of 2 s). Shorter timeouts and `sleep` take theirs
+//!   from `tsc`: the TSC scaled from a per-thread `Instant` anchor, never
+//!   early and at most a few µs late (or `Instant::now()` where the TSC
+//!   is not used).
 //! - [`certainly_before`]: a sleep's first poll, and a checkpoint in a
 //!   scope with a deadline, skip the precise read when the coarse one
 //!   already proves the deadline is ahead.
@@ -164,7 +166,7 @@ pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
             return base.instant.checked_add(Duration::from_nanos(offset));
         }
     }
-    Instant::now().checked_add(duration)
+    super::tsc::now_plus(duration)
 }
 
 /// The coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux): time
@@ -319,7 +321,8 @@ mod tests {
         let before = Instant::now();
         let deadline = deadline_after(d).unwrap();
         let after = Instant::now();
-        assert!(deadline >= before + d && deadline <= after + d);
+        assert!(deadline >= before + d, "never early");
+        assert!(deadline <= after + d + super::super::tsc::SLACK + Duration::from_micros(20));
         assert_eq!(deadline_after(Duration::MAX), None);
     }
 

@@ -22,13 +22,16 @@
 //!   slab key is never reused while its `Sleep` lives.
 //! - Wakers are woken outside every shard lock.
 //! - Timeouts of 2 s or more take their deadline from the coarse clock
-//!   (`clock`): never early, at most two kernel ticks late.
+//!   (`clock`): never early, at most two kernel ticks late. Shorter ones
+//!   and sleeps take it from the TSC (`tsc`): never early, at most ≈ 4 µs
+//!   late.
 
 mod clock;
 pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
+mod tsc;
 mod wheel;
 
 pub use self::clock::{coarse_now, coarse_now_nanos, coarse_resolution};
