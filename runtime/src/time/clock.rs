@@ -33,10 +33,10 @@
 //!   `task::Builder::timeout`, `cancel::shield`) of at least
 //!   [`COARSE_MIN`] come from the coarse clock. Such a deadline is never
 //!   earlier than `now + d` (while ticks are at most one late), and at
-//!   most `3 × res + spread` later (≈ 12 ms with 4 ms ticks, 0.6% of 2 s). Shorter timeouts and `sleep` take theirs
-//!   from `tsc`: the TSC scaled from a per-thread `Instant` anchor, never
-//!   early and at most a few µs late (or `Instant::now()` where the TSC
-//!   is not used).
+//!   most `3 × res + spread` later (≈ 12 ms with 4 ms ticks, 0.6% of 2 s). Timeouts from [`TSC_MIN`] (1 ms) up take
+//!   theirs from `tsc`: the TSC scaled from a per-thread `Instant` anchor,
+//!   never early and at most a few µs late (or `Instant::now()` where the
+//!   TSC is not used). Shorter timeouts and `sleep` read `Instant::now()`.
 //! - [`certainly_before`]: a sleep's first poll, and a checkpoint in a
 //!   scope with a deadline, skip the precise read when the coarse one
 //!   already proves the deadline is ahead.
@@ -51,6 +51,13 @@ use std::{
 
 /// Timeouts at least this long take their deadline from the coarse clock.
 pub(crate) const COARSE_MIN: Duration = Duration::from_secs(2);
+
+/// Timeouts at least this long (and shorter than [`COARSE_MIN`]) take
+/// their deadline from the TSC (`tsc.rs`), up to its few µs of slack late:
+/// under 0.4% of such a timeout, and below the wheel's 1 ms tick. Shorter
+/// ones, down to `timeout(Duration::ZERO, ..)`, read `Instant::now()`, so
+/// a zero timeout has passed at its first poll.
+pub(crate) const TSC_MIN: Duration = Duration::from_millis(1);
 
 /// A coarse clock coarser than this is not used.
 const MAX_RESOLUTION: Duration = Duration::from_millis(10);
@@ -166,7 +173,10 @@ pub(crate) fn deadline_after(duration: Duration) -> Option<Instant> {
             return base.instant.checked_add(Duration::from_nanos(offset));
         }
     }
-    super::tsc::now_plus(duration)
+    if duration >= TSC_MIN {
+        return super::tsc::now_plus(duration);
+    }
+    Instant::now().checked_add(duration)
 }
 
 /// The coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on Linux): time
@@ -317,6 +327,14 @@ mod tests {
 
     #[test]
     fn near_deadlines_use_the_precise_clock() {
+        // Under `TSC_MIN`: exactly `Instant::now() + d`, so a zero
+        // timeout has passed at once.
+        for d in [Duration::ZERO, Duration::from_micros(999)] {
+            let before = Instant::now();
+            let deadline = deadline_after(d).unwrap();
+            let after = Instant::now();
+            assert!(deadline >= before + d && deadline <= after + d, "{d:?}");
+        }
         let d = Duration::from_millis(5);
         let before = Instant::now();
         let deadline = deadline_after(d).unwrap();

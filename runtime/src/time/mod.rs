@@ -22,9 +22,9 @@
 //!   slab key is never reused while its `Sleep` lives.
 //! - Wakers are woken outside every shard lock.
 //! - Timeouts of 2 s or more take their deadline from the coarse clock
-//!   (`clock`): never early, at most two kernel ticks late. Shorter ones
-//!   and sleeps take it from the TSC (`tsc`): never early, at most ≈ 4 µs
-//!   late.
+//!   (`clock`): never early, at most two kernel ticks late. Those from
+//!   1 ms up take it from the TSC (`tsc`): never early, at most ≈ 4 µs
+//!   late. Shorter ones and sleeps read `Instant::now()`.
 
 mod clock;
 pub(crate) mod driver;

@@ -1,8 +1,8 @@
 //! Precise readings that are never before the true now, from the CPU's
 //! time-stamp counter, for the deadlines of short timeouts.
 //!
-//! A timeout shorter than `clock::COARSE_MIN` needs `now + d` to within a
-//! few µs, and the coarse clock is up to 12 ms off. `Instant::now()` is
+//! A timeout from `clock::TSC_MIN` (1 ms) to `clock::COARSE_MIN` (2 s)
+//! needs `now + d` to within a few µs, and the coarse clock is up to 12 ms off. `Instant::now()` is
 //! exact but costs 20–50 ns on the VMs weft is benchmarked on (the vDSO
 //! reads the TSC, then scales it under a sequence lock); `rdtsc` alone
 //! costs 9–20 ns. A pipeline of resilience policies with a 1 s timeout
