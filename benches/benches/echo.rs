@@ -909,8 +909,20 @@ impl Summary {
             println!();
             println!("Skewed load, weft and tokio against monoio (thread-per-core):");
             println!();
-            println!("| workload | server | req/s ÷ monoio | p99 ÷ monoio |");
-            println!("|---|---|---:|---:|");
+            // How busy the whole process (client and server) kept the
+            // machine's cores during monoio's batches: a runtime can beat
+            // monoio's req/s by more than `1 / busy` only by spending less
+            // CPU per request (client and server together) than monoio.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            // And the most any server could reach with this client: the
+            // cores divided by what a request costs at the least, the
+            // client's CPU per request (the same blocking client for every
+            // server) plus the heavy requests' spin averaged over all.
+            let spin = SKEW_WORK.as_secs_f64() * SKEW_HEAVY as f64 / SKEW_CONNS as f64;
+            println!(
+                "| workload | server | req/s ÷ monoio | p99 ÷ monoio | monoio's cores busy | req/s bound ÷ monoio at monoio's CPU/req | client CPU/req (µs) | ceiling ÷ monoio, a server costing only the spin |"
+            );
+            println!("|---|---|---:|---:|---:|---:|---:|---:|");
             for row in skewed {
                 let Some(monoio) = self
                     .rows
@@ -920,13 +932,20 @@ impl Summary {
                     continue;
                 };
                 let (t, m) = (&row.total, &monoio.total);
+                let busy = m.process_cpu.as_secs_f64() / (m.wall.as_secs_f64() * cores);
+                let client = t.client_cpu.as_secs_f64() / t.requests.max(1) as f64;
+                let ceiling = cores / (client + spin);
                 println!(
-                    "| {} | {} | {:.2} | {:.2} |",
+                    "| {} | {} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.1} | {:.2} |",
                     row.workload,
                     row.server.name(),
                     t.requests_per_sec() / m.requests_per_sec(),
                     t.latencies.quantile(0.99).as_secs_f64()
                         / m.latencies.quantile(0.99).as_secs_f64(),
+                    busy * 100.0,
+                    1.0 / busy,
+                    client * 1e6,
+                    ceiling / m.requests_per_sec(),
                 );
             }
         }
