@@ -29,6 +29,12 @@
 //! `SLACK` plus one `Instant` read after it. A timeout's wheel timer rounds
 //! its deadline up to the next millisecond anyway.
 //!
+//! Each new anchor also checks the thread's previous one: if that one
+//! predicts the new reading earlier than the truth by more than twice the
+//! slack (the span may be two periods), the counter no longer runs at the
+//! measured rate, and no thread takes an anchor again: everything is back
+//! on `Instant::now()` within one period.
+//!
 //! # When it is used
 //! On x86_64 when CPUID says the TSC is invariant and the kernel's own
 //! clocksource is `tsc` (so the kernel has found the counters in step
@@ -37,7 +43,10 @@
 
 use std::{
     cell::Cell,
-    sync::OnceLock,
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -111,6 +120,10 @@ static START: OnceLock<Option<Pair>> = OnceLock::new();
 
 /// Set once the rate has been measured.
 static RATE: OnceLock<Rate> = OnceLock::new();
+
+/// Cleared for good when a new anchor shows that an old one's estimates
+/// ran early by more than the slack (see [`contradicts`]).
+static TRUSTED: AtomicBool = AtomicBool::new(true);
 
 thread_local! {
     /// This thread's anchor; a `tsc` of 0 is "none yet" (every reading is
@@ -206,14 +219,43 @@ fn reanchor() -> Instant {
             None => return pair.instant,
         },
     };
-    if let Some(since) = pair.instant.checked_duration_since(rate.origin) {
-        // The `Instant` was read after `before`: the anchor errs late.
-        ANCHOR.set(Anchor {
-            tsc: pair.before,
-            nanos: since.as_nanos() as u64,
-        });
+    if !TRUSTED.load(Relaxed) {
+        return pair.instant;
     }
+    let Some(since) = pair.instant.checked_duration_since(rate.origin) else {
+        return pair.instant;
+    };
+    let anchor = Anchor {
+        // The `Instant` was read after `before`: the anchor errs late.
+        tsc: pair.before,
+        nanos: since.as_nanos() as u64,
+    };
+    if contradicts(rate, ANCHOR.get(), anchor, pair.after - pair.before) {
+        // The counter no longer runs at the measured rate (a VM moved to
+        // another host, a kernel that stopped trusting it): no new anchors
+        // anywhere, so every thread is back on `Instant` within a period.
+        TRUSTED.store(false, Relaxed);
+        ANCHOR.set(Anchor { tsc: 0, nanos: 0 });
+        return pair.instant;
+    }
+    ANCHOR.set(anchor);
     pair.instant
+}
+
+/// True if `old` (taken at most two periods before `new`) predicted the
+/// time of `new` earlier than the truth by more than the slack allows over
+/// that span: the estimates it served may have been early. `bracket` is
+/// the width of `new`'s pair in ticks: the true time at `new.tsc` is at
+/// least `new.nanos` minus it.
+fn contradicts(rate: &Rate, old: Anchor, new: Anchor, bracket: u64) -> bool {
+    let delta = new.tsc.wrapping_sub(old.tsc);
+    if old.tsc == 0 || delta == 0 || delta > 2 * rate.period_ticks {
+        return false;
+    }
+    let scale = |ticks: u64| ((u128::from(ticks) * u128::from(rate.mult)) >> 32) as u64;
+    let predicted = old.nanos + scale(delta);
+    let earliest = new.nanos.saturating_sub(scale(bracket));
+    predicted + 2 * (SLACK.as_nanos() as u64) < earliest
 }
 
 #[cfg(test)]
@@ -246,6 +288,41 @@ mod tests {
         // A thread with no anchor yet.
         let none = Anchor { tsc: 0, nanos: 0 };
         assert_eq!(estimate(&rate, none, u64::MAX / 2), None);
+    }
+
+    #[test]
+    fn an_anchor_that_ran_early_is_caught() {
+        let rate = rate();
+        let old = Anchor {
+            tsc: 1_000_000,
+            nanos: 7_000,
+        };
+        // 1 ms later by the counter (2 M ticks at 0.5 ns).
+        let at = |nanos| Anchor {
+            tsc: 2_000_000 + 1_000_000,
+            nanos,
+        };
+        // The prediction, 1_007_000 ns: consistent, and late is harmless.
+        assert!(!contradicts(&rate, old, at(1_007_000), 100));
+        assert!(!contradicts(&rate, old, at(900_000), 100));
+        // Early by up to twice the slack (plus the bracket): tolerated.
+        assert!(!contradicts(&rate, old, at(1_015_000), 100));
+        assert!(!contradicts(&rate, old, at(1_015_050), 100));
+        // Early by more: the counter's rate changed.
+        assert!(contradicts(&rate, old, at(1_015_051), 100));
+        assert!(contradicts(&rate, old, at(1_100_000), 100));
+        // Not judged: no old anchor, or one more than two periods back.
+        assert!(!contradicts(
+            &rate,
+            Anchor { tsc: 0, nanos: 0 },
+            at(9_000_000),
+            100
+        ));
+        let far = Anchor {
+            tsc: old.tsc + 4_000_001,
+            nanos: 9_000_000,
+        };
+        assert!(!contradicts(&rate, old, far, 100));
     }
 
     #[test]
@@ -305,6 +382,8 @@ mod tests {
         if usable() {
             // By now the 20 ms baseline has passed: the TSC path is in use.
             assert!(RATE.get().is_some(), "the rate was never measured");
+            // And no anchor contradicted an earlier one on a sound counter.
+            assert!(TRUSTED.load(Relaxed), "the TSC path turned itself off");
         }
     }
 
