@@ -531,3 +531,125 @@ fn every_spawn_function_records_its_callers_location() {
     assert_eq!(seen, expected, "(task id, spawn line) per spawn function");
     assert_no_live_tasks(&rt);
 }
+
+/// Pins the calling thread to CPU 0.
+#[cfg(target_os = "linux")]
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed `cpu_set_t` is the empty set; CPU_SET and
+    // sched_setaffinity (0: the calling thread) only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// This thread's CPU time.
+#[cfg(target_os = "linux")]
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A worker preempted in the middle of a short poll is not stuck. The
+/// worker, at nice 5, shares CPU 0 with three spinning threads at nice 0,
+/// so a poll that computes for 3 ms of its own CPU time takes 15 ms or
+/// more of wall time, past the 10 ms threshold: it is not reported (judging by the wall
+/// clock alone, it was, every time). On the same worker a poll blocked in
+/// a 60 ms sleep, which is not waiting for a CPU, still is. Linux only
+/// (the kernel's per-thread `schedstat`).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_preempted_inside_a_short_poll_is_not_reported() {
+    let _serial = common::net::serial();
+    const THRESHOLD: Duration = Duration::from_millis(10);
+    const COMPUTE: Duration = Duration::from_millis(3);
+    if std::fs::read_to_string("/proc/thread-self/schedstat").is_err()
+        || thread::available_parallelism().map_or(1, |n| n.get()) < 2
+    {
+        eprintln!("skipped: no schedstat, or one CPU (the monitor needs the other)");
+        return;
+    }
+    let reports = Arc::new(Mutex::new(Vec::<StuckPoll>::new()));
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .stuck_poll_threshold(THRESHOLD)
+        .on_stuck_poll({
+            let reports = reports.clone();
+            move |stuck| reports.lock().unwrap().push(stuck.clone())
+        })
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                pin_to_cpu0();
+                let deadline = Instant::now() + common::LIMIT;
+                while !stop.load(SeqCst) && Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut walls = Vec::new();
+    for _ in 0..8 {
+        let wall = block_on_bounded(&rt, async {
+            weft::spawn(async {
+                pin_to_cpu0();
+                // SAFETY: plain syscalls on this thread (its kernel id).
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 5);
+                }
+                let (start, cpu) = (Instant::now(), thread_cpu());
+                while thread_cpu() - cpu < COMPUTE {
+                    std::hint::spin_loop();
+                }
+                start.elapsed()
+            })
+            .await
+            .unwrap()
+        });
+        walls.push(wall);
+        let reported = reports.lock().unwrap().clone();
+        assert!(
+            reported.is_empty(),
+            "a poll of {COMPUTE:?} CPU over {wall:?} of wall time was reported: {}",
+            reported[0]
+        );
+    }
+    // The control: a poll blocked in a sleep is reported, preempted or not.
+    block_on_bounded(&rt, async {
+        weft::spawn(async { thread::sleep(THRESHOLD * 6) })
+            .await
+            .unwrap()
+    });
+    stop.store(true, SeqCst);
+    for hog in hogs {
+        hog.join().unwrap();
+    }
+    let conclusive = walls.iter().filter(|w| **w >= THRESHOLD * 3 / 2).count();
+    assert!(
+        conclusive >= 2,
+        "only {conclusive} of the polls took 1.5 thresholds of wall time ({walls:?}): \
+         CPU 0 was not contended"
+    );
+    assert_eq!(
+        reports.lock().unwrap().len(),
+        1,
+        "the blocked poll is reported"
+    );
+    assert_no_live_tasks(&rt);
+}
