@@ -549,6 +549,26 @@ fn pin_to_cpu0() {
     }
 }
 
+/// CPU time of this process's threads named `name`, from their
+/// `schedstat` (nanoseconds on a CPU).
+#[cfg(target_os = "linux")]
+fn named_threads_cpu(name: &str) -> Duration {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let dir = entry.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|cpu| cpu.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
 /// This thread's CPU time.
 #[cfg(target_os = "linux")]
 fn thread_cpu() -> Duration {
@@ -605,6 +625,7 @@ fn a_worker_preempted_inside_a_short_poll_is_not_reported() {
         })
         .collect();
     let mut walls = Vec::new();
+    let (monitor_before, started) = (named_threads_cpu("weft-monitor"), Instant::now());
     for _ in 0..8 {
         let wall = block_on_bounded(&rt, async {
             weft::spawn(async {
@@ -630,6 +651,15 @@ fn a_worker_preempted_inside_a_short_poll_is_not_reported() {
             reported[0]
         );
     }
+    // While it judged those polls, the monitor slept between samples
+    // (it asks the kernel about a preempted poll at most every few
+    // hundred µs), rather than spinning on the threshold.
+    let monitor_cpu = named_threads_cpu("weft-monitor") - monitor_before;
+    assert!(
+        monitor_cpu < started.elapsed() / 5,
+        "the monitor used {monitor_cpu:?} of CPU in {:?}",
+        started.elapsed()
+    );
     // The control: a poll blocked in a sleep is reported, preempted or not.
     block_on_bounded(&rt, async {
         weft::spawn(async { thread::sleep(THRESHOLD * 6) })

@@ -538,7 +538,13 @@ fn sample(
     Verdict {
         long: true,
         stuck,
-        due: (!stuck).then(|| now + (threshold - ran)),
+        // The earliest the poll can cross the threshold, but no sooner
+        // than a tenth of it: a preempted thread's time (`inside_poll`)
+        // can stay just short of the threshold while the wall clock runs
+        // on, and waking for the remainder alone then turned the monitor
+        // into a loop of `/proc` reads (CI's ASan run saw 137 ms of CPU in
+        // 300 ms of an idle test).
+        due: (!stuck).then(|| now + (threshold - ran).max(threshold / 10).max(SHORT_INTERVAL)),
     }
 }
 
