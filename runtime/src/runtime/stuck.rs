@@ -42,11 +42,7 @@ impl StuckPoll {
     /// How long the poll has been running when reported: a lower bound,
     /// at most one monitor sampling interval (at most half the threshold)
     /// below the true time, as the monitor samples the workers' poll
-    /// counters instead of reading a clock on every poll. On Linux the
-    /// time the worker's thread spent waiting for a CPU (preempted by
-    /// other threads, not blocked in the poll) after the monitor first
-    /// found the poll long is left out, so a poll is not reported for
-    /// being descheduled on a busy machine.
+    /// counters instead of reading a clock on every poll.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }

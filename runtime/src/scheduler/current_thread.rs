@@ -311,7 +311,6 @@ fn run_until<F: Future>(
     woken: &WakeFlag,
     cx: &mut Context<'_>,
 ) -> Option<F::Output> {
-    core.set_thread();
     loop {
         if woken.take() {
             if let Poll::Ready(out) = coop::with_budget(|| future.as_mut().poll(cx)) {

@@ -24,11 +24,6 @@
 //!    void as soon as `poll_seq` moves on (the poll returned), so the owner
 //!    never races a thief on the slot for longer than it takes to see that.
 //!    The slot itself is safe to race at any time (every take is a swap).
-//!    Time the worker's thread spent waiting for a CPU (preempted, on a
-//!    machine with more busy threads than CPUs) after a sample first found
-//!    the poll long does not count (`inside_poll`: the kernel's
-//!    per-thread `schedstat` and `status`, read only for such polls), so steps 3 and 4
-//!    see polls that run or block, not threads that wait their turn.
 //! 3. Past `Builder::stuck_poll_threshold` the poll is reported once,
 //!    while it is still running: task id, name, spawn location and time
 //!    so far go to the hook (`Builder::on_stuck_poll`, default: a line on
@@ -133,12 +128,6 @@ struct Cold {
     stuck_polls: AtomicU64,
     /// Relief workers only: stop after the current poll.
     retire: AtomicBool,
-    /// The kernel thread id of the thread running this worker (0 before
-    /// it starts, or off Linux): where the monitor reads how long that
-    /// thread waited for a CPU ([`inside_poll`]). A std atomic, not the
-    /// facade's: a hint for `/proc` reads that orders nothing, kept out of
-    /// the loom and shuttle models' state.
-    tid: std::sync::atomic::AtomicI32,
 }
 
 impl WorkerWatch {
@@ -153,29 +142,8 @@ impl WorkerWatch {
                 stalled_seq: AtomicU64::new(0),
                 stuck_polls: AtomicU64::new(0),
                 retire: AtomicBool::new(false),
-                tid: std::sync::atomic::AtomicI32::new(0),
             },
         }
-    }
-
-    /// Records the calling thread as the one running this worker (at the
-    /// start of its loop, or when a current-thread core moves to the
-    /// thread of a new `block_on`).
-    pub(crate) fn set_thread(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: `gettid` has no preconditions and cannot fail.
-            let tid = unsafe { libc::gettid() };
-            if self.cold.tid.load(Relaxed) != tid {
-                self.cold.tid.store(tid, Relaxed);
-            }
-        }
-    }
-
-    /// What the kernel says of the worker's thread; `None` where that is
-    /// not known.
-    fn thread_times(&self) -> Option<ThreadTimes> {
-        thread_times(self.cold.tid.load(Relaxed))
     }
 
     /// The worker's LIFO slot.
@@ -351,10 +319,6 @@ struct Sample {
     seen_at: Option<Instant>,
     /// The last `seq` reported as stuck.
     reported: u64,
-    /// The worker thread's times when a sample first found this poll long
-    /// (it had outlasted a sample), and the wall time then: the base of
-    /// [`inside_poll`].
-    base: Option<(ThreadTimes, Duration)>,
 }
 
 /// What one sample found on one worker.
@@ -511,14 +475,13 @@ fn sample(
         // Outside a poll, or in a poll that began since the last sample.
         s.seq = seq;
         s.seen_at = Some(now);
-        s.base = None;
         if watch.cold.stalled_seq.load(Relaxed) != 0 {
             watch.cold.stalled_seq.store(0, Relaxed);
         }
         return Verdict::default();
     };
+    let ran = now.saturating_duration_since(seen_at);
     let threshold = shared.monitor.config.threshold;
-    let ran = inside_poll(watch, s, now.saturating_duration_since(seen_at), threshold);
     let stuck = ran >= threshold;
     let behind = queued || watch.hot.lifo.is_occupied();
     if (behind || stuck) && watch.cold.stalled_seq.load(Relaxed) != seq {
@@ -538,101 +501,8 @@ fn sample(
     Verdict {
         long: true,
         stuck,
-        // The earliest the poll can cross the threshold, but no sooner
-        // than a tenth of it: a preempted thread's time (`inside_poll`)
-        // can stay just short of the threshold while the wall clock runs
-        // on, and waking for the remainder alone then turned the monitor
-        // into a loop of `/proc` reads (CI's ASan run saw 137 ms of CPU in
-        // 300 ms of an idle test).
-        due: (!stuck).then(|| now + (threshold - ran).max(threshold / 10).max(SHORT_INTERVAL)),
+        due: (!stuck).then(|| seen_at + threshold),
     }
-}
-
-/// How long the worker has been inside the poll `s` samples, given the
-/// wall time since a sample first saw it, leaving out the time its thread
-/// waited for a CPU. On a machine with more busy threads than CPUs, a
-/// worker preempted in the middle of a short poll is not stuck: reporting
-/// it (or starting a relief worker, which only adds a thread to the queue
-/// for the same CPUs) would be wrong. A thread blocked in a syscall inside
-/// the poll is not waiting for a CPU, so that time counts.
-///
-/// The kernel is asked (`/proc` reads, on the monitor thread) only about
-/// polls that outlast a sample: once when one is first found long, for a
-/// base, and then at each sample once the wall time alone has reached the
-/// threshold. Since the base:
-/// - a thread asleep now is blocked in the poll: the wall time counts;
-/// - a thread that has not blocked at all (no voluntary context switch)
-///   was running or waiting for a CPU: only its CPU time counts;
-/// - otherwise the wall time less its run-queue waits (the kernel adds a
-///   wait when it ends, so one under way still counts: this errs towards
-///   reporting).
-///
-/// Time before the base counts whole (at most one sampling interval).
-fn inside_poll(
-    watch: &WorkerWatch,
-    s: &mut Sample,
-    wall: Duration,
-    threshold: Duration,
-) -> Duration {
-    let Some((base, base_wall)) = s.base else {
-        s.base = watch.thread_times().map(|t| (t, wall));
-        return wall;
-    };
-    if wall < threshold {
-        return wall;
-    }
-    let Some(now) = watch.thread_times() else {
-        return wall;
-    };
-    if now.blocked {
-        wall
-    } else if now.voluntary == base.voluntary {
-        base_wall + Duration::from_nanos(now.cpu.saturating_sub(base.cpu))
-    } else {
-        wall.saturating_sub(Duration::from_nanos(now.waited.saturating_sub(base.waited)))
-    }
-}
-
-/// What the kernel says of one thread (see [`inside_poll`]).
-#[derive(Clone, Copy, Debug)]
-struct ThreadTimes {
-    /// Time on a CPU, in nanoseconds (`schedstat`).
-    cpu: u64,
-    /// Time waiting on a run queue, in nanoseconds, waits under way not
-    /// included (`schedstat`).
-    waited: u64,
-    /// Voluntary context switches: times it blocked (`status`).
-    voluntary: u64,
-    /// Asleep now, interruptibly or not (`status`: `S` or `D`).
-    blocked: bool,
-}
-
-/// [`ThreadTimes`] of thread `tid` of this process, from
-/// `/proc/self/task/<tid>/{schedstat,status}`.
-fn thread_times(tid: i32) -> Option<ThreadTimes> {
-    if tid == 0 {
-        return None;
-    }
-    let dir = format!("/proc/self/task/{tid}");
-    let schedstat = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
-    let mut fields = schedstat.split_whitespace();
-    let cpu = fields.next()?.parse().ok()?;
-    let waited = fields.next()?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(str::trim)
-    };
-    let voluntary = field("voluntary_ctxt_switches:")?.parse().ok()?;
-    let blocked = matches!(field("State:")?.chars().next(), Some('S' | 'D'));
-    Some(ThreadTimes {
-        cpu,
-        waited,
-        voluntary,
-        blocked,
-    })
 }
 
 /// Reports the stuck poll `seq` of `watch`'s worker, if it is still
@@ -722,7 +592,6 @@ fn start_relief(shared: &Arc<Shared>) {
 
 /// The body of a relief worker.
 fn run_relief(handle: &Handle, watch: &WorkerWatch) {
-    watch.set_thread();
     let _enter = context::enter(handle.clone());
     let shared = &*handle.shared;
     let parker = Parker::new();

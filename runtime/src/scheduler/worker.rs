@@ -203,14 +203,6 @@ impl WorkerCtx {
         self.handle_credits.set(credits);
     }
 
-    /// Records the calling thread as this core's (a current-thread core
-    /// runs on the thread of each `block_on`), for the monitor.
-    pub(crate) fn set_thread(&self) {
-        if self.watched {
-            self.watch.set_thread();
-        }
-    }
-
     pub(crate) fn io(&self) -> &RefCell<WorkerIo> {
         &self.io
     }
@@ -274,7 +266,6 @@ impl WorkerCtx {
 
     /// The run loop. Returns at shutdown.
     pub(crate) fn run(&self) {
-        self.watch.set_thread();
         let config = self.shared().config;
         loop {
             if self.shared().shutdown.load(Acquire) {
@@ -829,7 +820,6 @@ impl WorkerCtx {
     /// and parks outside the idle accounting. At the end, the worker's own
     /// `spawn_local` tasks are shut down here, on their thread.
     pub(crate) fn run_pinned(&self) {
-        self.watch.set_thread();
         let config = self.shared().config;
         loop {
             if self.shared().shutdown.load(Acquire) {
