@@ -138,6 +138,10 @@ impl Runtime {
             // The rate of the histograms' clock is measured from here.
             ticks::init();
         }
+        // Whether timeout deadlines may come from the TSC: decided here,
+        // where opening a `/sys` file is part of building the runtime,
+        // rather than on the first timeout (inside some task).
+        crate::time::init_tsc();
         let (locals, stealers): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| scheduler::queue::new::<crate::task::Notified>())
             .unzip();

@@ -35,7 +35,9 @@ mod tsc;
 mod wheel;
 
 pub use self::clock::{coarse_now, coarse_now_nanos, coarse_resolution};
-pub(crate) use self::{clock::certainly_before, sleep::timeout_deadline_after};
+pub(crate) use self::{
+    clock::certainly_before, sleep::timeout_deadline_after, tsc::init as init_tsc,
+};
 pub use self::{
     interval::{interval, interval_at, Interval, MissedTickBehavior},
     sleep::{sleep, sleep_until, Sleep},

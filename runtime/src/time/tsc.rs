@@ -200,11 +200,24 @@ pub(crate) fn now_plus(after: Duration) -> Option<Instant> {
     reanchor().checked_add(after)
 }
 
+/// Decides whether the TSC may be used (CPUID and the kernel's
+/// clocksource, read from `/sys`) and takes the first clock pair. Called
+/// when a runtime is built, so that the one file read happens there and
+/// not in the middle of a task (where a test or a user counting open fds
+/// could see it); later calls do nothing.
+pub(crate) fn init() {
+    start();
+}
+
+fn start() -> &'static Option<Pair> {
+    START.get_or_init(|| usable().then(Pair::take).flatten())
+}
+
 /// `Instant::now()`, taking a new anchor for this thread (or measuring the
 /// rate first, when it is not yet known).
 #[cold]
 fn reanchor() -> Instant {
-    let Some(start) = START.get_or_init(|| usable().then(Pair::take).flatten()) else {
+    let Some(start) = start() else {
         return Instant::now();
     };
     let Some(pair) = Pair::take() else {
