@@ -63,6 +63,22 @@ fn closed_admission_touches_no_shared_counter() {
 }
 
 #[test]
+fn a_ticket_is_two_words_and_keeps_every_reading_apart_from_untimed() {
+    assert_eq!(std::mem::size_of::<permit::Ticket>(), 16);
+    let untimed = permit::Ticket::new(7, None);
+    assert_eq!((untimed.generation(), untimed.started()), (7, None));
+    for at in [0, 1, 4_000_000, u64::MAX - 1] {
+        assert_eq!(permit::Ticket::new(3, Some(at)).started(), Some(at));
+    }
+    // The one reading that would collide with "untimed" (a clock saturated
+    // after 584 years) is kept one short of it, still timed.
+    assert_eq!(
+        permit::Ticket::new(3, Some(u64::MAX)).started(),
+        Some(u64::MAX - 1)
+    );
+}
+
+#[test]
 fn the_state_word_and_the_window_do_not_share_a_cache_line() {
     let (breaker, _) = breaker(Config::builder());
     let state = &breaker.state as *const _ as usize;
