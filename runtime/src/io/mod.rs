@@ -396,13 +396,28 @@ pub(crate) fn cancel_quiet(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Co
 }
 
 /// Registers `fd` with an epoll driver of the current runtime: the calling
-/// worker's, or one picked round-robin from other threads.
+/// worker's, or the first worker's from any other thread (a `block_on`
+/// accept loop, a connect made before the first spawn).
+///
+/// A socket's readiness stays with the poll it is registered with, and
+/// io consolidation, which moves an io_uring connection to a lower
+/// worker's ring, cannot move it. Spread round-robin, the connections a
+/// `block_on` loop accepted were split between the workers' polls, so a
+/// burst of requests woke every worker and the higher one handed its
+/// tasks down with one more wake each: hyper's hello server under
+/// `wrk -t1 -c50` made 0.29 context switches per request (tokio 0.06–0.14),
+/// p99 3.4 ms. On one poll, as on tokio's one epoll, the first worker runs
+/// what a wait returns and wakes a peer only for a backlog
+/// (`AFFINITY_BACKLOG`): 0.03 per request, p99 0.4 ms, 1.4× the requests
+/// per second (docs/BENCHMARKS.md, 2026-12-04). The price: while the first
+/// worker is stuck in a poll, readiness of these sockets waits for it (a
+/// task already woken is still taken by the others).
 pub(crate) fn register_epoll(fd: std::os::fd::RawFd) -> io::Result<epoll::Registration> {
     let handle = current_handle()?;
     let remotes = &handle.shared.remotes;
     let index = context::with_worker(|w| match w {
         Some(w) if w.belongs_to(&handle.shared) => w.index(),
-        _ => NEXT_REMOTE.fetch_add(1, Relaxed) % remotes.len(),
+        _ => 0,
     });
     match &remotes[index].io {
         RemoteIo::Epoll(remote) => remote.register(fd),
