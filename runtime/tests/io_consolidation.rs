@@ -5,7 +5,9 @@
 //! `io_handoffs` counts the tasks handed over. Under epoll a socket's
 //! readiness stays with the poller of the worker that accepted it, so the
 //! connections of one accept loop wake one worker already (no hand-off
-//! needed); the test checks the outcome on both drivers. Without the
+//! needed); the test checks the outcome on both drivers. Sockets made off
+//! the workers (a `block_on` accept loop) all register with the first
+//! worker's poll, which the epoll test below checks. Without the
 //! hand-off, the io_uring runs split the polls about evenly (when the
 //! placers did spread the connections; a loaded machine may let one worker
 //! steal them all first, and then there is nothing to gather).
@@ -23,6 +25,65 @@ use common::net::{echo, listener, on_each_driver, NetRt};
 use weft::io::Driver;
 
 on_each_driver!(light_load_gathers_connections_on_one_worker);
+
+/// Under epoll a socket's readiness stays with the poll it was registered
+/// with. Sockets made off the workers (a `block_on` accept loop) all go to
+/// the first worker's poll, so one worker is woken per burst, not both
+/// (docs/IO.md, "Io consolidation"). The echo tasks are accepted and
+/// spawned by `block_on`; registered round-robin, as before 2026-12-04,
+/// each worker's poll dispatched half the events here (600 and 600).
+#[test]
+fn epoll_sockets_made_off_the_workers_share_the_first_workers_poll() {
+    let t = NetRt::new(Driver::Epoll);
+    let (listener, addr) = t.block_on(listener());
+    let connected = Arc::new(Barrier::new(CONNS));
+    let window = Arc::new(Barrier::new(CONNS + 1));
+    let clients: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let (connected, window) = (connected.clone(), window.clone());
+            std::thread::spawn(move || client(addr, connected, window))
+        })
+        .collect();
+    let echoes = t.block_on(async move {
+        let mut echoes = Vec::new();
+        for _ in 0..CONNS {
+            let (stream, _) = listener.accept().await.expect("accept");
+            echoes.push(weft::spawn(echo(stream, 1 << 20)));
+        }
+        echoes
+    });
+    let completions = |rt: &weft::Runtime| -> Vec<u64> {
+        rt.metrics()
+            .worker
+            .iter()
+            .map(|w| w.io_completions)
+            .collect()
+    };
+    window.wait();
+    let before = completions(&t.rt);
+    window.wait();
+    window.wait();
+    let after = completions(&t.rt);
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    for echo in echoes {
+        t.block_on(echo).expect("the echo task");
+    }
+    // Readiness events each worker's poll dispatched in the window.
+    let per_worker: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let total: u64 = per_worker.iter().sum();
+    assert!(
+        total >= (CONNS * MEASURED_ROUNDS) as u64,
+        "every measured request was a readiness event: {per_worker:?}"
+    );
+    assert_eq!(
+        per_worker[1..].iter().sum::<u64>(),
+        0,
+        "only the first worker's poll sees these sockets: {per_worker:?}"
+    );
+    t.finish();
+}
 
 const CONNS: usize = 8;
 /// Requests per connection before the measured window, and in it.
