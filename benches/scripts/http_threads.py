@@ -11,7 +11,7 @@ involuntary ones.
     cargo build --release -p weft-benches --bin http_hello
     python3 benches/scripts/http_threads.py RUNTIME [CONNS [SECS]]
 
-RUNTIME is one of http_hello's (weft-uring, weft-epoll, weft-serve,
+RUNTIME is one of http_hello's (weft-uring, weft-epoll, weft-serve, weft-tpc,
 tokio); CONNS defaults to 50, SECS to 4. Set HTTP_HELLO to measure
 another build of the server (an A/B of two builds, interleaved by hand).
 CPU times come in clock ticks (10 ms at CONFIG_HZ 250), so one run's

@@ -5,7 +5,9 @@
 //! the receiver's waker; a receiver drop racing a send drops the value
 //! exactly once; a receive cancelled through its scope while a send lands
 //! takes nothing; a waiting sender cancelled while the receiver frees a
-//! slot either sends or hands the slot back.
+//! slot either sends or hands the slot back; a receive racing a sender on
+//! its way into the queue never strands the permit it returns (the
+//! receiver's `returned` counter and the `queued` handshake).
 //!
 //! Run: `RUSTFLAGS="--cfg weft_loom -C debug-assertions"
 //! LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target-loom cargo test -p
@@ -28,6 +30,7 @@ use weft::{
     __loom::{CancelNode, MockScheduler},
     cancel::Cause,
     sync::mpsc,
+    task::JoinHandle,
 };
 
 /// Counts its own drop.
@@ -37,6 +40,28 @@ impl Drop for DropCount {
     fn drop(&mut self) {
         self.0.fetch_add(1, SeqCst);
     }
+}
+
+/// A bounded(1) channel holding 1, and a task in `scope` sending 2 into it
+/// (it queues for capacity when run). Its output: the send's result, the
+/// value back on failure.
+fn full_channel_and_a_sender(
+    sched: &MockScheduler,
+    scope: &CancelNode,
+) -> (
+    mpsc::Sender<u8>,
+    mpsc::Receiver<u8>,
+    JoinHandle<Result<(), u8>>,
+) {
+    let (tx, rx) = mpsc::channel::<u8>(1);
+    tx.try_send(1).unwrap();
+    let join = {
+        let tx = tx.clone();
+        sched.spawn_child(scope, async move {
+            tx.send(2).await.map_err(|e| e.into_inner())
+        })
+    };
+    (tx, rx, join)
 }
 
 fn noop_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
@@ -136,14 +161,7 @@ fn a_waiting_sender_cancelled_while_a_slot_frees_sends_or_hands_it_back() {
     loom::model(|| {
         let sched = MockScheduler::new();
         let scope = CancelNode::root();
-        let (tx, mut rx) = mpsc::channel::<u8>(1);
-        tx.try_send(1).unwrap();
-        let mut join = {
-            let tx = tx.clone();
-            sched.spawn_child(&scope, async move {
-                tx.send(2).await.map_err(|e| e.into_inner())
-            })
-        };
+        let (tx, mut rx, mut join) = full_channel_and_a_sender(&sched, &scope);
         // The sender queues for capacity.
         sched.run_all();
         let receiver = thread::spawn(move || {
@@ -170,5 +188,52 @@ fn a_waiting_sender_cancelled_while_a_slot_frees_sends_or_hands_it_back() {
             }
         }
         assert_eq!(tx.capacity(), 1, "the slot is back either way");
+    });
+}
+
+#[test]
+fn a_receive_racing_a_sender_on_its_way_into_the_queue_never_strands_the_permit() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let scope = CancelNode::root();
+        let (tx, mut rx, mut join) = full_channel_and_a_sender(&sched, &scope);
+        // The receive returns its permit while the send looks for one and
+        // queues: either the send takes it, or the receive hands it over.
+        let receiver = thread::spawn(move || {
+            assert_eq!(rx.try_recv(), Ok(1));
+            rx
+        });
+        sched.run_all();
+        let mut rx = receiver.join().unwrap();
+        sched.run_all();
+        match noop_poll(&mut join) {
+            Poll::Ready(Ok(Ok(()))) => {}
+            Poll::Ready(Ok(Err(v))) => panic!("the send failed with {v}"),
+            Poll::Ready(Err(e)) => panic!("the task failed: {e}"),
+            Poll::Pending => panic!("the returned permit was stranded"),
+        }
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(tx.capacity(), 1);
+    });
+}
+
+#[test]
+fn a_try_send_racing_a_receive_sees_the_returned_permit_or_full() {
+    loom::model(|| {
+        let (tx, mut rx) = mpsc::channel::<u8>(1);
+        tx.try_send(1).unwrap();
+        let receiver = thread::spawn(move || {
+            assert_eq!(rx.try_recv(), Ok(1));
+            rx
+        });
+        let early = tx.try_send(2);
+        let mut rx = receiver.join().unwrap();
+        match early {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(2)) => tx.try_send(2).unwrap(),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(tx.capacity(), 1);
     });
 }

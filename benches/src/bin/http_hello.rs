@@ -5,8 +5,14 @@
 //! its CPU time from `/proc/PID/stat`.
 //!
 //! ```text
-//! http_hello --runtime weft-uring|weft-epoll|weft-serve|weft-compat|tokio [--addr 127.0.0.1:0] [--timer on|off]
+//! http_hello --runtime weft-uring|weft-epoll|weft-serve|weft-compat|weft-tpc|tokio [--addr 127.0.0.1:0] [--timer on|off]
 //! ```
+//! `weft-tpc` is the thread-per-core flavour with one `SO_REUSEPORT`
+//! listener per worker (monoio's shape). For experiments, not the bench:
+//! `HTTP_HELLO_IDLE_SPIN_US`, `HTTP_HELLO_IO_SPIN` and `HTTP_HELLO_MONITOR=0`
+//! set the stealing runtime's builder knobs, and `HTTP_HELLO_METRICS=SECS`
+//! prints each worker's counters (polls, steals, parks, hand-offs, io
+//! submissions and enters) every `SECS` on stderr.
 //! `weft-serve` is `weft_hyper::serve` (io_uring), with its per-connection
 //! shutdown and idle watch, instead of the bare hyper connection loop;
 //! `--http2 on` makes it accept HTTP/2 (prior knowledge) too.
@@ -44,6 +50,11 @@ fn workers() -> usize {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(WORKERS)
+}
+/// A number from the environment, for experiments (`HTTP_HELLO_IDLE_SPIN_US`,
+/// `HTTP_HELLO_IO_SPIN`, `HTTP_HELLO_MONITOR=0`); unset in the bench.
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 const HELLO: &[u8] = b"Hello, World!";
 
@@ -108,6 +119,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "weft-epoll" => weft_server(addr, timer, weft::io::Driver::Epoll, false, false),
         "weft-compat" => weft_compat_server(addr, timer),
         "weft-serve" => weft_server(addr, timer, weft::io::Driver::Uring, true, http2),
+        "weft-tpc" => weft_per_core_server(addr, timer),
         "tokio" => tokio_server(addr, timer),
         other => Err(format!("unknown runtime {other}").into()),
     }
@@ -120,10 +132,19 @@ fn weft_server(
     with_serve: bool,
     http2: bool,
 ) -> Result<(), Box<dyn Error>> {
-    let rt = weft::runtime::Builder::new_multi_thread()
-        .worker_threads(workers())
-        .io_driver(driver)
-        .build()?;
+    let mut builder = weft::runtime::Builder::new_multi_thread();
+    builder = builder.worker_threads(workers()).io_driver(driver);
+    if let Some(us) = env_u64("HTTP_HELLO_IDLE_SPIN_US") {
+        builder = builder.idle_spin(std::time::Duration::from_micros(us));
+    }
+    if let Some(polls) = env_u64("HTTP_HELLO_IO_SPIN") {
+        builder = builder.io_spin(polls as u32);
+    }
+    if env_u64("HTTP_HELLO_MONITOR") == Some(0) {
+        builder = builder.monitor(false);
+    }
+    let rt = builder.build()?;
+    print_metrics(&rt);
     rt.block_on(async move {
         let listener = weft::net::TcpListener::bind(addr).await?;
         println!("listening {}", listener.local_addr()?);
@@ -154,19 +175,91 @@ fn weft_server(
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
-            let live = Live::new();
-            weft::spawn(async move {
-                let _live = live;
-                let mut builder = http1::Builder::new();
-                if timer {
-                    builder.timer(weft_hyper::WeftTimer);
-                }
-                let _ = builder
-                    .serve_connection(stream, service_fn(hello::<Incoming>))
-                    .await;
-            });
+            weft::spawn(serve_bare(stream, timer, Live::new()));
         }
     })
+}
+
+/// One connection of a bare loop: hyper's HTTP/1 connection driver over
+/// weft's stream, hyper's timer on weft's if `timer`; `live` counted it
+/// from its accept.
+async fn serve_bare(stream: weft::net::TcpStream, timer: bool, live: Live) {
+    let _live = live;
+    let mut builder = http1::Builder::new();
+    if timer {
+        builder.timer(weft_hyper::WeftTimer);
+    }
+    let _ = builder
+        .serve_connection(stream, service_fn(hello::<Incoming>))
+        .await;
+}
+
+/// Experiments (`HTTP_HELLO_METRICS=SECS`): every `SECS`, each worker's
+/// counters since the last print, on stderr.
+fn print_metrics(rt: &weft::runtime::Runtime) {
+    if let Some(secs) = env_u64("HTTP_HELLO_METRICS") {
+        // Experiments: every `secs`, each worker's counters since the last
+        // print, per request answered by the whole runtime.
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            let mut last = handle.metrics();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                let now = handle.metrics();
+                let polls: u64 = now.worker.iter().map(|w| w.polls).sum::<u64>()
+                    - last.worker.iter().map(|w| w.polls).sum::<u64>();
+                for (i, (n, l)) in now.worker.iter().zip(&last.worker).enumerate() {
+                    eprintln!(
+                    "w{i} polls {} steals {} parks {} lifo {} inj {} handoffs {} subs {} comps {} enters {}",
+                    n.polls - l.polls,
+                    n.steals - l.steals,
+                    n.parks - l.parks,
+                    n.lifo_hits - l.lifo_hits,
+                    n.injector_pops - l.injector_pops,
+                    n.io_handoffs - l.io_handoffs,
+                    n.io_submissions - l.io_submissions,
+                    n.io_completions - l.io_completions,
+                    n.io_enters - l.io_enters,
+                );
+                }
+                eprintln!("total polls {polls}");
+                last = now;
+            }
+        });
+    }
+}
+
+/// The thread-per-core flavour (io_uring): one `SO_REUSEPORT` listener
+/// per worker on one port, each with its own accept loop, so a connection
+/// and its task never leave the worker the kernel gave it to (monoio's
+/// shape).
+fn weft_per_core_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
+    let rt = weft::runtime::Builder::new_thread_per_core()
+        .worker_threads(workers())
+        .io_driver(weft::io::Driver::Uring)
+        .build()?;
+    print_metrics(&rt);
+    let _enter = rt.enter();
+    let mut addr = addr;
+    for _ in 0..workers() {
+        let socket = weft::net::TcpSocket::new_v4()?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        // Spawned from outside, the loops land on the workers in turn.
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if stream.set_nodelay(true).is_err() {
+                    continue;
+                }
+                weft::spawn(serve_bare(stream, timer, Live::new()));
+            }
+        });
+    }
+    println!("listening {addr}");
+    rt.block_on(std::future::pending::<()>());
+    Ok(())
 }
 
 /// What a user wrote before weft-hyper (the set-up the issue measured):

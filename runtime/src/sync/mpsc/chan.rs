@@ -50,7 +50,7 @@ const WAKING: usize = 3;
 /// What the receiver returns permits to: a [`Semaphore`] for bounded
 /// channels, nothing for unbounded ones.
 pub(super) trait Capacity: Send + Sync {
-    /// A message left the queue.
+    /// A message left the queue (the receiver calls it).
     fn release(&self);
     /// The receiver closed.
     fn close(&self);
@@ -58,7 +58,7 @@ pub(super) trait Capacity: Send + Sync {
 
 impl Capacity for Semaphore {
     fn release(&self) {
-        Semaphore::release(self)
+        Semaphore::release_received(self)
     }
     fn close(&self) {
         Semaphore::close(self)

@@ -145,3 +145,65 @@ fn an_owned_permit_takes_over_the_senders_reference_without_adding_one() {
         "the channel is freed with its last handle"
     );
 }
+
+#[test]
+fn permits_the_receiver_returns_are_free_at_once_before_and_after_a_fold() {
+    // The receiver returns permits to its own counter and folds them into
+    // the senders' word 32 at a time: neither `capacity` nor `try_send`
+    // may see the difference, on either side of a fold.
+    let (tx, mut rx) = channel(100);
+    for i in 0..100 {
+        tx.try_send(i).unwrap();
+    }
+    assert_eq!(tx.try_send(100), Err(TrySendError::Full(100)));
+    for (received, i) in (0..45).enumerate() {
+        assert_eq!(rx.try_recv(), Ok(i));
+        assert_eq!(
+            tx.capacity(),
+            received + 1,
+            "after {} receives",
+            received + 1
+        );
+    }
+    for i in 100..145 {
+        tx.try_send(i).unwrap();
+    }
+    assert_eq!(tx.capacity(), 0);
+    assert_eq!(tx.try_send(145), Err(TrySendError::Full(145)));
+    for i in 45..145 {
+        assert_eq!(rx.try_recv(), Ok(i));
+    }
+    assert_eq!(tx.capacity(), 100, "every permit back, folded or not");
+}
+
+#[test]
+fn a_sender_queued_behind_another_does_not_overtake_it() {
+    // Two senders wait on a full channel; each receive goes to the front
+    // one, also when the permit sat in the receiver's counter.
+    let (tx, mut rx) = channel(2);
+    tx.try_send(0).unwrap();
+    tx.try_send(1).unwrap();
+    let mut first = Box::pin(tx.send(2));
+    let mut second = Box::pin(tx.send(3));
+    assert!(first.as_mut().poll(&mut noop_cx()).is_pending());
+    assert!(second.as_mut().poll(&mut noop_cx()).is_pending());
+    assert_eq!(rx.try_recv(), Ok(0));
+    assert_eq!(
+        tx.try_send(9),
+        Err(TrySendError::Full(9)),
+        "queued ones first"
+    );
+    assert!(second.as_mut().poll(&mut noop_cx()).is_pending());
+    assert!(matches!(
+        first.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(rx.try_recv(), Ok(1));
+    assert!(matches!(
+        second.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(rx.try_recv(), Ok(2));
+    assert_eq!(rx.try_recv(), Ok(3));
+    assert_eq!(tx.capacity(), 2);
+}
