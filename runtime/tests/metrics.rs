@@ -135,6 +135,34 @@ fn steals_happen_when_one_worker_has_all_the_work() {
 }
 
 #[test]
+fn a_single_task_queued_behind_a_blocked_worker_is_still_taken() {
+    // A spinning worker leaves one queued task to its owner for the length
+    // of its spin (taking it at once split channel pairs across the
+    // workers); it must still take it when the spin ends. The owner blocks
+    // for 2 s after queueing exactly one task (its second spawn sits in
+    // the LIFO slot, which only the monitor frees: it is off here).
+    let rt = common::unmonitored_rt(2);
+    let (tx, rx) = mpsc::channel();
+    rt.spawn(async move {
+        let owner = std::thread::current().id();
+        let tx2 = tx.clone();
+        let queued = weft::spawn(async move {
+            tx2.send(std::thread::current().id()).unwrap();
+        });
+        let lifo = weft::spawn(async {});
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = (queued, lifo);
+        tx.send(owner).unwrap();
+    });
+    let ran_on = rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the queued task waited for its blocked owner");
+    let owner = rx.recv_timeout(LIMIT).expect("the owner finished");
+    assert_ne!(ran_on, owner, "taken by the other worker");
+    drop(rt);
+}
+
+#[test]
 fn injector_and_local_queue_depths_show_queued_tasks() {
     // The worker is blocked on purpose: with the monitor on, a loaded
     // machine that takes more than its 10 ms threshold to reach the reads

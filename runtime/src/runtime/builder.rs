@@ -467,6 +467,15 @@ impl Builder {
     /// starting a chain of 1,000 spawns) 50 µs took weft from 0.86x to
     /// 0.70x tokio's time. Go's idle Ms spin the same way before they sleep.
     /// An idle runtime pays it once per burst, not continuously.
+    ///
+    /// A spinning worker takes at once what the injector holds, a stuck
+    /// worker's LIFO task, or a run queue holding more than one task; a
+    /// queue holding one task alone it leaves to its owner until the spin
+    /// ends, then takes it before it parks. Taken at once, the task that a
+    /// channel's sender or receiver had just yielded (coop budget) moved
+    /// to the other worker, and the pair then traded every message across
+    /// the cores: mpsc 1→1 94 → 61 ms with the wait, hyper's hello server
+    /// 6–7% less CPU per request (docs/BENCHMARKS.md, 2026-12-04).
     pub fn idle_spin(mut self, duration: Duration) -> Builder {
         self.idle_spin = duration;
         self

@@ -632,7 +632,10 @@ impl WorkerCtx {
     /// a parked worker's vCPU halts, and waking it takes tens of
     /// microseconds, longer than many gaps between bursts of work (a
     /// `block_on` loop, a request chain hopping between workers). Go's
-    /// idle Ms spin the same way. True if work showed up.
+    /// idle Ms spin the same way. True if work showed up: at once for
+    /// spare work (`Shared::has_spare_work`), and for a queue holding one
+    /// task only when the spin ends (its owner runs it next, usually
+    /// within the spin; see `Builder::idle_spin`).
     fn spin_for_work(&self) -> bool {
         let limit = self.shared().config.idle_spin;
         // Only a searching worker spins (at most half of them search), so
@@ -657,11 +660,11 @@ impl WorkerCtx {
             if shared.shutdown.load(Acquire) {
                 return false;
             }
-            if shared.has_stealable_work() {
+            if shared.has_spare_work() {
                 return true;
             }
             if start.elapsed() >= limit {
-                return false;
+                return shared.has_stealable_work();
             }
         }
     }
