@@ -15,8 +15,10 @@
 //! # What the monitor does with it, each sample
 //! 1. A worker whose `poll_seq` is odd and equal to what the last sample
 //!    saw has been inside that one poll for at least the time since the
-//!    first sample that saw it (a lower bound; the monitor reads the clock,
-//!    the workers do not).
+//!    first sample that saw it (a lower bound: that sighting is timed
+//!    right after the load that saw the poll, and each later sample's
+//!    clock is read before its load; the monitor reads the clock, the
+//!    workers do not).
 //! 2. If such a worker has work behind it (its LIFO slot or its run queue),
 //!    the monitor marks it stalled (`stalled_seq = poll_seq`) and wakes a
 //!    parked worker. A searching worker takes a stalled victim's LIFO task
@@ -473,8 +475,13 @@ fn sample(
     let seq = watch.hot.poll_seq.load(Acquire);
     let Some(seen_at) = s.seen_at.filter(|_| seq & 1 == 1 && seq == s.seq) else {
         // Outside a poll, or in a poll that began since the last sample.
+        // A poll's first sighting is timed after the load that saw it:
+        // the pass's `now` was read before it, and a poll that began in
+        // between (the monitor preempted after reading the clock) would
+        // be credited with time it had not run (a report of 100.09 ms for
+        // a poll 99.93 ms old).
         s.seq = seq;
-        s.seen_at = Some(now);
+        s.seen_at = Some(if seq & 1 == 1 { Instant::now() } else { now });
         if watch.cold.stalled_seq.load(Relaxed) != 0 {
             watch.cold.stalled_seq.store(0, Relaxed);
         }
