@@ -372,8 +372,6 @@ impl Shared {
         }
     }
 
-    /// True if any queue other workers can take from holds a task (a
-    /// stalled worker's LIFO slot included; see `monitor.rs`).
     /// Work a spinning worker takes at once: the injector's, a stuck
     /// worker's LIFO task, or a run queue holding more than one task. One
     /// task alone is left to its owner for the length of the spin.
@@ -385,6 +383,8 @@ impl Shared {
                 .any(|r| r.stealer.len() > 1 || r.watch.has_stealable_lifo())
     }
 
+    /// True if any queue other workers can take from holds a task (a
+    /// stalled worker's LIFO slot included; see `monitor.rs`).
     pub(crate) fn has_stealable_work(&self) -> bool {
         !self.injector.is_empty()
             || self
