@@ -7,7 +7,8 @@
 //! takes nothing; a waiting sender cancelled while the receiver frees a
 //! slot either sends or hands the slot back; a receive racing a sender on
 //! its way into the queue never strands the permit it returns (the
-//! receiver's `returned` counter and the `queued` handshake).
+//! receiver's `returned` counter and the `queued` handshake); sends racing
+//! receives take the returned permits in bulk and lose none.
 //!
 //! Run: `RUSTFLAGS="--cfg weft_loom -C debug-assertions"
 //! LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target-loom cargo test -p
@@ -235,5 +236,37 @@ fn a_try_send_racing_a_receive_sees_the_returned_permit_or_full() {
         }
         assert_eq!(rx.try_recv(), Ok(2));
         assert_eq!(tx.capacity(), 1);
+    });
+}
+
+#[test]
+fn sends_taking_returned_permits_in_bulk_lose_none() {
+    loom::model(|| {
+        // Full at 2; the receiver returns both permits (to its counter:
+        // fewer than a fold) while the sender tries twice. A send that
+        // finds the senders' word empty takes every returned permit and
+        // moves the spare one to the word.
+        let (tx, mut rx) = mpsc::channel::<u8>(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        let receiver = thread::spawn(move || {
+            assert_eq!(rx.try_recv(), Ok(1));
+            assert_eq!(rx.try_recv(), Ok(2));
+            rx
+        });
+        let early = [tx.try_send(3), tx.try_send(4)];
+        let mut rx = receiver.join().unwrap();
+        for (result, value) in early.into_iter().zip([3, 4]) {
+            match result {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full(v)) => tx.try_send(v).unwrap(),
+                Err(e) => panic!("unexpected {e:?} for {value}"),
+            }
+        }
+        assert_eq!(tx.capacity(), 0);
+        let mut got = [rx.try_recv().unwrap(), rx.try_recv().unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, [3, 4]);
+        assert_eq!(tx.capacity(), 2, "every permit back");
     });
 }

@@ -136,11 +136,11 @@ fn steals_happen_when_one_worker_has_all_the_work() {
 
 #[test]
 fn a_single_task_queued_behind_a_blocked_worker_is_still_taken() {
-    // A spinning worker leaves one queued task to its owner for the length
-    // of its spin (taking it at once split channel pairs across the
-    // workers); it must still take it when the spin ends. The owner blocks
-    // for 2 s after queueing exactly one task (its second spawn sits in
-    // the LIFO slot, which only the monitor frees: it is off here).
+    // A spinning worker leaves a short queue to its owner for the steal
+    // age (taking it at once split channel pairs across the workers); it
+    // must still take a lone task then. The owner blocks for 2 s after
+    // queueing exactly one task (its second spawn sits in the LIFO slot,
+    // which only the monitor frees: it is off here).
     let rt = common::unmonitored_rt(2);
     let (tx, rx) = mpsc::channel();
     rt.spawn(async move {
@@ -160,6 +160,93 @@ fn a_single_task_queued_behind_a_blocked_worker_is_still_taken() {
     let owner = rx.recv_timeout(LIMIT).expect("the owner finished");
     assert_ne!(ran_on, owner, "taken by the other worker");
     drop(rt);
+}
+
+/// Spawns `queued` tasks from a task that then blocks its worker for
+/// `block` (with the monitor off, so it is not freed as stuck). Returns,
+/// for each queued task, how long after its spawn it started and whether
+/// it ran on the other worker.
+fn queued_behind_a_blocked_worker(
+    steal_age: Duration,
+    queued: usize,
+    block: Duration,
+) -> Vec<(Duration, bool)> {
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .monitor(false)
+        .steal_age(steal_age)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    rt.spawn(async move {
+        let owner = std::thread::current().id();
+        let mut handles = Vec::new();
+        for _ in 0..queued {
+            let tx = tx.clone();
+            let spawned = std::time::Instant::now();
+            handles.push(weft::spawn(async move {
+                let waited = spawned.elapsed();
+                tx.send((waited, std::thread::current().id() != owner))
+                    .unwrap();
+            }));
+        }
+        // The LIFO slot's task: only the monitor frees it.
+        handles.push(weft::spawn(async {}));
+        std::thread::sleep(block);
+        drop(handles);
+    });
+    let ran: Vec<_> = (0..queued)
+        .map(|_| rx.recv_timeout(LIMIT).expect("every queued task ran"))
+        .collect();
+    drop(rt);
+    ran
+}
+
+#[test]
+fn a_short_queue_is_taken_from_only_after_the_steal_age() {
+    // Three tasks behind a worker blocked for 1 s: the other worker leaves
+    // them for the steal age (100 ms here), then takes them.
+    let age = Duration::from_millis(100);
+    for (waited, elsewhere) in queued_behind_a_blocked_worker(age, 3, Duration::from_secs(1)) {
+        assert!(elsewhere, "taken by the other worker");
+        assert!(
+            waited >= age,
+            "taken after {waited:?}, before the steal age"
+        );
+        assert!(
+            waited < Duration::from_secs(1),
+            "taken only when its owner was free"
+        );
+    }
+}
+
+#[test]
+fn a_backlog_is_taken_from_at_once() {
+    // Nine tasks queued are a backlog: the other worker takes them
+    // without waiting for the steal age (the maximum, 100 ms, here).
+    // Zero takes even a short queue at once.
+    let block = Duration::from_millis(600);
+    for (age, queued) in [(Duration::from_millis(100), 9), (Duration::ZERO, 2)] {
+        let ran = queued_behind_a_blocked_worker(age, queued, block);
+        assert!(ran.iter().all(|&(_, elsewhere)| elsewhere), "{ran:?}");
+        let first = ran.iter().map(|&(w, _)| w).min().unwrap();
+        assert!(
+            first < Duration::from_millis(90),
+            "first taken after {first:?}"
+        );
+    }
+}
+
+#[test]
+fn a_steal_age_over_100ms_is_refused() {
+    let err = weft::runtime::Builder::new_multi_thread()
+        .steal_age(Duration::from_millis(101))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "steal_age must be at most 100ms, got 101ms"
+    );
 }
 
 #[test]

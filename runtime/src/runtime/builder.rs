@@ -35,6 +35,7 @@ pub struct Builder {
     /// `None`: adaptive (see `io_spin`).
     pub(crate) io_spin: Option<u32>,
     pub(crate) idle_spin: Duration,
+    pub(crate) steal_age: Duration,
     /// `dump_on_signal`: the signal and what to do with each dump.
     pub(crate) dump_on_signal: Option<(crate::signal::unix::SignalKind, super::dump::DumpHook)>,
     pub(crate) histograms: bool,
@@ -91,6 +92,8 @@ pub enum BuildError {
     InvalidIoSpin(u32),
     /// `idle_spin` above 10 ms.
     InvalidIdleSpin(Duration),
+    /// `steal_age` above 100 ms.
+    InvalidStealAge(Duration),
     /// `histogram_sample_interval(0)`: use `histograms(false)` to turn
     /// the histograms off.
     ZeroHistogramSampleInterval,
@@ -111,6 +114,8 @@ const DEFAULT_STUCK_POLL_THRESHOLD: Duration = Duration::from_millis(10);
 const MIN_STUCK_POLL_THRESHOLD: Duration = Duration::from_millis(1);
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
+const DEFAULT_STEAL_AGE: Duration = Duration::from_micros(20);
+const MAX_STEAL_AGE: Duration = Duration::from_millis(100);
 
 /// The most workers a runtime may have (the idle state packs counts in 16 bits).
 pub const MAX_WORKER_THREADS: usize = (1 << 15) - 1;
@@ -147,6 +152,9 @@ impl fmt::Display for BuildError {
             }
             BuildError::InvalidIdleSpin(d) => {
                 write!(f, "idle_spin must be at most 10ms, got {d:?}")
+            }
+            BuildError::InvalidStealAge(d) => {
+                write!(f, "steal_age must be at most 100ms, got {d:?}")
             }
             BuildError::ZeroHistogramSampleInterval => f.write_str(
                 "histogram_sample_interval must be at least 1, got 0 \
@@ -208,6 +216,7 @@ impl Builder {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             idle_spin: DEFAULT_IDLE_SPIN,
+            steal_age: DEFAULT_STEAL_AGE,
             dump_on_signal: None,
             histograms: true,
             histogram_sample_interval: DEFAULT_HISTOGRAM_SAMPLE_INTERVAL,
@@ -468,16 +477,37 @@ impl Builder {
     /// 0.70x tokio's time. Go's idle Ms spin the same way before they sleep.
     /// An idle runtime pays it once per burst, not continuously.
     ///
-    /// A spinning worker takes at once what the injector holds, a stuck
-    /// worker's LIFO task, or a run queue holding more than one task; a
-    /// queue holding one task alone it leaves to its owner until the spin
-    /// ends, then takes it before it parks. Taken at once, the task that a
-    /// channel's sender or receiver had just yielded (coop budget) moved
-    /// to the other worker, and the pair then traded every message across
-    /// the cores: mpsc 1→1 94 → 61 ms with the wait, hyper's hello server
-    /// 6–7% less CPU per request (docs/BENCHMARKS.md, 2026-12-04).
+    /// What a spinning worker may take, and when, is
+    /// [`steal_age`](Self::steal_age)'s to say.
     pub fn idle_spin(mut self, duration: Duration) -> Builder {
         self.idle_spin = duration;
+        self
+    }
+
+    /// How long a task must wait in another worker's run queue before an
+    /// idle worker takes it, when that queue holds fewer than 8 tasks and
+    /// its worker is not stuck in a poll (the monitor frees those at once).
+    /// A longer queue, and the injector, are taken from at once. Zero
+    /// takes any queued task at once, as tokio and Go do. Default 20 µs, at
+    /// most 100 ms. Only the multi-thread runtime steals.
+    ///
+    /// A task woken by another one usually runs on the waker's worker
+    /// within microseconds: a channel's receiver and the senders it wakes,
+    /// a request chain. Taken at once, such tasks split over the workers
+    /// and then trade every message across the cores (each send and
+    /// receive a cache miss), which costs more than the parallelism gains.
+    /// With the wait, mpsc with 4 senders and 1 receiver ran 1 M messages
+    /// in 54 ms instead of 124 ms (tokio: 129 ms), mpsc 1→1 in 49 instead
+    /// of 60, and the scheduler bench, where work does need spreading,
+    /// stayed within its noise (docs/BENCHMARKS.md, 2026-12-04). Linux's
+    /// scheduler has the same rule for its run queues (a task that ran
+    /// recently is "cache hot" and not migrated for a small imbalance).
+    ///
+    /// The wait is a lower bound: the idle worker looks while it spins
+    /// ([`idle_spin`](Self::idle_spin)), so one that has parked takes the
+    /// task when it is next woken. Keep `idle_spin` above `steal_age`.
+    pub fn steal_age(mut self, age: Duration) -> Builder {
+        self.steal_age = age;
         self
     }
 
@@ -641,6 +671,9 @@ impl Builder {
         if self.idle_spin > MAX_IDLE_SPIN {
             return Err(BuildError::InvalidIdleSpin(self.idle_spin));
         }
+        if self.steal_age > MAX_STEAL_AGE {
+            return Err(BuildError::InvalidStealAge(self.steal_age));
+        }
         if self.stuck_poll_threshold < MIN_STUCK_POLL_THRESHOLD {
             return Err(BuildError::InvalidStuckPollThreshold(
                 self.stuck_poll_threshold,
@@ -679,6 +712,7 @@ impl fmt::Debug for Builder {
             .field("recv_buffers", &self.recv_buffers)
             .field("io_spin", &self.io_spin)
             .field("idle_spin", &self.idle_spin)
+            .field("steal_age", &self.steal_age)
             .field("histograms", &self.histograms)
             .field("histogram_sample_interval", &self.histogram_sample_interval)
             .field("stuck_poll_threshold", &self.stuck_poll_threshold)

@@ -203,6 +203,7 @@ impl Runtime {
                 max_lifo_polls: 3,
                 io_spin: builder.io_spin,
                 idle_spin: builder.idle_spin,
+                steal_age: builder.steal_age,
                 histogram_interval: if builder.histograms {
                     builder.histogram_sample_interval
                 } else {

@@ -72,6 +72,9 @@ pub(crate) struct SchedConfig {
     /// How long a worker that ran out of work watches the queues before it
     /// parks (`Builder::idle_spin`).
     pub(crate) idle_spin: std::time::Duration,
+    /// How long a task waits in a short run queue before a peer takes it
+    /// (`Builder::steal_age`).
+    pub(crate) steal_age: std::time::Duration,
     /// One schedule in this many is timed for the histograms; 0: off
     /// (`Builder::histograms`, `Builder::histogram_sample_interval`).
     pub(crate) histogram_interval: u32,
@@ -370,17 +373,6 @@ impl Shared {
         if let Some(worker) = self.idle.worker_to_notify() {
             self.remotes[worker].unparker.unpark();
         }
-    }
-
-    /// Work a spinning worker takes at once: the injector's, a stuck
-    /// worker's LIFO task, or a run queue holding more than one task. One
-    /// task alone is left to its owner for the length of the spin.
-    pub(crate) fn has_spare_work(&self) -> bool {
-        !self.injector.is_empty()
-            || self
-                .remotes
-                .iter()
-                .any(|r| r.stealer.len() > 1 || r.watch.has_stealable_lifo())
     }
 
     /// True if any queue other workers can take from holds a task (a

@@ -300,6 +300,14 @@ impl<T> Stealer<T> {
         self.len() == 0
     }
 
+    /// The next position the owner will take and the position past the
+    /// last queued task (racy hints): a task seen queued at position `p`
+    /// is still waiting while `real` has not passed `p`.
+    pub(crate) fn positions(&self) -> (u32, u32) {
+        let (_, real) = unpack(self.inner.head.load(Acquire));
+        (real, self.inner.tail.load(Acquire))
+    }
+
     /// Steals half of this queue (rounded up, at most what fits in `dst`):
     /// returns one task to run and queues the rest in `dst`, the thief's
     /// own queue. `None` if there was nothing, another thief was at it, or

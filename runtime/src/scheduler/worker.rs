@@ -32,6 +32,16 @@ const PULL_CHUNK: usize = 64;
 /// half of what is left in its queue).
 const STALLED_DRAIN_BATCHES: usize = 64;
 
+/// A peer's run queue this long is taken from at once, without waiting for
+/// `steal_age` (see [`WorkerCtx::behind`]): a backlog that spreading pays
+/// for (the scheduler bench's `yield_many` cycles hundreds of tasks through
+/// a queue in less than the age, and ran 50% longer with the wait alone).
+const BACKLOG: usize = 8;
+
+/// A peer's run queue as an idle worker saw it: the position past its last
+/// task, and when.
+type Sighting = (u32, Instant);
+
 /// A worker's own state. Lives on its thread's stack; other threads reach the
 /// worker only through `Remote`.
 pub(crate) struct WorkerCtx {
@@ -52,6 +62,9 @@ pub(crate) struct WorkerCtx {
     /// spawns in ahead of it instead of competing with them.
     deferred: Cell<Vec<Notified>>,
     lifo_streak: Cell<u8>,
+    /// Per peer: the end of its run queue when this worker last saw tasks
+    /// there, and when (see [`behind`](Self::behind)).
+    sightings: Box<[Cell<Option<Sighting>>]>,
     tick: Cell<u32>,
     searching: Cell<bool>,
     rng: Cell<u64>,
@@ -144,6 +157,9 @@ impl WorkerCtx {
             index,
             watch: handle.shared.remotes[index].watch.clone(),
             watched: handle.shared.config.monitor,
+            sightings: (0..handle.shared.remotes.len())
+                .map(|_| Cell::new(None))
+                .collect(),
             handle,
             local,
             pull_scratch: crossbeam_deque::Worker::new_fifo(),
@@ -531,6 +547,9 @@ impl WorkerCtx {
             if victim == self.index {
                 continue;
             }
+            if !self.behind(victim) {
+                continue;
+            }
             self.metrics().steal_attempts.incr();
             let before = self.local.len();
             let remote = &shared.remotes[victim];
@@ -628,14 +647,63 @@ impl WorkerCtx {
         hit
     }
 
+    /// Whether this worker may take from `victim`'s run queue (or LIFO
+    /// slot): it is stuck in a poll, its queue holds [`BACKLOG`] tasks or
+    /// more, or a task this worker
+    /// saw queued there has waited `steal_age` since (`Builder::steal_age`).
+    ///
+    /// A task waiting behind a short backlog is left to its owner, whose
+    /// cache holds what it touches: moved, a channel's senders and receiver
+    /// (or any tasks that wake each other) split over the workers and trade
+    /// every message across the cores. The first look records the end of
+    /// the victim's queue; a later look finds that task still waiting if
+    /// the owner has not taken up to it (positions only grow). An empty
+    /// queue forgets the sighting.
+    fn behind(&self, victim: usize) -> bool {
+        let shared = self.shared();
+        let remote = &shared.remotes[victim];
+        if remote.watch.has_stealable_lifo() {
+            return true;
+        }
+        let (next, end) = remote.stealer.positions();
+        let sighting = &self.sightings[victim];
+        let queued = end.wrapping_sub(next) as usize;
+        if queued == 0 {
+            sighting.set(None);
+            return false;
+        }
+        let age = shared.config.steal_age;
+        if age.is_zero() || queued >= BACKLOG || remote.watch.is_stalled() {
+            return true;
+        }
+        let now = Instant::now();
+        match sighting.get() {
+            // The last task seen then is still queued (its position is
+            // `seen_end - 1`; the owner takes in order).
+            Some((seen_end, seen_at)) if seen_end.wrapping_sub(next) as i32 > 0 => {
+                now.duration_since(seen_at) >= age
+            }
+            _ => {
+                sighting.set(Some((end, now)));
+                false
+            }
+        }
+    }
+
+    /// The injector holds work, or a peer is [`behind`](Self::behind).
+    fn has_work_to_take(&self) -> bool {
+        let shared = self.shared();
+        !shared.injector.is_empty()
+            || (0..shared.remotes.len()).any(|v| v != self.index && self.behind(v))
+    }
+
     /// Before parking, watches the queues for up to `idle_spin`: on a VM
     /// a parked worker's vCPU halts, and waking it takes tens of
     /// microseconds, longer than many gaps between bursts of work (a
     /// `block_on` loop, a request chain hopping between workers). Go's
-    /// idle Ms spin the same way. True if work showed up: at once for
-    /// spare work (`Shared::has_spare_work`), and for a queue holding one
-    /// task only when the spin ends (its owner runs it next, usually
-    /// within the spin; see `Builder::idle_spin`).
+    /// idle Ms spin the same way. True as soon as there is work this
+    /// worker may take ([`has_work_to_take`](Self::has_work_to_take): a
+    /// short queue only once a task in it has waited `steal_age`).
     fn spin_for_work(&self) -> bool {
         let limit = self.shared().config.idle_spin;
         // Only a searching worker spins (at most half of them search), so
@@ -660,11 +728,11 @@ impl WorkerCtx {
             if shared.shutdown.load(Acquire) {
                 return false;
             }
-            if shared.has_spare_work() {
+            if self.has_work_to_take() {
                 return true;
             }
             if start.elapsed() >= limit {
-                return shared.has_stealable_work();
+                return false;
             }
         }
     }

@@ -165,8 +165,11 @@ fn permits_the_receiver_returns_are_free_at_once_before_and_after_a_fold() {
             received + 1
         );
     }
-    for i in 100..145 {
+    // 32 permits are in the senders' word, 13 still returned: the first
+    // send past the 32 takes all 13 and moves 12 to the word.
+    for (sent, i) in (100..145).enumerate() {
         tx.try_send(i).unwrap();
+        assert_eq!(tx.capacity(), 45 - sent - 1, "after {} sends", sent + 1);
     }
     assert_eq!(tx.capacity(), 0);
     assert_eq!(tx.try_send(145), Err(TrySendError::Full(145)));
