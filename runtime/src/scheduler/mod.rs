@@ -22,7 +22,11 @@
 //!    remote spawns), else the LIFO slot, then the local queue, then the
 //!    injector, taking a batch into the local queue.
 //! 2. Otherwise it becomes a searcher (at most half the workers search) and
-//!    steals half of a random victim's queue, then tries the injector.
+//!    steals half of a random victim's queue, then tries the injector. A
+//!    queue shorter than 8 tasks, of a worker not stuck in a poll, it takes
+//!    from only once a task it saw there has waited `Builder::steal_age`
+//!    (20 µs by default; `WorkerCtx::behind`): tasks that wake each other
+//!    stay together instead of trading every message across the cores.
 //! 3. Otherwise it parks until woken or the next timer is due (`idle.rs`
 //!    holds the protocol that keeps a wakeup from being lost).
 //!
