@@ -649,8 +649,8 @@ impl WorkerCtx {
 
     /// Whether this worker may take from `victim`'s run queue (or LIFO
     /// slot): it is stuck in a poll, its queue holds [`BACKLOG`] tasks or
-    /// more, or a task this worker
-    /// saw queued there has waited `steal_age` since (`Builder::steal_age`).
+    /// more, or a task this worker saw queued there has waited `steal_age`
+    /// since (`Builder::steal_age`).
     ///
     /// A task waiting behind a short backlog is left to its owner, whose
     /// cache holds what it touches: moved, a channel's senders and receiver
@@ -662,7 +662,8 @@ impl WorkerCtx {
     fn behind(&self, victim: usize) -> bool {
         let shared = self.shared();
         let remote = &shared.remotes[victim];
-        if remote.watch.has_stealable_lifo() {
+        let stalled = remote.watch.is_stalled();
+        if stalled && remote.watch.lifo().is_occupied() {
             return true;
         }
         let (next, end) = remote.stealer.positions();
@@ -673,7 +674,7 @@ impl WorkerCtx {
             return false;
         }
         let age = shared.config.steal_age;
-        if age.is_zero() || queued >= BACKLOG || remote.watch.is_stalled() {
+        if age.is_zero() || queued >= BACKLOG || stalled {
             return true;
         }
         let now = Instant::now();
