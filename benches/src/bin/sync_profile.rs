@@ -305,10 +305,12 @@ fn main() {
         }
     }
     if iterations > 1 {
+        let mean = times.iter().sum::<std::time::Duration>() / times.len() as u32;
         times.sort();
         println!(
-            "median per iteration: {:?} (min {:?}, max {:?})",
+            "median per iteration: {:?} (mean {mean:?}, p90 {:?}, min {:?}, max {:?})",
             times[times.len() / 2],
+            times[times.len() * 9 / 10],
             times[0],
             times[times.len() - 1]
         );
