@@ -56,6 +56,9 @@
 //! `perf stat --per-thread` on itself during each TCP summary and prints
 //! syscalls (`io_uring_enter`, `sendto`, `recvfrom`, `write`, `read`,
 //! `epoll_wait`, `futex`) and context switches per request for each server.
+//! With `ECHO_METRICS=1` it prints each weft server's scheduler and io
+//! counters per request over each TCP summary (polls, steals, parks, LIFO
+//! hits, io hand-offs, submissions, completions, driver entries).
 //!
 //! Each server has its own runtime, started on its first bench function
 //! call (a server filtered out on the command line is never built) and
@@ -484,15 +487,79 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
                 .iter()
                 .map(|(server, _)| ThreadStats::read(server.thread_prefix()))
                 .collect();
+            let counters_before: Vec<Option<[u64; 8]>> = servers
+                .iter()
+                .map(|(_, s)| weft_counters(s.get()))
+                .collect();
             let mut measured = interleaved(&mut loads, 1);
             for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
                 total.server_threads = ThreadStats::read(server.thread_prefix()).since(before);
             }
+            print_weft_counters(&workload, &servers, &counters_before, &measured);
             summary.add(&format!("tcp_echo {workload}"), measured);
             if let Some(perf) = perf {
                 summary.add_syscalls(&format!("tcp_echo {workload}"), perf.finish());
             }
         }
+    }
+}
+
+/// A weft server's scheduler and io counters summed over its workers
+/// (`ECHO_METRICS=1` only): polls, steals, parks, LIFO hits, io hand-offs,
+/// io submissions, completions, driver entries.
+fn weft_counters(started: Option<&(LoadClient, Rt)>) -> Option<[u64; 8]> {
+    std::env::var_os("ECHO_METRICS")?;
+    let Some((_, Rt::Weft(rt))) = started else {
+        return None;
+    };
+    let mut sum = [0u64; 8];
+    for w in &rt.metrics().worker {
+        let row = [
+            w.polls,
+            w.steals,
+            w.parks,
+            w.lifo_hits,
+            w.io_handoffs,
+            w.io_submissions,
+            w.io_completions,
+            w.io_enters,
+        ];
+        for (s, v) in sum.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    Some(sum)
+}
+
+/// Prints each weft server's counters per request over the summary
+/// (`ECHO_METRICS=1`): where its scheduler spends its rounds.
+fn print_weft_counters(
+    workload: &str,
+    servers: &[(Server, OnceCell<(LoadClient, Rt)>)],
+    before: &[Option<[u64; 8]>],
+    measured: &[(Server, Batch)],
+) {
+    for ((server, started), before) in servers.iter().zip(before) {
+        let (Some(before), Some(after)) = (before, weft_counters(started.get())) else {
+            continue;
+        };
+        let Some((_, batch)) = measured.iter().find(|(s, _)| s == server) else {
+            continue;
+        };
+        let per = |i: usize| (after[i] - before[i]) as f64 / batch.requests.max(1) as f64;
+        println!(
+            "ECHO_METRICS {workload} {}: per request polls {:.3} steals {:.4} parks {:.3} \
+             lifo_hits {:.3} io_handoffs {:.4} submissions {:.3} completions {:.3} enters {:.3}",
+            server.name(),
+            per(0),
+            per(1),
+            per(2),
+            per(3),
+            per(4),
+            per(5),
+            per(6),
+            per(7)
+        );
     }
 }
 

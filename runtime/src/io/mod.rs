@@ -131,6 +131,7 @@ pub(crate) fn build(
     workers: usize,
     pools: PoolConfig,
     single_issuer: bool,
+    registered_files: u32,
 ) -> io::Result<Built> {
     let choice = match choice {
         Driver::Auto => match std::env::var("WEFT_IO") {
@@ -168,7 +169,8 @@ pub(crate) fn build(
     for _ in 0..workers {
         match features {
             Some(features) => {
-                let (driver, remote) = uring::Driver::new(entries, features, pools)?;
+                let (driver, remote) =
+                    uring::Driver::new(entries, features, pools, registered_files)?;
                 built.workers.push(WorkerIo::Uring(driver));
                 built.remotes.push(RemoteIo::Uring(remote));
             }
@@ -259,6 +261,14 @@ impl RemoteIo {
     pub(crate) fn in_flight(&self) -> usize {
         match self {
             RemoteIo::Uring(r) => r.in_flight(),
+            RemoteIo::Epoll(_) => 0,
+        }
+    }
+
+    /// Registered-file slots in use (io_uring; 0 under epoll).
+    pub(crate) fn fixed_files(&self) -> usize {
+        match self {
+            RemoteIo::Uring(r) => r.fixed_files(),
             RemoteIo::Epoll(_) => 0,
         }
     }

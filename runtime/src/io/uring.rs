@@ -33,11 +33,14 @@
 //! - `accept.rs` and `multishot.rs`: multishot accept and multishot
 //!   receive, each a queue one armed operation fills;
 //! - `close.rs`: closing a socket only once no queued entry can still name
-//!   its fd.
+//!   its fd;
+//! - `fixed.rs`: registered files, a slot per busy socket in its ring's
+//!   table.
 
 mod accept;
 mod close;
 mod driver;
+mod fixed;
 pub(crate) mod multishot;
 mod op;
 mod probe;
@@ -48,6 +51,7 @@ pub(crate) use accept::{
 };
 pub(crate) use close::{close_fd, close_socket};
 pub(crate) use driver::{Driver, Remote, Submission};
+pub(crate) use fixed::FixedFile;
 pub(crate) use op::{check, prelude, Cancellable, Op, OpData};
 pub(crate) use probe::{probe, recv_ioprio};
 pub(crate) use table::Completable;

@@ -267,7 +267,7 @@ impl RecvStream {
             Err(e) => return Poll::Ready(Err(e)),
         };
         let fd = self.sock.fd();
-        let op = Op::submit(buf, timeout, |b| {
+        let op = Op::submit(buf, timeout, None, |b| {
             let cap = b.capacity().min(u32::MAX as usize) as u32;
             opcode::Recv::new(Fd(fd), b.as_mut_ptr(), cap)
                 .ioprio(uring::recv_ioprio())

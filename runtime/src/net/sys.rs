@@ -35,6 +35,8 @@ use crate::{
 pub(crate) struct Socket {
     kind: Kind,
     fd: std::mem::ManuallyDrop<OwnedFd>,
+    /// Its registered-file slot under io_uring (`io/uring/fixed.rs`).
+    fixed: uring::FixedFile,
 }
 
 impl Drop for Socket {
@@ -46,6 +48,7 @@ impl Drop for Socket {
         // SAFETY: taken once, here; the field is not used afterwards.
         let fd = unsafe { std::mem::ManuallyDrop::take(&mut self.fd) };
         if uring {
+            self.fixed.release();
             uring::close_socket(fd);
         } else {
             drop(fd);
@@ -134,6 +137,7 @@ impl Socket {
         Ok(Socket {
             kind,
             fd: std::mem::ManuallyDrop::new(fd),
+            fixed: uring::FixedFile::default(),
         })
     }
 
@@ -389,8 +393,9 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> std::future::Future for Run
                             Ok(t) => t,
                             Err(c) => return Poll::Ready(op.finish(Err(c.into()))),
                         };
-                        let fd = Fd(this.sock.fd());
-                        match Op::submit(op, timeout, |o| o.entry(fd)) {
+                        let raw = this.sock.fd();
+                        let file = Some((&this.sock.fixed, raw));
+                        match Op::submit(op, timeout, file, |o| o.entry(Fd(raw))) {
                             Ok(op) => this.state = RunState::Uring(Cancellable::new(op, O::KIND)),
                             Err((e, op)) => return Poll::Ready(op.finish(Err(e))),
                         }

@@ -38,6 +38,11 @@ pub struct RuntimeMetrics {
     pub io_ops_in_flight: usize,
     /// Sockets registered with the epoll drivers (0 under io_uring).
     pub io_registered_sockets: usize,
+    /// Slots of the io_uring rings' registered-file tables in use: sockets
+    /// whose operations name a slot instead of their fd
+    /// (`Builder::io_registered_files`). Back to 0 once those sockets are
+    /// dropped (0 under epoll).
+    pub io_registered_files: usize,
     /// Pooled receive buffers out of the workers' pools: held by user code
     /// as `RecvBuf`s, or queued in a `RecvStream` for it (docs/IO.md,
     /// "Pooled receive"). Back to 0 once they are all dropped.
@@ -206,6 +211,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
         io_driver: shared.io_kind,
         io_ops_in_flight: shared.remotes.iter().map(|r| r.io.in_flight()).sum(),
         io_registered_sockets: shared.remotes.iter().map(|r| r.io.registered()).sum(),
+        io_registered_files: shared.remotes.iter().map(|r| r.io.fixed_files()).sum(),
         recv_buffers_out: shared
             .remotes
             .iter()

@@ -161,6 +161,7 @@ impl Runtime {
             workers,
             builder.recv_pool_config()?,
             single_issuer,
+            builder.io_registered_files,
         )
         .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();

@@ -18,7 +18,7 @@ use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -78,6 +78,9 @@ pub(super) enum Request {
     /// the owner submits what
     /// its queue holds, then lets go of it.
     Release(#[allow(dead_code)] Arc<OwnedFd>),
+    /// A dropped socket's registered-file slot (see `fixed.rs`): the owner
+    /// submits what its queue holds, then empties the slot.
+    ReleaseFixed(u32),
 }
 
 /// An entry and the cell that owns its resources.
@@ -97,6 +100,11 @@ unsafe impl Send for Submission {}
 
 /// The shared side of one worker's ring.
 pub(crate) struct Remote {
+    /// Unique among the rings of the process (from 1): what a socket's
+    /// registered-file slot names its ring by (`fixed.rs`).
+    pub(super) id: u32,
+    /// Slots of this ring's registered-file table in use.
+    pub(super) fixed_in_use: AtomicUsize,
     pub(super) mailbox: Injector<Request>,
     eventfd: OwnedFd,
     ring_fd: AtomicU64,
@@ -166,6 +174,11 @@ impl Remote {
         self.in_flight.load(Relaxed)
     }
 
+    /// Slots of this ring's registered-file table in use.
+    pub(crate) fn fixed_files(&self) -> usize {
+        self.fixed_in_use.load(Relaxed)
+    }
+
     /// True once the driver is gone (the runtime shut down): whatever it
     /// owned was completed or left to the kernel, and waits for it are over.
     pub(crate) fn is_closed(&self) -> bool {
@@ -232,7 +245,39 @@ pub(crate) struct Driver {
     /// The ring this one hands spare op cells to when its pool is full and
     /// the op was its own (the next worker's; `None` with one worker).
     spill: Option<Arc<Remote>>,
+    /// The registered-file table (`fixed.rs`).
+    fixed: FixedTable,
 }
+
+/// A ring's table of registered files: sockets that do io often get a
+/// slot, and their operations on this ring name the slot instead of the fd
+/// (the kernel then skips the fd lookup and the file reference count per
+/// operation). Registered sparse at the first use, on the owner's thread
+/// (with SINGLE_ISSUER only the submitter may register).
+enum FixedTable {
+    /// Not registered yet; this many slots wanted (0: never).
+    Unused(u32),
+    /// Registered: the free slots.
+    On(Vec<u32>),
+    /// Registering failed (an old kernel, `RLIMIT_NOFILE`): not tried again.
+    Off,
+}
+
+/// The soft `RLIMIT_NOFILE`, which caps a registered-file table.
+fn nofile_limit() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscall writing the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur.min(u32::MAX as libc::rlim_t) as u32
+}
+
+/// The next ring id.
+static NEXT_RING_ID: AtomicU32 = AtomicU32::new(1);
 
 /// The most finished op cells a driver keeps per operation type.
 const CELL_POOL_MAX: usize = 256;
@@ -302,6 +347,7 @@ impl Driver {
         entries: u32,
         features: Features,
         pools: PoolConfig,
+        registered_files: u32,
     ) -> io::Result<(Driver, Arc<Remote>)> {
         let ring = build_ring(features.flags, entries)?;
         // SAFETY: plain syscall; the fd is checked below.
@@ -312,6 +358,8 @@ impl Driver {
         // SAFETY: `efd` is a fresh fd we own.
         let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
         let remote = Arc::new(Remote {
+            id: NEXT_RING_ID.fetch_add(1, Relaxed),
+            fixed_in_use: AtomicUsize::new(0),
             mailbox: Injector::new(),
             eventfd,
             ring_fd: AtomicU64::new(ring.as_raw_fd() as u64),
@@ -342,6 +390,7 @@ impl Driver {
             recv_multishot: features.recv_multishot,
             buf_ring: None,
             spill: None,
+            fixed: FixedTable::Unused(registered_files),
         };
         Ok((driver, remote))
     }
@@ -421,6 +470,66 @@ impl Driver {
             }
         }
         self.buf_ring.clone()
+    }
+
+    /// Puts `fd` in a free slot of this ring's registered-file table
+    /// (registering the table at the first call): the slot, or `None` if
+    /// the table is full or unavailable.
+    pub(super) fn register_fixed(&mut self, fd: RawFd) -> Option<u32> {
+        if let FixedTable::Unused(wanted) = self.fixed {
+            let size = wanted.min(nofile_limit());
+            self.fixed = if size == 0 || !self.enabled {
+                FixedTable::Off
+            } else {
+                match self.ring.submitter().register_files_sparse(size) {
+                    // Popped from the end: slot 0 first.
+                    Ok(()) => FixedTable::On((0..size).rev().collect()),
+                    Err(_) => FixedTable::Off,
+                }
+            };
+        }
+        let FixedTable::On(free) = &mut self.fixed else {
+            return None;
+        };
+        let slot = free.pop()?;
+        match self.ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(1) => {
+                self.remote.fixed_in_use.fetch_add(1, Relaxed);
+                Some(slot)
+            }
+            _ => {
+                free.push(slot);
+                None
+            }
+        }
+    }
+
+    /// Empties `slot` (its socket was dropped) and frees it. What the
+    /// queue holds is submitted first: the kernel resolves a fixed file
+    /// when it takes the entry, so an entry naming the slot must reach it
+    /// before the slot empties (or names the slot's next socket).
+    /// Operations in flight keep their file until they complete.
+    pub(super) fn release_fixed(&mut self, slot: u32) {
+        self.submit_queued();
+        if !self.ring.submission().is_empty() {
+            // Not taken by the kernel (a full completion queue): emptying
+            // the slot now could hand those entries the next socket, so
+            // the slot stays registered (the socket's file with it) until
+            // the ring goes.
+            return;
+        }
+        let FixedTable::On(free) = &mut self.fixed else {
+            return;
+        };
+        if self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[-1])
+            .is_ok()
+        {
+            free.push(slot);
+            self.remote.fixed_in_use.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Queues one operation (and its link timeout) in the submission queue.
@@ -523,11 +632,13 @@ impl Driver {
         // filter until pushed: say "any fd" meanwhile.
         self.remote.queued_fds.store(u64::MAX, Release);
         let mut released = Vec::new();
+        let mut slots = Vec::new();
         loop {
             match self.remote.mailbox.steal() {
                 Steal::Success(Request::Submit(sub)) => self.push(sub),
                 Steal::Success(Request::Cancel(target)) => self.cancel(&target),
                 Steal::Success(Request::Release(fd)) => released.push(fd),
+                Steal::Success(Request::ReleaseFixed(slot)) => slots.push(slot),
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
@@ -538,6 +649,10 @@ impl Driver {
             // the fd may close.
             self.submit_queued();
             drop(released);
+        }
+        for slot in slots {
+            // Submits the queue first, as above.
+            self.release_fixed(slot);
         }
         self.publish_queued();
     }
@@ -758,7 +873,7 @@ mod tests {
 
     fn driver() -> Option<Driver> {
         let features = super::super::probe::probe().ok()?;
-        Some(Driver::new(64, features, PoolConfig::default()).ok()?.0)
+        Some(Driver::new(64, features, PoolConfig::default(), 0).ok()?.0)
     }
 
     /// A cell that is freed shows as a dead `Weak`.

@@ -18,6 +18,7 @@
 use std::{
     cell::UnsafeCell,
     io,
+    os::fd::RawFd,
     sync::Arc,
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
@@ -27,6 +28,7 @@ use io_uring::{squeue, types};
 
 use super::{
     driver::{timespec, Remote, Submission},
+    fixed::{use_fixed, FixedFile},
     table::{Completable, SlotState},
 };
 use crate::{
@@ -180,16 +182,25 @@ impl<T: OpData> Op<T> {
     /// Builds the entry from the data at its final address and submits it
     /// to the current worker's ring, or posts it to a ring's mailbox when
     /// polled off the workers. `timeout` links a LINK_TIMEOUT.
+    ///
+    /// `file` is the socket the entry names (its registration and its fd):
+    /// on a worker's ring where the socket has a registered-file slot, the
+    /// entry names the slot instead (`fixed.rs`).
     pub(crate) fn submit(
         data: T,
         timeout: Option<Duration>,
+        file: Option<(&FixedFile, RawFd)>,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> Result<Op<T>, (io::Error, T)> {
         let mut args = Some((data, build));
         // On a worker with a ring: a pooled cell and the push, in one borrow.
         let local = crate::io::with_local_uring(|d| {
             let (data, build) = args.take().expect("submitted once");
-            let (cell, sub) = OpCell::prepare(d.take_cell(), data, timeout, build);
+            let slot = file.and_then(|(file, fd)| file.slot_on(d, fd));
+            let (cell, mut sub) = OpCell::prepare(d.take_cell(), data, timeout, build);
+            if let Some(slot) = slot {
+                sub.entry = use_fixed(sub.entry, slot);
+            }
             d.push(sub);
             Op {
                 cell: Some(cell),
