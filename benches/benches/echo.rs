@@ -59,6 +59,8 @@
 //! With `ECHO_METRICS=1` it prints each weft server's scheduler and io
 //! counters per request over each TCP summary (polls, steals, parks, LIFO
 //! hits, io hand-offs, submissions, completions, driver entries).
+//! `ECHO_REGISTERED_FILES=<slots>` sets weft's registered-file table per
+//! ring (`Builder::io_registered_files`; 0 turns registered files off).
 //!
 //! Each server has its own runtime, started on its first bench function
 //! call (a server filtered out on the command line is never built) and
@@ -201,6 +203,12 @@ fn build(server: Server) -> Rt {
                 weft::runtime::Builder::new_thread_per_core()
             } else {
                 weft::runtime::Builder::new_multi_thread()
+            };
+            // `ECHO_REGISTERED_FILES=<slots>`: the registered-file table
+            // per ring (0 turns it off; for A/B runs).
+            let builder = match std::env::var("ECHO_REGISTERED_FILES") {
+                Ok(v) => builder.io_registered_files(v.parse().expect("a slot count")),
+                Err(_) => builder,
             };
             let rt = builder
                 .worker_threads(NUM_WORKERS)
