@@ -210,6 +210,14 @@ impl WorkerIo {
         }
     }
 
+    /// After `enable`, on a worker thread the runtime owns (it exits with
+    /// the runtime): enters name the ring by a registered index.
+    pub(crate) fn register_ring_fd(&mut self) {
+        if let WorkerIo::Uring(d) = self {
+            d.register_ring_fd();
+        }
+    }
+
     /// Submits and reaps without blocking if anything is in flight; false
     /// (and nothing done) if nothing is.
     pub(crate) fn poll(&mut self) -> bool {

@@ -302,6 +302,9 @@ impl Runtime {
                 // The ring's only submitter is the thread that enables it.
                 let enabled = io.enable();
                 let ok = enabled.is_ok();
+                if ok {
+                    io.register_ring_fd();
+                }
                 let _ = enabled_tx.send(enabled);
                 drop(enabled_tx);
                 if !ok {

@@ -42,6 +42,31 @@ use crate::{
 const TOKEN_EVENTFD: u64 = u64::MAX;
 /// `IORING_ENTER_GETEVENTS` (the crate keeps its `sys` module private).
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `IORING_ENTER_EXT_ARG`: the argument is an `io_uring_getevents_arg`.
+const IORING_ENTER_EXT_ARG: u32 = 8;
+/// `IORING_ENTER_REGISTERED_RING`: the fd argument is an index into the
+/// calling thread's registered rings.
+const IORING_ENTER_REGISTERED_RING: u32 = 16;
+/// `io_uring_register` opcodes for the calling thread's registered rings.
+const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
+const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
+
+/// The kernel's `io_uring_rsrc_update` (ring fd registration).
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// The kernel's `io_uring_getevents_arg` (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
 /// `user_data` of a wakeup sent by another worker with `MSG_RING`.
 const TOKEN_MSG: u64 = u64::MAX - 1;
 /// Tag of a `MSG_RING` wake sent from this ring: the rest of `user_data` is
@@ -247,6 +272,9 @@ pub(crate) struct Driver {
     spill: Option<Arc<Remote>>,
     /// The registered-file table (`fixed.rs`).
     fixed: FixedTable,
+    /// The ring's index among the worker thread's registered rings
+    /// ([`Driver::register_ring_fd`]): enters name it instead of the fd.
+    ring_index: Option<u32>,
 }
 
 /// A ring's table of registered files: sockets that do io often get a
@@ -391,6 +419,7 @@ impl Driver {
             buf_ring: None,
             spill: None,
             fixed: FixedTable::Unused(registered_files),
+            ring_index: None,
         };
         Ok((driver, remote))
     }
@@ -400,6 +429,77 @@ impl Driver {
         self.ring.submitter().register_enable_rings()?;
         self.enabled = true;
         Ok(())
+    }
+
+    /// Registers the ring's fd with the calling thread, so that its enters
+    /// name an index instead of the fd: the kernel then skips looking the
+    /// ring's file up (and counting a reference on it) at every
+    /// `io_uring_enter`, what was left of `fget`/`fput` in an echo server
+    /// once its sockets had registered files. For a worker thread only:
+    /// the registration belongs to the thread, every enter must come from
+    /// it, and the thread's exit undoes it. A kernel without it (before
+    /// 5.18) leaves the driver on the fd.
+    pub(crate) fn register_ring_fd(&mut self) {
+        if !self.enabled || self.ring_index.is_some() {
+            return;
+        }
+        let mut update = RsrcUpdate {
+            // Any free index.
+            offset: u32::MAX,
+            resv: 0,
+            data: self.ring.as_raw_fd() as u64,
+        };
+        // SAFETY: plain syscall; the kernel reads and writes back the one
+        // `io_uring_rsrc_update` we pass, which outlives the call.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                self.ring.as_raw_fd(),
+                IORING_REGISTER_RING_FDS,
+                &mut update as *mut RsrcUpdate,
+                1u32,
+            )
+        };
+        if res == 1 {
+            self.ring_index = Some(update.offset);
+        }
+    }
+
+    /// `io_uring_enter` through the registered index when there is one.
+    ///
+    /// # Safety
+    /// `arg` is null or points to what `flags` says (an
+    /// `io_uring_getevents_arg` with `IORING_ENTER_EXT_ARG`), alive for the
+    /// call.
+    unsafe fn sys_enter(
+        &self,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+        arg: *const libc::c_void,
+        size: usize,
+    ) -> io::Result<usize> {
+        let (fd, flags) = match self.ring_index {
+            Some(index) => (index as libc::c_int, flags | IORING_ENTER_REGISTERED_RING),
+            None => (self.ring.as_raw_fd(), flags),
+        };
+        // SAFETY: the caller's contract for `arg`; the rest are values.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                to_submit,
+                min_complete,
+                flags,
+                arg,
+                size,
+            )
+        };
+        if res < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(res as usize)
+        }
     }
 
     /// A pooled cell of type `C`, restocking the pools from the shelf
@@ -715,14 +815,7 @@ impl Driver {
                 return;
             }
             // SAFETY: a plain enter with no argument struct.
-            unsafe {
-                self.ring.submitter().enter::<libc::sigset_t>(
-                    to_submit,
-                    0,
-                    IORING_ENTER_GETEVENTS,
-                    None,
-                )
-            }
+            unsafe { self.sys_enter(to_submit, 0, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }
         } else {
             let deadline = match park_slice() {
                 None => deadline,
@@ -734,16 +827,38 @@ impl Driver {
                     Some(deadline.map_or(cap, |d| d.min(cap)))
                 }
             };
+            let to_submit = self.ring.submission().len() as u32;
             match deadline {
-                None => self.ring.submit_and_wait(1),
+                // SAFETY: no argument struct.
+                None => unsafe {
+                    self.sys_enter(to_submit, 1, IORING_ENTER_GETEVENTS, std::ptr::null(), 0)
+                },
                 Some(deadline) => {
                     let timeout = deadline.saturating_duration_since(Instant::now());
                     if timeout.is_zero() {
                         return self.enter(None, false);
                     }
                     let ts = timespec(timeout);
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
+                    let arg = GeteventsArg {
+                        sigmask: 0,
+                        sigmask_sz: 0,
+                        min_wait_usec: 0,
+                        ts: &ts as *const types::Timespec as u64,
+                    };
+                    // SAFETY: `arg` is an `io_uring_getevents_arg` as
+                    // `IORING_ENTER_EXT_ARG` says, and it and the timespec
+                    // it points to (the kernel's `__kernel_timespec`, which
+                    // `types::Timespec` wraps transparently) outlive the
+                    // call.
+                    unsafe {
+                        self.sys_enter(
+                            to_submit,
+                            1,
+                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                            (&arg as *const GeteventsArg).cast(),
+                            std::mem::size_of::<GeteventsArg>(),
+                        )
+                    }
                 }
             }
         };
@@ -858,6 +973,24 @@ impl Drop for Driver {
         }
         self.publish_in_flight();
         self.remote.closed.store(true, Release);
+        if let Some(index) = self.ring_index.take() {
+            let mut update = RsrcUpdate {
+                offset: index,
+                resv: 0,
+                data: 0,
+            };
+            // SAFETY: plain syscall on the struct we pass. Fails harmlessly
+            // off the registering thread, whose exit undoes it anyway.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    self.ring.as_raw_fd(),
+                    IORING_UNREGISTER_RING_FDS,
+                    &mut update as *mut RsrcUpdate,
+                    1u32,
+                );
+            }
+        }
     }
 }
 
@@ -910,6 +1043,38 @@ mod tests {
         assert!(own_weak.upgrade().is_none() && foreign_weak.upgrade().is_none());
         // B still has its full pool.
         assert!(b.take_cell::<u64>().is_some());
+    }
+
+    #[test]
+    fn a_ring_entered_by_its_registered_index_waits_wakes_and_times_out() {
+        let Some(mut d) = driver() else {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        };
+        d.enable().unwrap();
+        d.register_ring_fd();
+        assert!(
+            d.ring_index.is_some(),
+            "this kernel (6.18) registers ring fds"
+        );
+        // A park with a deadline returns at it (the EXT_ARG timeout).
+        let start = Instant::now();
+        assert!(!d.park(Some(start + Duration::from_millis(20))));
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(20),
+            "returned after {waited:?}"
+        );
+        // A wake through the eventfd ends a park without a deadline.
+        let remote = d.remote.clone();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remote.wake_eventfd();
+        });
+        d.park(None);
+        waker.join().unwrap();
+        assert!(d.remote.enters.load(Relaxed) >= 2);
+        drop(d);
     }
 
     #[test]
