@@ -11,6 +11,7 @@
 //! cargo run --release -p weft-examples --example echo -- --flavor current --driver epoll
 //! cargo run --release -p weft-examples --example echo -- --flavor per-core
 //! cargo run --release -p weft-examples --example echo -- --pooled
+//! cargo run --release -p weft-examples --example echo -- --registered-files 0
 //! cargo run --release -p weft-examples --example echo -- --server 127.0.0.1:7000
 //! cargo run --release -p weft-examples --example echo -- --client 127.0.0.1:7000 --secs 10
 //! ```
@@ -26,7 +27,10 @@
 //! (the server reads with `TcpStream::recv_stream`: under io_uring one
 //! multishot receive per connection into the worker's provided buffer
 //! ring, writing each chunk back from its pooled buffer; under epoll the
-//! same api over readiness).
+//! same api over readiness), `--registered-files N` (io_uring: slots per
+//! ring for busy sockets, `Builder::io_registered_files`; default 1024, 0
+//! off). Run with server and client together it also prints how many
+//! registered-file slots the connections held, and that they came back.
 
 use std::{
     error::Error,
@@ -92,6 +96,10 @@ fn start_server(args: &Args, addr: &str) -> Result<Server, Box<dyn Error>> {
         Flavor::Multi => weft::runtime::Builder::new_multi_thread(),
         Flavor::Current => weft::runtime::Builder::new_current_thread(),
         Flavor::PerCore => weft::runtime::Builder::new_thread_per_core(),
+    };
+    let builder = match args.registered_files {
+        Some(slots) => builder.io_registered_files(slots),
+        None => builder,
     };
     let rt = builder.io_driver(args.driver).build()?;
     let driver = rt.io_driver();
@@ -228,7 +236,7 @@ fn run_server(args: &Args, addr: &str) -> Result<(), Box<dyn Error>> {
 /// Server and client in one process; the server's CPU time is the process's
 /// minus the client threads'.
 fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
-    let (addr, driver, _rt) = start_server(args, "127.0.0.1:0")?;
+    let (addr, driver, rt) = start_server(args, "127.0.0.1:0")?;
     println!(
         "weft echo server on {addr} (io driver: {driver}, runtime: {:?}{}); client: {} \
          connections × {} B, {} threads, {:?}",
@@ -239,9 +247,42 @@ fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
         CLIENT_THREADS.min(args.conns),
         args.secs.unwrap_or(DEFAULT_SECS),
     );
-    let report = run_client(addr, args)?;
+    // The registered-file slots the server's sockets hold while the client
+    // runs (sampled), and after it closed its connections.
+    let busiest = std::sync::atomic::AtomicUsize::new(0);
+    let running = std::sync::atomic::AtomicBool::new(true);
+    let report = thread::scope(|scope| {
+        if let Some(rt) = &rt {
+            scope.spawn(|| {
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = rt.metrics().io_registered_files;
+                    busiest.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                    thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        let report = run_client(addr, args);
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        report
+    })?;
     let server_cpu = report.process_cpu.saturating_sub(report.client_cpu);
     report.print(Some(server_cpu));
+    if let Some(rt) = &rt {
+        // The server's sockets close as they read the end of the stream.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut left = rt.metrics().io_registered_files;
+        while left > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+            left = rt.metrics().io_registered_files;
+        }
+        println!(
+            "registered files: up to {} slots in use during the run, {left} after",
+            busiest.into_inner()
+        );
+        if left > 0 {
+            return Err(format!("{left} registered-file slots still in use").into());
+        }
+    }
     Ok(())
 }
 
@@ -388,6 +429,7 @@ struct Args {
     driver: Driver,
     flavor: Flavor,
     pooled: bool,
+    registered_files: Option<u32>,
 }
 
 impl Args {
@@ -401,6 +443,7 @@ impl Args {
             driver: Driver::Auto,
             flavor: Flavor::Multi,
             pooled: false,
+            registered_files: None,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -426,10 +469,12 @@ impl Args {
                     }
                 }
                 "--pooled" => args.pooled = true,
+                "--registered-files" => args.registered_files = Some(value()?.parse()?),
                 "-h" | "--help" => {
                     println!(
                         "echo [--server ADDR | --client ADDR] [--conns N] [--size BYTES] \
-                         [--secs S] [--driver uring|epoll|auto] [--flavor multi|current|per-core] [--pooled]"
+                         [--secs S] [--driver uring|epoll|auto] [--flavor multi|current|per-core] [--pooled] \
+                         [--registered-files N]"
                     );
                     std::process::exit(0);
                 }
