@@ -80,6 +80,17 @@ async fn ping(stream: &TcpStream, tag: u8) {
     }
 }
 
+/// A stream connected to `addr` and pinged from a task on `rt`'s worker
+/// (so it has done its operations there), handed back to the caller.
+fn busy_stream(rt: &Runtime, addr: SocketAddr, tag: u8) -> TcpStream {
+    rt.block_on(rt.spawn(async move {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        ping(&stream, tag).await;
+        stream
+    }))
+    .unwrap()
+}
+
 /// A std echo server on its own thread for one connection; sends `true`
 /// once the connection reached EOF (the client's socket really closed).
 fn std_echo_server() -> (SocketAddr, mpsc::Receiver<bool>) {
@@ -169,13 +180,7 @@ fn a_socket_dropped_off_the_workers_gives_its_slot_back() {
     let rt = runtime(1024);
     let (addr, closed) = std_echo_server();
     // Registered on the worker, then handed to this thread.
-    let stream = rt
-        .block_on(rt.spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            ping(&stream, 1).await;
-            stream
-        }))
-        .unwrap();
+    let stream = busy_stream(&rt, addr, 1);
     assert_eq!(slots(&rt), per_socket(&rt));
     drop(stream);
     wait_until("the slot is back", || slots(&rt) == 0);
@@ -221,13 +226,7 @@ fn no_slots_with_registered_files_off() {
     let _serial = serial();
     let rt = runtime(0);
     let (addr, closed) = std_echo_server();
-    let stream = rt
-        .block_on(rt.spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            ping(&stream, 5).await;
-            stream
-        }))
-        .unwrap();
+    let stream = busy_stream(&rt, addr, 5);
     assert_eq!(slots(&rt), 0);
     stream.shutdown(Shutdown::Write).unwrap();
     assert!(closed.recv_timeout(Duration::from_secs(5)).unwrap());

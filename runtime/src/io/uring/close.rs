@@ -114,11 +114,14 @@ pub(super) fn entry_fd(entry: &squeue::Entry) -> RawFd {
     unsafe {
         (entry as *const squeue::Entry)
             .cast::<u8>()
-            .add(4)
+            .add(SQE_FD_OFFSET)
             .cast::<i32>()
             .read()
     }
 }
+
+/// The byte offset of `io_uring_sqe`'s `fd` field (kernel ABI).
+pub(super) const SQE_FD_OFFSET: usize = 4;
 
 /// Closes an fd a completion handed over, if it is one.
 pub(crate) fn close_fd(res: i32) {

@@ -449,19 +449,25 @@ impl Driver {
             resv: 0,
             data: self.ring.as_raw_fd() as u64,
         };
+        if self.ring_fds(IORING_REGISTER_RING_FDS, &mut update) == 1 {
+            self.ring_index = Some(update.offset);
+        }
+    }
+
+    /// Registers or unregisters (`op`) one of the calling thread's ring fds,
+    /// as `update` says; the kernel writes the index it chose back into it.
+    /// The syscall's result (1: done).
+    fn ring_fds(&self, op: libc::c_uint, update: &mut RsrcUpdate) -> libc::c_long {
         // SAFETY: plain syscall; the kernel reads and writes back the one
         // `io_uring_rsrc_update` we pass, which outlives the call.
-        let res = unsafe {
+        unsafe {
             libc::syscall(
                 libc::SYS_io_uring_register,
                 self.ring.as_raw_fd(),
-                IORING_REGISTER_RING_FDS,
-                &mut update as *mut RsrcUpdate,
+                op,
+                update as *mut RsrcUpdate,
                 1u32,
             )
-        };
-        if res == 1 {
-            self.ring_index = Some(update.offset);
         }
     }
 
@@ -814,7 +820,8 @@ impl Driver {
             if to_submit == 0 && !self.defer_taskrun && !self.ring.completion().is_empty() {
                 return;
             }
-            // SAFETY: a plain enter with no argument struct.
+            // SAFETY: no argument struct (`arg` is null, and no flag says
+            // there is one).
             unsafe { self.sys_enter(to_submit, 0, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }
         } else {
             let deadline = match park_slice() {
@@ -979,17 +986,9 @@ impl Drop for Driver {
                 resv: 0,
                 data: 0,
             };
-            // SAFETY: plain syscall on the struct we pass. Fails harmlessly
-            // off the registering thread, whose exit undoes it anyway.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_io_uring_register,
-                    self.ring.as_raw_fd(),
-                    IORING_UNREGISTER_RING_FDS,
-                    &mut update as *mut RsrcUpdate,
-                    1u32,
-                );
-            }
+            // Fails harmlessly off the registering thread, whose exit
+            // undoes the registration anyway.
+            self.ring_fds(IORING_UNREGISTER_RING_FDS, &mut update);
         }
     }
 }

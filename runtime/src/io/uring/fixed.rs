@@ -35,7 +35,10 @@ use std::{
 
 use io_uring::squeue;
 
-use super::driver::{Driver, Remote, Request};
+use super::{
+    close::SQE_FD_OFFSET,
+    driver::{Driver, Remote, Request},
+};
 
 /// The operation count at which a socket registers.
 pub(crate) const REGISTER_AFTER: u32 = 8;
@@ -139,7 +142,7 @@ pub(super) fn use_fixed(entry: squeue::Entry, slot: u32) -> squeue::Entry {
     unsafe {
         (&mut entry as *mut squeue::Entry)
             .cast::<u8>()
-            .add(4)
+            .add(SQE_FD_OFFSET)
             .cast::<i32>()
             .write(slot as i32);
     }
