@@ -2,8 +2,9 @@
 //! started 8 operations from a worker gets a slot in that worker's ring
 //! and gives it back when it is dropped, on the worker or off it; the
 //! connection then closes (the table must not keep it open); a full table
-//! leaves sockets on their fds and they still work; nothing is leaked
-//! (slots, fds). Under epoll (`WEFT_IO=epoll`) no slot is ever used and
+//! leaves sockets on their fds and they still work; a registered socket's
+//! read ends at its task's deadline and at an explicit cancel, and the
+//! socket works after; nothing is leaked (slots, fds). Under epoll (`WEFT_IO=epoll`) no slot is ever used and
 //! the same programs pass.
 
 use std::{
@@ -242,4 +243,59 @@ fn a_table_over_32768_slots_is_refused() {
         err.to_string(),
         "io_registered_files must be at most 32768, got 40000"
     );
+}
+
+/// The cause of a read's cancellation error.
+fn cancel_cause(read: std::io::Result<usize>) -> Option<weft::cancel::Cause> {
+    let err = read.err()?;
+    let cancelled = err.get_ref()?.downcast_ref::<weft::cancel::Cancelled>()?;
+    Some(cancelled.cause())
+}
+
+#[test]
+fn a_registered_sockets_wait_ends_at_a_deadline_and_at_a_cancel_and_it_works_after() {
+    let _serial = serial();
+    let rt = runtime(1024);
+    let (addr, closed) = std_echo_server();
+    let stream = busy_stream(&rt, addr, 7);
+    assert_eq!(slots(&rt), per_socket(&rt));
+    // A read with nothing to read, in a task with a 50 ms deadline.
+    let (stream, read) = rt
+        .block_on(async move {
+            weft::task::Builder::new()
+                .timeout(Duration::from_millis(50))
+                .spawn(async move {
+                    let (read, _) = stream.read(Vec::with_capacity(MESSAGE)).await;
+                    (stream, read)
+                })
+                .await
+        })
+        .unwrap();
+    assert_eq!(cancel_cause(read), Some(weft::cancel::Cause::Deadline));
+    // The same read, its scope cancelled while it waits.
+    let (stream, read) = rt
+        .block_on(async move {
+            let waiting = weft::cancel::scope(async move {
+                let (read, _) = stream.read(Vec::with_capacity(MESSAGE)).await;
+                (stream, read)
+            });
+            let handle = waiting.handle();
+            let task = weft::spawn(waiting);
+            weft::time::sleep(Duration::from_millis(10)).await.unwrap();
+            handle.cancel();
+            task.await
+        })
+        .unwrap();
+    assert_eq!(cancel_cause(read), Some(weft::cancel::Cause::Explicit));
+    // Nothing was lost: the stream still echoes, through its slot.
+    let stream = rt
+        .block_on(rt.spawn(async move {
+            ping(&stream, 9).await;
+            stream
+        }))
+        .unwrap();
+    assert_eq!(slots(&rt), per_socket(&rt));
+    drop(stream);
+    wait_until("the slot is back", || slots(&rt) == 0);
+    assert!(closed.recv_timeout(Duration::from_secs(5)).unwrap());
 }
