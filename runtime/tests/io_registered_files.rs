@@ -92,6 +92,17 @@ fn busy_stream(rt: &Runtime, addr: SocketAddr, tag: u8) -> TcpStream {
     .unwrap()
 }
 
+/// A blocking std read that goes on after `EINTR` (a signal to the
+/// process, which the sanitizer runs send, interrupts it).
+fn read_retrying(conn: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match conn.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A std echo server on its own thread for one connection; sends `true`
 /// once the connection reached EOF (the client's socket really closed).
 fn std_echo_server() -> (SocketAddr, mpsc::Receiver<bool>) {
@@ -104,7 +115,7 @@ fn std_echo_server() -> (SocketAddr, mpsc::Receiver<bool>) {
             .unwrap();
         let mut buf = [0u8; 4096];
         let eof = loop {
-            match conn.read(&mut buf) {
+            match read_retrying(&mut conn, &mut buf) {
                 Ok(0) => break true,
                 Ok(n) => {
                     if conn.write_all(&buf[..n]).is_err() {
@@ -165,7 +176,7 @@ fn a_busy_socket_gets_a_slot_and_its_connection_closes_when_it_is_dropped() {
     );
     checked_tx.send(()).unwrap();
     assert_eq!(
-        client.read(&mut reply).unwrap(),
+        read_retrying(&mut client, &mut reply).unwrap(),
         0,
         "the server's socket closed although it had a slot"
     );
