@@ -227,7 +227,8 @@ fn a_zero_sample_interval_is_a_build_error() {
 /// of a short exchange.
 fn io_latency_sees_a_read_that_waits(driver: Driver) {
     const DELAY: Duration = Duration::from_millis(20);
-    let t = NetRt::new(driver);
+    // Every op timed (the default interval would leave most unsampled).
+    let t = NetRt::with(driver, |b| b.histogram_sample_interval(1));
     let before = t.rt.metrics().io_op_latency().count();
     t.in_task(async {
         let (listener, addr) = listener().await;
@@ -255,3 +256,60 @@ fn io_latency_sees_a_read_that_waits(driver: Driver) {
 }
 
 on_each_driver!(io_latency_sees_a_read_that_waits);
+
+/// `ROUNDS` 8-byte round trips on one loopback connection; returns the
+/// io_uring submissions they made and the ops the histogram counted.
+fn echo_rounds(t: &NetRt) -> (u64, u64) {
+    const ROUNDS: usize = 100;
+    let subs = |m: &RuntimeMetrics| m.worker.iter().map(|w| w.io_submissions).sum::<u64>();
+    let before = t.rt.metrics();
+    t.in_task(async {
+        let (listener, addr) = listener().await;
+        let server = weft::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            for _ in 0..ROUNDS {
+                let got = read_exact(&stream, 8).await;
+                let (res, _) = stream.write_all(got).await;
+                res.expect("echo");
+            }
+        });
+        let client = TcpStream::connect(addr).await.expect("connect");
+        for i in 0..ROUNDS {
+            let (res, _) = client.write_all(vec![i as u8; 8]).await;
+            res.expect("write");
+            assert_eq!(read_exact(&client, 8).await, vec![i as u8; 8]);
+        }
+        server.await.unwrap();
+    });
+    let after = t.rt.metrics();
+    (
+        subs(&after) - subs(&before),
+        after.io_op_latency().count() - before.io_op_latency().count(),
+    )
+}
+
+/// On io_uring one op in `histogram_sample_interval` is timed, per ring:
+/// about submissions ÷ interval ops counted, never more.
+#[test]
+fn io_uring_times_one_op_in_the_sample_interval() {
+    const INTERVAL: u32 = 8;
+    let t = NetRt::with(Driver::Uring, |b| b.histogram_sample_interval(INTERVAL));
+    let (subs, counted) = echo_rounds(&t);
+    assert!(subs >= 400, "100 round trips are 400 ops or more: {subs}");
+    let expected = subs / u64::from(INTERVAL);
+    assert!(
+        counted <= expected && counted >= expected / 2,
+        "{counted} ops timed of {subs} submitted, one in {INTERVAL} expected"
+    );
+    t.finish();
+}
+
+/// With histograms off, io_uring times no op.
+#[test]
+fn io_uring_times_no_op_with_histograms_off() {
+    let t = NetRt::with(Driver::Uring, |b| b.histograms(false));
+    let (subs, counted) = echo_rounds(&t);
+    assert!(subs >= 400, "{subs}");
+    assert_eq!(counted, 0, "{counted} ops timed with histograms off");
+    t.finish();
+}

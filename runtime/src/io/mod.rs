@@ -124,7 +124,8 @@ pub(crate) struct Built {
 /// is missing, refused or incomplete. Without `single_issuer`, rings are
 /// set up without `SINGLE_ISSUER` (and so without `DEFER_TASKRUN`): a
 /// current-thread runtime's ring is driven by whichever thread is inside
-/// `block_on`.
+/// `block_on`. A ring times one op in `time_every` for its latency
+/// histogram (0: none).
 pub(crate) fn build(
     choice: Driver,
     entries: u32,
@@ -132,6 +133,7 @@ pub(crate) fn build(
     pools: PoolConfig,
     single_issuer: bool,
     registered_files: u32,
+    time_every: u32,
 ) -> io::Result<Built> {
     let choice = match choice {
         Driver::Auto => match std::env::var("WEFT_IO") {
@@ -170,7 +172,7 @@ pub(crate) fn build(
         match features {
             Some(features) => {
                 let (driver, remote) =
-                    uring::Driver::new(entries, features, pools, registered_files)?;
+                    uring::Driver::new(entries, features, pools, registered_files, time_every)?;
                 built.workers.push(WorkerIo::Uring(driver));
                 built.remotes.push(RemoteIo::Uring(remote));
             }

@@ -567,9 +567,9 @@ impl Builder {
     /// polled; per io driver, how long operations take. Read them through
     /// [`Runtime::metrics`](super::Runtime::metrics) (e.g.
     /// [`RuntimeMetrics::poll_duration`](super::RuntimeMetrics::poll_duration)).
-    /// Off, the schedulers read no clock for them and the snapshots are
-    /// empty; io operations are timed either way (one clock read per
-    /// operation, against the microseconds of a system call).
+    /// Off, the schedulers and the io drivers read no clock for them and
+    /// the snapshots are empty (except epoll's waits, which are timed
+    /// either way: each is a system call).
     pub fn histograms(mut self, enabled: bool) -> Builder {
         self.histograms = enabled;
         self
@@ -577,7 +577,8 @@ impl Builder {
 
     /// One task schedule in `n` is sampled for the scheduling histograms
     /// (default 128): the sampled schedule is stamped with the time, and
-    /// the poll it leads to is timed, start and end. 1 times every poll:
+    /// the poll it leads to is timed, start and end. One io_uring
+    /// operation in `n` per ring is timed too. 1 times every poll and op:
     /// on the benchmark VM that is 6–31% more instructions on the
     /// scheduler workloads plus three clock reads of 12–20 ns per poll,
     /// where the default costs 0.3–1.5% in instructions (see

@@ -123,12 +123,13 @@ pub struct WorkerMetrics {
     /// (spawned, woken, or yielding) to the start of their poll, wherever
     /// they were queued (this worker, another, the injector).
     pub schedule_latency: HistogramSnapshot,
-    /// io_uring: how long each operation on this worker's ring took, from
-    /// entering the submission queue to its completion being reaped
-    /// (multishot operations are not counted). epoll: how long a socket
-    /// direction was waited on, from the first operation that found it not
-    /// ready to the readiness event that ended the wait. Every operation
-    /// or wait is counted (not sampled), also with histograms off.
+    /// io_uring: how long operations on this worker's ring took, from
+    /// entering the submission queue to the completion being reaped; one
+    /// operation in `Builder::histogram_sample_interval` is timed
+    /// (multishot operations are not), none with histograms off. epoll:
+    /// how long a socket direction was waited on, from the first operation
+    /// that found it not ready to the readiness event that ended the wait;
+    /// every wait is counted, also with histograms off.
     pub io_op_latency: HistogramSnapshot,
     /// Polls on this worker that ran past `Builder::stuck_poll_threshold`
     /// (each reported once, while it ran).

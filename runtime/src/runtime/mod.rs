@@ -162,6 +162,11 @@ impl Runtime {
             builder.recv_pool_config()?,
             single_issuer,
             builder.io_registered_files,
+            if builder.histograms {
+                builder.histogram_sample_interval
+            } else {
+                0
+            },
         )
         .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();

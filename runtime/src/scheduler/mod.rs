@@ -391,9 +391,14 @@ impl Shared {
 
     /// Fires due timers; `start` is the caller's own shard.
     pub(crate) fn fire_timers(&self, start: usize) -> usize {
-        // One clock read: the cached expiries are checked against it first.
+        // The cached expiries first: with no timer set, no clock read (a
+        // worker calls this after every park and every `event_interval`
+        // ticks; `Instant::now()` costs 35-50 ns on the benchmark VMs).
+        let Some(next) = self.time.next_deadline() else {
+            return 0;
+        };
         let now = Instant::now();
-        if self.time.next_deadline().is_some_and(|d| d <= now) {
+        if next <= now {
             self.time.process(start, now)
         } else {
             0

@@ -31,7 +31,7 @@ pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
-mod tsc;
+pub(crate) mod tsc;
 mod wheel;
 
 pub use self::clock::{coarse_now, coarse_now_nanos, coarse_resolution};
