@@ -395,8 +395,21 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> std::future::Future for Run
                         };
                         let raw = this.sock.fd();
                         let file = Some((&this.sock.fixed, raw));
-                        match Op::submit(op, timeout, file, |o| o.entry(Fd(raw))) {
-                            Ok(op) => this.state = RunState::Uring(Cancellable::new(op, O::KIND)),
+                        let waker = Some(cx.waker());
+                        match Op::submit_waking(op, timeout, file, waker, |o| o.entry(Fd(raw))) {
+                            Ok((op, waiting)) => {
+                                this.state = RunState::Uring(Cancellable::new(op, O::KIND));
+                                if waiting {
+                                    // Queued on this worker's ring with our
+                                    // waker in its cell: nothing to poll yet
+                                    // (see `Op::submit_waking`).
+                                    crate::runtime::dump::awaiting(
+                                        cx.waker(),
+                                        crate::runtime::dump::Awaiting::Io(O::KIND),
+                                    );
+                                    return Poll::Pending;
+                                }
+                            }
                             Err((e, op)) => return Poll::Ready(op.finish(Err(e))),
                         }
                     }

@@ -124,10 +124,11 @@ impl<T: OpData> OpCell<T> {
         pooled: Option<Arc<OpCell<T>>>,
         data: T,
         timeout: Option<Duration>,
+        waker: Option<&Waker>,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> (Arc<OpCell<T>>, Submission) {
         let fresh = || OpCell {
-            lifecycle: Mutex::new(Lifecycle::Pending(None)),
+            lifecycle: Mutex::new(Lifecycle::Pending(waker.cloned())),
             slot: SlotState::default(),
             timespec: timespec(Duration::ZERO),
             data: UnsafeCell::new(None),
@@ -192,12 +193,29 @@ impl<T: OpData> Op<T> {
         file: Option<(&FixedFile, RawFd)>,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> Result<Op<T>, (io::Error, T)> {
+        Op::submit_waking(data, timeout, file, None, build).map(|(op, _)| op)
+    }
+
+    /// [`Op::submit`], with the waker of the task that will await the op
+    /// stored in its cell up front when the op goes to this worker's ring
+    /// (then `true`). The caller may then return `Pending` without polling
+    /// the op: its completion wakes that waker, and it cannot complete
+    /// unseen before (this worker has not entered its ring since the push,
+    /// and if a full queue made it, the completion found the waker). That
+    /// spares a lock and unlock of the cell per operation.
+    pub(crate) fn submit_waking(
+        data: T,
+        timeout: Option<Duration>,
+        file: Option<(&FixedFile, RawFd)>,
+        waker: Option<&Waker>,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+    ) -> Result<(Op<T>, bool), (io::Error, T)> {
         let mut args = Some((data, build));
         // On a worker with a ring: a pooled cell and the push, in one borrow.
         let local = crate::io::with_local_uring(|d| {
             let (data, build) = args.take().expect("submitted once");
             let slot = file.and_then(|(file, fd)| file.slot_on(d, fd));
-            let (cell, mut sub) = OpCell::prepare(d.take_cell(), data, timeout, build);
+            let (cell, mut sub) = OpCell::prepare(d.take_cell(), data, timeout, waker, build);
             if let Some(slot) = slot {
                 sub.entry = use_fixed(sub.entry, slot);
             }
@@ -209,10 +227,10 @@ impl<T: OpData> Op<T> {
             }
         });
         if let Some(op) = local {
-            return Ok(op);
+            return Ok((op, waker.is_some()));
         }
         let (data, build) = args.take().expect("not submitted yet");
-        let (cell, sub) = OpCell::prepare(None, data, timeout, build);
+        let (cell, sub) = OpCell::prepare(None, data, timeout, None, build);
         let owner = match crate::io::submit(sub) {
             Ok(owner) => owner,
             Err(err) => {
@@ -223,11 +241,14 @@ impl<T: OpData> Op<T> {
                 return Err((err, data.expect("stored above")));
             }
         };
-        Ok(Op {
-            cell: Some(cell),
-            owner,
-            linked: timeout.is_some(),
-        })
+        Ok((
+            Op {
+                cell: Some(cell),
+                owner,
+                linked: timeout.is_some(),
+            },
+            false,
+        ))
     }
 
     /// True if this op was linked to a kernel timeout.
