@@ -155,6 +155,12 @@ impl Runtime {
         // A current-thread ring is driven by whichever thread is in
         // `block_on`, unless the runtime is bound to one (local).
         let single_issuer = current_thread != Some(false);
+        // One schedule and one io_uring op in this many are timed; 0: none.
+        let histogram_interval = if builder.histograms {
+            builder.histogram_sample_interval
+        } else {
+            0
+        };
         let io = crate::io::build(
             io_driver,
             builder.io_ring_entries,
@@ -162,11 +168,7 @@ impl Runtime {
             builder.recv_pool_config()?,
             single_issuer,
             builder.io_registered_files,
-            if builder.histograms {
-                builder.histogram_sample_interval
-            } else {
-                0
-            },
+            histogram_interval,
         )
         .map_err(BuildError::Io)?;
         let parkers: Vec<Parker> = io.remotes.iter().map(worker_parker).collect();
@@ -210,11 +212,7 @@ impl Runtime {
                 io_spin: builder.io_spin,
                 idle_spin: builder.idle_spin,
                 steal_age: builder.steal_age,
-                histogram_interval: if builder.histograms {
-                    builder.histogram_sample_interval
-                } else {
-                    0
-                },
+                histogram_interval,
                 // No monitor on a current-thread runtime: it has no other
                 // worker to hand a stuck worker's tasks to, and relief
                 // workers would run them on other threads.

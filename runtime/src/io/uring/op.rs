@@ -133,10 +133,15 @@ impl<T: OpData> OpCell<T> {
             timespec: timespec(Duration::ZERO),
             data: UnsafeCell::new(None),
         };
-        let mut cell = pooled.unwrap_or_else(|| Arc::new(fresh()));
+        let mut cell = match pooled {
+            Some(mut cell) => {
+                *Arc::get_mut(&mut cell).expect("a pooled cell is unique") = fresh();
+                cell
+            }
+            None => Arc::new(fresh()),
+        };
         {
-            let c = Arc::get_mut(&mut cell).expect("a pooled cell is unique");
-            *c = fresh();
+            let c = Arc::get_mut(&mut cell).expect("not shared yet");
             c.timespec = timespec(timeout.unwrap_or_default());
             *c.data.get_mut() = Some(data);
         }
