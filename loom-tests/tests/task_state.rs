@@ -240,3 +240,104 @@ fn registry_bind_racing_remove_keeps_the_list_whole() {
         assert_eq!(drops.load(SeqCst), 2);
     });
 }
+
+/// Hands its waker's clones to `out` at its first poll: the first clone
+/// borrows the poller's reference (`task/waker.rs`), the second takes a
+/// new one. Ready at once if `finish`, else at its second poll.
+struct LendingClones {
+    out: Arc<Mutex<Vec<Waker>>>,
+    polled: bool,
+    finish: bool,
+    _guard: DropCount,
+}
+
+impl Future for LendingClones {
+    type Output = u8;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u8> {
+        if self.polled {
+            return Poll::Ready(2);
+        }
+        self.polled = true;
+        let clones = [cx.waker().clone(), cx.waker().clone()];
+        self.out.lock().unwrap().extend(clones);
+        if self.finish {
+            Poll::Ready(1)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The lent reference racing the releases it backs: another thread drops
+/// one clone and wakes with the other while the poll that made them ends,
+/// and the join handle goes at the same time. The count is one low until
+/// the poll ends; the task still runs to the end and is freed once.
+#[test]
+fn a_lent_waker_clone_released_while_its_poll_ends_frees_the_task_once() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let join = sched.spawn(LendingClones {
+            out: out.clone(),
+            polled: false,
+            finish: false,
+            _guard: DropCount(drops.clone()),
+        });
+        let releaser = thread::spawn(move || loop {
+            let mut clones = out.lock().unwrap().split_off(0).into_iter();
+            if let (Some(first), Some(second)) = (clones.next(), clones.next()) {
+                drop(first);
+                second.wake();
+                break;
+            }
+            thread::yield_now();
+        });
+        drop(join);
+        sched.run_one();
+        releaser.join().unwrap();
+        sched.run_all();
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(sched.alive(), 0);
+    });
+}
+
+/// A poll that lends its reference and completes: the lent reference is
+/// added before the completion releases the poller's, so a clone released
+/// on another thread meanwhile cannot free the task under its poller.
+#[test]
+fn a_lent_waker_clone_outliving_a_completing_poll_frees_the_task_once() {
+    loom::model(|| {
+        let sched = MockScheduler::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut join = sched.spawn(LendingClones {
+            out: out.clone(),
+            polled: false,
+            finish: true,
+            _guard: DropCount(drops.clone()),
+        });
+        let releaser = thread::spawn(move || loop {
+            let clones: Vec<Waker> = out.lock().unwrap().drain(..).collect();
+            if !clones.is_empty() {
+                // Both go: wakes of a task that is running or complete.
+                for (i, w) in clones.into_iter().enumerate() {
+                    if i == 0 {
+                        w.wake();
+                    } else {
+                        drop(w);
+                    }
+                }
+                break;
+            }
+            thread::yield_now();
+        });
+        sched.run_one();
+        releaser.join().unwrap();
+        sched.run_all();
+        assert_eq!(noop_poll(&mut join).map(Result::unwrap), Poll::Ready(1));
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(sched.alive(), 0);
+    });
+}

@@ -70,25 +70,35 @@ where
                 // freed by the completion.
                 #[cfg(feature = "tracing")]
                 let span = self.header().span.get().map(tracing::Span::enter);
-                let polled = context::with_task(raw, self.header().node_ptr(), || {
-                    coop::with_budget(|| {
-                        panic::catch_unwind(AssertUnwindSafe(|| {
-                            // SAFETY: RUNNING gives this thread the stage; the
-                            // future is never moved out of the cell while Running.
-                            core.stage.with_mut(|ptr| match unsafe { &mut *ptr } {
-                                Stage::Running(future) => {
-                                    // SAFETY: pinned in the heap cell until dropped in place.
-                                    unsafe { std::pin::Pin::new_unchecked(future) }.poll(&mut cx)
-                                }
-                                _ => unreachable!("polled a task whose future is gone"),
-                            })
-                        }))
+                // The poller's reference is lent to the first clone of the
+                // waker (`waker.rs`); `lent` says if one took it.
+                let (polled, lent) = waker::lending(raw.header_ptr(), || {
+                    context::with_task(raw, self.header().node_ptr(), || {
+                        coop::with_budget(|| {
+                            panic::catch_unwind(AssertUnwindSafe(|| {
+                                // SAFETY: RUNNING gives this thread the stage; the
+                                // future is never moved out of the cell while Running.
+                                core.stage.with_mut(|ptr| match unsafe { &mut *ptr } {
+                                    Stage::Running(future) => {
+                                        // SAFETY: pinned in the heap cell until dropped in place.
+                                        unsafe { std::pin::Pin::new_unchecked(future) }
+                                            .poll(&mut cx)
+                                    }
+                                    _ => unreachable!("polled a task whose future is gone"),
+                                })
+                            }))
+                        })
                     })
                 });
                 #[cfg(feature = "tracing")]
                 drop(span);
+                if lent && !matches!(polled, Ok(Poll::Pending)) {
+                    // Completing: the lent reference is added before the
+                    // completion releases the poller's.
+                    self.header().state.ref_inc();
+                }
                 match polled {
-                    Ok(Poll::Pending) => self.after_pending(),
+                    Ok(Poll::Pending) => self.after_pending(lent),
                     Ok(Poll::Ready(output)) => {
                         self.store_output(Ok(output));
                         self.complete();
@@ -111,8 +121,8 @@ where
         }
     }
 
-    fn after_pending(self) {
-        match self.header().state.transition_to_idle() {
+    fn after_pending(self, lent: bool) {
+        match self.header().state.transition_to_idle(lent) {
             TransitionToIdle::Ok => {}
             TransitionToIdle::OkNotified => {
                 // Woken during its own poll (yield_now, or a wake that raced

@@ -19,6 +19,10 @@
 //! - References: the registry, each `Notified`, the `JoinHandle`, each
 //!   `AbortHandle` and each `Waker` own one. The cell is freed by whoever
 //!   releases the last (`transition_to_terminal` returns true exactly once).
+//!   One exception, bounded to a poll: the first clone of the task's waker
+//!   in a poll borrows the poller's reference, which the poller adds to the
+//!   count as the poll ends (see `waker.rs`); a count that reaches zero
+//!   meanwhile, while RUNNING, leaves the freeing to the poller.
 //!
 //! # Life of a task
 //! 1. `new_task` allocates with three references (registry, first `Notified`,

@@ -122,7 +122,9 @@ impl State {
             if !s.is_idle() {
                 // Running elsewhere or complete: drop the notification's reference.
                 s.ref_dec();
-                let action = if s.ref_count() == 0 {
+                // Zero while RUNNING: that poller frees (a lent reference,
+                // see `waker.rs`).
+                let action = if s.ref_count() == 0 && !s.is_running() {
                     TransitionToRunning::Dealloc
                 } else {
                     TransitionToRunning::Failed
@@ -140,12 +142,18 @@ impl State {
         })
     }
 
-    /// Called by the poller after the future returned `Pending`.
-    pub(crate) fn transition_to_idle(&self) -> TransitionToIdle {
+    /// Called by the poller after the future returned `Pending`; `lent`:
+    /// a clone of the task's waker took the poller's reference during the
+    /// poll (`waker.rs`), so one reference is added with the change.
+    pub(crate) fn transition_to_idle(&self, lent: bool) -> TransitionToIdle {
         self.fetch_update_action(|mut s| {
             debug_assert!(s.is_running());
+            if lent {
+                s.ref_inc();
+            }
             if s.is_cancelled() {
-                return (TransitionToIdle::Cancelled, None);
+                // Still RUNNING: the poller drops the future and completes.
+                return (TransitionToIdle::Cancelled, lent.then_some(s));
             }
             s.0 &= !RUNNING;
             if s.is_notified() {
@@ -173,21 +181,25 @@ impl State {
         Snapshot(prev.0 ^ DELTA)
     }
 
-    /// Releases `count` references; true when they were the last.
+    /// Releases `count` references; true when they were the last. Never
+    /// true while RUNNING: the count can only reach zero then with the
+    /// poller's reference lent to a waker clone (`waker.rs`) that was just
+    /// released, and the poller frees the task when it adds it back.
     pub(crate) fn transition_to_terminal(&self, count: usize) -> bool {
         let prev = Snapshot(self.word.fetch_sub(count * REF_ONE, AcqRel));
         debug_assert!(prev.ref_count() >= count, "task reference count underflow");
-        prev.ref_count() == count
+        prev.ref_count() == count && !prev.is_running()
     }
 
     /// A waker consumed by value.
     pub(crate) fn transition_to_notified_by_val(&self) -> TransitionToNotified {
         self.fetch_update_action(|mut s| {
             if s.is_running() {
-                // The poller reschedules; our reference goes.
+                // The poller reschedules; our reference goes. (The count
+                // may reach zero here if ours was the poller's, lent: the
+                // poller adds it back as the poll ends, see `waker.rs`.)
                 s.0 |= NOTIFIED;
                 s.ref_dec();
-                debug_assert!(s.ref_count() > 0, "the poller holds a reference");
                 (TransitionToNotified::DoNothing, Some(s))
             } else if s.is_complete() || s.is_notified() {
                 s.ref_dec();

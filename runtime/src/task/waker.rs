@@ -1,6 +1,28 @@
 //! Wakers are task references: clone takes one, drop releases one.
+//!
+//! # The lent reference
+//! While a task is polled its poller holds a reference (the `Notified`'s
+//! it ran). The first clone of the task's own waker in that poll, almost
+//! always the one a leaf future stores before returning `Pending`, takes
+//! no new reference: it borrows the poller's, and the poller adds it to
+//! the count afterwards, in the same read-modify-write that ends the poll
+//! (`State::transition_to_idle(true)`), or by a separate increment before
+//! a completion. One locked instruction fewer per wait.
+//!
+//! Until then the count is one below the references that exist. That is
+//! safe: while the task is RUNNING its poller's reference is among them,
+//! so the count cannot reach zero through any other holder's release
+//! unless the lent clone was one of them, and a release that finds the
+//! count at zero while RUNNING leaves the freeing to the poller
+//! (`State::transition_to_terminal`), which sees the count once the lent
+//! reference is added. At most one clone per poll borrows, so the count
+//! is never below zero.
 
-use std::task::{RawWaker, RawWakerVTable, Waker};
+use std::{
+    cell::Cell,
+    ptr::NonNull,
+    task::{RawWaker, RawWakerVTable, Waker},
+};
 
 use super::{core::Header, raw::RawTask, state::TransitionToNotified};
 
@@ -62,9 +84,77 @@ pub(crate) fn waker_for(raw: RawTask) -> Waker {
     unsafe { Waker::from_raw(raw_waker(raw)) }
 }
 
+/// A poll's offer of its reference to the first clone of its task's waker
+/// (see the module docs). Lives on the poller's stack for that poll.
+struct Lend {
+    task: NonNull<Header>,
+    taken: Cell<bool>,
+}
+
+// Loom and shuttle run their model threads on one OS thread: their
+// thread-locals keep each model thread's lend apart.
+#[cfg(weft_loom)]
+use loom::thread_local;
+#[cfg(weft_shuttle)]
+use shuttle::thread_local;
+
+#[cfg(not(weft_loom))]
+thread_local! {
+    /// The lend of the poll running on this thread (null: none).
+    static LENT: Cell<*const Lend> = const { Cell::new(std::ptr::null()) };
+}
+// loom's macro takes no `const` initializer.
+#[cfg(weft_loom)]
+thread_local! {
+    static LENT: Cell<*const Lend> = Cell::new(std::ptr::null());
+}
+
+/// Runs `poll` (one poll of `task`'s future, which must not unwind) with
+/// the poller's reference lent to the first clone of `task`'s waker; true
+/// if a clone took it: the caller then owns one reference more than the
+/// count says, and must add it (`transition_to_idle(true)`, or `ref_inc`).
+pub(super) fn lending<R>(task: NonNull<Header>, poll: impl FnOnce() -> R) -> (R, bool) {
+    struct Restore(*const Lend);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = LENT.try_with(|l| l.set(self.0));
+        }
+    }
+    let lend = Lend {
+        task,
+        taken: Cell::new(false),
+    };
+    let restore = Restore(LENT.with(|l| l.replace(&lend)));
+    let out = poll();
+    drop(restore);
+    (out, lend.taken.get())
+}
+
+/// Takes the lent reference if the poll running on this thread lends one
+/// for `header`'s task and no clone has taken it yet.
+#[inline]
+fn take_lent(header: *const Header) -> bool {
+    LENT.try_with(|l| {
+        let lend = l.get();
+        // SAFETY: a non-null `LENT` points to the `Lend` on the stack of
+        // the `lending` call running on this thread, which restores the
+        // previous value before the `Lend` goes.
+        match unsafe { lend.as_ref() } {
+            Some(lend) if std::ptr::eq(lend.task.as_ptr(), header) && !lend.taken.get() => {
+                lend.taken.set(true);
+                true
+            }
+            _ => false,
+        }
+    })
+    .unwrap_or(false)
+}
+
 unsafe fn clone(ptr: *const ()) -> RawWaker {
     let raw = task(ptr);
-    raw.header().state.ref_inc();
+    if !take_lent(ptr as *const Header) {
+        raw.header().state.ref_inc();
+    }
     raw_waker(raw)
 }
 
