@@ -60,7 +60,8 @@
 //! counters per request over each TCP summary (polls, steals, parks, LIFO
 //! hits, io hand-offs, submissions, completions, driver entries).
 //! `ECHO_REGISTERED_FILES=<slots>` sets weft's registered-file table per
-//! ring (`Builder::io_registered_files`; 0 turns registered files off).
+//! ring (`Builder::io_registered_files`; 0 turns registered files off), and
+//! `ECHO_EVENT_INTERVAL=<ticks>` weft's `Builder::event_interval`.
 //!
 //! Each server has its own runtime, started on its first bench function
 //! call (a server filtered out on the command line is never built) and
@@ -208,6 +209,12 @@ fn build(server: Server) -> Rt {
             // per ring (0 turns it off; for A/B runs).
             let builder = match std::env::var("ECHO_REGISTERED_FILES") {
                 Ok(v) => builder.io_registered_files(v.parse().expect("a slot count")),
+                Err(_) => builder,
+            };
+            // `ECHO_EVENT_INTERVAL=<ticks>`: how often a busy worker
+            // enters its ring between parks (for A/B runs).
+            let builder = match std::env::var("ECHO_EVENT_INTERVAL") {
+                Ok(v) => builder.event_interval(v.parse().expect("a tick count")),
                 Err(_) => builder,
             };
             let rt = builder

@@ -73,6 +73,13 @@ enum Lifecycle {
 
 /// One operation: its lifecycle and the resources the kernel uses.
 pub(crate) struct OpCell<T> {
+    /// The ring the op was pushed to on a worker (`None`: posted through
+    /// a mailbox, and the [`Op`] holds the ring). Written only while the
+    /// cell is unique (`prepare`); a pooled cell keeps it for the next op
+    /// on the same ring, which then takes no new reference. A shelf does
+    /// not keep one past its ring's driver (`Remote::shelve`), so no cycle
+    /// outlives it.
+    owner: Option<Arc<Remote>>,
     lifecycle: Mutex<Lifecycle>,
     slot: SlotState,
     timespec: types::Timespec,
@@ -120,33 +127,47 @@ impl<T: OpData> Completable for OpCell<T> {
 impl<T: OpData> OpCell<T> {
     /// Fills a cell (a pooled one, or a new one) with `data` and builds its
     /// submission from the data at its final address.
+    ///
+    /// No `Arc::get_mut`: its uniqueness check is a compare-exchange on the
+    /// weak count, two of which per op were measurable on the echo server.
+    /// A new cell is built whole before it goes into its `Arc`, and a
+    /// pooled one is unique by the pool's invariant (see [`recycle`]).
     pub(crate) fn prepare(
         pooled: Option<Arc<OpCell<T>>>,
+        owner: Option<&Arc<Remote>>,
         data: T,
         timeout: Option<Duration>,
         waker: Option<&Waker>,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> (Arc<OpCell<T>>, Submission) {
-        let fresh = || OpCell {
+        let fresh = |kept: Option<Arc<Remote>>| OpCell {
+            owner: match (kept, owner) {
+                // The same ring as the cell's last op: no new reference.
+                (Some(kept), Some(owner)) if Arc::ptr_eq(&kept, owner) => Some(kept),
+                (_, owner) => owner.cloned(),
+            },
             lifecycle: Mutex::new(Lifecycle::Pending(waker.cloned())),
             slot: SlotState::default(),
-            timespec: timespec(Duration::ZERO),
-            data: UnsafeCell::new(None),
+            timespec: timespec(timeout.unwrap_or_default()),
+            data: UnsafeCell::new(Some(data)),
         };
-        let mut cell = match pooled {
-            Some(mut cell) => {
-                *Arc::get_mut(&mut cell).expect("a pooled cell is unique") = fresh();
+        let cell = match pooled {
+            Some(cell) => {
+                // SAFETY: a pooled cell had no other strong reference when
+                // it was pooled (`recycle`, after an Acquire fence, or
+                // through a shelf's lock), none can have been made since
+                // (nobody else holds one to clone), and no `Weak` is ever
+                // made of an op cell: this is the only access. The pointer
+                // comes from the `Arc`'s own allocation.
+                let unique = unsafe { &mut *(Arc::as_ptr(&cell) as *mut OpCell<T>) };
+                *unique = fresh(unique.owner.take());
                 cell
             }
-            None => Arc::new(fresh()),
+            None => Arc::new(fresh(None)),
         };
-        {
-            let c = Arc::get_mut(&mut cell).expect("not shared yet");
-            c.timespec = timespec(timeout.unwrap_or_default());
-            *c.data.get_mut() = Some(data);
-        }
-        // SAFETY: the cell is not shared yet; the entry's addresses point
-        // into its (pinned, heap-allocated) data.
+        // SAFETY: the cell is not shared yet (`cell` is its only
+        // reference); the entry's addresses point into its (pinned,
+        // heap-allocated) data.
         let entry = build(
             unsafe { &mut *cell.data.get() }
                 .as_mut()
@@ -168,19 +189,41 @@ impl<T: OpData> OpCell<T> {
 ///
 /// When this worker's pool is full the cell goes to another ring's shelf
 /// (see `Driver::recycle_cell`).
-fn recycle<T: OpData>(cell: Arc<OpCell<T>>, owner: &Arc<Remote>) {
+///
+/// A pooled cell is unique, which `OpCell::prepare` relies on to refill it
+/// without `Arc::get_mut`: the count is 1 here, and the fence orders the
+/// other holders' last accesses (before their Release decrements) before
+/// the refill.
+fn recycle<T: OpData>(cell: Arc<OpCell<T>>, posted_to: Option<Arc<Remote>>) {
     if Arc::strong_count(&cell) != 1 {
         return;
     }
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
     let mut cell = Some(cell);
-    crate::io::with_local_uring(|d| d.recycle_cell(cell.take().expect("put once"), owner));
+    crate::io::with_local_uring(|d| {
+        let cell = cell.take().expect("put once");
+        // The op's ring, when it is another worker's (a reference is
+        // taken only then: the pool may pass the cell back to it).
+        let foreign = match &posted_to {
+            Some(owner) => (!Arc::ptr_eq(owner, d.remote())).then(|| owner.clone()),
+            None => cell
+                .owner
+                .as_ref()
+                .filter(|owner| !Arc::ptr_eq(owner, d.remote()))
+                .cloned(),
+        };
+        d.recycle_cell(cell, foreign.as_ref())
+    });
 }
 
 /// A submitted operation. Resolves to the raw result (negative errno on
 /// error) and gives the resources back.
 pub(crate) struct Op<T: OpData> {
     cell: Option<Arc<OpCell<T>>>,
-    owner: Arc<Remote>,
+    /// The ring of an op posted through a mailbox; one pushed on a worker
+    /// finds its ring in its cell (one reference fewer to take and drop
+    /// per op).
+    posted_to: Option<Arc<Remote>>,
     linked: bool,
 }
 
@@ -220,14 +263,15 @@ impl<T: OpData> Op<T> {
         let local = crate::io::with_local_uring(|d| {
             let (data, build) = args.take().expect("submitted once");
             let slot = file.and_then(|(file, fd)| file.slot_on(d, fd));
-            let (cell, mut sub) = OpCell::prepare(d.take_cell(), data, timeout, waker, build);
+            let (cell, mut sub) =
+                OpCell::prepare(d.take_cell(), Some(d.remote()), data, timeout, waker, build);
             if let Some(slot) = slot {
                 sub.entry = use_fixed(sub.entry, slot);
             }
             d.push(sub);
             Op {
                 cell: Some(cell),
-                owner: d.remote().clone(),
+                posted_to: None,
                 linked: timeout.is_some(),
             }
         });
@@ -235,7 +279,7 @@ impl<T: OpData> Op<T> {
             return Ok((op, waker.is_some()));
         }
         let (data, build) = args.take().expect("not submitted yet");
-        let (cell, sub) = OpCell::prepare(None, data, timeout, None, build);
+        let (cell, sub) = OpCell::prepare(None, None, data, timeout, None, build);
         let owner = match crate::io::submit(sub) {
             Ok(owner) => owner,
             Err(err) => {
@@ -249,11 +293,19 @@ impl<T: OpData> Op<T> {
         Ok((
             Op {
                 cell: Some(cell),
-                owner,
+                posted_to: Some(owner),
                 linked: timeout.is_some(),
             },
             false,
         ))
+    }
+
+    /// The ring that has the op.
+    fn owner<'a>(&'a self, cell: &'a OpCell<T>) -> &'a Arc<Remote> {
+        self.posted_to
+            .as_ref()
+            .or(cell.owner.as_ref())
+            .expect("an op is pushed on a worker or posted to a ring")
     }
 
     /// True if this op was linked to a kernel timeout.
@@ -265,7 +317,10 @@ impl<T: OpData> Op<T> {
     pub(crate) fn poll_complete(&mut self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
         let cell = self.cell.as_ref().expect("Op polled after completion");
         let ready = std::task::ready!(cell.poll_take(cx));
-        recycle(self.cell.take().expect("checked above"), &self.owner);
+        recycle(
+            self.cell.take().expect("checked above"),
+            self.posted_to.take(),
+        );
         Poll::Ready(ready)
     }
 }
@@ -335,7 +390,7 @@ impl<T: OpData> Drop for Op<T> {
         if cell.abandon() {
             // The owner cancels it; the cell (and buffer) stays in its
             // table until the completion.
-            crate::io::cancel(&self.owner, cell);
+            crate::io::cancel(self.owner(&cell), cell.clone());
         }
     }
 }
@@ -346,7 +401,7 @@ impl<T: OpData> Op<T> {
     pub(crate) fn cancel_in_place(&self) {
         if let Some(cell) = &self.cell {
             if !cell.is_done() {
-                crate::io::cancel(&self.owner, cell.clone());
+                crate::io::cancel(self.owner(cell), cell.clone());
             }
         }
     }

@@ -78,15 +78,17 @@ impl OpTable {
 
     /// Registers `target` and gives it its `user_data`; `None` if it is
     /// already done (nothing to submit).
-    pub(crate) fn register(&mut self, target: &Arc<dyn Completable>) -> Option<u64> {
+    /// Takes the submission's reference (no count change on the way in).
+    pub(crate) fn register(&mut self, target: Arc<dyn Completable>) -> Option<u64> {
         if target.is_done() {
             return None;
         }
         self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
         let generation = self.generation;
-        let key = self.ops.insert((generation, target.clone()));
-        let user_data = (u64::from(generation) << 32) | key as u64;
+        let entry = self.ops.vacant_entry();
+        let user_data = (u64::from(generation) << 32) | entry.key() as u64;
         target.set_user_data(user_data);
+        entry.insert((generation, target));
         Some(user_data)
     }
 
