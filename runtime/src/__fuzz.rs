@@ -96,10 +96,11 @@ impl OpTable {
     /// Fills an op cell with `buf` and registers it, as `Op::submit` and
     /// `Driver::push` do; `None` if the table refused it.
     pub fn submit(&mut self, buf: Buf) -> Option<(Op, u64)> {
-        let (cell, sub) = OpCell::prepare(None, buf, None, None, |_| opcode::Nop::new().build());
+        let (cell, sub) =
+            OpCell::prepare(None, None, buf, None, None, |_| opcode::Nop::new().build());
         let target: Arc<dyn Completable> = cell.clone();
         drop(sub);
-        let user_data = self.0.register(&target)?;
+        let user_data = self.0.register(target.clone())?;
         Some((
             Op {
                 cell: Some(cell),

@@ -464,3 +464,67 @@ impl TimeDriver {
         self.0.deregister(timer.reg);
     }
 }
+
+/// An io_uring op cell (`io/uring/op.rs`) driven without a ring: its
+/// lock-free lifecycle word between a completion, the future's polls and
+/// the future's drop. Its data counts the times it was handed to
+/// `OpData::orphaned`.
+pub struct IoOpCell(std::sync::Arc<crate::io::uring::OpCell<OrphanCount>>);
+
+/// An op's data that counts its orphanings.
+#[derive(Debug)]
+pub struct OrphanCount(crate::facade::Arc<crate::facade::atomic::AtomicUsize>);
+
+impl crate::io::uring::OpData for OrphanCount {
+    fn orphaned(&mut self, _res: i32) {
+        self.0.fetch_add(1, crate::facade::atomic::Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for IoOpCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoOpCell").finish_non_exhaustive()
+    }
+}
+
+impl Clone for IoOpCell {
+    fn clone(&self) -> Self {
+        IoOpCell(self.0.clone())
+    }
+}
+
+impl IoOpCell {
+    /// A submitted op with `waker` stored up front (as a socket op on its
+    /// worker's ring has); its data bumps `orphans` when orphaned.
+    pub fn new(
+        waker: Option<&std::task::Waker>,
+        orphans: crate::facade::Arc<crate::facade::atomic::AtomicUsize>,
+    ) -> IoOpCell {
+        let (cell, sub) = crate::io::uring::OpCell::prepare(
+            None,
+            None,
+            OrphanCount(orphans),
+            None,
+            waker,
+            |_| io_uring::opcode::Nop::new().build(),
+        );
+        drop(sub);
+        IoOpCell(cell)
+    }
+
+    /// The ring delivers the op's completion.
+    pub fn complete(&self, res: i32) {
+        crate::io::uring::Completable::complete(&*self.0, res, false);
+    }
+
+    /// The future's poll: the result once complete.
+    pub fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<i32> {
+        self.0.poll_take(cx).map(|(res, _data)| res)
+    }
+
+    /// The future's drop: true if the op was still pending (the ring
+    /// would be asked to cancel it).
+    pub fn abandon(&self) -> bool {
+        self.0.abandon()
+    }
+}

@@ -56,5 +56,7 @@ pub(crate) use op::{check, prelude, Cancellable, Op, OpData};
 pub(crate) use probe::{probe, recv_ioprio};
 pub(crate) use table::Completable;
 // The fuzz targets drive these without a ring (`crate::__fuzz`).
+#[cfg(any(fuzzing, weft_loom))]
+pub(crate) use op::OpCell;
 #[cfg(fuzzing)]
-pub(crate) use {op::OpCell, table::OpTable};
+pub(crate) use table::OpTable;

@@ -4,19 +4,18 @@
 //! future that awaits it and by the owning ring's table until its
 //! completion. The cell holds the resources the kernel uses (the buffer, a
 //! `sockaddr_storage`, a `msghdr`, the link timeout's timespec) at a fixed
-//! heap address, and one [`Lifecycle`] under a mutex: pending, abandoned
-//! (the future is gone; the kernel still has the op), done, or taken. A
-//! dropped future leaves the cell to the ring, which cancels the op and
-//! hands the data to [`OpData::orphaned`] at the completion, so nothing is
-//! freed while the kernel can write it. Cells of finished ops go back to
-//! the worker's pool (`recycle`) for the next op of their type.
+//! heap address, and its lifecycle in one atomic word (see [`OpCell`]):
+//! pending, done, abandoned (the future is gone; the kernel still has the
+//! op). A dropped future leaves the cell to the ring, which cancels the op
+//! and hands the data to [`OpData::orphaned`] at the completion, so
+//! nothing is freed while the kernel can write it. Cells of finished ops
+//! go back to the worker's pool (`recycle`) for the next op of their type.
 //!
 //! [`Cancellable`] makes an `Op` a weft await point (coop budget, the
 //! scope's cancellation, the kernel link timeout for its deadline);
 //! [`prelude`] and [`check`] are what every op does before and after.
 
 use std::{
-    cell::UnsafeCell,
     io,
     os::fd::RawFd,
     sync::Arc,
@@ -33,7 +32,13 @@ use super::{
 };
 use crate::{
     cancel::{self, Cancelled, Cause},
-    facade::{lock, Mutex},
+    facade::{
+        atomic::{
+            AtomicI32, AtomicU32,
+            Ordering::{AcqRel, Acquire, Relaxed},
+        },
+        UnsafeCell,
+    },
 };
 
 /// The resources one kind of operation lends the kernel.
@@ -43,35 +48,38 @@ pub(crate) trait OpData: Send + 'static {
     fn orphaned(&mut self, _res: i32) {}
 }
 
-/// Where a single-shot operation is, from its submission until its result
-/// is taken. Every transition but the last happens under the cell's lock:
-///
-/// - `Pending` → `Done`: the completion arrived while the future waits
-///   ([`complete`](Completable::complete)); its waker, if any, is woken.
-/// - `Pending` → `Abandoned`: the future was dropped first
-///   ([`abandon`](OpCell::abandon)); the owning ring is asked to cancel.
-/// - `Abandoned` → `Taken`: the completion arrived; the data goes to
-///   [`OpData::orphaned`] (an accepted fd is closed).
-/// - `Done` → `Taken`: the future took the result and the data
-///   ([`poll_take`](OpCell::poll_take)), or was dropped and the data goes
-///   to `orphaned` ([`abandon`](OpCell::abandon)).
-/// - `Taken` → `Pending(None)`: [`prepare`](OpCell::prepare) refills a
-///   pooled cell, which is unique then, for the next operation.
-///
-/// The kernel owns the data in `Pending` and `Abandoned`; whoever makes
-/// the move to `Taken` owns it after.
-enum Lifecycle {
-    /// Submitted; the waker of the future's last poll.
-    Pending(Option<Waker>),
-    /// The future is gone while the kernel still has the operation.
-    Abandoned,
-    /// Completed with this result; the data waits for the future.
-    Done(i32),
-    /// The data was handed on: to the future, or to `OpData::orphaned`.
-    Taken,
-}
+/// `OpCell::state`: the completion arrived (`res` holds its result).
+const DONE: u32 = 1;
+/// `OpCell::state`: the future is gone.
+const ABANDONED: u32 = 2;
+/// `OpCell::state`: the future is replacing the waker.
+const REGISTERING: u32 = 4;
 
 /// One operation: its lifecycle and the resources the kernel uses.
+///
+/// # Lifecycle
+/// One word, no lock (a lock and an unlock at the completion and again at
+/// the poll that takes the result were four locked instructions per op;
+/// now the completion makes one and that poll none):
+/// - **Completion** (the ring's owner): stores `res`, then
+///   `fetch_or(DONE)`. If the future was gone (`ABANDONED`), the data goes
+///   to `OpData::orphaned`. Else, unless the future is mid-registration
+///   (`REGISTERING`: it sees `DONE` as it finishes and returns the
+///   result), the completion takes the waker and wakes it.
+/// - **Poll** (the future): `DONE` seen (Acquire) → takes `res` and the
+///   data. Else it sets `REGISTERING` with a CAS from the state it saw
+///   (failing only if `DONE` came meanwhile), replaces the waker unless
+///   it wakes the same task, and clears `REGISTERING`; if that shows
+///   `DONE`, the completion left the waker to it and it returns the
+///   result. The waker is written only under `REGISTERING` or while the
+///   cell is unique (`prepare`).
+/// - **Drop of the future**: `fetch_or(ABANDONED)`. If it was not done,
+///   the waker is the future's to drop (the completion will see
+///   `ABANDONED` and leave it) and the data the completion's; if it was
+///   done, the completion already took the waker, and the data is the
+///   future's to hand to `orphaned`.
+///
+/// loom: `loom-tests/tests/io_op.rs`.
 pub(crate) struct OpCell<T> {
     /// The ring the op was pushed to on a worker (`None`: posted through
     /// a mailbox, and the [`Op`] holds the ring). Written only while the
@@ -80,11 +88,20 @@ pub(crate) struct OpCell<T> {
     /// not keep one past its ring's driver (`Remote::shelve`), so no cycle
     /// outlives it.
     owner: Option<Arc<Remote>>,
-    lifecycle: Mutex<Lifecycle>,
+    /// [`DONE`], [`ABANDONED`], [`REGISTERING`] (see the struct docs).
+    state: AtomicU32,
+    /// The result, written before `DONE` is set (Release), read after it
+    /// is seen (Acquire).
+    res: AtomicI32,
+    /// The waker of the future's last poll (see the struct docs for who
+    /// may touch it when).
+    waker: UnsafeCell<Option<Waker>>,
     slot: SlotState,
     timespec: types::Timespec,
     /// Only touched by the kernel until the completion, then by whoever
-    /// moved the lifecycle to `Taken` under the lock (see [`Lifecycle`]).
+    /// owns the result: the future that sees `DONE`, or, once the future
+    /// is gone, whichever of the completion and the future's drop comes
+    /// second (and hands it to `OpData::orphaned`).
     data: UnsafeCell<Option<T>>,
 }
 
@@ -96,25 +113,24 @@ unsafe impl<T: OpData> Send for OpCell<T> {}
 
 impl<T: OpData> Completable for OpCell<T> {
     fn complete(&self, res: i32, _more: bool) {
-        let mut lifecycle = lock(&self.lifecycle);
         self.slot.set_done(true);
-        let waker = match std::mem::replace(&mut *lifecycle, Lifecycle::Done(res)) {
-            Lifecycle::Pending(w) => w,
-            Lifecycle::Abandoned => {
-                *lifecycle = Lifecycle::Taken;
-                drop(lifecycle);
-                // SAFETY: the kernel is done with the data and the future is
-                // gone: nobody else can reach it.
-                if let Some(data) = unsafe { &mut *self.data.get() } {
-                    data.orphaned(res);
-                }
-                return;
+        self.res.store(res, Relaxed);
+        let prev = self.state.fetch_or(DONE, AcqRel);
+        if prev & ABANDONED != 0 {
+            // SAFETY: the future is gone and the kernel is done: the data
+            // is ours alone (see the lifecycle).
+            if let Some(data) = self.data.with_mut(|d| unsafe { &mut *d }.as_mut()) {
+                data.orphaned(res);
             }
-            // Not reached: the table delivers one final completion.
-            Lifecycle::Done(_) | Lifecycle::Taken => None,
-        };
-        drop(lifecycle);
-        if let Some(w) = waker {
+            return;
+        }
+        if prev & REGISTERING != 0 {
+            // The future is polling: it sees DONE as it finishes.
+            return;
+        }
+        // SAFETY: with DONE set and no registration under way, the waker
+        // is ours (the future no longer writes it).
+        if let Some(w) = self.waker.with_mut(|w| unsafe { &mut *w }.take()) {
             w.wake();
         }
     }
@@ -146,7 +162,9 @@ impl<T: OpData> OpCell<T> {
                 (Some(kept), Some(owner)) if Arc::ptr_eq(&kept, owner) => Some(kept),
                 (_, owner) => owner.cloned(),
             },
-            lifecycle: Mutex::new(Lifecycle::Pending(waker.cloned())),
+            state: AtomicU32::new(0),
+            res: AtomicI32::new(0),
+            waker: UnsafeCell::new(waker.cloned()),
             slot: SlotState::default(),
             timespec: timespec(timeout.unwrap_or_default()),
             data: UnsafeCell::new(Some(data)),
@@ -168,11 +186,9 @@ impl<T: OpData> OpCell<T> {
         // SAFETY: the cell is not shared yet (`cell` is its only
         // reference); the entry's addresses point into its (pinned,
         // heap-allocated) data.
-        let entry = build(
-            unsafe { &mut *cell.data.get() }
-                .as_mut()
-                .expect("just stored"),
-        );
+        let entry = cell
+            .data
+            .with_mut(|d| build(unsafe { &mut *d }.as_mut().expect("just stored")));
         let sub = Submission {
             entry,
             target: cell.clone(),
@@ -286,7 +302,7 @@ impl<T: OpData> Op<T> {
                 // Never submitted: the kernel never saw the data.
                 // SAFETY: the submission was dropped unsubmitted; only this
                 // function reaches the cell.
-                let data = unsafe { &mut *cell.data.get() }.take();
+                let data = cell.data.with_mut(|d| unsafe { &mut *d }.take());
                 return Err((err, data.expect("stored above")));
             }
         };
@@ -327,29 +343,47 @@ impl<T: OpData> Op<T> {
 
 impl<T: OpData> OpCell<T> {
     /// The future's side of a poll: stores the waker while pending, else
-    /// takes the result and the data (once).
+    /// takes the result and the data (once). See the lifecycle.
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<(i32, T)> {
-        let mut lifecycle = lock(&self.lifecycle);
-        match &mut *lifecycle {
-            Lifecycle::Pending(waker) => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-            Lifecycle::Done(res) => {
-                let res = *res;
-                *lifecycle = Lifecycle::Taken;
-                drop(lifecycle);
-                // SAFETY: `Done` seen under the lock and switched to `Taken`:
-                // the kernel is finished with the data and no one else takes it.
-                let data = unsafe { &mut *self.data.get() }.take();
-                Poll::Ready((res, data.expect("taken once")))
-            }
-            Lifecycle::Abandoned => unreachable!("Op polled after it was dropped"),
-            Lifecycle::Taken => unreachable!("Op polled after completion"),
+        let seen = self.state.load(Acquire);
+        if seen & DONE != 0 {
+            return Poll::Ready(self.take_result());
         }
+        debug_assert_eq!(seen, 0, "polled after the future was dropped");
+        if self
+            .state
+            .compare_exchange(seen, seen | REGISTERING, Acquire, Acquire)
+            .is_err()
+        {
+            // Only the completion changes the word meanwhile.
+            return Poll::Ready(self.take_result());
+        }
+        self.waker.with_mut(|w| {
+            // SAFETY: REGISTERING is set: the waker is ours.
+            let w = unsafe { &mut *w };
+            match w {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        });
+        let prev = self.state.fetch_and(!REGISTERING, AcqRel);
+        if prev & DONE != 0 {
+            // The completion came during the registration and left the
+            // waker to us.
+            // SAFETY: as above; the completion does not touch it.
+            drop(self.waker.with_mut(|w| unsafe { &mut *w }.take()));
+            return Poll::Ready(self.take_result());
+        }
+        Poll::Pending
+    }
+
+    /// `res` and the data, once `DONE` was seen (Acquire).
+    fn take_result(&self) -> (i32, T) {
+        let res = self.res.load(Relaxed);
+        // SAFETY: DONE: the kernel is finished with the data, and only the
+        // future (this call) takes it.
+        let data = self.data.with_mut(|d| unsafe { &mut *d }.take());
+        (res, data.expect("taken once"))
     }
 
     /// The future is gone. True if the operation is still pending: the
@@ -357,28 +391,22 @@ impl<T: OpData> OpCell<T> {
     /// in the owner's table until the completion, which hands the data to
     /// `OpData::orphaned`. A completed, untaken result goes there now.
     pub(crate) fn abandon(&self) -> bool {
-        let mut lifecycle = lock(&self.lifecycle);
-        match *lifecycle {
-            Lifecycle::Pending(_) => {
-                let pending = std::mem::replace(&mut *lifecycle, Lifecycle::Abandoned);
-                drop(lifecycle);
-                // The waker goes outside the lock: it may hold the last
-                // reference to a task.
-                drop(pending);
-                true
-            }
-            Lifecycle::Abandoned => true,
-            Lifecycle::Done(res) => {
-                *lifecycle = Lifecycle::Taken;
-                drop(lifecycle);
-                // SAFETY: complete and not taken: the data is ours.
-                if let Some(data) = unsafe { &mut *self.data.get() } {
-                    data.orphaned(res);
-                }
-                false
-            }
-            Lifecycle::Taken => false,
+        let prev = self.state.fetch_or(ABANDONED, AcqRel);
+        debug_assert_eq!(prev & (ABANDONED | REGISTERING), 0);
+        if prev & DONE == 0 {
+            // SAFETY: not done: the completion will see ABANDONED and
+            // leave the waker, which is ours to drop (it may hold the last
+            // reference to a task).
+            drop(self.waker.with_mut(|w| unsafe { &mut *w }.take()));
+            return true;
         }
+        let res = self.res.load(Relaxed);
+        // SAFETY: done and not taken (a taken result leaves the future
+        // without its cell): the data is ours.
+        if let Some(data) = self.data.with_mut(|d| unsafe { &mut *d }.as_mut()) {
+            data.orphaned(res);
+        }
+        false
     }
 }
 
