@@ -56,7 +56,8 @@ pub(crate) use op::{check, prelude, Cancellable, Op, OpData};
 pub(crate) use probe::{probe, recv_ioprio};
 pub(crate) use table::Completable;
 // The fuzz targets drive these without a ring (`crate::__fuzz`).
-#[cfg(any(fuzzing, weft_loom))]
+// And the loom (and shuttle) builds' `__loom` module.
+#[cfg(any(fuzzing, weft_loom, weft_shuttle))]
 pub(crate) use op::OpCell;
 #[cfg(fuzzing)]
 pub(crate) use table::OpTable;

@@ -105,8 +105,9 @@ pub(crate) struct OpCell<T> {
     data: UnsafeCell<Option<T>>,
 }
 
-// SAFETY: `data` is reached by one party at a time (see the field doc), and
-// `T: Send`; the rest is atomics and a mutex.
+// SAFETY: `data` and `waker` are reached by one party at a time (see the
+// lifecycle), `T: Send` and `Waker: Send + Sync`; the rest is atomics,
+// plain fields written only while the cell is unique, and an `Arc`.
 unsafe impl<T: OpData> Sync for OpCell<T> {}
 // SAFETY: as above.
 unsafe impl<T: OpData> Send for OpCell<T> {}
