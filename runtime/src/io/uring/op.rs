@@ -221,8 +221,8 @@ fn recycle<T: OpData>(cell: Arc<OpCell<T>>, posted_to: Option<Arc<Remote>>) {
         let cell = cell.take().expect("put once");
         // The op's ring, when it is another worker's (a reference is
         // taken only then: the pool may pass the cell back to it).
-        let foreign = match &posted_to {
-            Some(owner) => (!Arc::ptr_eq(owner, d.remote())).then(|| owner.clone()),
+        let foreign = match posted_to {
+            Some(owner) => (!Arc::ptr_eq(&owner, d.remote())).then_some(owner),
             None => cell
                 .owner
                 .as_ref()
