@@ -222,6 +222,15 @@ fn print_metrics(rt: &weft::runtime::Runtime) {
                     n.io_enters - l.io_enters,
                 );
                 }
+                for w in &now.worker {
+                    eprintln!(
+                        "poll mean {:?} p50 {:?} p90 {:?} p99 {:?}",
+                        w.poll_duration.mean(),
+                        w.poll_duration.percentile(50.0),
+                        w.poll_duration.percentile(90.0),
+                        w.poll_duration.percentile(99.0)
+                    );
+                }
                 eprintln!("total polls {polls}");
                 last = now;
             }

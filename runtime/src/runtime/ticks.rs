@@ -139,6 +139,18 @@ pub(crate) fn nanos_per_tick() -> f64 {
     }
 }
 
+/// [`nanos_per_tick`] if its baseline has run long enough, without
+/// waiting for it; `None` in a runtime's first millisecond.
+pub(crate) fn nanos_per_tick_if_known() -> Option<f64> {
+    if source() != TSC {
+        return Some(1.0);
+    }
+    let (instant0, tsc0) = anchor();
+    let elapsed = instant0.elapsed();
+    let tsc = rdtsc();
+    (elapsed >= MIN_BASELINE && tsc > tsc0).then(|| elapsed.as_nanos() as f64 / (tsc - tsc0) as f64)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn rdtsc() -> u64 {
@@ -173,6 +185,19 @@ pub(crate) fn invariant_tsc() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_without_waiting_agrees_with_the_measured_one() {
+        init();
+        let waited = nanos_per_tick();
+        // The baseline has run long enough now: known, without a wait.
+        let known = nanos_per_tick_if_known().expect("known after the baseline");
+        assert!(known > 0.0);
+        assert!(
+            (known - waited).abs() / waited < 0.01,
+            "{known} against {waited}"
+        );
+    }
 
     #[test]
     fn stamps_measure_differences_to_their_resolution() {

@@ -12,6 +12,7 @@ use crate::{
     context,
     facade::{atomic::Ordering::*, Arc},
     io::WorkerIo,
+    runtime::ticks,
     task::Notified,
 };
 
@@ -101,6 +102,16 @@ pub(crate) struct WorkerCtx {
     /// completions wake stay here without waking a peer (io affinity; see
     /// `after_io`).
     in_driver: Cell<bool>,
+    /// Io affinity's estimate of what one poll costs here, in ticks
+    /// (`runtime::ticks`; 0 until measured): a moving average over the
+    /// stretches of polls between io passes (see [`AFFINITY_BUDGET`]).
+    poll_cost: Cell<u64>,
+    /// When the current stretch of polls began (the end of the last io
+    /// pass; 0 once the worker ran out of tasks, which ends the stretch
+    /// unmeasured), and `tick` then.
+    stretch_start: Cell<(u64, u32)>,
+    /// [`AFFINITY_BUDGET`] in ticks, once the tick rate is known (0 before).
+    budget_ticks: Cell<u64>,
     /// Picks the schedules from this worker sampled for the histograms.
     schedule_sampler: ScheduleSampler,
 }
@@ -136,13 +147,35 @@ const SHORT_PARK: std::time::Duration = std::time::Duration::from_micros(200);
 const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 
 /// Io affinity: after a pass of its io driver a worker wakes a parked peer
-/// to steal only when its run queue holds at least this many tasks (it is
-/// really behind). Below that, the tasks its completions woke run here,
-/// where their next operations go to the same ring, and no other worker is
-/// woken (a cross-worker wake costs an `io_uring_enter` or eventfd write
-/// here and a context switch there, per request in an echo server). A peer
-/// that is awake and searching still steals whatever is queued.
+/// to steal only when it is really behind: when the tasks in its run queue
+/// would take it longer than this to run, by its running estimate of a
+/// poll's cost here (the time between io passes over the polls made in
+/// it). Below that, the tasks its completions woke run here, where their
+/// next operations go to the same ring, and no other worker is woken (a
+/// cross-worker wake costs an `io_uring_enter` or eventfd write here and a
+/// context switch there, and the tasks a peer steals take their next
+/// operations to its ring, from where io consolidation hands them back).
+/// A peer that is awake and searching still steals whatever is queued.
+///
+/// A count alone (16 tasks, until 2026-12-05) served one kind of load at
+/// a time: hyper's hello server under `wrk -t1 -c50`, where 16–50 tasks
+/// of ≈ 3 µs each come out of one pass, woke the second worker for most
+/// bursts; it stole, the stolen connections' next operations went to its
+/// ring, and io consolidation handed them back (≈ 1.0× tokio's requests
+/// per second). A count of 64 let one worker serve it (1.2× tokio), but
+/// left a peer asleep behind a queue of 100 µs requests (the skewed echo
+/// fell from 80 k to 57 k req/s). The estimate is a mean, so a few heavy
+/// polls among many light ones count for less than they weigh: at 200 µs
+/// the skewed echo fell to 66 k, at 60–100 µs it rose to 85–88 k while
+/// the hello server was back to 1.0×; 150 µs keeps both (docs/BENCHMARKS.md,
+/// "Io affinity counted in time").
+const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(150);
+/// Io affinity before the tick rate is known (the first millisecond of a
+/// runtime) or the cost of a poll measured: wake a peer at this many tasks.
 const AFFINITY_BACKLOG: usize = 16;
+/// A stretch of fewer polls than this between io passes leaves the cost
+/// estimate as it is (too short to measure against the clock's reads).
+const MIN_STRETCH_POLLS: u32 = 4;
 
 /// Io consolidation: a worker that its own io woke from a park with at most
 /// this many tasks to run hands them to a lower-indexed peer whose run
@@ -154,6 +187,25 @@ const AFFINITY_BACKLOG: usize = 16;
 /// on a second worker; under a heavy load the peer's queue is longer than
 /// this, nothing is handed, and stealing spreads the work as before.
 const HANDOFF_MAX: usize = 8;
+
+/// Io affinity's moving average of a poll's cost: a quarter per stretch
+/// (the first stretch sets it).
+fn fold_cost(cost: u64, per_poll: u64) -> u64 {
+    match cost {
+        0 => per_poll,
+        _ => cost - cost / 4 + per_poll / 4,
+    }
+}
+
+/// Io affinity's rule: `queued` tasks of `cost` ticks each take at least
+/// `budget` ticks to run; with no cost measured or no budget known yet,
+/// at least [`AFFINITY_BACKLOG`] tasks are queued.
+fn over_budget(queued: usize, cost: u64, budget: u64) -> bool {
+    if cost == 0 || budget == 0 {
+        return queued >= AFFINITY_BACKLOG;
+    }
+    (queued as u64).saturating_mul(cost) >= budget
+}
 
 impl WorkerCtx {
     pub(crate) fn new(
@@ -189,6 +241,9 @@ impl WorkerCtx {
             cache_trimmed: Cell::new(false),
             handle_credits: Cell::new(0),
             in_driver: Cell::new(false),
+            poll_cost: Cell::new(0),
+            stretch_start: Cell::new((0, 0)),
+            budget_ticks: Cell::new(0),
             schedule_sampler: ScheduleSampler::new(),
         }
     }
@@ -263,7 +318,11 @@ impl WorkerCtx {
                     // Nothing else queued behind the running poll yet:
                     // the monitor must look soon in case it does not
                     // return (and nobody else is told about this task).
-                    self.shared().monitor.lifo_filled();
+                    // Not for a task woken by an io pass: no poll runs
+                    // then, and this worker polls the task next.
+                    if !self.in_driver.get() {
+                        self.shared().monitor.lifo_filled();
+                    }
                     return;
                 }
                 Some(prev) => self.push_local(prev),
@@ -279,15 +338,54 @@ impl WorkerCtx {
 
     /// Runs `f` (a pass of the io driver) with io affinity on: the tasks it
     /// wakes stay on this worker unless it falls behind (see
-    /// [`AFFINITY_BACKLOG`]).
+    /// [`AFFINITY_BUDGET`]).
     fn with_io<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.end_stretch();
         self.in_driver.set(true);
         let out = f();
         self.in_driver.set(false);
-        if self.local.len() >= AFFINITY_BACKLOG {
+        self.stretch_start.set((ticks::now(), self.tick.get()));
+        let queued = self.local.len();
+        if queued > 1 && self.behind_by_budget(queued) {
             self.shared().notify_parked();
         }
         out
+    }
+
+    /// Ends the stretch of polls since the last io pass: folds its cost
+    /// per poll into `poll_cost` (a moving average, a quarter per
+    /// stretch).
+    #[inline]
+    fn end_stretch(&self) {
+        let (start, start_tick) = self.stretch_start.get();
+        let polls = self.tick.get().wrapping_sub(start_tick);
+        if start == 0 || polls < MIN_STRETCH_POLLS {
+            return;
+        }
+        let per_poll = ticks::now().saturating_sub(start) / u64::from(polls);
+        self.poll_cost
+            .set(fold_cost(self.poll_cost.get(), per_poll));
+    }
+
+    /// The worker ran out of tasks: the stretch ends here, unmeasured (the
+    /// search, spin or park that follows is not polling).
+    #[inline]
+    fn idle_stretch(&self) {
+        self.stretch_start.set((0, 0));
+    }
+
+    /// True if `queued` tasks would take this worker longer than
+    /// [`AFFINITY_BUDGET`] (see there); by count until that can be told.
+    fn behind_by_budget(&self, queued: usize) -> bool {
+        let cost = self.poll_cost.get();
+        let mut budget = self.budget_ticks.get();
+        if budget == 0 {
+            if let Some(ns_per_tick) = ticks::nanos_per_tick_if_known() {
+                budget = ((AFFINITY_BUDGET.as_nanos() as f64 / ns_per_tick) as u64).max(1);
+                self.budget_ticks.set(budget);
+            }
+        }
+        over_budget(queued, cost, budget)
     }
 
     /// The run loop. Returns at shutdown.
@@ -309,6 +407,7 @@ impl WorkerCtx {
             match task {
                 Some(task) => self.run_task(task),
                 None => {
+                    self.idle_stretch();
                     if !self.spin_on_io() && !self.spin_for_work() {
                         self.park()
                     }
@@ -339,6 +438,7 @@ impl WorkerCtx {
         match self.next_local_task(tick) {
             Some(task) => self.run_task(task),
             None => {
+                self.idle_stretch();
                 // A wake after this look leaves the parker a token (or
                 // wakes the driver): see `WakeFlag`.
                 if !woken.is_set() && !self.spin_on_io() && !woken.is_set() {
@@ -928,6 +1028,7 @@ impl WorkerCtx {
             match self.next_pinned_task(tick) {
                 Some(task) => self.run_task(task),
                 None => {
+                    self.idle_stretch();
                     if !self.spin_on_io() {
                         self.park_pinned()
                     }
@@ -1017,5 +1118,48 @@ fn take_one(queue: &Injector<Notified>) -> Option<Notified> {
             Steal::Empty => return None,
             Steal::Retry => {}
         }
+    }
+}
+
+#[cfg(all(test, not(any(weft_loom, weft_shuttle))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_wakes_a_peer_by_the_time_its_queue_takes() {
+        // 2.6 ticks per ns: the budget is 390,000 ticks.
+        let budget = 150_000 * 26 / 10;
+        // Light polls (3 µs): 50 queued are 150 µs of work, 49 are less.
+        let light = 3_000 * 26 / 10;
+        assert!(over_budget(50, light, budget));
+        assert!(!over_budget(49, light, budget));
+        // Heavy polls (100 µs): two queued are enough.
+        let heavy = 100_000 * 26 / 10;
+        assert!(over_budget(2, heavy, budget));
+        assert!(!over_budget(1, heavy, budget));
+        // No overflow on an absurd estimate.
+        assert!(over_budget(usize::MAX, u64::MAX, budget));
+    }
+
+    #[test]
+    fn affinity_counts_tasks_until_it_can_time_them() {
+        for (cost, budget) in [(0, 1_000), (7_800, 0), (0, 0)] {
+            assert!(!over_budget(AFFINITY_BACKLOG - 1, cost, budget));
+            assert!(over_budget(AFFINITY_BACKLOG, cost, budget));
+        }
+    }
+
+    #[test]
+    fn the_poll_cost_moves_a_quarter_of_the_way_per_stretch() {
+        assert_eq!(fold_cost(0, 8_000), 8_000, "the first stretch sets it");
+        assert_eq!(fold_cost(8_000, 16_000), 10_000);
+        assert_eq!(fold_cost(10_000, 10_000), 10_000, "a steady cost stays");
+        // A preempted stretch (1 ms over 60 polls) moves it, then decays.
+        let mut cost = fold_cost(8_000, 2_600_000 / 60);
+        assert!(cost > 8_000 && cost < 20_000, "{cost}");
+        for _ in 0..12 {
+            cost = fold_cost(cost, 8_000);
+        }
+        assert!(cost < 8_500, "{cost}");
     }
 }
