@@ -100,7 +100,7 @@ pub(crate) struct WorkerCtx {
     handle_credits: Cell<usize>,
     /// Set while this worker polls or parks in its io driver: the tasks its
     /// completions wake stay here without waking a peer (io affinity; see
-    /// `after_io`).
+    /// `with_io`).
     in_driver: Cell<bool>,
     /// Io affinity's estimate of what one poll costs here, in ticks
     /// (`runtime::ticks`; 0 until measured): a moving average over the
@@ -329,7 +329,7 @@ impl WorkerCtx {
             }
         }
         if self.in_driver.get() {
-            // Woken by this worker's io: `after_io` decides once per pass.
+            // Woken by this worker's io: `with_io` decides once per pass.
             return;
         }
         // The queue has stealable work: make sure someone can take it.
