@@ -6,7 +6,8 @@
 //!   slot; the task that was there moves to the back of the run queue. The
 //!   next poll on that worker takes the LIFO slot first (message-passing
 //!   pairs run back to back, cache-warm), at most 3 times in a row, then the
-//!   LIFO task goes to the back of the queue so the queue is not starved.
+//!   LIFO task goes to the back of the queue so the queue is not starved
+//!   (with the queue empty it runs at once: nobody is waiting behind it).
 //!   While the worker is stuck in a poll the monitor has seen outlast a
 //!   sample, other workers take its LIFO task and its whole queue
 //!   (`lifo.rs`, `monitor.rs`).
