@@ -213,9 +213,11 @@ impl Notify {
     /// It counts as waiting for [`Notify::notify_waiters`] from this call
     /// on, even before it is polled; for [`Notify::notify_one`] from its
     /// first poll, or from [`Notified::enable`].
-    // Inlined: built in place in the caller's future, not returned through
-    // a temporary and copied (a stalled store-to-load forward, 3% of a
-    // round trip in `sync_profile weft notify`).
+    // Inlined (it is not generic, so without this it is not inlined into
+    // other crates): built in place in the caller's future instead of
+    // returned through a temporary and copied, whose loads stalled on
+    // store forwarding. `sync_profile weft notify`'s round trip went from
+    // 128–139 to 113–124 ns.
     #[inline]
     pub fn notified(&self) -> Notified<'_> {
         let calls = self.calls.load(SeqCst);
