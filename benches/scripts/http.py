@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """HTTP bench: hyper's hello server (HTTP/1.1, hyper's timer on) on weft
 io_uring, weft epoll, weft_hyper::serve (io_uring), weft's thread-per-core
-flavour (io_uring, one SO_REUSEPORT listener per worker) and tokio, 2
-workers each, driven by wrk and by the repo's own load client (src/bin/http_load.rs)
+flavour (io_uring, one SO_REUSEPORT listener per worker), tokio, and, as
+the io_uring peer, hyper on monoio (thread per core, one SO_REUSEPORT
+listener per thread, monoio-compat's hyper io and timer), 2 workers each, driven by wrk and by the repo's own load client (src/bin/http_load.rs)
 at 50 and 256 connections; then weft_hyper's pooled client against
 hyper-util's client on tokio (src/bin/http_client.rs), both against one
 tokio hello server over HTTP/1.1, then both over HTTP/2 against
@@ -25,7 +26,7 @@ import argparse, json, os, re, shutil, statistics, subprocess, sys, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-SERVERS = ["weft-uring", "weft-epoll", "weft-serve", "weft-tpc", "tokio"]
+SERVERS = ["weft-uring", "weft-epoll", "weft-serve", "weft-tpc", "tokio", "monoio"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 ap = argparse.ArgumentParser()

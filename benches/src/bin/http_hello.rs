@@ -1,11 +1,11 @@
 //! The HTTP bench's server: hyper's "Hello, World!" over HTTP/1.1 with
 //! hyper's timer on (so the header-read timeout runs, as in a server that
-//! resists slowloris), on 2 worker threads of weft (io_uring or epoll) or
-//! tokio. `benches/scripts/http.py` starts one per measurement and reads
-//! its CPU time from `/proc/PID/stat`.
+//! resists slowloris), on 2 worker threads of weft (io_uring or epoll),
+//! tokio or monoio (the io_uring peer). `benches/scripts/http.py` starts
+//! one per measurement and reads its CPU time from `/proc/PID/stat`.
 //!
 //! ```text
-//! http_hello --runtime weft-uring|weft-epoll|weft-serve|weft-compat|weft-tpc|tokio [--addr 127.0.0.1:0] [--timer on|off]
+//! http_hello --runtime weft-uring|weft-epoll|weft-serve|weft-compat|weft-tpc|tokio|monoio [--addr 127.0.0.1:0] [--timer on|off]
 //! ```
 //! `weft-tpc` is the thread-per-core flavour with one `SO_REUSEPORT`
 //! listener per worker (monoio's shape). For experiments, not the bench:
@@ -121,6 +121,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "weft-serve" => weft_server(addr, timer, weft::io::Driver::Uring, true, http2),
         "weft-tpc" => weft_per_core_server(addr, timer),
         "tokio" => tokio_server(addr, timer),
+        "monoio" => monoio_server(addr, timer),
         other => Err(format!("unknown runtime {other}").into()),
     }
 }
@@ -352,4 +353,62 @@ fn tokio_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
             });
         }
     })
+}
+
+/// The peer: hyper on monoio, one io_uring runtime per thread with its own
+/// `SO_REUSEPORT` listener (monoio's shape, as `weft-tpc`), hyper's io
+/// through monoio-compat (`into_poll_io`: readiness from the ring, then
+/// the receive and send as direct syscalls) and monoio-compat's timer.
+fn monoio_server(addr: SocketAddr, timer: bool) -> Result<(), Box<dyn Error>> {
+    use monoio::io::IntoPollIo;
+    let mut addr = addr;
+    let mut threads = Vec::new();
+    for _ in 0..workers() {
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        threads.push(std::thread::spawn(move || {
+            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .enable_timer()
+                .build()
+                .expect("monoio runtime");
+            rt.block_on(async move {
+                let opts = monoio::net::ListenerOpts::new().reuse_port(true);
+                let listener = match monoio::net::TcpListener::bind_with_config(addr, &opts) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = bound_tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                while let Ok((stream, _)) = listener.accept().await {
+                    if stream.set_nodelay(true).is_err() {
+                        continue;
+                    }
+                    let Ok(io) = stream.into_poll_io() else {
+                        continue;
+                    };
+                    let live = Live::new();
+                    monoio::spawn(async move {
+                        let _live = live;
+                        let mut builder = http1::Builder::new();
+                        if timer {
+                            builder.timer(monoio_compat::hyper::MonoioTimer);
+                        }
+                        let _ = builder
+                            .serve_connection(
+                                monoio_compat::hyper::MonoioIo::new(io),
+                                service_fn(hello::<Incoming>),
+                            )
+                            .await;
+                    });
+                }
+            });
+        }));
+        addr = bound_rx.recv()??;
+    }
+    println!("listening {addr}");
+    for thread in threads {
+        let _ = thread.join();
+    }
+    Ok(())
 }
