@@ -862,14 +862,29 @@ impl Driver {
     }
 
     fn enter(&mut self, deadline: Option<Instant>, wait: bool) {
+        if !wait && self.ring.submission().is_empty() {
+            let idle = if self.defer_taskrun {
+                // The kernel sets IORING_SQ_TASKRUN (the ring is set up
+                // with IORING_SETUP_TASKRUN_FLAG) when it queues task work
+                // for us, i.e. when a completion waits for an enter to be
+                // posted; an overflowed CQ needs one to be flushed. With
+                // neither, an enter would find nothing: skip the syscall.
+                let sq = self.ring.submission();
+                !sq.taskrun() && !sq.cq_overflow()
+            } else {
+                // Without deferred task work completions are posted on
+                // their own; those already posted are reaped next.
+                !self.ring.completion().is_empty()
+            };
+            if idle {
+                return;
+            }
+        }
         bump(&self.remote.enters, 1);
         let res = if !wait {
             // GETEVENTS with min_complete 0: submit, and run deferred task
             // work so completions become visible, without blocking.
             let to_submit = self.ring.submission().len() as u32;
-            if to_submit == 0 && !self.defer_taskrun && !self.ring.completion().is_empty() {
-                return;
-            }
             // SAFETY: no argument struct (`arg` is null, and no flag says
             // there is one).
             unsafe { self.sys_enter(to_submit, 0, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }

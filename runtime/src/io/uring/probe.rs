@@ -130,7 +130,12 @@ pub(super) fn build_ring(flags: SetupFlags, entries: u32) -> io::Result<IoUring>
     builder.setup_r_disabled();
     match flags {
         SetupFlags::SingleIssuerDeferTaskrun => {
-            builder.setup_single_issuer().setup_defer_taskrun();
+            // TASKRUN_FLAG (5.19) predates DEFER_TASKRUN (6.1): it tells
+            // a non-blocking poll whether there is task work to run.
+            builder
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag();
         }
         SetupFlags::CoopTaskrun => {
             builder.setup_coop_taskrun();
