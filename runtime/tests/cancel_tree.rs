@@ -17,7 +17,10 @@ use std::{
     time::Duration,
 };
 
-use common::{assert_no_live_tasks, block_on_bounded, eventually, rt, DropCounter, Flag, LIMIT};
+use common::{
+    assert_no_live_tasks, block_on_bounded, counting_polls, eventually, rt, DropCounter, Flag,
+    LIMIT,
+};
 use weft::{
     cancel::{cancelled, check, is_cancelled, Cancelled, Cause},
     runtime::Runtime,
@@ -225,26 +228,6 @@ fn a_reason_reaches_every_descendant() {
         assert_eq!(c.reason(), Some("shutting down the db pool"));
         assert!(c.to_string().contains("shutting down the db pool"));
     }
-}
-
-/// Counts its polls of `future` in `polls`, and counts itself in `waiting`
-/// once its first poll has returned `Pending` (the future is then waiting,
-/// with its wake registered).
-async fn counting_polls<F: Future>(
-    polls: Arc<AtomicUsize>,
-    waiting: Arc<AtomicUsize>,
-    future: F,
-) -> F::Output {
-    let mut future = pin!(future);
-    std::future::poll_fn(move |cx| {
-        let first = polls.fetch_add(1, SeqCst) == 0;
-        let poll = future.as_mut().poll(cx);
-        if first && poll.is_pending() {
-            waiting.fetch_add(1, SeqCst);
-        }
-        poll
-    })
-    .await
 }
 
 #[test]

@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     future::Future,
-    pin::pin,
     sync::{
         atomic::{AtomicUsize, Ordering::SeqCst},
         Arc,
@@ -20,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use common::{assert_no_live_tasks, block_on_bounded, eventually, rt};
+use common::{assert_no_live_tasks, block_on_bounded, counting_polls, eventually, rt};
 use weft::{
     cancel::Cause,
     runtime::Runtime,
@@ -37,25 +36,6 @@ enum Cut {
     Deadline,
 }
 
-/// Polls `future`, counting the polls; `waiting` is set once the first poll
-/// returned `Pending`.
-async fn counted<F: Future>(
-    polls: Arc<AtomicUsize>,
-    waiting: Arc<AtomicUsize>,
-    future: F,
-) -> F::Output {
-    let mut future = pin!(future);
-    std::future::poll_fn(move |cx| {
-        let first = polls.fetch_add(1, SeqCst) == 0;
-        let poll = future.as_mut().poll(cx);
-        if first && poll.is_pending() {
-            waiting.store(1, SeqCst);
-        }
-        poll
-    })
-    .await
-}
-
 /// Runs `wait` (its output: the cancellation's cause if the wait ended
 /// with one) in a task cut by `cut`; asserts the cause and that the wait
 /// was polled exactly twice.
@@ -65,7 +45,7 @@ where
 {
     let polls = Arc::new(AtomicUsize::new(0));
     let waiting = Arc::new(AtomicUsize::new(0));
-    let task = counted(polls.clone(), waiting.clone(), wait);
+    let task = counting_polls(polls.clone(), waiting.clone(), wait);
     let handle = match cut {
         Cut::Explicit => rt.spawn(task),
         Cut::Deadline => {

@@ -207,7 +207,7 @@ pub(crate) fn build(
 /// spins reaping the ring rather than parking in it
 /// ([`WorkerIo::reaps_while_idle`]). With 256 connections on 2 workers
 /// (128 receives each) a hyper server then made 0.03 context switches per
-/// request instead of 0.09, and used 5% less CPU per request; with 32
+/// request instead of 0.09, and used 5-13% less CPU per request; with 32
 /// (16 each) the echo server's parks are rare already, and spinning there
 /// cost it CPU (docs/BENCHMARKS.md, 2026-12-05 morning).
 pub(crate) const REAP_WHILE_IDLE_LOAD: usize = 64;

@@ -511,7 +511,7 @@ impl WorkerCtx {
     /// task stolen instead moves its connection's next ops to this ring
     /// and its state to this core; when both workers are busy that trade
     /// goes both ways for nothing. A hyper server with 256 connections
-    /// (wrk -t2) stole 26,000 tasks a second per worker, 13% of its polls,
+    /// (wrk -t2) stole 13,000 tasks a second per worker, 13% of its polls,
     /// and 2,800 with this look first, at 3-5% less CPU per request.
     /// Below that load an idle worker steals at once, as before: polling
     /// the ring first there cost a 50-connection server 10% of its req/s.

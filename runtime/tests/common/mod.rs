@@ -206,6 +206,26 @@ impl Flag {
     }
 }
 
+/// Polls `future`, counting its polls in `polls`, and counts itself in
+/// `waiting` once its first poll has returned `Pending` (the future is
+/// then waiting, with its wake registered).
+pub(crate) async fn counting_polls<F: Future>(
+    polls: Arc<AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
+    future: F,
+) -> F::Output {
+    let mut future = pin!(future);
+    std::future::poll_fn(move |cx| {
+        let first = polls.fetch_add(1, SeqCst) == 0;
+        let poll = future.as_mut().poll(cx);
+        if first && poll.is_pending() {
+            waiting.fetch_add(1, SeqCst);
+        }
+        poll
+    })
+    .await
+}
+
 /// Polls `future` once with `cx`'s waker: `Some(output)` if it was ready.
 pub(crate) async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
