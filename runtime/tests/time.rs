@@ -228,9 +228,13 @@ fn timeout_fires_over_a_yield_loop_in_block_on() {
 fn dropping_a_pending_sleep_removes_its_timer() {
     let rt = rt(2);
     block_on_bounded(&rt, async {
+        // The test's bounding timeout arms its timer only after this future
+        // first returns Pending; yield once so it is armed before the task
+        // below (which may start at once on a worker) reads its base.
+        weft::task::yield_now().await;
         weft::spawn(async {
             let metrics = || weft::runtime::Handle::current().metrics();
-            // The test's own bounding timeout may hold a timer: count from here.
+            // The bounding timeout holds a timer: count from here.
             let base = metrics().timers_pending;
             let mut sleeps: Vec<_> = (0..10)
                 .map(|i| Box::pin(sleep(Duration::from_secs(3600 + i))))
