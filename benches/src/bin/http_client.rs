@@ -61,7 +61,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                 Ok("per_core") => weft::runtime::Builder::new_thread_per_core(),
                 _ => weft::runtime::Builder::new_multi_thread(),
             };
-            let rt = builder.worker_threads(WORKERS).build()?;
+            // HTTP_CLIENT_MONITOR=off, HTTP_CLIENT_IDLE_SPIN_US=N: the two
+            // latency mechanisms that cost this client most of its CPU gap
+            // to tokio's (docs/BENCHMARKS.md, "The monitor's ticks: what
+            // they buy and cost").
+            let mut builder = builder.worker_threads(WORKERS);
+            if let Ok(v) = std::env::var("HTTP_CLIENT_IDLE_SPIN_US") {
+                builder = builder.idle_spin(Duration::from_micros(v.parse()?));
+            }
+            if let Ok(v) = std::env::var("HTTP_CLIENT_MONITOR") {
+                builder = builder.monitor(v != "off");
+            }
+            let rt = builder.build()?;
             let out = rt.block_on(async {
                 let client = weft_hyper::Client::builder().http2_only(http2).build();
                 let tasks: Vec<_> = (0..conns)
