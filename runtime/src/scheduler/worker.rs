@@ -196,9 +196,10 @@ const MIN_STRETCH_POLLS: u32 = 4;
 /// this, nothing is handed, and stealing spreads the work as before.
 const HANDOFF_MAX: usize = 8;
 
-/// The spins' back-off (`spin_on_io`, `spin_for_work`): after a spin that
-/// found work none; after a miss twice the last (1 at first), up to
-/// [`ADAPTIVE_SPIN_MAX_BACKOFF`] chances skipped.
+/// The spins' back-off (`spin_on_io`, `spin_for_work`): the chances to
+/// skip after a spin. None after a spin that found work; after a miss,
+/// twice the last count (1 at first), at most
+/// [`ADAPTIVE_SPIN_MAX_BACKOFF`].
 fn backoff_after(hit: bool, last: u32) -> u32 {
     if hit {
         0
