@@ -134,6 +134,60 @@ fn steals_happen_when_one_worker_has_all_the_work() {
     assert_no_live_tasks(&rt);
 }
 
+/// Parks of every worker, summed.
+fn total_parks(rt: &weft::runtime::Runtime) -> u64 {
+    rt.metrics().worker.iter().map(|w| w.parks).sum()
+}
+
+#[test]
+fn a_task_waking_a_few_tasks_does_not_wake_a_parked_peer() {
+    // A task that spawns two small tasks, works 60 µs (inside its poll,
+    // shorter than the monitor's sampling interval), then awaits them,
+    // 300 times: the second spawn pushes the first out of the LIFO slot
+    // into the run queue. Its worker runs them within 60 µs, so waking
+    // the parked peer for them (tokio's rule, and weft's until task wakes
+    // were counted in time) only made it look, take them or not, and park
+    // again: about once a round (200-500 parks in five tries here). Now the
+    // queue must hold twice the io affinity budget of work first.
+    const ROUNDS: u64 = 300;
+    let rt = rt(2);
+    block_on_bounded(&rt, async { weft::spawn(async {}).await.unwrap() });
+    // Bounded attempts: a poll preempted past two of the monitor's samples
+    // rightly wakes a peer (the monitor sees tasks behind a long poll), and
+    // a loaded machine preempts many.
+    let mut fewest = u64::MAX;
+    for _attempt in 0..5 {
+        // Both workers settle (the first spawn's wakes, the idle spins).
+        std::thread::sleep(Duration::from_millis(50));
+        let before = total_parks(&rt);
+        block_on_bounded(&rt, async {
+            weft::spawn(async {
+                for _ in 0..ROUNDS {
+                    let a = weft::spawn(async {});
+                    let b = weft::spawn(async {});
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_micros(60) {
+                        std::hint::spin_loop();
+                    }
+                    a.await.unwrap();
+                    b.await.unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        });
+        fewest = fewest.min(total_parks(&rt) - before);
+        if fewest < ROUNDS / 3 {
+            break;
+        }
+    }
+    assert!(
+        fewest < ROUNDS / 3,
+        "{fewest} parks over {ROUNDS} rounds of two spawns at best"
+    );
+    assert_no_live_tasks(&rt);
+}
+
 #[test]
 fn a_single_task_queued_behind_a_blocked_worker_is_still_taken() {
     // A spinning worker leaves a short queue to its owner for the steal

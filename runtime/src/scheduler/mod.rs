@@ -10,7 +10,10 @@
 //!   (with the queue empty it runs at once: nobody is waiting behind it).
 //!   While the worker is stuck in a poll the monitor has seen outlast a
 //!   sample, other workers take its LIFO task and its whole queue
-//!   (`lifo.rs`, `monitor.rs`).
+//!   (`lifo.rs`, `monitor.rs`). A parked peer is woken only when the
+//!   queue holds more work than the worker would run in twice its io
+//!   affinity budget (`TASK_WAKE_BUDGET_FACTOR` in `worker.rs`), or on
+//!   every push when the monitor is off.
 //! - Woken during its own poll (`yield_now`): into the worker's deferred
 //!   list, which moves to the back of the run queue once the queue and the
 //!   injector are empty, or every `event_interval` ticks. A yield thus lets

@@ -178,6 +178,18 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 /// the hello server was back to 1.0×; 150 µs keeps both (docs/BENCHMARKS.md,
 /// "Io affinity counted in time").
 const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(150);
+/// Tasks woken by a running task (not by io) wake a peer once the queue
+/// holds this many times [`AFFINITY_BUDGET`] of work: the tasks that wake
+/// each other share what they touch (a channel, a lock, a connection's
+/// state), so moving them costs more than it does an io-woken task.
+/// Waking a peer for every task pushed (tokio's rule, weft's until
+/// 2026-12-05) woke the second worker of the HTTP/2 client about once per
+/// request: it stole the request tasks that the connection task had
+/// woken, polled them against h2's stream lock, and parked again (14 µs
+/// of client CPU per request). With io affinity's budget 8.3 µs, with
+/// twice that 6.7 µs; the scheduler bench did not move with either
+/// (docs/BENCHMARKS.md, "Task wakes counted in time").
+const TASK_WAKE_BUDGET_FACTOR: usize = 2;
 /// Io affinity before the tick rate is known (the first millisecond of a
 /// runtime) or the cost of a poll measured: wake a peer at this many tasks.
 const AFFINITY_BACKLOG: usize = 16;
@@ -365,8 +377,15 @@ impl WorkerCtx {
             // Woken by this worker's io: `with_io` decides once per pass.
             return;
         }
-        // The queue has stealable work: make sure someone can take it.
-        self.shared().notify_parked();
+        // Woken by a task running here: a peer is woken only for a queue
+        // this worker would take longer than twice `AFFINITY_BUDGET` to
+        // run (see [`TASK_WAKE_BUDGET_FACTOR`]); a shorter one it runs
+        // itself. A poll that does not return while tasks wait behind it
+        // is the monitor's to find; without the monitor, every push wakes
+        // a peer, which takes the queue once it is `behind`.
+        if !self.watched || self.behind_by_budget(self.local.len() / TASK_WAKE_BUDGET_FACTOR) {
+            self.shared().notify_parked();
+        }
     }
 
     /// Runs `f` (a pass of the io driver) with io affinity on: the tasks it
