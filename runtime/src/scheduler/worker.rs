@@ -186,9 +186,10 @@ const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(15
 /// 2026-12-05) woke the second worker of the HTTP/2 client about once per
 /// request: it stole the request tasks that the connection task had
 /// woken, polled them against h2's stream lock, and parked again (14 µs
-/// of client CPU per request). With io affinity's budget 8.3 µs, with
-/// twice that 6.7 µs; the scheduler bench did not move with either
-/// (docs/BENCHMARKS.md, "Task wakes counted in time").
+/// of client CPU per request). At 1× the budget the client spent
+/// 8.3 µs per request, at twice the budget 6.7 µs; the scheduler bench
+/// did not move with either (docs/BENCHMARKS.md, "Task wakes counted in
+/// time").
 const TASK_WAKE_BUDGET_FACTOR: usize = 2;
 /// Io affinity before the tick rate is known (the first millisecond of a
 /// runtime) or the cost of a poll measured: wake a peer at this many tasks.
