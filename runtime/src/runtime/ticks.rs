@@ -91,6 +91,36 @@ pub(crate) fn now() -> u64 {
     }
 }
 
+/// A sampled poll at least this long counts toward marking its task as
+/// polling long (`Header::long_poll`): the work of 15–50 short requests,
+/// where a cross-worker wake (a few µs) no longer matters.
+pub(crate) const LONG_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+static LONG_POLL_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// True if a poll of `ticks` is at least [`LONG_POLL`] (false while the
+/// tick rate is not known yet).
+#[inline]
+pub(crate) fn is_long_poll(ticks: u64) -> bool {
+    let limit = long_poll_ticks();
+    limit != 0 && ticks >= limit
+}
+
+/// [`LONG_POLL`] in ticks; 0 while the tick rate is not known yet.
+#[inline]
+pub(crate) fn long_poll_ticks() -> u64 {
+    let mut limit = LONG_POLL_TICKS.load(Relaxed);
+    if limit == 0 {
+        match nanos_per_tick_if_known() {
+            Some(ns) => {
+                limit = ((LONG_POLL.as_nanos() as f64 / ns) as u64).max(1);
+                LONG_POLL_TICKS.store(limit, Relaxed);
+            }
+            None => return 0,
+        }
+    }
+    limit
+}
+
 /// Ticks dropped from a stamp: its resolution.
 const STAMP_SHIFT: u32 = 6;
 

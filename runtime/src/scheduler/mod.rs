@@ -20,6 +20,10 @@
 //!   remote spawns in first (tokio defers yields the same way; without it,
 //!   4 yield-looping tasks took 5-9x tokio's time on spawn_many_remote_busy).
 //! - From any other thread: into the injector, and a parked worker is woken.
+//! - Woken by its worker's io while marked as polling long (one poll in 32
+//!   is timed; two of 50 µs or more in a row mark the task): into the
+//!   injector, and a parked worker is woken, so it runs wherever a worker
+//!   is free (`before_long_poll` in `worker.rs` has the rest of the rule).
 //!
 //! # Where a worker finds work, each tick
 //! 1. Every `global_queue_interval` ticks the injector first (fairness for
@@ -27,7 +31,8 @@
 //!    injector, taking a batch into the local queue.
 //! 2. Otherwise it becomes a searcher (at most half the workers search) and
 //!    steals half of a random victim's queue, then tries the injector. A
-//!    queue shorter than 8 tasks, of a worker not stuck in a poll, it takes
+//!    queue shorter than 8 tasks, of a worker not stuck in a poll (nor in
+//!    the poll of a task marked as polling long), it takes
 //!    from only once a task it saw there has waited `Builder::steal_age`
 //!    (20 µs by default; `WorkerCtx::behind`): tasks that wake each other
 //!    stay together instead of trading every message across the cores.
@@ -109,6 +114,11 @@ pub(crate) struct Remote {
     /// The worker is asleep in its park (or about to be): peers prefer an
     /// awake one to hand io wakes to.
     pub(crate) parked: std::sync::atomic::AtomicBool,
+    /// The worker is polling a task marked as polling long (see
+    /// `WorkerCtx::before_long_poll`).
+    pub(crate) in_long_poll: std::sync::atomic::AtomicBool,
+    /// When the worker last started such a poll (`ticks::now`).
+    pub(crate) long_poll_at: std::sync::atomic::AtomicU64,
     /// Thread-per-core: this worker's `spawn_local` tasks (`pinned.rs`).
     pub(crate) local_owned: OwnedTasks,
 }

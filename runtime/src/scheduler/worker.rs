@@ -73,6 +73,11 @@ pub(crate) struct WorkerCtx {
     /// spawns in ahead of it instead of competing with them.
     deferred: Cell<Vec<Notified>>,
     lifo_streak: Cell<u8>,
+    /// Polls until the next timed one (`run_sampled`), its generator's
+    /// state, and whether this flavour samples at all.
+    poll_sample_in: Cell<u32>,
+    sample_rng: Cell<u32>,
+    samples_polls: bool,
     /// Per peer: the end of its run queue when this worker last saw tasks
     /// there, and when (see [`behind`](Self::behind)).
     sightings: Box<[Cell<Option<Sighting>>]>,
@@ -198,6 +203,10 @@ const AFFINITY_BACKLOG: usize = 16;
 /// estimate as it is (too short to measure against the clock's reads).
 const MIN_STRETCH_POLLS: u32 = 4;
 
+/// One poll in this many (on average) is timed to tell long-polling tasks
+/// (see `before_long_poll`).
+const POLL_SAMPLE_MEAN: u32 = 32;
+
 /// Io consolidation: a worker that its own io woke from a park with at most
 /// this many tasks to run hands them to a lower-indexed peer whose run
 /// queue is no longer than this, instead of running them itself. Their
@@ -255,11 +264,14 @@ impl WorkerCtx {
             sightings: (0..handle.shared.remotes.len())
                 .map(|_| Cell::new(None))
                 .collect(),
+            samples_polls: !handle.shared.config.pinned && handle.shared.remotes.len() > 1,
             handle,
             local,
             pull_scratch: crossbeam_deque::Worker::new_fifo(),
             deferred: Cell::new(Vec::new()),
             lifo_streak: Cell::new(0),
+            poll_sample_in: Cell::new(POLL_SAMPLE_MEAN),
+            sample_rng: Cell::new(0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1),
             tick: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(
@@ -347,6 +359,13 @@ impl WorkerCtx {
             let mut deferred = self.deferred.take();
             deferred.push(task);
             self.deferred.set(deferred);
+            return;
+        } else if self.in_driver.get() && self.samples_polls && task.header().long_poll() {
+            // Woken by this worker's io but polling long: affinity would
+            // save a wake worth a few µs of its poll and queue it behind
+            // whatever else runs here; any free worker takes it instead
+            // (see `before_long_poll`).
+            self.shared().schedule_remote(task);
             return;
         } else {
             match self.watch.lifo().push(task) {
@@ -521,6 +540,7 @@ impl WorkerCtx {
             self.shared().notify_parked();
         }
         self.cache_trimmed.set(false);
+        let long = task.header().long_poll() && self.before_long_poll();
         let watched = self.watched;
         // With the monitor on, its poll counter is the polls metric too
         // (`WorkerWatch::polls`): one counter per poll, not two.
@@ -530,13 +550,89 @@ impl WorkerCtx {
             self.metrics().polls.incr();
             0
         };
-        match task.header().take_woken_at() {
-            0 => task.run(),
-            woken_at => self.metrics().run_timed(task, woken_at),
+        let countdown = self.poll_sample_in.get().wrapping_sub(1);
+        self.poll_sample_in.set(countdown);
+        if countdown == 0 {
+            self.run_sampled(task);
+        } else {
+            match task.header().take_woken_at() {
+                0 => task.run(),
+                woken_at => self.metrics().run_timed(task, woken_at),
+            }
         }
         if watched {
             self.watch.end_poll(seq);
         }
+        if long {
+            self.shared().remotes[self.index]
+                .in_long_poll
+                .store(false, Relaxed);
+        }
+    }
+
+    /// Runs `task` timed, to keep its long-poll hint (`Header::long_poll`)
+    /// current: one poll in [`POLL_SAMPLE_MEAN`], at random.
+    #[cold]
+    #[inline(never)]
+    fn run_sampled(&self, task: Notified) {
+        self.poll_sample_in.set(self.next_sample_gap());
+        let raw = task.raw();
+        // Hold a reference across the poll: the task may complete and be
+        // released by it.
+        raw.header().state.ref_inc();
+        let started = ticks::now();
+        match task.header().take_woken_at() {
+            0 => task.run(),
+            woken_at => self.metrics().run_timed(task, woken_at),
+        }
+        raw.header()
+            .note_poll_ticks(ticks::now().saturating_sub(started));
+        raw.drop_reference();
+    }
+
+    /// Polls until the next sampled one: uniform in
+    /// `1..2 * POLL_SAMPLE_MEAN` (xorshift), so no periodic schedule is
+    /// always or never sampled. Never 0 on the non-stealing flavours,
+    /// which do not use the hint: `u32::MAX` polls apart there.
+    fn next_sample_gap(&self) -> u32 {
+        if !self.samples_polls {
+            return u32::MAX;
+        }
+        let mut x = self.sample_rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.sample_rng.set(x);
+        1 + x % (2 * POLL_SAMPLE_MEAN - 1)
+    }
+
+    /// About to poll a task marked as polling long (`Header::long_poll`):
+    /// whatever completes on this worker's ring during the poll waits for
+    /// it (only the owner reaps), and so does its queue. So reap the ring
+    /// now, move the LIFO task to the stealable queue, and wake a peer if
+    /// anything is queued; until the poll returns, peers take from this
+    /// queue at once (`behind`) and io consolidation hands nothing here
+    /// (`long_poll_at`). With the mark, io wakes of the task go to the
+    /// injector (`schedule_local`). True if the mark applies here.
+    #[cold]
+    #[inline(never)]
+    fn before_long_poll(&self) -> bool {
+        let shared = self.shared();
+        if !self.samples_polls {
+            return false;
+        }
+        shared.remotes[self.index].in_long_poll.store(true, Relaxed);
+        shared.remotes[self.index]
+            .long_poll_at
+            .store(ticks::now(), Relaxed);
+        let _ = self.with_io(|| self.io.borrow_mut().poll());
+        if let Some(task) = self.watch.lifo().take() {
+            self.push_local(task);
+        }
+        if !self.local.is_empty() {
+            shared.notify_parked();
+        }
+        true
     }
 
     // As `run_task`.
@@ -848,7 +944,9 @@ impl WorkerCtx {
     fn behind(&self, victim: usize) -> bool {
         let shared = self.shared();
         let remote = &shared.remotes[victim];
-        let stalled = remote.watch.is_stalled();
+        // Inside a poll the monitor found stuck, or one of a task known to
+        // poll long (`before_long_poll`): what is queued waits for all of it.
+        let stalled = remote.watch.is_stalled() || remote.in_long_poll.load(Relaxed);
         if stalled && remote.watch.lifo().is_occupied() {
             return true;
         }
@@ -1042,9 +1140,17 @@ impl WorkerCtx {
         // stuck in a poll: an awake one if there is one, else a parked one
         // (one wake moves the connection for good; its later requests wake
         // only the peer).
+        // Nor to one that started a long poll in the last millisecond
+        // (20 × `ticks::LONG_POLL`): it would hand them back or make them
+        // wait behind the next one.
+        let recent = 20 * ticks::long_poll_ticks();
+        let now = ticks::now();
         let fits = |i: &usize| {
             let r = &shared.remotes[*i];
-            r.stealer.len() <= HANDOFF_MAX && !r.watch.is_stalled()
+            r.stealer.len() <= HANDOFF_MAX
+                && !r.watch.is_stalled()
+                && !r.in_long_poll.load(Relaxed)
+                && now.saturating_sub(r.long_poll_at.load(Relaxed)) >= recent
         };
         let Some(peer) = (0..self.index)
             .filter(fits)

@@ -78,6 +78,21 @@ impl Deref for NodeRef<'_> {
     }
 }
 
+/// Short sampled polls it takes for a task marked long-polling to lose
+/// the mark: a task that does one long poll per request among a few short
+/// ones (a handler that computes, then writes and reads) stays marked.
+const LONG_POLL_STICKY: u8 = 8;
+
+/// The long-poll count after a sampled poll (see `Header::note_poll_ticks`).
+fn next_long_poll_count(count: u8, long: bool) -> u8 {
+    match (long, count) {
+        (true, 0) => 1,
+        (true, _) => 1 + LONG_POLL_STICKY,
+        (false, 0..=2) => 0,
+        (false, _) => count - 1,
+    }
+}
+
 impl Header {
     /// Stamps a sampled schedule with `ticks::stamp()`.
     ///
@@ -103,6 +118,31 @@ impl Header {
             woken_at.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         stamp
+    }
+
+    /// True if the task polls long: two sampled polls in a row took at
+    /// least `ticks::LONG_POLL` (one alone may be a preemption), and
+    /// fewer than [`LONG_POLL_STICKY`] sampled polls since were short (a
+    /// hint for the scheduler; see `scheduler::worker`, "Long polls").
+    #[inline]
+    pub(crate) fn long_poll(&self) -> bool {
+        self.links
+            .long_poll
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 1
+    }
+
+    /// Records a sampled poll of `ticks` (by the worker that ran it, while
+    /// it holds a reference). The count is 0 (short), 1 (one long sample)
+    /// or `1 + n` (long, `n` short samples from losing the mark). Writes
+    /// only when it changes.
+    pub(crate) fn note_poll_ticks(&self, ticks: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let count = self.links.long_poll.load(Relaxed);
+        let next = next_long_poll_count(count, crate::runtime::ticks::is_long_poll(ticks));
+        if next != count {
+            self.links.long_poll.store(next, Relaxed);
+        }
     }
 
     /// What the task waits for: an `Awaiting` code, stored (Relaxed) by
@@ -304,5 +344,41 @@ impl<F: Future, S> Core<F, S> {
                 _ => panic!("JoinHandle polled after completion"),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_long_poll_count as next, LONG_POLL_STICKY};
+
+    fn is_long(count: u8) -> bool {
+        count > 1
+    }
+
+    #[test]
+    fn one_long_sample_is_not_enough_two_in_a_row_are() {
+        let suspect = next(0, true);
+        assert!(!is_long(suspect));
+        assert_eq!(
+            next(suspect, false),
+            0,
+            "a short sample clears a lone long one"
+        );
+        assert!(is_long(next(suspect, true)));
+    }
+
+    #[test]
+    fn the_mark_lasts_until_enough_short_samples() {
+        let mut count = next(next(0, true), true);
+        for short in 1..LONG_POLL_STICKY {
+            count = next(count, false);
+            assert!(is_long(count), "lost after {short} short samples");
+        }
+        count = next(count, false);
+        assert_eq!(count, 0, "kept after {LONG_POLL_STICKY} short samples");
+        // A long sample while marked renews the mark in full.
+        let mut count = next(next(0, true), true);
+        count = next(next(count, false), true);
+        assert_eq!(count, 1 + LONG_POLL_STICKY);
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct Links {
     /// Not a link either: what the task waits for (`Header::awaiting`),
     /// in the same padding, so the header stays one cache line.
     pub(crate) awaiting: std::sync::atomic::AtomicU8,
+    /// Not a link: nonzero while the task's sampled polls are long
+    /// (`Header::long_poll`), in the same padding.
+    pub(crate) long_poll: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Links {
@@ -46,6 +49,7 @@ impl Default for Links {
             linked: StdAtomicBool::new(false),
             woken_at: AtomicU32::new(0),
             awaiting: std::sync::atomic::AtomicU8::new(0),
+            long_poll: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }

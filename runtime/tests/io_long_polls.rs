@@ -1,0 +1,86 @@
+//! Long polls: a task whose polls run long (a handler that computes for
+//! 50 µs or more before it answers) is not kept on its worker by io
+//! affinity. When its io wakes it, it is queued where any worker takes it
+//! (the injector, counted in `injector_pops`), so it does not wait behind
+//! another long poll on the worker whose ring or poll carries its socket
+//! while the other worker idles. A task with short polls keeps affinity:
+//! its io wakes stay on its worker (docs/IO.md, "Long polls").
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    time::{Duration, Instant},
+};
+
+use common::net::{on_each_driver, std_client_pair, NetRt};
+use weft::io::Driver;
+
+on_each_driver!(a_task_that_polls_long_is_queued_for_any_worker);
+
+/// Requests per phase. One poll in 32 (on average) is timed, so the
+/// handler is known to poll long after a few dozen heavy requests.
+const ROUNDS: u64 = 200;
+const HEAVY: u8 = b'h';
+const LIGHT: u8 = b'l';
+
+fn spin(work: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < work {
+        std::hint::spin_loop();
+    }
+}
+
+fn injector_pops(rt: &weft::Runtime) -> u64 {
+    rt.metrics().worker.iter().map(|w| w.injector_pops).sum()
+}
+
+fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
+    let t = NetRt::with(driver, |builder| builder.worker_threads(2));
+    let (mut client, server) = t.block_on(std_client_pair());
+    // Answers each byte; a heavy one after 200 µs of work in the poll.
+    let handler = t.rt.spawn(async move {
+        loop {
+            let (read, buf) = server.read(Vec::with_capacity(1)).await;
+            if read.expect("read") == 0 {
+                return;
+            }
+            if buf[0] == HEAVY {
+                spin(Duration::from_micros(200));
+            }
+            let (written, _) = server.write_all(buf).await;
+            written.expect("write");
+        }
+    });
+    let mut phase = |byte: u8| -> u64 {
+        let before = injector_pops(&t.rt);
+        for _ in 0..ROUNDS {
+            client.write_all(&[byte]).expect("client write");
+            let mut answer = [0u8];
+            client.read_exact(&mut answer).expect("client read");
+            assert_eq!(answer[0], byte);
+        }
+        injector_pops(&t.rt) - before
+    };
+    // A light poll preempted past 50 µs on a loaded machine marks the
+    // task for a while, rightly: bounded attempts.
+    let mut light = u64::MAX;
+    for _attempt in 0..3 {
+        light = light.min(phase(LIGHT));
+        if light < ROUNDS / 10 {
+            break;
+        }
+    }
+    let heavy = phase(HEAVY);
+    drop(client);
+    t.block_on(handler).expect("the handler ends at EOF");
+    assert!(
+        light < ROUNDS / 10,
+        "{light} of {ROUNDS} short requests went through the injector"
+    );
+    assert!(
+        heavy >= ROUNDS / 4,
+        "only {heavy} of {ROUNDS} long requests went through the injector"
+    );
+    t.finish();
+}
