@@ -55,6 +55,12 @@ fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
     let mut phase = |byte: u8| -> u64 {
         let before = injector_pops(&t.rt);
         for _ in 0..ROUNDS {
+            // Lets the handler reach its next read and wait in it, so each
+            // request is an io wake. A client that answers at once can
+            // have the next byte there before the handler reads again
+            // (under epoll the read then succeeds in the same poll, and
+            // the handler serves every request in one poll).
+            std::thread::sleep(Duration::from_micros(200));
             client.write_all(&[byte]).expect("client write");
             let mut answer = [0u8];
             client.read_exact(&mut answer).expect("client read");
