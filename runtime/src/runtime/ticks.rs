@@ -93,8 +93,15 @@ pub(crate) fn now() -> u64 {
 
 /// A sampled poll at least this long counts toward marking its task as
 /// polling long (`Header::long_poll`): the work of 15–50 short requests,
-/// where a cross-worker wake (a few µs) no longer matters.
-pub(crate) const LONG_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+/// where a cross-worker wake (a few µs) no longer matters. Debug builds
+/// (and sanitizer runs) take 10–50× as long for the same work, so there
+/// the mark starts at 1 ms: at 50 µs ordinary echo tasks were marked under
+/// ASan and spread over the workers, which io consolidation gathers.
+pub(crate) const LONG_POLL: std::time::Duration = if cfg!(debug_assertions) {
+    std::time::Duration::from_millis(1)
+} else {
+    std::time::Duration::from_micros(50)
+};
 static LONG_POLL_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// True if a poll of `ticks` is at least [`LONG_POLL`] (false while the

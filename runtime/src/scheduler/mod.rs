@@ -21,7 +21,8 @@
 //!   4 yield-looping tasks took 5-9x tokio's time on spawn_many_remote_busy).
 //! - From any other thread: into the injector, and a parked worker is woken.
 //! - Woken by its worker's io while marked as polling long (one poll in 32
-//!   is timed; two of 50 µs or more in a row mark the task): into the
+//!   is timed; two of 50 µs or more in a row mark the task, 1 ms in debug
+//!   builds): into the
 //!   injector, and a parked worker is woken, so it runs wherever a worker
 //!   is free (`before_long_poll` in `worker.rs` has the rest of the rule).
 //!
