@@ -211,7 +211,7 @@ fn print_metrics(rt: &weft::runtime::Runtime) {
                     - last.worker.iter().map(|w| w.polls).sum::<u64>();
                 for (i, (n, l)) in now.worker.iter().zip(&last.worker).enumerate() {
                     eprintln!(
-                    "w{i} polls {} steals {} parks {} lifo {} inj {} handoffs {} subs {} comps {} enters {}",
+                    "w{i} polls {} steals {} parks {} lifo {} inj {} handoffs {} subs {} comps {} enters {} peer-reaped {}",
                     n.polls - l.polls,
                     n.steals - l.steals,
                     n.parks - l.parks,
@@ -221,6 +221,7 @@ fn print_metrics(rt: &weft::runtime::Runtime) {
                     n.io_submissions - l.io_submissions,
                     n.io_completions - l.io_completions,
                     n.io_enters - l.io_enters,
+                    n.io_peer_reaped - l.io_peer_reaped,
                 );
                 }
                 for w in &now.worker {

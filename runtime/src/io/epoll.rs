@@ -11,7 +11,7 @@
 
 use std::{
     io,
-    os::fd::RawFd,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering::*},
         Arc,
@@ -215,7 +215,21 @@ pub(crate) struct Remote {
     pub(crate) wait_time: Histogram,
     /// This worker's pooled-receive buffers (see `io::pool`).
     pub(crate) recv: RecvPools,
+    /// A second descriptor of the owner's epoll instance, through which a
+    /// peer takes the readiness events of an owner stuck in a poll
+    /// ([`reap_for_peer`](Self::reap_for_peer)); it keeps the instance
+    /// open as long as this `Remote` lives, whatever the owner's side does.
+    peer_fd: OwnedFd,
+    /// The peer's event buffer; `try_lock`ed, so two peers never wait on
+    /// each other for it.
+    peer_events: Mutex<Vec<libc::epoll_event>>,
+    /// Events a peer took and dispatched (not in `events`, which counts
+    /// the owner's).
+    pub(crate) peer_reaped: AtomicU64,
 }
+
+/// Events one peer reap takes at most.
+const PEER_EVENTS: usize = 256;
 
 impl Remote {
     /// Wakes the owner if it is blocked in `epoll_wait`.
@@ -250,6 +264,101 @@ impl Remote {
     pub(crate) fn registered(&self) -> usize {
         self.registered.load(Relaxed)
     }
+
+    /// Takes the readiness events waiting in this (another worker's) poll
+    /// and dispatches them here, without blocking: the peer's way to run
+    /// the io of an owner that the kernel keeps off its CPU, or that is
+    /// stuck in a long poll (the caller decides when; see
+    /// `WorkerCtx::reap_stuck_peers`). An epoll instance may be waited on
+    /// by any thread, each edge reaching one waiter; the wakes run on the
+    /// calling thread, so the woken tasks queue on the caller. The owner's
+    /// wakeup event, if taken, is given back (written again), since the
+    /// owner may be about to sleep on it. Returns the events dispatched.
+    pub(crate) fn reap_for_peer(&self) -> u64 {
+        let Ok(mut events) = self.peer_events.try_lock() else {
+            return 0;
+        };
+        events.clear();
+        // SAFETY: `peer_fd` is an epoll descriptor owned by `self`; the
+        // buffer has room for `PEER_EVENTS` entries (reserved at creation,
+        // never shrunk), and the length is set to what the kernel wrote.
+        let n = unsafe {
+            let n = libc::epoll_wait(
+                self.peer_fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                PEER_EVENTS as libc::c_int,
+                0,
+            );
+            if n <= 0 {
+                return 0;
+            }
+            events.set_len(n as usize);
+            n as usize
+        };
+        let mut dispatched = 0;
+        let mut now = 0;
+        for event in &events[..n] {
+            let (token, flags) = (event.u64 as usize, event.events as libc::c_int);
+            if token == WAKER_TOKEN.0 {
+                self.wake();
+                continue;
+            }
+            if self.dispatch(token, bits_of(flags), &mut now) {
+                dispatched += 1;
+            }
+        }
+        self.peer_reaped.fetch_add(dispatched, Relaxed);
+        dispatched
+    }
+
+    /// Sets `bits` on the socket registered as `token` (waking its tasks)
+    /// and records how long its waiters waited; false if the token is no
+    /// longer registered. `now`: the clock, read at the first wait that
+    /// ends (0 until then).
+    fn dispatch(&self, token: usize, bits: usize, now: &mut u64) -> bool {
+        let Some(io) = lock(&self.ios).get(token).cloned() else {
+            return false;
+        };
+        for dir in [Direction::Read, Direction::Write] {
+            let since = &io.waiting_since[dir as usize];
+            if bits & dir.ready_mask() == 0 || since.load(Relaxed) == 0 {
+                continue;
+            }
+            let since = since.swap(0, Relaxed);
+            if since != 0 {
+                if *now == 0 {
+                    *now = ticks::now();
+                }
+                self.wait_time.record(now.saturating_sub(since));
+            }
+        }
+        io.set_ready(bits);
+        true
+    }
+}
+
+/// The readiness bits of an epoll event's flags, read as mio reads them
+/// (`mio::event::Event`'s `is_readable`, `is_read_closed`, ...), so an
+/// event means the same whichever side takes it.
+fn bits_of(flags: libc::c_int) -> usize {
+    let has = |f: libc::c_int| flags & f != 0;
+    let mut bits = 0;
+    if has(libc::EPOLLIN) || has(libc::EPOLLPRI) {
+        bits |= READABLE;
+    }
+    if has(libc::EPOLLOUT) {
+        bits |= WRITABLE;
+    }
+    let error = has(libc::EPOLLERR);
+    if has(libc::EPOLLHUP) || (has(libc::EPOLLIN) && has(libc::EPOLLRDHUP)) || error {
+        bits |= READ_CLOSED;
+    }
+    // mio's `is_write_closed` (a hang-up, or an error with or without
+    // `EPOLLOUT`) or `is_error`, as `Driver::turn` reads them.
+    if has(libc::EPOLLHUP) || error {
+        bits |= WRITE_CLOSED;
+    }
+    bits
 }
 
 /// A socket's registration; deregisters on drop (before the fd closes).
@@ -293,6 +402,15 @@ impl Driver {
     pub(crate) fn new(pools: PoolConfig) -> io::Result<(Driver, Arc<Remote>)> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        // SAFETY: `dup` of a descriptor `poll` owns and keeps open here;
+        // the new descriptor is checked, then owned by the `OwnedFd`.
+        let peer_fd = unsafe {
+            let fd = libc::fcntl(poll.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
         let remote = Arc::new(Remote {
             registry: poll.registry().try_clone()?,
             waker,
@@ -302,6 +420,9 @@ impl Driver {
             polls: AtomicU64::new(0),
             wait_time: Histogram::new(),
             recv: RecvPools::new(pools),
+            peer_fd,
+            peer_events: Mutex::new(Vec::with_capacity(PEER_EVENTS)),
+            peer_reaped: AtomicU64::new(0),
         });
         Ok((
             Driver {
@@ -369,22 +490,7 @@ impl Driver {
             if event.is_write_closed() || event.is_error() {
                 bits |= WRITE_CLOSED;
             }
-            let io = lock(&self.remote.ios).get(event.token().0).cloned();
-            if let Some(io) = io {
-                for dir in [Direction::Read, Direction::Write] {
-                    let since = &io.waiting_since[dir as usize];
-                    if bits & dir.ready_mask() == 0 || since.load(Relaxed) == 0 {
-                        continue;
-                    }
-                    let since = since.swap(0, Relaxed);
-                    if since != 0 {
-                        if now == 0 {
-                            now = ticks::now();
-                        }
-                        self.remote.wait_time.record(now.saturating_sub(since));
-                    }
-                }
-                io.set_ready(bits);
+            if self.remote.dispatch(event.token().0, bits, &mut now) {
                 n += 1;
             }
         }

@@ -313,6 +313,25 @@ impl RemoteIo {
         }
     }
 
+    /// Takes and dispatches, on the calling thread, the readiness events
+    /// waiting for this (another) worker: epoll only (see
+    /// `epoll::Remote::reap_for_peer`); a ring's completions are its
+    /// owner's alone (`DEFER_TASKRUN`), so 0 under io_uring.
+    pub(crate) fn reap_for_peer(&self) -> u64 {
+        match self {
+            RemoteIo::Uring(_) => 0,
+            RemoteIo::Epoll(r) => r.reap_for_peer(),
+        }
+    }
+
+    /// Events peers took from this worker's epoll (0 under io_uring).
+    pub(crate) fn peer_reaped(&self) -> u64 {
+        match self {
+            RemoteIo::Uring(_) => 0,
+            RemoteIo::Epoll(r) => r.peer_reaped.load(Relaxed),
+        }
+    }
+
     /// Op latency (io_uring) or readiness wait time (epoll), in
     /// `runtime::ticks`; written by the owning worker.
     pub(crate) fn op_latency(&self) -> &crate::runtime::histogram::Histogram {
@@ -451,9 +470,9 @@ pub(crate) fn cancel_quiet(owner: &Arc<uring::Remote>, target: Arc<dyn uring::Co
 /// p99 3.4 ms. On one poll, as on tokio's one epoll, the first worker runs
 /// what a wait returns and wakes a peer only for a backlog
 /// (`AFFINITY_BACKLOG`): 0.03 per request, p99 0.4 ms, 1.4× the requests
-/// per second (docs/BENCHMARKS.md, 2026-12-04). The price: while the first
-/// worker is stuck in a poll, readiness of these sockets waits for it (a
-/// task already woken is still taken by the others).
+/// per second (docs/BENCHMARKS.md, 2026-12-04). While the first worker
+/// is stuck in a poll, a peer takes the readiness waiting on its epoll
+/// (`epoll::Remote::reap_for_peer`, docs/IO.md "A stuck worker's epoll").
 pub(crate) fn register_epoll(fd: std::os::fd::RawFd) -> io::Result<epoll::Registration> {
     let handle = current_handle()?;
     let remotes = &handle.shared.remotes;

@@ -106,6 +106,12 @@ pub struct WorkerMetrics {
     /// Times this worker entered its driver: `io_uring_enter` or
     /// `epoll_wait` calls.
     pub io_enters: u64,
+    /// Readiness events of this worker's sockets that a peer took from its
+    /// epoll instance and dispatched, because this worker was inside one
+    /// poll for `Builder::steal_age` or more (the kernel kept it off its
+    /// CPU, or the poll ran long). 0 under io_uring, whose completions
+    /// only the ring's owner can reap.
+    pub io_peer_reaped: u64,
     /// Bytes of freed task and node blocks the worker keeps for reuse, as
     /// of its last park or wake. A burst of spawns can leave up to 1 MiB
     /// per size class; a worker parked for a second gives all but 64 KiB
@@ -244,6 +250,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     io_submissions,
                     io_completions,
                     io_enters,
+                    io_peer_reaped: r.io.peer_reaped(),
                     alloc_cache_bytes: r.metrics.alloc_cache_bytes.get(),
                     poll_duration: r.metrics.poll_duration.snapshot(scale),
                     schedule_latency: r.metrics.schedule_latency.snapshot(scale),

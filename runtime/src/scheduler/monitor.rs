@@ -26,6 +26,9 @@
 //!    void as soon as `poll_seq` moves on (the poll returned), so the owner
 //!    never races a thief on the slot for longer than it takes to see that.
 //!    The slot itself is safe to race at any time (every take is a swap).
+//!    Under epoll, sockets registered with the worker's epoll count as work
+//!    behind it too (their readiness waits there): a peer woken for them
+//!    takes the events itself (`WorkerCtx::reap_stuck_peers`).
 //! 3. Past `Builder::stuck_poll_threshold` the poll is reported once,
 //!    while it is still running: task id, name, spawn location and time
 //!    so far go to the hook (`Builder::on_stuck_poll`, default: a line on
@@ -55,9 +58,10 @@
 //!
 //! # Io on a stuck worker's ring
 //! See docs/ARCHITECTURE.md ("The monitor"): completions of operations
-//! submitted to a stuck worker's ring (or readiness on its epoll) are
-//! reaped only by that worker, so a task waiting on one waits until the
-//! stuck poll returns; wakes to that ring from elsewhere are not lost.
+//! submitted to a stuck worker's ring are reaped only by that worker, so a
+//! task waiting on one waits until the stuck poll returns; wakes to that
+//! ring from elsewhere are not lost. Readiness on a stuck worker's epoll
+//! is taken by a peer (step 2).
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
@@ -176,6 +180,13 @@ impl WorkerWatch {
     #[inline]
     pub(crate) fn end_poll(&self, seq: u64) {
         self.hot.poll_seq.store(seq + 1, Release);
+    }
+
+    /// The owner's poll counter: odd while it is inside a poll, and a
+    /// given odd value names one poll.
+    #[inline]
+    pub(crate) fn poll_seq(&self) -> u64 {
+        self.hot.poll_seq.load(Acquire)
     }
 
     /// Polls begun under this watch (its owner counts no others with the
@@ -367,7 +378,7 @@ impl Sampler {
                     &remote.watch,
                     &mut self.workers[index],
                     now,
-                    queued,
+                    (queued, remote.io.registered() > 0),
                     (index, false),
                 );
                 long |= v.long;
@@ -413,7 +424,7 @@ impl Sampler {
         }
         let (mut stuck, mut due, mut long) = (0, None, false);
         for (watch, s, index) in &mut self.relief {
-            let v = sample(shared, watch, s, now, false, (*index, true));
+            let v = sample(shared, watch, s, now, (false, false), (*index, true));
             stuck += usize::from(v.stuck);
             due = min_due(due, v.due);
             long |= v.long;
@@ -461,15 +472,15 @@ fn min_due(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// One look at one worker (see the module doc, steps 1-3). `queued`: its
-/// run queue holds tasks. `who`: its index, and whether it is a relief
-/// worker.
+/// One look at one worker (see the module doc, steps 1-3). `holds`: its
+/// run queue holds tasks; sockets are registered with its epoll. `who`:
+/// its index, and whether it is a relief worker.
 fn sample(
     shared: &Shared,
     watch: &WorkerWatch,
     s: &mut Sample,
     now: Instant,
-    queued: bool,
+    holds: (bool, bool),
     who: (usize, bool),
 ) -> Verdict {
     let seq = watch.hot.poll_seq.load(Acquire);
@@ -490,15 +501,20 @@ fn sample(
     let ran = now.saturating_duration_since(seen_at);
     let threshold = shared.monitor.config.threshold;
     let stuck = ran >= threshold;
+    let (queued, epoll_sockets) = holds;
     let behind = queued || watch.hot.lifo.is_occupied();
-    if (behind || stuck) && watch.cold.stalled_seq.load(Relaxed) != seq {
+    if (behind || stuck || epoll_sockets) && watch.cold.stalled_seq.load(Relaxed) != seq {
         // Release: pairs with `is_stalled`'s Acquire (nothing to publish
         // but the mark itself; the tasks travel through the slot's swaps).
         watch.cold.stalled_seq.store(seq, Release);
     }
-    if behind {
+    if behind || epoll_sockets {
         // Someone must come and take it: a parked worker, unless one is
         // searching already (it sees the mark in `has_stealable_work`).
+        // Readiness waiting in the stuck worker's epoll is taken the same
+        // way (`WorkerCtx::reap_stuck_peers`); the monitor cannot see
+        // whether any is there, so while the poll lasts a peer comes to
+        // look once a sample.
         shared.notify_parked();
     }
     if stuck && s.reported != seq {

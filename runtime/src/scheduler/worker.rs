@@ -53,6 +53,9 @@ const SPIN_PEER_LOOK_EVERY: u32 = 8;
 /// task, and when.
 type Sighting = (u32, Instant);
 
+/// A peer's poll counter as last seen (odd: inside that poll), and when.
+type PollSighting = (u64, Instant);
+
 /// A worker's own state. Lives on its thread's stack; other threads reach the
 /// worker only through `Remote`.
 pub(crate) struct WorkerCtx {
@@ -81,6 +84,10 @@ pub(crate) struct WorkerCtx {
     /// Per peer: the end of its run queue when this worker last saw tasks
     /// there, and when (see [`behind`](Self::behind)).
     sightings: Box<[Cell<Option<Sighting>>]>,
+    /// Per peer: the poll it was inside when this worker last looked, and
+    /// when (see [`peer_io_stuck`](Self::peer_io_stuck)). Empty unless
+    /// this worker may take its peers' epoll events.
+    poll_sightings: Box<[Cell<Option<PollSighting>>]>,
     tick: Cell<u32>,
     searching: Cell<bool>,
     rng: Cell<u64>,
@@ -265,6 +272,19 @@ impl WorkerCtx {
                 .map(|_| Cell::new(None))
                 .collect(),
             samples_polls: !handle.shared.config.pinned && handle.shared.remotes.len() > 1,
+            // Under epoll, with the monitor's poll counters to read, and
+            // peers to read them of (not on thread-per-core: its tasks
+            // never move).
+            poll_sightings: if handle.shared.io_kind == crate::io::Driver::Epoll
+                && handle.shared.config.monitor
+                && !handle.shared.config.pinned
+            {
+                (0..handle.shared.remotes.len())
+                    .map(|_| Cell::new(None))
+                    .collect()
+            } else {
+                Box::new([])
+            },
             handle,
             local,
             pull_scratch: crossbeam_deque::Worker::new_fifo(),
@@ -555,10 +575,7 @@ impl WorkerCtx {
         if countdown == 0 {
             self.run_sampled(task);
         } else {
-            match task.header().take_woken_at() {
-                0 => task.run(),
-                woken_at => self.metrics().run_timed(task, woken_at),
-            }
+            self.poll(task);
         }
         if watched {
             self.watch.end_poll(seq);
@@ -567,6 +584,16 @@ impl WorkerCtx {
             self.shared().remotes[self.index]
                 .in_long_poll
                 .store(false, Relaxed);
+        }
+    }
+
+    /// Polls `task`, timed for the latency histograms if its schedule was
+    /// sampled for them (`metrics::sample_schedule`).
+    #[inline(always)]
+    fn poll(&self, task: Notified) {
+        match task.header().take_woken_at() {
+            0 => task.run(),
+            woken_at => self.metrics().run_timed(task, woken_at),
         }
     }
 
@@ -581,10 +608,7 @@ impl WorkerCtx {
         // released by it.
         raw.header().state.ref_inc();
         let started = ticks::now();
-        match task.header().take_woken_at() {
-            0 => task.run(),
-            woken_at => self.metrics().run_timed(task, woken_at),
-        }
+        self.poll(task);
         raw.header()
             .note_poll_ticks(ticks::now().saturating_sub(started));
         raw.drop_reference();
@@ -865,7 +889,68 @@ impl WorkerCtx {
                 }
             }
         }
+        if self.reap_stuck_peers() {
+            if let Some(task) = self.watch.lifo().take().or_else(|| self.local.pop()) {
+                return Some(task);
+            }
+        }
         self.pop_injector()
+    }
+
+    /// True if `victim`, with sockets registered on its epoll and not
+    /// parked, is inside a poll the monitor marked stalled, or one this
+    /// worker already saw it inside `steal_age` ago or more: the readiness
+    /// events its poll holds up are this worker's to take
+    /// (`reap_stuck_peers`). Where this
+    /// happens: on a machine whose cores the workers share with other
+    /// threads (a load generator, other services), the kernel preempts a
+    /// worker in the middle of a poll and may keep it off its CPU for a
+    /// whole slice, milliseconds, and the connections registered on its
+    /// epoll wait for it, while tokio's single shared epoll lets any
+    /// worker take them. A poll that runs long by itself is the same case.
+    fn peer_io_stuck(&self, victim: usize) -> bool {
+        let Some(sighting) = self.poll_sightings.get(victim) else {
+            return false;
+        };
+        let remote = &self.shared().remotes[victim];
+        if remote.io.registered() == 0 || remote.parked.load(Relaxed) {
+            sighting.set(None);
+            return false;
+        }
+        if remote.watch.is_stalled() {
+            // The monitor saw this poll outlast a sample.
+            return true;
+        }
+        let seq = remote.watch.poll_seq();
+        if seq & 1 == 0 {
+            // Between polls (`begin_poll` makes it odd).
+            sighting.set(None);
+            return false;
+        }
+        let now = Instant::now();
+        match sighting.get() {
+            Some((seen, at)) if seen == seq => {
+                now.duration_since(at) >= self.shared().config.steal_age
+            }
+            _ => {
+                sighting.set(Some((seq, now)));
+                false
+            }
+        }
+    }
+
+    /// Takes the epoll events of every peer [stuck](Self::peer_io_stuck)
+    /// in a poll and runs their wakes here (so the tasks queue on this
+    /// worker, as an io pass of its own would queue them). True if that
+    /// queued work.
+    fn reap_stuck_peers(&self) -> bool {
+        let mut reaped = 0;
+        for victim in 0..self.poll_sightings.len() {
+            if victim != self.index && self.peer_io_stuck(victim) {
+                reaped += self.with_io(|| self.shared().remotes[victim].io.reap_for_peer());
+            }
+        }
+        reaped > 0
     }
 
     /// Takes the rest of a stalled victim's queue and its LIFO task (the
@@ -1062,7 +1147,9 @@ impl WorkerCtx {
             // The peers' queues only every few rounds (their lines are
             // their owners'): see `SPIN_PEER_LOOK_EVERY`.
             round = round.wrapping_add(1);
-            if round % SPIN_PEER_LOOK_EVERY == 0 && self.has_work_to_take() {
+            if round % SPIN_PEER_LOOK_EVERY == 0
+                && (self.has_work_to_take() || self.reap_stuck_peers())
+            {
                 return true;
             }
             if start.elapsed() >= limit {
