@@ -498,3 +498,70 @@ impl Driver {
         n
     }
 }
+
+#[cfg(all(test, not(weft_loom), not(weft_shuttle)))]
+mod tests {
+    use super::*;
+
+    /// `bits_of` reads raw flags as `Driver::turn` reads mio's events
+    /// (`is_readable`, `is_writable`, `is_read_closed || is_error`,
+    /// `is_write_closed || is_error`): the same event means the same
+    /// readiness whichever worker takes it.
+    #[test]
+    fn raw_flags_read_as_mio_reads_them() {
+        use libc::{EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP};
+        let cases = [
+            (EPOLLIN, READABLE),
+            (EPOLLPRI, READABLE),
+            (EPOLLOUT, WRITABLE),
+            (EPOLLIN | EPOLLOUT, READABLE | WRITABLE),
+            // A FIN: readable, and the read side closed.
+            (EPOLLIN | EPOLLRDHUP, READABLE | READ_CLOSED),
+            // RDHUP alone is not a close in mio's reading.
+            (EPOLLRDHUP, 0),
+            (EPOLLHUP, READ_CLOSED | WRITE_CLOSED),
+            (EPOLLERR, READ_CLOSED | WRITE_CLOSED),
+            (EPOLLOUT | EPOLLERR, WRITABLE | READ_CLOSED | WRITE_CLOSED),
+            (
+                EPOLLIN | EPOLLOUT | EPOLLHUP | EPOLLRDHUP,
+                READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED,
+            ),
+            (0, 0),
+        ];
+        for (flags, bits) in cases {
+            assert_eq!(bits_of(flags), bits, "flags {flags:#x}");
+        }
+    }
+
+    /// A peer's reap of an epoll with nothing ready returns at once with
+    /// nothing; one with a ready socket dispatches it and counts it.
+    #[test]
+    fn a_peer_reap_takes_what_is_ready_and_counts_it() {
+        let (driver, remote) = Driver::new(PoolConfig::default()).expect("driver");
+        assert_eq!(remote.reap_for_peer(), 0);
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let registration = remote.register(a.as_raw_fd()).expect("register");
+        // Registration reports the socket writable at once (edge).
+        assert_eq!(remote.reap_for_peer(), 1);
+        assert_eq!(remote.reap_for_peer(), 0, "an edge reaches one waiter");
+        std::io::Write::write_all(&mut b, b"x").expect("write");
+        assert_eq!(remote.reap_for_peer(), 1);
+        assert_ne!(
+            registration.io().readiness.load(Acquire) & READABLE,
+            0,
+            "the event set the socket readable"
+        );
+        assert_eq!(remote.peer_reaped.load(Relaxed), 2);
+        // The owner's wakeup, taken by the peer, is written again.
+        remote.wake();
+        assert_eq!(remote.reap_for_peer(), 0);
+        let mut events = Events::with_capacity(8);
+        let mut poll = driver.poll;
+        poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+        assert!(
+            events.iter().any(|e| e.token() == WAKER_TOKEN),
+            "the owner lost its wakeup to the peer"
+        );
+        drop(registration);
+    }
+}
