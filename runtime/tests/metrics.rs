@@ -189,6 +189,79 @@ fn a_task_waking_a_few_tasks_does_not_wake_a_parked_peer() {
 }
 
 #[test]
+fn a_peer_short_queue_does_not_keep_a_parking_worker_awake() {
+    // The rounds above with the steal age at its maximum (100 ms), so the
+    // other worker may never take the queued task (its owner runs it
+    // within the round), and a task spawned from outside every
+    // millisecond, which wakes that worker to search. When it parked as
+    // the last searcher, it used to count any task queued anywhere as
+    // work left to it: it woke itself, found it might not take that task,
+    // and parked again, in a loop that lasted while the owner had a task
+    // queued (hyper's hello server saw up to 86,000 such wakes a second).
+    // Now it re-checks by the rule its search takes work by, and a kick
+    // costs it a park or two.
+    const ROUNDS: u64 = 300;
+    let rt = weft::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .steal_age(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    block_on_bounded(&rt, async { weft::spawn(async {}).await.unwrap() });
+    // Bounded attempts, as above.
+    let mut best = None;
+    for _attempt in 0..5 {
+        std::thread::sleep(Duration::from_millis(50));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kicker = {
+            let handle = rt.handle().clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut kicks = 0u64;
+                // Bounded: the rounds take about 20 ms.
+                while !done.load(std::sync::atomic::Ordering::SeqCst) && kicks < 10_000 {
+                    drop(handle.spawn(async {}));
+                    kicks += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                kicks
+            })
+        };
+        let before = total_parks(&rt);
+        block_on_bounded(&rt, async {
+            weft::spawn(async {
+                for _ in 0..ROUNDS {
+                    let a = weft::spawn(async {});
+                    let b = weft::spawn(async {});
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_micros(60) {
+                        std::hint::spin_loop();
+                    }
+                    a.await.unwrap();
+                    b.await.unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        });
+        let parks = total_parks(&rt) - before;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let kicks = kicker.join().unwrap();
+        best = Some((parks, kicks));
+        // A few parks per kick (the kicked worker's, the owner's at the
+        // end), not a park per idle spin.
+        if parks <= 4 * kicks + 20 {
+            break;
+        }
+    }
+    let (parks, kicks) = best.unwrap();
+    assert!(
+        parks <= 4 * kicks + 20,
+        "{parks} parks for {kicks} kicks over {ROUNDS} rounds with a short queue on the peer"
+    );
+    assert_no_live_tasks(&rt);
+}
+
+#[test]
 fn a_single_task_queued_behind_a_blocked_worker_is_still_taken() {
     // A spinning worker leaves a short queue to its owner for the steal
     // age (taking it at once split channel pairs across the workers); it

@@ -11,9 +11,11 @@
 //!   since more work may follow the task it found.
 //! - A worker parks by registering in `sleepers` and decrementing the counts
 //!   (one SeqCst RMW). If it was the last searcher it re-checks every queue
-//!   afterwards and notifies if anything is there: a producer whose fence came
-//!   before that RMW saw a searcher and relied on it; one whose fence came
-//!   after sees the parked worker and wakes it.
+//!   afterwards and notifies if there is anything its search would take
+//!   (with the monitor on, a peer's short queue is its owner's, which is
+//!   awake to run it; see `WorkerCtx::left_to_us`): a producer
+//!   whose fence came before that RMW saw a searcher and relied on it; one
+//!   whose fence came after sees the parked worker and wakes it.
 //! - A worker that wakes without being picked (timer, spurious) removes itself
 //!   from `sleepers` ([`Idle::unpark_self`]); one that was picked is already
 //!   counted as unparked and searching.
