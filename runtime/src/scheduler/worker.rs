@@ -187,9 +187,22 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 /// fell from 80 k to 57 k req/s). The estimate is a mean, so a few heavy
 /// polls among many light ones count for less than they weigh: at 200 µs
 /// the skewed echo fell to 66 k, at 60–100 µs it rose to 85–88 k while
-/// the hello server was back to 1.0×; 150 µs keeps both (docs/BENCHMARKS.md,
+/// the hello server was back to 1.0×; 150 µs kept both (docs/BENCHMARKS.md,
 /// "Io affinity counted in time").
-const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(150);
+///
+/// Since then heavy polls have a rule of their own (`before_long_poll`:
+/// their io wakes go to the injector, and a worker about to run one makes
+/// its queue stealable at once), and the skewed echo no longer depends on
+/// this budget: 102–104 k req/s at 150, 300 and 600 µs alike. The hello
+/// server's bursts of 50 light tasks (170 µs of work at ≈ 3.4 µs each)
+/// sat just over 150 µs, so about one burst in several still woke the
+/// second worker, which stole connections onto its ring and shared wrk's
+/// CPU. At 300 µs its p99 holds at 0.28–0.44 ms in every round (0.27–1.13
+/// ms at 150 µs) at the same req/s and 2–3% less CPU per request
+/// (docs/BENCHMARKS.md, "The io affinity budget at 300 µs"). The price: on a machine with an
+/// idle core, a burst of up to 300 µs of light work runs on one worker
+/// (a peer that is awake still steals it by the steal rules).
+const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(300);
 /// Tasks woken by a running task (not by io) wake a peer once the queue
 /// holds this many times [`AFFINITY_BUDGET`] of work: the tasks that wake
 /// each other share what they touch (a channel, a lock, a connection's
