@@ -53,7 +53,8 @@
 //! than [`SHORT_INTERVAL`], the first task put into an empty LIFO slot wakes
 //! it (one relaxed load of a read-mostly flag on that path): that task may
 //! be stuck behind the poll that queued it, and the short interval is what
-//! bounds its wait. A runtime where nothing is queued behind a running poll
+//! bounds its wait. A task an io pass put there wakes it only under
+//! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]). A runtime where nothing is queued behind a running poll
 //! costs the monitor one wakeup per half threshold.
 //!
 //! # Io on a stuck worker's ring
@@ -71,6 +72,7 @@ use std::{
 };
 
 use super::{
+    idle::Idle,
     lifo::LifoSlot,
     park::{Parker, Unparker},
     Handle, Shared,
@@ -269,6 +271,26 @@ impl Monitor {
         // Relaxed load: a stale `false` costs at most one long sleep; the
         // swap makes one waker per back-off.
         if self.backed_off.load(Relaxed) && self.backed_off.swap(false, Relaxed) {
+            self.unparker.unpark();
+        }
+    }
+
+    /// [`lifo_filled`](Self::lifo_filled) for a task that a worker's io
+    /// pass put there (io_uring): only while no worker is parked. The
+    /// short ticks this starts are reschedule points on a machine whose
+    /// cores the workers share with other busy threads (a worker preempted
+    /// holds its ring's completions); while a worker is parked, the
+    /// runtime has a worker to spare, and the ticks only cost: on hyper's
+    /// hello server at 50 connections, whose second worker is mostly
+    /// parked, 10–12% of the server's CPU per request and of wrk's
+    /// requests per second, with the same p99 (docs/BENCHMARKS.md, "Io
+    /// wakes start the monitor's ticks only with every worker awake").
+    #[inline]
+    pub(crate) fn lifo_filled_by_io(&self, idle: &Idle) {
+        if self.backed_off.load(Relaxed)
+            && idle.num_parked() == 0
+            && self.backed_off.swap(false, Relaxed)
+        {
             self.unparker.unpark();
         }
     }
@@ -664,4 +686,43 @@ fn take_relief_work(shared: &Shared) -> Option<Notified> {
         }
     }
     None
+}
+
+#[cfg(all(test, not(any(weft_loom, weft_shuttle))))]
+mod tests {
+    use super::*;
+
+    fn monitor() -> Monitor {
+        Monitor::new(MonitorConfig {
+            threshold: Duration::from_millis(10),
+            hook: None,
+            thread_name: StdArc::new(|| "weft-monitor".to_owned()),
+            stack_size: None,
+            on_thread_start: None,
+            on_thread_stop: None,
+        })
+    }
+
+    #[test]
+    fn an_io_fill_wakes_a_backed_off_monitor_only_with_every_worker_awake() {
+        let monitor = monitor();
+        let idle = Idle::new(2);
+        // Both workers awake: the fill wakes the monitor (once per back-off).
+        monitor.backed_off.store(true, Relaxed);
+        monitor.lifo_filled_by_io(&idle);
+        assert!(!monitor.backed_off.load(Relaxed), "woken");
+        // A worker parked: the monitor keeps its long sleep.
+        let _ = idle.transition_worker_to_parked(1, false);
+        monitor.backed_off.store(true, Relaxed);
+        monitor.lifo_filled_by_io(&idle);
+        assert!(monitor.backed_off.load(Relaxed), "left asleep");
+        // A fill by a running task wakes it regardless.
+        monitor.lifo_filled();
+        assert!(!monitor.backed_off.load(Relaxed), "woken by a task's fill");
+        // Back awake: io fills wake it again.
+        assert!(idle.unpark_self(1));
+        monitor.backed_off.store(true, Relaxed);
+        monitor.lifo_filled_by_io(&idle);
+        assert!(!monitor.backed_off.load(Relaxed));
+    }
 }

@@ -120,7 +120,8 @@ pub(crate) struct WorkerCtx {
     /// `with_io`).
     in_driver: Cell<bool>,
     /// A task an io pass puts into the empty LIFO slot wakes a backed-off
-    /// monitor too (io_uring only; see `schedule_local`).
+    /// monitor too, while no worker is parked (io_uring only; see
+    /// `schedule_local`).
     io_fills_wake_monitor: bool,
     /// Io affinity's estimate of what one poll costs here, in ticks
     /// (`runtime::ticks`; 0 until measured): a moving average over the
@@ -408,18 +409,24 @@ impl WorkerCtx {
                     // return (and nobody else is told about this task).
                     // Under epoll, not for a task woken by an io pass: no
                     // poll runs then, and this worker polls the task next.
-                    // Under io_uring it does: the sampling it starts is
-                    // what finds this worker preempted in a later poll
-                    // (its ring's completions wait for it, however long
-                    // the kernel keeps it off a CPU) and lets a peer take
-                    // its queue. Measured on hyper's hello server under
-                    // `wrk -t1 -c50` (docs/BENCHMARKS.md, "Io affinity
-                    // counted in time"): under epoll these wakes cost
-                    // 0.8 µs of CPU per request and rescued nothing (p99
-                    // 0.23 ms without, 0.44 with); under io_uring the p99
-                    // was 0.48 ms with them and 2–4 ms without.
-                    if !self.in_driver.get() || self.io_fills_wake_monitor {
+                    // Under io_uring it does while every worker is awake:
+                    // the sampling it starts is what finds this worker
+                    // preempted in a later poll (its ring's completions
+                    // wait for it, however long the kernel keeps it off a
+                    // CPU), and its ticks are reschedule points. Measured
+                    // on hyper's hello server under `wrk -t1 -c50`
+                    // (docs/BENCHMARKS.md, "Io affinity counted in time"):
+                    // under epoll these wakes cost 0.8 µs of CPU per
+                    // request and rescued nothing (p99 0.23 ms without,
+                    // 0.44 with); under io_uring the p99 was 0.48 ms with
+                    // them and 2–4 ms without, then, when the second
+                    // worker kept waking to steal. With a worker parked
+                    // they only cost (see `Monitor::lifo_filled_by_io`).
+                    if !self.in_driver.get() {
                         self.shared().monitor.lifo_filled();
+                    } else if self.io_fills_wake_monitor {
+                        let shared = self.shared();
+                        shared.monitor.lifo_filled_by_io(&shared.idle);
                     }
                     return;
                 }
