@@ -54,8 +54,9 @@
 //! it (one relaxed load of a read-mostly flag on that path): that task may
 //! be stuck behind the poll that queued it, and the short interval is what
 //! bounds its wait. A task an io pass put there wakes it only under
-//! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]). A runtime where nothing is queued behind a running poll
-//! costs the monitor one wakeup per half threshold.
+//! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]).
+//! A runtime where nothing is queued behind a running poll costs the
+//! monitor one wakeup per half threshold.
 //!
 //! # Io on a stuck worker's ring
 //! See docs/ARCHITECTURE.md ("The monitor"): completions of operations
@@ -285,6 +286,12 @@ impl Monitor {
     /// parked, 10–12% of the server's CPU per request and of wrk's
     /// requests per second, with the same p99 (docs/BENCHMARKS.md, "Io
     /// wakes start the monitor's ticks only with every worker awake").
+    /// What that gives up: a worker stuck in a poll (or preempted in one)
+    /// with that task in its slot while a peer is parked is found when two
+    /// samples of the monitor's longer sleep (up to half the stuck-poll
+    /// threshold apart) see it in that poll, unless a task's own fill has
+    /// woken the monitor first; only then is the parked peer woken for the
+    /// task.
     #[inline]
     pub(crate) fn lifo_filled_by_io(&self, idle: &Idle) {
         if self.backed_off.load(Relaxed)

@@ -200,9 +200,10 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 /// second worker, which stole connections onto its ring and shared wrk's
 /// CPU. At 300 µs its p99 holds at 0.28–0.44 ms in every round (0.27–1.13
 /// ms at 150 µs) at the same req/s and 2–3% less CPU per request
-/// (docs/BENCHMARKS.md, "The io affinity budget at 300 µs"). The price: on a machine with an
-/// idle core, a burst of up to 300 µs of light work runs on one worker
-/// (a peer that is awake still steals it by the steal rules).
+/// (docs/BENCHMARKS.md, "The io affinity budget at 300 µs"). The price:
+/// on a machine with an idle core, a burst of up to 300 µs of light work
+/// runs on one worker (a peer that is awake still steals it by the steal
+/// rules).
 const AFFINITY_BUDGET: std::time::Duration = std::time::Duration::from_micros(300);
 /// Tasks woken by a running task (not by io) wake a peer once the queue
 /// holds this many times [`AFFINITY_BUDGET`] of work: the tasks that wake
