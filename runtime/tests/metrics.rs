@@ -139,6 +139,28 @@ fn total_parks(rt: &weft::runtime::Runtime) -> u64 {
     rt.metrics().worker.iter().map(|w| w.parks).sum()
 }
 
+/// `rounds` times, from one task: spawn two small tasks (the second
+/// pushes the first out of the LIFO slot into the run queue), work 60 µs
+/// inside the poll, then await both.
+fn two_spawn_rounds(rt: &weft::runtime::Runtime, rounds: u64) {
+    block_on_bounded(rt, async move {
+        weft::spawn(async move {
+            for _ in 0..rounds {
+                let a = weft::spawn(async {});
+                let b = weft::spawn(async {});
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_micros(60) {
+                    std::hint::spin_loop();
+                }
+                a.await.unwrap();
+                b.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    });
+}
+
 #[test]
 fn a_task_waking_a_few_tasks_does_not_wake_a_parked_peer() {
     // A task that spawns two small tasks, works 60 µs (inside its poll,
@@ -160,22 +182,7 @@ fn a_task_waking_a_few_tasks_does_not_wake_a_parked_peer() {
         // Both workers settle (the first spawn's wakes, the idle spins).
         std::thread::sleep(Duration::from_millis(50));
         let before = total_parks(&rt);
-        block_on_bounded(&rt, async {
-            weft::spawn(async {
-                for _ in 0..ROUNDS {
-                    let a = weft::spawn(async {});
-                    let b = weft::spawn(async {});
-                    let start = std::time::Instant::now();
-                    while start.elapsed() < Duration::from_micros(60) {
-                        std::hint::spin_loop();
-                    }
-                    a.await.unwrap();
-                    b.await.unwrap();
-                }
-            })
-            .await
-            .unwrap();
-        });
+        two_spawn_rounds(&rt, ROUNDS);
         fewest = fewest.min(total_parks(&rt) - before);
         if fewest < ROUNDS / 3 {
             break;
@@ -227,22 +234,7 @@ fn a_peer_short_queue_does_not_keep_a_parking_worker_awake() {
             })
         };
         let before = total_parks(&rt);
-        block_on_bounded(&rt, async {
-            weft::spawn(async {
-                for _ in 0..ROUNDS {
-                    let a = weft::spawn(async {});
-                    let b = weft::spawn(async {});
-                    let start = std::time::Instant::now();
-                    while start.elapsed() < Duration::from_micros(60) {
-                        std::hint::spin_loop();
-                    }
-                    a.await.unwrap();
-                    b.await.unwrap();
-                }
-            })
-            .await
-            .unwrap();
-        });
+        two_spawn_rounds(&rt, ROUNDS);
         let parks = total_parks(&rt) - before;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         let kicks = kicker.join().unwrap();
