@@ -54,7 +54,10 @@
 //! it (one relaxed load of a read-mostly flag on that path): that task may
 //! be stuck behind the poll that queued it, and the short interval is what
 //! bounds its wait. A task an io pass put there wakes it only under
-//! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]).
+//! io_uring, while no worker is parked ([`Monitor::lifo_filled_by_io`]),
+//! and while the short samples such wakes started have lately found a
+//! long poll ([`IoWakes`]); otherwise io fills only hold its sleep to
+//! [`IO_WATCH_INTERVAL`].
 //! A runtime where nothing is queued behind a running poll costs the
 //! monitor one wakeup per half threshold.
 //!
@@ -97,6 +100,13 @@ type ThreadHook = StdArc<dyn Fn() + Send + Sync>;
 pub(crate) const SHORT_INTERVAL: Duration = Duration::from_micros(250);
 /// Samples without a long poll before the monitor doubles its sleep.
 const QUIET_SAMPLES: u32 = 4;
+/// Runs of short samples in a row, each started by a LIFO fill and ended
+/// by [`QUIET_SAMPLES`] that found no long poll, after which io passes'
+/// fills stop waking the monitor (see [`IoWakes`]).
+const FRUITLESS_RUNS: u32 = 4;
+/// The monitor's longest sleep while io passes keep filling LIFO slots
+/// and their wakes are off (see [`IoWakes`]).
+const IO_WATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Relief workers per worker, at most.
 pub(crate) const RELIEF_CAP_PER_WORKER: usize = 1;
 /// How long an idle relief worker sleeps between looks at the queues.
@@ -237,6 +247,12 @@ pub(crate) struct Monitor {
     /// The monitor sleeps longer than [`SHORT_INTERVAL`]: the next task put
     /// into an empty LIFO slot wakes it.
     backed_off: AtomicBool,
+    /// Io passes' fills may wake the monitor ([`IoWakes`]). Written by the
+    /// monitor only when it changes.
+    io_wakes: AtomicBool,
+    /// An io pass filled a LIFO slot while `io_wakes` was off and no worker
+    /// was parked, since the monitor last looked.
+    io_filled: AtomicBool,
     /// Watches of the relief workers alive.
     relief: Mutex<Vec<StdArc<WorkerWatch>>>,
     relief_started: AtomicU64,
@@ -256,6 +272,8 @@ impl Monitor {
             unparker: parker.unparker(),
             parker: Mutex::new(Some(parker)),
             backed_off: AtomicBool::new(false),
+            io_wakes: AtomicBool::new(true),
+            io_filled: AtomicBool::new(false),
             relief: Mutex::new(Vec::new()),
             relief_started: AtomicU64::new(0),
             relief_stuck_polls: AtomicU64::new(0),
@@ -292,12 +310,22 @@ impl Monitor {
     /// threshold apart) see it in that poll, unless a task's own fill has
     /// woken the monitor first; only then is the parked peer woken for the
     /// task.
+    ///
+    /// While the short samples such wakes start keep finding nothing
+    /// ([`IoWakes`]), the fill only tells the monitor to sample at least
+    /// every [`IO_WATCH_INTERVAL`].
     #[inline]
     pub(crate) fn lifo_filled_by_io(&self, idle: &Idle) {
-        if self.backed_off.load(Relaxed)
-            && idle.num_parked() == 0
-            && self.backed_off.swap(false, Relaxed)
-        {
+        if !self.backed_off.load(Relaxed) || idle.num_parked() != 0 {
+            return;
+        }
+        if !self.io_wakes.load(Relaxed) {
+            if !self.io_filled.load(Relaxed) {
+                self.io_filled.store(true, Relaxed);
+            }
+            return;
+        }
+        if self.backed_off.swap(false, Relaxed) {
             self.unparker.unpark();
         }
     }
@@ -380,6 +408,7 @@ struct Sampler {
     interval: Duration,
     max_interval: Duration,
     quiet: u32,
+    io_wakes: IoWakes,
 }
 
 impl Sampler {
@@ -390,6 +419,7 @@ impl Sampler {
             interval: SHORT_INTERVAL,
             max_interval: (shared.monitor.config.threshold / 2).max(SHORT_INTERVAL),
             quiet: 0,
+            io_wakes: IoWakes::default(),
         }
     }
 
@@ -472,24 +502,99 @@ impl Sampler {
         if long {
             self.interval = SHORT_INTERVAL;
             self.quiet = 0;
+            self.io_wakes.long_poll_seen();
         } else {
             self.quiet += 1;
             if self.quiet >= QUIET_SAMPLES {
                 self.quiet = 0;
+                if self.interval == SHORT_INTERVAL {
+                    self.io_wakes.backing_off();
+                }
                 self.interval = (self.interval * 2).min(self.max_interval);
             }
         }
-        // Written only when it changes: the workers read this line on
-        // every task put into an empty LIFO slot.
+        // Both written only when they change: the workers read this line
+        // on every task put into an empty LIFO slot.
         if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
             monitor.backed_off.store(true, Relaxed);
         }
-        let wake_at = min_due(Some(now + self.interval), due).expect("some");
+        if monitor.io_wakes.load(Relaxed) != self.io_wakes.on {
+            monitor.io_wakes.store(self.io_wakes.on, Relaxed);
+        }
+        let mut sleep = self.interval;
+        if monitor.io_filled.load(Relaxed) {
+            monitor.io_filled.store(false, Relaxed);
+            sleep = sleep.min(IO_WATCH_INTERVAL);
+        }
+        let wake_at = min_due(Some(now + sleep), due).expect("some");
         parker.park(Some(wake_at));
         if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
-            // Woken by `lifo_filled`.
+            // Woken by `lifo_filled` (or `lifo_filled_by_io`).
             self.interval = SHORT_INTERVAL;
             self.quiet = 0;
+            self.io_wakes.woken_by_fill();
+        }
+    }
+}
+
+/// Whether io passes' LIFO fills wake the backed-off monitor.
+///
+/// Under io_uring, a task an io pass puts into an empty LIFO slot wakes
+/// the monitor while every worker is awake, for the short samples that
+/// find the worker preempted (or stuck) in a later poll with that task
+/// behind it ([`Monitor::lifo_filled_by_io`]). Where no poll outlasts a
+/// sample, those wakes are pure cost: an echo server at 256 connections
+/// woke the monitor ≈ 3,000 times a second, ≈ 5–10% of its CPU per
+/// request, and its samples found a long poll in fewer than 1 in 100.
+/// So the monitor counts the runs of short samples that a fill started:
+/// after [`FRUITLESS_RUNS`] in a row that ended without seeing a long
+/// poll, io fills stop waking it, and only make it sample every
+/// [`IO_WATCH_INTERVAL`] while they go on; the first long poll a sample
+/// sees turns the wakes back on. On hyper's hello server at 256
+/// connections, where wrk's threads preempt the workers inside polls,
+/// samples keep finding long polls and the wakes stay on (its p99 rose
+/// by a third without them). A task's own fill always wakes the monitor.
+struct IoWakes {
+    on: bool,
+    /// In a run of short samples a fill started.
+    in_run: bool,
+    /// That run has seen a long poll.
+    run_saw_long: bool,
+    /// Runs in a row that ended without one.
+    fruitless: u32,
+}
+
+impl Default for IoWakes {
+    fn default() -> IoWakes {
+        IoWakes {
+            on: true,
+            in_run: false,
+            run_saw_long: false,
+            fruitless: 0,
+        }
+    }
+}
+
+impl IoWakes {
+    fn woken_by_fill(&mut self) {
+        self.in_run = true;
+        self.run_saw_long = false;
+    }
+
+    fn long_poll_seen(&mut self) {
+        self.run_saw_long = true;
+        self.fruitless = 0;
+        self.on = true;
+    }
+
+    /// The short samples end: [`QUIET_SAMPLES`] found no long poll.
+    fn backing_off(&mut self) {
+        if !std::mem::take(&mut self.in_run) || self.run_saw_long {
+            return;
+        }
+        self.fruitless += 1;
+        if self.fruitless >= FRUITLESS_RUNS {
+            self.on = false;
         }
     }
 }
@@ -731,5 +836,62 @@ mod tests {
         monitor.backed_off.store(true, Relaxed);
         monitor.lifo_filled_by_io(&idle);
         assert!(!monitor.backed_off.load(Relaxed));
+        // Io wakes off: a fill leaves the monitor asleep and asks for the
+        // io watch interval instead.
+        monitor.io_wakes.store(false, Relaxed);
+        monitor.backed_off.store(true, Relaxed);
+        monitor.lifo_filled_by_io(&idle);
+        assert!(monitor.backed_off.load(Relaxed), "left asleep");
+        assert!(monitor.io_filled.load(Relaxed), "asked for the io watch");
+        // ... but not while a worker is parked.
+        monitor.io_filled.store(false, Relaxed);
+        let _ = idle.transition_worker_to_parked(1, false);
+        monitor.lifo_filled_by_io(&idle);
+        assert!(!monitor.io_filled.load(Relaxed));
+        // A task's fill still wakes it.
+        monitor.lifo_filled();
+        assert!(!monitor.backed_off.load(Relaxed));
+    }
+
+    #[test]
+    fn io_wakes_turn_off_after_fruitless_runs_and_on_at_a_long_poll() {
+        let mut rule = IoWakes::default();
+        assert!(rule.on);
+        // Runs that see no long poll: off after `FRUITLESS_RUNS` of them.
+        for run in 1..=FRUITLESS_RUNS {
+            assert!(rule.on, "still on before run {run}");
+            rule.woken_by_fill();
+            rule.backing_off();
+        }
+        assert!(!rule.on, "off after {FRUITLESS_RUNS} fruitless runs");
+        // A back-off not started by a fill counts for nothing.
+        rule.backing_off();
+        // A long poll turns the wakes back on at once, and resets the count.
+        rule.long_poll_seen();
+        assert!(rule.on);
+        for _ in 1..FRUITLESS_RUNS {
+            rule.woken_by_fill();
+            rule.backing_off();
+        }
+        assert!(rule.on, "one run short of turning off");
+        // A run that sees a long poll breaks the streak.
+        rule.woken_by_fill();
+        rule.long_poll_seen();
+        rule.backing_off();
+        for _ in 1..FRUITLESS_RUNS {
+            rule.woken_by_fill();
+            rule.backing_off();
+        }
+        assert!(rule.on, "the streak started again after the long poll");
+        rule.woken_by_fill();
+        rule.backing_off();
+        assert!(!rule.on);
+        // Back-offs without a fill (an idle runtime's samples) do not turn
+        // them off from on either.
+        let mut idle = IoWakes::default();
+        for _ in 0..10 * FRUITLESS_RUNS {
+            idle.backing_off();
+        }
+        assert!(idle.on);
     }
 }
