@@ -853,6 +853,61 @@ mod tests {
         assert!(!monitor.backed_off.load(Relaxed));
     }
 
+    fn sampler(interval: Duration) -> Sampler {
+        Sampler {
+            workers: Vec::new(),
+            relief: Vec::new(),
+            interval,
+            max_interval: interval,
+            quiet: 0,
+            io_wakes: IoWakes::default(),
+        }
+    }
+
+    #[test]
+    fn io_fills_with_their_wakes_off_hold_the_monitors_sleep_to_the_io_watch() {
+        let monitor = monitor();
+        let idle = Idle::new(2);
+        let parker = lock(&monitor.parker).take().expect("the monitor's parker");
+        let long_sleep = Duration::from_secs(2);
+        let mut sampler = sampler(long_sleep);
+        sampler.io_wakes.on = false;
+        // A sleep that ends at once publishes the back-off and the wakes'
+        // state.
+        let now = Instant::now();
+        sampler.sleep(&monitor, &parker, now, false, Some(now));
+        assert!(monitor.backed_off.load(Relaxed));
+        assert!(!monitor.io_wakes.load(Relaxed));
+        // An io fill now neither wakes it nor is lost: the next sleep is
+        // the io watch interval, not the long one.
+        monitor.lifo_filled_by_io(&idle);
+        assert!(monitor.backed_off.load(Relaxed), "not woken");
+        assert!(monitor.io_filled.load(Relaxed));
+        let start = Instant::now();
+        sampler.sleep(&monitor, &parker, start, false, None);
+        let slept = start.elapsed();
+        assert!(slept < long_sleep / 4, "slept {slept:?}: the fill was lost");
+        assert!(!monitor.io_filled.load(Relaxed), "taken by that sleep");
+        assert_eq!(sampler.interval, long_sleep, "not counted as a wake");
+        // A long poll turns the wakes back on, and the next fill wakes it.
+        sampler.io_wakes.long_poll_seen();
+        let slept = std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                let start = Instant::now();
+                sampler.sleep(&monitor, &parker, start, false, None);
+                start.elapsed()
+            });
+            while !monitor.io_wakes.load(Relaxed) {
+                std::thread::yield_now();
+            }
+            monitor.lifo_filled_by_io(&idle);
+            sleeper.join().expect("the sampler's sleep")
+        });
+        assert!(slept < long_sleep / 4, "slept {slept:?}: not woken");
+        assert_eq!(sampler.interval, SHORT_INTERVAL, "woken by the fill");
+        assert!(sampler.io_wakes.in_run);
+    }
+
     #[test]
     fn io_wakes_turn_off_after_fruitless_runs_and_on_at_a_long_poll() {
         let mut rule = IoWakes::default();
