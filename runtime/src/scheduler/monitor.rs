@@ -912,6 +912,15 @@ mod tests {
         assert!(sampler.io_wakes.in_run);
     }
 
+    /// `n` runs of short samples, each started by a fill, that see no
+    /// long poll.
+    fn fruitless_runs(rule: &mut IoWakes, n: u32) {
+        for _ in 0..n {
+            rule.woken_by_fill();
+            rule.backing_off();
+        }
+    }
+
     #[test]
     fn io_wakes_turn_off_after_fruitless_runs_and_on_at_a_long_poll() {
         let mut rule = IoWakes::default();
@@ -928,22 +937,15 @@ mod tests {
         // A long poll turns the wakes back on at once, and resets the count.
         rule.long_poll_seen();
         assert!(rule.on);
-        for _ in 1..FRUITLESS_RUNS {
-            rule.woken_by_fill();
-            rule.backing_off();
-        }
+        fruitless_runs(&mut rule, FRUITLESS_RUNS - 1);
         assert!(rule.on, "one run short of turning off");
         // A run that sees a long poll breaks the streak.
         rule.woken_by_fill();
         rule.long_poll_seen();
         rule.backing_off();
-        for _ in 1..FRUITLESS_RUNS {
-            rule.woken_by_fill();
-            rule.backing_off();
-        }
+        fruitless_runs(&mut rule, FRUITLESS_RUNS - 1);
         assert!(rule.on, "the streak started again after the long poll");
-        rule.woken_by_fill();
-        rule.backing_off();
+        fruitless_runs(&mut rule, 1);
         assert!(!rule.on);
         // Back-offs without a fill (an idle runtime's samples) do not turn
         // them off from on either.
