@@ -7,11 +7,10 @@
 //! copy. Under io_uring the kernel needs a buffer it owns until completion,
 //! so a read fills an internal buffer (keeping what the caller's slice could
 //! not take for the next read) and a write copies the caller's bytes into
-//! one; `poll_write` returns `Pending` until that send completes, and a
-//! retry after `Pending` gets the count of the send already in flight. A
-//! write that fits the socket buffer is first tried as a non-blocking
-//! `send` straight from the caller's slice (the eager send of `sys.rs`),
-//! which needs no copy and no op.
+//! one, queues their send on the ring and returns: the write behind. The
+//! next write, shutdown or native write waits for that send and reports its
+//! failure; a stream dropped with it in flight leaves it to a task of its
+//! own (docs/IO.md, "Compat writes behind").
 
 use std::{
     future::Future,
@@ -21,8 +20,10 @@ use std::{
     task::{Context, Poll},
 };
 
+use crate::io::IoBuf;
+
 use super::{
-    sys::{RecvOwned, SendOwned, Socket},
+    sys::{is_cancellation, RecvOwned, SendOwned, Socket},
     tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf},
     unix::{self, UnixStream},
 };
@@ -39,6 +40,9 @@ pub(crate) struct ReadCompat {
 }
 
 /// As [`ReadCompat`], for writes.
+///
+/// The mutex is locked only by a native write (`&self`) waiting for a
+/// send the compat methods queued.
 #[derive(Default)]
 pub(crate) struct WriteCompat {
     state: Option<Box<Mutex<WriteState>>>,
@@ -54,9 +58,28 @@ struct ReadState {
 
 #[derive(Default)]
 struct WriteState {
-    write: Option<SendOwned>,
-    wspare: Vec<u8>,
+    /// The send the last write queued and returned without waiting for
+    /// (io_uring).
+    behind: Option<Behind>,
+    /// The buffer of the last finished send, for the next write's copy.
+    spare: Vec<u8>,
 }
+
+/// A queued send of `buf[offset..]`, submitted with no waker: its
+/// completion wakes nobody, and the next write, flush or shutdown takes
+/// its result.
+struct Behind {
+    send: SendOwned,
+    offset: usize,
+}
+
+/// The most one write copies and queues; a larger write reports a short
+/// count (as `write` may), which bounds the buffer each stream keeps.
+const WRITE_BEHIND_MAX: usize = 64 * 1024;
+
+/// How long a send queued before its stream was dropped may take to go
+/// out (to a peer that reads slowly) before it is cancelled.
+const WRITE_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -136,6 +159,10 @@ impl WriteCompat {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Under io_uring the bytes are copied and their send queued on the
+    /// ring, which submits it with the rest of this round's io; the write
+    /// returns at once, and only the next write (or a shutdown) waits for
+    /// it. One send is in flight per stream, so they go out in order.
     pub(crate) fn poll_write(
         &mut self,
         sock: &Arc<Socket>,
@@ -146,39 +173,30 @@ impl WriteCompat {
             return sock.poll_send_slice(cx, buf);
         }
         let st = self.state();
-        if st.write.is_none() {
-            if buf.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            // What fits the socket buffer goes straight from the caller's
-            // slice: no copy, no op, no allocation.
-            if let Some(res) = sock.try_send_now(buf) {
-                return Poll::Ready(res);
-            }
-            let mut v = std::mem::take(&mut st.wspare);
-            v.clear();
-            v.extend_from_slice(buf);
-            st.write = Some(sock.send_owned(v));
+        std::task::ready!(st.poll_settle(sock, cx, true))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
         }
-        let fut = st.write.as_mut().expect("set above");
-        let (res, v) = std::task::ready!(Pin::new(fut).poll(cx));
-        st.write = None;
-        st.wspare = v;
-        Poll::Ready(res)
+        let n = buf.len().min(WRITE_BEHIND_MAX);
+        let mut v = std::mem::take(&mut st.spare);
+        v.clear();
+        v.extend_from_slice(&buf[..n]);
+        st.queue(sock, v, 0)?;
+        Poll::Ready(Ok(n))
     }
 
-    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Reports the failure of a queued send that has completed; one still
+    /// in flight is left to the kernel, as `send` leaves the bytes in the
+    /// socket's buffer (tokio's `flush` on a `TcpStream` does nothing).
+    pub(crate) fn poll_flush(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.state.is_none() {
             return Poll::Ready(Ok(()));
         }
-        let st = self.state();
-        if let Some(fut) = st.write.as_mut() {
-            let (res, v) = std::task::ready!(Pin::new(fut).poll(cx));
-            st.write = None;
-            st.wspare = v;
-            res?;
-        }
-        Poll::Ready(Ok(()))
+        self.state().poll_settle(sock, cx, false)
     }
 
     pub(crate) fn poll_close(
@@ -186,11 +204,186 @@ impl WriteCompat {
         sock: &Arc<Socket>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_flush(cx))?;
+        if self.state.is_some() {
+            std::task::ready!(self.state().poll_settle(sock, cx, true))?;
+        }
         match sock.shutdown(std::net::Shutdown::Write) {
             // Already shut down or reset by the peer: closed either way.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
             res => Poll::Ready(res),
+        }
+    }
+}
+
+/// The socket and the compat write state of a stream or write half, for
+/// its native writes (which go out after a compat write's queued send).
+pub(crate) trait WriteParts {
+    fn write_parts(&self) -> (&Arc<Socket>, &WriteCompat);
+}
+
+impl<T: WriteParts + ?Sized> WriteParts for &T {
+    fn write_parts(&self) -> (&Arc<Socket>, &WriteCompat) {
+        (**self).write_parts()
+    }
+}
+
+/// A native write: after the send a compat write queued, if any (whose
+/// failure it reports instead), so the bytes go out in the order written.
+pub(crate) async fn send<B: IoBuf>(
+    (sock, compat): (&Arc<Socket>, &WriteCompat),
+    buf: B,
+) -> (io::Result<usize>, B) {
+    if compat.state.is_some() {
+        if let Err(e) = compat.settle(sock).await {
+            return (Err(e), buf);
+        }
+    }
+    sock.send(buf).await
+}
+
+/// As [`send`], for all of `buf`.
+pub(crate) async fn send_all<B: IoBuf>(
+    (sock, compat): (&Arc<Socket>, &WriteCompat),
+    buf: B,
+) -> (io::Result<()>, B) {
+    if compat.state.is_some() {
+        if let Err(e) = compat.settle(sock).await {
+            return (Err(e), buf);
+        }
+    }
+    sock.send_all(buf).await
+}
+
+impl WriteCompat {
+    /// Waits for the send a compat write queued (through the state's lock:
+    /// a native write has only `&self`; it never contends, as the compat
+    /// methods take `&mut`).
+    fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
+        std::future::poll_fn(move |cx| match &self.state {
+            None => Poll::Ready(Ok(())),
+            Some(state) => state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .poll_settle(sock, cx, true),
+        })
+    }
+}
+
+impl Drop for WriteCompat {
+    /// A send still in flight goes on in a detached task, for at most
+    /// [`WRITE_LINGER`]: the write that queued it reported its bytes
+    /// written, and the kernel sends what a closed socket's buffer holds.
+    fn drop(&mut self) {
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        let st = state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(behind) = st.behind.take() else {
+            return;
+        };
+        if behind.send.is_complete() {
+            // Its result has nobody left to report to.
+            return;
+        }
+        // Outside a runtime (or one shutting down) the send is cancelled.
+        if let Some(handle) = crate::runtime::Handle::try_current() {
+            crate::task::Builder::new().detached().spawn_on(
+                async move {
+                    let _ = crate::time::timeout(WRITE_LINGER, behind.finish()).await;
+                },
+                &handle,
+            );
+        }
+    }
+}
+
+impl WriteState {
+    /// Submits the send of `v[offset..]`, waited for by nobody.
+    fn queue(&mut self, sock: &Arc<Socket>, v: Vec<u8>, offset: usize) -> io::Result<()> {
+        let mut send = sock.send_all_owned(v, offset);
+        match send.submit_unwaited() {
+            Ok(()) => {
+                self.behind = Some(Behind { send, offset });
+                Ok(())
+            }
+            Err((res, v)) => {
+                self.spare = v;
+                Err(res.expect_err("an op that ended unsubmitted failed"))
+            }
+        }
+    }
+
+    /// Takes the result of the queued send: waiting for it if `wait`,
+    /// else only if it has completed. A short send (a kernel that ignores
+    /// `MSG_WAITALL`) or an interrupted one queues the rest.
+    fn poll_settle(
+        &mut self,
+        sock: &Arc<Socket>,
+        cx: &mut Context<'_>,
+        wait: bool,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let Some(behind) = self.behind.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            if !behind.send.is_complete() {
+                if !wait {
+                    return Poll::Ready(Ok(()));
+                }
+                // This wait is an await point of the current scope, whose
+                // deadline (armed here: the send has no kernel timeout) or
+                // cancellation ends it; the send goes on, for a later
+                // wait, as the write that queued it promised.
+                if let Some(c) = crate::cancel::poll_cancelled(None, true) {
+                    return Poll::Ready(Err(c.into()));
+                }
+            }
+            let (res, v) = std::task::ready!(Pin::new(&mut behind.send).poll(cx));
+            let offset = behind.offset;
+            self.behind = None;
+            match Behind::next(res, offset, v.len()) {
+                Ok(Some(rest)) => self.queue(sock, v, rest)?,
+                Ok(None) => {
+                    self.spare = v;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) => {
+                    self.spare = v;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl Behind {
+    /// What follows a send of `buf[offset..len]` that ended with `res`:
+    /// nothing (all sent), the offset to send on from, or the error.
+    fn next(res: io::Result<usize>, offset: usize, len: usize) -> io::Result<Option<usize>> {
+        match res {
+            Ok(0) if offset < len => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the peer accepted no more bytes",
+            )),
+            Ok(n) if offset + n < len => Ok(Some(offset + n)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !is_cancellation(&e) => {
+                Ok(Some(offset))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the send, and for the rest of a short one.
+    async fn finish(mut self) -> io::Result<()> {
+        loop {
+            let sock = self.send.socket().clone();
+            let (res, v) = (&mut self.send).await;
+            let Some(rest) = Behind::next(res, self.offset, v.len())? else {
+                return Ok(());
+            };
+            self.send = sock.send_all_owned(v, rest);
+            self.offset = rest;
         }
     }
 }
@@ -254,7 +447,8 @@ macro_rules! impl_write {
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().compat_write().1.poll_flush(cx)
+                let (sock, compat) = self.get_mut().compat_write();
+                compat.poll_flush(sock, cx)
             }
 
             fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -275,7 +469,8 @@ macro_rules! impl_write {
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().compat_write().1.poll_flush(cx)
+                let (sock, compat) = self.get_mut().compat_write();
+                compat.poll_flush(sock, cx)
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -322,7 +517,8 @@ macro_rules! impl_hyper {
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.get_mut().compat_write().1.poll_flush(cx)
+                let (sock, compat) = self.get_mut().compat_write();
+                compat.poll_flush(sock, cx)
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -57,10 +57,35 @@ macro_rules! owned_io {
                     &mut self,
                     buf: B,
                 ) -> impl std::future::Future<Output = (std::io::Result<usize>, B)> + Send {
-                    self.sock.send(buf)
+                    crate::net::compat::send(crate::net::compat::WriteParts::write_parts(&*self), buf)
                 }
             }
         )*
+    };
+}
+
+/// `compat::WriteParts` for a stream (its compat write state in `write`)
+/// and its owned and borrowed write halves (in `compat`), in `tcp.rs` and
+/// `unix/stream.rs`.
+macro_rules! write_parts {
+    ($stream:ty, $owned:ty, $borrowed:ty) => {
+        impl WriteParts for $stream {
+            fn write_parts(&self) -> (&Arc<Socket>, &WriteCompat) {
+                (&self.sock, &self.write)
+            }
+        }
+
+        impl WriteParts for $owned {
+            fn write_parts(&self) -> (&Arc<Socket>, &WriteCompat) {
+                (&self.sock, &self.compat)
+            }
+        }
+
+        impl WriteParts for $borrowed {
+            fn write_parts(&self) -> (&Arc<Socket>, &WriteCompat) {
+                (self.sock, self.compat)
+            }
+        }
     };
 }
 

@@ -128,12 +128,30 @@ impl<B: IoBufMut> SockOp for Recv<B> {
 pub(crate) struct Send<B> {
     buf: B,
     offset: usize,
+    /// io_uring: `MSG_WAITALL`, so the kernel retries a short send on a
+    /// stream socket until all of it went (or it fails) and one completion
+    /// reports the whole: what a send nobody waits for needs (the compat
+    /// write-behind). Kernels that ignore the flag report a short count,
+    /// which its owner sends on from.
+    all: bool,
 }
 
 impl<B: IoBuf> Send<B> {
     pub(crate) fn at(buf: B, offset: usize) -> Self {
         let offset = offset.min(buf.bytes_init());
-        Send { buf, offset }
+        Send {
+            buf,
+            offset,
+            all: false,
+        }
+    }
+
+    /// As [`at`](Self::at), asking io_uring for all of it in one completion.
+    pub(crate) fn all_at(buf: B, offset: usize) -> Self {
+        Send {
+            all: true,
+            ..Send::at(buf, offset)
+        }
     }
 
     fn ptr_len(&self) -> (*const u8, usize) {
@@ -152,8 +170,13 @@ impl<B: IoBuf> SockOp for Send<B> {
 
     fn entry(&mut self, fd: Fd) -> squeue::Entry {
         let (ptr, len) = self.ptr_len();
+        let flags = if self.all {
+            libc::MSG_NOSIGNAL | libc::MSG_WAITALL
+        } else {
+            libc::MSG_NOSIGNAL
+        };
         opcode::Send::new(fd, ptr, len.min(u32::MAX as usize) as u32)
-            .flags(libc::MSG_NOSIGNAL)
+            .flags(flags)
             .build()
     }
 

@@ -12,7 +12,7 @@
 use std::{
     io,
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 
 use io_uring::types::Fd;
@@ -215,38 +215,6 @@ impl Socket {
         )
     }
 
-    /// An io_uring socket's eager send from a borrowed slice, as an await
-    /// point that does not wait: `None` when the ring should take the send
-    /// (the socket buffer is full), else the send's result (or the scope's
-    /// cancellation). Only the compat traits (hyper, futures-io, tokio-io)
-    /// use it: their caller lends a slice, and one `send` from it costs less
-    /// than copying it into the stream's buffer for a ring op. The native
-    /// owned-buffer `write` always goes through the ring (docs/IO.md).
-    pub(crate) fn try_send_now(&self, buf: &[u8]) -> Option<io::Result<usize>> {
-        debug_assert!(self.is_uring());
-        if let Err(c) = cancel::check() {
-            return Some(Err(c.into()));
-        }
-        if buf.is_empty() {
-            return None;
-        }
-        // SAFETY: `buf` holds `buf.len()` initialised bytes; MSG_DONTWAIT
-        // makes this one call non-blocking on the blocking fd.
-        let res = unsafe {
-            send_raw(
-                self.as_fd(),
-                buf.as_ptr(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        match res {
-            Ok(0) => None,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            res => Some(res),
-        }
-    }
-
     /// Readiness-style send from a borrowed slice (epoll sockets only).
     pub(crate) fn poll_send_slice(
         &self,
@@ -377,6 +345,57 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> Run<S, O> {
             _ => unreachable!("the op is held only before and during an epoll wait"),
         }
     }
+
+    /// io_uring: submits the op with `waker` in its cell (see
+    /// `Op::submit_waking`; `None`: its completion wakes nobody until a
+    /// poll registers a waker). `Some` is the result of an op that ended
+    /// before the kernel saw it (a cancelled scope, a failed submission);
+    /// `Ok(true)` means the waker is in the cell and the caller may return
+    /// `Pending` without polling.
+    ///
+    /// `link`: a kernel timeout at the scope's deadline ends the op.
+    fn start_uring(&mut self, waker: Option<&Waker>, link: bool) -> Result<bool, O::Output> {
+        let op = self.take_op();
+        let timeout = match uring::prelude() {
+            Ok(t) => t.filter(|_| link),
+            Err(c) => return Err(op.finish(Err(c.into()))),
+        };
+        let raw = self.sock.fd();
+        let file = Some((&self.sock.fixed, raw));
+        match Op::submit_waking(op, timeout, file, waker, |o| o.entry(Fd(raw))) {
+            Ok((op, waiting)) => {
+                self.state = RunState::Uring(Cancellable::new(op, O::KIND));
+                Ok(waiting)
+            }
+            Err((e, op)) => Err(op.finish(Err(e))),
+        }
+    }
+
+    /// Submits an io_uring op that nobody waits for yet: its completion
+    /// wakes no task, and a later poll (after [`is_complete`](Self::is_complete),
+    /// or to wait) takes its result. A cancelled scope stops it here
+    /// (`Err`, as does a failed submission: the result of an op the kernel
+    /// never saw), but no deadline is linked to it: it is the caller's to
+    /// bound the waits for it, in whatever scope they happen.
+    pub(crate) fn submit_unwaited(&mut self) -> Result<(), O::Output> {
+        debug_assert!(self.sock.is_uring() && matches!(self.state, RunState::Start(_)));
+        self.start_uring(None, false).map(drop)
+    }
+
+    /// The socket the op is on.
+    pub(crate) fn socket(&self) -> &S {
+        &self.sock
+    }
+
+    /// True once an op submitted by [`submit_unwaited`](Self::submit_unwaited)
+    /// completed: a poll returns its result at once.
+    pub(crate) fn is_complete(&self) -> bool {
+        match &self.state {
+            RunState::Uring(op) => op.is_complete(),
+            RunState::Done => true,
+            RunState::Start(_) | RunState::Epoll(_) => false,
+        }
+    }
 }
 
 impl<S: std::ops::Deref<Target = Socket>, O: SockOp> std::future::Future for Run<S, O> {
@@ -387,32 +406,20 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> std::future::Future for Run
         loop {
             match &mut this.state {
                 RunState::Start(op) => match &this.sock.kind {
-                    Kind::Uring => {
-                        let op = this.take_op();
-                        let timeout = match uring::prelude() {
-                            Ok(t) => t,
-                            Err(c) => return Poll::Ready(op.finish(Err(c.into()))),
-                        };
-                        let raw = this.sock.fd();
-                        let file = Some((&this.sock.fixed, raw));
-                        let waker = Some(cx.waker());
-                        match Op::submit_waking(op, timeout, file, waker, |o| o.entry(Fd(raw))) {
-                            Ok((op, waiting)) => {
-                                this.state = RunState::Uring(Cancellable::new(op, O::KIND));
-                                if waiting {
-                                    // Queued on this worker's ring with our
-                                    // waker in its cell: nothing to poll yet
-                                    // (see `Op::submit_waking`).
-                                    crate::runtime::dump::awaiting(
-                                        cx.waker(),
-                                        crate::runtime::dump::Awaiting::Io(O::KIND),
-                                    );
-                                    return Poll::Pending;
-                                }
-                            }
-                            Err((e, op)) => return Poll::Ready(op.finish(Err(e))),
+                    Kind::Uring => match this.start_uring(Some(cx.waker()), true) {
+                        Ok(true) => {
+                            // Queued on this worker's ring with our waker in
+                            // its cell: nothing to poll yet (see
+                            // `Op::submit_waking`).
+                            crate::runtime::dump::awaiting(
+                                cx.waker(),
+                                crate::runtime::dump::Awaiting::Io(O::KIND),
+                            );
+                            return Poll::Pending;
                         }
-                    }
+                        Ok(false) => {}
+                        Err(out) => return Poll::Ready(out),
+                    },
                     Kind::Epoll(_) => {
                         if let Some(res) = op.start(this.sock.as_fd()) {
                             return Poll::Ready(this.take_op().finish(res));
@@ -462,9 +469,14 @@ impl Socket {
         Run::new(self.clone(), Recv::stream(buf))
     }
 
-    /// [`Socket::send`] from `buf`, as a [`SendOwned`].
-    pub(crate) fn send_owned(self: &std::sync::Arc<Self>, buf: Vec<u8>) -> SendOwned {
-        Run::new(self.clone(), Send::at(buf, 0))
+    /// A send of all of `buf[offset..]` in one io_uring completion (see
+    /// `Send::all_at`), as a [`SendOwned`]: the compat write-behind.
+    pub(crate) fn send_all_owned(
+        self: &std::sync::Arc<Self>,
+        buf: Vec<u8>,
+        offset: usize,
+    ) -> SendOwned {
+        Run::new(self.clone(), Send::all_at(buf, offset))
     }
 }
 

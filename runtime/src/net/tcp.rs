@@ -17,7 +17,7 @@ use socket2::{Domain, SockAddr, Type};
 
 use super::{
     addr::{inet, resolve},
-    compat::{ReadCompat, WriteCompat},
+    compat::{self, ReadCompat, WriteCompat, WriteParts},
     sys::Socket,
 };
 use crate::{
@@ -316,7 +316,7 @@ impl TcpStream {
 
     /// Writes some of `buf`'s initialised bytes; returns how many.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// A stream of the bytes this connection receives, in chunks held in
@@ -333,7 +333,7 @@ impl TcpStream {
 
     /// Writes all of `buf`'s initialised bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the read side, the write side (the peer reads end of
@@ -516,12 +516,12 @@ impl OwnedReadHalf {
 impl OwnedWriteHalf {
     /// Writes some of `buf`; see [`TcpStream::write`].
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// Writes all of `buf`; see [`TcpStream::write_all`].
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the write side: the peer reads end of stream.
@@ -568,12 +568,12 @@ impl ReadHalf<'_> {
 impl WriteHalf<'_> {
     /// Writes some of `buf`; see [`TcpStream::write`].
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// Writes all of `buf`; see [`TcpStream::write_all`].
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the write side: the peer reads end of stream.
@@ -627,6 +627,8 @@ impl fmt::Debug for WriteHalf<'_> {
             .finish()
     }
 }
+
+write_parts!(TcpStream, OwnedWriteHalf, WriteHalf<'_>);
 
 owned_io!(
     read: TcpStream, &TcpStream, OwnedReadHalf, &OwnedReadHalf, ReadHalf<'_>;

@@ -325,6 +325,14 @@ impl<T: OpData> Op<T> {
             .expect("an op is pushed on a worker or posted to a ring")
     }
 
+    /// True once the completion arrived (a poll would return it at once
+    /// and register no waker).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.cell
+            .as_ref()
+            .is_none_or(|cell| cell.state.load(Acquire) & DONE != 0)
+    }
+
     /// True if this op was linked to a kernel timeout.
     pub(crate) fn is_linked(&self) -> bool {
         self.linked
@@ -455,6 +463,13 @@ impl<T: OpData> Cancellable<T> {
             cancelled: None,
             kind,
         }
+    }
+}
+
+impl<T: OpData> Cancellable<T> {
+    /// See [`Op::is_complete`].
+    pub(crate) fn is_complete(&self) -> bool {
+        self.op.is_complete()
     }
 }
 

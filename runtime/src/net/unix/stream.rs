@@ -14,7 +14,7 @@ use super::{sockaddr, SocketAddr};
 use crate::{
     io::{IoBuf, IoBufMut},
     net::{
-        compat::{ReadCompat, WriteCompat},
+        compat::{self, ReadCompat, WriteCompat, WriteParts},
         sys::Socket,
     },
 };
@@ -142,12 +142,12 @@ impl UnixStream {
 
     /// Writes some of `buf`'s initialised bytes; returns how many.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// Writes all of `buf`'s initialised bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the read side, the write side (the peer reads end of
@@ -297,12 +297,12 @@ impl OwnedReadHalf {
 impl OwnedWriteHalf {
     /// Writes some of `buf`; see [`UnixStream::write`].
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// Writes all of `buf`; see [`UnixStream::write_all`].
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the write side: the peer reads end of stream.
@@ -329,12 +329,12 @@ impl ReadHalf<'_> {
 impl WriteHalf<'_> {
     /// Writes some of `buf`; see [`UnixStream::write`].
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.sock.send(buf).await
+        compat::send(self.write_parts(), buf).await
     }
 
     /// Writes all of `buf`; see [`UnixStream::write_all`].
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        self.sock.send_all(buf).await
+        compat::send_all(self.write_parts(), buf).await
     }
 
     /// Shuts down the write side: the peer reads end of stream.
@@ -365,6 +365,8 @@ debug_half!(
     ReadHalf<'_> => "ReadHalf",
     WriteHalf<'_> => "WriteHalf"
 );
+
+write_parts!(UnixStream, OwnedWriteHalf, WriteHalf<'_>);
 
 owned_io!(
     read: UnixStream, &UnixStream, OwnedReadHalf, &OwnedReadHalf, ReadHalf<'_>;

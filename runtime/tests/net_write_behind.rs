@@ -1,0 +1,315 @@
+//! The compat write traits (futures-io here; tokio's and hyper's share the
+//! code) as a user sees them. Under io_uring a write copies the bytes,
+//! queues their send and returns; the next write, `close` or a native write
+//! waits for it. What that must keep, on both drivers:
+//!
+//! - the bytes arrive in the order written, compat and native writes mixed,
+//!   writes larger than one queued send included;
+//! - a stream dropped right after a write still delivers it (the queued
+//!   send lingers in a task of its own), and a send to a peer that never
+//!   reads ends when the peer goes: no task, op or fd is left;
+//! - a send that fails after its write returned is reported by a later
+//!   write, `flush` or `close`;
+//! - cancellation and deadlines reach every write: a write in a cancelled
+//!   scope fails at once, and one waiting for the previous send ends at its
+//!   scope's deadline without losing that send;
+//! - a runtime dropped right after a write still sends it.
+//!
+//! Each scenario ends with the leak checks of `NetRt::finish`.
+
+mod common;
+
+use std::{
+    io::{self, Read},
+    net::Shutdown,
+    time::Duration,
+};
+
+use common::net::{
+    check_pattern, on_each_driver, pattern, read_exact, std_client_pair, tcp_pair, NetRt,
+};
+use futures_util::io::AsyncWriteExt;
+use weft::{io::Driver, net::TcpStream};
+
+on_each_driver!(
+    compat_and_native_writes_arrive_in_the_order_written,
+    a_stream_dropped_right_after_a_write_still_delivers_it,
+    a_send_to_a_peer_that_never_reads_ends_when_the_peer_goes,
+    a_failed_send_is_reported_by_a_later_write_flush_or_close,
+    a_write_in_a_cancelled_scope_fails_and_a_waiting_one_ends_at_its_deadline,
+    a_runtime_dropped_right_after_a_write_still_sends_it,
+);
+
+/// Makes closing `peer` send a reset (SO_LINGER 0).
+fn reset_on_close(peer: &std::net::TcpStream) {
+    socket2::SockRef::from(peer)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+}
+
+/// A write under `timeout` that the peer never let finish: the timeout
+/// elapsed, or the write saw its deadline first.
+fn assert_deadline_ended<T: std::fmt::Debug>(res: Result<io::Result<T>, weft::time::Elapsed>) {
+    match res {
+        Err(_elapsed) => {}
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {}
+        other => {
+            panic!("the peer reads nothing: the write waits until the deadline, not {other:?}")
+        }
+    }
+}
+
+/// One piece of what a test writes, and how.
+enum Piece {
+    Compat(Vec<u8>),
+    Native(Vec<u8>),
+}
+
+fn compat_and_native_writes_arrive_in_the_order_written(driver: Driver) {
+    // Larger than one queued send (64 KiB), so `write_all` takes several
+    // short counts; and than the socket buffers, so writes wait for sends.
+    const BIG: usize = 700 * 1024 + 7;
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (mut client, server) = tcp_pair().await;
+        let mut pieces = Vec::new();
+        for i in 0..60u32 {
+            pieces.push(Piece::Compat(pattern(i, 50 + i as usize)));
+            if i % 20 == 0 {
+                pieces.push(Piece::Compat(pattern(1000 + i, BIG)));
+            }
+            if i % 7 == 0 {
+                pieces.push(Piece::Native(pattern(2000 + i, 3000 + i as usize)));
+            }
+        }
+        let expected: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| match p {
+                Piece::Compat(v) | Piece::Native(v) => v.iter().copied(),
+            })
+            .collect();
+        let total = expected.len();
+        // A reader that starts late, so the first big write fills the
+        // socket buffers and the writes behind it wait.
+        let reader = weft::spawn(async move {
+            weft::time::sleep(Duration::from_millis(30)).await.unwrap();
+            read_exact(&server, total).await
+        });
+        for piece in pieces {
+            match piece {
+                Piece::Compat(v) => AsyncWriteExt::write_all(&mut client, &v)
+                    .await
+                    .expect("a compat write_all"),
+                Piece::Native(v) => client.write_all(v).await.0.expect("a native write_all"),
+            }
+        }
+        AsyncWriteExt::flush(&mut client).await.expect("flush");
+        let got = reader.await.expect("the reader finished");
+        assert_eq!(got.len(), total);
+        if let Some(i) = (0..total).find(|&i| got[i] != expected[i]) {
+            panic!("byte {i} of {total} is out of order");
+        }
+    });
+    t.finish();
+}
+
+fn a_stream_dropped_right_after_a_write_still_delivers_it(driver: Driver) {
+    let t = NetRt::new(driver);
+    let (mut peer, server) = t.in_task(std_client_pair());
+    // Writes until the buffers of both ends are full and a write waits
+    // (for the send before it, under io_uring): every byte a write took
+    // must reach the peer, the last queued send's included.
+    let accepted = t.in_task(async move {
+        let mut server = server;
+        let data = pattern(7, 64 << 20);
+        let mut accepted = 0;
+        while accepted < data.len() {
+            let one = weft::time::timeout(
+                Duration::from_millis(50),
+                AsyncWriteExt::write(&mut server, &data[accepted..]),
+            )
+            .await;
+            match one {
+                Ok(Ok(n)) => accepted += n,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => break,
+                Err(_elapsed) => break,
+                Ok(Err(e)) => panic!("a write failed: {e:?}"),
+            }
+        }
+        assert!(
+            accepted < data.len(),
+            "the peer reads nothing: writes block"
+        );
+        accepted
+        // Dropped with no flush and no close.
+    });
+    let got = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).expect("the peer reads to EOF");
+        got
+    })
+    .join()
+    .expect("the reader finished");
+    assert_eq!(
+        got.len(),
+        accepted,
+        "every byte a write took arrived, then EOF"
+    );
+    check_pattern(7, 0, &got);
+    t.finish();
+}
+
+fn a_send_to_a_peer_that_never_reads_ends_when_the_peer_goes(driver: Driver) {
+    let t = NetRt::new(driver);
+    let (peer, server) = t.in_task(std_client_pair());
+    let tasks_before = t.rt.metrics().alive_tasks;
+    t.in_task(async move {
+        let mut server = server;
+        // Fills the buffers of both ends; then a write waits for the send
+        // before it, until the timeout ends the wait (not the send).
+        let chunk = vec![9u8; 256 * 1024];
+        let filled = weft::time::timeout(Duration::from_millis(100), async {
+            loop {
+                AsyncWriteExt::write_all(&mut server, &chunk).await?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        assert_deadline_ended(filled);
+        // Dropped with a send in flight (io_uring): it lingers.
+    });
+    if t.rt.io_driver() == Driver::Uring {
+        assert!(
+            common::eventually(|| t.rt.metrics().alive_tasks == tasks_before + 1),
+            "the send queued before the drop goes on in a task of its own: {} tasks",
+            t.rt.metrics().alive_tasks
+        );
+    }
+    // The peer goes without reading: its reset ends the send.
+    reset_on_close(&peer);
+    drop(peer);
+    t.finish();
+}
+
+fn a_failed_send_is_reported_by_a_later_write_flush_or_close(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (peer, mut server) = std_client_pair().await;
+        // A reset from the peer.
+        reset_on_close(&peer);
+        drop(peer);
+        weft::time::sleep(Duration::from_millis(20)).await.unwrap();
+        // Writes succeed until one finds the failure of a send before it:
+        // the first may be queued (io_uring) or even accepted by the
+        // kernel before the reset is seen.
+        let mut failure = None;
+        for _ in 0..100 {
+            let step = match AsyncWriteExt::write_all(&mut server, b"after the reset").await {
+                Ok(()) => AsyncWriteExt::flush(&mut server).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                failure = Some(e);
+                break;
+            }
+            weft::time::sleep(Duration::from_millis(1)).await.unwrap();
+        }
+        let err = failure.expect("a write or flush reports the failed send");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            "{err:?}"
+        );
+        // close() after a failure: it reports no success it cannot know.
+        let closed = AsyncWriteExt::close(&mut server).await;
+        if let Err(e) = closed {
+            assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::NotConnected
+                ),
+                "{e:?}"
+            );
+        }
+    });
+    t.finish();
+}
+
+fn a_write_in_a_cancelled_scope_fails_and_a_waiting_one_ends_at_its_deadline(driver: Driver) {
+    let t = NetRt::new(driver);
+    t.in_task(async {
+        let (mut peer, server) = std_client_pair().await;
+
+        // Cancelled before it writes: nothing is sent.
+        let task = weft::spawn(async move {
+            let mut server = server;
+            weft::cancel::cancelled().await;
+            let res = AsyncWriteExt::write(&mut server, b"never").await;
+            (res, server)
+        });
+        assert!(task.cancel_with("stop"));
+        let (res, mut server) = task.await.expect("the task returned");
+        let err = res.expect_err("a write in a cancelled scope fails");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err:?}");
+
+        // A write waiting for the send before it ends at its deadline; the
+        // send goes on and delivers once the peer reads.
+        let first = vec![3u8; 8 << 20];
+        let waited = weft::time::timeout(Duration::from_millis(50), async {
+            AsyncWriteExt::write_all(&mut server, &first).await
+        })
+        .await;
+        assert_deadline_ended(waited);
+        // Outside the deadline: the stream is whole, the next write goes
+        // after what was queued. The peer drains on a thread.
+        let draining = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).expect("the peer reads to EOF");
+            got
+        });
+        AsyncWriteExt::write_all(&mut server, b"tail")
+            .await
+            .expect("a write after the timed-out one");
+        AsyncWriteExt::close(&mut server).await.expect("close");
+        let got = weft::task::spawn_blocking(move || draining.join().unwrap())
+            .await
+            .expect("the drain finished");
+        assert!(got.ends_with(b"tail"), "the last write came last");
+        assert!(
+            got[..got.len() - 4].iter().all(|&b| b == 3),
+            "before it, only bytes of the first write"
+        );
+        server.shutdown(Shutdown::Both).ok();
+    });
+    t.finish();
+}
+
+fn a_runtime_dropped_right_after_a_write_still_sends_it(driver: Driver) {
+    let t = NetRt::new(driver);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    t.block_on(async move {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        AsyncWriteExt::write_all(&mut stream, b"sent before the runtime went")
+            .await
+            .expect("write_all");
+        // Dropped at once, and the runtime right after: its send was
+        // queued, not yet submitted.
+    });
+    // The listener is the test's.
+    t.finish_by_dropping(1);
+    let (mut accepted, _) = listener.accept().unwrap();
+    accepted
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    accepted
+        .read_to_end(&mut got)
+        .expect("the bytes arrived, then EOF");
+    assert_eq!(got, b"sent before the runtime went");
+}
