@@ -71,6 +71,8 @@ struct WriteState {
 struct Behind {
     send: SendOwned,
     offset: usize,
+    /// A write waited for it and had the worker hand it to the kernel.
+    kicked: bool,
 }
 
 /// The most one write copies and queues; a larger write reports a short
@@ -303,7 +305,11 @@ impl WriteState {
         let mut send = sock.send_all_owned(v, offset);
         match send.submit_unwaited() {
             Ok(()) => {
-                self.behind = Some(Behind { send, offset });
+                self.behind = Some(Behind {
+                    send,
+                    offset,
+                    kicked: false,
+                });
                 Ok(())
             }
             Err((res, v)) => {
@@ -336,6 +342,15 @@ impl WriteState {
                 // wait, as the write that queued it promised.
                 if let Some(c) = crate::cancel::poll_cancelled(None, true) {
                     return Poll::Ready(Err(c.into()));
+                }
+                if !behind.kicked {
+                    // Queued with this round's io, it may not have reached
+                    // the kernel yet: a write that follows it in the same
+                    // poll (a burst of HTTP/2 frames) has this worker
+                    // submit and reap now, once, so it waits for the
+                    // socket's buffer rather than for the next io pass.
+                    behind.kicked = true;
+                    crate::io::with_local_uring(|d| d.poll());
                 }
             }
             let (res, v) = std::task::ready!(Pin::new(&mut behind.send).poll(cx));
