@@ -3,7 +3,8 @@
 //! being replaced) and the future's drop. A completion is never missed (a
 //! lost wake deadlocks `block_on`), the result or the data goes to exactly
 //! one side, and every waker is dropped (a leaked one leaks the loom `Arc`
-//! inside it, which fails the model).
+//! inside it, which fails the model). Also the compat write-behind's send,
+//! submitted with no waker and looked at before anyone waits for it.
 #![cfg(weft_loom)]
 
 use std::{
@@ -98,5 +99,36 @@ fn a_poll_then_a_drop_racing_the_completion_hand_the_data_on_once() {
         let expected = if polled.is_ready() { 0 } else { 1 };
         assert_eq!(orphans.load(SeqCst), expected);
         assert!(matches!(polled, Poll::Ready(1) | Poll::Pending));
+    });
+}
+
+/// The compat write-behind: a send submitted with no waker, whose
+/// completion wakes nobody; a later write looks (`is_complete`) and, if it
+/// must, waits. A look that says complete is followed by a poll that has
+/// the result (so the write never waits for a completion already in); a
+/// wait after a look that said not yet is woken, or sees the result.
+#[test]
+fn an_unwaited_op_is_seen_complete_or_waited_for_never_lost() {
+    loom::model(|| {
+        let orphans = Arc::new(AtomicUsize::new(0));
+        let op = IoOpCell::new(None, orphans.clone());
+        let ring = {
+            let op = op.clone();
+            thread::spawn(move || op.complete(5))
+        };
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let waker = counting_waker(&wakes);
+        if op.is_complete() {
+            let polled = op.poll(&mut std::task::Context::from_waker(&waker));
+            assert!(
+                matches!(polled, Poll::Ready(5)),
+                "seen complete, polled ready"
+            );
+        } else {
+            assert_eq!(block_on(poll_fn(|cx| op.poll(cx))), 5);
+        }
+        ring.join().unwrap();
+        assert_eq!(orphans.load(SeqCst), 0);
+        assert_eq!(wakes.load(SeqCst), 0, "the look registers no waker");
     });
 }

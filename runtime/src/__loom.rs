@@ -527,4 +527,10 @@ impl IoOpCell {
     pub fn abandon(&self) -> bool {
         self.0.abandon()
     }
+
+    /// The compat write-behind's look before it waits: true once the
+    /// completion arrived.
+    pub fn is_complete(&self) -> bool {
+        self.0.is_complete()
+    }
 }

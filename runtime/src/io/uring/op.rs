@@ -328,9 +328,7 @@ impl<T: OpData> Op<T> {
     /// True once the completion arrived (a poll would return it at once
     /// and register no waker).
     pub(crate) fn is_complete(&self) -> bool {
-        self.cell
-            .as_ref()
-            .is_none_or(|cell| cell.state.load(Acquire) & DONE != 0)
+        self.cell.as_ref().is_none_or(|cell| cell.is_complete())
     }
 
     /// True if this op was linked to a kernel timeout.
@@ -384,6 +382,12 @@ impl<T: OpData> OpCell<T> {
             return Poll::Ready(self.take_result());
         }
         Poll::Pending
+    }
+
+    /// True once the completion arrived: a poll then takes the result
+    /// without registering a waker (Acquire, as the poll's own look).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.state.load(Acquire) & DONE != 0
     }
 
     /// `res` and the data, once `DONE` was seen (Acquire).
