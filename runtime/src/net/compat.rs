@@ -23,7 +23,7 @@ use std::{
 use crate::io::IoBuf;
 
 use super::{
-    sys::{is_cancellation, RecvOwned, SendOwned, Socket},
+    sys::{send_progress, RecvOwned, SendOwned, Socket},
     tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf},
     unix::{self, UnixStream},
 };
@@ -356,7 +356,7 @@ impl WriteState {
             let (res, v) = std::task::ready!(Pin::new(&mut behind.send).poll(cx));
             let offset = behind.offset;
             self.behind = None;
-            match Behind::next(res, offset, v.len()) {
+            match send_progress(res, offset, v.len()) {
                 Ok(Some(rest)) => self.queue(sock, v, rest)?,
                 Ok(None) => {
                     self.spare = v;
@@ -372,29 +372,12 @@ impl WriteState {
 }
 
 impl Behind {
-    /// What follows a send of `buf[offset..len]` that ended with `res`:
-    /// nothing (all sent), the offset to send on from, or the error.
-    fn next(res: io::Result<usize>, offset: usize, len: usize) -> io::Result<Option<usize>> {
-        match res {
-            Ok(0) if offset < len => Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "the peer accepted no more bytes",
-            )),
-            Ok(n) if offset + n < len => Ok(Some(offset + n)),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && !is_cancellation(&e) => {
-                Ok(Some(offset))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Waits for the send, and for the rest of a short one.
     async fn finish(mut self) -> io::Result<()> {
+        let sock = self.send.socket().clone();
         loop {
-            let sock = self.send.socket().clone();
             let (res, v) = (&mut self.send).await;
-            let Some(rest) = Behind::next(res, self.offset, v.len())? else {
+            let Some(rest) = send_progress(res, self.offset, v.len())? else {
                 return Ok(());
             };
             self.send = sock.send_all_owned(v, rest);

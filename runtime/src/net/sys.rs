@@ -260,18 +260,9 @@ impl Socket {
         while sent < total {
             let (res, b) = Run::new(self, Send::at(buf, sent)).await;
             buf = b;
-            match res {
-                Ok(0) => {
-                    return (
-                        Err(io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            "the peer accepted no more bytes",
-                        )),
-                        buf,
-                    )
-                }
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && !is_cancellation(&e) => {}
+            match send_progress(res, sent, total) {
+                Ok(Some(next)) => sent = next,
+                Ok(None) => break,
                 Err(e) => return (Err(e), buf),
             }
         }
@@ -485,6 +476,27 @@ fn finish(res: Result<i32, cancel::Cancelled>) -> io::Result<usize> {
     match res {
         Ok(res) => uring::check(res).map(|n| n as usize),
         Err(c) => Err(c.into()),
+    }
+}
+
+/// Where a send of all of `buf[sent..total]` goes on after one send
+/// ended with `res`: from the returned offset, nowhere (all sent), or not
+/// at all (the error; a peer that takes no bytes is `WriteZero`; an
+/// `EINTR` that is not a cancellation is retried from `sent`).
+pub(crate) fn send_progress(
+    res: io::Result<usize>,
+    sent: usize,
+    total: usize,
+) -> io::Result<Option<usize>> {
+    match res {
+        Ok(0) if sent < total => Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the peer accepted no more bytes",
+        )),
+        Ok(n) if sent + n < total => Ok(Some(sent + n)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted && !is_cancellation(&e) => Ok(Some(sent)),
+        Err(e) => Err(e),
     }
 }
 

@@ -468,9 +468,7 @@ impl<T: OpData> Cancellable<T> {
             kind,
         }
     }
-}
 
-impl<T: OpData> Cancellable<T> {
     /// See [`Op::is_complete`].
     pub(crate) fn is_complete(&self) -> bool {
         self.op.is_complete()
