@@ -113,7 +113,7 @@ impl OpTable {
     /// A completion from the (mock) kernel, as `Driver::reap` delivers it;
     /// false if stale.
     pub fn deliver(&mut self, user_data: u64, res: i32) -> bool {
-        self.0.deliver_cqe(user_data, res, 0)
+        self.0.deliver(user_data, res, 0).is_some()
     }
 
     /// Entries held (cancelled ones included).

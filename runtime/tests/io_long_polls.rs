@@ -1,10 +1,11 @@
 //! Long polls: a task whose polls run long (a handler that computes for
 //! 50 µs or more before it answers; 1 ms in debug builds) is not kept on its worker by io
-//! affinity. When its io wakes it, it is queued where any worker takes it
-//! (the injector, counted in `injector_pops`), so it does not wait behind
-//! another long poll on the worker whose ring or poll carries its socket
-//! while the other worker idles. A task with short polls keeps affinity:
-//! its io wakes stay on its worker (docs/IO.md, "Long polls").
+//! affinity. When its io wakes it, it goes to a peer that is not in a long
+//! poll (or, with none free, to a queue any worker takes from; counted in
+//! `long_poll_wakes`), so it does not wait behind another long poll on the
+//! worker whose ring or poll carries its socket while the other worker
+//! idles. A task with short polls keeps affinity: its io wakes stay on its
+//! worker (docs/IO.md, "Long polls").
 
 mod common;
 
@@ -38,8 +39,8 @@ fn spin(work: Duration) {
     }
 }
 
-fn injector_pops(rt: &weft::Runtime) -> u64 {
-    rt.metrics().worker.iter().map(|w| w.injector_pops).sum()
+fn long_poll_wakes(rt: &weft::Runtime) -> u64 {
+    rt.metrics().worker.iter().map(|w| w.long_poll_wakes).sum()
 }
 
 fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
@@ -60,7 +61,7 @@ fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
         }
     });
     let mut phase = |byte: u8| -> u64 {
-        let before = injector_pops(&t.rt);
+        let before = long_poll_wakes(&t.rt);
         for _ in 0..ROUNDS {
             // Lets the handler reach its next read and wait in it, so each
             // request is an io wake. A client that answers at once can
@@ -73,7 +74,7 @@ fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
             client.read_exact(&mut answer).expect("client read");
             assert_eq!(answer[0], byte);
         }
-        injector_pops(&t.rt) - before
+        long_poll_wakes(&t.rt) - before
     };
     // A light poll preempted past 50 µs on a loaded machine marks the
     // task for a while, rightly: bounded attempts.
@@ -89,11 +90,11 @@ fn a_task_that_polls_long_is_queued_for_any_worker(driver: Driver) {
     t.block_on(handler).expect("the handler ends at EOF");
     assert!(
         light < ROUNDS / 10,
-        "{light} of {ROUNDS} short requests went through the injector"
+        "{light} of {ROUNDS} short requests were woken as long polls"
     );
     assert!(
         heavy >= ROUNDS / 4,
-        "only {heavy} of {ROUNDS} long requests went through the injector"
+        "only {heavy} of {ROUNDS} long requests were woken as long polls"
     );
     t.finish();
 }

@@ -94,6 +94,11 @@ pub struct WorkerMetrics {
     /// gathers its connections on fewer rings, so fewer workers wake per
     /// request; see docs/ARCHITECTURE.md).
     pub io_handoffs: u64,
+    /// Io wakes, by this worker's io, of tasks whose polls run long (see
+    /// docs/IO.md, "Long polls"): each went to a peer that was not in a
+    /// long poll itself (its hand-off list), or, with every peer in one,
+    /// to this worker's run queue, where the first free worker takes it.
+    pub long_poll_wakes: u64,
     /// Polls ended because a task spent its whole coop budget.
     pub budget_forced_yields: u64,
     /// Tasks in the worker's run queue now.
@@ -245,6 +250,7 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     injector_pops: r.metrics.injector_pops.get(),
                     local_queue_overflows: r.metrics.local_queue_overflows.get(),
                     io_handoffs: r.metrics.io_handoffs.get(),
+                    long_poll_wakes: r.metrics.long_poll_wakes.get(),
                     budget_forced_yields: r.metrics.budget_forced_yields.get(),
                     local_queue_depth: r.stealer.len(),
                     io_submissions,

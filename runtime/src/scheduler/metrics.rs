@@ -41,6 +41,7 @@ pub(crate) struct WorkerMetrics {
     pub(crate) injector_pops: Counter,
     pub(crate) local_queue_overflows: Counter,
     pub(crate) io_handoffs: Counter,
+    pub(crate) long_poll_wakes: Counter,
     pub(crate) budget_forced_yields: Counter,
     /// A gauge, set by the worker when it parks and wakes.
     pub(crate) alloc_cache_bytes: Counter,

@@ -22,9 +22,10 @@
 //! - From any other thread: into the injector, and a parked worker is woken.
 //! - Woken by its worker's io while marked as polling long (one poll in 32
 //!   is timed; two of 50 µs or more in a row mark the task, 1 ms in debug
-//!   builds): into the
-//!   injector, and a parked worker is woken, so it runs wherever a worker
-//!   is free (`before_long_poll` in `worker.rs` has the rest of the rule).
+//!   builds): to a peer not in a long poll (its hand-off list, then an
+//!   unpark), or with none free onto the worker's stealable run queue, so
+//!   it runs wherever a worker is free (`schedule_long` and
+//!   `before_long_poll` in `worker.rs` have the rest of the rule).
 //!
 //! # Where a worker finds work, each tick
 //! 1. Every `global_queue_interval` ticks the injector first (fairness for

@@ -192,7 +192,7 @@ const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
 /// "Io affinity counted in time").
 ///
 /// Since then heavy polls have a rule of their own (`before_long_poll`:
-/// their io wakes go to the injector, and a worker about to run one makes
+/// their io wakes go to a free peer, and a worker about to run one makes
 /// its queue stealable at once), and the skewed echo no longer depends on
 /// this budget: 102–104 k req/s at 150, 300 and 600 µs alike. The hello
 /// server's bursts of 50 light tasks (170 µs of work at ≈ 3.4 µs each)
@@ -400,7 +400,7 @@ impl WorkerCtx {
             // save a wake worth a few µs of its poll and queue it behind
             // whatever else runs here; any free worker takes it instead
             // (see `before_long_poll`).
-            self.shared().schedule_remote(task);
+            self.schedule_long(task);
             return;
         } else {
             match self.watch.lifo().push(task) {
@@ -651,14 +651,53 @@ impl WorkerCtx {
         1 + x % (2 * POLL_SAMPLE_MEAN - 1)
     }
 
+    /// A task marked as polling long, woken by this worker's io pass: to
+    /// a peer that is not in a long poll itself, through its `handed` list
+    /// (room reserved up front, then an unpark), an awake peer first. The
+    /// peer takes it where it would look at the injector (`pop_shared`).
+    /// When every peer is in a long poll (or stalled, or its list is
+    /// full), to this worker's run queue, which is stealable: whichever
+    /// worker is free first takes it, as from the injector, and peers
+    /// take from a worker in a long poll at once (`behind`). The injector
+    /// did all of this before, and its block allocation every 63 pushes
+    /// was the skewed echo's 0.003 allocations per request.
+    #[cold]
+    #[inline(never)]
+    fn schedule_long(&self, task: Notified) {
+        let shared = self.shared();
+        self.metrics().long_poll_wakes.incr();
+        let fits = |i: &usize| {
+            let r = &shared.remotes[*i];
+            *i != self.index && !r.watch.is_stalled() && !r.in_long_poll.load(Relaxed)
+        };
+        let peers = 0..shared.remotes.len();
+        let peer = peers
+            .clone()
+            .filter(fits)
+            .find(|&i| !shared.remotes[i].parked.load(Relaxed))
+            .or_else(|| peers.clone().find(fits));
+        let mut task = Some(task);
+        if let Some(peer) = peer {
+            let remote = &shared.remotes[peer];
+            if remote.handed.push_all(1, || task.take()) {
+                remote.unparker.unpark();
+                return;
+            }
+        }
+        if let Some(task) = task {
+            self.push_local(task);
+            shared.notify_parked();
+        }
+    }
+
     /// About to poll a task marked as polling long (`Header::long_poll`):
     /// whatever completes on this worker's ring during the poll waits for
     /// it (only the owner reaps), and so does its queue. So reap the ring
     /// now, move the LIFO task to the stealable queue, and wake a peer if
     /// anything is queued; until the poll returns, peers take from this
     /// queue at once (`behind`) and io consolidation hands nothing here
-    /// (`long_poll_at`). With the mark, io wakes of the task go to the
-    /// injector (`schedule_local`). True if the mark applies here.
+    /// (`long_poll_at`). With the mark, io wakes of the task go to a free
+    /// peer (`schedule_long`). True if the mark applies here.
     #[cold]
     #[inline(never)]
     fn before_long_poll(&self) -> bool {

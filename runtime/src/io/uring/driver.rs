@@ -975,8 +975,11 @@ impl Driver {
                     }
                     _ => {
                         let more = cqueue::more(flags);
-                        if self.ops.deliver_cqe(user_data, res, flags) {
+                        if let Some(left) = self.ops.deliver(user_data, res, flags) {
                             delivered += 1;
+                            if let Some(cell) = left.and_then(|op| op.into_pooled()) {
+                                self.recycle_cell(cell, None);
+                            }
                             // Timed once, at the first completion: a
                             // multishot op's first result ends its stamp
                             // and is not counted (it measures the wait for

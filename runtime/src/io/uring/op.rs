@@ -139,6 +139,29 @@ impl<T: OpData> Completable for OpCell<T> {
     fn slot(&self) -> &SlotState {
         &self.slot
     }
+
+    /// The ring's reference, after the completion: the future's
+    /// `recycle` pools the cell when it takes the result after the ring
+    /// let go, but a task polled on another worker can take it while the
+    /// ring still holds the cell (between the wake and the drop here),
+    /// and then the cell was freed and the next op allocated (the skewed
+    /// echo's allocations, with its tasks moving between workers). So
+    /// whichever of the two lets go last pools it: here, when the count
+    /// shows the future gone and its data taken (a result never taken,
+    /// an abandoned op's buffer, is freed with the cell, not kept in a
+    /// pool). The count and fence are `recycle`'s (the same argument:
+    /// both holders check after their last access, and a count of 1
+    /// means the other's Release decrement came first).
+    fn into_pooled(self: Arc<Self>) -> Option<super::driver::PooledCell> {
+        if Arc::strong_count(&self) != 1 {
+            return None;
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the count is 1 and no `Weak` is made of an op cell:
+        // nobody else can reach the data.
+        let taken = self.data.with(|d| unsafe { &*d }.is_none());
+        taken.then_some(self as super::driver::PooledCell)
+    }
 }
 
 impl<T: OpData> OpCell<T> {

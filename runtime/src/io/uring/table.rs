@@ -38,6 +38,12 @@ pub(crate) trait Completable: Send + Sync {
     fn is_done(&self) -> bool {
         self.slot().done.load(Acquire)
     }
+    /// The ring's reference after the final completion was delivered: a
+    /// cell the ring's owner may pool for its next op (`OpCell`: when its
+    /// future already took the result and let go). `None` drops it.
+    fn into_pooled(self: Arc<Self>) -> Option<super::driver::PooledCell> {
+        None
+    }
 }
 
 /// The driver's bookkeeping inside every operation.
@@ -108,27 +114,31 @@ impl OpTable {
     }
 
     /// Delivers a completion with its CQE flags (multishot receives read
-    /// the selected buffer from them); false if `user_data` names no live
-    /// entry (stale). The entry leaves unless more completions follow
-    /// (`IORING_CQE_F_MORE`).
-    pub(crate) fn deliver_cqe(&mut self, user_data: u64, res: i32, flags: u32) -> bool {
+    /// the selected buffer from them). `None` if `user_data` names no live
+    /// entry (stale); `Some(None)` if the entry stays (more completions
+    /// follow: `IORING_CQE_F_MORE`); else the entry leaves, and the
+    /// table's reference comes back (the driver may pool the cell).
+    pub(crate) fn deliver(
+        &mut self,
+        user_data: u64,
+        res: i32,
+        flags: u32,
+    ) -> Option<Option<Arc<dyn Completable>>> {
         let more = cqueue::more(flags);
         let key = (user_data & 0xffff_ffff) as usize;
         let generation = (user_data >> 32) as u32;
-        let Some((g, target)) = self.ops.get(key) else {
-            return false;
-        };
+        let (g, target) = self.ops.get(key)?;
         if *g != generation {
             // Stale: the slot was freed and reused.
-            return false;
+            return None;
         }
-        let target = if more {
-            target.clone()
-        } else {
-            self.ops.remove(key).1
-        };
+        if more {
+            target.clone().complete_cqe(res, flags);
+            return Some(None);
+        }
+        let target = self.ops.remove(key).1;
         target.complete_cqe(res, flags);
-        true
+        Some(Some(target))
     }
 
     /// Entries in the table (cancelled ones included).
