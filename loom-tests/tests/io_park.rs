@@ -71,8 +71,10 @@ struct MockRing {
     kernel: Mutex<Kernel>,
     completion: Condvar,
     /// Submissions posted by threads that do not own the ring. The real
-    /// mailbox is a crossbeam `Injector`, which loom cannot see into; a
-    /// mutex stands for its linearizable push and steal.
+    /// mailbox (`io::uring::driver::Mailbox`) is a vector behind a lock
+    /// with its length mirrored in an atomic; this mutex stands for its
+    /// push and its take (a post is seen by whoever takes the lock after
+    /// it).
     mailbox: Mutex<VecDeque<usize>>,
 }
 

@@ -11,7 +11,7 @@
 //! polls run long (it computes before it answers): its io wakes go to the
 //! other worker (docs/IO.md, "Long polls"), so each op's cell is taken on
 //! one worker and its result on the other, and the wake itself crosses
-//! workers; that allocates nothing either.
+//! workers. That allocates nothing either.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -77,19 +77,27 @@ enum Server {
     Heavy,
 }
 
-/// A heavy handler's work per request: 4× what marks a task as polling
-/// long (50 µs in release builds, 1 ms in debug ones).
+fn heavy_work() {
+    let start = std::time::Instant::now();
+    while start.elapsed() < HEAVY_WORK {
+        std::hint::spin_loop();
+    }
+}
+
+/// A heavy handler's work per request: 2× (debug) or 4× (release) what
+/// marks a task as polling long (1 ms in debug builds, 50 µs in release
+/// ones).
 const HEAVY_WORK: Duration = if cfg!(debug_assertions) {
-    Duration::from_millis(4)
+    Duration::from_millis(2)
 } else {
     Duration::from_micros(200)
 };
 /// Round trips of the heavy handler: the warm-up also gets it marked (one
-/// poll in 32 is timed) and lets the op cell pools settle: its reads are
-/// submitted on one worker and taken on the other (its writes the other
-/// way round), so one worker's pool of each type fills (256 cells) before
-/// it hands cells back to the other's shelf, which allocates meanwhile.
-/// Fewer are measured (each takes `HEAVY_WORK`).
+/// poll in 32 is timed) and lets the op cell pools settle (its ops are
+/// mostly submitted on one worker and taken on the other, and the workers
+/// allocate until they hold enough cells between them; see
+/// `FOREIGN_KEEP` in `io/uring/driver.rs`). Fewer are measured (each
+/// takes `HEAVY_WORK`).
 const HEAVY_WARM_UP: usize = 400;
 const HEAVY_MEASURED: u64 = 500;
 
@@ -148,10 +156,7 @@ fn allocations_per_round_trip(driver: Driver, server: Server) -> Option<f64> {
                 Ok(_) => {}
             }
             if let Server::Heavy = server {
-                let start = std::time::Instant::now();
-                while start.elapsed() < HEAVY_WORK {
-                    std::hint::spin_loop();
-                }
+                heavy_work();
             }
             let (written, b) = stream.write_all(buf).await;
             buf = b;
@@ -215,8 +220,8 @@ fn echo_round_trips_allocate_nothing_on_either_driver() {
             // Not exactly zero: a timer wheel slot or a queue block now and
             // then is fine; an allocation per operation (2 per round trip) is
             // what this catches, and for the heavy handler a shared queue's
-            // block every 63 wakes (0.016 per round trip: the injector that
-            // long polls were woken into before).
+            // block every 63 wakes (0.016 per round trip: the injector
+            // that long polls were woken into before).
             let bound = match server {
                 Server::Heavy => 0.006,
                 _ => 0.05,
