@@ -18,7 +18,10 @@ use std::{cell::Cell, collections::VecDeque};
 
 use loom::{
     sync::{
-        atomic::{AtomicUsize, Ordering::SeqCst},
+        atomic::{
+            AtomicUsize,
+            Ordering::{Acquire, Release, SeqCst},
+        },
         Arc, Condvar, Mutex,
     },
     thread,
@@ -76,6 +79,9 @@ struct MockRing {
     /// push and its take (a post is seen by whoever takes the lock after
     /// it).
     mailbox: Mutex<VecDeque<usize>>,
+    /// The mailbox's length hint (`Mailbox::len`): the owner skips the lock
+    /// while it reads 0.
+    mailbox_len: AtomicUsize,
 }
 
 impl MockRing {
@@ -110,7 +116,11 @@ impl MockRing {
     /// `Remote::post_submit`: push, then write the eventfd whether or not
     /// the owner is parked.
     fn post_submit(&self, item: usize) {
-        self.mailbox.lock().unwrap().push_back(item);
+        {
+            let mut mailbox = self.mailbox.lock().unwrap();
+            mailbox.push_back(item);
+            self.mailbox_len.store(mailbox.len(), Release);
+        }
         self.wake_eventfd();
     }
 }
@@ -146,8 +156,12 @@ impl Driver {
     }
 
     fn drain_mailbox(&mut self) {
+        if self.ring.mailbox_len.load(Acquire) == 0 {
+            return;
+        }
         let mut mailbox = self.ring.mailbox.lock().unwrap();
         self.taken.extend(mailbox.drain(..));
+        self.ring.mailbox_len.store(0, Release);
     }
 
     fn arm_eventfd(&mut self) {
@@ -321,6 +335,33 @@ fn a_mailbox_submit_from_a_foreign_thread_is_taken() {
         };
         run_worker(&parker, &mut driver, 1, |d| d.taken == [7]);
         poster.join().unwrap();
+    });
+}
+
+/// (4) with two posters: the mailbox's length hint, which lets the owner
+/// skip the lock while it reads 0, never reads 0 over an item a post left
+/// while the owner was taking the ones before it (the owner clears it under
+/// the lock).
+#[test]
+fn two_mailbox_submits_from_foreign_threads_are_both_taken() {
+    loom::model(|| {
+        let ring = Arc::new(MockRing::default());
+        let (parker, mut driver, _unparker) = io_worker(&ring);
+        let posters: Vec<_> = [7, 8]
+            .into_iter()
+            .map(|item| {
+                let ring = ring.clone();
+                thread::spawn(move || ring.post_submit(item))
+            })
+            .collect();
+        run_worker(&parker, &mut driver, 2, |d| {
+            let mut taken = d.taken.clone();
+            taken.sort_unstable();
+            taken == [7, 8]
+        });
+        for p in posters {
+            p.join().unwrap();
+        }
     });
 }
 
