@@ -376,9 +376,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for (i, w) in m.worker.iter().enumerate() {
         println!(
-            "  worker {i}: polls {:>8}  steals {:>6} (attempts {:>6})  parks {:>5}  lifo hits {:>7}  injector pops {:>6}  forced yields {}  io submissions {}  completions {}  enters {}  taken by a peer {}",
+            "  worker {i}: polls {:>8}  steals {:>6} (attempts {:>6})  parks {:>5}  lifo hits {:>7}  injector pops {:>6}  forced yields {}  io submissions {}  completions {}  enters {}  taken by a peer {}  io hand-offs {}  long-poll wakes {}",
             w.polls, w.steals, w.steal_attempts, w.parks, w.lifo_hits, w.injector_pops, w.budget_forced_yields,
-            w.io_submissions, w.io_completions, w.io_enters, w.io_peer_reaped
+            w.io_submissions, w.io_completions, w.io_enters, w.io_peer_reaped, w.io_handoffs, w.long_poll_wakes
         );
     }
     // Latency histograms (one task schedule in `histogram_sample_interval`
