@@ -58,7 +58,9 @@
 //! `epoll_wait`, `futex`) and context switches per request for each server.
 //! With `ECHO_METRICS=1` it prints each weft server's scheduler and io
 //! counters per request over each TCP summary (polls, steals, parks, LIFO
-//! hits, io hand-offs, submissions, completions, driver entries).
+//! hits, io hand-offs, submissions, completions, driver entries), and for
+//! every server its busiest thread's share of the server's CPU (how evenly
+//! `SO_REUSEPORT` split a thread-per-core server's connections).
 //! `ECHO_REGISTERED_FILES=<slots>` sets weft's registered-file table per
 //! ring (`Builder::io_registered_files`; 0 turns registered files off), and
 //! `ECHO_EVENT_INTERVAL=<ticks>` weft's `Builder::event_interval`.
@@ -508,7 +510,9 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
                 .collect();
             let mut measured = interleaved(&mut loads, 1);
             for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
-                total.server_threads = ThreadStats::read(server.thread_prefix()).since(before);
+                let after = ThreadStats::read(server.thread_prefix());
+                total.server_threads = after.since(before);
+                print_balance(&workload, *server, &after, before);
             }
             print_weft_counters(&workload, &servers, &counters_before, &measured);
             summary.add(&format!("tcp_echo {workload}"), measured);
@@ -544,6 +548,21 @@ fn weft_counters(started: Option<&(LoadClient, Rt)>) -> Option<[u64; 8]> {
         }
     }
     Some(sum)
+}
+
+/// Prints the busiest server thread's share of the server's CPU over the
+/// summary (`ECHO_METRICS=1`): a thread-per-core server (monoio,
+/// `weft_per_core`) keeps the split the kernel's `SO_REUSEPORT` hashing
+/// gave its connections, and an uneven one makes bigger batches on the
+/// busy thread and fewer wakes on the other: less CPU per request.
+fn print_balance(workload: &str, server: Server, after: &ThreadStats, before: &ThreadStats) {
+    if std::env::var_os("ECHO_METRICS").is_some() {
+        println!(
+            "ECHO_BALANCE {workload} {}: busiest thread {:.0}% of the server's CPU",
+            server.name(),
+            100.0 * after.busiest_share(before)
+        );
+    }
 }
 
 /// Prints each weft server's counters per request over the summary

@@ -114,6 +114,32 @@ impl ThreadStats {
     }
 }
 
+impl ThreadStats {
+    /// The busiest thread's share of the CPU the threads used since
+    /// `earlier` (user and system; 0 if they used none): 1/n for n
+    /// threads that split the work evenly, 1 for one that did it all. How
+    /// the kernel's `SO_REUSEPORT` hashing split a thread-per-core
+    /// server's connections shows here, and it moves that server's CPU
+    /// per request from run to run.
+    pub fn busiest_share(&self, earlier: &ThreadStats) -> f64 {
+        let used = |tid: &u32, now: &[u64; 4]| {
+            let before = earlier.threads.get(tid).copied().unwrap_or_default();
+            (now[0] + now[1]).saturating_sub(before[0] + before[1])
+        };
+        let (mut total, mut busiest) = (0u64, 0u64);
+        for (tid, now) in &self.threads {
+            let n = used(tid, now);
+            total += n;
+            busiest = busiest.max(n);
+        }
+        if total == 0 {
+            0.0
+        } else {
+            busiest as f64 / total as f64
+        }
+    }
+}
+
 fn clock_tick() -> Duration {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -239,5 +265,20 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn the_busiest_share_is_the_top_threads_part_of_what_all_used() {
+        let at = |counts: &[(u32, [u64; 4])]| ThreadStats {
+            threads: counts.iter().copied().collect(),
+        };
+        let before = at(&[(1, [10, 10, 0, 0]), (2, [5, 5, 0, 0])]);
+        // Thread 1 used 30 ticks since, thread 2 10, thread 3 (new) 20.
+        let after = at(&[(1, [30, 20, 0, 0]), (2, [10, 10, 0, 0]), (3, [0, 20, 0, 0])]);
+        assert!((after.busiest_share(&before) - 0.5).abs() < 1e-9);
+        // An even split, and nothing used at all.
+        let even = at(&[(1, [20, 20, 0, 0]), (2, [15, 15, 0, 0])]);
+        assert!((even.busiest_share(&before) - 0.5).abs() < 1e-9);
+        assert_eq!(before.busiest_share(&before), 0.0);
     }
 }
