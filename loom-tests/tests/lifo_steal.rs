@@ -13,23 +13,11 @@ use loom::{
 };
 use weft::__loom::LifoSlot;
 
-/// A task: counts how often it was run and dropped.
-struct Item {
-    id: usize,
-    drops: Arc<[AtomicUsize; 3]>,
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        self.drops[self.id].fetch_add(1, SeqCst);
-    }
-}
+/// A task: counts how often it was dropped (the model counts its runs).
+type Item = loom_tests::Item<3>;
 
 fn item(id: usize, drops: &Arc<[AtomicUsize; 3]>) -> Box<Item> {
-    Box::new(Item {
-        id,
-        drops: drops.clone(),
-    })
+    Box::new(Item::new(id, drops))
 }
 
 /// Records that `item` ran (it is dropped right after, as a task is).

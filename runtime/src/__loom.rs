@@ -336,6 +336,53 @@ impl<T: Send + 'static> LifoSlot<T> {
     }
 }
 
+/// A worker's list of handed tasks with its long-poll mark (see
+/// `scheduler::Handed`), holding any items: the same code.
+pub struct HandedList<T>(crate::scheduler::Handed<T>);
+
+impl<T> std::fmt::Debug for HandedList<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandedList")
+            .field("in_long_poll", &self.0.in_long_poll())
+            .finish()
+    }
+}
+
+impl<T> Default for HandedList<T> {
+    fn default() -> Self {
+        HandedList(crate::scheduler::Handed::new())
+    }
+}
+
+impl<T> HandedList<T> {
+    /// An empty list, its owner not in a long poll.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A peer hands `item` over; it comes back if the list refused it
+    /// (full, or the owner in a long poll).
+    pub fn hand(&self, item: T) -> Result<(), T> {
+        let mut item = Some(item);
+        if self.0.push_all(1, || item.take()) {
+            Ok(())
+        } else {
+            Err(item.take().expect("a refused hand-off takes nothing"))
+        }
+    }
+    /// The owner (or a peer) takes everything handed.
+    pub fn take_all(&self, sink: impl FnMut(T)) -> usize {
+        self.0.take_all(sink)
+    }
+    /// The owner starts a long poll, taking what was handed before.
+    pub fn begin_long_poll(&self, sink: impl FnMut(T)) -> usize {
+        self.0.begin_long_poll(sink)
+    }
+    /// The owner's long poll is over.
+    pub fn end_long_poll(&self) {
+        self.0.end_long_poll()
+    }
+}
+
 /// A worker's run queue (`scheduler/queue.rs`) holding any `Send` items:
 /// the same code, with 4 slots under loom. The owner's end.
 pub struct RunQueue<T>(crate::scheduler::queue::Local<T>);

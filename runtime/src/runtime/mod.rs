@@ -185,7 +185,6 @@ impl Runtime {
                 inbox: Injector::new(),
                 handed: crate::scheduler::Handed::new(),
                 parked: std::sync::atomic::AtomicBool::new(false),
-                in_long_poll: std::sync::atomic::AtomicBool::new(false),
                 long_poll_at: std::sync::atomic::AtomicU64::new(0),
                 local_owned: OwnedTasks::new(1),
             })

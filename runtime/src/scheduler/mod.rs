@@ -111,51 +111,61 @@ pub(crate) struct Remote {
     /// Thread-per-core: tasks of this home woken elsewhere (`pinned.rs`).
     pub(crate) inbox: Injector<Notified>,
     /// Tasks a peer handed here to consolidate its io (`worker.rs`,
-    /// `hand_off_io_wakes`).
+    /// `hand_off_io_wakes`) or to poll a long-polling task
+    /// (`schedule_long`), and whether the worker is polling a task marked
+    /// as polling long itself (`WorkerCtx::before_long_poll`).
     pub(crate) handed: Handed,
     /// The worker is asleep in its park (or about to be): peers prefer an
     /// awake one to hand io wakes to.
     pub(crate) parked: std::sync::atomic::AtomicBool,
-    /// The worker is polling a task marked as polling long (see
-    /// `WorkerCtx::before_long_poll`).
-    pub(crate) in_long_poll: std::sync::atomic::AtomicBool,
     /// When the worker last started such a poll (`ticks::now`).
     pub(crate) long_poll_at: std::sync::atomic::AtomicU64,
     /// Thread-per-core: this worker's `spawn_local` tasks (`pinned.rs`).
     pub(crate) local_owned: OwnedTasks,
 }
 
-/// The tasks peers handed to one worker (io consolidation): a list with
-/// its room reserved up front, so a hand-off never allocates (a crossbeam
-/// injector allocates a block every 63 pushes, which showed up as 0.002
-/// allocations per request in the echo bench), behind a lock that only a
-/// hand-off and the owner's take touch. `len` lets the owner skip the lock
-/// when nothing is there.
-pub(crate) struct Handed {
-    tasks: crate::facade::Mutex<Vec<Notified>>,
+/// The tasks peers handed to one worker (io consolidation, and io wakes
+/// of long-polling tasks): a list with its room reserved up front, so a
+/// hand-off never allocates (a crossbeam injector allocates a block every
+/// 63 pushes, which showed up as 0.002 allocations per request in the echo
+/// bench), behind a lock that only a hand-off and the owner's take touch.
+/// `len` lets the owner skip the lock when nothing is there.
+///
+/// It also carries the owner's long-poll mark (`WorkerCtx::before_long_poll`):
+/// set under the lock, with whatever was handed before moved out, and
+/// checked under the lock by every hand-off, which is refused while it is
+/// set. A task handed to a worker about to start a long poll thus either
+/// goes out with the mark (to the owner's stealable queue) or is refused
+/// (the peer keeps it), and never waits in the list behind the poll, where
+/// nobody steals from. Generic for the loom model (`loom-tests/tests/handed.rs`).
+pub(crate) struct Handed<T = Notified> {
+    tasks: crate::facade::Mutex<Vec<T>>,
     len: crate::facade::atomic::AtomicUsize,
+    long_poll: crate::facade::atomic::AtomicBool,
 }
 
 /// The most tasks waiting in one worker's [`Handed`] list.
 pub(crate) const HANDED_CAPACITY: usize = 64;
 
-impl Handed {
-    pub(crate) fn new() -> Handed {
+impl<T> Handed<T> {
+    pub(crate) fn new() -> Handed<T> {
         Handed {
             tasks: crate::facade::Mutex::new(Vec::with_capacity(HANDED_CAPACITY)),
             len: crate::facade::atomic::AtomicUsize::new(0),
+            long_poll: crate::facade::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Appends every task `next` yields, if they all fit; false (nothing
-    /// taken) if they do not.
-    pub(crate) fn push_all(
-        &self,
-        count: usize,
-        mut next: impl FnMut() -> Option<Notified>,
-    ) -> bool {
+    /// Appends every task `next` yields, if they all fit and the owner is
+    /// not in a long poll; false (nothing taken) otherwise.
+    pub(crate) fn push_all(&self, count: usize, mut next: impl FnMut() -> Option<T>) -> bool {
         let mut tasks = crate::facade::lock(&self.tasks);
-        if tasks.len() + count > HANDED_CAPACITY {
+        // Relaxed: set and read under the lock (see the type's doc).
+        if tasks.len() + count > HANDED_CAPACITY
+            || self
+                .long_poll
+                .load(crate::facade::atomic::Ordering::Relaxed)
+        {
             return false;
         }
         while let Some(task) = next() {
@@ -176,7 +186,7 @@ impl Handed {
 
     /// Takes one handed task (a relief worker, which has no queue to put
     /// the rest in).
-    pub(crate) fn pop(&self) -> Option<Notified> {
+    pub(crate) fn pop(&self) -> Option<T> {
         if self.len.load(crate::facade::atomic::Ordering::Acquire) == 0 {
             return None;
         }
@@ -188,17 +198,52 @@ impl Handed {
     }
 
     /// Takes every handed task into `sink` (empty: no lock taken).
-    pub(crate) fn take_all(&self, mut sink: impl FnMut(Notified)) -> usize {
+    pub(crate) fn take_all(&self, sink: impl FnMut(T)) -> usize {
         if self.len.load(crate::facade::atomic::Ordering::Acquire) == 0 {
             return 0;
         }
         let mut tasks = crate::facade::lock(&self.tasks);
+        Self::drain(&mut tasks, &self.len, sink)
+    }
+
+    fn drain(
+        tasks: &mut Vec<T>,
+        len: &crate::facade::atomic::AtomicUsize,
+        mut sink: impl FnMut(T),
+    ) -> usize {
         let n = tasks.len();
-        self.len.store(0, crate::facade::atomic::Ordering::Release);
+        len.store(0, crate::facade::atomic::Ordering::Release);
         for task in tasks.drain(..) {
             sink(task);
         }
         n
+    }
+
+    /// The owner starts a long poll: hand-offs are refused until
+    /// [`end_long_poll`](Self::end_long_poll), and what was handed before
+    /// goes to `sink` (always under the lock: a hand-off that took it
+    /// first is in the list, one that takes it after sees the mark).
+    pub(crate) fn begin_long_poll(&self, sink: impl FnMut(T)) -> usize {
+        let mut tasks = crate::facade::lock(&self.tasks);
+        self.long_poll
+            .store(true, crate::facade::atomic::Ordering::Relaxed);
+        Self::drain(&mut tasks, &self.len, sink)
+    }
+
+    /// The long poll is over: hand-offs are taken again. No lock: a
+    /// hand-off that still sees the mark is refused, which only costs it
+    /// its choice of worker.
+    pub(crate) fn end_long_poll(&self) {
+        self.long_poll
+            .store(false, crate::facade::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the owner is in a long poll: a hint for choosing where to
+    /// hand tasks and whom to steal from (the hand-off itself checks under
+    /// the lock).
+    pub(crate) fn in_long_poll(&self) -> bool {
+        self.long_poll
+            .load(crate::facade::atomic::Ordering::Relaxed)
     }
 }
 

@@ -602,9 +602,7 @@ impl WorkerCtx {
             self.watch.end_poll(seq);
         }
         if long {
-            self.shared().remotes[self.index]
-                .in_long_poll
-                .store(false, Relaxed);
+            self.shared().remotes[self.index].handed.end_long_poll();
         }
     }
 
@@ -656,7 +654,9 @@ impl WorkerCtx {
     /// (room reserved up front, then an unpark), an awake peer first. The
     /// peer takes it where it would look at the injector (`pop_shared`).
     /// When every peer is in a long poll (or stalled, or its list is
-    /// full), to this worker's run queue, which is stealable: whichever
+    /// full, or it starts a long poll first: the list refuses hand-offs
+    /// then, see [`Handed`](super::Handed)), to this worker's run queue,
+    /// which is stealable: whichever
     /// worker is free first takes it, as from the injector, and peers
     /// take from a worker in a long poll at once (`behind`). The injector
     /// did all of this before, and its block allocation every 63 pushes
@@ -668,7 +668,7 @@ impl WorkerCtx {
         self.metrics().long_poll_wakes.incr();
         let fits = |i: &usize| {
             let r = &shared.remotes[*i];
-            *i != self.index && !r.watch.is_stalled() && !r.in_long_poll.load(Relaxed)
+            *i != self.index && !r.watch.is_stalled() && !r.handed.in_long_poll()
         };
         let peers = 0..shared.remotes.len();
         let peer = peers
@@ -693,10 +693,12 @@ impl WorkerCtx {
     /// About to poll a task marked as polling long (`Header::long_poll`):
     /// whatever completes on this worker's ring during the poll waits for
     /// it (only the owner reaps), and so does its queue. So reap the ring
-    /// now, move the LIFO task to the stealable queue, and wake a peer if
-    /// anything is queued; until the poll returns, peers take from this
-    /// queue at once (`behind`) and io consolidation hands nothing here
-    /// (`long_poll_at`). With the mark, io wakes of the task go to a free
+    /// now, move the LIFO task and the tasks peers handed here to the
+    /// stealable queue, and wake a peer if anything is queued; until the
+    /// poll returns, peers take from this queue at once (`behind`) and
+    /// hand nothing here (the list refuses; io consolidation also skips a
+    /// worker whose long poll began within the last millisecond,
+    /// `long_poll_at`). With the mark, io wakes of the task go to a free
     /// peer (`schedule_long`). True if the mark applies here.
     #[cold]
     #[inline(never)]
@@ -705,7 +707,12 @@ impl WorkerCtx {
         if !self.samples_polls {
             return false;
         }
-        shared.remotes[self.index].in_long_poll.store(true, Relaxed);
+        // Tasks handed here before the mark would wait for the whole
+        // poll in the list, where nobody steals from: to the stealable
+        // queue with the rest (and hand-offs are refused from now on).
+        shared.remotes[self.index]
+            .handed
+            .begin_long_poll(|task| self.push_local(task));
         shared.remotes[self.index]
             .long_poll_at
             .store(ticks::now(), Relaxed);
@@ -1091,7 +1098,7 @@ impl WorkerCtx {
         let remote = &shared.remotes[victim];
         // Inside a poll the monitor found stuck, or one of a task known to
         // poll long (`before_long_poll`): what is queued waits for all of it.
-        let stalled = remote.watch.is_stalled() || remote.in_long_poll.load(Relaxed);
+        let stalled = remote.watch.is_stalled() || remote.handed.in_long_poll();
         if stalled && remote.watch.lifo().is_occupied() {
             return true;
         }
@@ -1316,7 +1323,7 @@ impl WorkerCtx {
             let r = &shared.remotes[*i];
             r.stealer.len() <= HANDOFF_MAX
                 && !r.watch.is_stalled()
-                && !r.in_long_poll.load(Relaxed)
+                && !r.handed.in_long_poll()
                 && now.saturating_sub(r.long_poll_at.load(Relaxed)) >= recent
         };
         let Some(peer) = (0..self.index)

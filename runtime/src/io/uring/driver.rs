@@ -324,6 +324,9 @@ pub(crate) struct Driver {
     spill: Option<Arc<Remote>>,
     /// The mailbox's other vector: empty between drains (see [`Mailbox`]).
     posted: Vec<Request>,
+    /// In `drain_mailbox`, between taking the requests and pushing the
+    /// last of them: the published filter stays "any fd" (see there).
+    draining: bool,
     /// The registered-file table (`fixed.rs`).
     fixed: FixedTable,
     /// The ring's index among the worker thread's registered rings
@@ -503,6 +506,7 @@ impl Driver {
             buf_ring: None,
             spill: None,
             posted: Vec::new(),
+            draining: false,
             fixed: FixedTable::Unused(registered_files),
             ring_index: None,
         };
@@ -851,8 +855,12 @@ impl Driver {
             return;
         }
         // Entries taken out of the mailbox are in neither it nor the
-        // filter until pushed: say "any fd" meanwhile.
+        // filter until pushed: say "any fd" until the last of them is. The
+        // pushes publish the filter as they go; `draining` holds those
+        // back, or a close would find the mailbox empty and the fd of a
+        // request still waiting in `posted` missing from the filter.
         self.remote.queued_fds.store(u64::MAX, Release);
+        self.draining = true;
         let mut released = Vec::new();
         let mut slots = Vec::new();
         let mut posted = std::mem::take(&mut self.posted);
@@ -878,6 +886,7 @@ impl Driver {
             // Submits the queue first, as above.
             self.release_fixed(slot);
         }
+        self.draining = false;
         self.publish_queued();
     }
 
@@ -892,7 +901,9 @@ impl Driver {
         if self.ring.submission().is_empty() {
             self.queued_fds = 0;
         }
-        self.remote.queued_fds.store(self.queued_fds, Release);
+        if !self.draining {
+            self.remote.queued_fds.store(self.queued_fds, Release);
+        }
     }
 
     /// Operations this ring owns now.
@@ -1232,6 +1243,80 @@ mod tests {
         fn slot(&self) -> &SlotState {
             &self.0
         }
+    }
+
+    /// A cancellation whose target records, when the owner looks at it,
+    /// whether a close of `fd` would be told the fd may still be queued.
+    struct FilterProbe {
+        remote: Arc<Remote>,
+        fd: RawFd,
+        saw: std::sync::Mutex<Option<bool>>,
+        slot: SlotState,
+    }
+
+    impl Completable for FilterProbe {
+        fn complete(&self, _res: i32, _more: bool) {}
+        fn slot(&self) -> &SlotState {
+            &self.slot
+        }
+        fn is_done(&self) -> bool {
+            *self.saw.lock().unwrap() = Some(self.remote.may_hold_unsubmitted(self.fd));
+            // Done: nothing to cancel.
+            true
+        }
+    }
+
+    /// While the owner pushes what it took from the mailbox, a close of
+    /// the fd of a request it has not pushed yet is told to go through the
+    /// owner: the mailbox is empty by then, so the filter must still say
+    /// "any fd", although the requests pushed before have published theirs.
+    #[test]
+    fn a_drained_request_not_yet_pushed_keeps_its_fd_in_the_filter() {
+        use std::os::fd::AsRawFd;
+        let Some(mut d) = driver() else {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        };
+        d.enable().unwrap();
+        let null = || {
+            std::fs::File::options()
+                .write(true)
+                .open("/dev/null")
+                .unwrap()
+        };
+        let (first, second) = (null(), null());
+        assert_ne!(first.as_raw_fd() % 64, second.as_raw_fd() % 64);
+        let buf = Box::new([0u8; 8]);
+        let write = |fd: RawFd| Submission {
+            entry: opcode::Write::new(types::Fd(fd), buf.as_ptr(), 8).build(),
+            target: Arc::new(Nobody::default()),
+            timeout: None,
+        };
+        let probe = Arc::new(FilterProbe {
+            remote: d.remote.clone(),
+            fd: second.as_raw_fd(),
+            saw: std::sync::Mutex::new(None),
+            slot: SlotState::default(),
+        });
+        // As another thread would post them: a write, the probe, then a
+        // write on the probed fd.
+        d.remote.post_submit(write(first.as_raw_fd()));
+        d.remote.post_cancel(probe.clone());
+        d.remote.post_submit(write(second.as_raw_fd()));
+        d.drain_mailbox();
+        assert_eq!(*probe.saw.lock().unwrap(), Some(true));
+        // Both writes reach the kernel and complete; then nothing is left.
+        assert!(d.remote.may_hold_unsubmitted(second.as_raw_fd()));
+        d.submit_queued();
+        for _ in 0..100 {
+            if d.in_flight() == 0 {
+                break;
+            }
+            d.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(d.in_flight(), 0);
+        assert!(!d.remote.may_hold_unsubmitted(second.as_raw_fd()));
     }
 
     /// The mailbox and the owner's spare vector keep their room: once they
