@@ -13,7 +13,10 @@
 //! - cancellation and deadlines reach every write: a write in a cancelled
 //!   scope fails at once, and one waiting for the previous send ends at its
 //!   scope's deadline without losing that send;
-//! - a runtime dropped right after a write still sends it.
+//! - a runtime dropped right after a write still sends it;
+//! - a native `shutdown` right after a write (the inherent method, not the
+//!   trait's `close`) sends the peer every byte before the end of stream,
+//!   on the stream and on a write half, and writes fail after it.
 //!
 //! Each scenario ends with the leak checks of `NetRt::finish`.
 
@@ -38,6 +41,7 @@ on_each_driver!(
     a_failed_send_is_reported_by_a_later_write_flush_or_close,
     a_write_in_a_cancelled_scope_fails_and_a_waiting_one_ends_at_its_deadline,
     a_runtime_dropped_right_after_a_write_still_sends_it,
+    a_native_shutdown_after_a_write_sends_every_byte_first,
 );
 
 /// Makes closing `peer` send a reset (SO_LINGER 0).
@@ -312,4 +316,47 @@ fn a_runtime_dropped_right_after_a_write_still_sends_it(driver: Driver) {
         .read_to_end(&mut got)
         .expect("the bytes arrived, then EOF");
     assert_eq!(got, b"sent before the runtime went");
+}
+
+fn a_native_shutdown_after_a_write_sends_every_byte_first(driver: Driver) {
+    // More than the socket buffers hold: the last write returns with its
+    // send queued (io_uring), before the peer has read the rest.
+    const LEN: usize = 4 << 20;
+    let t = NetRt::new(driver);
+    for (seed, half) in [(3u32, false), (4, true)] {
+        let (mut peer, server) = t.in_task(std_client_pair());
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).expect("the peer reads to EOF");
+            got
+        });
+        t.in_task(async move {
+            let data = pattern(seed, LEN);
+            if half {
+                let (read, mut write) = server.into_split();
+                AsyncWriteExt::write_all(&mut write, &data)
+                    .await
+                    .expect("write_all");
+                write.shutdown().expect("the write half's shutdown");
+                let err = AsyncWriteExt::write(&mut write, b"late")
+                    .await
+                    .expect_err("a write after the shutdown");
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err:?}");
+                drop((read, write));
+            } else {
+                let mut server = server;
+                AsyncWriteExt::write_all(&mut server, &data)
+                    .await
+                    .expect("write_all");
+                server.shutdown(Shutdown::Write).expect("shutdown");
+                let (res, _) = server.write_all(b"late".to_vec()).await;
+                let err = res.expect_err("a native write after the shutdown");
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err:?}");
+            }
+        });
+        let got = reader.join().expect("the reader finished");
+        assert_eq!(got.len(), LEN, "every byte written, then EOF");
+        check_pattern(seed, 0, &got);
+    }
+    t.finish();
 }

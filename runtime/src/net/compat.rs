@@ -63,6 +63,11 @@ struct WriteState {
     behind: Option<Behind>,
     /// The buffer of the last finished send, for the next write's copy.
     spare: Vec<u8>,
+    /// A native `shutdown` of the write side ran while a send was still
+    /// in flight: a task of its own shuts the socket down after that
+    /// send (see [`shutdown`]), and writes fail from now on, as after a
+    /// shutdown.
+    write_shut: bool,
 }
 
 /// A queued send of `buf[offset..]`, submitted with no waker: its
@@ -176,6 +181,9 @@ impl WriteCompat {
         }
         let st = self.state();
         std::task::ready!(st.poll_settle(sock, cx, true))?;
+        if st.write_shut {
+            return Poll::Ready(Err(write_shut()));
+        }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -207,7 +215,12 @@ impl WriteCompat {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         if self.state.is_some() {
-            std::task::ready!(self.state().poll_settle(sock, cx, true))?;
+            let st = self.state();
+            std::task::ready!(st.poll_settle(sock, cx, true))?;
+            if st.write_shut {
+                // A native shutdown already asked for it.
+                return Poll::Ready(Ok(()));
+            }
         }
         match sock.shutdown(std::net::Shutdown::Write) {
             // Already shut down or reset by the peer: closed either way.
@@ -256,6 +269,82 @@ pub(crate) async fn send_all<B: IoBuf>(
     sock.send_all(buf).await
 }
 
+/// The error of a write after the write side was shut down (the kernel's
+/// `EPIPE`).
+fn write_shut() -> io::Error {
+    io::Error::from_raw_os_error(libc::EPIPE)
+}
+
+/// A native `shutdown` (`&self`, not async): the write side's end of
+/// stream must reach the peer after the bytes of a send a compat write
+/// queued, which may not even have reached the kernel yet (it goes with
+/// the worker's next io pass). A send that has completed is settled here:
+/// its failure is this call's error, as a compat `close` reports it. One
+/// still in flight goes on in a detached task that shuts the write side
+/// down when the send is done (or after [`WRITE_LINGER`], as a dropped
+/// stream's send), and writes fail from now on; this call shuts the read
+/// side (for `Both`) and returns. Outside a runtime there is no task to
+/// leave it to: the socket is shut down at once.
+pub(crate) fn shutdown(
+    (sock, compat): (&Arc<Socket>, &WriteCompat),
+    how: std::net::Shutdown,
+) -> io::Result<()> {
+    use std::net::Shutdown;
+    let Some(state) = compat.state.as_ref().filter(|_| how != Shutdown::Read) else {
+        return sock.shutdown(how);
+    };
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let read_too = || match how {
+        Shutdown::Both => sock.shutdown(Shutdown::Read),
+        _ => Ok(()),
+    };
+    if st.write_shut {
+        // The write side is shut down, or a task is about to.
+        return read_too();
+    }
+    let Some(mut behind) = st.behind.take() else {
+        return sock.shutdown(how);
+    };
+    if behind.send.is_complete() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready((res, v)) = behind.send.poll_unwaited(&mut cx) else {
+            unreachable!("a completed op is ready");
+        };
+        match send_progress(res, behind.offset, v.len()) {
+            Ok(None) => {
+                st.spare = v;
+                return sock.shutdown(how);
+            }
+            Err(e) => {
+                st.spare = v;
+                return Err(e);
+            }
+            // A short send: the rest goes first.
+            Ok(Some(rest)) => {
+                behind = Behind {
+                    send: sock.send_all_owned(v, rest),
+                    offset: rest,
+                    kicked: false,
+                };
+            }
+        }
+    }
+    let Some(handle) = crate::runtime::Handle::try_current() else {
+        drop(behind);
+        return sock.shutdown(how);
+    };
+    st.write_shut = true;
+    let owned = sock.clone();
+    crate::task::Builder::new().detached().spawn_on(
+        async move {
+            let _ = crate::time::timeout(WRITE_LINGER, behind.finish()).await;
+            let _ = owned.shutdown(Shutdown::Write);
+        },
+        &handle,
+    );
+    read_too()
+}
+
 impl WriteCompat {
     /// Waits for the send a compat write queued (through the state's lock:
     /// a native write has only `&self`; it never contends, as the compat
@@ -263,10 +352,14 @@ impl WriteCompat {
     fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
         std::future::poll_fn(move |cx| match &self.state {
             None => Poll::Ready(Ok(())),
-            Some(state) => state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .poll_settle(sock, cx, true),
+            Some(state) => {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                std::task::ready!(st.poll_settle(sock, cx, true))?;
+                if st.write_shut {
+                    return Poll::Ready(Err(write_shut()));
+                }
+                Poll::Ready(Ok(()))
+            }
         })
     }
 }
@@ -353,7 +446,10 @@ impl WriteState {
                     crate::io::with_local_uring(|d| d.poll());
                 }
             }
-            let (res, v) = std::task::ready!(Pin::new(&mut behind.send).poll(cx));
+            // Not the send's own await point: a scope cancelled since
+            // the check above (or during the kick) must not cancel bytes
+            // an earlier write reported written.
+            let (res, v) = std::task::ready!(behind.send.poll_unwaited(cx));
             let offset = behind.offset;
             self.behind = None;
             match send_progress(res, offset, v.len()) {

@@ -378,6 +378,19 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> Run<S, O> {
         &self.sock
     }
 
+    /// Waits for an op submitted by [`submit_unwaited`](Self::submit_unwaited)
+    /// without the await point's checks (see `Cancellable::poll_uncancelled`):
+    /// the caller checks its scope itself and leaves the op going when
+    /// the scope ends.
+    pub(crate) fn poll_unwaited(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let RunState::Uring(op) = &mut self.state else {
+            unreachable!("only a submitted io_uring op is waited for this way")
+        };
+        let (res, op) = std::task::ready!(op.poll_uncancelled(cx));
+        self.state = RunState::Done;
+        Poll::Ready(op.finish(finish(res)))
+    }
+
     /// True once an op submitted by [`submit_unwaited`](Self::submit_unwaited)
     /// completed: a poll returns its result at once.
     pub(crate) fn is_complete(&self) -> bool {

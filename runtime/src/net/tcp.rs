@@ -337,9 +337,14 @@ impl TcpStream {
     }
 
     /// Shuts down the read side, the write side (the peer reads end of
-    /// stream), or both.
+    /// stream), or both. The end of stream follows every byte written
+    /// before, a compat write's (`AsyncWrite`) included, whose send may
+    /// still be on its way under io_uring: a failure of that send already
+    /// in is this call's error; one still in flight goes on, and the write
+    /// side shuts down when it is done (writes fail with `BrokenPipe`
+    /// from now on). docs/IO.md, "Compat writes behind".
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.shutdown(how)
+        compat::shutdown(self.write_parts(), how)
     }
 
     /// The remote address.
@@ -524,9 +529,10 @@ impl OwnedWriteHalf {
         compat::send_all(self.write_parts(), buf).await
     }
 
-    /// Shuts down the write side: the peer reads end of stream.
+    /// Shuts down the write side: the peer reads end of stream, after
+    /// every byte written before (see the stream's `shutdown`).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(Shutdown::Write)
+        compat::shutdown(self.write_parts(), Shutdown::Write)
     }
 
     /// The remote address.
@@ -576,9 +582,10 @@ impl WriteHalf<'_> {
         compat::send_all(self.write_parts(), buf).await
     }
 
-    /// Shuts down the write side: the peer reads end of stream.
+    /// Shuts down the write side: the peer reads end of stream, after
+    /// every byte written before (see the stream's `shutdown`).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(Shutdown::Write)
+        compat::shutdown(self.write_parts(), Shutdown::Write)
     }
 
     /// The remote address.

@@ -496,6 +496,25 @@ impl<T: OpData> Cancellable<T> {
     pub(crate) fn is_complete(&self) -> bool {
         self.op.is_complete()
     }
+
+    /// Waits for the completion without the await point's checks: no
+    /// coop budget, and the scope's cancellation does not cancel the op.
+    /// For an op whose result the task already promised (a send a
+    /// compat write queued and reported written): a later wait for it in
+    /// a cancelled scope must leave it to go on.
+    pub(crate) fn poll_uncancelled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Result<i32, Cancelled>, T)> {
+        let Poll::Ready((res, data)) = self.op.poll_complete(cx) else {
+            crate::runtime::dump::awaiting(
+                cx.waker(),
+                crate::runtime::dump::Awaiting::Io(self.kind),
+            );
+            return Poll::Pending;
+        };
+        Poll::Ready((Ok(res), data))
+    }
 }
 
 impl<T: OpData> std::future::Future for Cancellable<T> {

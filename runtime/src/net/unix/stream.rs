@@ -151,9 +151,14 @@ impl UnixStream {
     }
 
     /// Shuts down the read side, the write side (the peer reads end of
-    /// stream), or both.
+    /// stream), or both. The end of stream follows every byte written
+    /// before, a compat write's (`AsyncWrite`) included, whose send may
+    /// still be on its way under io_uring: a failure of that send already
+    /// in is this call's error; one still in flight goes on, and the write
+    /// side shuts down when it is done (writes fail with `BrokenPipe`
+    /// from now on). docs/IO.md, "Compat writes behind".
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.shutdown(how)
+        compat::shutdown(self.write_parts(), how)
     }
 
     /// The peer's address (unnamed for the client end of a connection).
@@ -305,9 +310,10 @@ impl OwnedWriteHalf {
         compat::send_all(self.write_parts(), buf).await
     }
 
-    /// Shuts down the write side: the peer reads end of stream.
+    /// Shuts down the write side: the peer reads end of stream, after
+    /// every byte written before (see the stream's `shutdown`).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(Shutdown::Write)
+        compat::shutdown(self.write_parts(), Shutdown::Write)
     }
 
     pub(crate) fn compat_write(&mut self) -> (&Arc<Socket>, &mut WriteCompat) {
@@ -337,9 +343,10 @@ impl WriteHalf<'_> {
         compat::send_all(self.write_parts(), buf).await
     }
 
-    /// Shuts down the write side: the peer reads end of stream.
+    /// Shuts down the write side: the peer reads end of stream, after
+    /// every byte written before (see the stream's `shutdown`).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(Shutdown::Write)
+        compat::shutdown(self.write_parts(), Shutdown::Write)
     }
 
     pub(crate) fn compat_write(&mut self) -> (&Arc<Socket>, &mut WriteCompat) {
