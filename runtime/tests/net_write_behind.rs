@@ -323,7 +323,9 @@ fn a_native_shutdown_after_a_write_sends_every_byte_first(driver: Driver) {
     // send queued (io_uring), before the peer has read the rest.
     const LEN: usize = 4 << 20;
     let t = NetRt::new(driver);
-    for (seed, half) in [(3u32, false), (4, true)] {
+    // The stream's own shutdown, a write half's, and (for comparison) the
+    // trait's close.
+    for (seed, how) in [(3u32, "stream"), (4, "half"), (5, "close")] {
         let (mut peer, server) = t.in_task(std_client_pair());
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -332,30 +334,49 @@ fn a_native_shutdown_after_a_write_sends_every_byte_first(driver: Driver) {
         });
         t.in_task(async move {
             let data = pattern(seed, LEN);
-            if half {
-                let (read, mut write) = server.into_split();
-                AsyncWriteExt::write_all(&mut write, &data)
-                    .await
-                    .expect("write_all");
-                write.shutdown().expect("the write half's shutdown");
-                let err = AsyncWriteExt::write(&mut write, b"late")
-                    .await
-                    .expect_err("a write after the shutdown");
-                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err:?}");
-                drop((read, write));
-            } else {
-                let mut server = server;
-                AsyncWriteExt::write_all(&mut server, &data)
-                    .await
-                    .expect("write_all");
-                server.shutdown(Shutdown::Write).expect("shutdown");
-                let (res, _) = server.write_all(b"late".to_vec()).await;
-                let err = res.expect_err("a native write after the shutdown");
-                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err:?}");
+            let broken =
+                |err: io::Error| assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err:?}");
+            match how {
+                "half" => {
+                    let (read, mut write) = server.into_split();
+                    AsyncWriteExt::write_all(&mut write, &data)
+                        .await
+                        .expect("write_all");
+                    write.shutdown().expect("the write half's shutdown");
+                    broken(
+                        AsyncWriteExt::write(&mut write, b"late")
+                            .await
+                            .expect_err("a write after the shutdown"),
+                    );
+                    drop((read, write));
+                }
+                "stream" => {
+                    let mut server = server;
+                    AsyncWriteExt::write_all(&mut server, &data)
+                        .await
+                        .expect("write_all");
+                    server.shutdown(Shutdown::Write).expect("shutdown");
+                    let (res, _) = server.write_all(b"late".to_vec()).await;
+                    broken(res.expect_err("a native write after the shutdown"));
+                    // The trait's close after it is a no-op.
+                    AsyncWriteExt::close(&mut server).await.expect("close");
+                }
+                _ => {
+                    let mut server = server;
+                    AsyncWriteExt::write_all(&mut server, &data)
+                        .await
+                        .expect("write_all");
+                    AsyncWriteExt::close(&mut server).await.expect("close");
+                    broken(
+                        AsyncWriteExt::write(&mut server, b"late")
+                            .await
+                            .expect_err("a write after close"),
+                    );
+                }
             }
         });
         let got = reader.join().expect("the reader finished");
-        assert_eq!(got.len(), LEN, "every byte written, then EOF");
+        assert_eq!(got.len(), LEN, "{how}: every byte written, then EOF");
         check_pattern(seed, 0, &got);
     }
     t.finish();

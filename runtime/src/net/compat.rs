@@ -222,11 +222,17 @@ impl WriteCompat {
                 return Poll::Ready(Ok(()));
             }
         }
-        match sock.shutdown(std::net::Shutdown::Write) {
+        let res = match sock.shutdown(std::net::Shutdown::Write) {
             // Already shut down or reset by the peer: closed either way.
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
-            res => Poll::Ready(res),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            res => res,
+        };
+        if res.is_ok() && sock.is_uring() {
+            // A write after this fails at once, as the kernel's send would
+            // (a queued one would report it only to the write after it).
+            self.state().write_shut = true;
         }
+        Poll::Ready(res)
     }
 }
 
