@@ -42,6 +42,7 @@ on_each_driver!(
     a_write_in_a_cancelled_scope_fails_and_a_waiting_one_ends_at_its_deadline,
     a_runtime_dropped_right_after_a_write_still_sends_it,
     a_native_shutdown_after_a_write_sends_every_byte_first,
+    a_loop_of_writes_that_never_wait_still_yields,
 );
 
 /// Makes closing `peer` send a reset (SO_LINGER 0).
@@ -379,5 +380,45 @@ fn a_native_shutdown_after_a_write_sends_every_byte_first(driver: Driver) {
         assert_eq!(got.len(), LEN, "{how}: every byte written, then EOF");
         check_pattern(seed, 0, &got);
     }
+    t.finish();
+}
+
+/// Writes to a peer that keeps up find the previous send done (or done
+/// once the write has the worker submit it), so none of them waits: the
+/// coop budget must still make the writing task yield its worker.
+fn a_loop_of_writes_that_never_wait_still_yields(driver: Driver) {
+    const WRITES: usize = 5_000;
+    let t = NetRt::new(driver);
+    let (mut peer, server) = t.in_task(std_client_pair());
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).expect("the peer reads to EOF");
+        got
+    });
+    let forced = |rt: &weft::Runtime| -> u64 {
+        rt.metrics()
+            .worker
+            .iter()
+            .map(|w| w.budget_forced_yields)
+            .sum()
+    };
+    let before = forced(&t.rt);
+    t.in_task(async move {
+        let mut server = server;
+        for i in 0..WRITES {
+            AsyncWriteExt::write_all(&mut server, &[i as u8])
+                .await
+                .expect("a one-byte write");
+        }
+        AsyncWriteExt::close(&mut server).await.expect("close");
+    });
+    let yields = forced(&t.rt) - before;
+    assert!(
+        yields > 0,
+        "{WRITES} writes that never waited ran without a forced yield"
+    );
+    let got = reader.join().expect("the reader finished");
+    assert_eq!(got.len(), WRITES);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
     t.finish();
 }

@@ -311,11 +311,7 @@ pub(crate) fn shutdown(
     let Some(mut behind) = st.behind.take() else {
         return sock.shutdown(how);
     };
-    if behind.send.is_complete() {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let Poll::Ready((res, v)) = behind.send.poll_unwaited(&mut cx) else {
-            unreachable!("a completed op is ready");
-        };
+    if let Some((res, v)) = behind.send.take_completed() {
         match send_progress(res, behind.offset, v.len()) {
             Ok(None) => {
                 st.spare = v;

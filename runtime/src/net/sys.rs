@@ -391,6 +391,18 @@ impl<S: std::ops::Deref<Target = Socket>, O: SockOp> Run<S, O> {
         Poll::Ready(op.finish(finish(res)))
     }
 
+    /// The result of an op submitted by
+    /// [`submit_unwaited`](Self::submit_unwaited) that has completed,
+    /// without waiting; `None` while it is in flight.
+    pub(crate) fn take_completed(&mut self) -> Option<O::Output> {
+        let RunState::Uring(op) = &mut self.state else {
+            unreachable!("only a submitted io_uring op is taken this way")
+        };
+        let (res, op) = op.take_completed()?;
+        self.state = RunState::Done;
+        Some(op.finish(finish(res)))
+    }
+
     /// True once an op submitted by [`submit_unwaited`](Self::submit_unwaited)
     /// completed: a poll returns its result at once.
     pub(crate) fn is_complete(&self) -> bool {

@@ -497,15 +497,17 @@ impl<T: OpData> Cancellable<T> {
         self.op.is_complete()
     }
 
-    /// Waits for the completion without the await point's checks: no
-    /// coop budget, and the scope's cancellation does not cancel the op.
-    /// For an op whose result the task already promised (a send a
-    /// compat write queued and reported written): a later wait for it in
-    /// a cancelled scope must leave it to go on.
+    /// Waits for the completion without the scope's cancellation
+    /// cancelling the op (the coop budget still applies: a loop of waits
+    /// that never pend must yield). For an op whose result the task
+    /// already promised (a send a compat write queued and reported
+    /// written): a later wait for it in a cancelled scope must leave it
+    /// to go on; the caller checks its scope itself.
     pub(crate) fn poll_uncancelled(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<(Result<i32, Cancelled>, T)> {
+        let restore = std::task::ready!(crate::coop::poll_proceed(cx));
         let Poll::Ready((res, data)) = self.op.poll_complete(cx) else {
             crate::runtime::dump::awaiting(
                 cx.waker(),
@@ -513,7 +515,21 @@ impl<T: OpData> Cancellable<T> {
             );
             return Poll::Pending;
         };
+        restore.made_progress();
         Poll::Ready((Ok(res), data))
+    }
+
+    /// The result of a completed op, taken without waiting (no budget, no
+    /// waker); `None` while it is in flight.
+    pub(crate) fn take_completed(&mut self) -> Option<(Result<i32, Cancelled>, T)> {
+        if !self.op.is_complete() {
+            return None;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.op.poll_complete(&mut cx) {
+            Poll::Ready((res, data)) => Some((Ok(res), data)),
+            Poll::Pending => unreachable!("a completed op is ready"),
+        }
     }
 }
 
