@@ -290,7 +290,8 @@ fn write_shut() -> io::Error {
 /// down when the send is done (or after [`WRITE_LINGER`], as a dropped
 /// stream's send), and writes fail from now on; this call shuts the read
 /// side (for `Both`) and returns. Outside a runtime there is no task to
-/// leave it to: the socket is shut down at once.
+/// leave it to: the socket is shut down at once, and the send (not
+/// cancelled) is reported by the next write or close.
 pub(crate) fn shutdown(
     (sock, compat): (&Arc<Socket>, &WriteCompat),
     how: std::net::Shutdown,
@@ -332,7 +333,9 @@ pub(crate) fn shutdown(
         }
     }
     let Some(handle) = crate::runtime::Handle::try_current() else {
-        drop(behind);
+        // No task to leave the send to: it stays (not cancelled), and the
+        // next write or close reports how it ended.
+        st.behind = Some(behind);
         return sock.shutdown(how);
     };
     st.write_shut = true;
