@@ -63,10 +63,10 @@ struct WriteState {
     behind: Option<Behind>,
     /// The buffer of the last finished send, for the next write's copy.
     spare: Vec<u8>,
-    /// A native `shutdown` of the write side ran while a send was still
-    /// in flight: a task of its own shuts the socket down after that
-    /// send (see [`shutdown`]), and writes fail from now on, as after a
-    /// shutdown.
+    /// The write side is shut down (a compat `close` under io_uring), or
+    /// a task of its own shuts it down after a send that was still in
+    /// flight when a native `shutdown` ran (see [`shutdown`]): writes
+    /// fail from now on, as after a shutdown.
     write_shut: bool,
 }
 
@@ -352,8 +352,9 @@ pub(crate) fn shutdown(
 
 impl WriteCompat {
     /// Waits for the send a compat write queued (through the state's lock:
-    /// a native write has only `&self`; it never contends, as the compat
-    /// methods take `&mut`).
+    /// a native write has only `&self`). The send's op keeps one waker:
+    /// two tasks waiting here at once on a shared stream leave the first
+    /// to be woken by its own deadline or a later poll.
     fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
         std::future::poll_fn(move |cx| match &self.state {
             None => Poll::Ready(Ok(())),
