@@ -16,7 +16,9 @@
 //! - a runtime dropped right after a write still sends it;
 //! - a native `shutdown` right after a write (the inherent method, not the
 //!   trait's `close`) sends the peer every byte before the end of stream,
-//!   on the stream and on a write half, and writes fail after it.
+//!   on the stream and on a write half, and writes fail after it;
+//! - tasks sharing a stream whose native writes all wait for one queued
+//!   send are each woken when it completes.
 //!
 //! Each scenario ends with the leak checks of `NetRt::finish`.
 
@@ -25,6 +27,7 @@ mod common;
 use std::{
     io::{self, Read},
     net::Shutdown,
+    sync::Arc,
     time::Duration,
 };
 
@@ -43,6 +46,7 @@ on_each_driver!(
     a_runtime_dropped_right_after_a_write_still_sends_it,
     a_native_shutdown_after_a_write_sends_every_byte_first,
     a_loop_of_writes_that_never_wait_still_yields,
+    writers_sharing_a_stream_all_go_after_a_queued_send,
 );
 
 /// Makes closing `peer` send a reset (SO_LINGER 0).
@@ -164,24 +168,29 @@ fn a_stream_dropped_right_after_a_write_still_delivers_it(driver: Driver) {
     t.finish();
 }
 
+/// Writes `byte`s until the buffers of both ends are full and a write
+/// waits for the send before it, until a deadline ends the wait (not the
+/// send: under io_uring it stays queued until the peer reads).
+async fn fill_until_a_deadline(server: &mut TcpStream, byte: u8) {
+    let chunk = vec![byte; 256 * 1024];
+    let filled = weft::time::timeout(Duration::from_millis(100), async {
+        loop {
+            AsyncWriteExt::write_all(server, &chunk).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), io::Error>(())
+    })
+    .await;
+    assert_deadline_ended(filled);
+}
+
 fn a_send_to_a_peer_that_never_reads_ends_when_the_peer_goes(driver: Driver) {
     let t = NetRt::new(driver);
     let (peer, server) = t.in_task(std_client_pair());
     let tasks_before = t.rt.metrics().alive_tasks;
     t.in_task(async move {
         let mut server = server;
-        // Fills the buffers of both ends; then a write waits for the send
-        // before it, until the timeout ends the wait (not the send).
-        let chunk = vec![9u8; 256 * 1024];
-        let filled = weft::time::timeout(Duration::from_millis(100), async {
-            loop {
-                AsyncWriteExt::write_all(&mut server, &chunk).await?;
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), io::Error>(())
-        })
-        .await;
-        assert_deadline_ended(filled);
+        fill_until_a_deadline(&mut server, 9).await;
         // Dropped with a send in flight (io_uring): it lingers.
     });
     if t.rt.io_driver() == Driver::Uring {
@@ -420,5 +429,72 @@ fn a_loop_of_writes_that_never_wait_still_yields(driver: Driver) {
     let got = reader.join().expect("the reader finished");
     assert_eq!(got.len(), WRITES);
     assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
+    t.finish();
+}
+
+/// Native writes take `&self`, so tasks sharing a stream may all wait for
+/// the send a compat write queued; its op keeps one waker (the last
+/// poller's), and every one of them must still be woken when it is done,
+/// or fail at once when another task shuts the stream's write side down.
+fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
+    const WRITERS: u8 = 4;
+    const EACH: usize = 1000;
+    const FILL: u8 = 3;
+    let t = NetRt::new(driver);
+    for shut_down in [false, true] {
+        let (mut peer, server) = t.in_task(std_client_pair());
+        let got = t.in_task(async move {
+            let mut server = server;
+            fill_until_a_deadline(&mut server, FILL).await;
+            let server = Arc::new(server);
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|i| {
+                    let server = server.clone();
+                    weft::spawn(async move { server.write_all(vec![0xF0 | i; EACH]).await.0 })
+                })
+                .collect();
+            // Every writer reaches its wait before anything moves.
+            weft::time::sleep(Duration::from_millis(20)).await.unwrap();
+            if shut_down {
+                server.shutdown(Shutdown::Write).expect("shutdown");
+            }
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).expect("the peer reads to EOF");
+                got
+            });
+            for (i, writer) in writers.into_iter().enumerate() {
+                let res = weft::time::timeout(Duration::from_secs(5), writer)
+                    .await
+                    .unwrap_or_else(|_| panic!("writer {i} was never woken"))
+                    .expect("the writer returned");
+                match res {
+                    Ok(()) => assert!(!shut_down, "writer {i} wrote after the shutdown"),
+                    Err(e) => {
+                        assert!(shut_down, "writer {i}: {e:?}");
+                        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "writer {i}: {e:?}");
+                    }
+                }
+            }
+            if !shut_down {
+                server.shutdown(Shutdown::Write).expect("shutdown");
+            }
+            weft::task::spawn_blocking(move || reader.join().unwrap())
+                .await
+                .expect("the reader finished")
+        });
+        let filled = got.iter().take_while(|&&b| b == FILL).count();
+        assert!(filled > 0, "the filler came first");
+        let writers = if shut_down { 0 } else { WRITERS as usize };
+        assert_eq!(
+            got.len() - filled,
+            writers * EACH,
+            "after the filler, only the writers' bytes (shut down: {shut_down})"
+        );
+        for i in 0..writers as u8 {
+            let n = got[filled..].iter().filter(|&&b| b == 0xF0 | i).count();
+            assert_eq!(n, EACH, "writer {i}'s bytes");
+        }
+    }
     t.finish();
 }

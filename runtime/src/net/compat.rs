@@ -17,7 +17,7 @@ use std::{
     io,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 
 use crate::io::IoBuf;
@@ -68,6 +68,10 @@ struct WriteState {
     /// flight when a native `shutdown` ran (see [`shutdown`]): writes
     /// fail from now on, as after a shutdown.
     write_shut: bool,
+    /// Native writes (`&self`: several tasks may share the stream) waiting
+    /// for `behind`. Its op keeps one waker, the last poller's; whoever
+    /// takes the send out of `behind` wakes all of these.
+    waiters: Vec<Waker>,
 }
 
 /// A queued send of `buf[offset..]`, submitted with no waker: its
@@ -309,7 +313,7 @@ pub(crate) fn shutdown(
         // The write side is shut down, or a task is about to.
         return read_too();
     }
-    let Some(mut behind) = st.behind.take() else {
+    let Some(mut behind) = st.take_behind() else {
         return sock.shutdown(how);
     };
     if let Some((res, v)) = behind.send.take_completed() {
@@ -352,15 +356,18 @@ pub(crate) fn shutdown(
 
 impl WriteCompat {
     /// Waits for the send a compat write queued (through the state's lock:
-    /// a native write has only `&self`). The send's op keeps one waker:
-    /// two tasks waiting here at once on a shared stream leave the first
-    /// to be woken by its own deadline or a later poll.
+    /// a native write has only `&self`, so tasks sharing the stream may
+    /// wait here together; each is woken when the send is taken).
     fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
         std::future::poll_fn(move |cx| match &self.state {
             None => Poll::Ready(Ok(())),
             Some(state) => {
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                std::task::ready!(st.poll_settle(sock, cx, true))?;
+                let settled = st.poll_settle(sock, cx, true);
+                if settled.is_pending() && !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.waiters.push(cx.waker().clone());
+                }
+                std::task::ready!(settled)?;
                 if st.write_shut {
                     return Poll::Ready(Err(write_shut()));
                 }
@@ -399,6 +406,16 @@ impl Drop for WriteCompat {
 }
 
 impl WriteState {
+    /// Takes the queued send out, waking the native writes waiting for it:
+    /// the op that held one of their wakers is now someone else's.
+    fn take_behind(&mut self) -> Option<Behind> {
+        let behind = self.behind.take();
+        for waiter in self.waiters.drain(..) {
+            waiter.wake();
+        }
+        behind
+    }
+
     /// Submits the send of `v[offset..]`, waited for by nobody.
     fn queue(&mut self, sock: &Arc<Socket>, v: Vec<u8>, offset: usize) -> io::Result<()> {
         let mut send = sock.send_all_owned(v, offset);
@@ -457,7 +474,7 @@ impl WriteState {
             // an earlier write reported written.
             let (res, v) = std::task::ready!(behind.send.poll_unwaited(cx));
             let offset = behind.offset;
-            self.behind = None;
+            self.take_behind();
             match send_progress(res, offset, v.len()) {
                 Ok(Some(rest)) => self.queue(sock, v, rest)?,
                 Ok(None) => {
