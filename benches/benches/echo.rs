@@ -27,7 +27,10 @@
 //!   work stealing should beat thread-per-core (see `tcp_echo_skewed`).
 //!   Its summary measures three fresh sets of connections, since where the
 //!   kernel's `SO_REUSEPORT` puts the heavy ones decides monoio's balance,
-//!   and adds a table of ratios to monoio.
+//!   and adds a table of ratios to monoio with each server's busiest
+//!   thread's share of its CPU (monoio's shows how its heavy connections
+//!   were split: ≈ 50% for an even split, which leaves stealing nothing to
+//!   even out).
 //! - `udp_ping_pong`: two connected UDP sockets in one runtime; a task on
 //!   one answers every datagram, a task on the other sends 64 B and waits
 //!   for the answer, `UDP_ROUND_TRIPS` times per iteration.
@@ -512,7 +515,8 @@ fn tcp_echo(c: &mut Criterion, summary: &mut Summary) {
             for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
                 let after = ThreadStats::read(server.thread_prefix());
                 total.server_threads = after.since(before);
-                print_balance(&workload, *server, &after, before);
+                total.busiest_thread_share = after.busiest_share(before);
+                print_balance(&workload, *server, total.busiest_thread_share);
             }
             print_weft_counters(&workload, &servers, &counters_before, &measured);
             summary.add(&format!("tcp_echo {workload}"), measured);
@@ -555,12 +559,12 @@ fn weft_counters(started: Option<&(LoadClient, Rt)>) -> Option<[u64; 8]> {
 /// `weft_per_core`) keeps the split the kernel's `SO_REUSEPORT` hashing
 /// gave its connections, and an uneven one makes bigger batches on the
 /// busy thread and fewer wakes on the other: less CPU per request.
-fn print_balance(workload: &str, server: Server, after: &ThreadStats, before: &ThreadStats) {
+fn print_balance(workload: &str, server: Server, busiest_share: f64) {
     if std::env::var_os("ECHO_METRICS").is_some() {
         println!(
             "ECHO_BALANCE {workload} {}: busiest thread {:.0}% of the server's CPU",
             server.name(),
-            100.0 * after.busiest_share(before)
+            100.0 * busiest_share
         );
     }
 }
@@ -653,7 +657,9 @@ fn tcp_echo_skewed(c: &mut Criterion, summary: &mut Summary) {
             .collect();
         let mut measured = interleaved(&mut loads, 1);
         for ((server, total), before) in measured.iter_mut().zip(&stats_before) {
-            total.server_threads = ThreadStats::read(server.thread_prefix()).since(before);
+            let after = ThreadStats::read(server.thread_prefix());
+            total.server_threads = after.since(before);
+            total.busiest_thread_share = after.busiest_share(before);
         }
         summary.add(
             &format!("tcp_echo_skewed {workload} set {placement}"),
@@ -1020,10 +1026,14 @@ impl Summary {
             // client's CPU per request (the same blocking client for every
             // server) plus the heavy requests' spin averaged over all.
             let spin = SKEW_WORK.as_secs_f64() * SKEW_HEAVY as f64 / SKEW_CONNS as f64;
+            // How the kernel split the heavy connections between monoio's
+            // two threads shows as its busiest thread's share of its CPU
+            // (the spin is most of it): ≈ 50% for an even split, which
+            // leaves a work-stealing server nothing to even out.
             println!(
-                "| workload | server | req/s ÷ monoio | p99 ÷ monoio | monoio's cores busy | req/s bound ÷ monoio at monoio's CPU/req | client CPU/req (µs) | ceiling ÷ monoio, a server costing only the spin |"
+                "| workload | server | req/s ÷ monoio | p99 ÷ monoio | monoio's busiest thread | server's busiest thread | monoio's cores busy | req/s bound ÷ monoio at monoio's CPU/req | client CPU/req (µs) | ceiling ÷ monoio, a server costing only the spin |"
             );
-            println!("|---|---|---:|---:|---:|---:|---:|---:|");
+            println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
             for row in skewed {
                 let Some(monoio) = self
                     .rows
@@ -1037,12 +1047,14 @@ impl Summary {
                 let client = t.client_cpu.as_secs_f64() / t.requests.max(1) as f64;
                 let ceiling = cores / (client + spin);
                 println!(
-                    "| {} | {} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.1} | {:.2} |",
+                    "| {} | {} | {:.2} | {:.2} | {:.0}% | {:.0}% | {:.0}% | {:.2} | {:.1} | {:.2} |",
                     row.workload,
                     row.server.name(),
                     t.requests_per_sec() / m.requests_per_sec(),
                     t.latencies.quantile(0.99).as_secs_f64()
                         / m.latencies.quantile(0.99).as_secs_f64(),
+                    m.busiest_thread_share * 100.0,
+                    t.busiest_thread_share * 100.0,
                     busy * 100.0,
                     1.0 / busy,
                     client * 1e6,
@@ -1086,7 +1098,7 @@ impl Summary {
                  \"p99_us\": {:.2}, \"server_cpu_us_per_req\": {:.3}, \
                  \"user_us_per_req\": {:.3}, \"sys_us_per_req\": {:.3}, \
                  \"switches_per_req\": {:.4}, \"allocs_per_req\": {:.4}, \
-                 \"req_per_sec_vs_tokio\": {}, \"cpu_per_req_vs_tokio\": {}, \
+                 \"busiest_thread_share\": {:.3}, \"req_per_sec_vs_tokio\": {}, \"cpu_per_req_vs_tokio\": {}, \
                  \"p99_vs_tokio\": {}}}{}",
                 row.workload,
                 row.server.name(),
@@ -1100,6 +1112,7 @@ impl Summary {
                 micros(t.server_system_per_request()),
                 t.per_request(t.server_threads.switches()),
                 t.per_request(t.allocations),
+                t.busiest_thread_share,
                 ratio(ratios.map(|r| r[0])),
                 ratio(ratios.map(|r| r[1])),
                 ratio(ratios.map(|r| r[2])),

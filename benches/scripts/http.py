@@ -10,6 +10,13 @@ tokio hello server over HTTP/1.1, then both over HTTP/2 against
 weft_hyper's server (wrk speaks HTTP/1 only, so HTTP/2 is measured
 client-side).
 
+`--servers ...,nginx` adds a C peer that is not hyper: nginx with 2 worker
+processes and one `SO_REUSEPORT` listener each, answering `return 200
+"Hello, World!"` with access logging off and unlimited keep-alive requests
+(installed from the Debian packages, `nginx-light`, if missing); its CPU is
+its workers'. It shows what the kernel's TCP and this client leave to any
+server on these two cores.
+
 For each load tool and connection count it reports requests/s, server CPU
 time per request (utime + stime of the server process from /proc/PID/stat,
 across the measurement), p50 and p99 latency, and each weft server's ratios
@@ -41,12 +48,55 @@ servers = args.servers.split(",")
 tools = args.tools.split(",")
 
 
-def ensure_wrk():
-    if shutil.which("wrk"):
+def ensure(tool, package):
+    """Installs `package` from the Debian packages if `tool` is missing."""
+    if shutil.which(tool):
         return
-    print("wrk not found: installing it from the Debian packages", flush=True)
+    print(f"{tool} not found: installing {package} from the Debian packages", flush=True)
     subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", package], check=True, stdout=subprocess.DEVNULL)
+
+
+NGINX_CONF = """worker_processes 2;
+daemon off;
+master_process on;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 4096; multi_accept on; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000000;
+  keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    location / {{ default_type text/plain; return 200 "Hello, World!"; }}
+  }}
+}}
+"""
+
+
+def start_nginx():
+    """Starts nginx on a free port: (process, address, worker pids, temp dir)."""
+    import socket, tempfile
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tempfile.TemporaryDirectory()
+    conf = os.path.join(tmp.name, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(dir=tmp.name, port=port))
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp.name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 5
+    workers = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.1)
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+    if len(workers) < 2:
+        proc.kill()
+        raise RuntimeError(f"nginx did not start its workers (see {tmp.name}/error.log)")
+    return proc, f"127.0.0.1:{port}", [int(w) for w in workers], tmp
 
 
 def cpu_seconds(pid):
@@ -88,26 +138,40 @@ def run_load(addr, conns, secs):
 
 
 def measure(server, conns):
-    exe = os.path.join(TARGET, "release", "http_hello")
-    proc = subprocess.Popen([exe, "--runtime", server, "--timer", args.timer],
-                            stdout=subprocess.PIPE, text=True)
+    tmp = None
+    if server == "nginx":
+        proc, addr, pids, tmp = start_nginx()
+    else:
+        exe = os.path.join(TARGET, "release", "http_hello")
+        proc = subprocess.Popen([exe, "--runtime", server, "--timer", args.timer],
+                                stdout=subprocess.PIPE, text=True)
+        pids = [proc.pid]
+    cpu = lambda: sum(cpu_seconds(pid) for pid in pids)
     try:
-        line = proc.stdout.readline()
-        addr = line.split()[1]
+        if server != "nginx":
+            addr = proc.stdout.readline().split()[1]
         # Warm-up: connections, allocator, caches.
         run_wrk(addr, conns, 1)
         results = {}
         for tool in tools:
-            before = cpu_seconds(proc.pid)
+            before = cpu()
             if tool == "client":
                 continue
             r = run_wrk(addr, conns, args.secs) if tool == "wrk" else run_load(addr, conns, args.secs)
-            r["cpu_us_per_req"] = (cpu_seconds(proc.pid) - before) / max(r["requests"], 1) * 1e6
+            r["cpu_us_per_req"] = (cpu() - before) / max(r["requests"], 1) * 1e6
             results[tool] = r
         return results
     finally:
         proc.kill()
         proc.wait()
+        if tmp is not None:
+            # The workers outlive a killed master.
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            tmp.cleanup()
 
 
 def client_bench(conns, http2=False):
@@ -146,7 +210,9 @@ def client_bench(conns, http2=False):
 
 
 def main():
-    ensure_wrk()
+    ensure("wrk", "wrk")
+    if "nginx" in servers:
+        ensure("nginx", "nginx-light")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "weft-benches",
                     "--bin", "http_hello", "--bin", "http_load", "--bin", "http_client"],
                    check=True, cwd=ROOT)

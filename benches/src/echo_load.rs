@@ -159,6 +159,10 @@ pub struct Batch {
     /// Heap allocations of the server's threads during the batch, when the
     /// caller counted them.
     pub allocations: u64,
+    /// The busiest server thread's share of the server threads' CPU (see
+    /// `ThreadStats::busiest_share`), when the caller measured it; merged
+    /// batches keep the largest.
+    pub busiest_thread_share: f64,
 }
 
 impl Batch {
@@ -171,6 +175,7 @@ impl Batch {
         self.process_cpu += other.process_cpu;
         self.server_threads.merge(&other.server_threads);
         self.allocations += other.allocations;
+        self.busiest_thread_share = self.busiest_thread_share.max(other.busiest_thread_share);
     }
 
     /// Per round trip: `count / requests`.
