@@ -18,7 +18,8 @@
 //!   trait's `close`) sends the peer every byte before the end of stream,
 //!   on the stream and on a write half, and writes fail after it;
 //! - tasks sharing a stream whose native writes all wait for one queued
-//!   send are each woken when it completes.
+//!   send are each woken when it completes, also after the last of them to
+//!   wait has gone at its deadline.
 //!
 //! Each scenario ends with the leak checks of `NetRt::finish`.
 
@@ -433,15 +434,17 @@ fn a_loop_of_writes_that_never_wait_still_yields(driver: Driver) {
 }
 
 /// Native writes take `&self`, so tasks sharing a stream may all wait for
-/// the send a compat write queued; its op keeps one waker (the last
-/// poller's), and every one of them must still be woken when it is done,
-/// or fail at once when another task shuts the stream's write side down.
+/// the send a compat write queued; its op keeps one waker, and every one
+/// of them must still be woken when it is done: also when the last of
+/// them to poll it has gone (dropped at its deadline), and when another
+/// task shuts the write side down (then they fail at once).
 fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
     const WRITERS: u8 = 4;
     const EACH: usize = 1000;
     const FILL: u8 = 3;
     let t = NetRt::new(driver);
-    for shut_down in [false, true] {
+    for case in ["the peer reads", "the last waiter left", "shut down"] {
+        let shut_down = case == "shut down";
         let (mut peer, server) = t.in_task(std_client_pair());
         let got = t.in_task(async move {
             let mut server = server;
@@ -455,6 +458,16 @@ fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
                 .collect();
             // Every writer reaches its wait before anything moves.
             weft::time::sleep(Duration::from_millis(20)).await.unwrap();
+            if case == "the last waiter left" {
+                // One more waits last, so the op holds its waker, and goes
+                // at its deadline without writing.
+                let late = server.clone();
+                let waited = weft::time::timeout(Duration::from_millis(30), async move {
+                    late.write_all(vec![0xEE; EACH]).await.0
+                })
+                .await;
+                assert!(waited.is_err(), "the late write ended at its deadline");
+            }
             if shut_down {
                 server.shutdown(Shutdown::Write).expect("shutdown");
             }
@@ -466,12 +479,12 @@ fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
             for (i, writer) in writers.into_iter().enumerate() {
                 let res = weft::time::timeout(Duration::from_secs(5), writer)
                     .await
-                    .unwrap_or_else(|_| panic!("writer {i} was never woken"))
+                    .unwrap_or_else(|_| panic!("{case}: writer {i} was never woken"))
                     .expect("the writer returned");
                 match res {
                     Ok(()) => assert!(!shut_down, "writer {i} wrote after the shutdown"),
                     Err(e) => {
-                        assert!(shut_down, "writer {i}: {e:?}");
+                        assert!(shut_down, "{case}: writer {i}: {e:?}");
                         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "writer {i}: {e:?}");
                     }
                 }
@@ -489,7 +502,7 @@ fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
         assert_eq!(
             got.len() - filled,
             writers * EACH,
-            "after the filler, only the writers' bytes (shut down: {shut_down})"
+            "{case}: after the filler, only the writers' bytes"
         );
         for i in 0..writers as u8 {
             let n = got[filled..].iter().filter(|&&b| b == 0xF0 | i).count();

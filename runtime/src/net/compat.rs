@@ -17,7 +17,7 @@ use std::{
     io,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll, Wake, Waker},
 };
 
 use crate::io::IoBuf;
@@ -69,9 +69,40 @@ struct WriteState {
     /// fail from now on, as after a shutdown.
     write_shut: bool,
     /// Native writes (`&self`: several tasks may share the stream) waiting
-    /// for `behind`. Its op keeps one waker, the last poller's; whoever
-    /// takes the send out of `behind` wakes all of these.
-    waiters: Vec<Waker>,
+    /// for `behind`; made on the first such wait.
+    waiters: Option<Arc<Waiters>>,
+}
+
+/// The tasks whose native writes wait for a queued send. The send's op
+/// keeps one waker, so they poll it with this list's (see
+/// [`WriteCompat::settle`]): its completion wakes every one of them, and
+/// none depends on another, whose write may have been dropped at its
+/// deadline, to pass the wake on. Taking the send out of the state wakes
+/// them too (a shutdown hands it to a task of its own, which polls it with
+/// its own waker).
+#[derive(Default)]
+struct Waiters(Mutex<Vec<Waker>>);
+
+impl Waiters {
+    fn register(&self, waker: &Waker) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+}
+
+impl Wake for Waiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let list = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for waker in list {
+            waker.wake();
+        }
+    }
 }
 
 /// A queued send of `buf[offset..]`, submitted with no waker: its
@@ -357,17 +388,23 @@ pub(crate) fn shutdown(
 impl WriteCompat {
     /// Waits for the send a compat write queued (through the state's lock:
     /// a native write has only `&self`, so tasks sharing the stream may
-    /// wait here together; each is woken when the send is taken).
+    /// wait here together, each woken by the send's completion through
+    /// the [`Waiters`] list).
     fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
         std::future::poll_fn(move |cx| match &self.state {
             None => Poll::Ready(Ok(())),
             Some(state) => {
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                let settled = st.poll_settle(sock, cx, true);
-                if settled.is_pending() && !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.waiters.push(cx.waker().clone());
+                if st.behind.is_none() {
+                    // Nothing to wait for (the common case): no list.
+                    std::task::ready!(st.poll_settle(sock, cx, true))?;
+                } else {
+                    let waiters = st.waiters.get_or_insert_with(Default::default);
+                    waiters.register(cx.waker());
+                    let waker = Waker::from(waiters.clone());
+                    let mut all = Context::from_waker(&waker);
+                    std::task::ready!(st.poll_settle(sock, &mut all, true))?;
                 }
-                std::task::ready!(settled)?;
                 if st.write_shut {
                     return Poll::Ready(Err(write_shut()));
                 }
@@ -407,11 +444,11 @@ impl Drop for WriteCompat {
 
 impl WriteState {
     /// Takes the queued send out, waking the native writes waiting for it:
-    /// the op that held one of their wakers is now someone else's.
+    /// its op, which held their list's waker, is done or someone else's.
     fn take_behind(&mut self) -> Option<Behind> {
         let behind = self.behind.take();
-        for waiter in self.waiters.drain(..) {
-            waiter.wake();
+        if let Some(waiters) = &self.waiters {
+            waiters.wake_by_ref();
         }
         behind
     }
