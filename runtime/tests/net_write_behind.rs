@@ -458,6 +458,10 @@ fn writers_sharing_a_stream_all_go_after_a_queued_send(driver: Driver) {
                 .collect();
             // Every writer reaches its wait before anything moves.
             weft::time::sleep(Duration::from_millis(20)).await.unwrap();
+            assert!(
+                writers.iter().all(|w| !w.is_finished()),
+                "{case}: the writers wait for the queued send"
+            );
             if case == "the last waiter left" {
                 // One more waits last, so the op holds its waker, and goes
                 // at its deadline without writing.

@@ -57,7 +57,7 @@ use weft::{
 };
 
 use crate::{
-    rt::{WeftExecutor, WeftTimer},
+    rt::WeftTimer,
     signal::{Listener, Signal, Tracker},
     BoxError,
 };
@@ -447,7 +447,7 @@ where
         })
     };
     if config.http2 {
-        let mut builder = auto::Builder::new(WeftExecutor::in_current_scope());
+        let mut builder = auto::Builder::new(StreamExecutor(shared.handlers.clone()));
         builder
             .http1()
             .timer(WeftTimer)
@@ -463,6 +463,29 @@ where
             .header_read_timeout(config.header_read_timeout)
             .keep_alive(true);
         drive(builder.serve_connection(stream, svc), &shared, &idle).await;
+    }
+}
+
+/// hyper's executor for a connection's HTTP/2 streams: each stream is a
+/// child task of the connection (the tree reaches it, as
+/// [`crate::rt::WeftExecutor::in_current_scope`] would), counted with the handler
+/// tasks, so that `serve` also waits for a stream still finishing its
+/// handler after its connection ended (a handler without a deadline runs
+/// in its stream's task).
+#[derive(Clone)]
+struct StreamExecutor(Arc<Tracker>);
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let running = self.0.enter();
+        drop(weft::task::Builder::new().spawn(async move {
+            let _running = running;
+            fut.await
+        }));
     }
 }
 
@@ -508,7 +531,26 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
     let mut closing = false;
     let idle_timeout = shared.config.idle_timeout;
     let mut idle_sleep = idle_timeout.map(|t| Box::pin(weft::time::sleep_until(idle.started + t)));
-    let _ = poll_fn(|cx: &mut Context<'_>| {
+    // hyper-util's protocol detection (`http2(true)`) reads the first bytes
+    // with no timer of its own, and hyper's HTTP/2 has no head timeout: a
+    // client that sends nothing, or half a preface, would hold the
+    // connection until the idle timeout (for ever without one). With no
+    // request begun within `header_read_timeout`, the connection is
+    // dropped. (hyper's HTTP/1 has its own header timer.)
+    let mut first_request = shared
+        .config
+        .header_read_timeout
+        .filter(|_| shared.config.http2)
+        .map(|t| Box::pin(weft::time::sleep_until(idle.started + t)));
+    poll_fn(|cx: &mut Context<'_>| {
+        if let Some(sleep) = first_request.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                if idle.requests.load(Relaxed) == 0 {
+                    return Poll::Ready(());
+                }
+                first_request = None;
+            }
+        }
         if !closing && shutdown.poll(cx).is_ready() {
             closing = true;
             conn.as_mut().start_graceful_shutdown();
@@ -527,7 +569,7 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
                 }
             }
         }
-        conn.as_mut().poll(cx)
+        conn.as_mut().poll(cx).map(drop)
     })
     .await;
 }
@@ -644,13 +686,16 @@ where
     }
     let handler = (shared.handler)(req);
     let running = shared.handlers.enter();
-    let mut task = weft::task::Builder::new()
-        .name("http request")
-        .deadline(deadline)
-        .spawn(async move {
-            let _running = running;
-            handler.await
-        });
+    let mut awaited = Awaited(Some(
+        weft::task::Builder::new()
+            .name("http request")
+            .deadline(deadline)
+            .spawn(async move {
+                let _running = running;
+                handler.await
+            }),
+    ));
+    let task = awaited.0.as_mut().expect("set above");
     let mut timer = pin!(weft::time::sleep_until(deadline));
     enum Outcome<T> {
         Done(T),
@@ -658,7 +703,7 @@ where
         Cut,
     }
     let outcome = poll_fn(|cx| {
-        if let Poll::Ready(res) = std::pin::Pin::new(&mut task).poll(cx) {
+        if let Poll::Ready(res) = std::pin::Pin::new(&mut *task).poll(cx) {
             return Poll::Ready(Outcome::Done(res));
         }
         match timer.as_mut().poll(cx) {
@@ -668,6 +713,7 @@ where
         }
     })
     .await;
+    let task = awaited.answered();
     match outcome {
         // The handler's own scope was cut (graceful shutdown's end, or the
         // connection's scope): it reported what it saw.
@@ -701,6 +747,29 @@ where
     }
 }
 
+/// A request's handler task while the request waits for it. If hyper
+/// drops the request's future first, the client has gone (its HTTP/1
+/// connection closed, or an HTTP/2 `RST_STREAM` for the stream): the task
+/// and its subtree are cancelled, as Go cancels a request's context when
+/// its client goes. A dropped `JoinHandle` alone would leave the handler,
+/// and every downstream call it makes, running to its deadline.
+struct Awaited<T>(Option<weft::task::JoinHandle<T>>);
+
+impl<T> Awaited<T> {
+    /// The request has its outcome: the handle is the caller's again.
+    fn answered(mut self) -> weft::task::JoinHandle<T> {
+        self.0.take().expect("answered once")
+    }
+}
+
+impl<T> Drop for Awaited<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.cancel_with("the client went away");
+        }
+    }
+}
+
 /// What weft reads from a request head before the handler runs: the
 /// deadline the request runs under (`None`: no deadline), or the status and
 /// message that answer it at once (413 for a declared body over the limit,
@@ -730,7 +799,7 @@ fn admit(
         }
         (None, Some(d)) => {
             let now = now();
-            (now + d.min(config.max_deadline), now)
+            (add_saturating(now, d.min(config.max_deadline)), now)
         }
         (None, None) => return Ok(None),
     };
@@ -738,6 +807,17 @@ fn admit(
         return Err((StatusCode::GATEWAY_TIMEOUT, "deadline exceeded\n"));
     }
     Ok(Some(deadline))
+}
+
+/// `now + d`, or as far ahead as the clock holds when that overflows (a
+/// "no cap" `max_deadline` and `default_deadline` of `Duration::MAX`).
+fn add_saturating(now: Instant, mut d: Duration) -> Instant {
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
 }
 
 /// [`admit`], for the fuzz target `http_head` (`fuzz/`).
@@ -792,32 +872,38 @@ where
     }
 }
 
-/// True if `e` or a source of it is the body limit's error.
+/// True if `e` (or a source, or an io error's inner error) is the body
+/// limit's error: a handler that reads the body through an io adapter
+/// gets it wrapped in an `io::Error`, whose `source()` skips it.
 fn is_length_limit(e: &(dyn StdError + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    find_in_chain(e, |err| {
+        err.is::<LengthLimitError>().then_some(()).is_some()
+    })
 }
 
 /// True if `e` (or a source, or an io error's inner error) is a deadline's
 /// cancellation.
 fn is_deadline(e: &(dyn StdError + 'static)) -> bool {
+    find_in_chain(e, |err| {
+        err.downcast_ref::<weft::cancel::Cancelled>()
+            .is_some_and(|c| c.is_deadline())
+    })
+}
+
+/// True if `found` holds for `e`, one of its sources, or the inner error
+/// of an `io::Error` among them.
+fn find_in_chain(
+    e: &(dyn StdError + 'static),
+    found: impl Fn(&(dyn StdError + 'static)) -> bool,
+) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(c) = err.downcast_ref::<weft::cancel::Cancelled>() {
-            return c.is_deadline();
+        if found(err) {
+            return true;
         }
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(c) = inner.downcast_ref::<weft::cancel::Cancelled>() {
-                    return c.is_deadline();
-                }
-            }
+        let inner = err.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+        if inner.is_some_and(|inner| found(inner)) {
+            return true;
         }
         cur = err.source();
     }

@@ -1,8 +1,9 @@
 //! weft-hyper end to end, on both io drivers: the server and the pooled
 //! client together (hello, keep-alive reuse, a deadline across two hops,
 //! the margin, a budget already spent, the caller's deadline ending a
-//! request, a request deadline that leaves the pooled connection alone),
-//! graceful shutdown (drained and cut), and bad input from raw sockets
+//! request, a request deadline that leaves the pooled connection alone, a
+//! client that goes away cancelling its handler, an uncapped default
+//! deadline), graceful shutdown (drained and cut), and bad input from raw sockets
 //! (malformed request lines and headers, a client trickling its head past
 //! the header timeout, bodies over the limit with and without a length, a
 //! client that resets mid-response, an invalid `grpc-timeout`, thousands of
@@ -120,6 +121,14 @@ fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A `GET /` with `headers` (each line ending in CRLF) on a fresh
+/// connection that closes after it: the status and the whole answer.
+fn get(addr: SocketAddr, headers: &str) -> (u16, String) {
+    let raw = format!("GET / HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n");
+    let answer = raw_exchange(addr, raw.as_bytes());
+    (status_of(&answer), answer)
+}
+
 fn status_of(answer: &str) -> u16 {
     answer
         .split_whitespace()
@@ -148,6 +157,9 @@ on_each_driver!(
     many_connections_opened_and_dropped,
     http2_requests_share_a_connection_and_carry_deadlines,
     hyper_over_a_unix_stream_pair,
+    a_client_that_goes_away_cancels_its_handler,
+    an_uncapped_default_deadline_does_not_overflow,
+    serve_waits_for_an_http2_stream_cut_with_its_connection,
 );
 
 fn hello_keep_alive_and_clean_shutdown(driver: Driver) {
@@ -623,16 +635,10 @@ fn invalid_grpc_timeout_gets_400(driver: Driver) {
         assert!(answer.contains("invalid deadline header"), "{answer:?}");
     }
     // Valid, zero, clamped.
-    let ok = raw_exchange(
-        server.addr,
-        b"GET / HTTP/1.1\r\nhost: x\r\ngrpc-timeout: 99999999H\r\nconnection: close\r\n\r\n",
-    );
-    assert_eq!(status_of(&ok), 200, "{ok:?}");
-    let zero = raw_exchange(
-        server.addr,
-        b"GET / HTTP/1.1\r\nhost: x\r\ngrpc-timeout: 0S\r\nconnection: close\r\n\r\n",
-    );
-    assert_eq!(status_of(&zero), 504, "{zero:?}");
+    let (status, ok) = get(server.addr, "grpc-timeout: 99999999H\r\n");
+    assert_eq!(status, 200, "{ok:?}");
+    let (status, zero) = get(server.addr, "grpc-timeout: 0S\r\n");
+    assert_eq!(status, 504, "{zero:?}");
     server.stop(&rt);
     rt.finish();
 }
@@ -643,7 +649,13 @@ fn bodies_over_the_limit_get_413(driver: Driver) {
         &rt,
         Builder::new().max_body_size(1024),
         handler(|req: Request<Body>| async move {
-            let body = req.into_body().collect().await?.to_bytes();
+            let wrap = req.uri().path() == "/io";
+            let body = match req.into_body().collect().await {
+                Ok(body) => body.to_bytes(),
+                // As a body read through an io adapter reports it.
+                Err(e) if wrap => return Err(io::Error::other(e).into()),
+                Err(e) => return Err(e),
+            };
             Ok(Response::new(Full::new(Bytes::from(format!(
                 "{}",
                 body.len()
@@ -665,6 +677,10 @@ fn bodies_over_the_limit_get_413(driver: Driver) {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let answer = raw_exchange(server.addr, &chunked);
+    assert_eq!(status_of(&answer), 413, "{answer:?}");
+    // The same limit error wrapped in an io::Error: still 413.
+    let wrapped = [&b"POST /io"[..], &chunked[b"POST /".len()..]].concat();
+    let answer = raw_exchange(server.addr, &wrapped);
     assert_eq!(status_of(&answer), 413, "{answer:?}");
     // Within the limit: served.
     let raw = "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
@@ -710,6 +726,40 @@ fn header_trickle_hits_the_header_timeout(driver: Driver) {
     drop(s);
     let report = server.stop(&rt);
     assert_eq!(report.requests, 0);
+
+    // With HTTP/2 on, the protocol is detected from the first bytes
+    // (hyper-util reads them with no timer), and HTTP/2 has no head
+    // timeout: a client that sends nothing, or half a preface, is dropped
+    // once the header timeout passes with no request begun.
+    let server = start(
+        &rt,
+        Builder::new()
+            .http2(true)
+            .header_read_timeout(Duration::from_millis(300)),
+        hello(),
+    );
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(sent).unwrap();
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let read = s.read_to_end(&mut out);
+        assert!(
+            read.is_ok()
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+            "closed by the server, not by the read's own timeout: {read:?} after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{sent:?}");
+    }
+    // A client that sends a request in time is served.
+    let (status, answer) = get(server.addr, "");
+    assert_eq!(status, 200, "{answer:?}");
+    let report = server.stop(&rt);
+    assert_eq!(report.requests, 1);
     rt.finish();
 }
 
@@ -976,5 +1026,135 @@ fn hyper_over_a_unix_stream_pair(driver: Driver) {
         driver.await.unwrap().unwrap();
         server.await.unwrap().unwrap();
     });
+    rt.finish();
+}
+
+/// A handler runs as a task of its own (with the request's deadline); when
+/// its client goes before the answer (an HTTP/1 connection closed, an
+/// HTTP/2 stream reset because the caller was cancelled), hyper drops the
+/// request, and the handler and its subtree are cancelled then, not at
+/// their deadline, as Go cancels a request's context.
+fn a_client_that_goes_away_cancels_its_handler(driver: Driver) {
+    let rt = NetRt::new(driver);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
+    let server = start(
+        &rt,
+        Builder::new().http2(true),
+        handler(move |_req| {
+            let tx = tx.clone();
+            async move {
+                tx.lock().unwrap().send(None).unwrap();
+                let slept = weft::time::sleep(Duration::from_secs(10)).await;
+                tx.lock().unwrap().send(Some(slept.clone())).unwrap();
+                slept?;
+                Ok(text("late"))
+            }
+        }),
+    );
+    let went_away = |how: &str| {
+        let slept = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{how}: the handler still runs"))
+            .expect("the handler's end, not its start");
+        let cancelled = slept.expect_err("the handler's sleep was cut");
+        assert!(!cancelled.is_deadline(), "{how}: {cancelled:?}");
+    };
+
+    // HTTP/1: the request, then the connection closes.
+    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\ngrpc-timeout: 10S\r\n\r\n")
+        .unwrap();
+    assert!(rx.recv_timeout(common::LIMIT).unwrap().is_none(), "started");
+    drop(conn);
+    went_away("HTTP/1 connection closed");
+
+    // HTTP/2: the caller is cancelled mid-request, and its client resets
+    // the stream.
+    let url = server.url("/");
+    // (In a tuple: the block returns the handle, not its output.)
+    let (call,) = rt.block_on(async move {
+        let client = Client::builder().http2_only(true).build();
+        (weft::task::Builder::new()
+            .detached()
+            .timeout(Duration::from_secs(10))
+            .spawn(async move { client.get(url).await.map(|res| res.status()) }),)
+    });
+    assert!(rx.recv_timeout(common::LIMIT).unwrap().is_none(), "started");
+    assert!(call.cancel_with("the caller gave up"));
+    let _ = rt.block_on(call);
+    went_away("HTTP/2 stream reset");
+    let report = server.stop(&rt);
+    assert_eq!(report.still_running, 0);
+    rt.finish();
+}
+
+/// `Duration::MAX` as both the default and the maximum deadline ("no cap")
+/// saturates at the clock's end instead of overflowing it.
+fn an_uncapped_default_deadline_does_not_overflow(driver: Driver) {
+    let rt = NetRt::new(driver);
+    let server = start(
+        &rt,
+        Builder::new()
+            .default_deadline(Duration::MAX)
+            .max_deadline(Duration::MAX),
+        handler(|_req| async {
+            assert!(weft::cancel::remaining().is_some(), "a deadline, far ahead");
+            Ok(text("hello"))
+        }),
+    );
+    let (status, answer) = get(server.addr, "");
+    assert_eq!(status, 200, "{answer:?}");
+    server.stop(&rt);
+    rt.finish();
+}
+
+/// Over HTTP/2 each stream is a task of its own, where a handler without a
+/// deadline runs: one still finishing after the grace period cut its
+/// connection is counted, and `serve` returns only once it has ended.
+fn serve_waits_for_an_http2_stream_cut_with_its_connection(driver: Driver) {
+    let rt = NetRt::new(driver);
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let started_tx = Arc::new(Mutex::new(started_tx));
+    let e = ended.clone();
+    let server = start(
+        &rt,
+        Builder::new().http2(true).grace(Duration::from_millis(400)),
+        handler(move |_req| {
+            let e = e.clone();
+            let started_tx = started_tx.clone();
+            async move {
+                started_tx.lock().unwrap().send(()).unwrap();
+                let slept = weft::time::sleep(Duration::from_secs(10)).await;
+                // Clean-up after the cut that takes a while (synchronous,
+                // so the stream outlives its connection).
+                std::thread::sleep(Duration::from_millis(150));
+                e.fetch_add(1, SeqCst);
+                slept?;
+                Ok(text("late"))
+            }
+        }),
+    );
+    let url = server.url("/");
+    // (In a tuple: the block returns the handle, not its output.)
+    let (call,) = rt.block_on(async move {
+        (weft::task::Builder::new().detached().spawn(async move {
+            let client = Client::builder().http2_only(true).build();
+            client.get(url).await.map(|res| res.status())
+        }),)
+    });
+    started_rx
+        .recv_timeout(common::LIMIT)
+        .expect("the handler started");
+    let report = server.stop(&rt);
+    assert_eq!(
+        ended.load(SeqCst),
+        1,
+        "serve returned while a cut stream's handler was still running"
+    );
+    assert_eq!((report.cut_connections, report.cut_requests), (1, 1));
+    assert_eq!(report.still_running, 0);
+    let _ = rt.block_on(call);
     rt.finish();
 }

@@ -74,21 +74,45 @@ struct WriteState {
 }
 
 /// The tasks whose native writes wait for a queued send. The send's op
-/// keeps one waker, so they poll it with this list's (see
-/// [`WriteCompat::settle`]): its completion wakes every one of them, and
-/// none depends on another, whose write may have been dropped at its
-/// deadline, to pass the wake on. Taking the send out of the state wakes
-/// them too (a shutdown hands it to a task of its own, which polls it with
-/// its own waker).
+/// keeps one waker, so they poll it with this list's (see [`Settle`]): its
+/// completion wakes every one of them, and none depends on another, whose
+/// write may have been dropped at its deadline, to pass the wake on.
+/// Taking the send out of the state wakes them too (a shutdown hands it to
+/// a task of its own, which polls it with its own waker). A wait that is
+/// dropped takes its entry out, so the list holds only live waits.
 #[derive(Default)]
-struct Waiters(Mutex<Vec<Waker>>);
+struct Waiters(Mutex<WaiterList>);
+
+#[derive(Default)]
+struct WaiterList {
+    /// The last entry id given out; 0 means "none yet" to a wait.
+    last_id: u64,
+    wakers: Vec<(u64, Waker)>,
+}
 
 impl Waiters {
-    fn register(&self, waker: &Waker) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !list.iter().any(|w| w.will_wake(waker)) {
-            list.push(waker.clone());
+    fn list(&self) -> std::sync::MutexGuard<'_, WaiterList> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Files `waker` under the wait's entry `*id`, giving it one first.
+    fn register(&self, id: &mut u64, waker: &Waker) {
+        let mut list = self.list();
+        if let Some((_, w)) = list.wakers.iter_mut().find(|(i, _)| *i == *id) {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+            return;
         }
+        if *id == 0 {
+            list.last_id += 1;
+            *id = list.last_id;
+        }
+        list.wakers.push((*id, waker.clone()));
+    }
+
+    fn remove(&self, id: u64) {
+        self.list().wakers.retain(|(i, _)| *i != id);
     }
 }
 
@@ -98,9 +122,65 @@ impl Wake for Waiters {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let list = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        for waker in list {
+        let woken = std::mem::take(&mut self.list().wakers);
+        for (_, waker) in woken {
             waker.wake();
+        }
+    }
+}
+
+/// A native write's wait for the send a compat write queued
+/// ([`WriteCompat::settle`]): through the state's lock (a native write
+/// has only `&self`, so tasks sharing the stream may wait together), each
+/// wait an entry of the [`Waiters`] list, taken out when the wait ends or
+/// is dropped.
+struct Settle<'a> {
+    compat: &'a WriteCompat,
+    sock: &'a Arc<Socket>,
+    /// The list this wait is filed in, and its entry there.
+    filed: Option<(Arc<Waiters>, u64)>,
+}
+
+impl Future for Settle<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(state) = &this.compat.state else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let settled = if st.behind.is_none() {
+            // Nothing to wait for (the common case): no list.
+            st.poll_settle(this.sock, cx, true)
+        } else {
+            let waiters = st.waiters.get_or_insert_with(Default::default).clone();
+            let mut id = this.filed.as_ref().map_or(0, |(_, id)| *id);
+            waiters.register(&mut id, cx.waker());
+            let waker = Waker::from(waiters.clone());
+            this.filed = Some((waiters, id));
+            let settled = st.poll_settle(this.sock, &mut Context::from_waker(&waker), true);
+            if settled.is_pending() {
+                // The op saw the list's waker, which names no task.
+                crate::runtime::dump::awaiting(
+                    cx.waker(),
+                    crate::runtime::dump::Awaiting::Io(crate::runtime::dump::IoOp::Write),
+                );
+            }
+            settled
+        };
+        std::task::ready!(settled)?;
+        if st.write_shut {
+            return Poll::Ready(Err(write_shut()));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        if let Some((waiters, id)) = self.filed.take() {
+            waiters.remove(id);
         }
     }
 }
@@ -357,13 +437,12 @@ pub(crate) fn shutdown(
                 st.spare = v;
                 return Err(e);
             }
-            // A short send: the rest goes first.
+            // A short send: the rest goes first, submitted now (outside a
+            // runtime it stays in the state, where only a submitted send
+            // may be waited for).
             Ok(Some(rest)) => {
-                behind = Behind {
-                    send: sock.send_all_owned(v, rest),
-                    offset: rest,
-                    kicked: false,
-                };
+                st.queue(sock, v, rest)?;
+                behind = st.behind.take().expect("queued above");
             }
         }
     }
@@ -386,31 +465,13 @@ pub(crate) fn shutdown(
 }
 
 impl WriteCompat {
-    /// Waits for the send a compat write queued (through the state's lock:
-    /// a native write has only `&self`, so tasks sharing the stream may
-    /// wait here together, each woken by the send's completion through
-    /// the [`Waiters`] list).
-    fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> impl Future<Output = io::Result<()>> + 'a {
-        std::future::poll_fn(move |cx| match &self.state {
-            None => Poll::Ready(Ok(())),
-            Some(state) => {
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.behind.is_none() {
-                    // Nothing to wait for (the common case): no list.
-                    std::task::ready!(st.poll_settle(sock, cx, true))?;
-                } else {
-                    let waiters = st.waiters.get_or_insert_with(Default::default);
-                    waiters.register(cx.waker());
-                    let waker = Waker::from(waiters.clone());
-                    let mut all = Context::from_waker(&waker);
-                    std::task::ready!(st.poll_settle(sock, &mut all, true))?;
-                }
-                if st.write_shut {
-                    return Poll::Ready(Err(write_shut()));
-                }
-                Poll::Ready(Ok(()))
-            }
-        })
+    /// Waits for the send a compat write queued (see [`Settle`]).
+    fn settle<'a>(&'a self, sock: &'a Arc<Socket>) -> Settle<'a> {
+        Settle {
+            compat: self,
+            sock,
+            filed: None,
+        }
     }
 }
 
