@@ -443,7 +443,14 @@ where
         });
         service_fn(move |req| {
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(req, &ctx.shared, &ctx.idle).await) }
+            // Counted when hyper hands the request over, not when its
+            // future first runs (for HTTP/2, later, in the stream's task):
+            // the first-request timer of `drive` must see it at once.
+            let in_flight = InFlight::enter(ctx.idle.clone());
+            async move {
+                let _in_flight = in_flight;
+                Ok::<_, Infallible>(answer(req, &ctx.shared).await)
+            }
         })
     };
     if config.http2 {
@@ -537,18 +544,30 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
     // connection until the idle timeout (for ever without one). With no
     // request begun within `header_read_timeout`, the connection is
     // dropped. (hyper's HTTP/1 has its own header timer.)
-    let mut first_request = shared
-        .config
-        .header_read_timeout
+    // It first asks the connection to close gracefully (an HTTP/2 client
+    // then gets a GOAWAY it can retry after), and drops it one more
+    // timeout later if that did not end it (detection still waiting).
+    let header_timeout = shared.config.header_read_timeout;
+    let mut first_request = header_timeout
         .filter(|_| shared.config.http2)
-        .map(|t| Box::pin(weft::time::sleep_until(idle.started + t)));
+        .map(|t| Box::pin(weft::time::sleep_until(add_saturating(idle.started, t))));
+    let mut first_request_warned = false;
     poll_fn(|cx: &mut Context<'_>| {
-        if let Some(sleep) = first_request.as_mut() {
+        if let (Some(sleep), Some(t)) = (first_request.as_mut(), header_timeout) {
             if sleep.as_mut().poll(cx).is_ready() {
-                if idle.requests.load(Relaxed) == 0 {
+                if idle.requests.load(Relaxed) > 0 {
+                    first_request = None;
+                } else if first_request_warned {
                     return Poll::Ready(());
+                } else {
+                    first_request_warned = true;
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().start_graceful_shutdown();
+                    }
+                    sleep.as_mut().reset(add_saturating(Instant::now(), t));
+                    let _ = sleep.as_mut().poll(cx);
                 }
-                first_request = None;
             }
         }
         if !closing && shutdown.poll(cx).is_ready() {
@@ -631,36 +650,26 @@ impl Idle {
     }
 }
 
-/// Counts a request in flight until dropped, and then stamps the
-/// connection's last activity.
-struct InFlight<'a> {
-    idle: &'a Idle,
+/// Counts a request of the connection, and one in flight until dropped;
+/// then stamps the connection's last activity.
+struct InFlight {
+    idle: Arc<Idle>,
 }
 
-impl Drop for InFlight<'_> {
+impl InFlight {
+    fn enter(idle: Arc<Idle>) -> InFlight {
+        idle.requests.fetch_add(1, Relaxed);
+        idle.in_flight.fetch_add(1, Relaxed);
+        InFlight { idle }
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         let now = weft::time::coarse_now().as_nanos() as u64;
         self.idle.last_done.store(now.max(1), Relaxed);
         self.idle.in_flight.fetch_sub(1, Relaxed);
     }
-}
-
-async fn handle<H, F, B, E>(
-    req: Request<Incoming>,
-    shared: &Shared<H>,
-    idle: &Idle,
-) -> Response<ResponseBody<B>>
-where
-    H: Fn(Request<Body>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    E: Into<BoxError> + Send + 'static,
-{
-    idle.requests.fetch_add(1, Relaxed);
-    idle.in_flight.fetch_add(1, Relaxed);
-    let _in_flight = InFlight { idle };
-    answer(req, shared).await
 }
 
 async fn answer<H, F, B, E>(req: Request<Incoming>, shared: &Shared<H>) -> Response<ResponseBody<B>>
@@ -764,7 +773,9 @@ impl<T> Awaited<T> {
 
 impl<T> Drop for Awaited<T> {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
+        // A handler that finished may have left children running in its
+        // scope on purpose: only an unfinished one is cancelled.
+        if let Some(task) = self.0.take().filter(|t| !t.is_finished()) {
             task.cancel_with("the client went away");
         }
     }

@@ -96,11 +96,15 @@ impl Waiters {
     }
 
     /// Files `waker` under the wait's entry `*id`, giving it one first.
+    /// A waker it replaces is dropped after the lock (dropping one may run
+    /// arbitrary code).
     fn register(&self, id: &mut u64, waker: &Waker) {
         let mut list = self.list();
         if let Some((_, w)) = list.wakers.iter_mut().find(|(i, _)| *i == *id) {
             if !w.will_wake(waker) {
-                *w = waker.clone();
+                let replaced = std::mem::replace(w, waker.clone());
+                drop(list);
+                drop(replaced);
             }
             return;
         }
@@ -112,7 +116,11 @@ impl Waiters {
     }
 
     fn remove(&self, id: u64) {
-        self.list().wakers.retain(|(i, _)| *i != id);
+        let mut list = self.list();
+        let at = list.wakers.iter().position(|(i, _)| *i == id);
+        let removed = at.map(|at| list.wakers.swap_remove(at));
+        drop(list);
+        drop(removed);
     }
 }
 
@@ -406,7 +414,8 @@ fn write_shut() -> io::Error {
 /// stream's send), and writes fail from now on; this call shuts the read
 /// side (for `Both`) and returns. Outside a runtime there is no task to
 /// leave it to: the socket is shut down at once, and the send (not
-/// cancelled) is reported by the next write or close.
+/// cancelled) is reported by the next write or close; the rest of a short
+/// send, which nothing there can send, is this call's error (`WriteZero`).
 pub(crate) fn shutdown(
     (sock, compat): (&Arc<Socket>, &WriteCompat),
     how: std::net::Shutdown,
@@ -437,12 +446,23 @@ pub(crate) fn shutdown(
                 st.spare = v;
                 return Err(e);
             }
-            // A short send: the rest goes first, submitted now (outside a
-            // runtime it stays in the state, where only a submitted send
-            // may be waited for).
+            // A short send: the rest goes first, in the task below. Outside
+            // a runtime nothing can send it (and only a submitted send may
+            // be left in the state): shut down now, and say what was lost.
             Ok(Some(rest)) => {
-                st.queue(sock, v, rest)?;
-                behind = st.behind.take().expect("queued above");
+                if crate::runtime::Handle::try_current().is_none() {
+                    st.spare = v;
+                    sock.shutdown(how)?;
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "shutdown outside a runtime: the rest of a short send was not sent",
+                    ));
+                }
+                behind = Behind {
+                    send: sock.send_all_owned(v, rest),
+                    offset: rest,
+                    kicked: false,
+                };
             }
         }
     }
@@ -759,3 +779,51 @@ impl_read!(unix::OwnedReadHalf);
 impl_write!(unix::OwnedWriteHalf);
 impl_read!(unix::ReadHalf<'_>);
 impl_write!(unix::WriteHalf<'_>);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn waiters_wake_every_live_entry_once_and_forget_dropped_ones() {
+        let waiters = Arc::new(Waiters::default());
+        let ((a, wa), (b, wb), (c, wc)) = (counting(), counting(), counting());
+        let (mut ia, mut ib, mut ic) = (0, 0, 0);
+        waiters.register(&mut ia, &wa);
+        waiters.register(&mut ib, &wb);
+        waiters.register(&mut ic, &wc);
+        assert!(ia != 0 && ia != ib && ib != ic && ia != ic, "distinct ids");
+        // Polled again: the same entry, not a second one.
+        waiters.register(&mut ia, &wa);
+        assert_eq!(waiters.list().wakers.len(), 3);
+        // A wait dropped at its deadline takes its entry out.
+        waiters.remove(ib);
+        assert_eq!(waiters.list().wakers.len(), 2);
+        Waker::from(waiters.clone()).wake();
+        let counts = [&a, &b, &c].map(|n| n.0.load(SeqCst));
+        assert_eq!(counts, [1, 0, 1], "every live wait woken once");
+        assert!(waiters.list().wakers.is_empty(), "a wake empties the list");
+        // Removing an entry the wake already took is a no-op.
+        waiters.remove(ia);
+        // An entry filed again after the wake is woken by the next one.
+        waiters.register(&mut ia, &wa);
+        Waker::from(waiters.clone()).wake_by_ref();
+        assert_eq!(a.0.load(SeqCst), 2);
+    }
+}
