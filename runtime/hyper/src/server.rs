@@ -544,9 +544,11 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
     // connection until the idle timeout (for ever without one). With no
     // request begun within `header_read_timeout`, the connection is
     // dropped. (hyper's HTTP/1 has its own header timer.)
-    // It first asks the connection to close gracefully (an HTTP/2 client
-    // then gets a GOAWAY it can retry after), and drops it one more
-    // timeout later if that did not end it (detection still waiting).
+    // It first asks the connection to close gracefully: that ends a
+    // connection still detecting its protocol at once, and sends an HTTP/2
+    // client a GOAWAY it can retry after; one that is still open a timeout
+    // later (a client past the preface that does not finish the close, an
+    // HTTP/1 head begun but not ended) is dropped.
     let header_timeout = shared.config.header_read_timeout;
     let mut first_request = header_timeout
         .filter(|_| shared.config.http2)
@@ -566,7 +568,11 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
                         conn.as_mut().start_graceful_shutdown();
                     }
                     sleep.as_mut().reset(add_saturating(Instant::now(), t));
-                    let _ = sleep.as_mut().poll(cx);
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        // Already due (a timeout under a tick): no waker
+                        // was registered, so come back at once.
+                        cx.waker().wake_by_ref();
+                    }
                 }
             }
         }
