@@ -442,15 +442,11 @@ where
             idle: idle.clone(),
         });
         service_fn(move |req| {
-            let ctx = ctx.clone();
             // Counted when hyper hands the request over, not when its
             // future first runs (for HTTP/2, later, in the stream's task):
             // the first-request timer of `drive` must see it at once.
-            let in_flight = InFlight::enter(ctx.idle.clone());
-            async move {
-                let _in_flight = in_flight;
-                Ok::<_, Infallible>(answer(req, &ctx.shared).await)
-            }
+            let in_flight = InFlight::enter(ctx.clone());
+            async move { Ok::<_, Infallible>(answer(req, &in_flight.0.shared).await) }
         })
     };
     if config.http2 {
@@ -541,14 +537,13 @@ async fn drive<C: GracefulConnection, H>(conn: C, shared: &Shared<H>, idle: &Idl
     // hyper-util's protocol detection (`http2(true)`) reads the first bytes
     // with no timer of its own, and hyper's HTTP/2 has no head timeout: a
     // client that sends nothing, or half a preface, would hold the
-    // connection until the idle timeout (for ever without one). With no
-    // request begun within `header_read_timeout`, the connection is
-    // dropped. (hyper's HTTP/1 has its own header timer.)
-    // It first asks the connection to close gracefully: that ends a
-    // connection still detecting its protocol at once, and sends an HTTP/2
-    // client a GOAWAY it can retry after; one that is still open a timeout
-    // later (a client past the preface that does not finish the close, an
-    // HTTP/1 head begun but not ended) is dropped.
+    // connection until the idle timeout (for ever without one). So with no
+    // request begun within `header_read_timeout` the connection is asked to
+    // close gracefully, which ends one still detecting its protocol at once
+    // and sends an HTTP/2 client a GOAWAY it can retry after; one still
+    // open a timeout later (a client past the preface that does not finish
+    // the close, an HTTP/1 head begun but not ended) is dropped. (hyper's
+    // HTTP/1 has its own header timer.)
     let header_timeout = shared.config.header_read_timeout;
     let mut first_request = header_timeout
         .filter(|_| shared.config.http2)
@@ -657,24 +652,24 @@ impl Idle {
 }
 
 /// Counts a request of the connection, and one in flight until dropped;
-/// then stamps the connection's last activity.
-struct InFlight {
-    idle: Arc<Idle>,
-}
+/// then stamps the connection's last activity. It holds the request's
+/// reference to its connection's context (one `Arc` clone per request).
+struct InFlight<H>(Arc<ConnCtx<H>>);
 
-impl InFlight {
-    fn enter(idle: Arc<Idle>) -> InFlight {
-        idle.requests.fetch_add(1, Relaxed);
-        idle.in_flight.fetch_add(1, Relaxed);
-        InFlight { idle }
+impl<H> InFlight<H> {
+    fn enter(ctx: Arc<ConnCtx<H>>) -> InFlight<H> {
+        ctx.idle.requests.fetch_add(1, Relaxed);
+        ctx.idle.in_flight.fetch_add(1, Relaxed);
+        InFlight(ctx)
     }
 }
 
-impl Drop for InFlight {
+impl<H> Drop for InFlight<H> {
     fn drop(&mut self) {
+        let idle = &self.0.idle;
         let now = weft::time::coarse_now().as_nanos() as u64;
-        self.idle.last_done.store(now.max(1), Relaxed);
-        self.idle.in_flight.fetch_sub(1, Relaxed);
+        idle.last_done.store(now.max(1), Relaxed);
+        idle.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
