@@ -31,6 +31,17 @@
 //!   thread's share of its CPU (monoio's shows how its heavy connections
 //!   were split: ≈ 50% for an even split, which leaves stealing nothing to
 //!   even out).
+//! - `tcp_echo_skewed/64B_32c_4heavy_1000us_fan_out`: the same servers,
+//!   with a 1 ms spin, under a fan-out client
+//!   (`LoadClient::connect_fan_out`): its threads run their rounds in
+//!   lockstep, a round ending for all when the last reply is in, and the 4
+//!   heavy requests of each round go to connections drawn afresh. The skew
+//!   is per request, so no placement evens it out, and a round waits for
+//!   the busiest server thread: the shape of a front end that asks every
+//!   shard. Under the first client the threads run apart, so a
+//!   thread-per-core server's idle core serves the client threads whose
+//!   heavy connection sits elsewhere, and the cores stay busy whatever the
+//!   balance.
 //! - `udp_ping_pong`: two connected UDP sockets in one runtime; a task on
 //!   one answers every datagram, a task on the other sends 64 B and waits
 //!   for the answer, `UDP_ROUND_TRIPS` times per iteration.
@@ -78,6 +89,10 @@ use std::{
     cell::{OnceCell, RefCell},
     fmt::Write as _,
     net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -105,6 +120,43 @@ const CONNS: [usize; 2] = [32, 256];
 const SKEW_CONNS: usize = 32;
 const SKEW_HEAVY: usize = 4;
 const SKEW_WORK: Duration = Duration::from_micros(100);
+/// The spin of a heavy request under the fan-out client: long enough that
+/// the heavy requests, not the client's and the light requests' costs,
+/// make most of a round (at 100 µs they are a third of it, and even
+/// tokio, balanced, gains only 1.03–1.14× over monoio there).
+const FAN_OUT_WORK: Duration = Duration::from_millis(1);
+
+/// Heavy connections (per round, under the fan-out client) of the skewed
+/// workloads: `SKEW_HEAVY`, or `ECHO_SKEW_HEAVY` for probes.
+fn skew_heavy() -> usize {
+    static HEAVY_CONNS: OnceLock<usize> = OnceLock::new();
+    *HEAVY_CONNS.get_or_init(|| env_or("ECHO_SKEW_HEAVY", SKEW_HEAVY as u64) as usize)
+}
+
+/// The spin of a heavy request in a workload whose own is `default`:
+/// `ECHO_SKEW_WORK_US` (µs) instead, if set, for probes.
+fn skew_work(default: Duration) -> Duration {
+    std::env::var_os("ECHO_SKEW_WORK_US").map_or(default, |_| {
+        Duration::from_micros(env_or("ECHO_SKEW_WORK_US", 0))
+    })
+}
+
+/// The spin of a heavy request in the skewed workload being measured, in
+/// µs (each workload starts its own servers after setting it).
+static SPIN_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// The number in environment variable `name`, or `default` if it is unset.
+///
+/// # Panics
+/// If it is set to something else than a number.
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
 const SKEW_PLACEMENTS: usize = 3;
 /// Round trips each connection does per criterion iteration.
 const ROUNDS_PER_ITER: u64 = 8;
@@ -451,11 +503,12 @@ async fn tokio_echo(mut stream: tokio::net::TcpStream) {
 }
 
 /// The extra work a request on a heavy connection costs the server (see
-/// [`tcp_echo_skewed`]): `SKEW_WORK` of CPU, spinning, in the task.
+/// [`tcp_echo_skewed`]): [`skew_work`] of CPU, spinning, in the task.
 fn heavy_work(first: Option<&u8>) {
     if first == Some(&HEAVY) {
         let start = Instant::now();
-        while start.elapsed() < SKEW_WORK {
+        let work = Duration::from_micros(SPIN_MICROS.load(Relaxed));
+        while start.elapsed() < work {
             std::hint::spin_loop();
         }
     }
@@ -609,12 +662,42 @@ fn print_weft_counters(
 /// share a thread while the other idles; a work-stealing one spreads the
 /// work. Where the kernel puts them changes per set of connections, so
 /// after the criterion group (one set) the summary measures
-/// `SKEW_PLACEMENTS` fresh sets, each a workload row of its own.
+/// `SKEW_PLACEMENTS` fresh sets, each a workload row of its own. Measured
+/// twice: under the closed-loop client of the other echo workloads, whose
+/// threads run apart (its first SKEW_HEAVY connections always heavy), and
+/// under a fan-out client, whose threads meet after every round and whose
+/// heavy requests go to connections drawn per round (`_fan_out`).
 fn tcp_echo_skewed(c: &mut Criterion, summary: &mut Summary) {
-    let workload = format!("64B_{SKEW_CONNS}c_{SKEW_HEAVY}heavy");
-    let connect = |addr| {
-        LoadClient::connect_skewed(addr, SKEW_CONNS, CLIENT_THREADS, 64, SKEW_HEAVY).unwrap()
+    let fixed = |addr| {
+        LoadClient::connect_skewed(addr, SKEW_CONNS, CLIENT_THREADS, 64, skew_heavy()).unwrap()
     };
+    let fan_out = |addr| {
+        LoadClient::connect_fan_out(addr, SKEW_CONNS, CLIENT_THREADS, 64, skew_heavy()).unwrap()
+    };
+    let workload = format!("64B_{SKEW_CONNS}c_{}heavy", skew_heavy());
+    let fixed_work = skew_work(SKEW_WORK);
+    let fixed_name = match fixed_work == SKEW_WORK {
+        true => workload.clone(),
+        false => format!("{workload}_{}us", fixed_work.as_micros()),
+    };
+    skewed_workload(c, summary, &fixed_name, fixed_work, &fixed);
+    let fan_out_work = skew_work(FAN_OUT_WORK);
+    let fan_out_name = format!("{workload}_{}us_fan_out", fan_out_work.as_micros());
+    skewed_workload(c, summary, &fan_out_name, fan_out_work, &fan_out);
+}
+
+/// One skewed workload ([`tcp_echo_skewed`]), heavy requests spinning
+/// `work`, on every server: its criterion group, then `SKEW_PLACEMENTS`
+/// fresh sets of connections in the summary.
+fn skewed_workload(
+    c: &mut Criterion,
+    summary: &mut Summary,
+    workload: &str,
+    work: Duration,
+    connect: &dyn Fn(SocketAddr) -> LoadClient,
+) {
+    SPIN_MICROS.store(work.as_micros() as u64, Relaxed);
+    summary.spins.push((workload.to_owned(), work));
     let servers: Vec<(Server, OnceCell<(SocketAddr, Rt)>)> = SERVERS
         .into_iter()
         .map(|server| (server, OnceCell::new()))
@@ -924,6 +1007,8 @@ struct Row {
 #[derive(Debug, Default)]
 struct Summary {
     rows: Vec<Row>,
+    /// Each skewed workload's spin per heavy request.
+    spins: Vec<(String, Duration)>,
 }
 
 impl Summary {
@@ -1025,7 +1110,13 @@ impl Summary {
             // cores divided by what a request costs at the least, the
             // client's CPU per request (the same blocking client for every
             // server) plus the heavy requests' spin averaged over all.
-            let spin = SKEW_WORK.as_secs_f64() * SKEW_HEAVY as f64 / SKEW_CONNS as f64;
+            let spin_of = |workload: &str| {
+                let name = workload.split(" set ").next().unwrap_or(workload);
+                let name = name.strip_prefix("tcp_echo_skewed ").unwrap_or(name);
+                let work = self.spins.iter().find(|(w, _)| name == w);
+                work.map_or(0.0, |(_, work)| work.as_secs_f64()) * skew_heavy() as f64
+                    / SKEW_CONNS as f64
+            };
             // How the kernel split the heavy connections between monoio's
             // two threads shows as its busiest thread's share of its CPU
             // (the spin is most of it): ≈ 50% for an even split, which
@@ -1045,7 +1136,7 @@ impl Summary {
                 let (t, m) = (&row.total, &monoio.total);
                 let busy = m.process_cpu.as_secs_f64() / (m.wall.as_secs_f64() * cores);
                 let client = t.client_cpu.as_secs_f64() / t.requests.max(1) as f64;
-                let ceiling = cores / (client + spin);
+                let ceiling = cores / (client + spin_of(&row.workload));
                 println!(
                     "| {} | {} | {:.2} | {:.2} | {:.0}% | {:.0}% | {:.0}% | {:.2} | {:.1} | {:.2} |",
                     row.workload,

@@ -21,7 +21,7 @@ use crate::server_stats::{exclude_this_thread, ThreadUsage};
 use std::{
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
-    sync::mpsc,
+    sync::{mpsc, Arc, Barrier},
     thread,
     time::{Duration, Instant},
 };
@@ -258,13 +258,55 @@ impl LoadClient {
         size: usize,
         heavy: usize,
     ) -> io::Result<LoadClient> {
-        assert!(conns > 0 && threads > 0 && size > 0 && heavy <= conns);
+        assert!(heavy <= conns);
+        LoadClient::start(addr, conns, threads, size, Pick::First(heavy))
+    }
+
+    /// A fan-out client (a front end that asks every shard and answers when
+    /// the last one has): the threads run their rounds in lockstep, each
+    /// round ending for all of them at a barrier once every reply is in, so
+    /// a round lasts as long as its slowest reply. In every round `heavy`
+    /// connections, drawn afresh (the same pseudo-random sequence for every
+    /// server), send [`HEAVY`] requests: the skew is per request, not per
+    /// connection, so no placement of connections on threads evens it out
+    /// for long.
+    pub fn connect_fan_out(
+        addr: SocketAddr,
+        conns: usize,
+        threads: usize,
+        size: usize,
+        heavy: usize,
+    ) -> io::Result<LoadClient> {
+        assert!(heavy <= conns);
+        let threads = threads.min(conns.max(1));
+        let barrier = Arc::new(Barrier::new(threads));
+        LoadClient::start(
+            addr,
+            conns,
+            threads,
+            size,
+            Pick::PerRound {
+                heavy,
+                conns,
+                barrier,
+            },
+        )
+    }
+
+    fn start(
+        addr: SocketAddr,
+        conns: usize,
+        threads: usize,
+        size: usize,
+        pick: Pick,
+    ) -> io::Result<LoadClient> {
+        assert!(conns > 0 && threads > 0 && size > 0);
         let threads = threads.min(conns);
-        let mut shares: Vec<Vec<(TcpStream, bool)>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut shares: Vec<Vec<(TcpStream, usize)>> = (0..threads).map(|_| Vec::new()).collect();
         for i in 0..conns {
             let stream = TcpStream::connect(addr)?;
             stream.set_nodelay(true)?;
-            shares[i % threads].push((stream, i < heavy));
+            shares[i % threads].push((stream, i));
         }
         let threads = shares
             .into_iter()
@@ -272,9 +314,10 @@ impl LoadClient {
             .map(|(i, streams)| {
                 let (rounds, rounds_rx) = mpsc::channel();
                 let (reports_tx, reports) = mpsc::channel();
+                let pick = pick.clone();
                 let thread = thread::Builder::new()
                     .name(format!("echo-client-{i}"))
-                    .spawn(move || client_thread(streams, size, &rounds_rx, &reports_tx))
+                    .spawn(move || client_thread(streams, size, &pick, &rounds_rx, &reports_tx))
                     .expect("spawn a client thread");
                 ClientThread {
                     rounds,
@@ -334,9 +377,75 @@ impl Drop for LoadClient {
 /// ([`LoadClient::connect_skewed`]); other requests start with 0.
 pub const HEAVY: u8 = 0xFF;
 
+/// Which requests are heavy, and how the client threads pace their rounds.
+#[derive(Clone, Debug)]
+enum Pick {
+    /// Each thread runs its own rounds; the first `n` connections (by
+    /// global index) always send heavy requests.
+    First(usize),
+    /// The threads run their rounds in lockstep (a barrier after each);
+    /// `heavy` of the `conns` connections, drawn per round, send heavy
+    /// requests.
+    PerRound {
+        heavy: usize,
+        conns: usize,
+        barrier: Arc<Barrier>,
+    },
+}
+
+impl Pick {
+    /// Marks which of a thread's connections (their global `indices`) send
+    /// a heavy request in `round`; `drawn` is scratch space.
+    fn mark(&self, round: u64, indices: &[usize], drawn: &mut Vec<usize>, marks: &mut [bool]) {
+        match self {
+            Pick::First(n) => {
+                for (mark, index) in marks.iter_mut().zip(indices) {
+                    *mark = index < n;
+                }
+            }
+            Pick::PerRound { heavy, conns, .. } => {
+                draw(round, *heavy, *conns, drawn);
+                for (mark, index) in marks.iter_mut().zip(indices) {
+                    *mark = drawn.contains(index);
+                }
+            }
+        }
+    }
+
+    /// Waits for the other threads at the end of a round (fan-out only).
+    fn end_round(&self) {
+        if let Pick::PerRound { barrier, .. } = self {
+            barrier.wait();
+        }
+    }
+}
+
+/// Puts into `picked` the `heavy` distinct connections of `conns` drawn
+/// for `round`: the same for every thread and every server (splitmix64 of
+/// the round and a counter, duplicates skipped).
+fn draw(round: u64, heavy: usize, conns: usize, picked: &mut Vec<usize>) {
+    picked.clear();
+    let mut k = 0u64;
+    while picked.len() < heavy.min(conns) {
+        let mut z = round
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            .wrapping_add(0x94D0_49BB_1331_11EB);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let index = (z % conns as u64) as usize;
+        if !picked.contains(&index) {
+            picked.push(index);
+        }
+        k += 1;
+    }
+}
+
 fn client_thread(
-    streams: Vec<(TcpStream, bool)>,
+    streams: Vec<(TcpStream, usize)>,
     size: usize,
+    pick: &Pick,
     rounds: &mpsc::Receiver<u64>,
     reports: &mpsc::Sender<io::Result<ThreadReport>>,
 ) {
@@ -344,34 +453,50 @@ fn client_thread(
     let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut heavy = plain.clone();
     heavy[0] = HEAVY;
-    let (mut streams, requests): (Vec<TcpStream>, Vec<&[u8]>) = streams
-        .into_iter()
-        .map(|(stream, is_heavy)| (stream, if is_heavy { &heavy[..] } else { &plain[..] }))
-        .unzip();
+    let (mut streams, indices): (Vec<TcpStream>, Vec<usize>) = streams.into_iter().unzip();
     let mut reply = vec![0; size];
     let mut sent = vec![Instant::now(); streams.len()];
+    let mut is_heavy = vec![false; streams.len()];
+    let mut drawn = Vec::new();
+    // Rounds run so far: the same on every thread, as every batch gives
+    // each the same count.
+    let mut round = 0u64;
     while let Ok(n) = rounds.recv() {
         let cpu_before = thread_cpu();
         let mut latencies = Histogram::default();
-        let result = (|| {
-            for _ in 0..n {
-                for ((stream, sent), request) in streams.iter_mut().zip(&mut sent).zip(&requests) {
-                    *sent = Instant::now();
-                    stream.write_all(request)?;
-                }
-                for ((stream, sent), request) in streams.iter_mut().zip(&sent).zip(&requests) {
-                    stream.read_exact(&mut reply)?;
-                    latencies.record(sent.elapsed().as_nanos() as u64);
-                    if reply != *request {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "the reply differs from the request",
-                        ));
+        let mut result = Ok(());
+        for _ in 0..n {
+            // After a failure the thread still meets the others at the
+            // barrier, so a fan-out batch ends (and reports it) instead of
+            // leaving them waiting.
+            if result.is_ok() {
+                pick.mark(round, &indices, &mut drawn, &mut is_heavy);
+                result = (|| {
+                    for ((stream, sent), heavy_now) in
+                        streams.iter_mut().zip(&mut sent).zip(&is_heavy)
+                    {
+                        let request = if *heavy_now { &heavy } else { &plain };
+                        *sent = Instant::now();
+                        stream.write_all(request)?;
                     }
-                }
+                    for ((stream, sent), heavy_now) in streams.iter_mut().zip(&sent).zip(&is_heavy)
+                    {
+                        stream.read_exact(&mut reply)?;
+                        latencies.record(sent.elapsed().as_nanos() as u64);
+                        let request = if *heavy_now { &heavy } else { &plain };
+                        if reply != *request {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "the reply differs from the request",
+                            ));
+                        }
+                    }
+                    Ok(())
+                })();
             }
-            Ok(())
-        })();
+            pick.end_round();
+            round += 1;
+        }
         let report = result.map(|()| ThreadReport {
             requests: n * streams.len() as u64,
             latencies,
@@ -386,6 +511,84 @@ fn client_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{
+        net::TcpListener,
+        sync::atomic::{AtomicU64, Ordering::Relaxed},
+    };
+
+    #[test]
+    fn draws_are_distinct_in_range_repeatable_and_spread() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut times_drawn = [0u32; 32];
+        for round in 0..4_000 {
+            draw(round, 4, 32, &mut a);
+            draw(round, 4, 32, &mut b);
+            assert_eq!(a, b, "round {round} drawn differently");
+            assert_eq!(a.len(), 4);
+            for (i, x) in a.iter().enumerate() {
+                assert!(*x < 32);
+                assert!(!a[..i].contains(x), "round {round}: {a:?}");
+                times_drawn[*x] += 1;
+            }
+        }
+        // 500 draws each on average; a fair draw stays well inside this.
+        for (conn, n) in times_drawn.iter().enumerate() {
+            assert!((400..600).contains(n), "connection {conn} drawn {n} times");
+        }
+        // More heavy than connections: every connection, once.
+        draw(7, 9, 5, &mut a);
+        a.sort_unstable();
+        assert_eq!(a, [0, 1, 2, 3, 4]);
+    }
+
+    /// A plain echo server on threads that counts the heavy requests it
+    /// sees.
+    fn counting_echo_server() -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heavy = Arc::new(AtomicU64::new(0));
+        let seen = heavy.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let seen = seen.clone();
+                thread::spawn(move || {
+                    let mut buf = [0; 16];
+                    while stream.read_exact(&mut buf).is_ok() {
+                        if buf[0] == HEAVY {
+                            seen.fetch_add(1, Relaxed);
+                        }
+                        if stream.write_all(&buf).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, heavy)
+    }
+
+    #[test]
+    fn a_fan_out_client_sends_the_drawn_heavy_requests_each_round() {
+        let (addr, heavy) = counting_echo_server();
+        let client = LoadClient::connect_fan_out(addr, 8, 3, 16, 3).unwrap();
+        let batch = client.run(50);
+        assert_eq!(batch.requests, 8 * 50);
+        assert_eq!(batch.latencies.total, 8 * 50);
+        assert_eq!(heavy.load(Relaxed), 3 * 50);
+        // Rounds go on from where the last batch stopped.
+        let batch = client.run(20);
+        assert_eq!(batch.requests, 8 * 20);
+        assert_eq!(heavy.load(Relaxed), 3 * 70);
+    }
+
+    #[test]
+    fn a_skewed_client_sends_heavy_requests_on_its_first_connections() {
+        let (addr, heavy) = counting_echo_server();
+        let client = LoadClient::connect_skewed(addr, 6, 4, 16, 2).unwrap();
+        assert_eq!(client.run(10).requests, 6 * 10);
+        assert_eq!(heavy.load(Relaxed), 2 * 10);
+    }
 
     #[test]
     fn buckets_are_monotonic_and_round_trip() {
