@@ -176,6 +176,10 @@ const MEASURE: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Server {
     WeftUring,
+    /// weft on io_uring with peers' reaping off
+    /// (`Builder::io_peer_reap(false)`: rings with `DEFER_TASKRUN`, reaped
+    /// by their own worker only): what the reaping costs or buys.
+    WeftUringOwned,
     /// weft on io_uring with pooled receive (`recv_stream`: a multishot
     /// receive into the worker's provided buffer ring); TCP echo only.
     WeftPooled,
@@ -189,8 +193,9 @@ enum Server {
     Monoio,
 }
 
-const SERVERS: [Server; 6] = [
+const SERVERS: [Server; 7] = [
     Server::WeftUring,
+    Server::WeftUringOwned,
     Server::WeftPooled,
     Server::WeftEpoll,
     Server::WeftPerCore,
@@ -202,6 +207,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::WeftUring => "weft_uring",
+            Server::WeftUringOwned => "weft_uring_owned",
             Server::WeftPooled => "weft_pooled",
             Server::WeftEpoll => "weft_epoll",
             Server::WeftPerCore => "weft_per_core",
@@ -215,6 +221,7 @@ impl Server {
     fn thread_prefix(self) -> &'static str {
         match self {
             Server::WeftUring => "srv-wuring",
+            Server::WeftUringOwned => "srv-wuown",
             Server::WeftPooled => "srv-wpool",
             Server::WeftEpoll => "srv-wepoll",
             Server::WeftPerCore => "srv-wpcore",
@@ -225,9 +232,10 @@ impl Server {
 
     fn weft_driver(self) -> Option<weft::io::Driver> {
         match self {
-            Server::WeftUring | Server::WeftPooled | Server::WeftPerCore => {
-                Some(weft::io::Driver::Uring)
-            }
+            Server::WeftUring
+            | Server::WeftUringOwned
+            | Server::WeftPooled
+            | Server::WeftPerCore => Some(weft::io::Driver::Uring),
             Server::WeftEpoll => Some(weft::io::Driver::Epoll),
             Server::Tokio | Server::Monoio => None,
         }
@@ -275,6 +283,7 @@ fn build(server: Server) -> Rt {
                 Err(_) => builder,
             };
             let rt = builder
+                .io_peer_reap(server != Server::WeftUringOwned)
                 .worker_threads(NUM_WORKERS)
                 .thread_name(server.thread_prefix())
                 .io_driver(driver)

@@ -29,8 +29,11 @@
 //! ring, writing each chunk back from its pooled buffer; under epoll the
 //! same api over readiness), `--registered-files N` (io_uring: slots per
 //! ring for busy sockets, `Builder::io_registered_files`; default 1024, 0
-//! off). Run with server and client together it also prints how many
-//! registered-file slots the connections held, and that they came back.
+//! off), `--no-peer-reap` (io_uring, work-stealing flavour: only a ring's
+//! own worker reaps it, `Builder::io_peer_reap(false)`). Run with server
+//! and client together it also prints how many registered-file slots the
+//! connections held, and that they came back, and how many completions
+//! or readiness events peers took from a worker stuck inside one poll.
 
 use std::{
     error::Error,
@@ -101,7 +104,10 @@ fn start_server(args: &Args, addr: &str) -> Result<Server, Box<dyn Error>> {
         Some(slots) => builder.io_registered_files(slots),
         None => builder,
     };
-    let rt = builder.io_driver(args.driver).build()?;
+    let rt = builder
+        .io_driver(args.driver)
+        .io_peer_reap(args.peer_reap)
+        .build()?;
     let driver = rt.io_driver();
     match args.flavor {
         Flavor::Multi => {
@@ -279,6 +285,8 @@ fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
             "registered files: up to {} slots in use during the run, {left} after",
             busiest.into_inner()
         );
+        let reaped: u64 = rt.metrics().worker.iter().map(|w| w.io_peer_reaped).sum();
+        println!("taken by peers from a worker stuck in a poll: {reaped}");
         if left > 0 {
             return Err(format!("{left} registered-file slots still in use").into());
         }
@@ -430,6 +438,7 @@ struct Args {
     flavor: Flavor,
     pooled: bool,
     registered_files: Option<u32>,
+    peer_reap: bool,
 }
 
 impl Args {
@@ -444,6 +453,7 @@ impl Args {
             flavor: Flavor::Multi,
             pooled: false,
             registered_files: None,
+            peer_reap: true,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -470,11 +480,12 @@ impl Args {
                 }
                 "--pooled" => args.pooled = true,
                 "--registered-files" => args.registered_files = Some(value()?.parse()?),
+                "--no-peer-reap" => args.peer_reap = false,
                 "-h" | "--help" => {
                     println!(
                         "echo [--server ADDR | --client ADDR] [--conns N] [--size BYTES] \
                          [--secs S] [--driver uring|epoll|auto] [--flavor multi|current|per-core] [--pooled] \
-                         [--registered-files N]"
+                         [--registered-files N] [--no-peer-reap]"
                     );
                     std::process::exit(0);
                 }

@@ -119,19 +119,34 @@ pub(crate) struct Built {
     pub(crate) remotes: Vec<RemoteIo>,
 }
 
+/// Who enters and reaps a runtime's rings (see [`build`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rings {
+    /// Each ring's worker alone: `SINGLE_ISSUER` + `DEFER_TASKRUN` where
+    /// the kernel has them (thread-per-core, a `LocalRuntime`).
+    Owned,
+    /// Whichever thread is inside `block_on` (a current-thread runtime's
+    /// one ring): no `SINGLE_ISSUER`, so no `DEFER_TASKRUN`.
+    Shared,
+    /// The worker submits, and a peer may reap it while the worker is
+    /// stuck in a poll (the work-stealing flavour; docs/IO.md, "Peers
+    /// reap a busy worker's ring"): `COOP_TASKRUN`, if the process could
+    /// register for `membarrier` and `WEFT_IO_PEER_REAP` is not `0`;
+    /// else as `Owned`.
+    PeerReaped,
+}
+
 /// Chooses and creates the drivers. `choice` comes from the builder; when it
 /// is `Auto`, `WEFT_IO` decides, and `auto` falls back to epoll when io_uring
-/// is missing, refused or incomplete. Without `single_issuer`, rings are
-/// set up without `SINGLE_ISSUER` (and so without `DEFER_TASKRUN`): a
-/// current-thread runtime's ring is driven by whichever thread is inside
-/// `block_on`. A ring times one op in `time_every` for its latency
-/// histogram (0: none).
+/// is missing, refused or incomplete. `rings` says who enters and reaps
+/// the rings, which decides their setup flags. A ring times one op in
+/// `time_every` for its latency histogram (0: none).
 pub(crate) fn build(
     choice: Driver,
     entries: u32,
     workers: usize,
     pools: PoolConfig,
-    single_issuer: bool,
+    rings: Rings,
     registered_files: u32,
     time_every: u32,
 ) -> io::Result<Built> {
@@ -151,14 +166,7 @@ pub(crate) fn build(
                 io::Error::new(e.kind(), format!("io_uring is not usable here: {e}"))
             })?),
             Driver::Auto => uring::probe().ok(),
-        }
-        .map(|features| {
-            if single_issuer {
-                features
-            } else {
-                features.without_single_issuer()
-            }
-        });
+        };
     let mut built = Built {
         kind: if features.is_some() {
             Driver::Uring
@@ -168,11 +176,25 @@ pub(crate) fn build(
         workers: Vec::with_capacity(workers),
         remotes: Vec::with_capacity(workers),
     };
+    let peer_reap = rings == Rings::PeerReaped
+        && features.is_some()
+        && std::env::var_os("WEFT_IO_PEER_REAP").is_none_or(|v| v != "0")
+        && uring::membarrier_ready();
+    let features = features.map(|f| match peer_reap || rings == Rings::Shared {
+        true => f.without_single_issuer(),
+        false => f,
+    });
     for _ in 0..workers {
         match features {
             Some(features) => {
-                let (driver, remote) =
-                    uring::Driver::new(entries, features, pools, registered_files, time_every)?;
+                let (driver, remote) = uring::Driver::new(
+                    entries,
+                    features,
+                    pools,
+                    registered_files,
+                    time_every,
+                    peer_reap,
+                )?;
                 built.workers.push(WorkerIo::Uring(driver));
                 built.remotes.push(RemoteIo::Uring(remote));
             }
@@ -313,21 +335,31 @@ impl RemoteIo {
         }
     }
 
+    /// True if a peer could take io of this worker's while it is stuck
+    /// in a poll: sockets registered with its epoll, or operations in
+    /// flight on a ring peers may reap (`uring::Remote::peer_reapable`).
+    pub(crate) fn has_io_for_peers(&self) -> bool {
+        match self {
+            RemoteIo::Uring(r) => r.peer_reapable(),
+            RemoteIo::Epoll(r) => r.registered() > 0,
+        }
+    }
+
     /// Takes and dispatches, on the calling thread, the readiness events
-    /// waiting for this (another) worker: epoll only (see
-    /// `epoll::Remote::reap_for_peer`); a ring's completions are its
-    /// owner's alone (`DEFER_TASKRUN`), so 0 under io_uring.
+    /// or completions waiting for this (another) worker (see
+    /// `epoll::Remote::reap_for_peer` and `uring::Remote::reap_for_peer`;
+    /// 0 from a ring peers may not reap, one set up with `DEFER_TASKRUN`).
     pub(crate) fn reap_for_peer(&self) -> u64 {
         match self {
-            RemoteIo::Uring(_) => 0,
+            RemoteIo::Uring(r) => r.reap_for_peer(),
             RemoteIo::Epoll(r) => r.reap_for_peer(),
         }
     }
 
-    /// Events peers took from this worker's epoll (0 under io_uring).
+    /// Events or completions peers took from this worker's driver.
     pub(crate) fn peer_reaped(&self) -> u64 {
         match self {
-            RemoteIo::Uring(_) => 0,
+            RemoteIo::Uring(r) => r.peer_reaped.load(Relaxed),
             RemoteIo::Epoll(r) => r.peer_reaped.load(Relaxed),
         }
     }

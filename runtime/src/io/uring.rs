@@ -1,7 +1,9 @@
 //! The io_uring driver: one ring per worker.
 //!
-//! Only the owning worker submits to and reaps its ring (the ring is set up
-//! with SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them). Each
+//! Only the owning worker submits to its ring and, unless it is stuck in a
+//! poll, reaps it (on the work-stealing flavour a peer reaps the ring of a
+//! worker stuck in a poll, `Remote::reap_for_peer`; elsewhere the ring is
+//! set up with SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them). Each
 //! in-flight operation is an [`OpCell`](op::OpCell) behind an `Arc`, held
 //! by the future that awaits it and by the driver's slab; `user_data` is
 //! the slab key plus a generation, so a completion for a slot that was
@@ -50,7 +52,7 @@ pub(crate) use accept::{
     arm_multishot_accept, cancel_multishot, wait_multishot_ended, AcceptQueue,
 };
 pub(crate) use close::{close_fd, close_socket};
-pub(crate) use driver::{Driver, Remote, Submission};
+pub(crate) use driver::{membarrier_ready, Driver, Remote, Submission};
 pub(crate) use fixed::FixedFile;
 pub(crate) use op::{check, prelude, Cancellable, Op, OpData};
 pub(crate) use probe::{probe, recv_ioprio};

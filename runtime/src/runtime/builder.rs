@@ -35,6 +35,7 @@ pub struct Builder {
     /// `None`: adaptive (see `io_spin`).
     pub(crate) io_spin: Option<u32>,
     pub(crate) io_registered_files: u32,
+    pub(crate) io_peer_reap: bool,
     pub(crate) idle_spin: Duration,
     pub(crate) steal_age: Duration,
     /// `dump_on_signal`: the signal and what to do with each dump.
@@ -226,6 +227,7 @@ impl Builder {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             io_registered_files: DEFAULT_REGISTERED_FILES,
+            io_peer_reap: true,
             idle_spin: DEFAULT_IDLE_SPIN,
             steal_age: DEFAULT_STEAL_AGE,
             dump_on_signal: None,
@@ -478,6 +480,25 @@ impl Builder {
     /// "Registered files".
     pub fn io_registered_files(mut self, slots: u32) -> Builder {
         self.io_registered_files = slots;
+        self
+    }
+
+    /// Whether a worker may reap the io_uring ring of a peer stuck inside
+    /// one poll (default on; the work-stealing flavour with two or more
+    /// workers only). On, the rings are set up with `COOP_TASKRUN`, and a
+    /// worker that finds a peer inside one poll for `steal_age` (or
+    /// marked by the monitor) with operations in flight on its ring has
+    /// the kernel post their completions (`membarrier`) and delivers them
+    /// itself, so a long computation or a preempted worker does not hold
+    /// up the other connections whose io is on its ring; the woken tasks
+    /// run on the reaping worker. Off, the rings keep `SINGLE_ISSUER` +
+    /// `DEFER_TASKRUN` and only their own worker reaps them. Also off
+    /// where the process cannot register for `membarrier`, or with the
+    /// environment variable `WEFT_IO_PEER_REAP=0`. Ignored under epoll,
+    /// where peers always take a stuck worker's readiness events. See
+    /// docs/IO.md, "Peers reap a busy worker's ring".
+    pub fn io_peer_reap(mut self, on: bool) -> Builder {
+        self.io_peer_reap = on;
         self
     }
 
@@ -745,6 +766,7 @@ impl fmt::Debug for Builder {
             .field("recv_buffers", &self.recv_buffers)
             .field("io_spin", &self.io_spin)
             .field("io_registered_files", &self.io_registered_files)
+            .field("io_peer_reap", &self.io_peer_reap)
             .field("idle_spin", &self.idle_spin)
             .field("steal_age", &self.steal_age)
             .field("histograms", &self.histograms)

@@ -111,11 +111,13 @@ pub struct WorkerMetrics {
     /// Times this worker entered its driver: `io_uring_enter` or
     /// `epoll_wait` calls.
     pub io_enters: u64,
-    /// Readiness events of this worker's sockets that a peer took from its
-    /// epoll instance and dispatched, because this worker was inside one
-    /// poll for `Builder::steal_age` or more (the kernel kept it off its
-    /// CPU, or the poll ran long). 0 under io_uring, whose completions
-    /// only the ring's owner can reap.
+    /// Readiness events of this worker's sockets (epoll), or completions
+    /// of operations on its ring (io_uring), that a peer took and
+    /// dispatched because this worker was inside one poll for
+    /// `Builder::steal_age` or more (the kernel kept it off its CPU, or
+    /// the poll ran long). Under io_uring only on the work-stealing
+    /// flavour, where rings are set up for it (docs/IO.md, "Peers reap a
+    /// busy worker's ring").
     pub io_peer_reaped: u64,
     /// Bytes of freed task and node blocks the worker keeps for reuse, as
     /// of its last park or wake. A burst of spawns can leave up to 1 MiB

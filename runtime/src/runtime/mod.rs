@@ -154,7 +154,14 @@ impl Runtime {
         let io_driver = builder.io_driver;
         // A current-thread ring is driven by whichever thread is in
         // `block_on`, unless the runtime is bound to one (local).
-        let single_issuer = current_thread != Some(false);
+        // Peers reap a busy worker's ring on the work-stealing flavour
+        // (docs/IO.md, "Peers reap a busy worker's ring"); elsewhere no
+        // other worker would run what they reap.
+        let rings = match current_thread {
+            Some(false) => crate::io::Rings::Shared,
+            None if !pinned && workers > 1 && builder.io_peer_reap => crate::io::Rings::PeerReaped,
+            _ => crate::io::Rings::Owned,
+        };
         // One schedule and one io_uring op in this many are timed; 0: none.
         let histogram_interval = if builder.histograms {
             builder.histogram_sample_interval
@@ -166,7 +173,7 @@ impl Runtime {
             builder.io_ring_entries,
             workers,
             builder.recv_pool_config()?,
-            single_issuer,
+            rings,
             builder.io_registered_files,
             histogram_interval,
         )

@@ -27,8 +27,10 @@
 //!    never races a thief on the slot for longer than it takes to see that.
 //!    The slot itself is safe to race at any time (every take is a swap).
 //!    Under epoll, sockets registered with the worker's epoll count as work
-//!    behind it too (their readiness waits there): a peer woken for them
-//!    takes the events itself (`WorkerCtx::reap_stuck_peers`).
+//!    behind it too (their readiness waits there), and so do operations in
+//!    flight on its ring under io_uring where peers may reap it (the
+//!    work-stealing flavour): a peer woken for them takes the events or
+//!    completions itself (`WorkerCtx::reap_stuck_peers`).
 //! 3. Past `Builder::stuck_poll_threshold` the poll is reported once,
 //!    while it is still running: task id, name, spawn location and time
 //!    so far go to the hook (`Builder::on_stuck_poll`, default: a line on
@@ -62,11 +64,10 @@
 //! monitor one wakeup per half threshold.
 //!
 //! # Io on a stuck worker's ring
-//! See docs/ARCHITECTURE.md ("The monitor"): completions of operations
-//! submitted to a stuck worker's ring are reaped only by that worker, so a
-//! task waiting on one waits until the stuck poll returns; wakes to that
-//! ring from elsewhere are not lost. Readiness on a stuck worker's epoll
-//! is taken by a peer (step 2).
+//! See docs/ARCHITECTURE.md ("The monitor") and docs/IO.md ("Peers reap a
+//! busy worker's ring"): on the work-stealing flavour a peer reaps a stuck
+//! worker's ring or takes the readiness on its epoll (step 2); wakes to
+//! that ring from elsewhere are not lost.
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
@@ -441,7 +442,7 @@ impl Sampler {
                     &remote.watch,
                     &mut self.workers[index],
                     now,
-                    (queued, remote.io.registered() > 0),
+                    (queued, remote.io.has_io_for_peers()),
                     (index, false),
                 );
                 long |= v.long;

@@ -287,13 +287,11 @@ impl WorkerCtx {
                 .map(|_| Cell::new(None))
                 .collect(),
             samples_polls: !handle.shared.config.pinned && handle.shared.remotes.len() > 1,
-            // Under epoll, with the monitor's poll counters to read, and
-            // peers to read them of (not on thread-per-core: its tasks
-            // never move).
-            poll_sightings: if handle.shared.io_kind == crate::io::Driver::Epoll
-                && handle.shared.config.monitor
-                && !handle.shared.config.pinned
-            {
+            // With the monitor's poll counters to read, and peers to read
+            // them of (not on thread-per-core: its tasks never move). Under
+            // io_uring a peer's ring may refuse (`DEFER_TASKRUN`):
+            // `has_io_for_peers` says so.
+            poll_sightings: if handle.shared.config.monitor && !handle.shared.config.pinned {
                 (0..handle.shared.remotes.len())
                     .map(|_| Cell::new(None))
                     .collect()
@@ -980,7 +978,7 @@ impl WorkerCtx {
             return false;
         };
         let remote = &self.shared().remotes[victim];
-        if remote.io.registered() == 0 || remote.parked.load(Relaxed) {
+        if !remote.io.has_io_for_peers() || remote.parked.load(Relaxed) {
             sighting.set(None);
             return false;
         }

@@ -101,6 +101,11 @@ impl AcceptQueue {
 }
 
 impl Completable for AcceptQueue {
+    /// Its completions feed the owner's queue state: the owner's alone.
+    fn peer_may_complete(&self) -> bool {
+        false
+    }
+
     fn complete(&self, res: i32, more: bool) {
         let mut state = lock(&self.state);
         if !more {

@@ -156,6 +156,36 @@ pub(crate) struct Remote {
     /// empty.
     shelf: Mutex<Vec<PooledCell>>,
     shelved: AtomicUsize,
+    /// The op table and the completion queue's consumer side, shared
+    /// with peers when `peer_reap` is on (see [`Remote::reap_for_peer`]).
+    reaping: Mutex<Reaping>,
+    /// Peers may reap this ring: it was set up without `DEFER_TASKRUN`
+    /// (so a `membarrier` makes the kernel post its completions while the
+    /// owner runs user code), and the process registered for
+    /// `membarrier`.
+    peer_reap: bool,
+    /// `reaping.stash` is not empty: the owner has completions to take
+    /// even with its queue empty.
+    stashed: AtomicBool,
+    /// When a peer last had the kernel post this ring's completions, in
+    /// `runtime::ticks` (see [`KICK_GAP`]).
+    last_kick: AtomicU64,
+    /// Completions peers delivered (not in `completions`, which only the
+    /// owner writes).
+    pub(crate) peer_reaped: AtomicU64,
+}
+
+/// What the owner and a peer that reaps for it share, behind one lock: the
+/// op table, the ring (to read its completion queue; `None` once the
+/// driver is gone), and the completions a peer took off the queue but
+/// left to the owner.
+pub(super) struct Reaping {
+    ring: Option<Arc<IoUring>>,
+    pub(super) ops: OpTable,
+    /// Completions for the owner, in queue order: tokens (its eventfd
+    /// read, `MSG_RING` traffic) and multishot ops, whose state is the
+    /// owner's. The owner takes these before the queue.
+    stash: Vec<(u64, i32, u32)>,
 }
 
 /// What other threads post to a ring ([`Request`]s), in order: a vector
@@ -209,6 +239,32 @@ pub(super) type PooledCell = Arc<dyn Any + Send + Sync>;
 
 /// The most op cells a ring's shelf holds.
 const SHELF_MAX: usize = 256;
+/// Room reserved for the completions a peer leaves to the owner.
+const STASH_ROOM: usize = 64;
+/// The shortest time between two `membarrier` kicks of one ring.
+const KICK_GAP: Duration = Duration::from_micros(50);
+/// `membarrier` commands (`linux/membarrier.h`).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// Registers the process for `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
+/// (once; true if that worked): what lets a peer have the kernel post a
+/// busy owner's completions ([`Remote::reap_for_peer`]).
+pub(crate) fn membarrier_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        // SAFETY: plain syscall with integer arguments.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                0,
+                0,
+            )
+        };
+        res == 0
+    })
+}
 
 impl Remote {
     /// Wakes the owner if it is blocked in its ring. Called by the parker
@@ -243,6 +299,117 @@ impl Remote {
     /// Operations this ring still owns, cancelled ones included.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
+    }
+
+    pub(super) fn lock_reaping(&self) -> std::sync::MutexGuard<'_, Reaping> {
+        self.reaping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stashed(&self) -> bool {
+        self.stashed.load(Relaxed)
+    }
+
+    /// True if peers may reap this ring and it has operations in flight:
+    /// a peer that finds the owner stuck in a poll has something to take.
+    pub(crate) fn peer_reapable(&self) -> bool {
+        self.peer_reap && self.in_flight() > 0
+    }
+
+    /// Takes the completions of this (another worker's) ring and delivers
+    /// them on the calling thread, so the woken tasks queue on the caller:
+    /// the peer's way to run the io of an owner stuck in a long poll (the
+    /// caller decides when; see `WorkerCtx::reap_stuck_peers`). The ring
+    /// has no `DEFER_TASKRUN`, so the kernel runs a completion's task work
+    /// (the receive itself) on the owner's thread at its next return to
+    /// user mode; a `membarrier` (at most one per [`KICK_GAP`]) brings
+    /// that return about at once with an IPI. Single-shot operations are
+    /// delivered here; tokens and multishot operations, whose state is
+    /// the owner's, are left to it in order (`Reaping::stash`). Returns
+    /// the operations delivered; 0 without waiting if another thread is
+    /// reaping.
+    pub(crate) fn reap_for_peer(self: &Arc<Self>) -> u64 {
+        if !self.peer_reap {
+            return 0;
+        }
+        // The kick first, outside the lock: the owner may take the lock
+        // to reap meanwhile (its poll returned), and should not wait for
+        // a syscall.
+        let now = ticks::now();
+        let last = self.last_kick.load(Relaxed);
+        let gap = ticks::nanos_per_tick_if_known()
+            .map_or(0, |ns| (KICK_GAP.as_nanos() as f64 / ns) as u64);
+        if now.saturating_sub(last) >= gap
+            && self
+                .last_kick
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            // SAFETY: plain syscall with integer arguments; the process
+            // registered for it (`membarrier_ready`, a condition of
+            // `peer_reap`).
+            unsafe {
+                libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+            }
+        }
+        let Ok(mut guard) = self.reaping.try_lock() else {
+            return 0;
+        };
+        let reaping = &mut *guard;
+        let Some(ring) = reaping.ring.clone() else {
+            return 0;
+        };
+        let mut delivered = 0;
+        let stashed_before = reaping.stash.len();
+        loop {
+            let mut batch = [(0u64, 0i32, 0u32); 32];
+            let mut n = 0;
+            // SAFETY: the completion queue's consumers hold `reaping`; the
+            // ring is alive (its driver's drop takes it out of `reaping`
+            // first), and the view is dropped, its head published, before
+            // the lock is.
+            for cqe in unsafe { ring.completion_shared() }.take(batch.len()) {
+                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            for &(user_data, res, flags) in &batch[..n] {
+                if user_data == TOKEN_MSG || user_data == TOKEN_IGNORE {
+                    // Nothing to act on (a wake that found the owner awake).
+                    continue;
+                }
+                let ours = user_data & MSG_TAG == 0 && reaping.ops.peer_may_complete(user_data);
+                if !ours {
+                    reaping.stash.push((user_data, res, flags));
+                    continue;
+                }
+                if let Some(left) = reaping.ops.deliver(user_data, res, flags) {
+                    delivered += 1;
+                    if let Some(cell) = left.and_then(|op| op.into_pooled()) {
+                        self.shelve(cell);
+                    }
+                }
+            }
+        }
+        self.in_flight.store(reaping.ops.len(), Relaxed);
+        let stashed_now = reaping.stash.len() > stashed_before;
+        if stashed_now {
+            self.stashed.store(true, Relaxed);
+        }
+        drop(guard);
+        if stashed_now {
+            // The owner must take what was left to it, and may be about to
+            // park on the strength of an eventfd read it still thinks is
+            // armed (the one just stashed): wake it, by `MSG_RING` (a
+            // condition of `peer_reap`), which needs no armed read; its
+            // park takes the stash first.
+            self.wake();
+        }
+        if delivered > 0 {
+            self.peer_reaped.fetch_add(delivered, Relaxed);
+        }
+        delivered
     }
 
     /// Slots of this ring's registered-file table in use.
@@ -289,15 +456,19 @@ impl Remote {
 
 /// The owning side: lives on its worker thread.
 pub(crate) struct Driver {
-    ring: IoUring,
-    ops: OpTable,
+    /// Shared with `Remote::reaping` (for peers' reads of the completion
+    /// queue): every access goes through `&IoUring` (`sq`, `cq`).
+    ring: Arc<IoUring>,
     remote: Arc<Remote>,
     eventfd_armed: bool,
     eventfd_buf: Box<u64>,
     msg_ring: bool,
     /// Targets of `MSG_RING` wakes whose completion has not arrived.
     msgs: Slab<Arc<Remote>>,
-    defer_taskrun: bool,
+    /// Set up with `IORING_SETUP_TASKRUN_FLAG` (with `DEFER_TASKRUN` or
+    /// `COOP_TASKRUN`): the kernel says when an enter would post
+    /// completions.
+    taskrun_flag: bool,
     enabled: bool,
     /// The filter of fds named in the submission queue (see
     /// `Remote::queued_fds`).
@@ -461,8 +632,14 @@ impl Driver {
         pools: PoolConfig,
         registered_files: u32,
         time_every: u32,
+        peer_reap: bool,
     ) -> io::Result<(Driver, Arc<Remote>)> {
-        let ring = build_ring(features.flags, entries)?;
+        let ring = Arc::new(build_ring(features.flags, entries)?);
+        // Peers reap only rings without deferred task work, and wake the
+        // owner by `MSG_RING` (see `Remote::reap_for_peer`).
+        let peer_reap = peer_reap
+            && features.msg_ring
+            && features.flags != SetupFlags::SingleIssuerDeferTaskrun;
         // SAFETY: plain syscall; the fd is checked below.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -486,16 +663,24 @@ impl Driver {
             recv: RecvPools::new(pools),
             shelf: Mutex::new(Vec::with_capacity(SHELF_MAX)),
             shelved: AtomicUsize::new(0),
+            reaping: Mutex::new(Reaping {
+                ring: peer_reap.then(|| ring.clone()),
+                ops: OpTable::with_capacity(entries as usize, 0),
+                stash: Vec::with_capacity(STASH_ROOM),
+            }),
+            last_kick: AtomicU64::new(0),
+            peer_reap,
+            stashed: AtomicBool::new(false),
+            peer_reaped: AtomicU64::new(0),
         });
         let driver = Driver {
             ring,
-            ops: OpTable::with_capacity(entries as usize, 0),
             remote: remote.clone(),
             eventfd_armed: false,
             eventfd_buf: Box::new(0),
             msg_ring: features.msg_ring,
             msgs: Slab::new(),
-            defer_taskrun: features.flags == SetupFlags::SingleIssuerDeferTaskrun,
+            taskrun_flag: features.flags != SetupFlags::Plain,
             enabled: false,
             queued_fds: 0,
             cells: CellPool::default(),
@@ -650,6 +835,16 @@ impl Driver {
         &self.remote
     }
 
+    /// The submission queue.
+    #[inline]
+    fn sq(&self) -> io_uring::SubmissionQueue<'_> {
+        // SAFETY: only the owner (this driver, on its worker thread)
+        // touches the submission queue, and never through two views at
+        // once (each is a temporary); peers read only the completion
+        // queue, under `Remote::reaping`.
+        unsafe { self.ring.submission_shared() }
+    }
+
     /// This ring's provided buffer ring, registered on first use (on the
     /// worker thread: with SINGLE_ISSUER only the submitter may register).
     /// `None` where multishot receive is unavailable or registering failed
@@ -715,7 +910,7 @@ impl Driver {
     /// Operations in flight keep their file until they complete.
     pub(super) fn release_fixed(&mut self, slot: u32) {
         self.submit_queued();
-        if !self.ring.submission().is_empty() {
+        if !self.sq().is_empty() {
             // Not taken by the kernel (a full completion queue): emptying
             // the slot now could hand those entries the next socket, so
             // the slot stays registered (the socket's file with it) until
@@ -743,8 +938,14 @@ impl Driver {
             target,
             timeout,
         } = sub;
-        let Some(user_data) = self.ops.register(target) else {
-            return;
+        let user_data = {
+            let mut reaping = self.remote.lock_reaping();
+            let user_data = reaping.ops.register(target);
+            self.remote.in_flight.store(reaping.ops.len(), Relaxed);
+            match user_data {
+                Some(user_data) => user_data,
+                None => return,
+            }
         };
         let key = (user_data & 0xffff_ffff) as usize;
         if key >= self.pushed_at.len() {
@@ -760,7 +961,6 @@ impl Driver {
             self.push_entries(&[entry]);
         }
         bump(&self.remote.submissions, 1);
-        self.publish_in_flight();
     }
 
     /// The stamp of the op being pushed: the time for one op in
@@ -785,7 +985,7 @@ impl Driver {
             // SAFETY: every address in the entries points into an `OpCell`
             // (or a `Box` of this driver) that the slab keeps alive until
             // the completion arrives.
-            let pushed = unsafe { self.ring.submission().push_multiple(entries) };
+            let pushed = unsafe { self.sq().push_multiple(entries) };
             if pushed.is_ok() {
                 for entry in entries {
                     self.queued_fds |= fd_bit(entry_fd(entry));
@@ -804,7 +1004,8 @@ impl Driver {
 
     /// Asks the kernel to cancel `target` (its future was dropped).
     pub(crate) fn cancel(&mut self, target: &Arc<dyn Completable>) {
-        if let Some(user_data) = self.ops.to_cancel(target) {
+        let user_data = self.remote.lock_reaping().ops.to_cancel(target);
+        if let Some(user_data) = user_data {
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(TOKEN_IGNORE);
@@ -892,13 +1093,13 @@ impl Driver {
 
     /// Hands the submission queue to the kernel now, if it holds anything.
     pub(crate) fn submit_queued(&mut self) {
-        if !self.ring.submission().is_empty() {
+        if !self.sq().is_empty() {
             self.enter(None, false);
         }
     }
 
     fn publish_queued(&mut self) {
-        if self.ring.submission().is_empty() {
+        if self.sq().is_empty() {
             self.queued_fds = 0;
         }
         if !self.draining {
@@ -906,15 +1107,17 @@ impl Driver {
         }
     }
 
-    /// Operations this ring owns now.
+    /// Operations this ring owns now (as of the last push or reap, a
+    /// peer's included).
     pub(crate) fn in_flight(&self) -> usize {
-        self.ops.len()
+        self.remote.in_flight()
     }
 
     /// True if the worker should enter the kernel on its periodic tick.
     pub(crate) fn has_work(&mut self) -> bool {
-        !self.ops.is_empty()
-            || !self.ring.submission().is_empty()
+        self.remote.in_flight() > 0
+            || self.remote.stashed()
+            || !self.sq().is_empty()
             || !self.remote.mailbox.is_empty()
     }
 
@@ -928,32 +1131,41 @@ impl Driver {
     /// Blocks until a completion, a wakeup, or `deadline`.
     /// True if operations completed (not just a wakeup or the timeout).
     pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
+        if self.remote.stashed() && self.reap() > 0 {
+            // A peer left completions here (`Remote::reap_for_peer`):
+            // their tasks run first. Taking them also takes a completed
+            // eventfd read, which `arm_eventfd` must see.
+            return true;
+        }
         self.drain_mailbox();
         self.arm_eventfd();
         self.enter(deadline, true);
         let delivered = self.reap();
         self.drain_mailbox();
         // Submit what the mailbox brought; completions come next time.
-        if !self.ring.submission().is_empty() {
+        if !self.sq().is_empty() {
             self.enter(None, false);
         }
         delivered > 0
     }
 
     fn enter(&mut self, deadline: Option<Instant>, wait: bool) {
-        if !wait && self.ring.submission().is_empty() {
-            let idle = if self.defer_taskrun {
+        if !wait && self.sq().is_empty() {
+            let idle = if self.taskrun_flag {
                 // The kernel sets IORING_SQ_TASKRUN (the ring is set up
                 // with IORING_SETUP_TASKRUN_FLAG) when it queues task work
                 // for us, i.e. when a completion waits for an enter to be
                 // posted; an overflowed CQ needs one to be flushed. With
                 // neither, an enter would find nothing: skip the syscall.
-                let sq = self.ring.submission();
+                let sq = self.sq();
                 !sq.taskrun() && !sq.cq_overflow()
             } else {
-                // Without deferred task work completions are posted on
+                // Without task work flags completions are posted on
                 // their own; those already posted are reaped next.
-                !self.ring.completion().is_empty()
+                let _reaping = self.remote.lock_reaping();
+                // SAFETY: the completion queue's consumers hold
+                // `reaping` (a peer's reads and head updates too).
+                !unsafe { self.ring.completion_shared() }.is_empty()
             };
             if idle {
                 return;
@@ -963,7 +1175,7 @@ impl Driver {
         let res = if !wait {
             // GETEVENTS with min_complete 0: submit, and run deferred task
             // work so completions become visible, without blocking.
-            let to_submit = self.ring.submission().len() as u32;
+            let to_submit = self.sq().len() as u32;
             // SAFETY: no argument struct (`arg` is null, and no flag says
             // there is one).
             unsafe { self.sys_enter(to_submit, 0, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }
@@ -978,7 +1190,7 @@ impl Driver {
                     Some(deadline.map_or(cap, |d| d.min(cap)))
                 }
             };
-            let to_submit = self.ring.submission().len() as u32;
+            let to_submit = self.sq().len() as u32;
             match deadline {
                 // SAFETY: no argument struct.
                 None => unsafe {
@@ -1031,60 +1243,77 @@ impl Driver {
         // One clock read per reap, taken at the first completion.
         let mut now = 0;
         loop {
+            let mut cells: [Option<PooledCell>; 32] = Default::default();
             let mut batch = [(0u64, 0i32, 0u32); 32];
-            let mut n = 0;
-            for cqe in self.ring.completion().take(batch.len()) {
-                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            for &(user_data, res, flags) in &batch[..n] {
-                match user_data {
-                    TOKEN_EVENTFD => self.eventfd_armed = false,
-                    TOKEN_MSG | TOKEN_IGNORE => {}
-                    ud if ud & MSG_TAG != 0 => {
-                        let key = (ud & !MSG_TAG) as usize;
-                        if let Some(target) = self.msgs.try_remove(key) {
-                            if res < 0 {
-                                target.wake_eventfd();
+            let n;
+            {
+                let mut reaping = self.remote.lock_reaping();
+                let reaping = &mut *reaping;
+                // What a peer left here came off the queue first.
+                let stashed = reaping.stash.len().min(batch.len());
+                for (slot, entry) in batch.iter_mut().zip(reaping.stash.drain(..stashed)) {
+                    *slot = entry;
+                }
+                let mut taken = stashed;
+                // SAFETY: the completion queue's consumers hold `reaping`
+                // (a peer's reads and head updates too); the view is
+                // dropped, its head published, before the lock is.
+                for cqe in unsafe { self.ring.completion_shared() }.take(batch.len() - stashed) {
+                    batch[taken] = (cqe.user_data(), cqe.result(), cqe.flags());
+                    taken += 1;
+                }
+                n = taken;
+                if n == 0 {
+                    self.remote.stashed.store(false, Relaxed);
+                    break;
+                }
+                for (i, &(user_data, res, flags)) in batch[..n].iter().enumerate() {
+                    match user_data {
+                        TOKEN_EVENTFD => self.eventfd_armed = false,
+                        TOKEN_MSG | TOKEN_IGNORE => {}
+                        ud if ud & MSG_TAG != 0 => {
+                            let key = (ud & !MSG_TAG) as usize;
+                            if let Some(target) = self.msgs.try_remove(key) {
+                                if res < 0 {
+                                    target.wake_eventfd();
+                                }
                             }
                         }
-                    }
-                    _ => {
-                        let more = cqueue::more(flags);
-                        if let Some(left) = self.ops.deliver(user_data, res, flags) {
-                            delivered += 1;
-                            if let Some(cell) = left.and_then(|op| op.into_pooled()) {
-                                self.recycle_cell(cell, None);
-                            }
-                            // Timed once, at the first completion: a
-                            // multishot op's first result ends its stamp
-                            // and is not counted (it measures the wait for
-                            // a peer, not an operation).
-                            let key = (user_data & 0xffff_ffff) as usize;
-                            let pushed_at = std::mem::take(&mut self.pushed_at[key]);
-                            if pushed_at != 0 && !more {
-                                if now == 0 {
-                                    now = ticks::now();
+                        _ => {
+                            let more = cqueue::more(flags);
+                            if let Some(left) = reaping.ops.deliver(user_data, res, flags) {
+                                delivered += 1;
+                                cells[i] = left.and_then(|op| op.into_pooled());
+                                // Timed once, at the first completion: a
+                                // multishot op's first result ends its
+                                // stamp and is not counted (it measures
+                                // the wait for a peer, not an operation).
+                                let key = (user_data & 0xffff_ffff) as usize;
+                                let pushed_at =
+                                    self.pushed_at.get_mut(key).map_or(0, std::mem::take);
+                                if pushed_at != 0 && !more {
+                                    if now == 0 {
+                                        now = ticks::now();
+                                    }
+                                    self.remote.op_latency.record(now.saturating_sub(pushed_at));
                                 }
-                                self.remote.op_latency.record(now.saturating_sub(pushed_at));
                             }
                         }
                     }
                 }
+                self.remote.in_flight.store(reaping.ops.len(), Relaxed);
+                self.remote
+                    .stashed
+                    .store(!reaping.stash.is_empty(), Relaxed);
+            }
+            for cell in cells.into_iter().flatten() {
+                self.recycle_cell(cell, None);
             }
         }
         if delivered > 0 {
             bump(&self.remote.completions, delivered);
-            self.publish_in_flight();
         }
         delivered
-    }
-
-    fn publish_in_flight(&self) {
-        self.remote.in_flight.store(self.ops.len(), Relaxed);
     }
 }
 
@@ -1098,21 +1327,29 @@ impl Drop for Driver {
         // can be freed. Whatever does not complete in time is leaked rather
         // than freed under the kernel.
         self.drain_mailbox();
-        for user_data in self.ops.user_data() {
+        let pending = self.remote.lock_reaping().ops.user_data();
+        for user_data in pending {
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(TOKEN_IGNORE);
             self.push_entries(&[entry]);
         }
         let give_up = Instant::now() + Duration::from_secs(2);
-        while !self.ops.is_empty() && Instant::now() < give_up {
+        while !self.remote.lock_reaping().ops.is_empty() && Instant::now() < give_up {
             self.enter(Some(Instant::now() + Duration::from_millis(50)), true);
             self.reap();
         }
-        let leaked = !self.ops.is_empty();
-        for target in self.ops.drain() {
-            std::mem::forget(target);
-        }
+        let leaked = {
+            let mut reaping = self.remote.lock_reaping();
+            let leaked = !reaping.ops.is_empty();
+            for target in reaping.ops.drain() {
+                std::mem::forget(target);
+            }
+            // Peers find no ring from now on.
+            reaping.ring = None;
+            reaping.stash.clear();
+            leaked
+        };
         // The buffer ring: freed with its last reference (buffers user code
         // still holds keep it). An op leaked above keeps its queue and with
         // it the ring's memory, which the kernel may still write.
@@ -1125,7 +1362,7 @@ impl Drop for Driver {
             }
             drop(ring);
         }
-        self.publish_in_flight();
+        self.remote.in_flight.store(0, Relaxed);
         self.remote.closed.store(true, Release);
         // No shelving after this (`Remote::shelve`): the cells here may
         // hold this ring's `Remote`.
@@ -1160,7 +1397,7 @@ mod tests {
     fn driver() -> Option<Driver> {
         let features = super::super::probe::probe().ok()?;
         Some(
-            Driver::new(64, features, PoolConfig::default(), 0, 1)
+            Driver::new(64, features, PoolConfig::default(), 0, 1, false)
                 .ok()?
                 .0,
         )

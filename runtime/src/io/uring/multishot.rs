@@ -112,6 +112,11 @@ impl RecvQueue {
 }
 
 impl Completable for RecvQueue {
+    /// Its completions feed the owner's queue state: the owner's alone.
+    fn peer_may_complete(&self) -> bool {
+        false
+    }
+
     fn complete(&self, res: i32, more: bool) {
         // Every completion of a multishot receive comes through
         // `complete_cqe`, which sees the buffer id; this path carries none.

@@ -138,7 +138,9 @@ pub(super) fn build_ring(flags: SetupFlags, entries: u32) -> io::Result<IoUring>
                 .setup_taskrun_flag();
         }
         SetupFlags::CoopTaskrun => {
-            builder.setup_coop_taskrun();
+            // Both 5.19: the flag tells a non-blocking poll whether the
+            // kernel holds completions for an enter to post.
+            builder.setup_coop_taskrun().setup_taskrun_flag();
         }
         SetupFlags::Plain => {}
     }

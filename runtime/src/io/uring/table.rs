@@ -27,6 +27,15 @@ pub(crate) trait Completable: Send + Sync {
     /// Where the driver keeps its `user_data` and the done flag.
     fn slot(&self) -> &SlotState;
 
+    /// True if a peer reaping the ring for its busy owner may deliver this
+    /// operation's completions (`Remote::reap_for_peer`): single-shot
+    /// operations, whose completion only wakes their task. Multishot
+    /// queues, whose completions feed state the owner keeps (buffer
+    /// selection, the order of arrivals), say no and are left to it.
+    fn peer_may_complete(&self) -> bool {
+        true
+    }
+
     /// The `user_data` the driver gave it (0 before it was submitted).
     fn user_data(&self) -> u64 {
         self.slot().user_data.load(Acquire)
@@ -139,6 +148,17 @@ impl OpTable {
         let target = self.ops.remove(key).1;
         target.complete_cqe(res, flags);
         Some(Some(target))
+    }
+
+    /// True unless `user_data` names a live entry that must be completed
+    /// by the ring's owner ([`Completable::peer_may_complete`]); a stale
+    /// one is the caller's to drop (`deliver` does).
+    pub(crate) fn peer_may_complete(&self, user_data: u64) -> bool {
+        let key = (user_data & 0xffff_ffff) as usize;
+        match self.ops.get(key) {
+            Some((g, target)) if u64::from(*g) == user_data >> 32 => target.peer_may_complete(),
+            _ => true,
+        }
     }
 
     /// Entries in the table (cancelled ones included).
