@@ -489,12 +489,14 @@ impl Builder {
     /// worker that finds a peer inside one poll for `steal_age` (or
     /// marked by the monitor) with operations in flight on its ring has
     /// the kernel post their completions (`membarrier`) and delivers them
-    /// itself, so a long computation or a preempted worker does not hold
-    /// up the other connections whose io is on its ring; the woken tasks
-    /// run on the reaping worker. Off, the rings keep `SINGLE_ISSUER` +
-    /// `DEFER_TASKRUN` and only their own worker reaps them. Also off
-    /// where the process cannot register for `membarrier`, or with the
-    /// environment variable `WEFT_IO_PEER_REAP=0`. Ignored under epoll,
+    /// itself, so a long computation does not hold up the other
+    /// connections whose io is on its ring; the woken tasks run on the
+    /// reaping worker. (A worker the kernel has preempted posts its
+    /// completions only once it runs again.) Off, the rings keep
+    /// `SINGLE_ISSUER` + `DEFER_TASKRUN` and only their own worker reaps
+    /// them. Also off without the monitor (`monitor(false)`), where the
+    /// process cannot register for `membarrier`, or with the environment
+    /// variable `WEFT_IO_PEER_REAP=0`. Ignored under epoll,
     /// where peers always take a stuck worker's readiness events. See
     /// docs/IO.md, "Peers reap a busy worker's ring".
     pub fn io_peer_reap(mut self, on: bool) -> Builder {

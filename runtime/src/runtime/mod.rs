@@ -159,7 +159,11 @@ impl Runtime {
         // other worker would run what they reap.
         let rings = match current_thread {
             Some(false) => crate::io::Rings::Shared,
-            None if !pinned && workers > 1 && builder.io_peer_reap => crate::io::Rings::PeerReaped,
+            // Peers find a stuck worker through the monitor's poll
+            // counters: without the monitor nobody would reap.
+            None if !pinned && workers > 1 && builder.io_peer_reap && builder.monitor => {
+                crate::io::Rings::PeerReaped
+            }
             _ => crate::io::Rings::Owned,
         };
         // One schedule and one io_uring op in this many are timed; 0: none.

@@ -186,6 +186,11 @@ pub(super) struct Reaping {
     /// read, `MSG_RING` traffic) and multishot ops, whose state is the
     /// owner's. The owner takes these before the queue.
     stash: Vec<(u64, i32, u32)>,
+    /// The owner is parking: from the moment it found the stash empty
+    /// until it has reaped after its wait. Peers leave the queue alone
+    /// meanwhile: a completed eventfd read taken now would be one the
+    /// owner still counts as armed, and it would sleep without one.
+    parking: bool,
 }
 
 /// What other threads post to a ring ([`Request`]s), in order: a vector
@@ -239,6 +244,9 @@ pub(super) type PooledCell = Arc<dyn Any + Send + Sync>;
 
 /// The most op cells a ring's shelf holds.
 const SHELF_MAX: usize = 256;
+/// An operation a peer took out of the table, with its completion's result
+/// and flags, to complete once the lock is released.
+type PeerDelivery = (Arc<dyn Completable>, i32, u32);
 /// Room reserved for the completions a peer leaves to the owner.
 const STASH_ROOM: usize = 64;
 /// The shortest time between two `membarrier` kicks of one ring.
@@ -322,12 +330,16 @@ impl Remote {
     /// has no `DEFER_TASKRUN`, so the kernel runs a completion's task work
     /// (the receive itself) on the owner's thread at its next return to
     /// user mode; a `membarrier` (at most one per [`KICK_GAP`]) brings
-    /// that return about at once with an IPI. Single-shot operations are
-    /// delivered here; tokens and multishot operations, whose state is
-    /// the owner's, are left to it in order (`Reaping::stash`). Returns
-    /// the operations delivered; 0 without waiting if another thread is
-    /// reaping.
-    pub(crate) fn reap_for_peer(self: &Arc<Self>) -> u64 {
+    /// that return about at once with an IPI (for an owner that is
+    /// running: a preempted one posts them when it runs again). Single-shot
+    /// operations are delivered here, outside the lock; tokens and
+    /// multishot operations, whose state is the owner's, are left to it in
+    /// order (`Reaping::stash`), which it takes at its next reap or park.
+    /// Nothing is taken while the owner parks (`Reaping::parking`).
+    /// Returns the operations delivered; 0 without waiting if another
+    /// thread holds the lock. Ops delivered here are not timed for
+    /// `op_latency`.
+    pub(crate) fn reap_for_peer(&self) -> u64 {
         if !self.peer_reap {
             return 0;
         }
@@ -351,60 +363,77 @@ impl Remote {
                 libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
             }
         }
-        let Ok(mut guard) = self.reaping.try_lock() else {
-            return 0;
-        };
-        let reaping = &mut *guard;
-        let Some(ring) = reaping.ring.clone() else {
-            return 0;
+        let mut guard = match self.reaping.try_lock() {
+            Ok(guard) => guard,
+            // A waker that panicked under the lock leaves nothing half
+            // done: the table and the queue are consistent between calls.
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return 0,
         };
         let mut delivered = 0;
-        let stashed_before = reaping.stash.len();
         loop {
-            let mut batch = [(0u64, 0i32, 0u32); 32];
-            let mut n = 0;
-            // SAFETY: the completion queue's consumers hold `reaping`; the
-            // ring is alive (its driver's drop takes it out of `reaping`
-            // first), and the view is dropped, its head published, before
-            // the lock is.
-            for cqe in unsafe { ring.completion_shared() }.take(batch.len()) {
-                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            for &(user_data, res, flags) in &batch[..n] {
-                if user_data == TOKEN_MSG || user_data == TOKEN_IGNORE {
-                    // Nothing to act on (a wake that found the owner awake).
-                    continue;
+            // Taken out of the table under the lock (so each completes
+            // exactly once, and the owner's cancels find them gone), and
+            // completed after it: a waker may run any code, which must not
+            // hold up the owner's next push or reap.
+            let mut done: [Option<PeerDelivery>; 32] = Default::default();
+            let mut n_done = 0;
+            {
+                let reaping = &mut *guard;
+                if reaping.parking {
+                    break;
                 }
-                let ours = user_data & MSG_TAG == 0 && reaping.ops.peer_may_complete(user_data);
-                if !ours {
-                    reaping.stash.push((user_data, res, flags));
-                    continue;
+                let Some(ring) = reaping.ring.as_ref() else {
+                    break;
+                };
+                let mut batch = [(0u64, 0i32, 0u32); 32];
+                let mut n = 0;
+                // SAFETY: the completion queue's consumers hold `reaping`;
+                // the ring is alive (its driver's drop takes it out of
+                // `reaping` under the lock first), and the view is dropped,
+                // its head published, before the lock is.
+                for cqe in unsafe { ring.completion_shared() }.take(batch.len()) {
+                    batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                    n += 1;
                 }
-                if let Some(left) = reaping.ops.deliver(user_data, res, flags) {
-                    delivered += 1;
-                    if let Some(cell) = left.and_then(|op| op.into_pooled()) {
-                        self.shelve(cell);
+                if n == 0 {
+                    break;
+                }
+                for &(user_data, res, flags) in &batch[..n] {
+                    if user_data == TOKEN_MSG || user_data == TOKEN_IGNORE {
+                        // Nothing to act on (a wake that found the owner
+                        // awake).
+                        continue;
+                    }
+                    let ours = user_data & MSG_TAG == 0 && reaping.ops.peer_may_complete(user_data);
+                    if !ours {
+                        reaping.stash.push((user_data, res, flags));
+                        continue;
+                    }
+                    if let Some(op) = reaping.ops.take_final(user_data) {
+                        done[n_done] = Some((op, res, flags));
+                        n_done += 1;
                     }
                 }
+                self.in_flight.store(reaping.ops.len(), Relaxed);
+                if !reaping.stash.is_empty() {
+                    self.stashed.store(true, Relaxed);
+                }
             }
-        }
-        self.in_flight.store(reaping.ops.len(), Relaxed);
-        let stashed_now = reaping.stash.len() > stashed_before;
-        if stashed_now {
-            self.stashed.store(true, Relaxed);
-        }
-        drop(guard);
-        if stashed_now {
-            // The owner must take what was left to it, and may be about to
-            // park on the strength of an eventfd read it still thinks is
-            // armed (the one just stashed): wake it, by `MSG_RING` (a
-            // condition of `peer_reap`), which needs no armed read; its
-            // park takes the stash first.
-            self.wake();
+            drop(guard);
+            for (op, res, flags) in done.into_iter().flatten() {
+                op.complete_cqe(res, flags);
+                delivered += 1;
+                if let Some(cell) = op.into_pooled() {
+                    self.shelve(cell);
+                }
+            }
+            guard = match self.reaping.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                // The owner is back (or another peer): it takes the rest.
+                Err(std::sync::TryLockError::WouldBlock) => break,
+            };
         }
         if delivered > 0 {
             self.peer_reaped.fetch_add(delivered, Relaxed);
@@ -635,11 +664,9 @@ impl Driver {
         peer_reap: bool,
     ) -> io::Result<(Driver, Arc<Remote>)> {
         let ring = Arc::new(build_ring(features.flags, entries)?);
-        // Peers reap only rings without deferred task work, and wake the
-        // owner by `MSG_RING` (see `Remote::reap_for_peer`).
-        let peer_reap = peer_reap
-            && features.msg_ring
-            && features.flags != SetupFlags::SingleIssuerDeferTaskrun;
+        // Peers reap only rings without deferred task work (see
+        // `Remote::reap_for_peer`).
+        let peer_reap = peer_reap && features.flags != SetupFlags::SingleIssuerDeferTaskrun;
         // SAFETY: plain syscall; the fd is checked below.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -667,6 +694,7 @@ impl Driver {
                 ring: peer_reap.then(|| ring.clone()),
                 ops: OpTable::with_capacity(entries as usize, 0),
                 stash: Vec::with_capacity(STASH_ROOM),
+                parking: false,
             }),
             last_kick: AtomicU64::new(0),
             peer_reap,
@@ -1131,16 +1159,26 @@ impl Driver {
     /// Blocks until a completion, a wakeup, or `deadline`.
     /// True if operations completed (not just a wakeup or the timeout).
     pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
-        if self.remote.stashed() && self.reap() > 0 {
-            // A peer left completions here (`Remote::reap_for_peer`):
-            // their tasks run first. Taking them also takes a completed
-            // eventfd read, which `arm_eventfd` must see.
-            return true;
+        // What peers left here first (`Remote::reap_for_peer`): its tasks
+        // run before any wait, and a completed eventfd read among it must
+        // be seen by `arm_eventfd`. Then, under the same lock that finds
+        // the stash empty, peers are told to leave the queue alone until
+        // the wait is over (`Reaping::parking`).
+        loop {
+            if self.remote.stashed() && self.reap() > 0 {
+                return true;
+            }
+            let mut reaping = self.remote.lock_reaping();
+            if reaping.stash.is_empty() {
+                reaping.parking = true;
+                break;
+            }
         }
         self.drain_mailbox();
         self.arm_eventfd();
         self.enter(deadline, true);
         let delivered = self.reap();
+        self.remote.lock_reaping().parking = false;
         self.drain_mailbox();
         // Submit what the mailbox brought; completions come next time.
         if !self.sq().is_empty() {

@@ -150,6 +150,18 @@ impl OpTable {
         Some(Some(target))
     }
 
+    /// Takes the entry `user_data` names out of the table, for its final
+    /// completion to be delivered by the caller (`complete_cqe`, then the
+    /// cell); `None` if it is stale. For single-shot operations: a
+    /// multishot one leaves the table only with its last completion.
+    pub(crate) fn take_final(&mut self, user_data: u64) -> Option<Arc<dyn Completable>> {
+        let key = (user_data & 0xffff_ffff) as usize;
+        match self.ops.get(key) {
+            Some((g, _)) if u64::from(*g) == user_data >> 32 => Some(self.ops.remove(key).1),
+            _ => None,
+        }
+    }
+
     /// True unless `user_data` names a live entry that must be completed
     /// by the ring's owner ([`Completable::peer_may_complete`]); a stale
     /// one is the caller's to drop (`deliver` does).
