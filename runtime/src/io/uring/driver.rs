@@ -249,6 +249,8 @@ const SHELF_MAX: usize = 256;
 type PeerDelivery = (Arc<dyn Completable>, i32, u32);
 /// Room reserved for the completions a peer leaves to the owner.
 const STASH_ROOM: usize = 64;
+/// Batches of completions one `Remote::reap_for_peer` takes at most.
+const PEER_BATCHES: usize = 4;
 /// The shortest time between two `membarrier` kicks of one ring.
 const KICK_GAP: Duration = Duration::from_micros(50);
 /// `membarrier` commands (`linux/membarrier.h`).
@@ -365,13 +367,16 @@ impl Remote {
         }
         let mut guard = match self.reaping.try_lock() {
             Ok(guard) => guard,
-            // A waker that panicked under the lock leaves nothing half
-            // done: the table and the queue are consistent between calls.
+            // Poisoned by a waker that panicked in the owner's reap: that
+            // batch's completions may be lost (as they would be without
+            // the lock), but the table and the queue can still be read.
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return 0,
         };
         let mut delivered = 0;
-        loop {
+        // A few batches at most: the caller saw the owner stuck, which may
+        // have ended meanwhile, and its own queue waits.
+        for _ in 0..PEER_BATCHES {
             // Taken out of the table under the lock (so each completes
             // exactly once, and the owner's cancels find them gone), and
             // completed after it: a waker may run any code, which must not
@@ -400,16 +405,18 @@ impl Remote {
                     break;
                 }
                 for &(user_data, res, flags) in &batch[..n] {
-                    if user_data == TOKEN_MSG || user_data == TOKEN_IGNORE {
-                        // Nothing to act on (a wake that found the owner
-                        // awake).
+                    if user_data == TOKEN_IGNORE {
+                        // Nothing to act on (a link timeout, a cancel).
                         continue;
                     }
+                    // A `MSG_RING` wake (`TOKEN_MSG`) is stashed too: it
+                    // may be the one an unpark sent to the owner's park.
                     let ours = user_data & MSG_TAG == 0 && reaping.ops.peer_may_complete(user_data);
                     if !ours {
                         reaping.stash.push((user_data, res, flags));
                         continue;
                     }
+                    debug_assert!(!cqueue::more(flags), "a single-shot op with more to come");
                     if let Some(op) = reaping.ops.take_final(user_data) {
                         done[n_done] = Some((op, res, flags));
                         n_done += 1;
@@ -1159,19 +1166,22 @@ impl Driver {
     /// Blocks until a completion, a wakeup, or `deadline`.
     /// True if operations completed (not just a wakeup or the timeout).
     pub(crate) fn park(&mut self, deadline: Option<Instant>) -> bool {
-        // What peers left here first (`Remote::reap_for_peer`): its tasks
-        // run before any wait, and a completed eventfd read among it must
-        // be seen by `arm_eventfd`. Then, under the same lock that finds
-        // the stash empty, peers are told to leave the queue alone until
-        // the wait is over (`Reaping::parking`).
-        loop {
-            if self.remote.stashed() && self.reap() > 0 {
-                return true;
-            }
+        // What peers left here (`Remote::reap_for_peer`) is taken, and
+        // then no wait: it may hold the wake meant for this park (a
+        // `MSG_RING` or eventfd completion that an unpark posted after the
+        // worker went parked), and a completed eventfd read there must be
+        // seen by `arm_eventfd`; a spurious return is allowed (the caller
+        // looks again). Otherwise, under the same lock that finds the
+        // stash empty, peers are told to leave the queue alone until the
+        // wait is over (`Reaping::parking`), so a wake stays in the queue
+        // for the wait to find.
+        {
             let mut reaping = self.remote.lock_reaping();
             if reaping.stash.is_empty() {
                 reaping.parking = true;
-                break;
+            } else {
+                drop(reaping);
+                return self.reap() > 0;
             }
         }
         self.drain_mailbox();
@@ -1358,6 +1368,8 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         if !self.enabled {
+            // Never submitted to; only let the ring go with this driver.
+            self.remote.lock_reaping().ring = None;
             return;
         }
         // The kernel may still write into buffers the cells own: cancel
