@@ -1018,8 +1018,10 @@ impl Driver {
     fn push_entries(&mut self, entries: &[squeue::Entry]) {
         loop {
             // SAFETY: every address in the entries points into an `OpCell`
-            // (or a `Box` of this driver) that the slab keeps alive until
-            // the completion arrives.
+            // (or a `Box` of this driver) that the op table keeps alive
+            // until the completion arrives, whoever delivers it (the owner
+            // or a peer, `Remote::reap_for_peer`); the queue is the owner's
+            // (`sq`).
             let pushed = unsafe { self.sq().push_multiple(entries) };
             if pushed.is_ok() {
                 for entry in entries {
