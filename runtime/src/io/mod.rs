@@ -271,6 +271,15 @@ impl WorkerIo {
         true
     }
 
+    /// Hands the operations queued on this worker's ring to the kernel
+    /// now (io_uring; epoll has no queue). See `WorkerCtx::run_task`: after
+    /// a poll the monitor marked stalled.
+    pub(crate) fn submit_queued(&mut self) {
+        if let WorkerIo::Uring(d) = self {
+            d.submit_queued();
+        }
+    }
+
     /// Whether an idle worker keeps reaping this driver in its idle spin
     /// instead of parking at once: io_uring with at least
     /// [`REAP_WHILE_IDLE_LOAD`] operations in flight. Under epoll the
@@ -345,6 +354,27 @@ impl RemoteIo {
         }
     }
 
+    /// True if entries were queued on this ring since its owner last
+    /// entered the kernel (io_uring; never under epoll). One relaxed load
+    /// of a line the owner writes per push.
+    #[inline]
+    pub(crate) fn has_queued(&self) -> bool {
+        match self {
+            RemoteIo::Uring(r) => r.has_queued(),
+            RemoteIo::Epoll(_) => false,
+        }
+    }
+
+    /// Hands a ring's submission queue to the kernel for its owner, stuck
+    /// in a poll (the monitor's call; see `uring::Remote::submit_for_owner`).
+    /// Nothing under epoll, whose sends are made by the tasks themselves.
+    pub(crate) fn submit_for_owner(&self) -> bool {
+        match self {
+            RemoteIo::Uring(r) => r.submit_for_owner(),
+            RemoteIo::Epoll(_) => false,
+        }
+    }
+
     /// Takes and dispatches, on the calling thread, the readiness events
     /// or completions waiting for this (another) worker (see
     /// `epoll::Remote::reap_for_peer` and `uring::Remote::reap_for_peer`;
@@ -361,6 +391,15 @@ impl RemoteIo {
         match self {
             RemoteIo::Uring(r) => r.peer_reaped.load(Relaxed),
             RemoteIo::Epoll(r) => r.peer_reaped.load(Relaxed),
+        }
+    }
+
+    /// Times the monitor handed this worker's submission queue to the
+    /// kernel while the worker was stuck in a poll (io_uring; 0 under epoll).
+    pub(crate) fn submitted_for_owner(&self) -> u64 {
+        match self {
+            RemoteIo::Uring(r) => r.submitted_for_owner.load(Relaxed),
+            RemoteIo::Epoll(_) => 0,
         }
     }
 

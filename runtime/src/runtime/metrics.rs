@@ -101,6 +101,12 @@ pub struct WorkerMetrics {
     pub long_poll_wakes: u64,
     /// Polls ended because a task spent its whole coop budget.
     pub budget_forced_yields: u64,
+    /// Parks this worker cut short to look again at a peer that was inside
+    /// a poll with work behind it when the park began (tasks in its run
+    /// queue, or io peers may take), and that was still inside that poll:
+    /// the worker then took that work (work-stealing flavour with the
+    /// monitor on; see docs/ARCHITECTURE.md, "The monitor").
+    pub park_watch_hits: u64,
     /// Tasks in the worker's run queue now.
     pub local_queue_depth: usize,
     /// io_uring operations submitted to this worker's ring (0 under epoll).
@@ -119,6 +125,13 @@ pub struct WorkerMetrics {
     /// flavour, where rings are set up for it (docs/IO.md, "Peers reap a
     /// busy worker's ring").
     pub io_peer_reaped: u64,
+    /// Times the monitor handed this worker's io_uring submission queue to
+    /// the kernel because the worker was inside a poll it marked stalled:
+    /// the operations the worker's tasks queued before that poll (their
+    /// replies) go out then instead of after it. Work-stealing flavour
+    /// only, as `io_peer_reaped`; always 0 under epoll, whose sends are
+    /// system calls the tasks make themselves.
+    pub io_submitted_for_stuck: u64,
     /// Bytes of freed task and node blocks the worker keeps for reuse, as
     /// of its last park or wake. A burst of spawns can leave up to 1 MiB
     /// per size class; a worker parked for a second gives all but 64 KiB
@@ -254,11 +267,13 @@ pub(super) fn snapshot(shared: &Shared) -> RuntimeMetrics {
                     io_handoffs: r.metrics.io_handoffs.get(),
                     long_poll_wakes: r.metrics.long_poll_wakes.get(),
                     budget_forced_yields: r.metrics.budget_forced_yields.get(),
+                    park_watch_hits: r.metrics.park_watch_hits.get(),
                     local_queue_depth: r.stealer.len(),
                     io_submissions,
                     io_completions,
                     io_enters,
                     io_peer_reaped: r.io.peer_reaped(),
+                    io_submitted_for_stuck: r.io.submitted_for_owner(),
                     alloc_cache_bytes: r.metrics.alloc_cache_bytes.get(),
                     poll_duration: r.metrics.poll_duration.snapshot(scale),
                     schedule_latency: r.metrics.schedule_latency.snapshot(scale),

@@ -43,6 +43,7 @@ pub(crate) struct WorkerMetrics {
     pub(crate) io_handoffs: Counter,
     pub(crate) long_poll_wakes: Counter,
     pub(crate) budget_forced_yields: Counter,
+    pub(crate) park_watch_hits: Counter,
     /// A gauge, set by the worker when it parks and wakes.
     pub(crate) alloc_cache_bytes: Counter,
     /// Sampled polls (see [`sample_schedule`]): how long each ran, and how

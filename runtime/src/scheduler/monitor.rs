@@ -437,14 +437,20 @@ impl Sampler {
             let mut due: Option<Instant> = None;
             for (index, remote) in shared.remotes.iter().enumerate() {
                 let queued = !remote.stealer.is_empty();
+                let io_for_peers = remote.io.has_io_for_peers();
                 let v = sample(
                     shared,
                     &remote.watch,
                     &mut self.workers[index],
                     now,
-                    (queued, remote.io.has_io_for_peers()),
+                    (queued, io_for_peers),
                     (index, false),
                 );
+                if v.long && io_for_peers && remote.watch.is_stalled() {
+                    // What its tasks queued on its ring before this poll
+                    // goes out now, not after it (`submit_for_owner`).
+                    remote.io.submit_for_owner();
+                }
                 long |= v.long;
                 stuck += usize::from(v.stuck);
                 due = min_due(due, v.due);

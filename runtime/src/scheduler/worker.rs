@@ -109,6 +109,11 @@ pub(crate) struct WorkerCtx {
     /// the next miss doubles.
     idle_spin_skips: Cell<u32>,
     idle_spin_backoff: Cell<u32>,
+    /// The park watch's back-off (see [`arm_park_watch`](Self::arm_park_watch)):
+    /// watches left to skip after watches that found the peer's poll
+    /// over, and the skip count the next such miss doubles.
+    watch_skips: Cell<u32>,
+    watch_backoff: Cell<u32>,
     /// The allocation cache was trimmed and no task ran since: the next
     /// park need not wake up to trim again.
     cache_trimmed: Cell<bool>,
@@ -133,6 +138,12 @@ pub(crate) struct WorkerCtx {
     stretch_start: Cell<(u64, u32)>,
     /// [`AFFINITY_BUDGET`] in ticks, once the tick rate is known (0 before).
     budget_ticks: Cell<u64>,
+    /// When the last io pass ended (`runtime::ticks`): the submission
+    /// queue was handed to the kernel then (see `submit_if_stale`).
+    io_pass_at: Cell<u64>,
+    /// [`SUBMIT_STALE_AFTER`] in ticks, once the tick rate is known (0
+    /// before).
+    stale_ticks: Cell<u64>,
     /// Picks the schedules from this worker sampled for the histograms.
     schedule_sampler: ScheduleSampler,
 }
@@ -166,6 +177,18 @@ const ADAPTIVE_SPIN_MAX_LOAD: usize = 2;
 const SHORT_PARK: std::time::Duration = std::time::Duration::from_micros(200);
 /// The most spin chances adaptive spinning skips after misses in a row.
 const ADAPTIVE_SPIN_MAX_BACKOFF: u32 = 64;
+
+/// A worker hands its submission queue to the kernel after a poll when
+/// its last io pass is this long ago (io_uring; see
+/// [`WorkerCtx::submit_if_stale`]): longer than the `event_interval` polls
+/// between passes take when they are short (61 polls of a 256-connection
+/// echo, ≈ 3 µs each), short against a poll that holds up replies.
+const SUBMIT_STALE_AFTER: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// How long a worker parks, at most, while a peer is inside a poll with
+/// work behind it (see [`WorkerCtx::arm_park_watch`]), before it looks
+/// whether that poll is still running.
+const PARK_WATCH: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Io affinity: after a pass of its io driver a worker wakes a parked peer
 /// to steal only when it is really behind: when the tasks in its run queue
@@ -319,12 +342,16 @@ impl WorkerCtx {
             spin_backoff: Cell::new(0),
             idle_spin_skips: Cell::new(0),
             idle_spin_backoff: Cell::new(0),
+            watch_skips: Cell::new(0),
+            watch_backoff: Cell::new(0),
             cache_trimmed: Cell::new(false),
             handle_credits: Cell::new(0),
             in_driver: Cell::new(false),
             poll_cost: Cell::new(0),
             stretch_start: Cell::new((0, 0)),
             budget_ticks: Cell::new(0),
+            io_pass_at: Cell::new(0),
+            stale_ticks: Cell::new(0),
             schedule_sampler: ScheduleSampler::new(),
         }
     }
@@ -455,7 +482,9 @@ impl WorkerCtx {
         self.in_driver.set(true);
         let out = f();
         self.in_driver.set(false);
-        self.stretch_start.set((ticks::now(), self.tick.get()));
+        let now = ticks::now();
+        self.io_pass_at.set(now);
+        self.stretch_start.set((now, self.tick.get()));
         let queued = self.local.len();
         if queued > 1 && self.behind_by_budget(queued) {
             self.shared().notify_parked();
@@ -599,8 +628,57 @@ impl WorkerCtx {
         if watched {
             self.watch.end_poll(seq);
         }
+        if self.shared().remotes[self.index].io.has_queued() {
+            self.submit_if_stale();
+        }
         if long {
             self.shared().remotes[self.index].handed.end_long_poll();
+        }
+    }
+
+    /// After a poll (io_uring): if the last io pass, which handed the
+    /// submission queue to the kernel, is [`SUBMIT_STALE_AFTER`] or more
+    /// ago, hands it over now. What the tasks polled since then queued
+    /// there (their replies) waits otherwise for the next pass, which a
+    /// long poll puts off: on the fan-out echo (4 requests of 1 ms in
+    /// every round of 32) a worker that ran two of them back to back sent
+    /// the first one's reply after the second, and the median request
+    /// took 2.1 ms against tokio's 1.1 (whose sends are system calls made
+    /// at once). One TSC read per poll; the system call only where the
+    /// polls since the pass took that long, which a stream of short polls
+    /// rarely does before the pass every `event_interval` ticks comes.
+    /// Only when something is queued: a poll that started no io pays one
+    /// load of its ring's filter (`Remote::has_queued`), not the clock.
+    #[inline]
+    fn submit_if_stale(&self) {
+        let now = ticks::now();
+        if now.saturating_sub(self.io_pass_at.get()) >= self.stale_ticks() {
+            self.submit_stale(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn submit_stale(&self, now: u64) {
+        self.io.borrow_mut().submit_queued();
+        self.io_pass_at.set(now);
+    }
+
+    /// [`SUBMIT_STALE_AFTER`] in ticks, once the tick rate is known
+    /// (`u64::MAX` before: no early submit).
+    #[inline]
+    fn stale_ticks(&self) -> u64 {
+        let stale = self.stale_ticks.get();
+        if stale != 0 {
+            return stale;
+        }
+        match ticks::nanos_per_tick_if_known() {
+            Some(ns_per_tick) => {
+                let stale = ((SUBMIT_STALE_AFTER.as_nanos() as f64 / ns_per_tick) as u64).max(1);
+                self.stale_ticks.set(stale);
+                stale
+            }
+            None => u64::MAX,
         }
     }
 
@@ -1366,7 +1444,15 @@ impl WorkerCtx {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let watch = self.arm_park_watch(parked_at);
+            let deadline = match (deadline, watch) {
+                (Some(a), Some((_, _, b))) => Some(a.min(b)),
+                (a, b) => a.or(b.map(|(_, _, at)| at)),
+            };
             io_woke = self.park_worker(deadline);
+            if let Some(watch) = watch {
+                self.end_park_watch(watch, io_woke);
+            }
             let parked_for = tsc_now().saturating_duration_since(parked_at);
             self.last_park_short.set(io_woke && parked_for < SHORT_PARK);
             if trim_at.is_some() && parked_for >= crate::alloc::IDLE_TRIM_AFTER {
@@ -1378,6 +1464,95 @@ impl WorkerCtx {
             }
         }
         io_woke
+    }
+
+    /// About to park while a peer is inside a poll with work behind it
+    /// (operations on its ring or sockets on its epoll that peers may take,
+    /// tasks in its run queue): park for [`PARK_WATCH`] at most,
+    /// then look again. Returns the peer, the poll seen and when to look.
+    ///
+    /// Nothing else brings a parked worker back for such a poll but the
+    /// monitor, whose samples are [`SHORT_INTERVAL`] apart and need two
+    /// sightings of the poll: on the fan-out echo (4 requests of 1 ms in
+    /// every round of 32, each round waiting for its slowest), a worker
+    /// that had served its share parked while its peer's queue and ring
+    /// held the next slow requests, and took them 250–500 µs into the
+    /// peer's poll. With the watch, the poll it saw at the park is taken
+    /// as seen [`steal_age`](crate::runtime::Builder::steal_age) ago on the
+    /// next look (`peer_io_stuck`, `behind`), so the worker reaps and
+    /// steals at once if that poll is still running.
+    ///
+    /// Only where this worker did not spin before parking: it has io in
+    /// flight (`spin_for_work` leaves those to `spin_on_io`), or
+    /// `idle_spin` is zero. A worker that spun watched the same queues for
+    /// `idle_spin`; watching as well, on the scheduler bench (no io), had
+    /// the idle worker wake every 50 µs to split a peer's short queue,
+    /// which `steal_age` is there to leave alone: `spawn_many_local` took
+    /// 3.1–4.3 ms instead of 1.2–1.5, `yield_many` a quarter longer.
+    ///
+    /// A watch that finds the peer's poll over was a wasted wakeup: the
+    /// watches back off as the spins do (skip the next 1, 2, 4 ... 64
+    /// chances; a watch that finds the poll still running resets it), so a
+    /// server whose polls are all short pays a wakeup every 64 parks at
+    /// most, and only for parks its own io does not end first.
+    ///
+    /// [`SHORT_INTERVAL`]: super::monitor::SHORT_INTERVAL
+    fn arm_park_watch(&self, now: Instant) -> Option<(usize, u64, Instant)> {
+        // Empty unless peers may take each other's io: the work-stealing
+        // flavour with the monitor on.
+        if self.poll_sightings.is_empty() {
+            return None;
+        }
+        let shared = self.shared();
+        // A worker without io in flight spun for `idle_spin` before this
+        // park, looking at the same queues (`spin_for_work`); one with io
+        // in flight did not, and parks at once.
+        if self.io.borrow().load() == 0 && !shared.config.idle_spin.is_zero() {
+            return None;
+        }
+        let (victim, seq) = shared
+            .remotes
+            .iter()
+            .enumerate()
+            .filter(|&(v, remote)| v != self.index && !remote.parked.load(Relaxed))
+            .find_map(|(v, remote)| {
+                let seq = remote.watch.poll_seq();
+                // Not its LIFO slot alone: that is for the taking only
+                // once the monitor marks the poll (`behind`), and the
+                // monitor wakes a parked worker for it then.
+                let behind =
+                    seq & 1 == 1 && (remote.io.has_io_for_peers() || !remote.stealer.is_empty());
+                behind.then_some((v, seq))
+            })?;
+        let skips = self.watch_skips.get();
+        if skips > 0 {
+            self.watch_skips.set(skips - 1);
+            return None;
+        }
+        // The sightings the next look goes by: the poll, and the end of
+        // the queue, as of now.
+        self.poll_sightings[victim].set(Some((seq, now)));
+        let (next, end) = shared.remotes[victim].stealer.positions();
+        if end != next {
+            self.sightings[victim].set(Some((end, now)));
+        }
+        Some((victim, seq, now + PARK_WATCH))
+    }
+
+    /// The park that `watch` bounded is over: if the watch ended it (not
+    /// io, an unpark or an earlier deadline), back the watches off when
+    /// the poll it watched was over, reset them when it was still running.
+    fn end_park_watch(&self, (victim, seq, at): (usize, u64, Instant), io_woke: bool) {
+        if io_woke || tsc_now() < at {
+            return;
+        }
+        let running = self.shared().remotes[victim].watch.poll_seq() == seq;
+        if running {
+            self.metrics().park_watch_hits.incr();
+        }
+        let backoff = backoff_after(running, self.watch_backoff.get());
+        self.watch_backoff.set(backoff);
+        self.watch_skips.set(backoff);
     }
 
     /// Blocks in the io driver until an unpark, io, or `deadline`. True if

@@ -173,6 +173,9 @@ pub(crate) struct Remote {
     /// Completions peers delivered (not in `completions`, which only the
     /// owner writes).
     pub(crate) peer_reaped: AtomicU64,
+    /// Enters the monitor made to hand the submission queue to the kernel
+    /// while the owner was stuck in a poll (`submit_for_owner`).
+    pub(crate) submitted_for_owner: AtomicU64,
 }
 
 /// What the owner and a peer that reaps for it share, behind one lock: the
@@ -448,6 +451,58 @@ impl Remote {
         delivered
     }
 
+    /// True if the owner queued entries since its last enter (the fd
+    /// filter is not empty; see `queued_fds`).
+    #[inline]
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued_fds.load(Relaxed) != 0
+    }
+
+    /// Hands the owner's submission queue to the kernel while the owner is
+    /// stuck in a poll: the monitor's call, for a worker it marked stalled
+    /// (`monitor.rs`). What the tasks polled before that poll queued (their
+    /// replies) waits otherwise for the poll to end: on the fan-out echo, a
+    /// worker that served light requests and then a 1 ms one sent the light
+    /// replies after it, and the median request took twice tokio's time.
+    ///
+    /// Rings peers may reap only: they are not `SINGLE_ISSUER`, so any
+    /// thread may enter them. The kernel takes the entries up to the tail
+    /// the owner published (each push publishes its entries at once, a
+    /// linked pair together) and never one the owner is still writing; the
+    /// owner's view of the queue's head only lags, which leaves it less
+    /// room, never a slot still in use. Entries that complete at once (a
+    /// send with room in the socket's buffer) are posted right away; the
+    /// kernel's task work for the others goes to the submitting thread, the
+    /// monitor, which sleeps between samples and is woken for it (as a
+    /// parked worker is for its own). Those it still holds when it exits
+    /// (at shutdown) are cancelled.
+    ///
+    /// Under the reaping lock, which keeps the ring alive (the driver's drop
+    /// takes it out under the lock); skipped while the owner parks (it
+    /// submitted on its way there) or holds the lock. True if it entered.
+    pub(crate) fn submit_for_owner(&self) -> bool {
+        if !self.peer_reap || self.queued_fds.load(Acquire) == 0 {
+            return false;
+        }
+        let guard = match self.reaping.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        if guard.parking {
+            return false;
+        }
+        let Some(ring) = guard.ring.as_ref() else {
+            return false;
+        };
+        let entered = ring.submitter().submit().is_ok();
+        drop(guard);
+        if entered {
+            self.submitted_for_owner.fetch_add(1, Relaxed);
+        }
+        entered
+    }
+
     /// Slots of this ring's registered-file table in use.
     pub(crate) fn fixed_files(&self) -> usize {
         self.fixed_in_use.load(Relaxed)
@@ -707,6 +762,7 @@ impl Driver {
             peer_reap,
             stashed: AtomicBool::new(false),
             peer_reaped: AtomicU64::new(0),
+            submitted_for_owner: AtomicU64::new(0),
         });
         let driver = Driver {
             ring,
