@@ -211,7 +211,7 @@ fn print_metrics(rt: &weft::runtime::Runtime) {
                     - last.worker.iter().map(|w| w.polls).sum::<u64>();
                 for (i, (n, l)) in now.worker.iter().zip(&last.worker).enumerate() {
                     eprintln!(
-                    "w{i} polls {} steals {} parks {} lifo {} inj {} handoffs {} subs {} comps {} enters {} peer-reaped {}",
+                    "w{i} polls {} steals {} parks {} lifo {} inj {} handoffs {} subs {} comps {} enters {} peer-reaped {} submitted-for-stuck {} watch-hits {}",
                     n.polls - l.polls,
                     n.steals - l.steals,
                     n.parks - l.parks,
@@ -222,6 +222,8 @@ fn print_metrics(rt: &weft::runtime::Runtime) {
                     n.io_completions - l.io_completions,
                     n.io_enters - l.io_enters,
                     n.io_peer_reaped - l.io_peer_reaped,
+                    n.io_submitted_for_stuck - l.io_submitted_for_stuck,
+                    n.park_watch_hits - l.park_watch_hits,
                 );
                 }
                 for w in &now.worker {

@@ -354,14 +354,12 @@ impl RemoteIo {
         }
     }
 
-    /// True if entries were queued on this ring since its owner last
-    /// entered the kernel (io_uring; never under epoll). One relaxed load
-    /// of a line the owner writes per push.
-    #[inline]
-    pub(crate) fn has_queued(&self) -> bool {
+    /// The ring's shared half (io_uring), for a worker that checks its own
+    /// queue after each poll (`uring::Remote::has_queued`).
+    pub(crate) fn uring(&self) -> Option<Arc<uring::Remote>> {
         match self {
-            RemoteIo::Uring(r) => r.has_queued(),
-            RemoteIo::Epoll(_) => false,
+            RemoteIo::Uring(r) => Some(r.clone()),
+            RemoteIo::Epoll(_) => None,
         }
     }
 

@@ -138,6 +138,10 @@ pub(crate) struct WorkerCtx {
     stretch_start: Cell<(u64, u32)>,
     /// [`AFFINITY_BUDGET`] in ticks, once the tick rate is known (0 before).
     budget_ticks: Cell<u64>,
+    /// This worker's ring (io_uring), held here so the check after each
+    /// poll (`submit_if_stale`) is two loads, not the six through
+    /// `shared.remotes`.
+    ring: Option<std::sync::Arc<crate::io::uring::Remote>>,
     /// When the last io pass ended (`runtime::ticks`): the submission
     /// queue was handed to the kernel then (see `submit_if_stale`).
     io_pass_at: Cell<u64>,
@@ -302,6 +306,7 @@ impl WorkerCtx {
         parker: Parker,
         io: WorkerIo,
     ) -> Self {
+        let ring = handle.shared.remotes[index].io.uring();
         WorkerCtx {
             index,
             watch: handle.shared.remotes[index].watch.clone(),
@@ -350,6 +355,7 @@ impl WorkerCtx {
             poll_cost: Cell::new(0),
             stretch_start: Cell::new((0, 0)),
             budget_ticks: Cell::new(0),
+            ring,
             io_pass_at: Cell::new(0),
             stale_ticks: Cell::new(0),
             schedule_sampler: ScheduleSampler::new(),
@@ -628,7 +634,7 @@ impl WorkerCtx {
         if watched {
             self.watch.end_poll(seq);
         }
-        if self.shared().remotes[self.index].io.has_queued() {
+        if self.ring.as_ref().is_some_and(|ring| ring.has_queued()) {
             self.submit_if_stale();
         }
         if long {
@@ -647,7 +653,7 @@ impl WorkerCtx {
     /// at once). One TSC read per poll; the system call only where the
     /// polls since the pass took that long, which a stream of short polls
     /// rarely does before the pass every `event_interval` ticks comes.
-    /// Only when something is queued: a poll that started no io pays one
+    /// Only when something is queued: a poll that started no io pays a
     /// load of its ring's filter (`Remote::has_queued`), not the clock.
     #[inline]
     fn submit_if_stale(&self) {
