@@ -285,8 +285,14 @@ fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
             "registered files: up to {} slots in use during the run, {left} after",
             busiest.into_inner()
         );
-        let reaped: u64 = rt.metrics().worker.iter().map(|w| w.io_peer_reaped).sum();
-        println!("taken by peers from a worker stuck in a poll: {reaped}");
+        let workers = rt.metrics().worker;
+        let reaped: u64 = workers.iter().map(|w| w.io_peer_reaped).sum();
+        let submitted: u64 = workers.iter().map(|w| w.io_submitted_for_stuck).sum();
+        let watched: u64 = workers.iter().map(|w| w.park_watch_hits).sum();
+        println!(
+            "taken by peers from a worker stuck in a poll: {reaped}; its queued ops \
+             submitted by the monitor: {submitted} times; parks cut short for it: {watched}"
+        );
         if left > 0 {
             return Err(format!("{left} registered-file slots still in use").into());
         }
