@@ -105,11 +105,16 @@ fn a_reply_queued_before_a_long_poll_goes_out_while_it_runs(driver: Driver) {
             return;
         }
     }
-    panic!("in {ATTEMPTS} attempts the long poll never ran on the replying worker");
+    panic!(
+        "in {ATTEMPTS} attempts the long poll never ran on the replying worker with the \
+         reply left to the monitor"
+    );
 }
 
 /// One scenario; false if the hog ran on another worker than the reply's
-/// (then the replying worker was free to submit it itself).
+/// (then the replying worker was free to submit it itself), or if the
+/// replying worker submitted it itself after its poll (its last io pass
+/// was long enough ago, as on a loaded machine: `submit_if_stale`).
 fn reply_during_long_poll(driver: Driver) -> bool {
     let t = NetRt::with(driver, |builder| builder.worker_threads(2));
     let (listener, client, accepted) = connected();
@@ -154,13 +159,10 @@ fn reply_during_long_poll(driver: Driver) -> bool {
         got_while_spinning,
         "the reply waited for the long poll queued behind it to end"
     );
-    if peer_reap {
-        assert!(
-            submitted >= 1,
-            "the reply went out, but not through the monitor's submit"
-        );
-    }
-    true
+    // Without the monitor's submit the reply never arrives while the hog
+    // spins (the assertion above fails); with it but sent another way,
+    // the scenario proves nothing about it.
+    !peer_reap || submitted >= 1
 }
 
 fn a_reply_queued_before_long_polls_goes_out_after_the_first(driver: Driver) {
@@ -213,7 +215,10 @@ fn a_parked_worker_looks_again_at_a_peer_in_a_long_poll() {
             return;
         }
     }
-    panic!("in {ATTEMPTS} attempts no worker parked while the hog's tasks were queued");
+    panic!(
+        "in {ATTEMPTS} attempts no park watch found the hog's poll still running \
+         (the idle worker took its tasks only when the monitor marked the poll)"
+    );
 }
 
 /// Tasks queued behind a hog that spawned them.

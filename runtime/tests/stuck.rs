@@ -419,7 +419,7 @@ fn a_threshold_below_one_millisecond_is_refused_with_a_clear_error() {
 /// loaded machine that poll may outlast a monitor sample and a peer may
 /// take the blocker instead (the point of the slot being stealable). The
 /// scenario is then retried: the threads are compared.
-fn a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_poll(driver: weft::io::Driver) {
+fn a_task_with_io_in_flight_on_a_stuck_worker_is_served_during_the_poll(driver: weft::io::Driver) {
     const BLOCK: Duration = Duration::from_millis(300);
     const TRIES: usize = 5;
     let rt = NetRt::new(driver);
@@ -487,7 +487,7 @@ fn a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_poll(driver: w
     panic!("in {TRIES} attempts the blocker never ran on the reader's worker");
 }
 
-on_each_driver!(a_task_with_io_in_flight_on_a_stuck_worker_waits_for_the_stuck_poll);
+on_each_driver!(a_task_with_io_in_flight_on_a_stuck_worker_is_served_during_the_poll);
 
 /// Every spawn function records its caller's location (`#[track_caller]`
 /// through to the task header), as the watchdog shows: `weft::spawn`,

@@ -2,7 +2,10 @@
 //! entries, enters the kernel and reaps completions; and the [`Remote`],
 //! shared, through which other threads reach it.
 //!
-//! The owner alone touches the ring. Another thread posts a [`Request`] to
+//! The owner alone pushes entries and reaps at will; peers reap a stuck
+//! owner's completions under `Remote::reaping`, and the monitor may enter
+//! the ring to submit what a stuck owner queued
+//! (`Remote::submit_for_owner`). Another thread posts a [`Request`] to
 //! the remote's mailbox (a submission, a cancellation, or a closed socket's
 //! fd to let go of once what may name it is submitted) and writes its
 //! eventfd, whose read the owner keeps armed while it parks; a worker with
@@ -176,6 +179,13 @@ pub(crate) struct Remote {
     /// Enters the monitor made to hand the submission queue to the kernel
     /// while the owner was stuck in a poll (`submit_for_owner`).
     pub(crate) submitted_for_owner: AtomicU64,
+    /// `submissions` when the monitor last entered for the owner: it
+    /// enters again only once more were pushed.
+    submitted_for_owner_at: AtomicU64,
+    /// A multishot op (its completions the owner's alone) was pushed since
+    /// the owner's last enter: the monitor leaves the queue to the owner.
+    /// Set under `reaping`; cleared by the owner once its queue is empty.
+    owner_only_queued: AtomicBool,
 }
 
 /// What the owner and a peer that reaps for it share, behind one lock: the
@@ -466,22 +476,34 @@ impl Remote {
     /// replies after it, and the median request took twice tokio's time.
     ///
     /// Rings peers may reap only: they are not `SINGLE_ISSUER`, so any
-    /// thread may enter them. The kernel takes the entries up to the tail
-    /// the owner published (each push publishes its entries at once, a
-    /// linked pair together) and never one the owner is still writing; the
-    /// owner's view of the queue's head only lags, which leaves it less
-    /// room, never a slot still in use. Entries that complete at once (a
-    /// send with room in the socket's buffer) are posted right away; the
-    /// kernel's task work for the others goes to the submitting thread, the
-    /// monitor, which sleeps between samples and is woken for it (as a
-    /// parked worker is for its own). Those it still holds when it exits
-    /// (at shutdown) are cancelled.
+    /// thread may enter them. The enter asks for `u32::MAX` entries, and
+    /// the kernel takes those up to the tail it reads then, which the
+    /// owner publishes after whole pushes (an op and its link timeout
+    /// together): asking for the count read before the enter could end
+    /// between the two, if the owner entered and pushed a pair in the
+    /// meantime, and a link does not reach across submissions (the op
+    /// would lose its timeout). The kernel never takes an entry the owner
+    /// is still writing, and the owner's view of the head only lags, which
+    /// leaves it less room, never a slot still in use.
     ///
-    /// Under the reaping lock, which keeps the ring alive (the driver's drop
-    /// takes it out under the lock); skipped while the owner parks (it
-    /// submitted on its way there) or holds the lock. True if it entered.
+    /// The kernel's task work for what this submits (a completion not
+    /// posted at once) goes to the submitting thread, the monitor, which
+    /// sleeps between samples and is woken for it as a parked worker is;
+    /// what it holds when it exits, at shutdown, is cancelled. So not while
+    /// a multishot op is queued: all its completions would go through the
+    /// monitor for as long as it lives (`owner_only_queued`; the owner
+    /// submits those). Once per batch of pushes: not again until the owner
+    /// pushed more (`submitted_for_owner_at`). Under the reaping lock,
+    /// which keeps the ring alive (the driver's drop takes it out under the
+    /// lock) and orders the multishot flag; skipped while the owner parks
+    /// (it submitted on its way there) or holds the lock. True if it
+    /// entered.
     pub(crate) fn submit_for_owner(&self) -> bool {
         if !self.peer_reap || self.queued_fds.load(Acquire) == 0 {
+            return false;
+        }
+        let pushed = self.submissions.load(Relaxed);
+        if pushed == self.submitted_for_owner_at.load(Relaxed) {
             return false;
         }
         let guard = match self.reaping.try_lock() {
@@ -489,14 +511,21 @@ impl Remote {
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        if guard.parking {
+        if guard.parking || self.owner_only_queued.load(Relaxed) {
             return false;
         }
         let Some(ring) = guard.ring.as_ref() else {
             return false;
         };
-        let entered = ring.submitter().submit().is_ok();
+        // SAFETY: no argument struct (`arg` is None, no flag says there is
+        // one); `to_submit` is capped by the kernel at the published tail.
+        let entered = unsafe {
+            ring.submitter()
+                .enter::<libc::sigset_t>(u32::MAX, 0, 0, None)
+        }
+        .is_ok();
         drop(guard);
+        self.submitted_for_owner_at.store(pushed, Relaxed);
         if entered {
             self.submitted_for_owner.fetch_add(1, Relaxed);
         }
@@ -564,6 +593,8 @@ pub(crate) struct Driver {
     /// The filter of fds named in the submission queue (see
     /// `Remote::queued_fds`).
     queued_fds: u64,
+    /// Mirrors `Remote::owner_only_queued` (set by this driver's pushes).
+    owner_only_queued: bool,
     /// Cells of finished operations, reused by the next ones of their type.
     pub(super) cells: CellPool,
     /// When each op in `ops` (by slab key) was pushed, in
@@ -763,6 +794,8 @@ impl Driver {
             stashed: AtomicBool::new(false),
             peer_reaped: AtomicU64::new(0),
             submitted_for_owner: AtomicU64::new(0),
+            submitted_for_owner_at: AtomicU64::new(0),
+            owner_only_queued: AtomicBool::new(false),
         });
         let driver = Driver {
             ring,
@@ -774,6 +807,7 @@ impl Driver {
             taskrun_flag: features.flags != SetupFlags::Plain,
             enabled: false,
             queued_fds: 0,
+            owner_only_queued: false,
             cells: CellPool::default(),
             pushed_at: Vec::with_capacity(entries as usize),
             time_every,
@@ -930,9 +964,11 @@ impl Driver {
     #[inline]
     fn sq(&self) -> io_uring::SubmissionQueue<'_> {
         // SAFETY: only the owner (this driver, on its worker thread)
-        // touches the submission queue, and never through two views at
+        // writes the submission queue, and never through two views at
         // once (each is a temporary); peers read only the completion
-        // queue, under `Remote::reaping`.
+        // queue, under `Remote::reaping`, and the monitor only enters the
+        // ring (`Remote::submit_for_owner`), which moves the kernel's head:
+        // a view's head is a snapshot that can only lag.
         unsafe { self.ring.submission_shared() }
     }
 
@@ -1029,8 +1065,15 @@ impl Driver {
             target,
             timeout,
         } = sub;
+        let owner_only = !target.peer_may_complete();
         let user_data = {
             let mut reaping = self.remote.lock_reaping();
+            if owner_only {
+                // Under the lock the monitor checks it under: it sees the
+                // flag, or enters before this op is in the queue.
+                self.remote.owner_only_queued.store(true, Relaxed);
+                self.owner_only_queued = true;
+            }
             let user_data = reaping.ops.register(target);
             self.remote.in_flight.store(reaping.ops.len(), Relaxed);
             match user_data {
@@ -1194,6 +1237,10 @@ impl Driver {
     fn publish_queued(&mut self) {
         if self.sq().is_empty() {
             self.queued_fds = 0;
+            if self.owner_only_queued {
+                self.owner_only_queued = false;
+                self.remote.owner_only_queued.store(false, Relaxed);
+            }
         }
         if !self.draining {
             self.remote.queued_fds.store(self.queued_fds, Release);
