@@ -114,9 +114,9 @@ pub(crate) struct WorkerCtx {
     /// over, and the skip count the next such miss doubles.
     watch_skips: Cell<u32>,
     watch_backoff: Cell<u32>,
-    /// The peer's poll the last watch was for, and this worker's own poll
-    /// counter then: a poll is watched again only if this worker polled
-    /// since (the last watch found work).
+    /// The peer's poll the last watch that ran its course was for, and
+    /// this worker's own poll counter then: that poll is watched again only
+    /// if this worker polled since (the watch found work).
     watched_poll: Cell<Option<(usize, u64, u64)>>,
     /// The allocation cache was trimmed and no task ran since: the next
     /// park need not wake up to trim again.
@@ -1484,7 +1484,7 @@ impl WorkerCtx {
 
     /// About to park while a peer is inside a poll with work behind it
     /// (operations on its ring or sockets on its epoll that peers may take,
-    /// tasks in its run queue): park for [`PARK_WATCH`] at most,
+    /// tasks in its run queue): park for [`PARK_WATCH`] (or `steal_age`) at most,
     /// then look again. Returns the peer, the poll seen and when to look.
     ///
     /// A peer's poll is watched again only while watching it finds work,
@@ -1534,6 +1534,17 @@ impl WorkerCtx {
         if self.io.borrow().load() == 0 && !shared.config.idle_spin.is_zero() {
             return None;
         }
+        // A poll whose last watch ran its course and found nothing (this
+        // worker has not polled since) is not watched again: that would
+        // wake every 50 µs for as long as the poll lasts (and reap, with
+        // a `membarrier`, each time), while the monitor wakes a parked
+        // worker at each of its samples anyway. One that found work is:
+        // on the fan-out echo new requests keep arriving on the stuck
+        // worker's ring; one watch per poll made 11,572–12,409 req/s
+        // there, this rule 12,174–12,570 (two runs each). Checked per
+        // peer: another may be in a poll with work to take.
+        let mine = self.watch.poll_seq();
+        let fruitless = self.watched_poll.get();
         let (victim, seq) = shared
             .remotes
             .iter()
@@ -1544,28 +1555,16 @@ impl WorkerCtx {
                 // Not its LIFO slot alone: that is for the taking only
                 // once the monitor marks the poll (`behind`), and the
                 // monitor wakes a parked worker for it then.
-                let behind =
-                    seq & 1 == 1 && (remote.io.has_io_for_peers() || !remote.stealer.is_empty());
+                let behind = seq & 1 == 1
+                    && fruitless != Some((v, seq, mine))
+                    && (remote.io.has_io_for_peers() || !remote.stealer.is_empty());
                 behind.then_some((v, seq))
             })?;
-        // The same poll again only if the last watch found work (this
-        // worker polled since): one that found nothing would wake every
-        // 50 µs for as long as the poll lasts (and reap, with a
-        // `membarrier`, each time), while the monitor wakes a parked
-        // worker at each of its samples anyway. On the fan-out echo new
-        // requests keep arriving on the stuck worker's ring: one watch per
-        // poll made 11,572–12,409 req/s there, this 12,174–12,570 (two
-        // runs each).
-        let mine = self.watch.poll_seq();
-        if self.watched_poll.get() == Some((victim, seq, mine)) {
-            return None;
-        }
         let skips = self.watch_skips.get();
         if skips > 0 {
             self.watch_skips.set(skips - 1);
             return None;
         }
-        self.watched_poll.set(Some((victim, seq, mine)));
         // The sightings the next look goes by: the poll, and the end of
         // the queue, as of now, unless one of the same poll or of a task
         // still queued is older.
@@ -1590,6 +1589,11 @@ impl WorkerCtx {
         if io_woke || tsc_now() < at {
             return;
         }
+        // What the next park compares against: this watch ran its course
+        // on that poll, with this worker's poll counter as it is now (a
+        // poll before the next park means the watch found work).
+        self.watched_poll
+            .set(Some((victim, seq, self.watch.poll_seq())));
         let running = self.shared().remotes[victim].watch.poll_seq() == seq;
         if running {
             self.metrics().park_watch_hits.incr();

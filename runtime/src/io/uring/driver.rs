@@ -179,8 +179,11 @@ pub(crate) struct Remote {
     /// Enters the monitor made to hand the submission queue to the kernel
     /// while the owner was stuck in a poll (`submit_for_owner`).
     pub(crate) submitted_for_owner: AtomicU64,
-    /// `submissions` when the monitor last entered for the owner: it
-    /// enters again only once more were pushed.
+    /// Batches of entries the owner pushed (ops, cancels, tokens), stored
+    /// (Release) after the tail that publishes them.
+    pushed: AtomicU64,
+    /// `pushed` when the monitor last entered for the owner: it enters
+    /// again only once more were pushed.
     submitted_for_owner_at: AtomicU64,
     /// A multishot op (its completions the owner's alone) was pushed since
     /// the owner's last enter: the monitor leaves the queue to the owner.
@@ -493,7 +496,7 @@ impl Remote {
     /// a multishot op is queued: all its completions would go through the
     /// monitor for as long as it lives (`owner_only_queued`; the owner
     /// submits those). Once per batch of pushes: not again until the owner
-    /// pushed more (`submitted_for_owner_at`). Under the reaping lock,
+    /// pushed more (`pushed`, `submitted_for_owner_at`). Under the reaping lock,
     /// which keeps the ring alive (the driver's drop takes it out under the
     /// lock) and orders the multishot flag; skipped while the owner parks
     /// (it submitted on its way there) or holds the lock. True if it
@@ -502,7 +505,7 @@ impl Remote {
         if !self.peer_reap || self.queued_fds.load(Acquire) == 0 {
             return false;
         }
-        let pushed = self.submissions.load(Relaxed);
+        let pushed = self.pushed.load(Acquire);
         if pushed == self.submitted_for_owner_at.load(Relaxed) {
             return false;
         }
@@ -525,8 +528,10 @@ impl Remote {
         }
         .is_ok();
         drop(guard);
-        self.submitted_for_owner_at.store(pushed, Relaxed);
         if entered {
+            // Only after an enter that went in: one that failed (no room
+            // for requests in the kernel) is tried again at the next sample.
+            self.submitted_for_owner_at.store(pushed, Relaxed);
             self.submitted_for_owner.fetch_add(1, Relaxed);
         }
         entered
@@ -794,6 +799,7 @@ impl Driver {
             stashed: AtomicBool::new(false),
             peer_reaped: AtomicU64::new(0),
             submitted_for_owner: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
             submitted_for_owner_at: AtomicU64::new(0),
             owner_only_queued: AtomicBool::new(false),
         });
@@ -1126,6 +1132,11 @@ impl Driver {
                 for entry in entries {
                     self.queued_fds |= fd_bit(entry_fd(entry));
                 }
+                // Single writer: a load and a store. Release, after the
+                // tail's (the view's drop): a monitor that sees this count
+                // finds the entries published.
+                let batches = self.remote.pushed.load(Relaxed);
+                self.remote.pushed.store(batches + 1, Release);
                 self.publish_queued();
                 return;
             }
