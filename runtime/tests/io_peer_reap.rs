@@ -123,6 +123,59 @@ fn connected() -> (
     (listener, clients, accepted)
 }
 
+#[test]
+fn io_peer_reap_says_whose_rings_peers_reap() {
+    use weft::runtime::Builder;
+    // MEMBARRIER_CMD_QUERY: the commands this kernel has, as bits.
+    // SAFETY: plain syscall with integer arguments.
+    let commands = unsafe { libc::syscall(libc::SYS_membarrier, 0, 0, 0) };
+    let private_expedited = commands > 0 && commands & 8 != 0;
+    let switched_off = std::env::var("WEFT_IO_PEER_REAP").as_deref() == Ok("0");
+    let Ok(rt) = Builder::new_multi_thread()
+        .worker_threads(2)
+        .io_driver(Driver::Uring)
+        .build()
+    else {
+        // No io_uring here: only the epoll cases below apply.
+        let rt = Builder::new_multi_thread()
+            .io_driver(Driver::Epoll)
+            .build()
+            .expect("runtime");
+        assert!(!rt.io_peer_reap(), "epoll has no rings");
+        return;
+    };
+    assert_eq!(
+        rt.io_peer_reap(),
+        private_expedited && !switched_off,
+        "the work-stealing flavour's rings are peer-reaped where membarrier allows"
+    );
+    drop(rt);
+    let owned = [
+        Builder::new_multi_thread()
+            .worker_threads(2)
+            .io_driver(Driver::Uring)
+            .io_peer_reap(false)
+            .build(),
+        Builder::new_thread_per_core()
+            .worker_threads(2)
+            .io_driver(Driver::Uring)
+            .build(),
+        Builder::new_current_thread()
+            .io_driver(Driver::Uring)
+            .build(),
+        Builder::new_multi_thread()
+            .worker_threads(2)
+            .io_driver(Driver::Epoll)
+            .build(),
+    ];
+    for (i, rt) in owned.into_iter().enumerate() {
+        assert!(
+            !rt.expect("runtime").io_peer_reap(),
+            "case {i}: no peer reaps these"
+        );
+    }
+}
+
 fn peer_reaped(rt: &weft::Runtime) -> u64 {
     rt.metrics().worker.iter().map(|w| w.io_peer_reaped).sum()
 }
@@ -150,6 +203,13 @@ fn a_stuck_worker_does_not_strand_its_io(driver: Driver) {
 /// One scenario; false if no echo socket's io was on the stuck worker.
 fn stuck_worker_scenario(driver: Driver) -> bool {
     let t = NetRt::with(driver, |builder| builder.worker_threads(2));
+    if t.rt.io_driver() == Driver::Uring && !t.rt.io_peer_reap() {
+        // Rings only their worker may reap (`WEFT_IO_PEER_REAP=0`, or a
+        // kernel that refused the `membarrier` registration): their io
+        // waits for the poll, as docs/IO.md says.
+        t.finish();
+        return true;
+    }
     let (listener, mut clients, accepted) = connected();
     let released = Arc::new(AtomicBool::new(false));
     let first_reads = Arc::new(Mutex::new(Vec::new()));

@@ -85,24 +85,16 @@ fn read_reply(
     })
 }
 
-fn peer_reap_expected(rt: &weft::Runtime) -> bool {
-    rt.io_driver() == Driver::Uring && std::env::var("WEFT_IO_PEER_REAP").as_deref() != Ok("0")
-}
-
 fn a_reply_queued_before_a_long_poll_goes_out_while_it_runs(driver: Driver) {
-    let uring = match driver {
-        Driver::Auto => std::env::var("WEFT_IO").as_deref() != Ok("epoll"),
-        driver => driver == Driver::Uring,
-    };
-    if uring && std::env::var("WEFT_IO_PEER_REAP").as_deref() == Ok("0") {
-        // Rings set up for their owner alone (`SINGLE_ISSUER`): no other
-        // thread may submit, and the reply waits for the poll. Nothing to
-        // check here (docs/IO.md).
-        return;
-    }
     for _ in 0..ATTEMPTS {
-        if reply_during_long_poll(driver) {
-            return;
+        match reply_during_long_poll(driver) {
+            Some(true) => return,
+            // Rings set up for their owner alone (`SINGLE_ISSUER`:
+            // `WEFT_IO_PEER_REAP=0`, or no `membarrier` here): no other
+            // thread may submit, and the reply waits for the poll.
+            // Nothing to check (docs/IO.md).
+            None => return,
+            Some(false) => {}
         }
     }
     panic!(
@@ -114,9 +106,15 @@ fn a_reply_queued_before_a_long_poll_goes_out_while_it_runs(driver: Driver) {
 /// One scenario; false if the hog ran on another worker than the reply's
 /// (then the replying worker was free to submit it itself), or if the
 /// replying worker submitted it itself after its poll (its last io pass
-/// was long enough ago, as on a loaded machine: `submit_if_stale`).
-fn reply_during_long_poll(driver: Driver) -> bool {
+/// was long enough ago, as on a loaded machine: `submit_if_stale`); `None`
+/// on io_uring rings that only their worker may enter.
+fn reply_during_long_poll(driver: Driver) -> Option<bool> {
     let t = NetRt::with(driver, |builder| builder.worker_threads(2));
+    let peer_reap = t.rt.io_peer_reap();
+    if t.rt.io_driver() == Driver::Uring && !peer_reap {
+        t.finish();
+        return None;
+    }
     let (listener, client, accepted) = connected();
     let got = Arc::new(AtomicBool::new(false));
     let reader = read_reply(client, got.clone());
@@ -149,11 +147,10 @@ fn reply_during_long_poll(driver: Driver) -> bool {
             .iter()
             .map(|w| w.io_submitted_for_stuck)
             .sum();
-    let peer_reap = peer_reap_expected(&t.rt);
     drop((client, listener));
     t.finish();
     if replier != hog_on {
-        return false;
+        return Some(false);
     }
     assert!(
         got_while_spinning,
@@ -162,7 +159,7 @@ fn reply_during_long_poll(driver: Driver) -> bool {
     // Without the monitor's submit the reply never arrives while the hog
     // spins (the assertion above fails); with it but sent another way,
     // the scenario proves nothing about it.
-    !peer_reap || submitted >= 1
+    Some(!peer_reap || submitted >= 1)
 }
 
 fn a_reply_queued_before_long_polls_goes_out_after_the_first(driver: Driver) {

@@ -468,8 +468,8 @@ fn a_task_with_io_in_flight_on_a_stuck_worker_is_served_during_the_poll(driver: 
             eprintln!("attempt {attempt}: the blocker ran on another worker than the read; again");
             continue;
         }
-        let owner_only_rings = rt.rt.io_driver() == weft::io::Driver::Uring
-            && std::env::var("WEFT_IO_PEER_REAP").as_deref() == Ok("0");
+        let owner_only_rings =
+            rt.rt.io_driver() == weft::io::Driver::Uring && !rt.rt.io_peer_reap();
         if owner_only_rings {
             assert!(
                 !read_during_block,

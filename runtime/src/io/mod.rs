@@ -344,6 +344,15 @@ impl RemoteIo {
         }
     }
 
+    /// Whether peers may reap this ring (io_uring; false under epoll,
+    /// whose peers read a stuck worker's epoll instead).
+    pub(crate) fn peer_reap(&self) -> bool {
+        match self {
+            RemoteIo::Uring(r) => r.peer_reap(),
+            RemoteIo::Epoll(_) => false,
+        }
+    }
+
     /// True if a peer could take io of this worker's while it is stuck
     /// in a poll: sockets registered with its epoll, or operations in
     /// flight on a ring peers may reap (`uring::Remote::peer_reapable`).

@@ -428,6 +428,11 @@ impl Runtime {
         self.handle.io_driver()
     }
 
+    /// See [`Handle::io_peer_reap`].
+    pub fn io_peer_reap(&self) -> bool {
+        self.handle.io_peer_reap()
+    }
+
     /// Shuts down, waiting at most `timeout` for workers and blocking threads
     /// that are inside a poll or job. See the module doc for the steps.
     /// Returns true if every thread stopped in time.
@@ -640,6 +645,18 @@ impl Handle {
     /// The io driver the workers run: `Uring` or `Epoll`, never `Auto`.
     pub fn io_driver(&self) -> crate::io::Driver {
         self.inner.shared.io_kind
+    }
+
+    /// Whether a worker stuck in a poll has its io_uring ring reaped by
+    /// its peers (docs/IO.md, "Peers reap a busy worker's ring"): true on
+    /// the work-stealing flavour under io_uring when the process could
+    /// register for `membarrier` and neither
+    /// [`Builder::io_peer_reap(false)`](crate::runtime::Builder::io_peer_reap)
+    /// nor `WEFT_IO_PEER_REAP=0` turned it off. False under epoll (whose
+    /// peers read a stuck worker's epoll instead) and on the other
+    /// flavours, whose rings only their own thread reaps.
+    pub fn io_peer_reap(&self) -> bool {
+        self.inner.shared.remotes.iter().any(|r| r.io.peer_reap())
     }
 
     /// See [`Runtime::metrics`].

@@ -117,13 +117,11 @@ pub(crate) fn is_long_poll(ticks: u64) -> bool {
 pub(crate) fn long_poll_ticks() -> u64 {
     let mut limit = LONG_POLL_TICKS.load(Relaxed);
     if limit == 0 {
-        match nanos_per_tick_if_known() {
-            Some(ns) => {
-                limit = ((LONG_POLL.as_nanos() as f64 / ns) as u64).max(1);
-                LONG_POLL_TICKS.store(limit, Relaxed);
-            }
-            None => return 0,
-        }
+        let Some(ticks) = ticks_in(LONG_POLL) else {
+            return 0;
+        };
+        limit = ticks;
+        LONG_POLL_TICKS.store(limit, Relaxed);
     }
     limit
 }
@@ -173,6 +171,29 @@ pub(crate) fn nanos_per_tick() -> f64 {
             return elapsed.as_nanos() as f64 / (tsc - tsc0) as f64;
         }
         std::thread::sleep(MIN_BASELINE.saturating_sub(elapsed));
+    }
+}
+
+/// `duration` in ticks (at least 1), once the tick rate is known
+/// ([`nanos_per_tick_if_known`]); `None` before.
+pub(crate) fn ticks_in(duration: std::time::Duration) -> Option<u64> {
+    nanos_per_tick_if_known().map(|ns| ((duration.as_nanos() as f64 / ns) as u64).max(1))
+}
+
+/// [`ticks_in`] kept in `cache` (0: not known yet), for a constant
+/// duration read on a hot path: the division once, a load after.
+#[inline]
+pub(crate) fn cached_ticks_in(
+    cache: &std::cell::Cell<u64>,
+    duration: std::time::Duration,
+) -> Option<u64> {
+    match cache.get() {
+        0 => {
+            let ticks = ticks_in(duration)?;
+            cache.set(ticks);
+            Some(ticks)
+        }
+        ticks => Some(ticks),
     }
 }
 

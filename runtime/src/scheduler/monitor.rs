@@ -446,11 +446,6 @@ impl Sampler {
                     (queued, io_for_peers),
                     (index, false),
                 );
-                if v.long && io_for_peers && remote.watch.is_stalled() {
-                    // What its tasks queued on its ring before this poll
-                    // goes out now, not after it (`submit_for_owner`).
-                    remote.io.submit_for_owner();
-                }
                 long |= v.long;
                 stuck += usize::from(v.stuck);
                 due = min_due(due, v.due);
@@ -618,8 +613,9 @@ fn min_due(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// One look at one worker (see the module doc, steps 1-3). `holds`: its
-/// run queue holds tasks; sockets are registered with its epoll. `who`:
-/// its index, and whether it is a relief worker.
+/// run queue holds tasks; it has io peers may take (sockets registered
+/// with its epoll, ops on a ring peers may reap: `has_io_for_peers`).
+/// `who`: its index, and whether it is a relief worker.
 fn sample(
     shared: &Shared,
     watch: &WorkerWatch,
@@ -660,6 +656,14 @@ fn sample(
         // way (`WorkerCtx::reap_stuck_peers`); the monitor cannot see
         // whether any is there, so while the poll lasts a peer comes to
         // look once a sample.
+        if epoll_sockets && !who.1 {
+            // What its tasks queued on its ring before this poll goes out
+            // now, not after it (`submit_for_owner`; once per batch of
+            // pushes). Before the wake: the submit holds the ring's lock
+            // through its enter, and a peer woken first would find it
+            // taken and reap nothing this time.
+            shared.remotes[who.0].io.submit_for_owner();
+        }
         shared.notify_parked();
     }
     if stuck && s.reported != seq {

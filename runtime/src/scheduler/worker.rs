@@ -33,6 +33,9 @@ const PULL_CHUNK: usize = 64;
 /// half of what is left in its queue).
 const STALLED_DRAIN_BATCHES: usize = 64;
 
+/// Room reserved for the tasks that yield within one round (`deferred`).
+const DEFERRED_ROOM: usize = 32;
+
 /// A peer's run queue this long is taken from at once, without waiting for
 /// `steal_age` (see [`WorkerCtx::behind`]): a backlog that spreading pays
 /// for (the scheduler bench's `yield_many` cycles hundreds of tasks through
@@ -333,7 +336,10 @@ impl WorkerCtx {
             handle,
             local,
             pull_scratch: crossbeam_deque::Worker::new_fifo(),
-            deferred: Cell::new(Vec::new()),
+            // Room for the yields of a busy round, so that the first ones
+            // (a rare budget exhaustion, in the steady state of a server)
+            // allocate nothing.
+            deferred: Cell::new(Vec::with_capacity(DEFERRED_ROOM)),
             lifo_streak: Cell::new(0),
             poll_sample_in: Cell::new(POLL_SAMPLE_MEAN),
             sample_rng: Cell::new(0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1),
@@ -529,13 +535,7 @@ impl WorkerCtx {
     /// [`AFFINITY_BUDGET`] (see there); by count until that can be told.
     fn behind_by_budget(&self, queued: usize) -> bool {
         let cost = self.poll_cost.get();
-        let mut budget = self.budget_ticks.get();
-        if budget == 0 {
-            if let Some(ns_per_tick) = ticks::nanos_per_tick_if_known() {
-                budget = ((AFFINITY_BUDGET.as_nanos() as f64 / ns_per_tick) as u64).max(1);
-                self.budget_ticks.set(budget);
-            }
-        }
+        let budget = ticks::cached_ticks_in(&self.budget_ticks, AFFINITY_BUDGET).unwrap_or(0);
         over_budget(queued, cost, budget)
     }
 
@@ -679,18 +679,7 @@ impl WorkerCtx {
     /// (`u64::MAX` before: no early submit).
     #[inline]
     fn stale_ticks(&self) -> u64 {
-        let stale = self.stale_ticks.get();
-        if stale != 0 {
-            return stale;
-        }
-        match ticks::nanos_per_tick_if_known() {
-            Some(ns_per_tick) => {
-                let stale = ((SUBMIT_STALE_AFTER.as_nanos() as f64 / ns_per_tick) as u64).max(1);
-                self.stale_ticks.set(stale);
-                stale
-            }
-            None => u64::MAX,
-        }
+        ticks::cached_ticks_in(&self.stale_ticks, SUBMIT_STALE_AFTER).unwrap_or(u64::MAX)
     }
 
     /// Polls `task`, timed for the latency histograms if its schedule was

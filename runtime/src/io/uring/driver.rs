@@ -265,6 +265,12 @@ const SHELF_MAX: usize = 256;
 type PeerDelivery = (Arc<dyn Completable>, i32, u32);
 /// Room reserved for the completions a peer leaves to the owner.
 const STASH_ROOM: usize = 64;
+/// The most `MSG_RING` wakes a ring keeps in flight (room reserved up
+/// front); past that, a wake goes by the target's eventfd. Growing the
+/// table instead allocated whenever a busy machine left more of them
+/// unreaped than ever before (the `io_alloc` test's cross-worker echo saw
+/// 3–8 allocations in 500 round trips with two busy threads beside it).
+const MSGS_ROOM: usize = 64;
 /// Batches of completions one `Remote::reap_for_peer` takes at most.
 const PEER_BATCHES: usize = 4;
 /// The shortest time between two `membarrier` kicks of one ring.
@@ -335,6 +341,11 @@ impl Remote {
         self.stashed.load(Relaxed)
     }
 
+    /// Peers may reap this ring (see `peer_reap`).
+    pub(crate) fn peer_reap(&self) -> bool {
+        self.peer_reap
+    }
+
     /// True if peers may reap this ring and it has operations in flight:
     /// a peer that finds the owner stuck in a poll has something to take.
     pub(crate) fn peer_reapable(&self) -> bool {
@@ -366,8 +377,7 @@ impl Remote {
         // a syscall.
         let now = ticks::now();
         let last = self.last_kick.load(Relaxed);
-        let gap = ticks::nanos_per_tick_if_known()
-            .map_or(0, |ns| (KICK_GAP.as_nanos() as f64 / ns) as u64);
+        let gap = ticks::ticks_in(KICK_GAP).unwrap_or(0);
         if now.saturating_sub(last) >= gap
             && self
                 .last_kick
@@ -702,7 +712,10 @@ impl CellPool {
         let index = match self.kinds.iter().position(|(kind, _)| *kind == id) {
             Some(index) => index,
             None => {
-                self.kinds.push((id, Vec::new()));
+                // Its whole room at once (4 KiB): a pool that grows as
+                // cells pile up allocates in the steady state, each time
+                // a busy machine leaves more of them here than before.
+                self.kinds.push((id, Vec::with_capacity(CELL_POOL_MAX)));
                 self.kinds.len() - 1
             }
         };
@@ -809,7 +822,7 @@ impl Driver {
             eventfd_armed: false,
             eventfd_buf: Box::new(0),
             msg_ring: features.msg_ring,
-            msgs: Slab::new(),
+            msgs: Slab::with_capacity(MSGS_ROOM),
             taskrun_flag: features.flags != SetupFlags::Plain,
             enabled: false,
             queued_fds: 0,
@@ -1161,11 +1174,12 @@ impl Driver {
     }
 
     /// Sends a wakeup to another ring through this one. False when not
-    /// possible (no MSG_RING, or this driver is mid-reap). The target is kept
+    /// possible (no MSG_RING, this driver is mid-reap, or [`MSGS_ROOM`]
+    /// wakes are in flight: the caller writes the eventfd). The target is kept
     /// until the send's own completion: if the message could not be
     /// delivered (a full or disabled target ring), the eventfd wakes it.
     pub(crate) fn try_msg_ring(&mut self, target: &Arc<Remote>) -> bool {
-        if !self.msg_ring || !self.enabled {
+        if !self.msg_ring || !self.enabled || self.msgs.len() >= MSGS_ROOM {
             return false;
         }
         let key = self.msgs.insert(target.clone());
