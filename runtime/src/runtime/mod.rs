@@ -649,12 +649,14 @@ impl Handle {
 
     /// Whether a worker stuck in a poll has its io_uring ring reaped by
     /// its peers (docs/IO.md, "Peers reap a busy worker's ring"): true on
-    /// the work-stealing flavour under io_uring when the process could
-    /// register for `membarrier` and neither
+    /// the work-stealing flavour under io_uring with two or more workers
+    /// and the monitor on (it is what finds a worker stuck), when the
+    /// process could register for `membarrier` and neither
     /// [`Builder::io_peer_reap(false)`](crate::runtime::Builder::io_peer_reap)
     /// nor `WEFT_IO_PEER_REAP=0` turned it off. False under epoll (whose
-    /// peers read a stuck worker's epoll instead) and on the other
-    /// flavours, whose rings only their own thread reaps.
+    /// peers read a stuck worker's epoll instead), on the thread-per-core
+    /// flavour (each ring its worker's alone) and on a current-thread
+    /// runtime (its ring entered by whichever thread is in `block_on`).
     pub fn io_peer_reap(&self) -> bool {
         self.inner.shared.remotes.iter().any(|r| r.io.peer_reap())
     }

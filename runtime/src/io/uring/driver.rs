@@ -269,7 +269,7 @@ const STASH_ROOM: usize = 64;
 /// front); past that, a wake goes by the target's eventfd. Growing the
 /// table instead allocated whenever a busy machine left more of them
 /// unreaped than ever before (the `io_alloc` test's cross-worker echo saw
-/// 3–8 allocations in 500 round trips with two busy threads beside it).
+/// 3–10 allocations in 500 round trips with two busy threads beside it).
 const MSGS_ROOM: usize = 64;
 /// Batches of completions one `Remote::reap_for_peer` takes at most.
 const PEER_BATCHES: usize = 4;
