@@ -1591,6 +1591,59 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_pool_reserves_its_whole_room_with_a_types_first_cell() {
+        let mut pool = CellPool::default();
+        let (c, _) = cell();
+        assert!(pool.put(c, CELL_POOL_MAX).is_none());
+        let room = |pool: &CellPool| pool.kinds[0].1.capacity();
+        assert_eq!(room(&pool), CELL_POOL_MAX);
+        // Filling it to the limit never reallocates.
+        for _ in 1..CELL_POOL_MAX {
+            assert!(pool.put(cell().0, CELL_POOL_MAX).is_none());
+        }
+        assert_eq!(room(&pool), CELL_POOL_MAX);
+        assert!(
+            pool.put(cell().0, CELL_POOL_MAX).is_some(),
+            "full: handed back"
+        );
+    }
+
+    #[test]
+    fn msg_ring_wakes_in_flight_stop_at_their_reserved_room() {
+        let (Some(mut a), Some(mut b)) = (driver(), driver()) else {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        };
+        a.enable().expect("enable");
+        b.enable().expect("enable");
+        if !a.msg_ring {
+            eprintln!("no MSG_RING here: skipped");
+            return;
+        }
+        // Not reaped meanwhile: every wake stays in flight until `a` reaps.
+        for i in 0..MSGS_ROOM {
+            assert!(a.try_msg_ring(&b.remote), "wake {i} went by MSG_RING");
+        }
+        assert!(
+            !a.try_msg_ring(&b.remote),
+            "past its room a wake goes by the target's eventfd"
+        );
+        assert_eq!(a.msgs.len(), MSGS_ROOM);
+        assert_eq!(a.msgs.capacity(), MSGS_ROOM, "the table never grew");
+        // Their completions release them, and wakes go by MSG_RING again.
+        for _ in 0..1000 {
+            a.poll();
+            if a.msgs.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(a.msgs.is_empty(), "{} wakes never completed", a.msgs.len());
+        assert!(a.try_msg_ring(&b.remote));
+        b.poll();
+    }
+
+    #[test]
     fn a_full_pool_hands_spare_cells_to_the_ring_that_is_short_of_them() {
         let (Some(mut a), Some(mut b)) = (driver(), driver()) else {
             eprintln!("io_uring unavailable: skipped");
