@@ -289,9 +289,18 @@ fn run_both(args: &Args) -> Result<(), Box<dyn Error>> {
         let reaped: u64 = workers.iter().map(|w| w.io_peer_reaped).sum();
         let submitted: u64 = workers.iter().map(|w| w.io_submitted_for_stuck).sum();
         let watched: u64 = workers.iter().map(|w| w.park_watch_hits).sum();
+        // How peers reach a stuck worker's io: its epoll, or its ring if
+        // the rings allow it (work stealing, `membarrier` registered, not
+        // switched off).
+        let how = match (rt.io_driver(), rt.io_peer_reap()) {
+            (weft::io::Driver::Epoll, _) => "epoll read by peers",
+            (_, true) => "ring reaped by peers",
+            (_, false) => "ring reaped by its worker alone",
+        };
         println!(
-            "taken by peers from a worker stuck in a poll: {reaped}; its queued ops \
-             submitted by the monitor: {submitted} times; parks cut short for it: {watched}"
+            "taken by peers from a worker stuck in a poll ({how}): {reaped}; \
+             its queued ops submitted by the monitor: {submitted} times; parks cut short for \
+             it: {watched}"
         );
         if left > 0 {
             return Err(format!("{left} registered-file slots still in use").into());
