@@ -56,10 +56,11 @@
 //! it (one relaxed load of a read-mostly flag on that path): that task may
 //! be stuck behind the poll that queued it, and the short interval is what
 //! bounds its wait. A task an io pass put there wakes it only under
-//! io_uring, while no worker is parked ([`Monitor::lifo_filled_by_io`]),
-//! and while the short samples such wakes started have lately found a
-//! long poll ([`IoWakes`]); otherwise io fills only hold its sleep to
-//! [`IO_WATCH_INTERVAL`].
+//! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]).
+//! Either kind of fill wakes it only while the short samples such wakes
+//! started have lately found a long poll ([`FillWakes`]); otherwise fills
+//! only hold its sleep to [`FILL_WATCH_INTERVAL`], which then bounds the
+//! wait of a task stuck behind a poll instead.
 //! A runtime where nothing is queued behind a running poll costs the
 //! monitor one wakeup per half threshold.
 //!
@@ -102,16 +103,16 @@ pub(crate) const SHORT_INTERVAL: Duration = Duration::from_micros(250);
 /// Samples without a long poll before the monitor doubles its sleep.
 const QUIET_SAMPLES: u32 = 4;
 /// Runs of short samples in a row, each started by a LIFO fill and ended
-/// by [`QUIET_SAMPLES`] that found no long poll, after which io passes'
-/// fills stop waking the monitor (see [`IoWakes`]).
+/// by [`QUIET_SAMPLES`] that found no long poll, after which LIFO fills
+/// stop waking the monitor (see [`FillWakes`]).
 /// At 4, hyper's hello server at 256 connections (whose samples see a
 /// long poll in 3 of 10) still hit such streaks and lost 8% of its p99;
 /// at 16 it keeps its wakes, and the echo at 256 (fewer than 1 in 100)
 /// loses them as fast.
 const FRUITLESS_RUNS: u32 = 16;
-/// The monitor's longest sleep while io passes keep filling LIFO slots
-/// and their wakes are off (see [`IoWakes`]).
-const IO_WATCH_INTERVAL: Duration = Duration::from_millis(1);
+/// The monitor's longest sleep while tasks keep going into empty LIFO
+/// slots and their wakes are off (see [`FillWakes`]).
+const FILL_WATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Relief workers per worker, at most.
 pub(crate) const RELIEF_CAP_PER_WORKER: usize = 1;
 /// How long an idle relief worker sleeps between looks at the queues.
@@ -252,12 +253,13 @@ pub(crate) struct Monitor {
     /// The monitor sleeps longer than [`SHORT_INTERVAL`]: the next task put
     /// into an empty LIFO slot wakes it.
     backed_off: AtomicBool,
-    /// Io passes' fills may wake the monitor ([`IoWakes`]). Written by the
+    /// LIFO fills may wake the monitor ([`FillWakes`]). Written by the
     /// monitor only when it changes.
-    io_wakes: AtomicBool,
-    /// An io pass filled a LIFO slot while `io_wakes` was off and no worker
-    /// was parked, since the monitor last looked.
-    io_filled: AtomicBool,
+    fill_wakes: AtomicBool,
+    /// A task went into an empty LIFO slot while `fill_wakes` was off (by
+    /// an io pass: while no worker was parked), since the monitor last
+    /// looked.
+    filled: AtomicBool,
     /// Watches of the relief workers alive.
     relief: Mutex<Vec<StdArc<WorkerWatch>>>,
     relief_started: AtomicU64,
@@ -277,8 +279,8 @@ impl Monitor {
             unparker: parker.unparker(),
             parker: Mutex::new(Some(parker)),
             backed_off: AtomicBool::new(false),
-            io_wakes: AtomicBool::new(true),
-            io_filled: AtomicBool::new(false),
+            fill_wakes: AtomicBool::new(true),
+            filled: AtomicBool::new(false),
             relief: Mutex::new(Vec::new()),
             relief_started: AtomicU64::new(0),
             relief_stuck_polls: AtomicU64::new(0),
@@ -289,13 +291,31 @@ impl Monitor {
     }
 
     /// A task went into an empty LIFO slot: make sure the monitor samples
-    /// soon enough to free it if the poll that queued it does not return.
+    /// soon enough to free it if the poll that queued it does not return:
+    /// at once while fills wake the monitor, else within
+    /// [`FILL_WATCH_INTERVAL`] ([`FillWakes`]).
     #[inline]
     pub(crate) fn lifo_filled(&self) {
-        // Relaxed load: a stale `false` costs at most one long sleep; the
+        // Relaxed loads: a stale `false` costs at most one long sleep; the
         // swap makes one waker per back-off.
-        if self.backed_off.load(Relaxed) && self.backed_off.swap(false, Relaxed) {
+        if !self.backed_off.load(Relaxed) {
+            return;
+        }
+        if !self.fill_wakes.load(Relaxed) {
+            self.watch_fills();
+            return;
+        }
+        if self.backed_off.swap(false, Relaxed) {
             self.unparker.unpark();
+        }
+    }
+
+    /// Fills go on while their wakes are off: the monitor's next sleep is
+    /// at most [`FILL_WATCH_INTERVAL`].
+    #[inline]
+    fn watch_fills(&self) {
+        if !self.filled.load(Relaxed) {
+            self.filled.store(true, Relaxed);
         }
     }
 
@@ -317,17 +337,15 @@ impl Monitor {
     /// task.
     ///
     /// While the short samples such wakes start keep finding nothing
-    /// ([`IoWakes`]), the fill only tells the monitor to sample at least
-    /// every [`IO_WATCH_INTERVAL`].
+    /// ([`FillWakes`]), the fill only tells the monitor to sample at least
+    /// every [`FILL_WATCH_INTERVAL`].
     #[inline]
     pub(crate) fn lifo_filled_by_io(&self, idle: &Idle) {
         if !self.backed_off.load(Relaxed) || idle.num_parked() != 0 {
             return;
         }
-        if !self.io_wakes.load(Relaxed) {
-            if !self.io_filled.load(Relaxed) {
-                self.io_filled.store(true, Relaxed);
-            }
+        if !self.fill_wakes.load(Relaxed) {
+            self.watch_fills();
             return;
         }
         if self.backed_off.swap(false, Relaxed) {
@@ -413,7 +431,7 @@ struct Sampler {
     interval: Duration,
     max_interval: Duration,
     quiet: u32,
-    io_wakes: IoWakes,
+    fill_wakes: FillWakes,
 }
 
 impl Sampler {
@@ -424,7 +442,7 @@ impl Sampler {
             interval: SHORT_INTERVAL,
             max_interval: (shared.monitor.config.threshold / 2).max(SHORT_INTERVAL),
             quiet: 0,
-            io_wakes: IoWakes::default(),
+            fill_wakes: FillWakes::default(),
         }
     }
 
@@ -508,13 +526,13 @@ impl Sampler {
         if long {
             self.interval = SHORT_INTERVAL;
             self.quiet = 0;
-            self.io_wakes.long_poll_seen();
+            self.fill_wakes.long_poll_seen();
         } else {
             self.quiet += 1;
             if self.quiet >= QUIET_SAMPLES {
                 self.quiet = 0;
                 if self.interval == SHORT_INTERVAL {
-                    self.io_wakes.backing_off();
+                    self.fill_wakes.backing_off();
                 }
                 self.interval = (self.interval * 2).min(self.max_interval);
             }
@@ -524,13 +542,13 @@ impl Sampler {
         if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
             monitor.backed_off.store(true, Relaxed);
         }
-        if monitor.io_wakes.load(Relaxed) != self.io_wakes.on {
-            monitor.io_wakes.store(self.io_wakes.on, Relaxed);
+        if monitor.fill_wakes.load(Relaxed) != self.fill_wakes.on {
+            monitor.fill_wakes.store(self.fill_wakes.on, Relaxed);
         }
         let mut sleep = self.interval;
-        if monitor.io_filled.load(Relaxed) {
-            monitor.io_filled.store(false, Relaxed);
-            sleep = sleep.min(IO_WATCH_INTERVAL);
+        if monitor.filled.load(Relaxed) {
+            monitor.filled.store(false, Relaxed);
+            sleep = sleep.min(FILL_WATCH_INTERVAL);
         }
         let wake_at = min_due(Some(now + sleep), due).expect("some");
         parker.park(Some(wake_at));
@@ -538,29 +556,45 @@ impl Sampler {
             // Woken by `lifo_filled` (or `lifo_filled_by_io`).
             self.interval = SHORT_INTERVAL;
             self.quiet = 0;
-            self.io_wakes.woken_by_fill();
+            self.fill_wakes.woken_by_fill();
         }
     }
 }
 
-/// Whether io passes' LIFO fills wake the backed-off monitor.
+/// Whether LIFO fills wake the backed-off monitor.
 ///
-/// Under io_uring, a task an io pass puts into an empty LIFO slot wakes
-/// the monitor while every worker is awake, for the short samples that
-/// find the worker preempted (or stuck) in a later poll with that task
-/// behind it ([`Monitor::lifo_filled_by_io`]). Where no poll outlasts a
-/// sample, those wakes are pure cost: an echo server at 256 connections
-/// woke the monitor ≈ 3,000 times a second, ≈ 5–10% of its CPU per
-/// request, and its samples found a long poll in fewer than 1 in 100.
-/// So the monitor counts the runs of short samples that a fill started:
-/// after [`FRUITLESS_RUNS`] in a row that ended without seeing a long
-/// poll, io fills stop waking it, and only make it sample every
-/// [`IO_WATCH_INTERVAL`] while they go on; the first long poll a sample
+/// A task put into an empty LIFO slot wakes the monitor (an io pass's
+/// fill: under io_uring, while every worker is awake), for the short
+/// samples that find the worker preempted (or stuck) in a later poll with
+/// that task behind it ([`Monitor::lifo_filled`],
+/// [`Monitor::lifo_filled_by_io`]). Where no poll outlasts a sample,
+/// those wakes are pure cost: an echo server at 256 connections woke the
+/// monitor ≈ 3,000 times a second, ≈ 5–10% of its CPU per request, and
+/// its samples found a long poll in fewer than 1 in 100. So the monitor
+/// counts the runs of short samples that a fill started: after
+/// [`FRUITLESS_RUNS`] in a row that ended without seeing a long poll,
+/// fills stop waking it, and only make it sample every
+/// [`FILL_WATCH_INTERVAL`] while they go on; the first long poll a sample
 /// sees turns the wakes back on. On hyper's hello server at 256
 /// connections, where wrk's threads preempt the workers inside polls,
 /// samples keep finding long polls and the wakes stay on (its p99 rose
-/// by a third without them). A task's own fill always wakes the monitor.
-struct IoWakes {
+/// by a third without them).
+///
+/// A task's own fill (one task waking another) followed the rule only
+/// from 2026-12-06: hyper's HTTP/1.1 client, whose connection tasks wake
+/// its request tasks, woke the monitor ≈ 3,000 times a second through
+/// them, and the monitor took 4–9% of the client's CPU. With its wakes
+/// under this rule, weft's client went from 0.84× hyper-util's
+/// requests per second to 0.92× (medians over eight and ten runs, each
+/// the median of 12 paired half-second slices), and from 1.16× its CPU
+/// per request to 1.04×, about what the monitor switched off gives
+/// (docs/BENCHMARKS.md, "A task's fills under the monitor's rule"). What
+/// it gives up, once fills have been fruitless 16 runs in a row: a task
+/// left in a LIFO slot behind a poll that does not return waits for two
+/// samples [`FILL_WATCH_INTERVAL`] apart (≤ 2 ms) instead of two
+/// [`SHORT_INTERVAL`]s apart. Go's `sysmon` sleeps 20 µs to 10 ms;
+/// tokio's LIFO slot is not stealable at all.
+struct FillWakes {
     on: bool,
     /// In a run of short samples a fill started.
     in_run: bool,
@@ -570,9 +604,9 @@ struct IoWakes {
     fruitless: u32,
 }
 
-impl Default for IoWakes {
-    fn default() -> IoWakes {
-        IoWakes {
+impl Default for FillWakes {
+    fn default() -> FillWakes {
+        FillWakes {
             on: true,
             in_run: false,
             run_saw_long: false,
@@ -581,7 +615,7 @@ impl Default for IoWakes {
     }
 }
 
-impl IoWakes {
+impl FillWakes {
     fn woken_by_fill(&mut self) {
         self.in_run = true;
         self.run_saw_long = false;
@@ -831,7 +865,7 @@ mod tests {
     }
 
     #[test]
-    fn an_io_fill_wakes_a_backed_off_monitor_only_with_every_worker_awake() {
+    fn fills_wake_a_backed_off_monitor_by_their_rules() {
         let monitor = monitor();
         let idle = Idle::new(2);
         // Both workers awake: the fill wakes the monitor (once per back-off).
@@ -853,17 +887,22 @@ mod tests {
         assert!(!monitor.backed_off.load(Relaxed));
         // Io wakes off: a fill leaves the monitor asleep and asks for the
         // io watch interval instead.
-        monitor.io_wakes.store(false, Relaxed);
+        monitor.fill_wakes.store(false, Relaxed);
         monitor.backed_off.store(true, Relaxed);
         monitor.lifo_filled_by_io(&idle);
         assert!(monitor.backed_off.load(Relaxed), "left asleep");
-        assert!(monitor.io_filled.load(Relaxed), "asked for the io watch");
+        assert!(monitor.filled.load(Relaxed), "asked for the io watch");
         // ... but not while a worker is parked.
-        monitor.io_filled.store(false, Relaxed);
+        monitor.filled.store(false, Relaxed);
         let _ = idle.transition_worker_to_parked(1, false);
         monitor.lifo_filled_by_io(&idle);
-        assert!(!monitor.io_filled.load(Relaxed));
-        // A task's fill still wakes it.
+        assert!(!monitor.filled.load(Relaxed));
+        // A task's fill is under the same rule, parked worker or not.
+        monitor.lifo_filled();
+        assert!(monitor.backed_off.load(Relaxed), "left asleep");
+        assert!(monitor.filled.load(Relaxed), "asked for the watch");
+        // Wakes back on: a task's fill wakes it.
+        monitor.fill_wakes.store(true, Relaxed);
         monitor.lifo_filled();
         assert!(!monitor.backed_off.load(Relaxed));
     }
@@ -875,7 +914,7 @@ mod tests {
             interval,
             max_interval: interval,
             quiet: 0,
-            io_wakes: IoWakes::default(),
+            fill_wakes: FillWakes::default(),
         }
     }
 
@@ -886,33 +925,33 @@ mod tests {
         let parker = lock(&monitor.parker).take().expect("the monitor's parker");
         let long_sleep = Duration::from_secs(2);
         let mut sampler = sampler(long_sleep);
-        sampler.io_wakes.on = false;
+        sampler.fill_wakes.on = false;
         // A sleep that ends at once publishes the back-off and the wakes'
         // state.
         let now = Instant::now();
         sampler.sleep(&monitor, &parker, now, false, Some(now));
         assert!(monitor.backed_off.load(Relaxed));
-        assert!(!monitor.io_wakes.load(Relaxed));
+        assert!(!monitor.fill_wakes.load(Relaxed));
         // An io fill now neither wakes it nor is lost: the next sleep is
         // the io watch interval, not the long one.
         monitor.lifo_filled_by_io(&idle);
         assert!(monitor.backed_off.load(Relaxed), "not woken");
-        assert!(monitor.io_filled.load(Relaxed));
+        assert!(monitor.filled.load(Relaxed));
         let start = Instant::now();
         sampler.sleep(&monitor, &parker, start, false, None);
         let slept = start.elapsed();
         assert!(slept < long_sleep / 4, "slept {slept:?}: the fill was lost");
-        assert!(!monitor.io_filled.load(Relaxed), "taken by that sleep");
+        assert!(!monitor.filled.load(Relaxed), "taken by that sleep");
         assert_eq!(sampler.interval, long_sleep, "not counted as a wake");
         // A long poll turns the wakes back on, and the next fill wakes it.
-        sampler.io_wakes.long_poll_seen();
+        sampler.fill_wakes.long_poll_seen();
         let slept = std::thread::scope(|s| {
             let sleeper = s.spawn(|| {
                 let start = Instant::now();
                 sampler.sleep(&monitor, &parker, start, false, None);
                 start.elapsed()
             });
-            while !monitor.io_wakes.load(Relaxed) {
+            while !monitor.fill_wakes.load(Relaxed) {
                 std::thread::yield_now();
             }
             monitor.lifo_filled_by_io(&idle);
@@ -920,12 +959,12 @@ mod tests {
         });
         assert!(slept < long_sleep / 4, "slept {slept:?}: not woken");
         assert_eq!(sampler.interval, SHORT_INTERVAL, "woken by the fill");
-        assert!(sampler.io_wakes.in_run);
+        assert!(sampler.fill_wakes.in_run);
     }
 
     /// `n` runs of short samples, each started by a fill, that see no
     /// long poll.
-    fn fruitless_runs(rule: &mut IoWakes, n: u32) {
+    fn fruitless_runs(rule: &mut FillWakes, n: u32) {
         for _ in 0..n {
             rule.woken_by_fill();
             rule.backing_off();
@@ -933,8 +972,8 @@ mod tests {
     }
 
     #[test]
-    fn io_wakes_turn_off_after_fruitless_runs_and_on_at_a_long_poll() {
-        let mut rule = IoWakes::default();
+    fn fill_wakes_turn_off_after_fruitless_runs_and_on_at_a_long_poll() {
+        let mut rule = FillWakes::default();
         assert!(rule.on);
         // Runs that see no long poll: off after `FRUITLESS_RUNS` of them.
         for run in 1..=FRUITLESS_RUNS {
@@ -960,7 +999,7 @@ mod tests {
         assert!(!rule.on);
         // Back-offs without a fill (an idle runtime's samples) do not turn
         // them off from on either.
-        let mut idle = IoWakes::default();
+        let mut idle = FillWakes::default();
         for _ in 0..10 * FRUITLESS_RUNS {
             idle.backing_off();
         }
