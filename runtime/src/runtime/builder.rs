@@ -616,7 +616,8 @@ impl Builder {
     /// worker as stuck (default 10 ms, at least 1 ms).
     ///
     /// A monitor thread samples each worker's poll counter (the workers
-    /// read no clock for it). A poll that outlasts one sample (250 µs)
+    /// read no clock for it). A poll that outlasts one sample (250 µs;
+    /// 1 ms once tasks put into LIFO slots have long found no such poll)
     /// with tasks queued behind it on its worker (its LIFO slot or run
     /// queue) has them taken by the other workers; a poll past this
     /// threshold is reported while it still runs (see

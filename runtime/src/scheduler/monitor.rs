@@ -58,9 +58,10 @@
 //! bounds its wait. A task an io pass put there wakes it only under
 //! io_uring and while no worker is parked ([`Monitor::lifo_filled_by_io`]).
 //! Either kind of fill wakes it only while the short samples such wakes
-//! started have lately found a long poll ([`FillWakes`]); otherwise fills
-//! only hold its sleep to [`FILL_WATCH_INTERVAL`], which then bounds the
-//! wait of a task stuck behind a poll instead.
+//! started have lately found a long poll ([`FillWakes`]); otherwise a
+//! fill holds its next two sleeps to [`FILL_WATCH_INTERVAL`] and ends a
+//! longer sleep it is in, which then bounds the wait of a task stuck
+//! behind a poll instead (two samples at most that far apart).
 //! A runtime where nothing is queued behind a running poll costs the
 //! monitor one wakeup per half threshold.
 //!
@@ -260,6 +261,9 @@ pub(crate) struct Monitor {
     /// an io pass: while no worker was parked), since the monitor last
     /// looked.
     filled: AtomicBool,
+    /// The monitor is parked for longer than [`FILL_WATCH_INTERVAL`] with
+    /// `fill_wakes` off: the next fill wakes it ([`Monitor::watch_fills`]).
+    long_park: AtomicBool,
     /// Watches of the relief workers alive.
     relief: Mutex<Vec<StdArc<WorkerWatch>>>,
     relief_started: AtomicU64,
@@ -281,6 +285,7 @@ impl Monitor {
             backed_off: AtomicBool::new(false),
             fill_wakes: AtomicBool::new(true),
             filled: AtomicBool::new(false),
+            long_park: AtomicBool::new(false),
             relief: Mutex::new(Vec::new()),
             relief_started: AtomicU64::new(0),
             relief_stuck_polls: AtomicU64::new(0),
@@ -310,12 +315,21 @@ impl Monitor {
         }
     }
 
-    /// Fills go on while their wakes are off: the monitor's next sleep is
-    /// at most [`FILL_WATCH_INTERVAL`].
+    /// A fill while their wakes are off: the monitor's next two sleeps are
+    /// at most [`FILL_WATCH_INTERVAL`] each (two samples see a poll that
+    /// outlasts them), and a longer park it is in ends now.
     #[inline]
     fn watch_fills(&self) {
+        // SeqCst store, then SeqCst load, against the monitor's SeqCst
+        // store of `long_park` and load of `filled` (`Sampler::sleep`):
+        // either it sees this fill before it parks long, or this sees its
+        // long park and ends it. The store is made once per sleep of the
+        // monitor at most; the load is a plain load on x86.
         if !self.filled.load(Relaxed) {
-            self.filled.store(true, Relaxed);
+            self.filled.store(true, SeqCst);
+        }
+        if self.long_park.load(SeqCst) && self.long_park.swap(false, Relaxed) {
+            self.unparker.unpark();
         }
     }
 
@@ -332,9 +346,9 @@ impl Monitor {
     /// What that gives up: a worker stuck in a poll (or preempted in one)
     /// with that task in its slot while a peer is parked is found when two
     /// samples of the monitor's longer sleep (up to half the stuck-poll
-    /// threshold apart) see it in that poll, unless a task's own fill has
-    /// woken the monitor first; only then is the parked peer woken for the
-    /// task.
+    /// threshold apart) see it in that poll, unless another fill has
+    /// woken the monitor or held its sleep to [`FILL_WATCH_INTERVAL`]
+    /// first; only then is the parked peer woken for the task.
     ///
     /// While the short samples such wakes start keep finding nothing
     /// ([`FillWakes`]), the fill only tells the monitor to sample at least
@@ -432,6 +446,9 @@ struct Sampler {
     max_interval: Duration,
     quiet: u32,
     fill_wakes: FillWakes,
+    /// Sleeps still held to [`FILL_WATCH_INTERVAL`] after a fill with
+    /// wakes off (see [`Monitor::watch_fills`]).
+    watch_left: u32,
 }
 
 impl Sampler {
@@ -443,6 +460,7 @@ impl Sampler {
             max_interval: (shared.monitor.config.threshold / 2).max(SHORT_INTERVAL),
             quiet: 0,
             fill_wakes: FillWakes::default(),
+            watch_left: 0,
         }
     }
 
@@ -515,6 +533,16 @@ impl Sampler {
         (stuck, due, long)
     }
 
+    /// The next sleep: the interval, or [`FILL_WATCH_INTERVAL`] while a
+    /// fill holds it there (counted down).
+    fn watch_sleep(&mut self) -> Duration {
+        if self.watch_left == 0 {
+            return self.interval;
+        }
+        self.watch_left -= 1;
+        self.interval.min(FILL_WATCH_INTERVAL)
+    }
+
     fn sleep(
         &mut self,
         monitor: &Monitor,
@@ -545,13 +573,29 @@ impl Sampler {
         if monitor.fill_wakes.load(Relaxed) != self.fill_wakes.on {
             monitor.fill_wakes.store(self.fill_wakes.on, Relaxed);
         }
-        let mut sleep = self.interval;
+        // A fill with wakes off holds this sleep and the next to
+        // `FILL_WATCH_INTERVAL`: a poll that outlasts them is seen twice.
         if monitor.filled.load(Relaxed) {
             monitor.filled.store(false, Relaxed);
-            sleep = sleep.min(FILL_WATCH_INTERVAL);
+            self.watch_left = 2;
         }
-        let wake_at = min_due(Some(now + sleep), due).expect("some");
+        let mut wake_at = min_due(Some(now + self.watch_sleep()), due).expect("some");
+        // Parking longer than that with wakes off: say so before the last
+        // look at `filled` (see `Monitor::watch_fills`), so that a fill
+        // from now on ends the park.
+        let long_park = !self.fill_wakes.on && wake_at > now + FILL_WATCH_INTERVAL;
+        if long_park {
+            monitor.long_park.store(true, SeqCst);
+            if monitor.filled.load(SeqCst) {
+                monitor.filled.store(false, Relaxed);
+                self.watch_left = 2;
+                wake_at = min_due(Some(now + self.watch_sleep()), due).expect("some");
+            }
+        }
         parker.park(Some(wake_at));
+        if long_park {
+            monitor.long_park.store(false, Relaxed);
+        }
         if self.interval > SHORT_INTERVAL && !monitor.backed_off.load(Relaxed) {
             // Woken by `lifo_filled` (or `lifo_filled_by_io`).
             self.interval = SHORT_INTERVAL;
@@ -885,13 +929,13 @@ mod tests {
         monitor.backed_off.store(true, Relaxed);
         monitor.lifo_filled_by_io(&idle);
         assert!(!monitor.backed_off.load(Relaxed));
-        // Io wakes off: a fill leaves the monitor asleep and asks for the
-        // io watch interval instead.
+        // Fill wakes off: a fill leaves the monitor asleep and asks for
+        // the watch interval instead.
         monitor.fill_wakes.store(false, Relaxed);
         monitor.backed_off.store(true, Relaxed);
         monitor.lifo_filled_by_io(&idle);
         assert!(monitor.backed_off.load(Relaxed), "left asleep");
-        assert!(monitor.filled.load(Relaxed), "asked for the io watch");
+        assert!(monitor.filled.load(Relaxed), "asked for the watch");
         // ... but not while a worker is parked.
         monitor.filled.store(false, Relaxed);
         let _ = idle.transition_worker_to_parked(1, false);
@@ -915,11 +959,35 @@ mod tests {
             max_interval: interval,
             quiet: 0,
             fill_wakes: FillWakes::default(),
+            watch_left: 0,
         }
     }
 
+    /// Runs one `sleep` of `sampler` on another thread; once `ready`
+    /// holds, `fill`s a LIFO slot. How long the sleep took.
+    fn sleep_until_filled(
+        sampler: &mut Sampler,
+        monitor: &Monitor,
+        parker: &Parker,
+        ready: impl Fn(&Monitor) -> bool,
+        fill: impl FnOnce(&Monitor),
+    ) -> Duration {
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                let start = Instant::now();
+                sampler.sleep(monitor, parker, start, false, None);
+                start.elapsed()
+            });
+            while !ready(monitor) {
+                std::thread::yield_now();
+            }
+            fill(monitor);
+            sleeper.join().expect("the sampler's sleep")
+        })
+    }
+
     #[test]
-    fn io_fills_with_their_wakes_off_hold_the_monitors_sleep_to_the_io_watch() {
+    fn fills_with_their_wakes_off_hold_two_sleeps_to_the_watch_and_end_a_long_park() {
         let monitor = monitor();
         let idle = Idle::new(2);
         let parker = lock(&monitor.parker).take().expect("the monitor's parker");
@@ -933,7 +1001,7 @@ mod tests {
         assert!(monitor.backed_off.load(Relaxed));
         assert!(!monitor.fill_wakes.load(Relaxed));
         // An io fill now neither wakes it nor is lost: the next sleep is
-        // the io watch interval, not the long one.
+        // the watch interval, not the long one ...
         monitor.lifo_filled_by_io(&idle);
         assert!(monitor.backed_off.load(Relaxed), "not woken");
         assert!(monitor.filled.load(Relaxed));
@@ -943,20 +1011,40 @@ mod tests {
         assert!(slept < long_sleep / 4, "slept {slept:?}: the fill was lost");
         assert!(!monitor.filled.load(Relaxed), "taken by that sleep");
         assert_eq!(sampler.interval, long_sleep, "not counted as a wake");
+        // ... and the one after it, so that two samples see a poll that
+        // outlasts them.
+        let start = Instant::now();
+        sampler.sleep(&monitor, &parker, start, false, None);
+        let slept = start.elapsed();
+        assert!(slept < long_sleep / 4, "slept {slept:?}: the second watch");
+        // Then the monitor parks long again; a fill (here a task's) ends
+        // that park instead of waiting for it.
+        let slept = sleep_until_filled(
+            &mut sampler,
+            &monitor,
+            &parker,
+            |m| m.long_park.load(SeqCst),
+            Monitor::lifo_filled,
+        );
+        assert!(
+            slept < long_sleep / 4,
+            "slept {slept:?}: the long park went on"
+        );
+        assert!(!monitor.long_park.load(Relaxed));
+        assert!(monitor.backed_off.load(Relaxed), "not counted as a wake");
+        assert!(monitor.filled.load(Relaxed), "the watch is asked for");
+        let start = Instant::now();
+        sampler.sleep(&monitor, &parker, start, false, None);
+        assert!(start.elapsed() < long_sleep / 4, "watched after the wake");
         // A long poll turns the wakes back on, and the next fill wakes it.
         sampler.fill_wakes.long_poll_seen();
-        let slept = std::thread::scope(|s| {
-            let sleeper = s.spawn(|| {
-                let start = Instant::now();
-                sampler.sleep(&monitor, &parker, start, false, None);
-                start.elapsed()
-            });
-            while !monitor.fill_wakes.load(Relaxed) {
-                std::thread::yield_now();
-            }
-            monitor.lifo_filled_by_io(&idle);
-            sleeper.join().expect("the sampler's sleep")
-        });
+        let slept = sleep_until_filled(
+            &mut sampler,
+            &monitor,
+            &parker,
+            |m| m.fill_wakes.load(Relaxed),
+            |m| m.lifo_filled_by_io(&idle),
+        );
         assert!(slept < long_sleep / 4, "slept {slept:?}: not woken");
         assert_eq!(sampler.interval, SHORT_INTERVAL, "woken by the fill");
         assert!(sampler.fill_wakes.in_run);
