@@ -616,15 +616,16 @@ impl Builder {
     /// worker as stuck (default 10 ms, at least 1 ms).
     ///
     /// A monitor thread samples each worker's poll counter (the workers
-    /// read no clock for it). A poll that outlasts one sample (250 µs;
-    /// 1 ms once tasks put into LIFO slots have long found no such poll)
-    /// with tasks queued behind it on its worker (its LIFO slot or run
-    /// queue) has them taken by the other workers; a poll past this
-    /// threshold is reported while it still runs (see
-    /// [`on_stuck_poll`](Self::on_stuck_poll)), within 1.5 thresholds of
-    /// its start plus scheduling delay; and if every worker is stuck past
-    /// it, a relief worker starts (at most one per worker) and runs queued
-    /// tasks until one of the stuck polls returns. docs/ARCHITECTURE.md
+    /// read no clock for it). A poll seen running by two samples with
+    /// tasks queued behind it on its worker (its LIFO slot or run queue)
+    /// has them taken by the other workers: for a task put into the LIFO
+    /// slot, the samples come 250 µs apart (1 ms once such tasks have
+    /// long found no such poll); otherwise they may be up to half this
+    /// threshold apart. A poll past this threshold is reported while it
+    /// still runs (see [`on_stuck_poll`](Self::on_stuck_poll)), within 1.5
+    /// thresholds of its start plus scheduling delay; and if every worker
+    /// is stuck past it, a relief worker starts (at most one per worker)
+    /// and runs queued tasks until one of the stuck polls returns. docs/ARCHITECTURE.md
     /// ("The monitor") has the details, including what happens to io in
     /// flight on a stuck worker.
     pub fn stuck_poll_threshold(mut self, threshold: Duration) -> Builder {
