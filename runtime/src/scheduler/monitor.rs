@@ -307,14 +307,19 @@ impl Monitor {
     pub(crate) fn lifo_filled(&self) {
         // Relaxed loads: a stale `false` costs at most one long sleep; the
         // swap makes one waker per back-off.
-        if !self.backed_off.load(Relaxed) {
-            return;
+        if self.backed_off.load(Relaxed) {
+            self.filled_while_backed_off();
         }
+    }
+
+    /// A fill the backed-off monitor must hear of: it wakes the monitor
+    /// (one waker per back-off) while fill wakes are on, else it is
+    /// watched for ([`Monitor::watch_fills`]).
+    #[inline]
+    fn filled_while_backed_off(&self) {
         if !self.fill_wakes.load(Relaxed) {
             self.watch_fills();
-            return;
-        }
-        if self.backed_off.swap(false, Relaxed) {
+        } else if self.backed_off.swap(false, Relaxed) {
             self.unparker.unpark();
         }
     }
@@ -360,15 +365,8 @@ impl Monitor {
     /// ([`Monitor::watch_fills`]).
     #[inline]
     pub(crate) fn lifo_filled_by_io(&self, idle: &Idle) {
-        if !self.backed_off.load(Relaxed) || idle.num_parked() != 0 {
-            return;
-        }
-        if !self.fill_wakes.load(Relaxed) {
-            self.watch_fills();
-            return;
-        }
-        if self.backed_off.swap(false, Relaxed) {
-            self.unparker.unpark();
+        if self.backed_off.load(Relaxed) && idle.num_parked() == 0 {
+            self.filled_while_backed_off();
         }
     }
 
@@ -538,6 +536,17 @@ impl Sampler {
         (stuck, due, long)
     }
 
+    /// Takes a fill made while fill wakes were off, if there is one: the
+    /// next two sleeps are watched ([`Monitor::watch_fills`]).
+    fn take_fill(&mut self, monitor: &Monitor, order: crate::facade::atomic::Ordering) -> bool {
+        let filled = monitor.filled.load(order);
+        if filled {
+            monitor.filled.store(false, Relaxed);
+            self.watch_left = 2;
+        }
+        filled
+    }
+
     /// The next sleep: the interval, or [`FILL_WATCH_INTERVAL`] while a
     /// fill holds it there (counted down).
     fn watch_sleep(&mut self) -> Duration {
@@ -580,10 +589,7 @@ impl Sampler {
         }
         // A fill with wakes off holds this sleep and the next to
         // `FILL_WATCH_INTERVAL`: a poll that outlasts them is seen twice.
-        if monitor.filled.load(Relaxed) {
-            monitor.filled.store(false, Relaxed);
-            self.watch_left = 2;
-        }
+        self.take_fill(monitor, Relaxed);
         let mut wake_at = min_due(Some(now + self.watch_sleep()), due).expect("some");
         // Parking longer than that with wakes off: say so before the last
         // look at `filled` (see `Monitor::watch_fills`), so that a fill
@@ -591,11 +597,9 @@ impl Sampler {
         let long_park = !self.fill_wakes.on && wake_at > now + FILL_WATCH_INTERVAL;
         if long_park {
             monitor.long_park.store(true, SeqCst);
-            if monitor.filled.load(SeqCst) {
+            if self.take_fill(monitor, SeqCst) {
                 // A fill came in between: a short park after all.
                 monitor.long_park.store(false, Relaxed);
-                monitor.filled.store(false, Relaxed);
-                self.watch_left = 2;
                 wake_at = min_due(Some(now + self.watch_sleep()), due).expect("some");
             }
         }
