@@ -640,7 +640,15 @@ pub(crate) struct Driver {
     /// The ring's index among the worker thread's registered rings
     /// ([`Driver::register_ring_fd`]): enters name it instead of the fd.
     ring_index: Option<u32>,
+    /// `reap`'s scratch, kept with room for [`REAP_BATCH`]: the
+    /// completions taken under one lock of `Remote::reaping`, and the
+    /// cells to pool after it.
+    reap_batch: Vec<(u64, i32, u32)>,
+    reaped_cells: Vec<PooledCell>,
 }
+
+/// Completions `reap` takes off the queue under one lock.
+const REAP_BATCH: usize = 32;
 
 /// A ring's table of registered files: sockets that do io often get a
 /// slot, and their operations on this ring name the slot instead of the fd
@@ -838,6 +846,8 @@ impl Driver {
             draining: false,
             fixed: FixedTable::Unused(registered_files),
             ring_index: None,
+            reap_batch: Vec::with_capacity(REAP_BATCH),
+            reaped_cells: Vec::with_capacity(REAP_BATCH),
         };
         Ok((driver, remote))
     }
@@ -1416,36 +1426,44 @@ impl Driver {
 
     /// Delivers every completion in the queue.
     /// Returns how many operation completions it delivered.
+    ///
+    /// Batches of [`REAP_BATCH`] under the lock, until one comes back
+    /// short with nothing left in the stash: the queue was empty then. A
+    /// completion posted after that look waits for the next reap (the
+    /// worker's next enter returns at once for it). Looking again to find
+    /// nothing, as `reap` did until 2026-12-07, cost every reap a second
+    /// lock, and clearing and dropping two fixed arrays of 32 per look
+    /// (a quarter of the thread-per-core echo's samples in `reap`).
     fn reap(&mut self) -> u64 {
         let mut delivered = 0u64;
         // One clock read per reap, taken at the first completion.
         let mut now = 0;
+        // Taken out for the loop (the lock borrows `self.remote`); put
+        // back with their room at the end.
+        let mut batch = std::mem::take(&mut self.reap_batch);
+        let mut cells = std::mem::take(&mut self.reaped_cells);
         loop {
-            let mut cells: [Option<PooledCell>; 32] = Default::default();
-            let mut batch = [(0u64, 0i32, 0u32); 32];
-            let n;
+            batch.clear();
+            let more;
             {
                 let mut reaping = self.remote.lock_reaping();
                 let reaping = &mut *reaping;
                 // What a peer left here came off the queue first.
-                let stashed = reaping.stash.len().min(batch.len());
-                for (slot, entry) in batch.iter_mut().zip(reaping.stash.drain(..stashed)) {
-                    *slot = entry;
-                }
-                let mut taken = stashed;
+                let stashed = reaping.stash.len().min(REAP_BATCH);
+                batch.extend(reaping.stash.drain(..stashed));
                 // SAFETY: the completion queue's consumers hold `reaping`
                 // (a peer's reads and head updates too); the view is
                 // dropped, its head published, before the lock is.
-                for cqe in unsafe { self.ring.completion_shared() }.take(batch.len() - stashed) {
-                    batch[taken] = (cqe.user_data(), cqe.result(), cqe.flags());
-                    taken += 1;
-                }
-                n = taken;
-                if n == 0 {
+                let cq = unsafe { self.ring.completion_shared() };
+                batch.extend(
+                    cq.take(REAP_BATCH - stashed)
+                        .map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())),
+                );
+                if batch.is_empty() {
                     self.remote.stashed.store(false, Relaxed);
                     break;
                 }
-                for (i, &(user_data, res, flags)) in batch[..n].iter().enumerate() {
+                for &(user_data, res, flags) in &batch {
                     match user_data {
                         TOKEN_EVENTFD => self.eventfd_armed = false,
                         TOKEN_MSG | TOKEN_IGNORE => {}
@@ -1458,10 +1476,12 @@ impl Driver {
                             }
                         }
                         _ => {
-                            let more = cqueue::more(flags);
+                            let more_to_come = cqueue::more(flags);
                             if let Some(left) = reaping.ops.deliver(user_data, res, flags) {
                                 delivered += 1;
-                                cells[i] = left.and_then(|op| op.into_pooled());
+                                if let Some(cell) = left.and_then(|op| op.into_pooled()) {
+                                    cells.push(cell);
+                                }
                                 // Timed once, at the first completion: a
                                 // multishot op's first result ends its
                                 // stamp and is not counted (it measures
@@ -1469,7 +1489,7 @@ impl Driver {
                                 let key = (user_data & 0xffff_ffff) as usize;
                                 let pushed_at =
                                     self.pushed_at.get_mut(key).map_or(0, std::mem::take);
-                                if pushed_at != 0 && !more {
+                                if pushed_at != 0 && !more_to_come {
                                     if now == 0 {
                                         now = ticks::now();
                                     }
@@ -1480,14 +1500,19 @@ impl Driver {
                     }
                 }
                 self.remote.in_flight.store(reaping.ops.len(), Relaxed);
-                self.remote
-                    .stashed
-                    .store(!reaping.stash.is_empty(), Relaxed);
+                let stash_left = !reaping.stash.is_empty();
+                self.remote.stashed.store(stash_left, Relaxed);
+                more = stash_left || batch.len() == REAP_BATCH;
             }
-            for cell in cells.into_iter().flatten() {
+            for cell in cells.drain(..) {
                 self.recycle_cell(cell, None);
             }
+            if !more {
+                break;
+            }
         }
+        self.reap_batch = batch;
+        self.reaped_cells = cells;
         if delivered > 0 {
             bump(&self.remote.completions, delivered);
         }
