@@ -706,10 +706,24 @@ pub(super) struct CellPool {
 }
 
 impl CellPool {
+    /// A cell of type `C`, if one is pooled.
+    ///
+    /// No `downcast`: its check is a virtual `type_id` call and a second
+    /// `TypeId` comparison (an out-of-line call in this toolchain), and
+    /// with the one that finds the list they were 3.4% of a
+    /// thread-per-core echo server's user time. The list found is `C`'s.
     pub(super) fn take<C: Any + Send + Sync>(&mut self) -> Option<Arc<C>> {
         let id = TypeId::of::<C>();
         let (_, cells) = self.kinds.iter_mut().find(|(kind, _)| *kind == id)?;
-        cells.pop()?.downcast::<C>().ok()
+        let cell = cells.pop()?;
+        debug_assert!(cell.is::<C>(), "a cell in another type's list");
+        // SAFETY: `put` files every cell under its concrete type's id
+        // (`Any::type_id` through the vtable), so a cell in the list of
+        // `C`'s id is a `C`. The pointer comes from the `Arc`'s own
+        // allocation, whose layout for a `C` behind `dyn Any` is that of
+        // an `Arc<C>` (what `Arc::downcast` relies on too), and
+        // `into_raw` then `from_raw` leave its count as it was.
+        Some(unsafe { Arc::from_raw(Arc::into_raw(cell).cast::<C>()) })
     }
 
     /// Keeps `cell` for the next op of its type; gives it back if that
