@@ -238,6 +238,11 @@ impl<T> Handed<T> {
             .store(false, crate::facade::atomic::Ordering::Relaxed);
     }
 
+    /// Tasks in the list: a hint (the owner may be taking them).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(crate::facade::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the owner is in a long poll: a hint for choosing where to
     /// hand tasks and whom to steal from (the hand-off itself checks under
     /// the lock).
@@ -333,6 +338,34 @@ impl Handle {
         crate::instrument::attach_span(task.raw(), opts);
         if let Some(notified) = self.shared.owned.bind(task, notified) {
             self.schedule(notified);
+        }
+        join
+    }
+
+    /// Spawns a task into worker `index`'s hand-off list, as io
+    /// consolidation hands a task over (`WorkerCtx::hand_off_io_wakes`),
+    /// and unparks that worker.
+    #[cfg(test)]
+    pub(crate) fn spawn_handed_to<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join, _) = task::new_task(
+            future,
+            TaskHandle::new(self),
+            Id::next(),
+            false,
+            std::panic::Location::caller(),
+        );
+        if let Some(notified) = self.shared.owned.bind(task, notified) {
+            let remote = &self.shared.remotes[index];
+            let mut notified = Some(notified);
+            assert!(
+                remote.handed.push_all(1, || notified.take()),
+                "room in the list"
+            );
+            remote.unparker.unpark();
         }
         join
     }
@@ -444,10 +477,11 @@ impl Shared {
     /// stalled worker's LIFO slot included; see `monitor.rs`).
     pub(crate) fn has_stealable_work(&self) -> bool {
         !self.injector.is_empty()
-            || self
-                .remotes
-                .iter()
-                .any(|r| !r.stealer.is_empty() || r.watch.has_stealable_lifo())
+            || self.remotes.iter().any(|r| {
+                !r.stealer.is_empty()
+                    || r.watch.has_stealable_lifo()
+                    || (r.handed.len() > 0 && r.watch.is_stalled())
+            })
     }
 
     /// Fires due timers; `start` is the caller's own shard.
@@ -816,5 +850,59 @@ mod tests {
             weak.upgrade().is_none(),
             "the batch kept a count of the runtime"
         );
+    }
+
+    /// Tasks handed to a worker (io consolidation) that then stays inside
+    /// one poll are not left waiting for it: the monitor marks the worker
+    /// stalled for them, as for its run queue, and a peer takes them. Its
+    /// run queue and LIFO slot are empty here, which is what left them in
+    /// the list before (a peer looked only at those). The poll spins until
+    /// the handed task has run, or for 10 s: without the rescue the task
+    /// runs on the spinning worker, after it.
+    #[test]
+    fn tasks_handed_to_a_worker_stuck_in_a_poll_are_taken_by_a_peer() {
+        use std::{
+            sync::atomic::AtomicBool,
+            time::{Duration, Instant},
+        };
+        let rt = crate::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let handle = rt.handle().inner.clone();
+        let (started_tx, started_rx) = mpsc::channel();
+        let done = StdArc::new(AtomicBool::new(false));
+        let spinning = StdArc::new(AtomicBool::new(true));
+        let spinner = {
+            let (done, spinning) = (done.clone(), spinning.clone());
+            rt.spawn(async move {
+                let index = crate::context::with_worker(|w| w.map(|w| w.index()));
+                started_tx
+                    .send((index, std::thread::current().id()))
+                    .unwrap();
+                let start = Instant::now();
+                while !done.load(SeqCst) && start.elapsed() < Duration::from_secs(10) {
+                    std::hint::spin_loop();
+                }
+                spinning.store(false, SeqCst);
+            })
+        };
+        let (index, spinner_thread) = started_rx.recv().unwrap();
+        let index = index.expect("the spinner runs on a worker");
+        let handed = {
+            let (done, spinning) = (done.clone(), spinning.clone());
+            handle.spawn_handed_to(index, async move {
+                let ran = (std::thread::current().id(), spinning.load(SeqCst));
+                done.store(true, SeqCst);
+                ran
+            })
+        };
+        let (thread, while_spinning) = rt.block_on(handed).unwrap();
+        rt.block_on(spinner).unwrap();
+        assert!(
+            while_spinning && thread != spinner_thread,
+            "the handed task waited for the poll of the worker it was handed to"
+        );
+        assert_eq!(rt.metrics().alive_tasks, 0);
     }
 }

@@ -19,7 +19,8 @@
 //!    right after the load that saw the poll, and each later sample's
 //!    clock is read before its load; the monitor reads the clock, the
 //!    workers do not).
-//! 2. If such a worker has work behind it (its LIFO slot or its run queue),
+//! 2. If such a worker has work behind it (its LIFO slot, its run queue,
+//!    or tasks peers handed it),
 //!    the monitor marks it stalled (`stalled_seq = poll_seq`) and wakes a
 //!    parked worker. A searching worker takes a stalled victim's LIFO task
 //!    and keeps stealing from its queue until it is empty; the mark is
@@ -475,7 +476,9 @@ impl Sampler {
             let mut stuck = 0;
             let mut due: Option<Instant> = None;
             for (index, remote) in shared.remotes.iter().enumerate() {
-                let queued = !remote.stealer.is_empty();
+                // The tasks peers handed it wait for its poll as its run
+                // queue does.
+                let queued = !remote.stealer.is_empty() || remote.handed.len() > 0;
                 let io_for_peers = remote.io.has_io_for_peers();
                 let v = sample(
                     shared,

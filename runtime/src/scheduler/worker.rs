@@ -121,6 +121,12 @@ pub(crate) struct WorkerCtx {
     /// this worker's own poll counter then: that poll is watched again only
     /// if this worker polled since (the watch found work).
     watched_poll: Cell<Option<(usize, u64, u64)>>,
+    /// Per lower-indexed peer: its poll counter as this worker's parks
+    /// found it, and when (`runtime::ticks`) a park first found that
+    /// value: a peer still inside that poll [`ticks::LONG_POLL`] later is
+    /// in a long poll (see [`in_long_poll_seen`](Self::in_long_poll_seen)).
+    /// Empty where nothing is handed off.
+    seen_at_park: Box<[Cell<(u64, u64)>]>,
     /// The allocation cache was trimmed and no task ran since: the next
     /// park need not wake up to trim again.
     cache_trimmed: Cell<bool>,
@@ -330,6 +336,11 @@ impl WorkerCtx {
                 (0..handle.shared.remotes.len())
                     .map(|_| Cell::new(None))
                     .collect()
+            } else {
+                Box::new([])
+            },
+            seen_at_park: if handle.shared.remotes.len() > 1 && !handle.shared.config.pinned {
+                (0..index).map(|_| Cell::new((0, 0))).collect()
             } else {
                 Box::new([])
             },
@@ -1017,17 +1028,23 @@ impl WorkerCtx {
                 }
                 None => {
                     // A victim stuck in a poll: its LIFO task and the
-                    // tasks handed to it too.
-                    if remote.watch.is_stalled() {
-                        let mut first = remote.watch.lifo().take();
+                    // tasks handed to it too (those also once this worker
+                    // saw the poll outlast `steal_age`: see `behind`).
+                    let stalled = remote.watch.is_stalled();
+                    let mut first = if stalled {
+                        remote.watch.lifo().take()
+                    } else {
+                        None
+                    };
+                    if stalled || self.poll_outlasted(victim) {
                         remote.handed.take_all(|task| match first {
                             None => first = Some(task),
                             Some(_) => self.push_local(task),
                         });
-                        if let Some(task) = first {
-                            self.metrics().steals.incr();
-                            return Some(task);
-                        }
+                    }
+                    if let Some(task) = first {
+                        self.metrics().steals.incr();
+                        return Some(task);
                     }
                 }
             }
@@ -1064,7 +1081,18 @@ impl WorkerCtx {
             // The monitor saw this poll outlast a sample.
             return true;
         }
-        let seq = remote.watch.poll_seq();
+        self.poll_outlasted(victim)
+    }
+
+    /// True if `victim` is inside the poll this worker saw it inside
+    /// `steal_age` ago or more; a first sighting of a poll is recorded
+    /// (false). False where this worker keeps no poll sightings (the
+    /// monitor off, or thread-per-core).
+    fn poll_outlasted(&self, victim: usize) -> bool {
+        let Some(sighting) = self.poll_sightings.get(victim) else {
+            return false;
+        };
+        let seq = self.shared().remotes[victim].watch.poll_seq();
         if seq & 1 == 0 {
             // Between polls (`begin_poll` makes it odd).
             sighting.set(None);
@@ -1181,6 +1209,11 @@ impl WorkerCtx {
         // poll long (`before_long_poll`): what is queued waits for all of it.
         let stalled = remote.watch.is_stalled() || remote.handed.in_long_poll();
         if stalled && remote.watch.lifo().is_occupied() {
+            return true;
+        }
+        // Tasks handed to it (io consolidation) wait for the poll too, and
+        // its run queue may be empty meanwhile.
+        if remote.handed.len() > 0 && (stalled || self.poll_outlasted(victim)) {
             return true;
         }
         let (next, end) = remote.stealer.positions();
@@ -1341,6 +1374,17 @@ impl WorkerCtx {
         self.metrics().parks.incr();
         let remote = &shared.remotes[self.index];
         remote.parked.store(true, Relaxed);
+        // The polls of the peers this worker may hand its io wakes to (see
+        // `hand_off_io_wakes`).
+        if !self.seen_at_park.is_empty() {
+            let now = ticks::now();
+            for (peer, seen) in self.seen_at_park.iter().enumerate() {
+                let seq = shared.remotes[peer].watch.poll_seq();
+                if seen.get().0 != seq {
+                    seen.set((seq, now));
+                }
+            }
+        }
         let io_woke = self.sleep();
         remote.parked.store(false, Relaxed);
         if !shared.idle.unpark_self(self.index) {
@@ -1406,6 +1450,7 @@ impl WorkerCtx {
                 && !r.watch.is_stalled()
                 && !r.handed.in_long_poll()
                 && now.saturating_sub(r.long_poll_at.load(Relaxed)) >= recent
+                && !self.in_long_poll_seen(*i, now)
         };
         let Some(peer) = (0..self.index)
             .filter(fits)
@@ -1424,6 +1469,26 @@ impl WorkerCtx {
         }
         self.metrics().io_handoffs.add(queued as u64);
         remote.unparker.unpark();
+    }
+
+    /// True if lower-indexed peer `i` is inside a poll that one of this
+    /// worker's parks found running [`ticks::LONG_POLL`] or more before
+    /// `now` (ticks): the poll is long, whatever its task's history says.
+    /// Io consolidation handed such a peer the wakes of this worker's io,
+    /// where they waited for the poll to end while this worker went back
+    /// to sleep: on the fan-out echo (4 requests of 1 ms in every round of
+    /// 32), a worker that had served its one slow request was woken by
+    /// the next one's data and handed it to its peer, in the middle of a
+    /// slow one of its own (docs/BENCHMARKS.md, "A long poll the hand-off
+    /// can see"). A hint, as the other reads here: the counter can only
+    /// have moved on since.
+    fn in_long_poll_seen(&self, i: usize, now: u64) -> bool {
+        self.seen_at_park.get(i).is_some_and(|seen| {
+            let (seq, at) = seen.get();
+            seq & 1 == 1
+                && self.shared().remotes[i].watch.poll_seq() == seq
+                && now.saturating_sub(at) >= ticks::long_poll_ticks()
+        })
     }
 
     /// The blocking part of a park: in the io driver until an unpark, io,
@@ -1546,7 +1611,9 @@ impl WorkerCtx {
                 // monitor wakes a parked worker for it then.
                 let behind = seq & 1 == 1
                     && fruitless != Some((v, seq, mine))
-                    && (remote.io.has_io_for_peers() || !remote.stealer.is_empty());
+                    && (remote.io.has_io_for_peers()
+                        || !remote.stealer.is_empty()
+                        || remote.handed.len() > 0);
                 behind.then_some((v, seq))
             })?;
         let skips = self.watch_skips.get();
