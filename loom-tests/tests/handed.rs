@@ -2,7 +2,8 @@
 //! (`scheduler::Handed`): a peer hands a task over (an io wake of a
 //! long-polling task, `schedule_long`) while the owner starts a long poll
 //! (`before_long_poll`). The task must not wait in the list for the whole
-//! poll, where nobody steals from: either the owner's start takes it (to
+//! poll (peers take the list only once the poll is marked stalled or
+//! outlasted their sighting): either the owner's start takes it (to
 //! its stealable queue) or the hand-off is refused and the peer keeps it.
 //! Every task comes out exactly once.
 #![cfg(weft_loom)]

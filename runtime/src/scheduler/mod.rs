@@ -136,8 +136,11 @@ pub(crate) struct Remote {
 /// checked under the lock by every hand-off, which is refused while it is
 /// set. A task handed to a worker about to start a long poll thus either
 /// goes out with the mark (to the owner's stealable queue) or is refused
-/// (the peer keeps it), and never waits in the list behind the poll, where
-/// nobody steals from. Generic for the loom model (`loom-tests/tests/handed.rs`).
+/// (the peer keeps it), and never waits in the list for the poll's whole
+/// length (peers take a list from behind a poll only once the monitor
+/// marks it stalled or their own sighting of it is `steal_age` old; see
+/// `WorkerCtx::behind`). Generic for the loom model
+/// (`loom-tests/tests/handed.rs`).
 pub(crate) struct Handed<T = Notified> {
     tasks: crate::facade::Mutex<Vec<T>>,
     len: crate::facade::atomic::AtomicUsize,
@@ -477,11 +480,10 @@ impl Shared {
     /// stalled worker's LIFO slot included; see `monitor.rs`).
     pub(crate) fn has_stealable_work(&self) -> bool {
         !self.injector.is_empty()
-            || self.remotes.iter().any(|r| {
-                !r.stealer.is_empty()
-                    || r.watch.has_stealable_lifo()
-                    || (r.handed.len() > 0 && r.watch.is_stalled())
-            })
+            || self
+                .remotes
+                .iter()
+                .any(|r| !r.stealer.is_empty() || r.watch.has_stealable_lifo())
     }
 
     /// Fires due timers; `start` is the caller's own shard.
@@ -903,6 +905,12 @@ mod tests {
             while_spinning && thread != spinner_thread,
             "the handed task waited for the poll of the worker it was handed to"
         );
-        assert_eq!(rt.metrics().alive_tasks, 0);
+        // A task's output is taken before it leaves the registry: wait for
+        // both to go.
+        let start = Instant::now();
+        while rt.metrics().alive_tasks != 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(rt.metrics().alive_tasks, 0, "a task was left behind");
     }
 }

@@ -88,8 +88,9 @@ pub(crate) struct WorkerCtx {
     /// there, and when (see [`behind`](Self::behind)).
     sightings: Box<[Cell<Option<Sighting>>]>,
     /// Per peer: the poll it was inside when this worker last looked, and
-    /// when (see [`peer_io_stuck`](Self::peer_io_stuck)). Empty unless
-    /// this worker may take its peers' epoll events.
+    /// when (see [`poll_outlasted`](Self::poll_outlasted): for its io,
+    /// `peer_io_stuck`, and the tasks handed to it, `behind`). Empty
+    /// unless the monitor is on and tasks move between workers.
     poll_sightings: Box<[Cell<Option<PollSighting>>]>,
     tick: Cell<u32>,
     searching: Cell<bool>,
@@ -339,7 +340,11 @@ impl WorkerCtx {
             } else {
                 Box::new([])
             },
-            seen_at_park: if handle.shared.remotes.len() > 1 && !handle.shared.config.pinned {
+            // Poll counters move only with the monitor on.
+            seen_at_park: if handle.shared.config.monitor
+                && handle.shared.remotes.len() > 1
+                && !handle.shared.config.pinned
+            {
                 (0..index).map(|_| Cell::new((0, 0))).collect()
             } else {
                 Box::new([])
@@ -794,9 +799,10 @@ impl WorkerCtx {
         if !self.samples_polls {
             return false;
         }
-        // Tasks handed here before the mark would wait for the whole
-        // poll in the list, where nobody steals from: to the stealable
-        // queue with the rest (and hand-offs are refused from now on).
+        // Tasks handed here before the mark would wait in the list until
+        // a peer saw the poll outlast `steal_age` (or the monitor marked
+        // it): to the stealable queue with the rest, at once (and
+        // hand-offs are refused from now on).
         shared.remotes[self.index]
             .handed
             .begin_long_poll(|task| self.push_local(task));
@@ -1069,12 +1075,13 @@ impl WorkerCtx {
     /// epoll wait for it, while tokio's single shared epoll lets any
     /// worker take them. A poll that runs long by itself is the same case.
     fn peer_io_stuck(&self, victim: usize) -> bool {
-        let Some(sighting) = self.poll_sightings.get(victim) else {
+        if self.poll_sightings.get(victim).is_none() {
             return false;
-        };
+        }
         let remote = &self.shared().remotes[victim];
         if !remote.io.has_io_for_peers() || remote.parked.load(Relaxed) {
-            sighting.set(None);
+            // Nothing of its io to take; the sighting of its poll is kept
+            // (`behind` goes by it for the tasks handed to it).
             return false;
         }
         if remote.watch.is_stalled() {
@@ -1191,9 +1198,11 @@ impl WorkerCtx {
     }
 
     /// Whether this worker may take from `victim`'s run queue (or LIFO
-    /// slot): it is stuck in a poll, its queue holds [`BACKLOG`] tasks or
-    /// more, or a task this worker saw queued there has waited `steal_age`
-    /// since (`Builder::steal_age`).
+    /// slot, or the tasks peers handed it): it is stuck in a poll, its
+    /// queue holds [`BACKLOG`] tasks or more, or a task this worker saw
+    /// queued there has waited `steal_age` since (`Builder::steal_age`).
+    /// Its LIFO slot only while it is stuck; its handed tasks while it is
+    /// stuck or inside a poll this worker saw `steal_age` ago or more.
     ///
     /// A task waiting behind a short backlog is left to its owner, whose
     /// cache holds what it touches: moved, a channel's senders and receiver
@@ -1474,21 +1483,25 @@ impl WorkerCtx {
     /// True if lower-indexed peer `i` is inside a poll that one of this
     /// worker's parks found running [`ticks::LONG_POLL`] or more before
     /// `now` (ticks): the poll is long, whatever its task's history says.
+    /// (`ticks::LONG_POLL` is 50 µs in release builds, 1 ms in debug ones.)
     /// Io consolidation handed such a peer the wakes of this worker's io,
     /// where they waited for the poll to end while this worker went back
     /// to sleep: on the fan-out echo (4 requests of 1 ms in every round of
     /// 32), a worker that had served its one slow request was woken by
     /// the next one's data and handed it to its peer, in the middle of a
-    /// slow one of its own (docs/BENCHMARKS.md, "A long poll the hand-off
-    /// can see"). A hint, as the other reads here: the counter can only
+    /// slow one of its own (docs/BENCHMARKS.md, "Tasks handed to a worker
+    /// inside a long poll"). A hint, as the other reads here: the counter can only
     /// have moved on since.
     fn in_long_poll_seen(&self, i: usize, now: u64) -> bool {
-        self.seen_at_park.get(i).is_some_and(|seen| {
-            let (seq, at) = seen.get();
-            seq & 1 == 1
-                && self.shared().remotes[i].watch.poll_seq() == seq
-                && now.saturating_sub(at) >= ticks::long_poll_ticks()
-        })
+        // 0 while the tick rate is not known: nothing is long yet.
+        let long = ticks::long_poll_ticks();
+        long != 0
+            && self.seen_at_park.get(i).is_some_and(|seen| {
+                let (seq, at) = seen.get();
+                seq & 1 == 1
+                    && self.shared().remotes[i].watch.poll_seq() == seq
+                    && now.saturating_sub(at) >= long
+            })
     }
 
     /// The blocking part of a park: in the io driver until an unpark, io,
@@ -1538,7 +1551,7 @@ impl WorkerCtx {
 
     /// About to park while a peer is inside a poll with work behind it
     /// (operations on its ring or sockets on its epoll that peers may take,
-    /// tasks in its run queue): park for [`PARK_WATCH`] (or `steal_age`) at most,
+    /// tasks in its run queue or handed to it): park for [`PARK_WATCH`] (or `steal_age`) at most,
     /// then look again. Returns the peer, the poll seen and when to look.
     ///
     /// A peer's poll is watched again only while watching it finds work,
