@@ -113,6 +113,10 @@ pub(crate) struct WorkerCtx {
     /// the next miss doubles.
     idle_spin_skips: Cell<u32>,
     idle_spin_backoff: Cell<u32>,
+    /// The last `spin_for_work` watched the peers' queues for its whole
+    /// `idle_spin` (it was not skipped): the park after it needs no watch
+    /// of its own (see [`arm_park_watch`](Self::arm_park_watch)).
+    idle_spun: Cell<bool>,
     /// The park watch's back-off (see [`arm_park_watch`](Self::arm_park_watch)):
     /// watches left to skip after watches that found the peer's poll
     /// over, and the skip count the next such miss doubles.
@@ -373,6 +377,7 @@ impl WorkerCtx {
             spin_backoff: Cell::new(0),
             idle_spin_skips: Cell::new(0),
             idle_spin_backoff: Cell::new(0),
+            idle_spun: Cell::new(false),
             watch_skips: Cell::new(0),
             watch_backoff: Cell::new(0),
             watched_poll: Cell::new(None),
@@ -1273,8 +1278,21 @@ impl WorkerCtx {
     /// switch to the server sharing the cores; with the back-off the
     /// client made 0.95 of hyper-util's requests per second against 0.92
     /// (medians of six rounds), at no cost to the scheduler bench.
+    ///
+    /// Not while a peer is inside a poll with tasks queued behind it
+    /// ([`peer_polls_with_queue`](Self::peer_polls_with_queue)): those
+    /// are for this worker once one has waited `steal_age`, and the spin
+    /// is what sees that. On the fan-out echo under epoll (4 requests of
+    /// 1 ms in every round of 32) the misses between rounds held the
+    /// back-off at its top, and the spin was skipped just when a slow
+    /// request sat behind another on the other worker: a third of the
+    /// rounds ran three of the four on one worker (tokio: 3%), 0.81–0.86×
+    /// tokio's requests per second; 0.94–0.98× with this rule, the park
+    /// watch after a skipped spin and the epoll watch of a stuck peer
+    /// (docs/BENCHMARKS.md, "Epoll's fan-out: an idle worker that looks").
     fn spin_for_work(&self) -> bool {
         let limit = self.shared().config.idle_spin;
+        self.idle_spun.set(false);
         // Only a searching worker spins (at most half of them search), so
         // notifiers count on it instead of waking a parked one.
         if limit.is_zero() || !self.searching.get() {
@@ -1299,15 +1317,28 @@ impl WorkerCtx {
             return self.spin_until(limit, true);
         }
         let skips = self.idle_spin_skips.get();
-        if skips > 0 {
+        if skips > 0 && !self.peer_polls_with_queue() {
             self.idle_spin_skips.set(skips - 1);
             return false;
         }
         let hit = self.spin_until(limit, false);
+        self.idle_spun.set(true);
         let backoff = backoff_after(hit, self.idle_spin_backoff.get());
         self.idle_spin_backoff.set(backoff);
         self.idle_spin_skips.set(backoff);
         hit
+    }
+
+    /// True if a peer is inside a poll with tasks queued behind it: they
+    /// are this worker's to take once one has waited `steal_age`
+    /// ([`behind`](Self::behind)), which the idle spin sees and a park
+    /// without a watch does not.
+    fn peer_polls_with_queue(&self) -> bool {
+        let shared = self.shared();
+        (0..shared.remotes.len()).any(|v| {
+            let remote = &shared.remotes[v];
+            v != self.index && remote.watch.poll_seq() & 1 == 1 && !remote.stealer.is_empty()
+        })
     }
 
     /// The spin of [`spin_for_work`](Self::spin_for_work), up to `limit`.
@@ -1532,7 +1563,16 @@ impl WorkerCtx {
                 (Some(a), Some((_, _, b))) => Some(a.min(b)),
                 (a, b) => a.or(b.map(|(_, _, at)| at)),
             };
+            // (Under shuttle a worker never waits in its driver.)
+            let peer = if cfg!(weft_shuttle) {
+                None
+            } else {
+                self.watch_stuck_peer()
+            };
             io_woke = self.park_worker(deadline);
+            if let Some(peer) = peer {
+                self.io.borrow_mut().unwatch_peer(&shared.remotes[peer].io);
+            }
             if let Some(watch) = watch {
                 self.end_park_watch(watch, io_woke);
             }
@@ -1547,6 +1587,35 @@ impl WorkerCtx {
             }
         }
         io_woke
+    }
+
+    /// Epoll, about to park: a peer with sockets on its epoll, not parked,
+    /// inside a poll the monitor marked stalled or this worker saw outlast
+    /// `steal_age`, gets its epoll watched for this park (see
+    /// `epoll::Driver::watch_peer`): readiness arriving there while that
+    /// poll goes on wakes this worker, which takes it
+    /// ([`reap_stuck_peers`](Self::reap_stuck_peers)) instead of waiting
+    /// for the monitor's next sample (250 µs, and later on a loaded
+    /// machine: on the fan-out echo, whose connections all sit on the
+    /// first worker's epoll, a request that arrived during a 1 ms poll
+    /// waited up to the end of it while the other worker slept). The peer
+    /// watched, if any.
+    fn watch_stuck_peer(&self) -> Option<usize> {
+        if self.poll_sightings.is_empty() || !self.io.borrow().is_epoll() {
+            return None;
+        }
+        let shared = self.shared();
+        let peer = (0..shared.remotes.len()).find(|&v| {
+            let remote = &shared.remotes[v];
+            v != self.index
+                && remote.io.registered() > 0
+                && !remote.parked.load(Relaxed)
+                && (remote.watch.is_stalled() || self.poll_outlasted(v))
+        })?;
+        self.io
+            .borrow_mut()
+            .watch_peer(peer, &shared.remotes[peer].io)
+            .then_some(peer)
     }
 
     /// About to park while a peer is inside a poll with work behind it
@@ -1593,12 +1662,16 @@ impl WorkerCtx {
             return None;
         }
         let shared = self.shared();
-        // A worker without io in flight may spin for `idle_spin` before
-        // this park, looking at the same queues (`spin_for_work`); one
-        // with io in flight looks only at its own ring (`spin_on_io`), or
-        // at the peers only while its ring is busy enough to be reaped in
-        // the idle spin.
-        if self.io.borrow().load() == 0 && !shared.config.idle_spin.is_zero() {
+        // A worker without io in flight that just spun for `idle_spin`
+        // looked at the same queues (`spin_for_work`); one whose spin its
+        // back-off skipped did not, and watches here as a worker with io
+        // does (that one looks only at its own ring, `spin_on_io`, or at
+        // the peers only while its ring is busy enough to be reaped in
+        // the idle spin). On the fan-out echo under epoll (all sockets on
+        // the first worker's epoll, so the second has no io) the second
+        // worker otherwise slept, after skipped spins, until the
+        // monitor's sample while a slow request waited behind another.
+        if self.io.borrow().load() == 0 && self.idle_spun.get() {
             return None;
         }
         // A poll whose last watch ran its course and found nothing (this
