@@ -304,7 +304,10 @@ impl Remote {
         let mut now = 0;
         for event in &events[..n] {
             let (token, flags) = (event.u64 as usize, event.events as libc::c_int);
-            if token == WAKER_TOKEN.0 {
+            // The owner's wakeup, or the readiness of a peer's epoll that
+            // the owner watches while parked (`Driver::watch_peer`, one
+            // shot): both were the owner's, so wake it.
+            if token == WAKER_TOKEN.0 || token > PEER_TOKEN_TOP - PEER_TOKENS {
                 self.wake();
                 continue;
             }
@@ -694,6 +697,37 @@ mod tests {
         assert!(!watcher.unwatch_peer(&peer_remote));
         assert!(peer.watch_peer(0, &watcher_remote));
         assert!(!peer.unwatch_peer(&watcher_remote));
+        drop(registration);
+    }
+
+    /// A peer that reaps the epoll of a worker parked with a watch on a
+    /// third one takes that watch's (one-shot) event: it wakes the owner,
+    /// which would otherwise sleep on with its watch spent.
+    #[test]
+    fn a_reap_that_takes_a_watch_event_wakes_its_owner() {
+        let (mut owner, owner_remote) = Driver::new(PoolConfig::default()).expect("driver");
+        let (mut stuck, stuck_remote) = Driver::new(PoolConfig::default()).expect("driver");
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let registration = stuck_remote.register(a.as_raw_fd()).expect("register");
+        stuck.poll();
+        assert!(owner.watch_peer(1, &stuck_remote));
+        std::io::Write::write_all(&mut b, b"x").expect("write");
+        assert_eq!(
+            owner_remote.reap_for_peer(),
+            0,
+            "a watch event is no socket's"
+        );
+        let start = Instant::now();
+        assert!(!owner.park(Some(start + Duration::from_secs(10))));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the owner slept on"
+        );
+        assert!(
+            !owner.unwatch_peer(&stuck_remote),
+            "the peer took the event"
+        );
+        assert_eq!(stuck_remote.reap_for_peer(), 1, "the readiness stayed");
         drop(registration);
     }
 }

@@ -113,10 +113,14 @@ pub(crate) struct WorkerCtx {
     /// the next miss doubles.
     idle_spin_skips: Cell<u32>,
     idle_spin_backoff: Cell<u32>,
-    /// The last `spin_for_work` watched the peers' queues for its whole
-    /// `idle_spin` (it was not skipped): the park after it needs no watch
-    /// of its own (see [`arm_park_watch`](Self::arm_park_watch)).
-    idle_spun: Cell<bool>,
+    /// The last `spin_for_work` was skipped by its back-off: the park
+    /// after it watches as a worker with io does (see
+    /// [`arm_park_watch`](Self::arm_park_watch)).
+    idle_spin_skipped: Cell<bool>,
+    /// A peer and its poll counter, whose epoll a park watched
+    /// ([`watch_stuck_peer`](Self::watch_stuck_peer)) and which woke that
+    /// park with nothing to take: not watched again during that poll.
+    fruitless_peer_watch: Cell<Option<(usize, u64)>>,
     /// The park watch's back-off (see [`arm_park_watch`](Self::arm_park_watch)):
     /// watches left to skip after watches that found the peer's poll
     /// over, and the skip count the next such miss doubles.
@@ -377,7 +381,8 @@ impl WorkerCtx {
             spin_backoff: Cell::new(0),
             idle_spin_skips: Cell::new(0),
             idle_spin_backoff: Cell::new(0),
-            idle_spun: Cell::new(false),
+            idle_spin_skipped: Cell::new(false),
+            fruitless_peer_watch: Cell::new(None),
             watch_skips: Cell::new(0),
             watch_backoff: Cell::new(0),
             watched_poll: Cell::new(None),
@@ -1282,17 +1287,22 @@ impl WorkerCtx {
     /// Not while a peer is inside a poll with tasks queued behind it
     /// ([`peer_polls_with_queue`](Self::peer_polls_with_queue)): those
     /// are for this worker once one has waited `steal_age`, and the spin
-    /// is what sees that. On the fan-out echo under epoll (4 requests of
+    /// is what sees that. What this costs where the peer's queue drains
+    /// before `steal_age` (short polls): a worker that misses parks, and
+    /// spins again only after something wakes it. hyper's hello server
+    /// under epoll made 0.002–0.004 `sched_yield`s per request with this
+    /// rule (0 before), and the HTTP client above makes 0–0.5 a second
+    /// with it (0–41 without). On the fan-out echo under epoll (4 requests of
     /// 1 ms in every round of 32) the misses between rounds held the
     /// back-off at its top, and the spin was skipped just when a slow
     /// request sat behind another on the other worker: a third of the
     /// rounds ran three of the four on one worker (tokio: 3%), 0.81–0.86×
-    /// tokio's requests per second; 0.94–0.98× with this rule, the park
+    /// tokio's requests per second; 0.90–0.98× with this rule, the park
     /// watch after a skipped spin and the epoll watch of a stuck peer
     /// (docs/BENCHMARKS.md, "Epoll's fan-out: an idle worker that looks").
     fn spin_for_work(&self) -> bool {
         let limit = self.shared().config.idle_spin;
-        self.idle_spun.set(false);
+        self.idle_spin_skipped.set(false);
         // Only a searching worker spins (at most half of them search), so
         // notifiers count on it instead of waking a parked one.
         if limit.is_zero() || !self.searching.get() {
@@ -1319,10 +1329,10 @@ impl WorkerCtx {
         let skips = self.idle_spin_skips.get();
         if skips > 0 && !self.peer_polls_with_queue() {
             self.idle_spin_skips.set(skips - 1);
+            self.idle_spin_skipped.set(true);
             return false;
         }
         let hit = self.spin_until(limit, false);
-        self.idle_spun.set(true);
         let backoff = backoff_after(hit, self.idle_spin_backoff.get());
         self.idle_spin_backoff.set(backoff);
         self.idle_spin_skips.set(backoff);
@@ -1570,8 +1580,11 @@ impl WorkerCtx {
                 self.watch_stuck_peer()
             };
             io_woke = self.park_worker(deadline);
-            if let Some(peer) = peer {
-                self.io.borrow_mut().unwatch_peer(&shared.remotes[peer].io);
+            if let Some((peer, seq)) = peer {
+                let woke = self.io.borrow_mut().unwatch_peer(&shared.remotes[peer].io);
+                if woke {
+                    self.reap_watched_peer(peer, seq);
+                }
             }
             if let Some(watch) = watch {
                 self.end_park_watch(watch, io_woke);
@@ -1600,22 +1613,48 @@ impl WorkerCtx {
     /// first worker's epoll, a request that arrived during a 1 ms poll
     /// waited up to the end of it while the other worker slept). The peer
     /// watched, if any.
-    fn watch_stuck_peer(&self) -> Option<usize> {
+    ///
+    /// Returns the peer watched and its poll counter then.
+    fn watch_stuck_peer(&self) -> Option<(usize, u64)> {
         if self.poll_sightings.is_empty() || !self.io.borrow().is_epoll() {
             return None;
         }
         let shared = self.shared();
-        let peer = (0..shared.remotes.len()).find(|&v| {
+        let fruitless = self.fruitless_peer_watch.get();
+        let (peer, seq) = (0..shared.remotes.len()).find_map(|v| {
             let remote = &shared.remotes[v];
-            v != self.index
+            let seq = remote.watch.poll_seq();
+            let stuck = v != self.index
+                && fruitless != Some((v, seq))
                 && remote.io.registered() > 0
                 && !remote.parked.load(Relaxed)
-                && (remote.watch.is_stalled() || self.poll_outlasted(v))
+                && (remote.watch.is_stalled() || self.poll_outlasted(v));
+            stuck.then_some((v, seq))
         })?;
         self.io
             .borrow_mut()
             .watch_peer(peer, &shared.remotes[peer].io)
-            .then_some(peer)
+            .then_some((peer, seq))
+    }
+
+    /// A watched peer's epoll ended the park (`watch_stuck_peer`): takes
+    /// its readiness here if the peer is still inside the poll it was
+    /// watched for (else the owner takes it). A worker that is not
+    /// searching would not reach `reap_stuck_peers` in `steal_work`, and
+    /// would park, watch and wake again. A wake that finds nothing (the
+    /// owner's own wakeup event, left pending: the reap writes it back)
+    /// stops the watches of that poll.
+    fn reap_watched_peer(&self, peer: usize, seq: u64) {
+        let remote = &self.shared().remotes[peer];
+        if remote.watch.poll_seq() != seq {
+            return;
+        }
+        // As in `reap_stuck_peers`: not an io pass of this worker's own.
+        let pass_at = self.io_pass_at.get();
+        let reaped = self.with_io(|| remote.io.reap_for_peer());
+        self.io_pass_at.set(pass_at);
+        self.fruitless_peer_watch
+            .set((reaped == 0).then_some((peer, seq)));
     }
 
     /// About to park while a peer is inside a poll with work behind it
@@ -1671,7 +1710,10 @@ impl WorkerCtx {
         // the first worker's epoll, so the second has no io) the second
         // worker otherwise slept, after skipped spins, until the
         // monitor's sample while a slow request waited behind another.
-        if self.io.borrow().load() == 0 && self.idle_spun.get() {
+        if self.io.borrow().load() == 0
+            && !shared.config.idle_spin.is_zero()
+            && !self.idle_spin_skipped.get()
+        {
             return None;
         }
         // A poll whose last watch ran its course and found nothing (this
