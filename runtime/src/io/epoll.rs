@@ -36,6 +36,11 @@ const PEER_TOKEN_TOP: usize = usize::MAX - 1;
 /// Peers a worker can watch (more workers than this are not watched).
 const PEER_TOKENS: usize = 1 << 16;
 
+/// True for a watched peer's token ([`Driver::watch_peer`]).
+fn is_peer_token(token: usize) -> bool {
+    token != WAKER_TOKEN.0 && token > PEER_TOKEN_TOP - PEER_TOKENS
+}
+
 const READABLE: usize = 0b0001;
 const WRITABLE: usize = 0b0010;
 /// The peer closed its side (or the socket failed): not cleared by a short
@@ -307,7 +312,7 @@ impl Remote {
             // The owner's wakeup, or the readiness of a peer's epoll that
             // the owner watches while parked (`Driver::watch_peer`, one
             // shot): both were the owner's, so wake it.
-            if token == WAKER_TOKEN.0 || token > PEER_TOKEN_TOP - PEER_TOKENS {
+            if token == WAKER_TOKEN.0 || is_peer_token(token) {
                 self.wake();
                 continue;
             }
@@ -404,10 +409,10 @@ pub(crate) struct Driver {
     poll: mio::Poll,
     events: Events,
     remote: Arc<Remote>,
-    /// The peer whose epoll is in this one for the current park
+    /// A peer's epoll is in this one for the current park
     /// ([`watch_peer`](Self::watch_peer)), and whether its readiness
     /// ended the park.
-    watching: Option<usize>,
+    watching: bool,
     peer_woke: bool,
 }
 
@@ -442,7 +447,7 @@ impl Driver {
                 poll,
                 events: Events::with_capacity(1024),
                 remote: remote.clone(),
-                watching: None,
+                watching: false,
                 peer_woke: false,
             },
             remote,
@@ -488,7 +493,7 @@ impl Driver {
     /// False if the kernel refused (a peer watching this one in turn is a
     /// loop, `ELOOP`).
     pub(crate) fn watch_peer(&mut self, index: usize, peer: &Remote) -> bool {
-        debug_assert!(self.watching.is_none());
+        debug_assert!(!self.watching);
         if index >= PEER_TOKENS {
             return false;
         }
@@ -508,7 +513,7 @@ impl Driver {
             )
         } == 0;
         if added {
-            self.watching = Some(index);
+            self.watching = true;
             self.peer_woke = false;
         }
         added
@@ -518,7 +523,7 @@ impl Driver {
     /// [`watch_peer`](Self::watch_peer)). True if its readiness ended
     /// the park.
     pub(crate) fn unwatch_peer(&mut self, peer: &Remote) -> bool {
-        if self.watching.take().is_none() {
+        if !std::mem::take(&mut self.watching) {
             return false;
         }
         // SAFETY: as in `watch_peer`; DEL ignores the event argument.
@@ -549,7 +554,7 @@ impl Driver {
             if event.token() == WAKER_TOKEN {
                 continue;
             }
-            if event.token().0 > PEER_TOKEN_TOP - PEER_TOKENS {
+            if is_peer_token(event.token().0) {
                 // A watched peer's epoll has readiness (`watch_peer`):
                 // the caller takes it, if the peer is still stuck.
                 self.peer_woke = true;
@@ -643,6 +648,20 @@ mod tests {
         drop(registration);
     }
 
+    type Side = (Driver, Arc<Remote>);
+    use std::os::unix::net::UnixStream;
+
+    /// Two drivers, a socket registered with the second (its first edge,
+    /// writable, taken as its owner would) and the socket's other end.
+    fn driver_pair() -> (Side, Side, Registration, UnixStream, UnixStream) {
+        let first = Driver::new(PoolConfig::default()).expect("driver");
+        let (mut second, second_remote) = Driver::new(PoolConfig::default()).expect("driver");
+        let (a, b) = UnixStream::pair().expect("pair");
+        let registration = second_remote.register(a.as_raw_fd()).expect("register");
+        second.poll();
+        (first, (second, second_remote), registration, a, b)
+    }
+
     /// A worker watching a peer's epoll (`watch_peer`) is woken out of its
     /// own park by readiness arriving there, which stays for the peer's
     /// reap; without the watch its park runs to its deadline. A peer that
@@ -650,12 +669,8 @@ mod tests {
     /// watch is gone after `unwatch_peer`.
     #[test]
     fn a_watched_peer_epoll_ends_the_park() {
-        let (mut watcher, watcher_remote) = Driver::new(PoolConfig::default()).expect("driver");
-        let (mut peer, peer_remote) = Driver::new(PoolConfig::default()).expect("driver");
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let registration = peer_remote.register(a.as_raw_fd()).expect("register");
-        // The registration's first edge (writable), taken as the owner would.
-        peer.poll();
+        let ((mut watcher, watcher_remote), (mut peer, peer_remote), registration, _a, mut b) =
+            driver_pair();
 
         // Unwatched: data for the peer does not end the watcher's park.
         std::io::Write::write_all(&mut b, b"x").expect("write");
@@ -705,11 +720,8 @@ mod tests {
     /// which would otherwise sleep on with its watch spent.
     #[test]
     fn a_reap_that_takes_a_watch_event_wakes_its_owner() {
-        let (mut owner, owner_remote) = Driver::new(PoolConfig::default()).expect("driver");
-        let (mut stuck, stuck_remote) = Driver::new(PoolConfig::default()).expect("driver");
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let registration = stuck_remote.register(a.as_raw_fd()).expect("register");
-        stuck.poll();
+        let ((mut owner, owner_remote), (_stuck, stuck_remote), registration, _a, mut b) =
+            driver_pair();
         assert!(owner.watch_peer(1, &stuck_remote));
         std::io::Write::write_all(&mut b, b"x").expect("write");
         assert_eq!(

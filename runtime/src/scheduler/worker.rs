@@ -1607,7 +1607,7 @@ impl WorkerCtx {
     /// `steal_age`, gets its epoll watched for this park (see
     /// `epoll::Driver::watch_peer`): readiness arriving there while that
     /// poll goes on wakes this worker, which takes it
-    /// ([`reap_stuck_peers`](Self::reap_stuck_peers)) instead of waiting
+    /// ([`reap_watched_peer`](Self::reap_watched_peer)) instead of waiting
     /// for the monitor's next sample (250 µs, and later on a loaded
     /// machine: on the fan-out echo, whose connections all sit on the
     /// first worker's epoll, a request that arrived during a 1 ms poll
