@@ -30,16 +30,6 @@ use crate::{
 };
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
-/// The token of a peer's epoll watched by this one ([`Driver::watch_peer`]):
-/// this minus the peer's index. Far above any socket's slab key.
-const PEER_TOKEN_TOP: usize = usize::MAX - 1;
-/// Peers a worker can watch (more workers than this are not watched).
-const PEER_TOKENS: usize = 1 << 16;
-
-/// True for a watched peer's token ([`Driver::watch_peer`]).
-fn is_peer_token(token: usize) -> bool {
-    token != WAKER_TOKEN.0 && token > PEER_TOKEN_TOP - PEER_TOKENS
-}
 
 const READABLE: usize = 0b0001;
 const WRITABLE: usize = 0b0010;
@@ -309,10 +299,7 @@ impl Remote {
         let mut now = 0;
         for event in &events[..n] {
             let (token, flags) = (event.u64 as usize, event.events as libc::c_int);
-            // The owner's wakeup, or the readiness of a peer's epoll that
-            // the owner watches while parked (`Driver::watch_peer`, one
-            // shot): both were the owner's, so wake it.
-            if token == WAKER_TOKEN.0 || is_peer_token(token) {
+            if token == WAKER_TOKEN.0 {
                 self.wake();
                 continue;
             }
@@ -409,11 +396,6 @@ pub(crate) struct Driver {
     poll: mio::Poll,
     events: Events,
     remote: Arc<Remote>,
-    /// A peer's epoll is in this one for the current park
-    /// ([`watch_peer`](Self::watch_peer)), and whether its readiness
-    /// ended the park.
-    watching: bool,
-    peer_woke: bool,
 }
 
 impl Driver {
@@ -447,8 +429,6 @@ impl Driver {
                 poll,
                 events: Events::with_capacity(1024),
                 remote: remote.clone(),
-                watching: false,
-                peer_woke: false,
             },
             remote,
         ))
@@ -481,63 +461,6 @@ impl Driver {
         self.turn(timeout) > 0
     }
 
-    /// For the next park: puts peer `index`'s epoll instance (`peer`) in
-    /// this one, one-shot, so that readiness arriving there wakes this
-    /// worker: the peer is inside a poll that outlasted `steal_age`, and
-    /// what arrives on its sockets meanwhile is for a free worker to take
-    /// (`Remote::reap_for_peer`). tokio's shape, where one epoll is
-    /// waited on by whichever worker is idle, without its cost while the
-    /// owner keeps up: only a park that chose a peer watches it, and
-    /// [`unwatch_peer`](Self::unwatch_peer) takes it out after. If the
-    /// peer's epoll has events waiting already, the park ends at once.
-    /// False if the kernel refused (a peer watching this one in turn is a
-    /// loop, `ELOOP`).
-    pub(crate) fn watch_peer(&mut self, index: usize, peer: &Remote) -> bool {
-        debug_assert!(!self.watching);
-        if index >= PEER_TOKENS {
-            return false;
-        }
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
-            u64: (PEER_TOKEN_TOP - index) as u64,
-        };
-        // SAFETY: both descriptors are open epoll instances (ours, owned
-        // by `poll`; the peer's second descriptor, owned by its `Remote`,
-        // which the caller holds), and `event` is a valid `epoll_event`.
-        let added = unsafe {
-            libc::epoll_ctl(
-                self.poll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                peer.peer_fd.as_raw_fd(),
-                &mut event,
-            )
-        } == 0;
-        if added {
-            self.watching = true;
-            self.peer_woke = false;
-        }
-        added
-    }
-
-    /// Takes the watched peer's epoll out of this one again (see
-    /// [`watch_peer`](Self::watch_peer)). True if its readiness ended
-    /// the park.
-    pub(crate) fn unwatch_peer(&mut self, peer: &Remote) -> bool {
-        if !std::mem::take(&mut self.watching) {
-            return false;
-        }
-        // SAFETY: as in `watch_peer`; DEL ignores the event argument.
-        unsafe {
-            libc::epoll_ctl(
-                self.poll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                peer.peer_fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            );
-        }
-        std::mem::take(&mut self.peer_woke)
-    }
-
     /// Returns how many readiness events it dispatched.
     fn turn(&mut self, timeout: Option<Duration>) -> u64 {
         self.remote.polls.fetch_add(1, Relaxed);
@@ -552,12 +475,6 @@ impl Driver {
         let mut now = 0;
         for event in self.events.iter() {
             if event.token() == WAKER_TOKEN {
-                continue;
-            }
-            if is_peer_token(event.token().0) {
-                // A watched peer's epoll has readiness (`watch_peer`):
-                // the caller takes it, if the peer is still stuck.
-                self.peer_woke = true;
                 continue;
             }
             let mut bits = 0;
@@ -645,101 +562,6 @@ mod tests {
             events.iter().any(|e| e.token() == WAKER_TOKEN),
             "the owner lost its wakeup to the peer"
         );
-        drop(registration);
-    }
-
-    type Side = (Driver, Arc<Remote>);
-    use std::os::unix::net::UnixStream;
-
-    /// Two drivers, a socket registered with the second (its first edge,
-    /// writable, taken as its owner would) and the socket's other end.
-    fn driver_pair() -> (Side, Side, Registration, UnixStream, UnixStream) {
-        let first = Driver::new(PoolConfig::default()).expect("driver");
-        let (mut second, second_remote) = Driver::new(PoolConfig::default()).expect("driver");
-        let (a, b) = UnixStream::pair().expect("pair");
-        let registration = second_remote.register(a.as_raw_fd()).expect("register");
-        second.poll();
-        (first, (second, second_remote), registration, a, b)
-    }
-
-    /// A worker watching a peer's epoll (`watch_peer`) is woken out of its
-    /// own park by readiness arriving there, which stays for the peer's
-    /// reap; without the watch its park runs to its deadline. A peer that
-    /// watches the watcher in turn is refused (an epoll loop), and the
-    /// watch is gone after `unwatch_peer`.
-    #[test]
-    fn a_watched_peer_epoll_ends_the_park() {
-        let ((mut watcher, watcher_remote), (mut peer, peer_remote), registration, _a, mut b) =
-            driver_pair();
-
-        // Unwatched: data for the peer does not end the watcher's park.
-        std::io::Write::write_all(&mut b, b"x").expect("write");
-        let start = Instant::now();
-        assert!(!watcher.park(Some(start + Duration::from_millis(100))));
-        assert!(start.elapsed() >= Duration::from_millis(100));
-        assert_eq!(
-            peer_remote.reap_for_peer(),
-            1,
-            "the event stayed the peer's"
-        );
-
-        // Watched: data for the peer ends the park at once, and the event
-        // is still there for a reap.
-        assert!(watcher.watch_peer(1, &peer_remote));
-        assert!(
-            !peer.watch_peer(0, &watcher_remote),
-            "a peer watching its watcher is a loop"
-        );
-        std::io::Write::write_all(&mut b, b"y").expect("write");
-        let start = Instant::now();
-        assert!(
-            !watcher.park(Some(start + Duration::from_secs(10))),
-            "the peer's readiness is not the watcher's own io"
-        );
-        assert!(start.elapsed() < Duration::from_secs(5), "the park ran on");
-        assert!(
-            watcher.unwatch_peer(&peer_remote),
-            "the watch ended the park"
-        );
-        assert_eq!(peer_remote.reap_for_peer(), 1);
-
-        // Unwatched again: the watcher parks to its deadline, and now the
-        // peer may watch it.
-        std::io::Write::write_all(&mut b, b"z").expect("write");
-        let start = Instant::now();
-        assert!(!watcher.park(Some(start + Duration::from_millis(100))));
-        assert!(start.elapsed() >= Duration::from_millis(100));
-        assert!(!watcher.unwatch_peer(&peer_remote));
-        assert!(peer.watch_peer(0, &watcher_remote));
-        assert!(!peer.unwatch_peer(&watcher_remote));
-        drop(registration);
-    }
-
-    /// A peer that reaps the epoll of a worker parked with a watch on a
-    /// third one takes that watch's (one-shot) event: it wakes the owner,
-    /// which would otherwise sleep on with its watch spent.
-    #[test]
-    fn a_reap_that_takes_a_watch_event_wakes_its_owner() {
-        let ((mut owner, owner_remote), (_stuck, stuck_remote), registration, _a, mut b) =
-            driver_pair();
-        assert!(owner.watch_peer(1, &stuck_remote));
-        std::io::Write::write_all(&mut b, b"x").expect("write");
-        assert_eq!(
-            owner_remote.reap_for_peer(),
-            0,
-            "a watch event is no socket's"
-        );
-        let start = Instant::now();
-        assert!(!owner.park(Some(start + Duration::from_secs(10))));
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the owner slept on"
-        );
-        assert!(
-            !owner.unwatch_peer(&stuck_remote),
-            "the peer took the event"
-        );
-        assert_eq!(stuck_remote.reap_for_peer(), 1, "the readiness stayed");
         drop(registration);
     }
 }

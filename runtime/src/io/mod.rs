@@ -309,32 +309,6 @@ impl WorkerIo {
             WorkerIo::Epoll(d) => d.park(deadline),
         }
     }
-
-    /// True for the epoll driver.
-    pub(crate) fn is_epoll(&self) -> bool {
-        matches!(self, WorkerIo::Epoll(_))
-    }
-
-    /// Epoll: for the next park, also wakes on readiness arriving at peer
-    /// `index`'s epoll (`peer`), whose worker is stuck in a poll (see
-    /// `epoll::Driver::watch_peer`). False under io_uring (a stuck ring's
-    /// completions have the monitor's rule and the park watch) or if the
-    /// kernel refused.
-    pub(crate) fn watch_peer(&mut self, index: usize, peer: &RemoteIo) -> bool {
-        match (self, peer) {
-            (WorkerIo::Epoll(d), RemoteIo::Epoll(r)) => d.watch_peer(index, r),
-            _ => false,
-        }
-    }
-
-    /// Ends [`watch_peer`](Self::watch_peer)'s watch after the park.
-    /// True if the peer's readiness ended the park.
-    pub(crate) fn unwatch_peer(&mut self, peer: &RemoteIo) -> bool {
-        match (self, peer) {
-            (WorkerIo::Epoll(d), RemoteIo::Epoll(r)) => d.unwatch_peer(r),
-            _ => false,
-        }
-    }
 }
 
 impl RemoteIo {

@@ -117,10 +117,6 @@ pub(crate) struct WorkerCtx {
     /// after it watches as a worker with io does (see
     /// [`arm_park_watch`](Self::arm_park_watch)).
     idle_spin_skipped: Cell<bool>,
-    /// A peer and its poll counter, whose epoll a park watched
-    /// ([`watch_stuck_peer`](Self::watch_stuck_peer)) and which woke that
-    /// park with nothing to take: not watched again during that poll.
-    fruitless_peer_watch: Cell<Option<(usize, u64)>>,
     /// The park watch's back-off (see [`arm_park_watch`](Self::arm_park_watch)):
     /// watches left to skip after watches that found the peer's poll
     /// over, and the skip count the next such miss doubles.
@@ -382,7 +378,6 @@ impl WorkerCtx {
             idle_spin_skips: Cell::new(0),
             idle_spin_backoff: Cell::new(0),
             idle_spin_skipped: Cell::new(false),
-            fruitless_peer_watch: Cell::new(None),
             watch_skips: Cell::new(0),
             watch_backoff: Cell::new(0),
             watched_poll: Cell::new(None),
@@ -1297,9 +1292,8 @@ impl WorkerCtx {
     /// back-off at its top, and the spin was skipped just when a slow
     /// request sat behind another on the other worker: a third of the
     /// rounds ran three of the four on one worker (tokio: 3%), 0.81–0.86×
-    /// tokio's requests per second; 0.90–0.98× with this rule, the park
-    /// watch after a skipped spin and the epoll watch of a stuck peer
-    /// (docs/BENCHMARKS.md, "Epoll's fan-out: an idle worker that looks").
+    /// tokio's requests per second; 0.91–0.95× with this rule and the
+    /// park watch after a skipped spin (docs/BENCHMARKS.md, "Epoll's fan-out: an idle worker that looks").
     fn spin_for_work(&self) -> bool {
         let limit = self.shared().config.idle_spin;
         self.idle_spin_skipped.set(false);
@@ -1573,19 +1567,7 @@ impl WorkerCtx {
                 (Some(a), Some((_, _, b))) => Some(a.min(b)),
                 (a, b) => a.or(b.map(|(_, _, at)| at)),
             };
-            // (Under shuttle a worker never waits in its driver.)
-            let peer = if cfg!(weft_shuttle) {
-                None
-            } else {
-                self.watch_stuck_peer()
-            };
             io_woke = self.park_worker(deadline);
-            if let Some((peer, seq)) = peer {
-                let woke = self.io.borrow_mut().unwatch_peer(&shared.remotes[peer].io);
-                if woke {
-                    self.reap_watched_peer(peer, seq);
-                }
-            }
             if let Some(watch) = watch {
                 self.end_park_watch(watch, io_woke);
             }
@@ -1600,61 +1582,6 @@ impl WorkerCtx {
             }
         }
         io_woke
-    }
-
-    /// Epoll, about to park: a peer with sockets on its epoll, not parked,
-    /// inside a poll the monitor marked stalled or this worker saw outlast
-    /// `steal_age`, gets its epoll watched for this park (see
-    /// `epoll::Driver::watch_peer`): readiness arriving there while that
-    /// poll goes on wakes this worker, which takes it
-    /// ([`reap_watched_peer`](Self::reap_watched_peer)) instead of waiting
-    /// for the monitor's next sample (250 µs, and later on a loaded
-    /// machine: on the fan-out echo, whose connections all sit on the
-    /// first worker's epoll, a request that arrived during a 1 ms poll
-    /// waited up to the end of it while the other worker slept). The peer
-    /// watched, if any.
-    ///
-    /// Returns the peer watched and its poll counter then.
-    fn watch_stuck_peer(&self) -> Option<(usize, u64)> {
-        if self.poll_sightings.is_empty() || !self.io.borrow().is_epoll() {
-            return None;
-        }
-        let shared = self.shared();
-        let fruitless = self.fruitless_peer_watch.get();
-        let (peer, seq) = (0..shared.remotes.len()).find_map(|v| {
-            let remote = &shared.remotes[v];
-            let seq = remote.watch.poll_seq();
-            let stuck = v != self.index
-                && fruitless != Some((v, seq))
-                && remote.io.registered() > 0
-                && !remote.parked.load(Relaxed)
-                && (remote.watch.is_stalled() || self.poll_outlasted(v));
-            stuck.then_some((v, seq))
-        })?;
-        self.io
-            .borrow_mut()
-            .watch_peer(peer, &shared.remotes[peer].io)
-            .then_some((peer, seq))
-    }
-
-    /// A watched peer's epoll ended the park (`watch_stuck_peer`): takes
-    /// its readiness here if the peer is still inside the poll it was
-    /// watched for (else the owner takes it). A worker that is not
-    /// searching would not reach `reap_stuck_peers` in `steal_work`, and
-    /// would park, watch and wake again. A wake that finds nothing (the
-    /// owner's own wakeup event, left pending: the reap writes it back)
-    /// stops the watches of that poll.
-    fn reap_watched_peer(&self, peer: usize, seq: u64) {
-        let remote = &self.shared().remotes[peer];
-        if remote.watch.poll_seq() != seq {
-            return;
-        }
-        // As in `reap_stuck_peers`: not an io pass of this worker's own.
-        let pass_at = self.io_pass_at.get();
-        let reaped = self.with_io(|| remote.io.reap_for_peer());
-        self.io_pass_at.set(pass_at);
-        self.fruitless_peer_watch
-            .set((reaped == 0).then_some((peer, seq)));
     }
 
     /// About to park while a peer is inside a poll with work behind it
